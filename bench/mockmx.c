@@ -1,0 +1,803 @@
+/* bench/mockmx.c - `sluice mockmx`: a fake MX on io_uring for tests and
+ * benchmarks. Speaks ESMTP with PIPELINING and CHUNKING, counts messages,
+ * recipients and bytes, optionally stores each message (--store), and
+ * injects faults: reply codes per command with a probability, greylisting,
+ * disconnects in the middle of DATA, slow replies, silence. It must cost
+ * less per message than any sender it measures, so it parses in place and
+ * answers a whole pipelined batch with one send. */
+#define _GNU_SOURCE
+#include "bench.h"
+#include "../engine/util.h"
+#include "../shards/ring.h"
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { MOP_ACCEPT = 1, MOP_RECV, MOP_SEND, MOP_CLOSE, MOP_SLOW, MOP_CANCEL };
+enum fcmd { F_CONNECT, F_EHLO, F_MAIL, F_RCPT, F_DATA, F_DOT, F_NCMDS };
+static const char *const fcmd_names[F_NCMDS] = { "connect", "ehlo", "mail", "rcpt", "data", "dot" };
+
+#define MAX_LISTEN 16
+#define MAX_FAULTS 16
+#define INBUF_MAX (256 * 1024)
+#define RCPT_STORE_MAX 1000
+
+struct fault { int cmd; int code; double prob; };
+
+struct mx_opts {
+	struct sockaddr_storage listen[MAX_LISTEN];
+	socklen_t listen_len[MAX_LISTEN];
+	unsigned nlisten;
+	unsigned threads;
+	const char *store;
+	struct fault faults[MAX_FAULTS];
+	unsigned nfaults;
+	bool greylist;
+	double disconnect_data;
+	int slow_ms;
+	bool silent, pipelining, chunking;
+	double max_time;
+	const char *stats_path;
+	unsigned seed;
+};
+
+struct mx_stats { _Atomic uint64_t connections, messages, recipients, bytes, rejected, disconnects; };
+
+enum mstate { M_CMD, M_DATA, M_BDAT, M_CLOSING };
+
+struct mconn {
+	int fd;
+	uint32_t gen;
+	bool used;
+	enum mstate state;
+	unsigned ops;
+	bool sending, recv_armed, quit, drop_in_data, slow_pending;
+	char *in;
+	size_t inlen, incap;
+	struct buf wbuf, pbuf;
+	size_t woff;
+	/* transaction */
+	bool have_mail;
+	unsigned nrcpt;
+	struct buf sender, rcpts, body;
+	uint64_t data_bytes;
+	uint64_t bdat_left;
+	bool bdat_last, bdat_fail;
+	struct ring_ts slow_ts;
+};
+
+struct mx_thread {
+	unsigned index;
+	const struct mx_opts *o;
+	struct mx_stats *st;
+	pthread_t tid;
+	struct ring *ring;
+	int lfd[MAX_LISTEN];
+	struct mconn *conns;
+	unsigned nconns;
+	uint64_t rng;
+	uint64_t stored;
+	uint64_t *grey;      /* open-addressing set of recipient hashes */
+	size_t grey_cap, grey_n;
+};
+
+static volatile sig_atomic_t mx_stop;
+static void mx_on_signal(int sig) { (void)sig; mx_stop = 1; }
+
+static double rnd(struct mx_thread *t)
+{
+	t->rng ^= t->rng << 13;
+	t->rng ^= t->rng >> 7;
+	t->rng ^= t->rng << 17;
+	return (double)(t->rng >> 11) / 9007199254740992.0;
+}
+
+/* The injected failure for cmd, or 0. */
+static int fault_for(struct mx_thread *t, int cmd)
+{
+	for (unsigned i = 0; i < t->o->nfaults; i++) {
+		const struct fault *f = &t->o->faults[i];
+		if (f->cmd == cmd && rnd(t) < f->prob)
+			return f->code;
+	}
+	return 0;
+}
+
+static void reply_fault(struct mconn *c, int code, const char *cmd)
+{
+	buf_printf(&c->pbuf, "%d %c.%s mockmx: injected %d on %s\r\n", code, '0' + code / 100,
+	           code >= 500 ? "1.1" : "3.0", code, cmd);
+}
+
+static uint64_t hash_str(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h | 1;
+}
+
+/* True the first time a recipient is seen (greylisting). */
+static bool grey_first(struct mx_thread *t, const char *s, size_t n)
+{
+	if (t->grey_n * 2 >= t->grey_cap) {
+		size_t cap = t->grey_cap ? t->grey_cap * 2 : 4096;
+		uint64_t *g = xcalloc(cap, sizeof(*g));
+		for (size_t i = 0; i < t->grey_cap; i++)
+			if (t->grey[i]) {
+				size_t j = t->grey[i] & (cap - 1);
+				while (g[j])
+					j = (j + 1) & (cap - 1);
+				g[j] = t->grey[i];
+			}
+		free(t->grey);
+		t->grey = g;
+		t->grey_cap = cap;
+	}
+	uint64_t h = hash_str(s, n);
+	size_t j = h & (t->grey_cap - 1);
+	while (t->grey[j]) {
+		if (t->grey[j] == h)
+			return false;
+		j = (j + 1) & (t->grey_cap - 1);
+	}
+	t->grey[j] = h;
+	t->grey_n++;
+	return true;
+}
+
+static void txn_reset(struct mconn *c)
+{
+	c->have_mail = false;
+	c->nrcpt = 0;
+	c->sender.len = c->rcpts.len = c->body.len = 0;
+	c->data_bytes = 0;
+}
+
+static void store_message(struct mx_thread *t, struct mconn *c)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%u-%llu.eml", t->o->store, t->index,
+	         (unsigned long long)t->stored++);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		warnx_("mockmx: cannot store %s: %s", path, strerror(errno));
+		return;
+	}
+	struct buf h = { 0 };
+	buf_adds(&h, "X-Sender: <");
+	buf_add(&h, c->sender.p, c->sender.len);
+	buf_adds(&h, ">\n");
+	buf_add(&h, c->rcpts.p, c->rcpts.len);
+	bool ok = write(fd, h.p, h.len) == (ssize_t)h.len &&
+	          write(fd, c->body.p, c->body.len) == (ssize_t)c->body.len;
+	if (!ok)
+		warnx_("mockmx: short write to %s", path);
+	close(fd);
+	buf_free(&h);
+}
+
+static void message_complete(struct mx_thread *t, struct mconn *c)
+{
+	int f = fault_for(t, F_DOT);
+	if (f) {
+		reply_fault(c, f, "end of data");
+		atomic_fetch_add(&t->st->rejected, 1);
+	} else {
+		atomic_fetch_add(&t->st->messages, 1);
+		atomic_fetch_add(&t->st->recipients, c->nrcpt);
+		atomic_fetch_add(&t->st->bytes, c->data_bytes);
+		if (t->o->store)
+			store_message(t, c);
+		buf_adds(&c->pbuf, "250 2.0.0 Ok: queued as mockmx\r\n");
+	}
+	txn_reset(c);
+}
+
+/* Extracts the address between < and > after the colon of MAIL/RCPT. */
+static bool path_arg(const char *line, size_t n, const char **a, size_t *alen)
+{
+	const char *lt = memchr(line, '<', n);
+	if (!lt)
+		return false;
+	const char *gt = memchr(lt, '>', (size_t)(line + n - lt));
+	if (!gt)
+		return false;
+	*a = lt + 1;
+	*alen = (size_t)(gt - lt - 1);
+	return true;
+}
+
+static void on_command(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
+{
+	int f;
+	const char *a;
+	size_t alen;
+	if (prefix_ci(line, n, "EHLO") || prefix_ci(line, n, "HELO")) {
+		if ((f = fault_for(t, F_EHLO))) {
+			reply_fault(c, f, "EHLO");
+			return;
+		}
+		txn_reset(c);
+		if (toupper((unsigned char)line[0]) == 'H') {
+			buf_adds(&c->pbuf, "250 mockmx\r\n");
+			return;
+		}
+		buf_adds(&c->pbuf, "250-mockmx\r\n");
+		if (t->o->pipelining)
+			buf_adds(&c->pbuf, "250-PIPELINING\r\n");
+		if (t->o->chunking)
+			buf_adds(&c->pbuf, "250-CHUNKING\r\n");
+		buf_adds(&c->pbuf, "250-SIZE 104857600\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+		                   "250 ENHANCEDSTATUSCODES\r\n");
+	} else if (prefix_ci(line, n, "MAIL FROM:")) {
+		if (c->have_mail) {
+			buf_adds(&c->pbuf, "503 5.5.1 Error: nested MAIL command\r\n");
+		} else if ((f = fault_for(t, F_MAIL))) {
+			reply_fault(c, f, "MAIL");
+		} else if (!path_arg(line, n, &a, &alen)) {
+			buf_adds(&c->pbuf, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
+		} else {
+			c->have_mail = true;
+			buf_add(&c->sender, a, alen);
+			buf_adds(&c->pbuf, "250 2.1.0 Ok\r\n");
+		}
+	} else if (prefix_ci(line, n, "RCPT TO:")) {
+		if (!c->have_mail) {
+			buf_adds(&c->pbuf, "503 5.5.1 Error: need MAIL command\r\n");
+		} else if (!path_arg(line, n, &a, &alen)) {
+			buf_adds(&c->pbuf, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+		} else if ((f = fault_for(t, F_RCPT))) {
+			reply_fault(c, f, "RCPT");
+		} else if (t->o->greylist && grey_first(t, a, alen)) {
+			buf_adds(&c->pbuf, "451 4.7.1 mockmx: greylisted, try again later\r\n");
+		} else {
+			c->nrcpt++;
+			if (t->o->store && c->nrcpt <= RCPT_STORE_MAX) {
+				buf_adds(&c->rcpts, "X-Receiver: <");
+				buf_add(&c->rcpts, a, alen);
+				buf_adds(&c->rcpts, ">\n");
+			}
+			buf_adds(&c->pbuf, "250 2.1.5 Ok\r\n");
+		}
+	} else if (prefix_ci(line, n, "DATA") == n && n == 4) {
+		if (!c->have_mail || c->nrcpt == 0) {
+			buf_adds(&c->pbuf, "554 5.5.1 Error: no valid recipients\r\n");
+			txn_reset(c);
+		} else if ((f = fault_for(t, F_DATA))) {
+			reply_fault(c, f, "DATA");
+			txn_reset(c);
+		} else {
+			buf_adds(&c->pbuf, "354 End data with <CR><LF>.<CR><LF>\r\n");
+			c->state = M_DATA;
+			c->drop_in_data = rnd(t) < t->o->disconnect_data;
+		}
+	} else if (prefix_ci(line, n, "BDAT ")) {
+		char *end;
+		unsigned long long len = strtoull(line + 5, &end, 10);
+		c->bdat_left = len;
+		c->bdat_last = prefix_ci(end, (size_t)(line + n - end), " LAST") != 0;
+		c->bdat_fail = !c->have_mail || c->nrcpt == 0;
+		c->state = M_BDAT;
+		c->drop_in_data = rnd(t) < t->o->disconnect_data;
+	} else if (prefix_ci(line, n, "RSET")) {
+		txn_reset(c);
+		buf_adds(&c->pbuf, "250 2.0.0 Ok\r\n");
+	} else if (prefix_ci(line, n, "NOOP")) {
+		buf_adds(&c->pbuf, "250 2.0.0 Ok\r\n");
+	} else if (prefix_ci(line, n, "QUIT")) {
+		buf_adds(&c->pbuf, "221 2.0.0 Bye\r\n");
+		c->quit = true;
+	} else {
+		buf_adds(&c->pbuf, "502 5.5.2 Error: command not recognized\r\n");
+	}
+}
+
+/* One DATA line (with its line ending). Returns true at the final dot. */
+static bool on_data_line(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
+{
+	if ((n == 3 && !memcmp(line, ".\r\n", 3)) || (n == 2 && !memcmp(line, ".\n", 2)))
+		return true;
+	if (line[0] == '.') {
+		line++;
+		n--;
+	}
+	c->data_bytes += n;
+	if (t->o->store)
+		buf_add(&c->body, line, n);
+	return false;
+}
+
+/* Consumes what is in c->in; returns false when the connection must drop. */
+static bool process(struct mx_thread *t, struct mconn *c)
+{
+	size_t off = 0;
+	while (off < c->inlen && !c->quit) {
+		char *p = c->in + off;
+		size_t avail = c->inlen - off;
+		if (c->state == M_BDAT) {
+			if (c->drop_in_data)
+				return false;
+			size_t take = avail < c->bdat_left ? avail : (size_t)c->bdat_left;
+			c->data_bytes += take;
+			if (t->o->store && !c->bdat_fail)
+				buf_add(&c->body, p, take);
+			c->bdat_left -= take;
+			off += take;
+			if (c->bdat_left)
+				break;
+			c->state = M_CMD;
+			if (c->bdat_fail) {
+				buf_adds(&c->pbuf, "554 5.5.1 Error: no valid recipients\r\n");
+				txn_reset(c);
+			} else if (c->bdat_last) {
+				message_complete(t, c);
+			} else {
+				buf_adds(&c->pbuf, "250 2.0.0 chunk ok\r\n");
+			}
+			continue;
+		}
+		char *nl = memchr(p, '\n', avail);
+		if (!nl) {
+			if (avail >= INBUF_MAX / 2)
+				return false; /* a line without end: drop the client */
+			break;
+		}
+		size_t n = (size_t)(nl - p) + 1;
+		off += n;
+		if (c->state == M_DATA) {
+			if (c->drop_in_data)
+				return false;
+			if (on_data_line(t, c, p, n)) {
+				c->state = M_CMD;
+				message_complete(t, c);
+			}
+			continue;
+		}
+		size_t ln = n - 1;
+		if (ln && p[ln - 1] == '\r')
+			ln--;
+		on_command(t, c, p, ln);
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+	}
+	return true;
+}
+
+static uint64_t mud(struct mx_thread *t, struct mconn *c, unsigned op)
+{
+	return ring_ud(op, (uint32_t)(c - t->conns), c->gen);
+}
+
+static void mx_recv(struct mx_thread *t, struct mconn *c)
+{
+	if (c->recv_armed || c->state == M_CLOSING)
+		return;
+	if (c->incap - c->inlen < 4096) {
+		c->incap = c->incap ? c->incap * 2 : 16384;
+		c->in = xrealloc(c->in, c->incap);
+	}
+	ring_recv(t->ring, c->fd, c->in + c->inlen, c->incap - c->inlen, mud(t, c, MOP_RECV));
+	c->ops++;
+	c->recv_armed = true;
+}
+
+static void mx_close(struct mx_thread *t, struct mconn *c)
+{
+	if (c->state != M_CLOSING) {
+		c->state = M_CLOSING;
+		if (c->ops) {
+			ring_cancel_fd(t->ring, c->fd, mud(t, c, MOP_CANCEL));
+			c->ops++;
+		}
+	}
+	if (c->ops == 0 && c->fd >= 0) {
+		ring_close(t->ring, c->fd, mud(t, c, MOP_CLOSE));
+		c->fd = -1;
+		c->ops++;
+	}
+}
+
+static void mx_flush(struct mx_thread *t, struct mconn *c)
+{
+	if (c->sending || c->pbuf.len == 0 || c->state == M_CLOSING || c->slow_pending)
+		return;
+	if (t->o->slow_ms > 0) {
+		/* Slow server: hold the replies for slow_ms, then send. */
+		c->slow_pending = true;
+		c->slow_ts.tv_sec = t->o->slow_ms / 1000;
+		c->slow_ts.tv_nsec = (long long)(t->o->slow_ms % 1000) * 1000000;
+		ring_timeout(t->ring, &c->slow_ts, mud(t, c, MOP_SLOW));
+		c->ops++;
+		return;
+	}
+	struct buf tmp = c->wbuf;
+	c->wbuf = c->pbuf;
+	c->pbuf = tmp;
+	c->pbuf.len = 0;
+	c->woff = 0;
+	ring_send(t->ring, c->fd, c->wbuf.p, c->wbuf.len, mud(t, c, MOP_SEND));
+	c->ops++;
+	c->sending = true;
+}
+
+static void mx_accept(struct mx_thread *t, int fd)
+{
+	unsigned i;
+	for (i = 0; i < t->nconns && t->conns[i].used; i++)
+		;
+	if (i == t->nconns) {
+		unsigned n = t->nconns ? t->nconns * 2 : 64;
+		if (n > (1u << 20)) {
+			close(fd);
+			return;
+		}
+		t->conns = xrealloc(t->conns, n * sizeof(*t->conns));
+		memset(t->conns + t->nconns, 0, (n - t->nconns) * sizeof(*t->conns));
+		t->nconns = n;
+	}
+	struct mconn *c = &t->conns[i];
+	uint32_t gen = c->gen + 1;
+	char *in = c->in;
+	size_t incap = c->incap;
+	struct buf w = c->wbuf, p = c->pbuf, s = c->sender, r = c->rcpts, b = c->body;
+	memset(c, 0, sizeof(*c));
+	c->in = in;
+	c->incap = incap;
+	w.len = p.len = s.len = r.len = b.len = 0;
+	c->wbuf = w; c->pbuf = p; c->sender = s; c->rcpts = r; c->body = b;
+	c->gen = gen;
+	c->used = true;
+	c->fd = fd;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	atomic_fetch_add(&t->st->connections, 1);
+	if (!t->o->silent) {
+		int f = fault_for(t, F_CONNECT);
+		if (f) {
+			reply_fault(c, f, "connect");
+			c->quit = true;
+		} else {
+			buf_adds(&c->pbuf, "220 mockmx ESMTP ready\r\n");
+		}
+		mx_flush(t, c);
+	}
+	mx_recv(t, c);
+}
+
+static void mx_cqe(struct mx_thread *t, const struct ring_cqe *e)
+{
+	unsigned op = ring_ud_op(e->user_data);
+	if (op == MOP_ACCEPT) {
+		if (e->res >= 0)
+			mx_accept(t, e->res);
+		if (!ring_more(e)) /* multishot ended: re-arm it */
+			ring_accept_multishot(t->ring, t->lfd[ring_ud_slot(e->user_data)], e->user_data);
+		return;
+	}
+	uint32_t slot = ring_ud_slot(e->user_data);
+	if (slot >= t->nconns)
+		return;
+	struct mconn *c = &t->conns[slot];
+	if (!c->used || c->gen != ring_ud_gen(e->user_data))
+		return;
+	c->ops--;
+	if (op == MOP_CLOSE) {
+		c->used = false;
+		return;
+	}
+	if (op == MOP_RECV)
+		c->recv_armed = false;
+	if (op == MOP_SEND)
+		c->sending = false;
+	if (op == MOP_SLOW)
+		c->slow_pending = false;
+	if (c->state == M_CLOSING) {
+		mx_close(t, c);
+		return;
+	}
+	switch (op) {
+	case MOP_RECV:
+		if (e->res <= 0) {
+			mx_close(t, c);
+			return;
+		}
+		c->inlen += (size_t)e->res;
+		if (t->o->silent) {
+			c->inlen = 0;
+		} else if (!process(t, c)) {
+			atomic_fetch_add(&t->st->disconnects, 1);
+			mx_close(t, c);
+			return;
+		}
+		if (!c->quit)
+			mx_recv(t, c);
+		break;
+	case MOP_SEND:
+		if (e->res < 0) {
+			mx_close(t, c);
+			return;
+		}
+		c->woff += (size_t)e->res;
+		if (c->woff < c->wbuf.len) {
+			ring_send(t->ring, c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, mud(t, c, MOP_SEND));
+			c->ops++;
+			c->sending = true;
+			return;
+		}
+		c->wbuf.len = 0;
+		if (c->quit && c->pbuf.len == 0) {
+			mx_close(t, c);
+			return;
+		}
+		break;
+	case MOP_SLOW:
+		break;
+	}
+	if (op == MOP_SLOW && c->pbuf.len && !c->sending) {
+		struct buf tmp = c->wbuf;
+		c->wbuf = c->pbuf;
+		c->pbuf = tmp;
+		c->pbuf.len = 0;
+		c->woff = 0;
+		ring_send(t->ring, c->fd, c->wbuf.p, c->wbuf.len, mud(t, c, MOP_SEND));
+		c->ops++;
+		c->sending = true;
+		return;
+	}
+	mx_flush(t, c);
+}
+
+static int listen_on(const struct sockaddr_storage *a, socklen_t len, bool reuseport)
+{
+	int fd = socket(a->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fatal("mockmx: socket: %s", strerror(errno));
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)a, len) != 0)
+		fatal("mockmx: cannot listen: bind: %s", strerror(errno));
+	if (listen(fd, 4096) != 0)
+		fatal("mockmx: listen: %s", strerror(errno));
+	return fd;
+}
+
+static void *mx_thread_main(void *arg)
+{
+	struct mx_thread *t = arg;
+	t->ring = ring_new(1024);
+	for (unsigned i = 0; i < t->o->nlisten; i++)
+		ring_accept_multishot(t->ring, t->lfd[i], ring_ud(MOP_ACCEPT, i, 0));
+	struct ring_cqe cqes[256];
+	double end = t->o->max_time > 0 ? now_mono_s() + t->o->max_time : 0;
+	while (!mx_stop && (end == 0 || now_mono_s() < end)) {
+		ring_submit_wait(t->ring, 100);
+		unsigned n;
+		while ((n = ring_reap(t->ring, cqes, 256)) > 0)
+			for (unsigned i = 0; i < n; i++)
+				mx_cqe(t, &cqes[i]);
+	}
+	mx_stop = 1;
+	for (unsigned i = 0; i < t->nconns; i++) {
+		struct mconn *c = &t->conns[i];
+		if (c->used && c->fd >= 0)
+			close(c->fd);
+		free(c->in);
+		buf_free(&c->wbuf);
+		buf_free(&c->pbuf);
+		buf_free(&c->sender);
+		buf_free(&c->rcpts);
+		buf_free(&c->body);
+	}
+	free(t->conns);
+	free(t->grey);
+	ring_free(t->ring);
+	return NULL;
+}
+
+static void parse_listen(struct mx_opts *o, const char *spec)
+{
+	if (o->nlisten == MAX_LISTEN)
+		fatal("mockmx: at most %d --listen", MAX_LISTEN);
+	const char *colon = strrchr(spec, ':');
+	long port;
+	if (!colon || !parse_uint(colon + 1, 1, 65535, &port))
+		fatal("mockmx: --listen %s: expected ADDR:PORT", spec);
+	char host[64];
+	size_t hl = (size_t)(colon - spec);
+	if (hl >= sizeof(host))
+		fatal("mockmx: --listen %s: bad address", spec);
+	memcpy(host, spec, hl);
+	host[hl] = 0;
+	char *h = host;
+	if (h[0] == '[' && hl > 2 && h[hl - 1] == ']') {
+		h[hl - 1] = 0;
+		h++;
+	}
+	struct sockaddr_storage *ss = &o->listen[o->nlisten];
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+		if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127)
+			fatal("mockmx: --listen %s: only loopback addresses (127.0.0.0/8, ::1)", spec);
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		o->listen_len[o->nlisten] = sizeof(*a4);
+	} else if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+		if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
+			fatal("mockmx: --listen %s: only loopback addresses (127.0.0.0/8, ::1)", spec);
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		o->listen_len[o->nlisten] = sizeof(*a6);
+	} else {
+		fatal("mockmx: --listen %s: not a numeric address", spec);
+	}
+	o->nlisten++;
+}
+
+static void parse_fault(struct mx_opts *o, const char *spec)
+{
+	char cmd[16];
+	int code;
+	double prob;
+	if (o->nfaults == MAX_FAULTS)
+		fatal("mockmx: at most %d --fail", MAX_FAULTS);
+	if (sscanf(spec, "%15[a-z]:%d:%lf", cmd, &code, &prob) != 3 || code < 400 || code > 599 ||
+	    prob < 0 || prob > 1)
+		fatal("mockmx: --fail %s: expected CMD:CODE:PROBABILITY, e.g. rcpt:451:0.05", spec);
+	int k = -1;
+	for (int i = 0; i < F_NCMDS; i++)
+		if (!strcmp(cmd, fcmd_names[i]))
+			k = i;
+	if (!strcmp(cmd, "helo"))
+		k = F_EHLO;
+	if (k < 0)
+		fatal("mockmx: --fail %s: CMD is one of connect, ehlo, mail, rcpt, data, dot", spec);
+	o->faults[o->nfaults++] = (struct fault){ k, code, prob };
+}
+
+static void mx_usage(FILE *f)
+{
+	fputs("usage: sluice mockmx --listen ADDR:PORT [--listen ...] [options]\n"
+	      "A fake MX for tests and benchmarks (loopback addresses only).\n\n"
+	      "  --listen ADDR:PORT        address to accept SMTP on (repeatable)\n"
+	      "  --threads N               io_uring threads (default 1)\n"
+	      "  --store DIR               write each accepted message to DIR (with envelope)\n"
+	      "  --fail CMD:CODE:P         answer CMD with CODE with probability P; CMD is\n"
+	      "                            connect, ehlo, mail, rcpt, data or dot (repeatable)\n"
+	      "  --greylist                first RCPT of each address gets 451 4.7.1\n"
+	      "  --disconnect-data P       drop the connection inside DATA/BDAT with probability P\n"
+	      "  --slow MS                 hold every batch of replies for MS milliseconds\n"
+	      "  --silent                  accept connections and never answer\n"
+	      "  --no-pipelining, --no-chunking   do not offer these extensions\n"
+	      "  --max-time SECONDS        exit after this long\n"
+	      "  --stats FILE              write the counters as JSON to FILE at exit\n"
+	      "  --seed N                  seed for the fault dice\n"
+	      "The counters are printed as JSON on standard output at exit (SIGTERM/SIGINT).\n", f);
+}
+
+static double cpu_self(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+int mockmx_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, 0, 'l' }, { "threads", required_argument, 0, 't' },
+		{ "store", required_argument, 0, 's' }, { "fail", required_argument, 0, 'f' },
+		{ "greylist", no_argument, 0, 'g' }, { "disconnect-data", required_argument, 0, 'd' },
+		{ "slow", required_argument, 0, 'w' }, { "silent", no_argument, 0, 'q' },
+		{ "no-pipelining", no_argument, 0, 'P' }, { "no-chunking", no_argument, 0, 'C' },
+		{ "max-time", required_argument, 0, 'm' }, { "stats", required_argument, 0, 'S' },
+		{ "seed", required_argument, 0, 'r' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	static struct mx_opts o;
+	memset(&o, 0, sizeof(o));
+	o.threads = 1;
+	o.pipelining = o.chunking = true;
+	o.seed = 12345;
+	int c;
+	long v;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': parse_listen(&o, optarg); break;
+		case 't':
+			if (!parse_uint(optarg, 1, 256, &v))
+				fatal("mockmx: --threads 1..256");
+			o.threads = (unsigned)v;
+			break;
+		case 's': o.store = optarg; break;
+		case 'f': parse_fault(&o, optarg); break;
+		case 'g': o.greylist = true; break;
+		case 'd': o.disconnect_data = strtod(optarg, NULL); break;
+		case 'w':
+			if (!parse_uint(optarg, 0, 600000, &v))
+				fatal("mockmx: --slow MS (0..600000)");
+			o.slow_ms = (int)v;
+			break;
+		case 'q': o.silent = true; break;
+		case 'P': o.pipelining = false; break;
+		case 'C': o.chunking = false; break;
+		case 'm': o.max_time = strtod(optarg, NULL); break;
+		case 'S': o.stats_path = optarg; break;
+		case 'r': o.seed = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'h': mx_usage(stdout); return 0;
+		default: mx_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		fatal("mockmx: unexpected argument '%s'", argv[optind]);
+	if (o.nlisten == 0)
+		fatal("mockmx: give at least one --listen ADDR:PORT (see --help)");
+	if (o.store && mkdir(o.store, 0755) != 0 && errno != EEXIST)
+		fatal("mockmx: cannot create %s: %s", o.store, strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = mx_on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	static struct mx_stats st;
+	struct mx_thread *th = xcalloc(o.threads, sizeof(*th));
+	for (unsigned i = 0; i < o.threads; i++) {
+		th[i].index = i;
+		th[i].o = &o;
+		th[i].st = &st;
+		th[i].rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)o.seed * 2654435761u + i + 1);
+		for (unsigned k = 0; k < o.nlisten; k++)
+			th[i].lfd[k] = listen_on(&o.listen[k], o.listen_len[k], o.threads > 1);
+	}
+	fprintf(stderr, "mockmx: listening (%u listener%s, %u thread%s)\n", o.nlisten,
+	        o.nlisten == 1 ? "" : "s", o.threads, o.threads == 1 ? "" : "s");
+	double t0 = now_mono_s();
+	for (unsigned i = 0; i < o.threads; i++)
+		if (pthread_create(&th[i].tid, NULL, mx_thread_main, &th[i]) != 0)
+			fatal("mockmx: cannot start thread");
+	for (unsigned i = 0; i < o.threads; i++)
+		pthread_join(th[i].tid, NULL);
+	double secs = now_mono_s() - t0;
+	struct buf j = { 0 };
+	buf_printf(&j, "{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
+	           "\"rejected\":%llu,\"disconnects\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
+	           (unsigned long long)st.connections, (unsigned long long)st.messages,
+	           (unsigned long long)st.recipients, (unsigned long long)st.bytes,
+	           (unsigned long long)st.rejected, (unsigned long long)st.disconnects, cpu_self(), secs);
+	fputs(j.p, stdout);
+	fflush(stdout);
+	if (o.stats_path) {
+		FILE *f = fopen(o.stats_path, "w");
+		if (f) {
+			fputs(j.p, f);
+			fclose(f);
+		}
+	}
+	buf_free(&j);
+	for (unsigned i = 0; i < o.threads; i++)
+		for (unsigned k = 0; k < o.nlisten; k++)
+			close(th[i].lfd[k]);
+	free(th);
+	return 0;
+}

@@ -1,0 +1,239 @@
+/* bench/spoolgen.c - `sluice spoolgen` and `sluice inject`: write spool
+ * files the safe way (tmp/ then rename into new/). spoolgen makes a
+ * realistic test spool: distinct recipients over K domains, varied
+ * headers, lines starting with '.', a lone '.', long lines, 8-bit text,
+ * LF and CRLF files. */
+#define _GNU_SOURCE
+#include "bench.h"
+#include "../engine/envelope.h"
+#include "../engine/util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void ensure_spool(const char *dir)
+{
+	char p[4096];
+	const char *subs[] = { "", "/tmp", "/new" };
+	for (size_t i = 0; i < ARRAY_LEN(subs); i++) {
+		snprintf(p, sizeof(p), "%s%s", dir, subs[i]);
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			fatal("cannot create %s: %s", p, strerror(errno));
+	}
+}
+
+/* Writes data as SPOOL/tmp/NAME, then renames it to SPOOL/new/NAME. */
+static void spool_write(const char *dir, const char *name, const char *data, size_t len)
+{
+	char tmp[4096], dst[4096];
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name);
+	snprintf(dst, sizeof(dst), "%s/new/%s", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fatal("cannot create %s: %s", tmp, strerror(errno));
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+		if (n <= 0)
+			fatal("cannot write %s: %s", tmp, strerror(errno));
+		off += (size_t)n;
+	}
+	if (close(fd) != 0)
+		fatal("cannot write %s: %s", tmp, strerror(errno));
+	if (rename(tmp, dst) != 0)
+		fatal("cannot rename %s to %s: %s", tmp, dst, strerror(errno));
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static const char *const words[] = {
+	"newsletter", "offer", "your", "account", "update", "spring", "sale", "Grüße", "café",
+	"über", "delivery", "invoice", "welcome", "subscription", "the", "and", "of", "news",
+	"naïve", "résumé", "week", "price", "order", "shipped", "thanks",
+};
+
+static void add_text_line(struct buf *b, uint64_t *rng, size_t width, const char *eol)
+{
+	size_t start = b->len;
+	while (b->len - start < width) {
+		buf_adds(b, words[rng_next(rng) % ARRAY_LEN(words)]);
+		buf_adds(b, " ");
+	}
+	b->len--; /* no trailing space */
+	buf_adds(b, eol);
+}
+
+static void make_message(struct buf *b, uint64_t i, unsigned nrcpt, unsigned domains, size_t size,
+                         uint64_t seed, bool crlf)
+{
+	const char *eol = crlf ? "\r\n" : "\n";
+	uint64_t rng = seed * 0x9e3779b97f4a7c15ull + i + 1;
+	unsigned d0 = (unsigned)((i * nrcpt) % domains);
+	buf_printf(b, "X-Sender: <bounces+%llu@sender.example>%s", (unsigned long long)i, eol);
+	for (unsigned r = 0; r < nrcpt; r++) {
+		uint64_t k = i * nrcpt + r;
+		buf_printf(b, "X-Receiver: <user%llu@d%llu.example>%s", (unsigned long long)k,
+		           (unsigned long long)(k % domains), eol);
+	}
+	buf_printf(b, "X-Job: spoolgen-%llu%s", (unsigned long long)seed, eol);
+	size_t body_start = b->len;
+	buf_printf(b, "From: \"Sender Example\" <news@sender.example>%s", eol);
+	buf_printf(b, "To: <user%llu@d%u.example>%s", (unsigned long long)(i * nrcpt), d0, eol);
+	buf_printf(b, "Subject: Issue %llu: %s news for you%s", (unsigned long long)i,
+	           words[i % ARRAY_LEN(words)], eol);
+	buf_printf(b, "Date: Thu, 26 Nov 2026 05:00:00 +0000%s", eol);
+	buf_printf(b, "Message-ID: <spoolgen-%llu-%llu@sender.example>%s", (unsigned long long)seed,
+	           (unsigned long long)i, eol);
+	buf_printf(b, "MIME-Version: 1.0%sContent-Type: text/plain; charset=utf-8%s", eol, eol);
+	buf_printf(b, "Content-Transfer-Encoding: 8bit%s", eol);
+	buf_printf(b, "List-Unsubscribe: <https://sender.example/u/%llu>%s", (unsigned long long)i, eol);
+	buf_printf(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click%s", eol);
+	if (i % 3 == 0)
+		buf_printf(b, "Reply-To: help@sender.example%s", eol);
+	buf_printf(b, "Feedback-ID: %llu:spoolgen:sluice%s", (unsigned long long)(i % 7), eol);
+	buf_adds(b, eol);
+	buf_printf(b, "Hello user%llu,%s", (unsigned long long)(i * nrcpt), eol);
+	buf_printf(b, ".this line starts with a dot%s", eol);
+	buf_printf(b, "..and this one with two%s", eol);
+	add_text_line(b, &rng, 990, eol); /* close to the 998 limit */
+	unsigned line = 0;
+	while (b->len - body_start < size) {
+		if (line % 17 == 5)
+			buf_printf(b, ".%s", eol); /* a lone dot: must be stuffed */
+		else if (line % 11 == 3)
+			buf_printf(b, ". leading dot and space%s", eol);
+		else
+			add_text_line(b, &rng, 40 + rng_next(&rng) % 36, eol);
+		line++;
+	}
+	buf_printf(b, "-- %sunsubscribe: https://sender.example/u/%llu%s", eol, (unsigned long long)i, eol);
+}
+
+static void spoolgen_usage(FILE *f)
+{
+	fputs("usage: sluice spoolgen --spool DIR --count N [--size BYTES] [--domains K]\n"
+	      "                       [--recipients R] [--seed S] [--crlf|--lf]\n"
+	      "Writes N messages of about BYTES (default 3000) to SPOOL/new/ via tmp/, with\n"
+	      "distinct recipients over K domains (d0.example ...), R recipients each.\n"
+	      "Line endings: mixed LF and CRLF unless --crlf or --lf.\n", f);
+}
+
+int spoolgen_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "spool", required_argument, 0, 's' }, { "count", required_argument, 0, 'n' },
+		{ "size", required_argument, 0, 'z' }, { "domains", required_argument, 0, 'd' },
+		{ "recipients", required_argument, 0, 'r' }, { "seed", required_argument, 0, 'e' },
+		{ "crlf", no_argument, 0, 'C' }, { "lf", no_argument, 0, 'L' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	const char *spool = NULL;
+	long count = -1, size = 3000, domains = 50, rcpts = 1, seed = 1;
+	int endings = 0; /* 0 mixed, 1 crlf, 2 lf */
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': spool = optarg; break;
+		case 'n': if (!parse_uint(optarg, 0, 100000000, &count)) fatal("spoolgen: --count 0..1e8"); break;
+		case 'z': if (!parse_uint(optarg, 100, 100000000, &size)) fatal("spoolgen: --size 100..1e8"); break;
+		case 'd': if (!parse_uint(optarg, 1, 10000000, &domains)) fatal("spoolgen: --domains 1..1e7"); break;
+		case 'r': if (!parse_uint(optarg, 1, 10000, &rcpts)) fatal("spoolgen: --recipients 1..10000"); break;
+		case 'e': if (!parse_uint(optarg, 0, 1000000000, &seed)) fatal("spoolgen: --seed N"); break;
+		case 'C': endings = 1; break;
+		case 'L': endings = 2; break;
+		case 'h': spoolgen_usage(stdout); return 0;
+		default: spoolgen_usage(stderr); return 2;
+		}
+	}
+	if (!spool || count < 0) {
+		spoolgen_usage(stderr);
+		return 2;
+	}
+	ensure_spool(spool);
+	struct buf b = { 0 };
+	char name[64];
+	for (long i = 0; i < count; i++) {
+		b.len = 0;
+		bool crlf = endings == 1 || (endings == 0 && i % 3 == 1);
+		make_message(&b, (uint64_t)i, (unsigned)rcpts, (unsigned)domains, (size_t)size, (uint64_t)seed, crlf);
+		snprintf(name, sizeof(name), "g%ld-%08ld", seed, i);
+		spool_write(spool, name, b.p, b.len);
+	}
+	buf_free(&b);
+	printf("spoolgen: wrote %ld message(s) to %s/new\n", count, spool);
+	return 0;
+}
+
+int inject_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "spool", required_argument, 0, 's' }, { "from", required_argument, 0, 'f' },
+		{ "to", required_argument, 0, 't' }, { "job", required_argument, 0, 'j' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	const char *spool = NULL, *from = NULL, *job = NULL;
+	struct buf env = { 0 };
+	unsigned nto = 0;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		const char *bad;
+		switch (c) {
+		case 's': spool = optarg; break;
+		case 'f':
+			if ((bad = address_check(optarg, strlen(optarg), true)))
+				fatal("inject: --from %s: %s", optarg, bad);
+			from = optarg;
+			break;
+		case 't':
+			if ((bad = address_check(optarg, strlen(optarg), false)))
+				fatal("inject: --to %s: %s", optarg, bad);
+			buf_printf(&env, "X-Receiver: <%s>\n", optarg);
+			nto++;
+			break;
+		case 'j':
+			if (strpbrk(optarg, "\r\n"))
+				fatal("inject: --job must not contain CR or LF");
+			job = optarg;
+			break;
+		case 'h':
+			puts("usage: sluice inject --spool DIR --from ADDR --to ADDR [--to ...] [--job ID] < message");
+			return 0;
+		default: return 2;
+		}
+	}
+	if (!spool || !from || !nto)
+		fatal("inject: --spool, --from and at least one --to are required");
+	struct buf msg = { 0 };
+	buf_printf(&msg, "X-Sender: <%s>\n", from);
+	buf_add(&msg, env.p, env.len);
+	if (job)
+		buf_printf(&msg, "X-Job: %s\n", job);
+	char chunk[65536];
+	ssize_t n;
+	while ((n = read(0, chunk, sizeof(chunk))) > 0)
+		buf_add(&msg, chunk, (size_t)n);
+	ensure_spool(spool);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	char name[96];
+	snprintf(name, sizeof(name), "i%lld.%09ld.%d", (long long)ts.tv_sec, ts.tv_nsec, (int)getpid());
+	spool_write(spool, name, msg.p, msg.len);
+	printf("%s\n", name);
+	buf_free(&msg);
+	buf_free(&env);
+	return 0;
+}

@@ -1,0 +1,85 @@
+/* engine/acct_log.c - accounting log lines (see acct_log.h). Written by the
+ * engine thread only, never on a shard loop. */
+#include "acct_log.h"
+#include "json.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void add_ts(struct buf *b, int64_t ms)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	char t[40];
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+	buf_printf(b, "\"%s.%03dZ\"", t, (int)(ms % 1000));
+}
+
+void acct_format(struct buf *b, const struct outcome *o)
+{
+	const struct message *m = o->msg;
+	buf_adds(b, "{\"ts\":");
+	add_ts(b, o->ts_ms);
+	buf_adds(b, ",\"id\":");
+	json_add_cstr(b, m->id);
+	buf_adds(b, ",\"job\":");
+	json_add_cstr(b, m->job);
+	buf_adds(b, ",\"from\":");
+	json_add_cstr(b, m->sender);
+	buf_adds(b, ",\"rcpt\":");
+	json_add_cstr(b, m->rcpt[o->rcpt]);
+	buf_printf(b, ",\"result\":\"%s\",\"code\":", result_name(o->result));
+	if (o->code)
+		buf_printf(b, "%u", o->code);
+	else
+		buf_adds(b, "null");
+	buf_adds(b, ",\"enhanced\":");
+	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
+	buf_adds(b, ",\"response\":");
+	json_add_cstr(b, o->response);
+	buf_adds(b, ",\"mx\":");
+	json_add_cstr(b, o->mx);
+	buf_adds(b, ",\"peer\":");
+	json_add_cstr(b, o->peer[0] ? o->peer : NULL);
+	buf_adds(b, ",\"source\":");
+	json_add_cstr(b, o->source[0] ? o->source : NULL);
+	buf_printf(b, ",\"tls\":null,\"attempt\":%u,\"ms\":%u}\n", o->attempt, o->ms);
+}
+
+void acct_open(struct acct_log *l, const char *path)
+{
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	if (!path)
+		return;
+	l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (l->fd < 0)
+		fatal("cannot open accounting log %s: %s", path, strerror(errno));
+}
+
+void acct_flush(struct acct_log *l)
+{
+	size_t off = 0;
+	while (l->fd >= 0 && off < l->pending.len) {
+		ssize_t n = write(l->fd, l->pending.p + off, l->pending.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fatal("cannot write accounting log: %s", strerror(errno));
+		off += (size_t)n;
+	}
+	l->pending.len = 0;
+}
+
+void acct_close(struct acct_log *l)
+{
+	acct_flush(l);
+	if (l->fd >= 0)
+		close(l->fd);
+	buf_free(&l->pending);
+	l->fd = -1;
+}

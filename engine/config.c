@@ -1,0 +1,388 @@
+/* engine/config.c - defaults, config file (libconfig, the only module that
+ * uses it) and `sluice run` flags, in that order of precedence. */
+#define _GNU_SOURCE
+#include "config.h"
+#include "util.h"
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <libconfig.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+unsigned config_online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+void config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->spool = xstrdup("/var/spool/sluice");
+	cfg->helo = NULL;
+	cfg->max_connections = 20;
+	cfg->max_per_connection = 1000;
+	cfg->max_rcpt_per_txn = 100;
+	cfg->retry_interval_s = 300;
+	cfg->bounce_after_s = 4 * 86400;
+	cfg->use_chunking = true;
+	cfg->use_pipelining = true;
+	cfg->inflight_per_shard = 4096;
+	cfg->max_message_bytes = 64u << 20;
+	cfg->timeouts = (struct smtp_timeouts){
+		.connect = 30000, .banner = 300000, .ehlo = 300000, .mail = 300000,
+		.rcpt = 300000, .data = 120000, .data_block = 180000, .dot = 600000,
+		.quit = 10000, .idle = 5000,
+	};
+}
+
+void config_free(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nroutes; i++) {
+		free(cfg->routes[i].domain);
+		free(cfg->routes[i].host);
+		free(cfg->routes[i].label);
+	}
+	free(cfg->routes);
+	free(cfg->spool);
+	free(cfg->log_path);
+	free(cfg->helo);
+	free(cfg->config_path);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static void set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v ? xstrdup(v) : NULL;
+}
+
+static const char *route_add(struct config *cfg, const char *domain, const char *host, long port)
+{
+	struct route r;
+	memset(&r, 0, sizeof(r));
+	if (!*domain)
+		return "empty domain";
+	if (port < 1 || port > 65535)
+		return "port must be 1..65535";
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&r.addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&r.addr;
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		r.addr_len = sizeof(*a4);
+	} else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		r.addr_len = sizeof(*a6);
+	} else {
+		return "host must be a numeric IPv4 or IPv6 address (host names need DNS, not built yet)";
+	}
+	r.domain = xstrdup(domain);
+	r.host = xstrdup(host);
+	r.port = (uint16_t)port;
+	struct buf l = { 0 };
+	buf_printf(&l, strchr(host, ':') ? "[%s]:%ld" : "%s:%ld", host, port);
+	r.label = l.p;
+	cfg->routes = xrealloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*cfg->routes));
+	cfg->routes[cfg->nroutes++] = r;
+	return NULL;
+}
+
+const char *config_add_route(struct config *cfg, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+	if (!eq)
+		return "expected DOMAIN=HOST:PORT";
+	char *domain = xstrndup(spec, (size_t)(eq - spec));
+	const char *hp = eq + 1;
+	const char *colon = strrchr(hp, ':');
+	const char *err = "expected DOMAIN=HOST:PORT";
+	if (colon) {
+		char *host;
+		if (hp[0] == '[') {
+			const char *rb = strchr(hp, ']');
+			host = rb ? xstrndup(hp + 1, (size_t)(rb - hp - 1)) : xstrdup("");
+		} else {
+			host = xstrndup(hp, (size_t)(colon - hp));
+		}
+		long port;
+		err = parse_uint(colon + 1, 1, 65535, &port) ? route_add(cfg, domain, host, port)
+		                                             : "port must be 1..65535";
+		free(host);
+	}
+	free(domain);
+	return err;
+}
+
+int config_route_for(const struct config *cfg, const char *domain)
+{
+	int star = -1;
+	for (unsigned i = 0; i < cfg->nroutes; i++) {
+		if (strcmp(cfg->routes[i].domain, "*") == 0) {
+			if (star < 0)
+				star = (int)i;
+		} else if (strcasecmp(cfg->routes[i].domain, domain) == 0) {
+			return (int)i;
+		}
+	}
+	return star;
+}
+
+/* ---- config file ---- */
+
+static void file_uint(config_t *cf, const char *path, unsigned *dst, long min, long max)
+{
+	long long v;
+	if (config_lookup_int64(cf, path, &v) != CONFIG_TRUE)
+		return;
+	if (v < min || v > max)
+		fatal("%s: %s must be %ld..%ld", config_error_file(cf) ? config_error_file(cf) : "config",
+		      path, min, max);
+	*dst = (unsigned)v;
+}
+
+static void file_ms(config_t *cf, const char *path, int *dst)
+{
+	double v;
+	long long i;
+	if (config_lookup_float(cf, path, &v) == CONFIG_TRUE)
+		;
+	else if (config_lookup_int64(cf, path, &i) == CONFIG_TRUE)
+		v = (double)i;
+	else
+		return;
+	if (v <= 0 || v > 86400)
+		fatal("config: %s must be 0..86400 seconds", path);
+	*dst = (int)(v * 1000);
+}
+
+static void config_load_file(struct config *cfg, const char *path)
+{
+	config_t cf;
+	config_init(&cf);
+	if (config_read_file(&cf, path) != CONFIG_TRUE)
+		fatal("%s:%d: %s", path, config_error_line(&cf), config_error_text(&cf));
+	const char *s;
+	if (config_lookup_string(&cf, "spool", &s) == CONFIG_TRUE)
+		set_str(&cfg->spool, s);
+	if (config_lookup_string(&cf, "log", &s) == CONFIG_TRUE)
+		set_str(&cfg->log_path, s);
+	if (config_lookup_string(&cf, "helo", &s) == CONFIG_TRUE)
+		set_str(&cfg->helo, s);
+	file_uint(&cf, "shards", &cfg->shards, 0, 1024);
+	file_uint(&cf, "delivery.max-connections", &cfg->max_connections, 1, 100000);
+	file_uint(&cf, "delivery.max-per-connection", &cfg->max_per_connection, 1, 10000000);
+	file_uint(&cf, "delivery.max-recipients-per-transaction", &cfg->max_rcpt_per_txn, 1, 1000);
+	file_uint(&cf, "delivery.retry-interval", &cfg->retry_interval_s, 0, 86400);
+	file_uint(&cf, "delivery.bounce-after", &cfg->bounce_after_s, 1, 365 * 86400);
+	file_uint(&cf, "delivery.inflight-per-shard", &cfg->inflight_per_shard, 16, 1000000);
+	int b;
+	if (config_lookup_bool(&cf, "delivery.chunking", &b) == CONFIG_TRUE)
+		cfg->use_chunking = b;
+	if (config_lookup_bool(&cf, "delivery.pipelining", &b) == CONFIG_TRUE)
+		cfg->use_pipelining = b;
+	struct smtp_timeouts *t = &cfg->timeouts;
+	file_ms(&cf, "timeouts.connect", &t->connect);
+	file_ms(&cf, "timeouts.banner", &t->banner);
+	file_ms(&cf, "timeouts.ehlo", &t->ehlo);
+	file_ms(&cf, "timeouts.mail", &t->mail);
+	file_ms(&cf, "timeouts.rcpt", &t->rcpt);
+	file_ms(&cf, "timeouts.data", &t->data);
+	file_ms(&cf, "timeouts.data-block", &t->data_block);
+	file_ms(&cf, "timeouts.dot", &t->dot);
+	file_ms(&cf, "timeouts.quit", &t->quit);
+	file_ms(&cf, "timeouts.idle", &t->idle);
+	config_setting_t *routes = config_lookup(&cf, "routes");
+	for (int i = 0; routes && i < config_setting_length(routes); i++) {
+		config_setting_t *r = config_setting_get_elem(routes, (unsigned)i);
+		const char *domain, *host;
+		int port;
+		if (config_setting_lookup_string(r, "domain", &domain) != CONFIG_TRUE ||
+		    config_setting_lookup_string(r, "host", &host) != CONFIG_TRUE ||
+		    config_setting_lookup_int(r, "port", &port) != CONFIG_TRUE)
+			fatal("%s: routes[%d] needs domain, host and port", path, i);
+		const char *err = route_add(cfg, domain, host, port);
+		if (err)
+			fatal("%s: routes[%d]: %s", path, i, err);
+	}
+	config_destroy(&cf);
+}
+
+/* ---- flags ---- */
+
+enum {
+	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
+	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
+	OPT_BOUNCE_AFTER, OPT_HELP,
+	/* capabilities of later issues: refused until they exist */
+	OPT_DNS, OPT_SMTPPORT, OPT_DKIM, OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
+};
+
+static const struct option run_opts[] = {
+	{ "config", required_argument, 0, 'c' },
+	{ "spool", required_argument, 0, OPT_SPOOL },
+	{ "route", required_argument, 0, OPT_ROUTE },
+	{ "log", required_argument, 0, OPT_LOG },
+	{ "shards", required_argument, 0, OPT_SHARDS },
+	{ "max-connections", required_argument, 0, OPT_MAXCONN },
+	{ "max-per-connection", required_argument, 0, OPT_MAXPERCONN },
+	{ "drain", no_argument, 0, OPT_DRAIN },
+	{ "max-time", required_argument, 0, OPT_MAXTIME },
+	{ "retry-interval", required_argument, 0, OPT_RETRY },
+	{ "bounce-after", required_argument, 0, OPT_BOUNCE_AFTER },
+	{ "helo", required_argument, 0, OPT_HELO },
+	{ "timeout", required_argument, 0, OPT_TIMEOUT },
+	{ "no-chunking", no_argument, 0, OPT_NOCHUNK },
+	{ "no-pipelining", no_argument, 0, OPT_NOPIPE },
+	{ "help", no_argument, 0, OPT_HELP },
+	{ "dns-server", required_argument, 0, OPT_DNS },
+	{ "smtp-port", required_argument, 0, OPT_SMTPPORT },
+	{ "dkim", required_argument, 0, OPT_DKIM },
+	{ "source-ip", required_argument, 0, OPT_SOURCEIP },
+	{ "tls", required_argument, 0, OPT_TLS },
+	{ "tls-ca", required_argument, 0, OPT_TLSCA },
+	{ "max-rate", required_argument, 0, OPT_MAXRATE },
+	{ 0, 0, 0, 0 },
+};
+
+static void run_usage(FILE *f)
+{
+	fputs("usage: sluice run [-c sluice.conf] [options]\n"
+	      "Deliver the messages in SPOOL/new/ over SMTP.\n\n"
+	      "  -c, --config FILE          configuration file (flags override it)\n"
+	      "  --spool DIR                spool directory (new/, tmp/, active/, bad/)\n"
+	      "  --route DOMAIN=HOST:PORT   send DOMAIN's mail to HOST:PORT, bypassing DNS;\n"
+	      "                             DOMAIN '*' matches every domain (repeatable)\n"
+	      "  --log FILE                 accounting log (JSON lines, appended)\n"
+	      "  --shards N                 delivery threads (default: online CPUs)\n"
+	      "  --max-connections N        connections per destination, all shards (20)\n"
+	      "  --max-per-connection N     messages per connection before QUIT (1000)\n"
+	      "  --drain                    deliver what is in the spool, then exit\n"
+	      "  --max-time SECONDS         stop after this long (drain: exit 1 if not all final)\n"
+	      "  --retry-interval SECONDS   wait before retrying a deferred recipient (300)\n"
+	      "  --bounce-after SECONDS     expire recipients deferred this long (345600)\n"
+	      "  --helo NAME                name sent in EHLO (default: host name)\n"
+	      "  --timeout SECONDS          every SMTP reply timeout (default RFC 5321's)\n"
+	      "  --no-chunking              never use BDAT, even when offered\n"
+	      "  --no-pipelining            never pipeline, even when offered\n"
+	      "Not built yet (refused): --dns-server, --smtp-port, --dkim, --source-ip,\n"
+	      "  --tls (other than none), --tls-ca, --max-rate.\n", f);
+}
+
+static void refuse(const char *flag, const char *what)
+{
+	fatal("%s is not available yet: %s. Nothing was sent.", flag, what);
+}
+
+static double parse_seconds(const char *flag, const char *v, double max)
+{
+	char *end;
+	double d = strtod(v, &end);
+	if (*end || !(d >= 0) || d > max)
+		fatal("%s: '%s' is not a number of seconds (0..%.0f)", flag, v, max);
+	return d;
+}
+
+static unsigned parse_flag_uint(const char *flag, const char *v, long min, long max)
+{
+	long n;
+	if (!parse_uint(v, min, max, &n))
+		fatal("%s: '%s' is not a whole number in %ld..%ld", flag, v, min, max);
+	return (unsigned)n;
+}
+
+static void apply_flag(struct config *cfg, int opt, const char *arg)
+{
+	const char *err;
+	switch (opt) {
+	case 'c': break; /* read before the other flags */
+	case OPT_SPOOL: set_str(&cfg->spool, arg); break;
+	case OPT_ROUTE:
+		if ((err = config_add_route(cfg, arg)))
+			fatal("--route %s: %s", arg, err);
+		break;
+	case OPT_LOG: set_str(&cfg->log_path, arg); break;
+	case OPT_SHARDS: cfg->shards = parse_flag_uint("--shards", arg, 1, 1024); break;
+	case OPT_MAXCONN: cfg->max_connections = parse_flag_uint("--max-connections", arg, 1, 100000); break;
+	case OPT_MAXPERCONN: cfg->max_per_connection = parse_flag_uint("--max-per-connection", arg, 1, 10000000); break;
+	case OPT_DRAIN: cfg->drain = true; break;
+	case OPT_MAXTIME: cfg->max_time_s = parse_seconds("--max-time", arg, 1e7); break;
+	case OPT_RETRY: cfg->retry_interval_s = (unsigned)parse_seconds("--retry-interval", arg, 86400); break;
+	case OPT_BOUNCE_AFTER: cfg->bounce_after_s = (unsigned)parse_seconds("--bounce-after", arg, 365 * 86400.0); break;
+	case OPT_HELO: set_str(&cfg->helo, arg); break;
+	case OPT_TIMEOUT: {
+		int ms = (int)(parse_seconds("--timeout", arg, 86400) * 1000);
+		if (ms <= 0)
+			fatal("--timeout must be positive");
+		struct smtp_timeouts *t = &cfg->timeouts;
+		t->connect = t->banner = t->ehlo = t->mail = t->rcpt = ms;
+		t->data = t->data_block = t->dot = t->quit = ms;
+		break;
+	}
+	case OPT_NOCHUNK: cfg->use_chunking = false; break;
+	case OPT_NOPIPE: cfg->use_pipelining = false; break;
+	case OPT_DNS: refuse("--dns-server", "DNS resolution is not built; use --route DOMAIN=HOST:PORT"); break;
+	case OPT_SMTPPORT: refuse("--smtp-port", "it sets the port for MX hosts found in DNS, which is not built; use --route"); break;
+	case OPT_DKIM: refuse("--dkim", "DKIM signing is not built"); break;
+	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
+	case OPT_TLS:
+		if (strcmp(arg, "none") != 0)
+			refuse("--tls", "STARTTLS is not built; only --tls none works");
+		break;
+	case OPT_TLSCA: refuse("--tls-ca", "STARTTLS is not built"); break;
+	case OPT_MAXRATE: refuse("--max-rate", "rate shaping is not built"); break;
+	case OPT_HELP: run_usage(stdout); exit(0);
+	default: run_usage(stderr); exit(2);
+	}
+}
+
+void config_from_run_args(struct config *cfg, int argc, char **argv)
+{
+	config_defaults(cfg);
+	/* First pass: the config file, so that flags override it. */
+	int opt;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1)
+		if (opt == 'c')
+			set_str(&cfg->config_path, optarg);
+	if (cfg->config_path)
+		config_load_file(cfg, cfg->config_path);
+	/* Routes from flags replace the file's routes, as any flag does. */
+	bool flag_routes = false;
+	optind = 1;
+	opterr = 1;
+	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1) {
+		if (opt == OPT_ROUTE && !flag_routes) {
+			flag_routes = true;
+			for (unsigned i = 0; i < cfg->nroutes; i++) {
+				free(cfg->routes[i].domain);
+				free(cfg->routes[i].host);
+				free(cfg->routes[i].label);
+			}
+			cfg->nroutes = 0;
+		}
+		apply_flag(cfg, opt, optarg);
+	}
+	if (optind < argc)
+		fatal("run: unexpected argument '%s' (see sluice run --help)", argv[optind]);
+	if (cfg->nroutes == 0)
+		fatal("run: no route: DNS resolution is not built yet, so give --route DOMAIN=HOST:PORT "
+		      "(e.g. --route '*=127.0.0.1:2525') or routes in the config file");
+	if (cfg->shards == 0)
+		cfg->shards = config_online_cpus();
+	if (!cfg->helo) {
+		char h[256] = "localhost";
+		gethostname(h, sizeof(h) - 1);
+		h[255] = 0;
+		cfg->helo = xstrdup(h);
+	}
+	for (const char *p = cfg->helo; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			fatal("--helo: the name must not contain spaces or control characters");
+}

@@ -1,0 +1,54 @@
+/* engine/config.h - the run configuration: built-in defaults, then the
+ * config file (libconfig), then command-line flags. Shards get it const. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct route {
+	char *domain;                 /* "*" or a domain, matched case-insensitively */
+	char *host;                   /* numeric address as given */
+	uint16_t port;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char *label;                  /* "host:port", logged as mx */
+};
+
+struct smtp_timeouts {            /* milliseconds, RFC 5321 4.5.3.2 defaults */
+	int connect, banner, ehlo, mail, rcpt, data, data_block, dot, quit, idle;
+};
+
+struct config {
+	char *config_path;
+	char *spool;
+	char *log_path;
+	char *helo;
+	unsigned shards;              /* 0 = online CPUs */
+	struct route *routes;
+	unsigned nroutes;
+	unsigned max_connections;     /* per destination, all shards together */
+	unsigned max_per_connection;  /* messages per connection */
+	unsigned max_rcpt_per_txn;
+	unsigned retry_interval_s;
+	unsigned bounce_after_s;
+	bool drain;
+	double max_time_s;            /* 0 = no limit */
+	bool use_chunking, use_pipelining;
+	unsigned inflight_per_shard;  /* messages a shard holds at once */
+	uint64_t max_message_bytes;
+	struct smtp_timeouts timeouts;
+};
+
+/* Parses `sluice run` arguments (and the -c file they name) into cfg.
+ * Exits with a clear message on any error; flags of capabilities that do
+ * not exist yet are refused, never ignored. */
+void config_from_run_args(struct config *cfg, int argc, char **argv);
+void config_defaults(struct config *cfg);
+/* Adds a route from "DOMAIN=HOST:PORT"; returns an error text or NULL. */
+const char *config_add_route(struct config *cfg, const char *spec);
+/* Index of the route for a recipient domain, or -1. */
+int config_route_for(const struct config *cfg, const char *domain);
+void config_free(struct config *cfg);
+unsigned config_online_cpus(void);
+#endif

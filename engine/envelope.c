@@ -1,0 +1,222 @@
+/* engine/envelope.c - spool file parsing: envelope lines then message body.
+ * Everything an attacker can put in a spool file is checked here, before
+ * any byte of it reaches an SMTP command line (CR/LF/NUL = injection). */
+#include "envelope.h"
+#include "util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *result_name(enum result r)
+{
+	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed" };
+	return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
+}
+
+void message_free(struct message *m)
+{
+	if (!m)
+		return;
+	free(m->raw);
+	free(m->body);
+	free(m->id);
+	free(m->rcpt);
+	free(m->rcpt_state);
+	free(m);
+}
+
+const char *address_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : "";
+}
+
+const char *address_check(const char *a, size_t len, bool allow_empty)
+{
+	if (len == 0)
+		return allow_empty ? NULL : "empty address";
+	if (len > ADDRESS_MAX - 2)
+		return "address longer than 254 characters";
+	size_t at = 0, nat = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)a[i];
+		if (c == '\r' || c == '\n')
+			return "address contains CR or LF";
+		if (c == 0)
+			return "address contains NUL";
+		if (c < 0x20 || c == 0x7f)
+			return "address contains a control character";
+		if (c == ' ' || c == '\t')
+			return "address contains white space";
+		if (c == '<' || c == '>')
+			return "address contains '<' or '>'";
+		if (c == '@') {
+			at = i;
+			nat++;
+		}
+	}
+	if (nat == 0)
+		return "address has no '@'";
+	if (at == 0)
+		return "address has an empty local part";
+	if (at == len - 1)
+		return "address has an empty domain";
+	if (at > 64)
+		return "local part longer than 64 characters";
+	return NULL;
+}
+
+char *crlf_normalise(const char *src, size_t len, size_t *out_len)
+{
+	/* Worst case every byte is a bare LF or CR and doubles, plus the final CRLF. */
+	char *out = xmalloc(len * 2 + 3);
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = src[i];
+		if (c == '\r') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+			if (i + 1 < len && src[i + 1] == '\n')
+				i++;
+		} else if (c == '\n') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+		} else {
+			out[o++] = c;
+		}
+	}
+	if (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n') {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	out[o] = 0;
+	*out_len = o;
+	return out;
+}
+
+/* One envelope line: name, value (angle brackets stripped for addresses). */
+struct env_line { const char *name; char *value; size_t value_len; };
+
+static void fail(char *why, size_t why_len, const char *fmt, const char *arg)
+{
+	snprintf(why, why_len, fmt, arg);
+}
+
+/* Strips spaces and one pair of <> from an address value in place. */
+static char *strip_address(char *v, size_t *len)
+{
+	while (*len && (*v == ' ' || *v == '\t')) {
+		v++;
+		(*len)--;
+	}
+	while (*len && (v[*len - 1] == ' ' || v[*len - 1] == '\t'))
+		(*len)--;
+	if (*len >= 2 && v[0] == '<' && v[*len - 1] == '>') {
+		v++;
+		*len -= 2;
+	}
+	return v;
+}
+
+static const char *const env_names[] = { "X-Sender:", "X-Receiver:", "X-Job:", "X-Pool:" };
+
+/* Returns the index into env_names of the line starting at p, or -1. */
+static int env_kind(const char *p, size_t len, size_t *name_len)
+{
+	for (size_t k = 0; k < ARRAY_LEN(env_names); k++) {
+		size_t n = prefix_ci(p, len, env_names[k]);
+		if (n) {
+			*name_len = n;
+			return (int)k;
+		}
+	}
+	return -1;
+}
+
+bool envelope_parse(struct message *m, char *why, size_t why_len)
+{
+	char *p = m->raw, *end = m->raw + m->raw_len;
+	uint32_t cap = 8;
+	int nsender = 0;
+	m->rcpt = xmalloc(cap * sizeof(*m->rcpt));
+	m->nrcpt = 0;
+	m->job = m->pool = NULL;
+	m->sender = NULL;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t line_len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		size_t name_len;
+		int kind = env_kind(p, line_len, &name_len);
+		if (kind < 0)
+			break;
+		if (!nl) {
+			fail(why, why_len, "envelope line %s is not followed by a message", env_names[kind]);
+			return false;
+		}
+		size_t vlen = line_len - name_len;
+		if (vlen && p[name_len + vlen - 1] == '\r')
+			vlen--; /* CRLF line ending */
+		char *v = p + name_len;
+		if (kind <= 1)
+			v = strip_address(v, &vlen);
+		else
+			while (vlen && (*v == ' ' || *v == '\t')) { v++; vlen--; }
+		if (kind <= 1) {
+			const char *bad = address_check(v, vlen, kind == 0);
+			if (bad) {
+				snprintf(why, why_len, "%s %s", kind == 0 ? "X-Sender:" : "X-Receiver:", bad);
+				return false;
+			}
+		} else {
+			for (size_t i = 0; i < vlen; i++)
+				if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
+					fail(why, why_len, "%s contains a control character", env_names[kind]);
+					return false;
+				}
+		}
+		v[vlen] = 0; /* the byte was a CR, LF or inside the line: safe to overwrite */
+		switch (kind) {
+		case 0:
+			nsender++;
+			m->sender = v;
+			break;
+		case 1:
+			if (m->nrcpt >= ENVELOPE_MAX_RCPT) {
+				fail(why, why_len, "more than %s recipients", "100000");
+				return false;
+			}
+			if (m->nrcpt == cap) {
+				cap *= 2;
+				m->rcpt = xrealloc(m->rcpt, cap * sizeof(*m->rcpt));
+			}
+			m->rcpt[m->nrcpt++] = v;
+			break;
+		case 2: m->job = v; break;
+		case 3: m->pool = v; break;
+		}
+		p = nl + 1;
+	}
+	if (nsender != 1) {
+		fail(why, why_len, "%s", nsender ? "more than one X-Sender line" : "no X-Sender line");
+		return false;
+	}
+	if (m->nrcpt == 0) {
+		fail(why, why_len, "%s", "no X-Receiver line");
+		return false;
+	}
+	size_t body_in = (size_t)(end - p);
+	if (body_in == 0) {
+		fail(why, why_len, "%s", "no message after the envelope lines");
+		return false;
+	}
+	m->body = crlf_normalise(p, body_in, &m->body_len);
+	m->body_8bit = false;
+	for (size_t i = 0; i < m->body_len; i++)
+		if ((unsigned char)m->body[i] >= 0x80) {
+			m->body_8bit = true;
+			break;
+		}
+	m->rcpt_state = xcalloc(m->nrcpt, 1);
+	m->npending = m->nrcpt;
+	return true;
+}

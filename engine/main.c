@@ -1,0 +1,44 @@
+/* engine/main.c - the `sluice` binary: dispatches to subcommands. */
+#include "run.h"
+#include "../bench/bench.h"
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fputs("usage: sluice COMMAND [options]   (sluice COMMAND --help for each)\n\n"
+	      "  run        deliver the spool (daemon, or --drain for batch mode)\n"
+	      "  mockmx     fake MX server(s) on loopback for tests and benchmarks\n"
+	      "  spoolgen   write a realistic test spool\n"
+	      "  inject     write one message into the spool safely\n"
+	      "Not built yet: bench (use make bench), doctor, dkim.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "run"))
+		return run_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "mockmx"))
+		return mockmx_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "spoolgen"))
+		return spoolgen_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "inject"))
+		return inject_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "bench") || !strcmp(cmd, "doctor") || !strcmp(cmd, "dkim")) {
+		fprintf(stderr, "sluice: '%s' is not built yet%s\n", cmd,
+		        !strcmp(cmd, "bench") ? " (make bench runs bench/bench.sh meanwhile)" : "");
+		return 2;
+	}
+	fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

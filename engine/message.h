@@ -1,0 +1,68 @@
+/* engine/message.h - one spool message in flight, and the outcome records
+ * that shards send back to the engine (one per recipient per attempt).
+ *
+ * Ownership: the engine reads and parses the file, then hands the message
+ * to one shard. The shard alone mutates rcpt_state / attempt while it owns
+ * it; the strings are immutable after parsing so the engine may read them
+ * at any time. When the shard sends OUTCOME_MESSAGE_DONE it never touches
+ * the message again and the engine frees it. */
+#ifndef SLUICE_MESSAGE_H
+#define SLUICE_MESSAGE_H
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED };
+
+enum result {
+	RESULT_DELIVERED = 0,
+	RESULT_DEFERRED,
+	RESULT_BOUNCED,
+	RESULT_EXPIRED,
+	RESULT_SUPPRESSED,
+};
+const char *result_name(enum result r);
+
+struct message {
+	char *raw;               /* the file as read; envelope strings point into it */
+	size_t raw_len;
+	char *body;              /* CRLF-normalised RFC 5322 message, ends in CRLF */
+	size_t body_len;
+	bool body_8bit;          /* any byte >= 0x80: ask for BODY=8BITMIME */
+	char *id;                /* spool file name */
+	const char *sender;      /* without <>; "" for the null sender */
+	const char *job;         /* X-Job or NULL */
+	const char *pool;        /* X-Pool or NULL */
+	uint32_t nrcpt;
+	const char **rcpt;       /* without <> */
+	uint8_t *rcpt_state;     /* enum rcpt_state, per recipient */
+	uint32_t npending;       /* recipients not yet final */
+	uint32_t attempt;        /* delivery attempts started so far */
+	int64_t arrival_ms;      /* monotonic, when the engine claimed it */
+	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
+	uint32_t legs_open;      /* shard-private: transactions not finished */
+	struct message *next;    /* shard-private list link (retry queue) */
+	struct message *all_prev, *all_next; /* engine-private in-flight list */
+};
+
+enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE };
+
+/* One line of the accounting log, produced on a shard, written by the engine. */
+struct outcome {
+	uint8_t kind;            /* enum outcome_kind */
+	uint8_t result;          /* enum result */
+	uint16_t code;           /* SMTP reply code, 0 if none */
+	uint32_t rcpt;           /* index into msg->rcpt */
+	uint32_t attempt;
+	uint32_t ms;             /* latency of the transaction */
+	int64_t ts_ms;           /* wall clock */
+	struct message *msg;
+	char enhanced[12];       /* "5.1.1" or "" */
+	char *response;          /* malloc'd server text (or our reason), may be NULL */
+	const char *mx;          /* static for the process lifetime (route host) */
+	char peer[48];
+	char source[48];
+};
+
+void message_free(struct message *m);
+#endif

@@ -1,0 +1,191 @@
+/* engine/spool.c - spool directory operations (see spool.h). These are
+ * blocking file-system calls: they run on the engine thread, which feeds
+ * the shards, never on a shard loop. */
+#define _GNU_SOURCE
+#include "spool.h"
+#include "envelope.h"
+#include "util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int open_subdir(const char *dir, const char *sub)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		fatal("cannot create %s: %s", path, strerror(errno));
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fatal("cannot open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+void spool_open(struct spool *sp, const char *dir)
+{
+	memset(sp, 0, sizeof(*sp));
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		fatal("cannot create spool %s: %s", dir, strerror(errno));
+	sp->dir = xstrdup(dir);
+	close(open_subdir(dir, "tmp"));
+	sp->new_fd = open_subdir(dir, "new");
+	sp->active_fd = open_subdir(dir, "active");
+	sp->bad_fd = open_subdir(dir, "bad");
+}
+
+static bool skip_name(const char *n)
+{
+	return n[0] == '.'; /* ".", "..", and producers' hidden temporaries */
+}
+
+unsigned spool_recover(struct spool *sp)
+{
+	int fd = dup(sp->active_fd);
+	DIR *d = fdopendir(fd);
+	if (!d)
+		fatal("cannot read %s/active: %s", sp->dir, strerror(errno));
+	unsigned n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (skip_name(e->d_name))
+			continue;
+		if (renameat(sp->active_fd, e->d_name, sp->new_fd, e->d_name) == 0)
+			n++;
+		else
+			warnx_("cannot move %s/active/%s back to new/: %s", sp->dir, e->d_name, strerror(errno));
+	}
+	closedir(d);
+	return n;
+}
+
+const char *spool_next(struct spool *sp, bool *pass_empty)
+{
+	if (!sp->scan) {
+		int fd = openat(sp->new_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		sp->scan = fd >= 0 ? fdopendir(fd) : NULL;
+		if (!sp->scan)
+			fatal("cannot read %s/new: %s", sp->dir, strerror(errno));
+		sp->scan_found = 0;
+	}
+	struct dirent *e;
+	while ((e = readdir(sp->scan))) {
+		if (skip_name(e->d_name))
+			continue;
+		if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN)
+			continue;
+		sp->scan_found++;
+		return e->d_name;
+	}
+	*pass_empty = sp->scan_found == 0;
+	closedir(sp->scan);
+	sp->scan = NULL;
+	return NULL;
+}
+
+static bool read_all(int fd, char *p, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = read(fd, p + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
+                            bool *gone, char *why, size_t why_len)
+{
+	*gone = false;
+	why[0] = 0;
+	if (renameat(sp->new_fd, name, sp->active_fd, name) != 0) {
+		if (errno == ENOENT) {
+			*gone = true;
+			return NULL;
+		}
+		fatal("cannot claim %s/new/%s: %s", sp->dir, name, strerror(errno));
+	}
+	int fd = openat(sp->active_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(why, why_len, "cannot open: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(why, why_len, "not a regular file");
+		return NULL;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		close(fd);
+		snprintf(why, why_len, "file of %lld bytes is larger than the limit of %llu",
+		         (long long)st.st_size, (unsigned long long)max_bytes);
+		return NULL;
+	}
+	struct message *m = xcalloc(1, sizeof(*m));
+	m->raw_len = (size_t)st.st_size;
+	m->raw = xmalloc(m->raw_len + 1);
+	bool ok = read_all(fd, m->raw, m->raw_len);
+	close(fd);
+	if (!ok) {
+		snprintf(why, why_len, "cannot read: %s", errno ? strerror(errno) : "short read");
+		message_free(m);
+		return NULL;
+	}
+	m->raw[m->raw_len] = 0;
+	m->id = xstrdup(name);
+	if (!envelope_parse(m, why, why_len)) {
+		message_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void spool_reject(struct spool *sp, const char *name, const char *why)
+{
+	if (renameat(sp->active_fd, name, sp->bad_fd, name) != 0)
+		fatal("cannot move %s/active/%s to bad/: %s", sp->dir, name, strerror(errno));
+	char wname[4096];
+	snprintf(wname, sizeof(wname), "%s.why", name);
+	int fd = openat(sp->bad_fd, wname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		char line[1200];
+		int n = snprintf(line, sizeof(line), "%s\n", why);
+		if (write(fd, line, (size_t)n) != n)
+			warnx_("cannot write %s/bad/%s: %s", sp->dir, wname, strerror(errno));
+		close(fd);
+	}
+	warnx_("%s: moved to %s/bad/: %s", name, sp->dir, why);
+}
+
+void spool_done(struct spool *sp, const char *name)
+{
+	if (unlinkat(sp->active_fd, name, 0) != 0 && errno != ENOENT)
+		warnx_("cannot remove %s/active/%s: %s", sp->dir, name, strerror(errno));
+}
+
+void spool_release(struct spool *sp, const char *name)
+{
+	if (renameat(sp->active_fd, name, sp->new_fd, name) != 0)
+		warnx_("cannot move %s/active/%s back to new/: %s", sp->dir, name, strerror(errno));
+}
+
+void spool_close(struct spool *sp)
+{
+	if (sp->scan)
+		closedir(sp->scan);
+	close(sp->new_fd);
+	close(sp->active_fd);
+	close(sp->bad_fd);
+	free(sp->dir);
+	memset(sp, 0, sizeof(*sp));
+}

@@ -1,0 +1,37 @@
+/* engine/spool.h - the spool directory (the PowerMTA pickup convention):
+ *   tmp/     producers write here (sluice never reads it)
+ *   new/     producers rename finished files here; sluice claims from it
+ *   active/  claimed by a running sluice (rename from new/)
+ *   bad/     files sluice cannot parse, each with a NAME.why beside it
+ * A message leaves the spool (unlink from active/) only after all its
+ * recipients are final and logged. Called from the engine thread only. */
+#ifndef SLUICE_SPOOL_H
+#define SLUICE_SPOOL_H
+#include "message.h"
+#include <dirent.h>
+#include <stdbool.h>
+
+struct spool {
+	char *dir;
+	int new_fd, active_fd, bad_fd;
+	DIR *scan;            /* open scan of new/, NULL between passes */
+	unsigned scan_found;  /* entries found in the current pass */
+};
+
+void spool_open(struct spool *sp, const char *dir);
+/* After a crash: moves everything in active/ back to new/. Returns count. */
+unsigned spool_recover(struct spool *sp);
+/* Next file name in new/ (static storage), or NULL at the end of a pass;
+ * *pass_empty says whether the pass that ended found nothing at all. */
+const char *spool_next(struct spool *sp, bool *pass_empty);
+/* Claims new/NAME into active/ and reads it. Returns the message, or NULL
+ * with *gone set when another process took it first, or NULL with why set
+ * when the file cannot be used (the caller moves it to bad/). */
+struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
+                            bool *gone, char *why, size_t why_len);
+/* Moves active/NAME to bad/NAME and writes bad/NAME.why. */
+void spool_reject(struct spool *sp, const char *name, const char *why);
+void spool_done(struct spool *sp, const char *name);      /* unlink active/NAME */
+void spool_release(struct spool *sp, const char *name);   /* active/NAME -> new/ */
+void spool_close(struct spool *sp);
+#endif

@@ -1,0 +1,42 @@
+/* engine/util.h - small helpers every module uses: clocks, fatal errors,
+ * checked allocation, case-insensitive prefix tests. */
+#ifndef SLUICE_UTIL_H
+#define SLUICE_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* Broken invariant: a programmer error, never a remote failure. */
+#define ASSERT(c) do { if (!(c)) util_assert_fail(#c, __FILE__, __LINE__); } while (0)
+
+int64_t now_mono_ms(void);
+int64_t now_real_ms(void);
+double now_mono_s(void);
+
+_Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void util_assert_fail(const char *what, const char *file, int line);
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Prefix match ignoring ASCII case; returns length of prefix or 0. */
+size_t prefix_ci(const char *s, size_t len, const char *prefix);
+
+/* Growable byte buffer. The zeroed struct is a valid empty buffer. */
+struct buf { char *p; size_t len, cap; };
+void buf_reserve(struct buf *b, size_t extra);
+void buf_add(struct buf *b, const void *data, size_t n);
+void buf_adds(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(struct buf *b);
+
+/* Parses "N" as a non-negative integer within [min,max]; false if not. */
+bool parse_uint(const char *s, long min, long max, long *out);
+#endif

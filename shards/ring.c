@@ -1,0 +1,155 @@
+/* shards/ring.c - io_uring wrapper (see ring.h). */
+#define _GNU_SOURCE
+#include "ring.h"
+#include "../engine/util.h"
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ring {
+	struct io_uring uring;
+};
+
+struct ring *ring_new(unsigned entries)
+{
+	struct ring *r = xcalloc(1, sizeof(*r));
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	p.cq_entries = entries * 4;
+	int rc = io_uring_queue_init_params(entries, &r->uring, &p);
+	if (rc == -EINVAL) {
+		/* Older kernel: plain ring. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = entries * 4;
+		rc = io_uring_queue_init_params(entries, &r->uring, &p);
+	}
+	if (rc < 0)
+		fatal("io_uring_queue_init: %s", strerror(-rc));
+	return r;
+}
+
+void ring_free(struct ring *r)
+{
+	if (!r)
+		return;
+	io_uring_queue_exit(&r->uring);
+	free(r);
+}
+
+static struct io_uring_sqe *sqe_get(struct ring *r)
+{
+	for (int tries = 0;; tries++) {
+		struct io_uring_sqe *s = io_uring_get_sqe(&r->uring);
+		if (s)
+			return s;
+		/* Full submission queue: hand what we have to the kernel. */
+		int rc = io_uring_submit(&r->uring);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			fatal("io_uring_submit: %s", strerror(-rc));
+		ASSERT(tries < 1000000);
+	}
+}
+
+void ring_submit_wait(struct ring *r, int timeout_ms)
+{
+	struct io_uring_cqe *cqe;
+	if (timeout_ms < 0) {
+		io_uring_submit_and_get_events(&r->uring);
+		return;
+	}
+	struct __kernel_timespec ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+	};
+	int rc = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
+	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+		fatal("io_uring_submit_and_wait: %s", strerror(-rc));
+}
+
+unsigned ring_reap(struct ring *r, struct ring_cqe *out, unsigned max)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&r->uring, head, cqe) {
+		if (n == max)
+			break;
+		out[n].user_data = cqe->user_data;
+		out[n].res = cqe->res;
+		out[n].flags = cqe->flags;
+		n++;
+	}
+	io_uring_cq_advance(&r->uring, n);
+	return n;
+}
+
+bool ring_more(const struct ring_cqe *c)
+{
+	return (c->flags & IORING_CQE_F_MORE) != 0;
+}
+
+void ring_connect(struct ring *r, int fd, const struct sockaddr *sa, socklen_t len, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_connect(s, fd, sa, len);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_recv(struct ring *r, int fd, void *buf, size_t len, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_recv(s, fd, buf, len, 0);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_send(s, fd, buf, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_read(struct ring *r, int fd, void *buf, size_t len, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_read(s, fd, buf, (unsigned)len, (uint64_t)-1);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_write(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_write(s, fd, buf, (unsigned)len, (uint64_t)-1);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_close(struct ring *r, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_close(s, fd);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_cancel_fd(struct ring *r, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_cancel_fd(s, fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_accept_multishot(struct ring *r, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_multishot_accept(s, fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+void ring_timeout(struct ring *r, struct ring_ts *ts, uint64_t ud)
+{
+	_Static_assert(sizeof(struct ring_ts) == sizeof(struct __kernel_timespec), "timespec layout");
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_timeout(s, (struct __kernel_timespec *)ts, 0, 0);
+	io_uring_sqe_set_data64(s, ud);
+}

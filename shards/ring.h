@@ -1,0 +1,50 @@
+/* shards/ring.h - the one module that talks to liburing. A ring per thread
+ * (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them), a get_sqe that
+ * never fails (it submits and retries), batched submission, and typed prep
+ * helpers. user_data is packed as (op 8 bits | slot 24 bits | generation
+ * 32 bits) so stale completions for a reused slot are recognised. */
+#ifndef SLUICE_RING_H
+#define SLUICE_RING_H
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct ring;
+
+struct ring_cqe {
+	uint64_t user_data;
+	int32_t res;
+	uint32_t flags;
+};
+
+static inline uint64_t ring_ud(unsigned op, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(slot & 0xffffff) << 32) | gen;
+}
+static inline unsigned ring_ud_op(uint64_t ud) { return (unsigned)(ud >> 56); }
+static inline uint32_t ring_ud_slot(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
+static inline uint32_t ring_ud_gen(uint64_t ud) { return (uint32_t)ud; }
+
+struct ring *ring_new(unsigned entries);
+void ring_free(struct ring *r);
+
+/* Submits what is queued and waits until at least one completion is there
+ * or timeout_ms passed (timeout_ms < 0: no wait). Interrupted = no error. */
+void ring_submit_wait(struct ring *r, int timeout_ms);
+/* Copies up to max completions out and marks them seen. */
+unsigned ring_reap(struct ring *r, struct ring_cqe *out, unsigned max);
+bool ring_more(const struct ring_cqe *c);  /* multishot still armed */
+
+void ring_connect(struct ring *r, int fd, const struct sockaddr *sa, socklen_t len, uint64_t ud);
+void ring_recv(struct ring *r, int fd, void *buf, size_t len, uint64_t ud);
+void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud);
+void ring_read(struct ring *r, int fd, void *buf, size_t len, uint64_t ud);
+void ring_write(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud);
+void ring_close(struct ring *r, int fd, uint64_t ud);
+void ring_cancel_fd(struct ring *r, int fd, uint64_t ud);
+void ring_accept_multishot(struct ring *r, int fd, uint64_t ud);
+/* Same layout as the kernel's timespec; must stay valid until completion. */
+struct ring_ts { int64_t tv_sec; long long tv_nsec; };
+void ring_timeout(struct ring *r, struct ring_ts *ts, uint64_t ud);
+#endif

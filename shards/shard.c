@@ -1,0 +1,480 @@
+/* shards/shard.c - one delivery thread: its io_uring loop, its inbox of
+ * messages from the engine, its destinations and connection pools, its
+ * retry queue, and its outbox of outcome records. Shards share nothing;
+ * the SMTP conversation itself lives in smtp_client.c. */
+#define _GNU_SOURCE
+#include "shard_internal.h"
+#include "../engine/alloc.h"
+#include "../engine/envelope.h"
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define OUTBOX_CAP 16384
+#define CQE_BATCH 256
+#define STOP_GRACE_MS 2000
+
+static uint64_t pow2_at_least(uint64_t n)
+{
+	uint64_t p = 1;
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wake_fd)
+{
+	struct shard *s = xcalloc(1, sizeof(*s));
+	s->index = index;
+	s->cfg = cfg;
+	s->engine_fd = engine_wake_fd;
+	s->notify_val = 1;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0)
+		fatal("eventfd: %s", strerror(errno));
+	spsc_init(&s->inbox, pow2_at_least(cfg->inflight_per_shard * 2u), sizeof(struct message *));
+	spsc_init(&s->outbox, OUTBOX_CAP, sizeof(struct outcome));
+	s->ndests = cfg->nroutes;
+	s->dests = xcalloc(s->ndests, sizeof(*s->dests));
+	unsigned per_shard = cfg->max_connections / cfg->shards;
+	if (per_shard == 0)
+		per_shard = 1;
+	for (unsigned i = 0; i < s->ndests; i++) {
+		s->dests[i].route = &cfg->routes[i];
+		s->dests[i].max_conns = per_shard;
+		s->nconns_max += per_shard;
+	}
+	s->conns = xcalloc(s->nconns_max, sizeof(*s->conns));
+	s->free_slots = xmalloc(s->nconns_max * sizeof(*s->free_slots));
+	for (unsigned i = 0; i < s->nconns_max; i++) {
+		s->conns[i].slot = i;
+		s->conns[i].fd = -1;
+		s->free_slots[s->nfree++] = s->nconns_max - 1 - i;
+	}
+	return s;
+}
+
+/* ---- outcomes ---- */
+
+static void outbox_put(struct shard *s, const struct outcome *o)
+{
+	if (s->nspill == 0 && spsc_push(&s->outbox, o))
+		return;
+	if (s->nspill == s->spill_cap) {
+		s->spill_cap = s->spill_cap ? s->spill_cap * 2 : 256;
+		s->spill = xrealloc(s->spill, s->spill_cap * sizeof(*s->spill));
+	}
+	s->spill[s->nspill++] = *o;
+}
+
+static bool outbox_flush(struct shard *s)
+{
+	size_t i = 0;
+	while (i < s->nspill && spsc_push(&s->outbox, &s->spill[i]))
+		i++;
+	if (i) {
+		memmove(s->spill, s->spill + i, (s->nspill - i) * sizeof(*s->spill));
+		s->nspill -= i;
+	}
+	return i > 0;
+}
+
+static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum result r,
+                        uint16_t code, const char *enhanced, const char *text, size_t text_len,
+                        const struct conn *c, int64_t start_ms)
+{
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	o.kind = OUTCOME_RCPT;
+	o.result = (uint8_t)r;
+	o.code = code;
+	o.rcpt = rcpt;
+	o.attempt = m->attempt;
+	o.ts_ms = now_real_ms();
+	o.ms = start_ms ? (uint32_t)(s->now - start_ms) : 0;
+	o.msg = m;
+	if (enhanced)
+		snprintf(o.enhanced, sizeof(o.enhanced), "%s", enhanced);
+	o.response = text ? xstrndup(text, text_len) : NULL;
+	if (c) {
+		o.mx = s->dests[c->dest].route->label;
+		memcpy(o.peer, c->peer, sizeof(o.peer));
+		memcpy(o.source, c->source, sizeof(o.source));
+	}
+	if (r == RESULT_DELIVERED || r == RESULT_BOUNCED || r == RESULT_EXPIRED) {
+		ASSERT(m->rcpt_state[rcpt] == RCPT_PENDING);
+		m->rcpt_state[rcpt] = r == RESULT_DELIVERED ? RCPT_DELIVERED
+		                    : r == RESULT_BOUNCED ? RCPT_BOUNCED : RCPT_EXPIRED;
+		ASSERT(m->npending > 0);
+		m->npending--;
+	}
+	outbox_put(s, &o);
+}
+
+void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
+                uint16_t code, const char *enhanced, const char *text, size_t text_len,
+                const struct conn *c, int64_t start_ms)
+{
+	ASSERT(pos < leg->nr);
+	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+		return; /* stopping: the engine keeps the message in the spool */
+	emit_record(s, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, start_ms);
+}
+
+static void message_done(struct shard *s, struct message *m)
+{
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	o.kind = OUTCOME_MESSAGE_DONE;
+	o.msg = m;
+	outbox_put(s, &o);
+	s->messages_held--;
+}
+
+/* All transactions of this attempt ended: final, expired or retry later. */
+static void message_attempt_done(struct shard *s, struct message *m)
+{
+	if (m->npending == 0) {
+		message_done(s, m);
+		return;
+	}
+	if (s->now - m->arrival_ms >= (int64_t)s->cfg->bounce_after_s * 1000) {
+		static const char why[] = "deferred for longer than bounce-after";
+		for (uint32_t i = 0; i < m->nrcpt; i++)
+			if (m->rcpt_state[i] == RCPT_PENDING)
+				emit_record(s, m, i, RESULT_EXPIRED, 0, "4.4.7", why, sizeof(why) - 1, NULL, 0);
+		message_done(s, m);
+		return;
+	}
+	m->next_attempt_ms = s->now + (int64_t)s->cfg->retry_interval_s * 1000;
+	m->next = NULL;
+	if (s->retry_tail)
+		s->retry_tail->next = m;
+	else
+		s->retry_head = m;
+	s->retry_tail = m;
+}
+
+void shard_leg_done(struct shard *s, struct leg *leg)
+{
+	struct message *m = leg->msg;
+	free(leg->ri);
+	free(leg->rt);
+	free(leg);
+	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+		return;
+	ASSERT(m->legs_open > 0);
+	if (--m->legs_open == 0)
+		message_attempt_done(s, m);
+}
+
+/* ---- destinations ---- */
+
+struct leg *dest_pop(struct dest *d)
+{
+	struct leg *l = d->qhead;
+	if (!l)
+		return NULL;
+	d->qhead = l->next;
+	if (!d->qhead)
+		d->qtail = NULL;
+	d->qlen--;
+	l->next = NULL;
+	return l;
+}
+
+static void dest_push(struct dest *d, struct leg *l)
+{
+	l->next = NULL;
+	if (d->qtail)
+		d->qtail->next = l;
+	else
+		d->qhead = l;
+	d->qtail = l;
+	d->qlen++;
+}
+
+void dest_push_front(struct dest *d, struct leg *l)
+{
+	l->next = d->qhead;
+	d->qhead = l;
+	if (!d->qtail)
+		d->qtail = l;
+	d->qlen++;
+}
+
+static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
+{
+	struct leg *l = xcalloc(1, sizeof(*l));
+	l->msg = m;
+	l->dest = dest;
+	l->ri = xmalloc(cap * sizeof(*l->ri));
+	l->rt = xcalloc(cap, 1);
+	return l;
+}
+
+/* Starts one delivery attempt: the pending recipients grouped by route into
+ * transactions of at most max_rcpt_per_txn recipients. */
+static void dispatch(struct shard *s, struct message *m)
+{
+	static const char noroute[] = "no route for this domain (DNS resolution is not built; add --route)";
+	const struct config *cfg = s->cfg;
+	m->attempt++;
+	m->legs_open = 1; /* held until every leg is queued */
+	int32_t *route = xmalloc(m->nrcpt * sizeof(*route));
+	for (uint32_t i = 0; i < m->nrcpt; i++) {
+		route[i] = -2;
+		if (m->rcpt_state[i] != RCPT_PENDING)
+			continue;
+		route[i] = config_route_for(cfg, address_domain(m->rcpt[i]));
+		if (route[i] < 0)
+			emit_record(s, m, i, RESULT_DEFERRED, 451, "4.4.0", noroute, sizeof(noroute) - 1, NULL, 0);
+	}
+	for (uint32_t i = 0; i < m->nrcpt; i++) {
+		if (route[i] < 0)
+			continue;
+		int32_t r = route[i];
+		struct leg *l = NULL;
+		for (uint32_t j = i; j < m->nrcpt; j++) {
+			if (route[j] != r)
+				continue;
+			if (!l)
+				l = leg_new(m, (uint32_t)r, cfg->max_rcpt_per_txn);
+			l->ri[l->nr++] = j;
+			route[j] = -2;
+			if (l->nr == cfg->max_rcpt_per_txn) {
+				m->legs_open++;
+				dest_push(&s->dests[r], l);
+				l = NULL;
+			}
+		}
+		if (l) {
+			m->legs_open++;
+			dest_push(&s->dests[r], l);
+		}
+	}
+	free(route);
+	if (--m->legs_open == 0)
+		message_attempt_done(s, m);
+}
+
+/* Puts queued transactions on idle connections and opens connections up
+ * to the destination's limit. */
+static void schedule(struct shard *s)
+{
+	for (unsigned i = 0; i < s->nconns_max && s->nconns_max; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state == CS_READY && s->dests[c->dest].qlen)
+			conn_take_work(s, c);
+	}
+	for (unsigned di = 0; di < s->ndests; di++) {
+		struct dest *d = &s->dests[di];
+		while (d->qlen > d->nconns - d->nready && d->nconns < d->max_conns && s->nfree)
+			conn_open(s, di);
+	}
+}
+
+/* ---- the loop ---- */
+
+static void arm_wake(struct shard *s)
+{
+	if (s->wake_armed)
+		return;
+	ring_read(s->ring, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), ring_ud(OP_WAKE, 0, 0));
+	s->wake_armed = true;
+}
+
+static void on_timer(struct timer *t, void *arg)
+{
+	conn_on_timer(arg, container_of(t, struct conn, timer));
+}
+
+static void handle_cqes(struct shard *s)
+{
+	struct ring_cqe cqes[CQE_BATCH];
+	unsigned n;
+	while ((n = ring_reap(s->ring, cqes, CQE_BATCH)) > 0) {
+		s->now = now_mono_ms();
+		for (unsigned i = 0; i < n; i++) {
+			const struct ring_cqe *c = &cqes[i];
+			unsigned op = ring_ud_op(c->user_data);
+			if (op == OP_WAKE) {
+				s->wake_armed = false;
+				continue;
+			}
+			if (op == OP_NOTIFY)
+				continue;
+			uint32_t slot = ring_ud_slot(c->user_data);
+			ASSERT(slot < s->nconns_max);
+			struct conn *conn = &s->conns[slot];
+			if (conn->gen != ring_ud_gen(c->user_data))
+				continue; /* stale: the slot was reused */
+			conn_on_cqe(s, conn, c);
+		}
+		if (n < CQE_BATCH)
+			break;
+	}
+}
+
+static void take_inbox(struct shard *s)
+{
+	struct message *m;
+	unsigned budget = 1024; /* bounded work per loop turn */
+	while (budget-- && spsc_pop(&s->inbox, &m)) {
+		s->messages_held++;
+		dispatch(s, m);
+	}
+}
+
+static void take_due_retries(struct shard *s)
+{
+	while (s->retry_head && s->retry_head->next_attempt_ms <= s->now) {
+		struct message *m = s->retry_head;
+		s->retry_head = m->next;
+		if (!s->retry_head)
+			s->retry_tail = NULL;
+		m->next = NULL;
+		dispatch(s, m);
+	}
+}
+
+static int wait_ms(struct shard *s)
+{
+	int ms = WHEEL_TICK_MS;
+	if (s->retry_head) {
+		int64_t d = s->retry_head->next_attempt_ms - s->now;
+		if (d < ms)
+			ms = d < 0 ? 0 : (int)d;
+	}
+	return ms;
+}
+
+static unsigned conns_open(struct shard *s)
+{
+	return s->nconns_max - s->nfree;
+}
+
+static void stop_all(struct shard *s)
+{
+	for (unsigned i = 0; i < s->nconns_max; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state != CS_FREE && c->state != CS_CLOSING && c->state != CS_QUITTING)
+			conn_shutdown(s, c, true);
+	}
+	for (unsigned di = 0; di < s->ndests; di++) {
+		struct leg *l;
+		while ((l = dest_pop(&s->dests[di])))
+			shard_leg_done(s, l);
+	}
+}
+
+static void *shard_main(void *arg)
+{
+	struct shard *s = arg;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(s->index % config_online_cpus(), &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	alloc_thread_arena();
+	s->ring = ring_new(1024);
+	s->now = now_mono_ms();
+	wheel_init(&s->wheel, s->now);
+	int64_t stop_deadline = 0;
+	for (;;) {
+		arm_wake(s);
+		ring_submit_wait(s->ring, wait_ms(s));
+		s->now = now_mono_ms();
+		handle_cqes(s);
+		if (atomic_load_explicit(&s->stop, memory_order_acquire)) {
+			if (!stop_deadline) {
+				stop_deadline = s->now + STOP_GRACE_MS;
+				stop_all(s);
+			}
+			if (conns_open(s) == 0 || s->now > stop_deadline)
+				break;
+		} else {
+			take_inbox(s);
+			take_due_retries(s);
+			schedule(s);
+		}
+		wheel_advance(&s->wheel, s->now, on_timer, s);
+		if (outbox_flush(s) || spsc_count(&s->outbox))
+			ring_write(s->ring, s->engine_fd, &s->notify_val, sizeof(s->notify_val),
+			           ring_ud(OP_NOTIFY, 0, 0));
+	}
+	/* Connections still open after the grace period: close them outright. */
+	for (unsigned i = 0; i < s->nconns_max; i++)
+		if (s->conns[i].fd >= 0)
+			close(s->conns[i].fd);
+	ring_free(s->ring);
+	s->ring = NULL;
+	return NULL;
+}
+
+void shard_start(struct shard *s)
+{
+	if (pthread_create(&s->thread, NULL, shard_main, s) != 0)
+		fatal("cannot start shard thread %u", s->index);
+}
+
+bool shard_offer(struct shard *s, struct message *m)
+{
+	return spsc_push(&s->inbox, &m);
+}
+
+void shard_kick(struct shard *s)
+{
+	uint64_t one = 1;
+	if (write(s->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		warnx_("shard %u: wake: %s", s->index, strerror(errno));
+}
+
+size_t shard_collect(struct shard *s, struct outcome *out, size_t max)
+{
+	size_t n = 0;
+	while (n < max && spsc_pop(&s->outbox, &out[n]))
+		n++;
+	return n;
+}
+
+void shard_stop(struct shard *s)
+{
+	atomic_store_explicit(&s->stop, 1, memory_order_release);
+	shard_kick(s);
+	pthread_join(s->thread, NULL);
+}
+
+void shard_get_stats(struct shard *s, struct shard_stats *st)
+{
+	*st = s->stats;
+}
+
+void shard_free(struct shard *s)
+{
+	if (!s)
+		return;
+	struct outcome o;
+	while (spsc_pop(&s->outbox, &o))
+		free(o.response);
+	for (size_t i = 0; i < s->nspill; i++)
+		free(s->spill[i].response);
+	for (unsigned i = 0; i < s->nconns_max; i++) {
+		struct conn *c = &s->conns[i];
+		buf_free(&c->wbuf);
+		buf_free(&c->pbuf);
+		buf_free(&c->hold);
+		free(c->rbuf);
+	}
+	free(s->spill);
+	free(s->conns);
+	free(s->free_slots);
+	free(s->dests);
+	spsc_destroy(&s->inbox);
+	spsc_destroy(&s->outbox);
+	close(s->wake_fd);
+	free(s);
+}

@@ -1,0 +1,28 @@
+/* shards/shard.h - one delivery thread per core. The engine hands messages
+ * in through shard_offer() and takes outcome records out through
+ * shard_collect(); nothing else crosses the thread boundary. */
+#ifndef SLUICE_SHARD_H
+#define SLUICE_SHARD_H
+#include "../engine/config.h"
+#include "../engine/message.h"
+
+struct shard;
+
+struct shard_stats {            /* read by the engine after the shard stopped */
+	uint64_t connections, transactions, messages_sent;
+};
+
+struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wake_fd);
+void shard_start(struct shard *s);
+/* Engine side: queue a message (false: the shard's inbox is full). */
+bool shard_offer(struct shard *s, struct message *m);
+/* Engine side: wake the shard after a batch of offers. */
+void shard_kick(struct shard *s);
+/* Engine side: take up to max outcome records. */
+size_t shard_collect(struct shard *s, struct outcome *out, size_t max);
+/* Engine side: ask the shard to finish (QUIT idle connections, abandon the
+ * rest: their messages stay in the spool) and join the thread. */
+void shard_stop(struct shard *s);
+void shard_get_stats(struct shard *s, struct shard_stats *st);
+void shard_free(struct shard *s);
+#endif

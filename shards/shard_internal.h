@@ -1,0 +1,139 @@
+/* shards/shard_internal.h - the types a shard's modules share: destinations
+ * (one per route, holding queued transactions and the connection pool),
+ * legs (one message's recipients for one destination = one SMTP
+ * transaction), and connections. Private to shards/. */
+#ifndef SLUICE_SHARD_INTERNAL_H
+#define SLUICE_SHARD_INTERNAL_H
+#include "shard.h"
+#include "ring.h"
+#include "spsc.h"
+#include "timer_wheel.h"
+#include "smtp_reply.h"
+#include "../engine/util.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOTIFY };
+
+/* Per-recipient progress inside one transaction. */
+enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED };
+
+struct leg {
+	struct message *msg;
+	struct leg *next;          /* destination queue */
+	uint32_t dest;
+	uint32_t nr;
+	uint32_t *ri;              /* recipient indices into msg->rcpt */
+	uint8_t *rt;               /* enum rcpt_txn per ri */
+};
+
+struct dest {
+	const struct route *route;
+	struct leg *qhead, *qtail;
+	uint32_t qlen;
+	uint32_t nconns;           /* open or opening */
+	uint32_t nready;           /* past EHLO, able to take work */
+	uint32_t max_conns;
+};
+
+enum conn_state {
+	CS_FREE = 0, CS_CONNECTING, CS_GREETING, CS_READY, CS_QUITTING, CS_CLOSING,
+};
+
+enum cmd { CMD_BANNER = 1, CMD_EHLO, CMD_HELO, CMD_RSET, CMD_MAIL, CMD_RCPT, CMD_DATA,
+           CMD_DOT, CMD_BDAT, CMD_QUIT };
+
+struct pending {
+	uint8_t cmd;
+	uint8_t txn;               /* index into conn->txn */
+	uint16_t pad;
+	uint32_t idx;              /* recipient position in the leg (RCPT) */
+	uint32_t off, len;         /* bytes in conn->hold (not yet sent) */
+};
+
+#define PQ_MAX 512
+
+struct txn {
+	struct leg *leg;
+	bool active;
+	bool mail_failed;
+	bool data_started;         /* 354 seen or BDAT sent */
+	bool bdat;                 /* content goes as BDAT LAST */
+	uint32_t naccepted;
+	int64_t start_ms;
+};
+
+struct conn {
+	uint32_t slot, gen;
+	int fd;
+	enum conn_state state;
+	uint32_t dest;
+	unsigned ops;              /* operations in flight on the ring */
+	struct timer timer;
+	/* server capabilities from EHLO */
+	bool esmtp, pipelining, chunking, eightbit, smtputf8;
+	uint64_t size_max;
+	/* output: wbuf is on the wire (immutable while a send is in flight),
+	 * pbuf collects what comes next; hold keeps commands not yet sent
+	 * when the server does not pipeline. */
+	struct buf wbuf, pbuf, hold;
+	size_t woff;
+	bool sending;
+	/* input */
+	char *rbuf;
+	size_t rlen, rcap;
+	bool receiving;
+	/* replies expected, in order; entries [0, pq_sent) were sent */
+	struct pending pq[PQ_MAX];
+	unsigned pq_head, pq_len, pq_sent;
+	struct txn txn[2];
+	uint32_t msgs;             /* transactions started on this connection */
+	bool need_rset;
+	char peer[48], source[48];
+	struct smtp_reply reply;   /* scratch for parsing */
+};
+
+struct shard {
+	unsigned index;
+	const struct config *cfg;
+	pthread_t thread;
+	_Atomic int stop;
+	struct ring *ring;
+	int wake_fd;               /* engine -> shard */
+	int engine_fd;             /* shard -> engine */
+	uint64_t wake_buf;
+	bool wake_armed;
+	uint64_t notify_val;
+	struct spsc inbox;         /* struct message * */
+	struct spsc outbox;        /* struct outcome */
+	struct outcome *spill;     /* outcomes waiting for room in outbox */
+	size_t nspill, spill_cap;
+	struct timer_wheel wheel;
+	struct dest *dests;
+	unsigned ndests;
+	struct conn *conns;
+	unsigned nconns_max;
+	uint32_t *free_slots;
+	unsigned nfree;
+	struct message *retry_head, *retry_tail;
+	uint32_t messages_held;
+	int64_t now;
+	struct shard_stats stats;
+};
+
+/* shard.c: outcomes and message bookkeeping used by the SMTP client */
+void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
+                uint16_t code, const char *enhanced, const char *text, size_t text_len,
+                const struct conn *c, int64_t start_ms);
+void shard_leg_done(struct shard *s, struct leg *leg);
+struct leg *dest_pop(struct dest *d);
+void dest_push_front(struct dest *d, struct leg *leg);
+
+/* smtp_client.c */
+void conn_open(struct shard *s, uint32_t dest);
+void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe);
+void conn_on_timer(struct shard *s, struct conn *c);
+/* Gives an idle, ready connection its next transaction if there is one. */
+void conn_take_work(struct shard *s, struct conn *c);
+void conn_shutdown(struct shard *s, struct conn *c, bool graceful);
+#endif

@@ -1,0 +1,65 @@
+/* tests/unit/test_json.c - JSON escaping of arbitrary server text and the
+ * accounting line's shape. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "../../engine/json.h"
+#include "../../engine/acct_log.h"
+
+static void check(const char *in, size_t len, const char *want)
+{
+	struct buf b = { 0 };
+	json_add_string(&b, in, len);
+	buf_add(&b, "", 1);
+	assert_string_equal(b.p, want);
+	buf_free(&b);
+}
+
+static void escapes(void **state)
+{
+	check("plain", 5, "\"plain\"");
+	check("q\"b\\", 4, "\"q\\\"b\\\\\"");
+	check("a\r\nb\t", 5, "\"a\\r\\nb\\t\"");
+	check("\x01\x7f", 2, "\"\\u0001\\u007f\"");
+	check("nul\0x", 5, "\"nul\\u0000x\"");
+	check("caf\xc3\xa9", 5, "\"caf\xc3\xa9\"");
+	check("bad\xff\xc3", 5, "\"bad\\ufffd\\ufffd\"");
+	check("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""); /* surrogate */
+	check("\xe2\x82\xac", 3, "\"\xe2\x82\xac\"");
+	struct buf b = { 0 };
+	json_add_string(&b, NULL, 0);
+	buf_add(&b, "", 1);
+	assert_string_equal(b.p, "null");
+	buf_free(&b);
+}
+
+static void accounting_line(void **state)
+{
+	const char *rcpts[] = { "r@d.example" };
+	struct message m = { .id = "f1", .sender = "s@x.example", .rcpt = rcpts, .nrcpt = 1 };
+	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .code = 550,
+	                     .attempt = 2, .ms = 7, .ts_ms = 1700000000123, .msg = &m,
+	                     .response = "5.1.1 \"no\" such\nuser", .mx = "127.0.0.1:25" };
+	strcpy(o.enhanced, "5.1.1");
+	strcpy(o.peer, "127.0.0.1:25");
+	struct buf b = { 0 };
+	acct_format(&b, &o);
+	buf_add(&b, "", 1);
+	assert_string_equal(b.p,
+		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1\",\"job\":null,\"from\":\"s@x.example\","
+		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"code\":550,\"enhanced\":\"5.1.1\","
+		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"peer\":\"127.0.0.1:25\","
+		"\"source\":null,\"tls\":null,\"attempt\":2,\"ms\":7}\n");
+	buf_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(escapes), cmocka_unit_test(accounting_line),
+	};
+	return cmocka_run_group_tests_name("json", tests, NULL, NULL);
+}

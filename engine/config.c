@@ -27,7 +27,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_connections = 20;
 	cfg->max_per_connection = 1000;
 	cfg->max_rcpt_per_txn = 100;
-	cfg->retry_interval_s = 300;
+	cfg->retry_interval_ms = 300000;
 	cfg->bounce_after_s = 4 * 86400;
 	cfg->use_chunking = true;
 	cfg->use_pipelining = true;
@@ -178,7 +178,7 @@ static void config_load_file(struct config *cfg, const char *path)
 	file_uint(&cf, "delivery.max-connections", &cfg->max_connections, 1, 100000);
 	file_uint(&cf, "delivery.max-per-connection", &cfg->max_per_connection, 1, 10000000);
 	file_uint(&cf, "delivery.max-recipients-per-transaction", &cfg->max_rcpt_per_txn, 1, 1000);
-	file_uint(&cf, "delivery.retry-interval", &cfg->retry_interval_s, 0, 86400);
+	file_ms(&cf, "delivery.retry-interval", &cfg->retry_interval_ms);
 	file_uint(&cf, "delivery.bounce-after", &cfg->bounce_after_s, 1, 365 * 86400);
 	file_uint(&cf, "delivery.inflight-per-shard", &cfg->inflight_per_shard, 16, 1000000);
 	int b;
@@ -312,7 +312,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_MAXPERCONN: cfg->max_per_connection = parse_flag_uint("--max-per-connection", arg, 1, 10000000); break;
 	case OPT_DRAIN: cfg->drain = true; break;
 	case OPT_MAXTIME: cfg->max_time_s = parse_seconds("--max-time", arg, 1e7); break;
-	case OPT_RETRY: cfg->retry_interval_s = (unsigned)parse_seconds("--retry-interval", arg, 86400); break;
+	case OPT_RETRY: cfg->retry_interval_ms = (int)(parse_seconds("--retry-interval", arg, 86400) * 1000); break;
 	case OPT_BOUNCE_AFTER: cfg->bounce_after_s = (unsigned)parse_seconds("--bounce-after", arg, 365 * 86400.0); break;
 	case OPT_HELO: set_str(&cfg->helo, arg); break;
 	case OPT_TIMEOUT: {

@@ -30,7 +30,7 @@ struct config {
 	unsigned max_connections;     /* per destination, all shards together */
 	unsigned max_per_connection;  /* messages per connection */
 	unsigned max_rcpt_per_txn;
-	unsigned retry_interval_s;
+	int retry_interval_ms;          /* first wait before a retry */
 	unsigned bounce_after_s;
 	bool drain;
 	double max_time_s;            /* 0 = no limit */

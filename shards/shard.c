@@ -150,7 +150,7 @@ static void message_attempt_done(struct shard *s, struct message *m)
 		message_done(s, m);
 		return;
 	}
-	m->next_attempt_ms = s->now + (int64_t)s->cfg->retry_interval_s * 1000;
+	m->next_attempt_ms = s->now + s->cfg->retry_interval_ms;
 	m->next = NULL;
 	if (s->retry_tail)
 		s->retry_tail->next = m;

@@ -1,0 +1,49 @@
+# Servers that misbehave: never answer (timeout), answer garbage, refuse
+# the connection, greet with 554. Each is a deferral with a clear reason,
+# never a crash; the messages stay in the spool for a later run.
+source "$(dirname "$0")/../lib.sh"
+set -e
+N=20
+
+expect_deferred() {  # name, jq regex for the response
+	[ "$RC" -eq 1 ] || { cat "$T/run.out" "$T/run.err"; fail "$1: want exit 1 (not all final), got $RC"; }
+	[ "$(spool_files "$T/sp/new")" -eq "$N" ] || fail "$1: messages not back in new/"
+	[ "$(spool_files "$T/sp/active")" -eq 0 ] || fail "$1: active/ not empty"
+	jq -e . "$T/acct.jsonl" >/dev/null || fail "$1: log not JSON"
+	[ "$(jq -r 'select(.result!="deferred")' "$T/acct.jsonl" | jq -s length)" -eq 0 ] || fail "$1: something was not deferred"
+	jq -e "select(.result==\"deferred\" and (.response|test(\"$2\")))" "$T/acct.jsonl" >/dev/null || { head -3 "$T/acct.jsonl"; fail "$1: no deferral saying '$2'"; }
+	grep -q "not final         $N" "$T/run.out" || fail "$1: summary does not count $N not final"
+}
+
+fresh() { rm -rf "$T/sp" "$T/acct.jsonl"; "$SLUICE" spoolgen --spool "$T/sp" --count $N --domains 3 >/dev/null; }
+
+fresh
+port=$(free_port)
+start_mockmx "$port" --silent
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --timeout 1 --retry-interval 0.5 --max-time 4
+stop_mockmx
+expect_deferred silent "timeout after 1 s waiting for reply to banner"
+ok "silent server: timeout, deferred, kept"
+
+fresh
+port=$(free_port)
+timeout 60 python3 "$HERE/integration/garbage_server.py" "$port" &
+PIDS+=($!)
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 3
+expect_deferred garbage "bad reply to EHLO|bad reply to MAIL|bad reply to RCPT"
+ok "garbage replies: deferred, kept"
+
+fresh
+port=$(free_port)   # nothing listens there
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 2
+expect_deferred refused "Connection refused"
+ok "refused connection: deferred, kept"
+
+fresh
+port=$(free_port)
+start_mockmx "$port" --fail connect:554:1
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 2
+stop_mockmx
+expect_deferred banner554 "banner refused: 554"
+ok "554 greeting: deferred, kept"

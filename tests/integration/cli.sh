@@ -1,0 +1,42 @@
+# The command line: every command has --help; flags of capabilities that
+# do not exist yet are refused with a clear error, never ignored; a config
+# file is read and flags override it.
+source "$(dirname "$0")/../lib.sh"
+set -e
+for c in run mockmx spoolgen inject; do
+	"$SLUICE" $c --help | grep -qi usage || fail "$c --help"
+done
+for f in "--dns-server 127.0.0.1:53" "--smtp-port 2525" "--dkim d:s:/k" "--source-ip 127.0.0.2" \
+         "--tls required" "--tls-ca /x" "--max-rate 10/s"; do
+	set +e
+	# shellcheck disable=SC2086
+	out=$("$SLUICE" run --spool "$T/sp" --route '*=127.0.0.1:9' $f 2>&1); rc=$?
+	set -e
+	[ "$rc" -ne 0 ] || fail "$f was accepted"
+	echo "$out" | grep -q "not available yet" || fail "$f: unclear refusal: $out"
+done
+set +e
+out=$("$SLUICE" run --spool "$T/sp" --drain 2>&1); rc=$?
+set -e
+[ "$rc" -ne 0 ] && echo "$out" | grep -q "no route" || fail "run without a route: $out"
+# Config file with a route and a retry interval; a flag overrides the spool.
+port=$(free_port)
+start_mockmx "$port"
+cat > "$T/s.conf" <<CONF
+spool = "/nonexistent/never-used";
+helo = "test.sluice.example";
+routes = ( { domain = "*"; host = "127.0.0.1"; port = $port; } );
+delivery: { max-connections = 2; retry-interval = 0.5; };
+CONF
+"$SLUICE" spoolgen --spool "$T/sp" --count 10 --domains 2 >/dev/null
+run_sluice -c "$T/s.conf" --spool "$T/sp" --shards 1 --max-time 60
+stop_mockmx
+[ "$RC" -eq 0 ] || { cat "$T/run.err"; fail "config file run: exit $RC"; }
+[ "$(mx_stat "$port" messages)" -eq 10 ] || fail "config file run: not delivered"
+[ "$(mx_stat "$port" connections)" -le 2 ] || fail "max-connections from the file ignored"
+echo 'routes = ( { domain = "*"; host = "mx.example.com"; port = 25; } );' > "$T/bad.conf"
+set +e
+out=$("$SLUICE" run -c "$T/bad.conf" --spool "$T/sp" 2>&1); rc=$?
+set -e
+[ "$rc" -ne 0 ] && echo "$out" | grep -q "numeric" || fail "host name route accepted: $out"
+ok "help, refused flags, config file and overrides"

@@ -1,0 +1,81 @@
+# tests/lib.sh - helpers for the integration tests (sourced). Every server
+# listens on loopback only, every process is bounded by `timeout`, and
+# everything a test starts is killed when it exits.
+set -u
+: "${SLUICE:?SLUICE must point at the binary}"
+T=$(mktemp -d /tmp/sluice-test.XXXXXX)
+chmod 755 "$T"   # smtp-sink runs as nobody and writes below it
+PIDS=()
+cleanup() {
+	local rc=$?
+	set +e
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+# Under ASan everything is slower: tests scale their volume by this factor.
+if [ -n "${SLUICE_ASAN:-}" ]; then SCALE=5; else SCALE=1; fi
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "  ok: $*"; }
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_mockmx PORT [mockmx options...]: starts it, waits until it listens.
+start_mockmx() {
+	local port=$1; shift
+	timeout 300 "$SLUICE" mockmx --listen "127.0.0.1:$port" --max-time 280 \
+		--stats "$T/mx-$port.json" "$@" >"$T/mx-$port.out" 2>"$T/mx-$port.err" &
+	PIDS+=($!)
+	MX_PID=$!
+	for _ in $(seq 100); do
+		grep -q listening "$T/mx-$port.err" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	cat "$T/mx-$port.err" >&2
+	fail "mockmx on port $port did not start"
+}
+
+# stop_mockmx: SIGTERM, wait, stats land in $T/mx-PORT.json.
+stop_mockmx() {
+	kill -TERM "$MX_PID" 2>/dev/null
+	wait "$MX_PID" 2>/dev/null
+	true
+}
+
+mx_stat() { jq -r ".$2" "$T/mx-$1.json"; }
+
+# run_sluice [args...]: drain with a time bound; exit status in RC.
+run_sluice() {
+	set +e
+	timeout 300 "$SLUICE" run --drain --log "$T/acct.jsonl" "$@" >"$T/run.out" 2>"$T/run.err"
+	RC=$?
+	set -e
+	[ "$RC" -lt 124 ] || { cat "$T/run.err" >&2; fail "sluice did not finish (rc $RC)"; }
+	if grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/run.err"; then
+		cat "$T/run.err" >&2
+		fail "sanitizer report"
+	fi
+}
+
+# spool_files DIR: how many files are in DIR (0 if none).
+spool_files() { find "$1" -maxdepth 1 -type f | wc -l; }
+
+# count_rcpts SPOOLDIR: X-Receiver lines in the files of SPOOLDIR/new.
+count_rcpts() { cat "$1"/new/* 2>/dev/null | grep -ci '^X-Receiver:' || true; }
+
+# Every recipient has exactly one final line, the log is valid JSON.
+check_log_final() {
+	local want=$1
+	jq -e . "$T/acct.jsonl" >/dev/null || fail "accounting log is not valid JSON"
+	local finals dup
+	finals=$(jq -r 'select(.result=="delivered" or .result=="bounced" or .result=="expired") | .id+" "+.rcpt' "$T/acct.jsonl" | sort)
+	[ "$(echo "$finals" | grep -c .)" -eq "$want" ] || fail "want $want final lines, got $(echo "$finals" | grep -c .)"
+	dup=$(echo "$finals" | uniq -d | head -3)
+	[ -z "$dup" ] || fail "recipients with more than one final line: $dup"
+}

@@ -21,47 +21,47 @@ scenario() {  # name, sluice extra args, then mockmx args
 }
 
 scenario rcpt451 "" --fail rcpt:451:0.05
-d=$(jq -r 'select(.result=="deferred")' "$T/acct.jsonl" | jq -s length)
+d=$(log_count '.result=="deferred"')
 [ "$d" -gt 0 ] || fail "rcpt451: no deferral was logged"
-[ "$(jq -r 'select(.result=="delivered")' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "rcpt451: not all delivered"
+[ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "rcpt451: not all delivered"
 [ "$(mx_stat "$port" recipients)" -eq "$want" ] || fail "rcpt451: server count differs"
-jq -e 'select(.result=="deferred") | select(.code==451 and .enhanced=="4.3.0" and (.response|test("injected 451 on RCPT")))' "$T/acct.jsonl" >/dev/null || fail "rcpt451: deferred line lacks the server's reply"
-jq -e 'select(.result=="delivered" and .attempt>=2)' "$T/acct.jsonl" >/dev/null || fail "rcpt451: no delivery on a later attempt"
+[ "$(log_count '.result=="deferred" and .code==451 and .enhanced=="4.3.0" and (.response|test("injected 451 on RCPT"))')" -gt 0 ] || fail "rcpt451: deferred line lacks the server's reply"
+[ "$(log_count '.result=="delivered" and .attempt>=2')" -gt 0 ] || fail "rcpt451: no delivery on a later attempt"
 ok "5% 451 on RCPT: $d deferrals, all $want delivered"
 
 scenario rcpt550 "" --fail rcpt:550:0.1
-b=$(jq -r 'select(.result=="bounced")' "$T/acct.jsonl" | jq -s length)
-dl=$(jq -r 'select(.result=="delivered")' "$T/acct.jsonl" | jq -s length)
+b=$(log_count '.result=="bounced"')
+dl=$(log_count '.result=="delivered"')
 [ "$b" -gt 0 ] || fail "rcpt550: nothing bounced"
 [ $((b + dl)) -eq "$want" ] || fail "rcpt550: $b bounced + $dl delivered != $want"
 [ "$(mx_stat "$port" recipients)" -eq "$dl" ] || fail "rcpt550: server count $(mx_stat "$port" recipients) != delivered $dl"
-[ "$(jq -r 'select(.result=="bounced") | select(.code==550 and .enhanced=="5.1.1" and (.response|test("mockmx: injected 550 on RCPT")) and .attempt==1)' "$T/acct.jsonl" | jq -s length)" -eq "$b" ] || fail "rcpt550: bounced lines lack code/text"
-[ "$(jq -r 'select(.result=="deferred")' "$T/acct.jsonl" | jq -s length)" -eq 0 ] || fail "rcpt550: a 5xx was deferred"
+[ "$(log_count '.result=="bounced" and .code==550 and .enhanced=="5.1.1" and (.response|test("mockmx: injected 550 on RCPT")) and .attempt==1')" -eq "$b" ] || fail "rcpt550: bounced lines lack code/text"
+[ "$(log_count '.result=="deferred"')" -eq 0 ] || fail "rcpt550: a 5xx was deferred"
 ok "10% 550 on RCPT: $b bounced with the server's text, $dl delivered"
 
 scenario dot554 "" --fail dot:554:0.05
-b=$(jq -r 'select(.result=="bounced")' "$T/acct.jsonl" | jq -s length)
+b=$(log_count '.result=="bounced"')
 [ "$b" -gt 0 ] || fail "dot554: nothing bounced"
 [ "$(mx_stat "$port" recipients)" -eq $((want - b)) ] || fail "dot554: server count differs"
 ok "5% 554 after the data: $b bounced"
 
 scenario disconnect "--no-chunking" --disconnect-data 0.05
-[ "$(jq -r 'select(.result=="delivered")' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "disconnect: not all delivered"
-jq -e 'select(.result=="deferred" and (.response|test("connection lost")))' "$T/acct.jsonl" >/dev/null || fail "disconnect: no 'connection lost' deferral"
+[ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "disconnect: not all delivered"
+[ "$(log_count '.result=="deferred" and (.response|test("connection lost"))')" -gt 0 ] || fail "disconnect: no 'connection lost' deferral"
 [ "$(mx_stat "$port" disconnects)" -gt 0 ] || fail "disconnect: mockmx dropped nothing"
 ok "connections dropped in DATA ($(mx_stat "$port" disconnects)x): all $want delivered"
 
 scenario disconnect_bdat "" --disconnect-data 0.05
-[ "$(jq -r 'select(.result=="delivered")' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "disconnect_bdat: not all delivered"
+[ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "disconnect_bdat: not all delivered"
 ok "connections dropped in BDAT: all $want delivered"
 
 scenario greylist "" --greylist
-[ "$(jq -r 'select(.result=="deferred" and .code==451 and .enhanced=="4.7.1")' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "greylist: want one 451 per recipient"
-[ "$(jq -r 'select(.result=="delivered" and .attempt==2)' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "greylist: want every delivery on attempt 2"
+[ "$(log_count '.result=="deferred" and .code==451 and .enhanced=="4.7.1"')" -eq "$want" ] || fail "greylist: want one 451 per recipient"
+[ "$(log_count '.result=="delivered" and .attempt==2')" -eq "$want" ] || fail "greylist: want every delivery on attempt 2"
 ok "greylisting: every recipient deferred once, delivered on attempt 2"
 
 scenario lockstep "--max-per-connection 7" --no-pipelining --no-chunking
-[ "$(jq -r 'select(.result=="delivered")' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "lockstep: not all delivered"
+[ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "lockstep: not all delivered"
 c=$(mx_stat "$port" connections)
 [ "$c" -ge $((N / 7)) ] || fail "lockstep: $c connections for $N messages at 7 per connection"
 ok "server without PIPELINING/CHUNKING, 7 messages per connection ($c connections)"

@@ -13,12 +13,11 @@ answers = itertools.cycle([
 def serve(c):
     with c:
         c.sendall(b'220 garbage.example ESMTP\r\n')
-        f = c.makefile('rb')
-        for _ in f:
-            try:
+        try:
+            for _ in c.makefile('rb'):
                 c.sendall(next(answers))
-            except OSError:
-                return
+        except OSError:
+            return
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('127.0.0.1', port))

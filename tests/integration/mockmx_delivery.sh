@@ -18,7 +18,7 @@ for mode in bdat data; do
 	[ "$RC" -eq 0 ] || { cat "$T/run.out" "$T/run.err"; fail "$mode: exit $RC"; }
 	[ "$(spool_files "$T/sp/new")" -eq 0 ] && [ "$(spool_files "$T/sp/active")" -eq 0 ] || fail "$mode: spool not empty"
 	check_log_final "$want"
-	[ "$(jq -r 'select(.result=="delivered")' "$T/acct.jsonl" | jq -s length)" -eq "$want" ] || fail "$mode: not all delivered"
+	[ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "$mode: not all delivered"
 	[ "$(mx_stat "$port" recipients)" -eq "$want" ] || fail "$mode: mockmx saw $(mx_stat "$port" recipients) recipients, want $want"
 	[ "$(mx_stat "$port" messages)" -eq "$N" ] || fail "$mode: mockmx saw $(mx_stat "$port" messages) messages, want $N"
 	python3 "$HERE/check_bodies.py" "$T/orig" "$T/store" mockmx || fail "$mode: bodies differ"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# bench/demo.sh - `make demo`: the main job on embedded defaults. Starts a
+# mock MX on loopback, generates a spool, drains it through sluice and
+# prints what happened. No DNS, nothing leaves 127.0.0.1, bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SLUICE=$PWD/sluice
+N=${DEMO_N:-20000}
+W=$(mktemp -d /tmp/sluice-demo.XXXXXX)
+MX=""
+cleanup() { set +e; [ -n "$MX" ] && kill "$MX" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+echo "== 1. a mock MX on 127.0.0.1:$PORT that defers 2% of recipients (451) and rejects 0.5% (550)"
+timeout 300 "$SLUICE" mockmx --listen "127.0.0.1:$PORT" --fail rcpt:451:0.02 --fail rcpt:550:0.005 \
+	--max-time 290 >"$W/mx.json" 2>"$W/mx.err" &
+MX=$!
+for _ in $(seq 100); do grep -q listening "$W/mx.err" 2>/dev/null && break; sleep 0.05; done
+
+echo "== 2. a spool of $N messages (3 KB, 50 domains), written tmp/ -> new/"
+"$SLUICE" spoolgen --spool "$W/spool" --count "$N" --size 3000 --domains 50
+sed -n '1,6p' "$W/spool/new/$(ls "$W/spool/new" | head -1)" | sed 's/^/     | /'
+
+echo "== 3. sluice run --drain --route '*=127.0.0.1:$PORT' --retry-interval 1"
+"$SLUICE" run --drain --spool "$W/spool" --route "*=127.0.0.1:$PORT" --log "$W/acct.jsonl" \
+	--retry-interval 1 --max-time 120
+
+echo "== 4. the accounting log ($W/acct.jsonl): one JSON line per recipient per attempt"
+jq -r '.result' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
+echo "     a bounce:"
+jq -c -n 'first(inputs | select(.result=="bounced"))' "$W/acct.jsonl" | sed 's/^/     /'
+echo "     a deferral and its later delivery:"
+id=$(jq -r -n 'first(inputs | select(.result=="deferred")) | .id' "$W/acct.jsonl")
+jq -c --arg id "$id" 'select(.id==$id) | {ts,result,code,response,attempt}' "$W/acct.jsonl" | sed 's/^/     /'
+
+kill -TERM "$MX"; wait "$MX" 2>/dev/null || true; MX=""
+echo "== 5. what the mock MX counted"
+sed 's/^/     /' "$W/mx.json"
+left=$(find "$W/spool/new" "$W/spool/active" -type f | wc -l)
+echo "== spool after the run: $left file(s) left (every message reached a final state)"

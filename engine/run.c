@@ -152,6 +152,7 @@ static size_t collect(struct engine *e)
 				free(o->response);
 			}
 			acct_flush(&e->log);
+			/* The lines are written: now the files may go. */
 			for (size_t k = 0; k < ndone; k++) {
 				spool_done(&e->spool, done[k]->id);
 				all_del(done[k]);
@@ -163,6 +164,7 @@ static size_t collect(struct engine *e)
 			ndone = 0;
 		}
 	}
+	spool_io_poll(&e->spool, false);
 	return total;
 }
 

@@ -33,7 +33,9 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	s->cfg = cfg;
 	s->engine_fd = engine_wake_fd;
 	s->notify_val = 1;
-	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd
+	 * with -EAGAIN at once instead of waiting for the engine's write. */
+	s->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (s->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
 	spsc_init(&s->inbox, pow2_at_least(cfg->inflight_per_shard * 2u), sizeof(struct message *));
@@ -62,6 +64,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 
 static void outbox_put(struct shard *s, const struct outcome *o)
 {
+	s->unnotified++;
 	if (s->nspill == 0 && spsc_push(&s->outbox, o))
 		return;
 	if (s->nspill == s->spill_cap) {
@@ -306,8 +309,10 @@ static void handle_cqes(struct shard *s)
 				s->wake_armed = false;
 				continue;
 			}
-			if (op == OP_NOTIFY)
+			if (op == OP_NOTIFY) {
+				s->notify_inflight = false;
 				continue;
+			}
 			uint32_t slot = ring_ud_slot(c->user_data);
 			ASSERT(slot < s->nconns_max);
 			struct conn *conn = &s->conns[slot];
@@ -372,6 +377,18 @@ static void stop_all(struct shard *s)
 	}
 }
 
+/* Wakes the engine once per batch of outcomes: one eventfd write in
+ * flight at most, and none when nothing new was produced (a write per loop
+ * turn would wake this loop again and spin). */
+static void notify_engine(struct shard *s)
+{
+	if (!s->unnotified || s->notify_inflight)
+		return;
+	s->unnotified = 0;
+	s->notify_inflight = true;
+	ring_write(s->ring, s->engine_fd, &s->notify_val, sizeof(s->notify_val), ring_ud(OP_NOTIFY, 0, 0));
+}
+
 static void *shard_main(void *arg)
 {
 	struct shard *s = arg;
@@ -402,9 +419,8 @@ static void *shard_main(void *arg)
 			schedule(s);
 		}
 		wheel_advance(&s->wheel, s->now, on_timer, s);
-		if (outbox_flush(s) || spsc_count(&s->outbox))
-			ring_write(s->ring, s->engine_fd, &s->notify_val, sizeof(s->notify_val),
-			           ring_ud(OP_NOTIFY, 0, 0));
+		outbox_flush(s);
+		notify_engine(s);
 	}
 	/* Connections still open after the grace period: close them outright. */
 	for (unsigned i = 0; i < s->nconns_max; i++)

@@ -104,6 +104,8 @@ struct shard {
 	uint64_t wake_buf;
 	bool wake_armed;
 	uint64_t notify_val;
+	bool notify_inflight;      /* a write to engine_fd is on the ring */
+	uint32_t unnotified;       /* outcomes pushed since the last notify */
 	struct spsc inbox;         /* struct message * */
 	struct spsc outbox;        /* struct outcome */
 	struct outcome *spill;     /* outcomes waiting for room in outbox */

@@ -18,8 +18,11 @@ SIZE=${BENCH_SIZE:-3000}
 DOMAINS=${BENCH_DOMAINS:-50}
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 W=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+# The spool as a producer leaves it: files just written (in the page cache).
+# BENCH_SPOOL_DIR puts it elsewhere, e.g. on tmpfs (/dev/shm) or a synced disk.
+SPOOL=${BENCH_SPOOL_DIR:-$W/spool}
 PIDS=()
-cleanup() { set +e; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; }
+cleanup() { set +e; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W" "$SPOOL"; }
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -28,12 +31,12 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' 
 
 MX_PORT=$(port)
 timeout 3000 "$SLUICE" mockmx --listen "127.0.0.1:$MX_PORT" --max-time 2900 >"$W/mx.json" 2>"$W/mx.err" &
-MX=$!; PIDS+=($MX)
+PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$W/mx.err" 2>/dev/null && break; sleep 0.05; done
+MX=$(pgrep -P "${PIDS[0]}")   # mockmx itself, not its timeout wrapper
 
 echo "bench: generating $N messages of $SIZE bytes over $DOMAINS domains..." >&2
-"$SLUICE" spoolgen --spool "$W/spool" --count "$N" --size "$SIZE" --domains "$DOMAINS" >/dev/null
-sync
+"$SLUICE" spoolgen --spool "$SPOOL" --count "$N" --size "$SIZE" --domains "$DOMAINS" >/dev/null
 
 # Peer: smtp-source, 20 sessions, connection reuse (-d), no pipelining.
 echo "bench: smtp-source -d -s 20 -l $SIZE -m $PEER_N -> mockmx..." >&2
@@ -45,7 +48,7 @@ peer_secs=$(echo "$t1 - $t0" | bc -l); peer_mx_cpu=$(echo "$c1 - $c0" | bc -l)
 # sluice: drain the spool into the same mockmx.
 echo "bench: sluice run --drain --shards $SHARDS -> mockmx..." >&2
 c0=$(cpu_of $MX)
-/usr/bin/time -f '%e %U %S %M' -o "$W/time" timeout 1200 "$SLUICE" run --drain --spool "$W/spool" \
+/usr/bin/time -f '%e %U %S %M' -o "$W/time" timeout 1200 "$SLUICE" run --drain --spool "$SPOOL" \
 	--route "*=127.0.0.1:$MX_PORT" --shards "$SHARDS" --log "$W/acct.jsonl" --max-time 1100 >"$W/run.out"
 c1=$(cpu_of $MX)
 read -r s_secs s_user s_sys s_rss < "$W/time"

@@ -40,3 +40,11 @@ out=$("$SLUICE" run -c "$T/bad.conf" --spool "$T/sp" 2>&1); rc=$?
 set -e
 [ "$rc" -ne 0 ] && echo "$out" | grep -q "numeric" || fail "host name route accepted: $out"
 ok "help, refused flags, config file and overrides"
+# The shipped example config parses and works, with flags overriding it.
+port=$(free_port)
+start_mockmx "$port"
+"$SLUICE" spoolgen --spool "$T/sp2" --count 5 >/dev/null
+run_sluice -c "$HERE/../sluice.conf" --spool "$T/sp2" --route "*=127.0.0.1:$port" --shards 1 --max-time 30
+stop_mockmx
+[ "$RC" -eq 0 ] && [ "$(mx_stat "$port" messages)" -eq 5 ] || fail "sluice.conf example does not work: $(cat "$T/run.err")"
+ok "the example sluice.conf works"

@@ -70,20 +70,22 @@ char *crlf_normalise(const char *src, size_t len, size_t *out_len)
 {
 	/* Worst case every byte is a bare LF or CR and doubles, plus the final CRLF. */
 	char *out = xmalloc(len * 2 + 3);
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = src[i];
-		if (c == '\r') {
-			out[o++] = '\r';
-			out[o++] = '\n';
-			if (i + 1 < len && src[i + 1] == '\n')
-				i++;
-		} else if (c == '\n') {
-			out[o++] = '\r';
-			out[o++] = '\n';
-		} else {
-			out[o++] = c;
-		}
+	size_t o = 0, i = 0;
+	while (i < len) {
+		/* Copy the run up to the next line ending in one go. */
+		const char *nl = memchr(src + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - src) : len;
+		const char *cr = memchr(src + i, '\r', end - i);
+		if (cr)
+			end = (size_t)(cr - src);
+		memcpy(out + o, src + i, end - i);
+		o += end - i;
+		i = end;
+		if (i == len)
+			break;
+		out[o++] = '\r';
+		out[o++] = '\n';
+		i += (src[i] == '\r' && i + 1 < len && src[i + 1] == '\n') ? 2 : 1;
 	}
 	if (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n') {
 		out[o++] = '\r';

@@ -39,6 +39,9 @@ void spool_open(struct spool *sp, const char *dir)
 	sp->active_fd = open_subdir(dir, "active");
 	sp->bad_fd = open_subdir(dir, "bad");
 	sp->ring = ring_new(1024);
+	/* Unlinks in one directory serialise on its lock: more workers only
+	 * spin on it (rwsem_spin_on_owner) and take CPU from the shards. */
+	ring_limit_workers(sp->ring, 2);
 	sp->nslots = UNLINK_SLOTS;
 	sp->unlinking = xcalloc(sp->nslots, sizeof(*sp->unlinking));
 	sp->free_slots = xmalloc(sp->nslots * sizeof(*sp->free_slots));

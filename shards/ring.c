@@ -165,3 +165,9 @@ unsigned ring_ready(struct ring *r)
 {
 	return io_uring_cq_ready(&r->uring);
 }
+
+void ring_limit_workers(struct ring *r, unsigned n)
+{
+	unsigned vals[2] = { n, n };
+	io_uring_register_iowq_max_workers(&r->uring, vals);
+}

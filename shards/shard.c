@@ -396,6 +396,9 @@ static void *shard_main(void *arg)
 	CPU_ZERO(&set);
 	CPU_SET(s->index % config_online_cpus(), &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	char name[16];
+	snprintf(name, sizeof(name), "shard%u", s->index);
+	pthread_setname_np(pthread_self(), name);
 	alloc_thread_arena();
 	s->ring = ring_new(1024);
 	s->now = now_mono_ms();

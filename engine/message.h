@@ -5,7 +5,8 @@
  * to one shard. The shard alone mutates rcpt_state / attempt while it owns
  * it; the strings are immutable after parsing so the engine may read them
  * at any time. When the shard sends OUTCOME_MESSAGE_DONE it never touches
- * the message again and the engine frees it. */
+ * the message again and the engine frees it; messages still held when the
+ * shard stops are freed by shard_free() (their files stay in the spool). */
 #ifndef SLUICE_MESSAGE_H
 #define SLUICE_MESSAGE_H
 #include <stdint.h>
@@ -42,7 +43,7 @@ struct message {
 	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
 	uint32_t legs_open;      /* shard-private: transactions not finished */
 	struct message *next;    /* shard-private list link (retry queue) */
-	struct message *all_prev, *all_next; /* engine-private in-flight list */
+	struct message *held_prev, *held_next; /* shard-private: messages it holds */
 };
 
 enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE };

@@ -1,13 +1,16 @@
-/* engine/run.c - `sluice run`: the engine thread. It scans SPOOL/new/,
- * claims and parses files, spreads messages over the shards (round robin,
- * so one destination still uses every core), writes the accounting log
- * from the shards' outcome records, removes a file once all its recipients
- * are final and logged, and prints a summary. In --drain mode it ends when
- * the spool is empty and nothing is in flight, or at --max-time. */
+/* engine/run.c - `sluice run`: the engine thread. It scans SPOOL/new/ and
+ * spreads the names over the lanes (a feeder that claims and parses files,
+ * in front of a shard that delivers them), round robin so that one
+ * destination still uses every core; writes the accounting log from the
+ * shards' outcome records; removes a file once all its recipients are
+ * final and logged; prints a summary. In --drain mode it ends when the
+ * spool is empty and nothing is in flight, or at --max-time; whatever is
+ * not final then goes back to new/. */
 #define _GNU_SOURCE
 #include "run.h"
 #include "acct_log.h"
 #include "config.h"
+#include "feeder.h"
 #include "spool.h"
 #include "util.h"
 #include "../shards/shard.h"
@@ -36,88 +39,74 @@ struct totals {
 	uint64_t recipients_done;
 };
 
+/* One pipeline per core: a feeder (claims files) in front of a shard. */
+struct lane {
+	struct feeder *feeder;
+	struct shard *shard;
+	uint64_t handed;                /* names given to the feeder */
+	uint64_t done;                  /* messages the shard finished */
+};
+
 struct engine {
 	const struct config *cfg;
 	struct spool spool;
 	struct acct_log log;
-	struct shard **shards;
-	unsigned nshards, next_shard;
+	struct lane *lanes;
+	unsigned nlanes, next_lane;
 	int wake_fd;
-	uint64_t inflight, inflight_max;
-	struct message *held;           /* parsed, waiting for room in a shard */
-	struct message all;             /* list head of messages owned by shards */
+	uint64_t per_lane_max;          /* messages in flight per lane */
 	bool spool_empty;               /* last full pass of new/ found nothing */
 	struct totals t;
 };
 
-static void all_add(struct engine *e, struct message *m)
+static uint64_t lane_inflight(const struct lane *l)
 {
-	m->all_next = e->all.all_next;
-	m->all_prev = &e->all;
-	e->all.all_next->all_prev = m;
-	e->all.all_next = m;
+	return l->handed - l->done - feeder_bad(l->feeder) - feeder_gone(l->feeder);
 }
 
-static void all_del(struct message *m)
+static uint64_t inflight(const struct engine *e)
 {
-	m->all_prev->all_next = m->all_next;
-	m->all_next->all_prev = m->all_prev;
-	m->all_prev = m->all_next = NULL;
+	uint64_t n = 0;
+	for (unsigned i = 0; i < e->nlanes; i++)
+		n += lane_inflight(&e->lanes[i]);
+	return n;
 }
 
-/* Hands a message to the next shard with room; false if all are full. */
-static bool place(struct engine *e, struct message *m)
+/* The next lane with room, round robin (so one destination still uses
+ * every core), or NULL when all are full. */
+static struct lane *lane_with_room(struct engine *e)
 {
-	for (unsigned i = 0; i < e->nshards; i++) {
-		unsigned k = (e->next_shard + i) % e->nshards;
-		if (shard_offer(e->shards[k], m)) {
-			e->next_shard = k + 1;
-			return true;
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		struct lane *l = &e->lanes[(e->next_lane + i) % e->nlanes];
+		if (lane_inflight(l) < e->per_lane_max) {
+			e->next_lane = (e->next_lane + i + 1) % e->nlanes;
+			return l;
 		}
 	}
-	return false;
+	return NULL;
 }
 
-/* Claims up to FEED_BATCH files; returns how many went to shards. */
-static unsigned feed(struct engine *e, bool *kicked)
+/* Hands up to FEED_BATCH names from new/ to the feeders. */
+static unsigned feed(struct engine *e)
 {
 	unsigned n = 0;
-	char why[1024];
-	while (n < FEED_BATCH && e->inflight < e->inflight_max) {
-		struct message *m = e->held;
-		if (!m) {
-			bool pass_empty = false;
-			const char *name = spool_next(&e->spool, &pass_empty);
-			if (!name) {
-				e->spool_empty = pass_empty;
-				break;
-			}
-			e->spool_empty = false;
-			bool gone;
-			m = spool_claim(&e->spool, name, e->cfg->max_message_bytes, &gone, why, sizeof(why));
-			if (!m) {
-				if (!gone) {
-					spool_reject(&e->spool, name, why);
-					e->t.bad++;
-				}
-				continue;
-			}
-			m->arrival_ms = now_mono_ms();
-		}
-		e->held = NULL;
-		if (!place(e, m)) {
-			e->held = m;
+	struct lane *l;
+	while (n < FEED_BATCH && (l = lane_with_room(e))) {
+		bool pass_empty = false;
+		const char *name = spool_next(&e->spool, &pass_empty);
+		if (!name) {
+			e->spool_empty = pass_empty;
 			break;
 		}
-		all_add(e, m);
-		e->inflight++;
+		e->spool_empty = false;
+		if (!feeder_offer(l->feeder, name))
+			break; /* cannot happen while per_lane_max < the name queue; the next pass finds it */
+		l->handed++;
 		n++;
 	}
-	if (n) {
-		for (unsigned i = 0; i < e->nshards; i++)
-			shard_kick(e->shards[i]);
-		*kicked = true;
-	}
+	if (n)
+		for (unsigned i = 0; i < e->nlanes; i++)
+			feeder_kick(e->lanes[i].feeder);
 	return n;
 }
 
@@ -138,9 +127,11 @@ static size_t collect(struct engine *e)
 	static struct outcome batch[COLLECT_BATCH];
 	struct message *done[COLLECT_BATCH];
 	size_t total = 0;
-	for (unsigned i = 0; i < e->nshards; i++) {
-		size_t n, ndone = 0;
-		while ((n = shard_collect(e->shards[i], batch, COLLECT_BATCH)) > 0) {
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		struct lane *l = &e->lanes[i];
+		size_t n;
+		while ((n = shard_collect(l->shard, batch, COLLECT_BATCH)) > 0) {
+			size_t ndone = 0;
 			for (size_t k = 0; k < n; k++) {
 				struct outcome *o = &batch[k];
 				if (o->kind == OUTCOME_MESSAGE_DONE) {
@@ -155,13 +146,11 @@ static size_t collect(struct engine *e)
 			/* The lines are written: now the files may go. */
 			for (size_t k = 0; k < ndone; k++) {
 				spool_done(&e->spool, done[k]->id);
-				all_del(done[k]);
 				message_free(done[k]);
-				e->inflight--;
-				e->t.messages_done++;
 			}
+			l->done += ndone;
+			e->t.messages_done += ndone;
 			total += n;
-			ndone = 0;
 		}
 	}
 	spool_io_poll(&e->spool, false);
@@ -190,8 +179,9 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 {
 	const struct totals *t = &e->t;
 	printf("sluice: %s after %.2f s with %u shard%s\n",
-	       timed_out ? "stopped at --max-time" : e->cfg->drain ? "drain finished" : "stopped",
-	       secs, e->nshards, e->nshards == 1 ? "" : "s");
+	       timed_out ? "stopped at --max-time" : stop_signal ? "stopped by a signal" :
+	       e->cfg->drain ? "drain finished" : "stopped",
+	       secs, e->nlanes, e->nlanes == 1 ? "" : "s");
 	printf("  messages final    %llu (%.0f messages/s)\n", (unsigned long long)t->messages_done,
 	       secs > 0 ? (double)t->messages_done / secs : 0.0);
 	printf("  delivered         %llu\n", (unsigned long long)t->delivered);
@@ -211,7 +201,6 @@ int run_main(int argc, char **argv)
 	struct engine e;
 	memset(&e, 0, sizeof(e));
 	e.cfg = &cfg;
-	e.all.all_next = e.all.all_prev = &e.all;
 	signal(SIGPIPE, SIG_IGN);
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
@@ -225,54 +214,50 @@ int run_main(int argc, char **argv)
 	e.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e.wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
-	e.nshards = cfg.shards;
-	e.inflight_max = (uint64_t)cfg.inflight_per_shard * e.nshards;
-	e.shards = xcalloc(e.nshards, sizeof(*e.shards));
-	for (unsigned i = 0; i < e.nshards; i++) {
-		e.shards[i] = shard_new(i, &cfg, e.wake_fd);
-		shard_start(e.shards[i]);
+	e.nlanes = cfg.shards;
+	e.per_lane_max = cfg.inflight_per_shard;
+	e.lanes = xcalloc(e.nlanes, sizeof(*e.lanes));
+	for (unsigned i = 0; i < e.nlanes; i++) {
+		e.lanes[i].shard = shard_new(i, &cfg, e.wake_fd);
+		e.lanes[i].feeder = feeder_new(i, &e.spool, &cfg, e.lanes[i].shard);
+		shard_start(e.lanes[i].shard);
+		feeder_start(e.lanes[i].feeder);
 	}
 
 	double start = now_mono_s();
 	bool timed_out = false;
 	for (;;) {
-		bool kicked = false;
-		unsigned fed = feed(&e, &kicked);
+		unsigned fed = feed(&e);
 		size_t got = collect(&e);
 		if (stop_signal)
 			break;
+		uint64_t busy = inflight(&e);
 		if (cfg.max_time_s > 0 && now_mono_s() - start >= cfg.max_time_s) {
-			timed_out = e.inflight > 0 || !e.spool_empty;
+			timed_out = busy > 0 || !e.spool_empty;
 			break;
 		}
-		if (cfg.drain && e.spool_empty && e.inflight == 0 && !e.held)
+		if (cfg.drain && e.spool_empty && busy == 0)
 			break;
 		if (!fed && !got)
-			wait_for_work(&e, e.spool_empty || e.inflight >= e.inflight_max ? 50 : 0);
+			wait_for_work(&e, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
 	}
-	for (unsigned i = 0; i < e.nshards; i++)
-		shard_stop(e.shards[i]);
+	for (unsigned i = 0; i < e.nlanes; i++)
+		feeder_stop(e.lanes[i].feeder);
+	for (unsigned i = 0; i < e.nlanes; i++)
+		shard_stop(e.lanes[i].shard);
 	collect(&e);
 	double secs = now_mono_s() - start;
+	for (unsigned i = 0; i < e.nlanes; i++) {
+		e.t.bad += feeder_bad(e.lanes[i].feeder);
+		feeder_free(e.lanes[i].feeder);
+		shard_free(e.lanes[i].shard);
+	}
+	free(e.lanes);
 
 	/* Whatever is not final goes back to new/ for the next run. */
-	unsigned left = 0;
-	if (e.held) {
-		spool_release(&e.spool, e.held->id);
-		message_free(e.held);
-		left++;
-	}
-	while (e.all.all_next != &e.all) {
-		struct message *m = e.all.all_next;
-		all_del(m);
-		spool_release(&e.spool, m->id);
-		message_free(m);
-		left++;
-	}
+	spool_io_poll(&e.spool, true);
+	unsigned left = spool_recover(&e.spool);
 	print_summary(&e, secs, left, timed_out);
-	for (unsigned i = 0; i < e.nshards; i++)
-		shard_free(e.shards[i]);
-	free(e.shards);
 	acct_close(&e.log);
 	spool_close(&e.spool);
 	close(e.wake_fd);

@@ -56,8 +56,10 @@ static bool skip_name(const char *n)
 
 unsigned spool_recover(struct spool *sp)
 {
-	int fd = dup(sp->active_fd);
-	DIR *d = fdopendir(fd);
+	/* A fresh descriptor: a dup() would share the directory offset, which
+	 * an earlier pass left at the end. */
+	int fd = openat(sp->active_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d)
 		fatal("cannot read %s/active: %s", sp->dir, strerror(errno));
 	unsigned n = 0;

@@ -33,6 +33,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	s->cfg = cfg;
 	s->engine_fd = engine_wake_fd;
 	s->notify_val = 1;
+	s->held.held_next = s->held.held_prev = &s->held;
 	/* Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd
 	 * with -EAGAIN at once instead of waiting for the engine's write. */
 	s->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -134,8 +135,10 @@ static void message_done(struct shard *s, struct message *m)
 	memset(&o, 0, sizeof(o));
 	o.kind = OUTCOME_MESSAGE_DONE;
 	o.msg = m;
+	m->held_prev->held_next = m->held_next;
+	m->held_next->held_prev = m->held_prev;
+	m->held_prev = m->held_next = NULL;
 	outbox_put(s, &o);
-	s->messages_held--;
 }
 
 /* All transactions of this attempt ended: final, expired or retry later. */
@@ -330,7 +333,10 @@ static void take_inbox(struct shard *s)
 	struct message *m;
 	unsigned budget = 1024; /* bounded work per loop turn */
 	while (budget-- && spsc_pop(&s->inbox, &m)) {
-		s->messages_held++;
+		m->held_next = s->held.held_next;
+		m->held_prev = &s->held;
+		s->held.held_next->held_prev = m;
+		s->held.held_next = m;
 		dispatch(s, m);
 	}
 }
@@ -431,6 +437,7 @@ static void *shard_main(void *arg)
 			close(s->conns[i].fd);
 	ring_free(s->ring);
 	s->ring = NULL;
+	atomic_store_explicit(&s->exited, 1, memory_order_release);
 	return NULL;
 }
 
@@ -457,6 +464,13 @@ size_t shard_collect(struct shard *s, struct outcome *out, size_t max)
 	size_t n = 0;
 	while (n < max && spsc_pop(&s->outbox, &out[n]))
 		n++;
+	if (n == 0 && atomic_load_explicit(&s->exited, memory_order_acquire)) {
+		/* After the thread ended, what it could not fit into the outbox. */
+		n = s->nspill < max ? s->nspill : max;
+		memcpy(out, s->spill, n * sizeof(*out));
+		memmove(s->spill, s->spill + n, (s->nspill - n) * sizeof(*s->spill));
+		s->nspill -= n;
+	}
 	return n;
 }
 
@@ -476,9 +490,19 @@ void shard_free(struct shard *s)
 {
 	if (!s)
 		return;
+	/* The engine has collected every outcome: what is left it never saw
+	 * finish, and its file is still in the spool. */
 	struct outcome o;
 	while (spsc_pop(&s->outbox, &o))
 		free(o.response);
+	struct message *m;
+	while (spsc_pop(&s->inbox, &m))
+		message_free(m);
+	while (s->held.held_next != &s->held) {
+		m = s->held.held_next;
+		s->held.held_next = m->held_next;
+		message_free(m);
+	}
 	for (size_t i = 0; i < s->nspill; i++)
 		free(s->spill[i].response);
 	for (unsigned i = 0; i < s->nconns_max; i++) {

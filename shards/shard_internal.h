@@ -98,6 +98,7 @@ struct shard {
 	const struct config *cfg;
 	pthread_t thread;
 	_Atomic int stop;
+	_Atomic int exited;        /* the thread has returned: spill is the engine's */
 	struct ring *ring;
 	int wake_fd;               /* engine -> shard */
 	int engine_fd;             /* shard -> engine */
@@ -118,7 +119,7 @@ struct shard {
 	uint32_t *free_slots;
 	unsigned nfree;
 	struct message *retry_head, *retry_tail;
-	uint32_t messages_held;
+	struct message held;       /* list head: messages this shard owns */
 	int64_t now;
 	struct shard_stats stats;
 };

@@ -464,7 +464,7 @@ size_t shard_collect(struct shard *s, struct outcome *out, size_t max)
 	size_t n = 0;
 	while (n < max && spsc_pop(&s->outbox, &out[n]))
 		n++;
-	if (n == 0 && atomic_load_explicit(&s->exited, memory_order_acquire)) {
+	if (n == 0 && s->nspill && atomic_load_explicit(&s->exited, memory_order_acquire)) {
 		/* After the thread ended, what it could not fit into the outbox. */
 		n = s->nspill < max ? s->nspill : max;
 		memcpy(out, s->spill, n * sizeof(*out));

@@ -24,6 +24,14 @@ run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --timeout 1 --
 stop_mockmx
 expect_deferred silent "timeout after 1 s waiting for reply to banner"
 ok "silent server: timeout, deferred, kept"
+# The next run, against a server that answers, delivers what was kept.
+port=$(free_port)
+start_mockmx "$port"
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-time 30
+stop_mockmx
+[ "$RC" -eq 0 ] && [ "$(mx_stat "$port" messages)" -eq "$N" ] || fail "kept messages not delivered by the next run"
+[ "$(log_count '.result=="delivered" and .attempt==1')" -eq "$N" ] || fail "next run: want $N deliveries"
+ok "the next run delivered the $N kept messages"
 
 fresh
 port=$(free_port)

@@ -47,7 +47,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, o->peer[0] ? o->peer : NULL);
 	buf_adds(b, ",\"source\":");
 	json_add_cstr(b, o->source[0] ? o->source : NULL);
-	buf_printf(b, ",\"tls\":null,\"attempt\":%u,\"ms\":%u}\n", o->attempt, o->ms);
+	buf_printf(b, ",\"tls\":null,\"attempt\":%u,\"ms\":%u,\"queue_ms\":%u}\n", o->attempt, o->ms,
+	           o->queue_ms);
 }
 
 void acct_open(struct acct_log *l, const char *path)

@@ -56,6 +56,7 @@ struct outcome {
 	uint32_t rcpt;           /* index into msg->rcpt */
 	uint32_t attempt;
 	uint32_t ms;             /* latency of the transaction */
+	uint32_t queue_ms;       /* from the claim of the file to this outcome */
 	int64_t ts_ms;           /* wall clock */
 	struct message *msg;
 	char enhanced[12];       /* "5.1.1" or "" */

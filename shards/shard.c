@@ -100,6 +100,7 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	o.attempt = m->attempt;
 	o.ts_ms = now_real_ms();
 	o.ms = start_ms ? (uint32_t)(s->now - start_ms) : 0;
+	o.queue_ms = (uint32_t)(s->now - m->arrival_ms);
 	o.msg = m;
 	if (enhanced)
 		snprintf(o.enhanced, sizeof(o.enhanced), "%s", enhanced);

@@ -5,7 +5,7 @@ DESTDIR ?=
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-BASE_CFLAGS := -std=gnu11 $(WARN) -pthread -MMD -MP
+BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 LIBS := -luring -lconfig -pthread
 JEMALLOC := -ljemalloc
 
@@ -14,15 +14,15 @@ SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_
         engine/config.c engine/spool.c engine/run.c engine/alloc.c \
         shards/ring.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
         shards/shard.c shards/smtp_client.c \
-        bench/mockmx.c bench/spoolgen.c
+        bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
             libopendkim-dev libjemalloc-dev libcmocka-dev libconfig-dev \
-            postfix python3-dkim jq
+            postfix python3 python3-dkim jq gnuplot-nox openssl
 # What must exist for each of them (checked before installing anything).
 DEP_PROBE := /usr/include/liburing.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
-             /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq
+             /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl
 
 BUILD := build/release
 ASAN_BUILD := build/asan
@@ -96,17 +96,18 @@ check-asan: deps
 
 # ---- benchmark and demo ----
 bench: deps sluice
-	@bench/bench.sh
+	@./sluice bench
 
 bench-quick: deps sluice
-	@BENCH_QUICK=1 bench/bench.sh
+	@./sluice bench --quick
 
 demo: deps sluice
 	@bench/demo.sh
 
 install: sluice
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/sluice
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/sluice $(DESTDIR)$(PREFIX)/share/sluice
 	install -m 0755 sluice $(DESTDIR)$(PREFIX)/bin/sluice
+	install -m 0755 bench/bench.py $(DESTDIR)$(PREFIX)/share/sluice/bench.py
 	install -m 0644 sluice.conf README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
 
 clean:

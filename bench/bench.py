@@ -1,0 +1,481 @@
+#!/usr/bin/env python3
+"""bench/bench.py - the benchmark driver behind `sluice bench` and `make bench`.
+
+Measures sluice against real peers in one run, on one machine, against the
+same sinks, and reports every sluice figure beside its peer as a ratio
+(machines here are shared and noisy: absolute numbers move from run to run).
+
+  peers     Postfix's smtp-source -d -s 20 -> sluice mockmx, and -> Postfix's
+            smtp-sink; a throwaway Postfix MTA delivering from its own queue
+            to the mockmx; `openssl speed rsa2048 ed25519` (signing ceiling)
+  sluice    `sluice run --drain` on generated spools, a matrix of scenarios:
+            message size, shards, domains, connections, sink
+
+Writes bench/results/<timestamp>.json, a table on the terminal (and as
+markdown), PNG plots through gnuplot (rates per scenario; throughput over
+time within the headline run), and shows a live progress line on a TTY.
+Only loopback addresses are used; every process is bounded in time.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK = os.sysconf('SC_CLK_TCK')
+SMTP_SOURCE = shutil.which('smtp-source') or '/usr/sbin/smtp-source'
+SMTP_SINK = shutil.which('smtp-sink') or '/usr/sbin/smtp-sink'
+TTY = sys.stderr.isatty()
+
+
+def say(msg):
+    print(('\r\033[K' if TTY else '') + 'bench: ' + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def cpu_of(pid):
+    """User+system CPU seconds of a running process (and its reaped children)."""
+    try:
+        f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+        return (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / CLK
+    except OSError:
+        return 0.0
+
+
+def run_timed(cmd, timeout, poll=None, env=None):
+    """Runs cmd; returns (rc, wall_s, cpu_s, maxrss_kb). poll() is called
+    every 0.25 s while it runs (the live progress line)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > timeout:
+            p.kill()
+            pid, status, ru = os.wait4(p.pid, 0)
+            break
+        if poll:
+            poll(time.monotonic() - t0)
+        time.sleep(0.25)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out = p.stdout.read().decode(errors='replace')
+    err = p.stderr.read().decode(errors='replace')
+    return p.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, out, err
+
+
+class MockMX:
+    def __init__(self, sluice, threads=1):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ['timeout', '3000', sluice, 'mockmx', '--listen', f'127.0.0.1:{self.port}',
+             '--threads', str(threads), '--max-time', '2900'],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if not wait_port(self.port):
+            raise SystemExit('bench: mockmx did not start')
+        self.pid = int(subprocess.check_output(['pgrep', '-P', str(self.proc.pid)]).split()[0])
+
+    def cpu(self):
+        return cpu_of(self.pid)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out = self.proc.communicate(timeout=30)[0].decode()
+        return json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+
+
+class SmtpSink:
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(['timeout', '3000', SMTP_SINK, '-u', 'nobody',
+                                      f'127.0.0.1:{self.port}', '1000'],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(self.port):
+            raise SystemExit('bench: smtp-sink did not start')
+        self.pid = int(subprocess.check_output(['pgrep', '-P', str(self.proc.pid)]).split()[0])
+
+    def cpu(self):
+        return cpu_of(self.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def smtp_source(port, n, size, sessions=20):
+    c = ['timeout', '900', SMTP_SOURCE, '-d', '-s', str(sessions), '-l', str(size), '-m', str(n),
+         '-f', 'bench@sender.example', '-t', 'user@d0.example', f'127.0.0.1:{port}']
+    rc, wall, cpu, rss, out, err = run_timed(c, 900)
+    if rc != 0:
+        raise SystemExit(f'bench: smtp-source failed: {err.strip()}')
+    return wall, cpu
+
+
+def openssl_speed(seconds):
+    try:
+        out = subprocess.run(['openssl', 'speed', '-seconds', str(seconds), 'rsa2048', 'ed25519'],
+                             capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {'error': str(e)}
+    res = {}
+    for line in out.splitlines():
+        f = line.split()
+        if line.startswith('rsa 2048 bits'):
+            res['rsa2048_sign_per_s'] = float(f[5])
+        if 'Ed25519' in line and len(f) >= 7:
+            res['ed25519_sign_per_s'] = float(f[-2])
+    return res
+
+
+def postfix_from_queue(sink_port, n, size, work):
+    """A throwaway Postfix (private config and queue under work, loopback
+    only, relayhost = the sink, bulk settings): messages are injected
+    through its smtpd while smtp delivery is deferred, then released; only
+    the delivery is timed."""
+    d = os.path.join(work, 'postfix')
+    etc, queue, data = (os.path.join(d, x) for x in ('etc', 'queue', 'data'))
+    for x in (etc, queue, data):
+        os.makedirs(x, exist_ok=True)
+    os.chmod(d, 0o755)
+    shutil.chown(data, 'postfix')
+    smtpd_port = free_port()
+    master = []
+    for line in open('/etc/postfix/master.cf'):
+        f = line.split()
+        if len(f) >= 8 and not line.startswith('#') and f[1] in ('unix', 'inet', 'fifo', 'pass', 'unix-dgram'):
+            if f[0] == 'smtp' and f[1] == 'inet':
+                f[0] = f'127.0.0.1:{smtpd_port}'
+            f[4] = 'n'  # no chroot
+            line = ' '.join(f) + '\n'
+        master.append(line)
+    open(os.path.join(etc, 'master.cf'), 'w').writelines(master)
+    open(os.path.join(etc, 'main.cf'), 'w').write(f"""compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = bench.sluice.test
+mydestination =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:{sink_port}
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+smtpd_recipient_restrictions = permit_mynetworks, reject
+default_destination_concurrency_limit = 20
+initial_destination_concurrency = 20
+default_process_limit = 100
+qmgr_message_active_limit = 100000
+smtp_connection_cache_destinations = [127.0.0.1]:{sink_port}
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+alias_maps =
+alias_database =
+local_recipient_maps =
+defer_transports = smtp
+""")
+    pf = ['postfix', '-c', etc]
+    try:
+        subprocess.run(pf + ['start'], check=True, capture_output=True, timeout=60)
+        if not wait_port(smtpd_port):
+            return {'error': 'postfix smtpd did not start'}
+        smtp_source(smtpd_port, n, size)
+        subprocess.run(['postconf', '-c', etc, '-e', 'defer_transports ='], check=True, timeout=30)
+        subprocess.run(pf + ['reload'], check=True, capture_output=True, timeout=30)
+        dirs = [os.path.join(queue, q) for q in ('incoming', 'active', 'deferred')]
+        t0 = time.monotonic()
+        subprocess.run(['postqueue', '-c', etc, '-f'], timeout=30)
+        while time.monotonic() - t0 < 600:
+            if sum(len(files) for q in dirs for _, _, files in os.walk(q)) == 0:
+                break
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+        return {'messages': n, 'seconds': round(wall, 3), 'msgs_per_s': round(n / wall, 1)}
+    except (OSError, subprocess.SubprocessError) as e:
+        return {'error': f'postfix peer failed: {e}'}
+    finally:
+        subprocess.run(pf + ['stop'], capture_output=True, timeout=60)
+
+
+def analyze_log(path, n_msgs):
+    counts = {'delivered': 0, 'deferred': 0, 'bounced': 0, 'expired': 0}
+    lat, stamps = [], []
+    with open(path) as f:
+        for line in f:
+            o = json.loads(line)
+            counts[o['result']] = counts.get(o['result'], 0) + 1
+            if o['result'] == 'delivered':
+                lat.append(o['queue_ms'])
+                stamps.append(o['ts'])
+    lat.sort()
+    pct = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] if lat else None
+    return counts, pct(0.50), pct(0.99), stamps
+
+
+def timeline(stamps, bucket=0.25):
+    """Deliveries per second, in buckets, from the log's RFC 3339 stamps."""
+    def secs(ts):  # 2026-11-26T05:30:36.421Z
+        h, m, s = ts[11:23].split(':')
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    if not stamps:
+        return []
+    t = sorted(secs(s) for s in stamps)
+    t0, out, i = t[0], [], 0
+    k = 0
+    while i < len(t):
+        end = t0 + (k + 1) * bucket
+        c = 0
+        while i < len(t) and t[i] < end:
+            c += 1
+            i += 1
+        out.append((round(k * bucket, 2), c / bucket))
+        k += 1
+    return out
+
+
+def sluice_scenario(a, sc, sinks, work):
+    spool = os.path.join(a.spool_dir or work, f'spool-{sc["name"]}')
+    log = os.path.join(work, f'acct-{sc["name"]}.jsonl')
+    shutil.rmtree(spool, ignore_errors=True)
+    say(f'{sc["name"]}: generating {sc["n"]} messages of {sc["size"]} B over {sc["domains"]} domains')
+    subprocess.run([a.sluice, 'spoolgen', '--spool', spool, '--count', str(sc['n']), '--size',
+                    str(sc['size']), '--domains', str(sc['domains'])], check=True, stdout=subprocess.DEVNULL)
+    total_bytes = sum(e.stat().st_size for e in os.scandir(os.path.join(spool, 'new')))
+    sink = sinks[sc['sink']]
+    cmd = [a.sluice, 'run', '--drain', '--spool', spool, '--route', f'*=127.0.0.1:{sink.port}',
+           '--shards', str(sc['shards']), '--max-connections', str(sc['conns']), '--log', log,
+           '--max-time', str(a.max_run_time)]
+    t0 = time.monotonic()
+
+    def progress(el):
+        if not TTY:
+            return
+        try:
+            done = os.path.getsize(log) // 400  # ~400 bytes a line: an estimate for the eye
+        except OSError:
+            done = 0
+        rate = done / el if el > 0 else 0
+        eta = (sc['n'] - done) / rate if rate > 0 else 0
+        print(f'\r\033[Kbench: {sc["name"]}: ~{min(done, sc["n"])}/{sc["n"]} '
+              f'{rate:,.0f} msgs/s ETA {eta:.0f}s', end='', file=sys.stderr, flush=True)
+
+    c0 = sink.cpu()
+    rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress)
+    mx_cpu = sink.cpu() - c0
+    counts, p50, p99, stamps = analyze_log(log, sc['n'])
+    shutil.rmtree(spool, ignore_errors=True)
+    if rc != 0 or counts['delivered'] != sc['n']:
+        say(f'{sc["name"]}: sluice exit {rc}, {counts["delivered"]}/{sc["n"]} delivered\n{out}{err}')
+    r = dict(sc)
+    r.update({
+        'exit': rc, 'seconds': round(wall, 3), 'msgs_per_s': round(sc['n'] / wall, 1),
+        'rcpts_per_s': round(counts['delivered'] / wall, 1), 'mb_per_s': round(total_bytes / wall / 1e6, 2),
+        'cpu_s': round(cpu, 2), 'cpu_us_per_msg': round(cpu / sc['n'] * 1e6, 1),
+        'sink_cpu_s': round(mx_cpu, 2), 'peak_rss_mb': round(rss / 1024, 1),
+        'latency_ms_p50': p50, 'latency_ms_p99': p99,
+        'deferred': counts['deferred'], 'bounced': counts['bounced'], 'delivered': counts['delivered'],
+        'errors': sc['n'] - counts['delivered'] - counts['bounced'],
+    })
+    if sc.get('timeline'):
+        r['timeline'] = timeline(stamps)
+    os.unlink(log)
+    return r
+
+
+def scenarios(a, cores):
+    q = a.quick
+    n3 = a.messages or (20000 if q else 200000)
+    small = max(1000, n3 // 2)
+    base = {'size': 3000, 'domains': 50, 'shards': cores, 'conns': 20, 'sink': 'mockmx'}
+    out = [dict(base, name='3KB', n=n3, timeline=True)]
+    out.append(dict(base, name='100KB', size=100000, n=max(500, n3 // 20)))
+    if not q:
+        for s in range(1, cores):
+            out.append(dict(base, name=f'3KB-shards{s}', shards=s, n=small))
+        for d in (1, 5000):
+            out.append(dict(base, name=f'3KB-domains{d}', domains=d, n=small))
+        for c in (2, 100):
+            out.append(dict(base, name=f'3KB-conns{c}', conns=c, n=small // 2))
+    out.append(dict(base, name='3KB-smtp-sink', sink='smtp-sink', n=small))
+    if a.only:
+        out = [s for s in out if s['name'] in a.only.split(',')]
+    return out
+
+
+def plots(res, stem):
+    if not shutil.which('gnuplot'):
+        say('gnuplot not found: no plots')
+        return []
+    rows = [(s['name'], s['msgs_per_s']) for s in res['sluice']]
+    for k, v in res['peers'].items():
+        if isinstance(v, dict) and 'msgs_per_s' in v:
+            rows.append((k, v['msgs_per_s']))
+    dat = stem + '-rates.dat'
+    with open(dat, 'w') as f:
+        for name, rate in rows:
+            f.write(f'"{name}" {rate}\n')
+    tl = next((s['timeline'] for s in res['sluice'] if s.get('timeline')), [])
+    tdat = stem + '-timeline.dat'
+    with open(tdat, 'w') as f:
+        for t, r in tl:
+            f.write(f'{t} {r}\n')
+    m = res['machine']
+    gp = f"""set terminal pngcairo size 1000,520 font ",10"
+set output "{stem}-rates.png"
+set title "messages/s per scenario - {m['cpus']} CPUs, {m['model']} ({res['timestamp']})"
+set style fill solid 0.8
+set boxwidth 0.7
+set xtics rotate by -35
+set ylabel "messages/s"
+set yrange [0:*]
+set grid ytics
+plot "{dat}" using 0:2:xtic(1) with boxes notitle lc rgb "#3a6ea5"
+set output "{stem}-timeline.png"
+set title "throughput over time, headline run (3 KB) - deliveries per second in 0.25 s buckets"
+set xtics norotate
+set xlabel "seconds since the first delivery"
+set yrange [0:*]
+plot "{tdat}" using 1:2 with lines lw 2 lc rgb "#c0392b" title "sluice"
+"""
+    subprocess.run(['gnuplot'], input=gp, text=True, check=False)
+    return [stem + '-rates.png', stem + '-timeline.png']
+
+
+def peer_key(sink, size):
+    return f'smtp-source->{sink}' + ('' if size == 3000 else f'@{size // 1000}KB')
+
+
+def table(res):
+    peers = res['peers']
+    lines = ['| scenario | msgs | msgs/s | peer msgs/s | ratio | MB/s | sluice cpu µs/msg | sink cpu s | RSS MB | p50/p99 ms | deferred |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for s in res['sluice']:
+        p = peers.get(peer_key(s['sink'], s['size']), {}).get('msgs_per_s')
+        ratio = f"{s['msgs_per_s'] / p:.2f}x" if p else '-'
+        lines.append(f"| {s['name']} ({s['sink']}, {s['shards']} shards, {s['domains']} domains, {s['conns']} conns) "
+                     f"| {s['n']} | {s['msgs_per_s']:,.0f} | {p:,.0f} | {ratio} | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
+                     f"| {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |"
+                     if p else
+                     f"| {s['name']} | {s['n']} | {s['msgs_per_s']:,.0f} | - | - | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
+                     f"| {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |")
+    lines.append('')
+    lines.append('| peer | msgs | msgs/s | cpu | note |')
+    lines.append('|---|---|---|---|---|')
+    for k, v in peers.items():
+        if 'error' in v:
+            lines.append(f'| {k} | - | - | - | {v["error"]} |')
+        elif 'msgs_per_s' in v:
+            lines.append(f"| {k} | {v['messages']} | {v['msgs_per_s']:,.0f} | {v.get('cpu', '-')} | {v.get('note', '')} |")
+        else:
+            lines.append(f"| {k} | - | - | - | " + ', '.join(f'{x} {y:,.0f}/s' for x, y in v.items()) + ' |')
+    head = res['sluice'][0] if res['sluice'] else None
+    pf = peers.get('postfix-from-queue->mockmx', {})
+    if head and pf.get('msgs_per_s'):
+        lines.append(f"\nsluice {head['name']} / Postfix from its queue: {head['msgs_per_s'] / pf['msgs_per_s']:.1f}x")
+    return '\n'.join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(prog='sluice bench', description=__doc__.split('\n\n')[0])
+    ap.add_argument('--sluice', default=os.path.join(os.path.dirname(HERE), 'sluice'), help='the sluice binary')
+    ap.add_argument('--quick', action='store_true', help='a small matrix, under a minute on 2 cores')
+    ap.add_argument('--messages', type=int, help='messages in the headline 3 KB scenario (default 200000; quick 20000)')
+    ap.add_argument('--peer-messages', type=int, help='messages smtp-source sends (default 100000; quick 20000)')
+    ap.add_argument('--postfix-messages', type=int, help='messages through the throwaway Postfix (default 5000; quick 500)')
+    ap.add_argument('--shards', type=int, help='shards for the headline scenarios (default: online CPUs)')
+    ap.add_argument('--only', help='comma-separated scenario names to run')
+    ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
+    ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
+    ap.add_argument('--spool-dir', help='where spools are generated (default: a temp dir; try /dev/shm)')
+    ap.add_argument('--results', default=os.path.join(HERE, 'results'), help='output folder')
+    ap.add_argument('--max-run-time', type=int, default=300, help='bound on each sluice run, seconds')
+    a = ap.parse_args()
+    cores = os.cpu_count() or 1
+    if a.shards:
+        cores = a.shards
+    q = a.quick
+    peer_n = a.peer_messages or (20000 if q else 100000)
+    pf_n = a.postfix_messages or (500 if q else 5000)
+    model = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
+    res = {'timestamp': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+           'machine': {'cpus': os.cpu_count(), 'model': model, 'kernel': platform.release()},
+           'peers': {}, 'sluice': []}
+    started = time.monotonic()
+    work = tempfile.mkdtemp(prefix='sluice-bench.')
+    os.chmod(work, 0o755)
+    mx = MockMX(a.sluice)
+    sink = SmtpSink()
+    try:
+        if not a.no_peers:
+            say('openssl speed rsa2048 ed25519 (one core)')
+            res['peers']['openssl-speed'] = openssl_speed(1 if q else 3)
+            for name, s, size, n in (('mockmx', mx, 3000, peer_n), ('smtp-sink', sink, 3000, peer_n),
+                                     ('mockmx', mx, 100000, max(500, peer_n // 20))):
+                say(f'smtp-source -d -s 20 -l {size} -m {n} -> {name}')
+                c0 = s.cpu()
+                wall, cpu = smtp_source(s.port, n, size)
+                res['peers'][peer_key(name, size)] = {
+                    'messages': n, 'seconds': round(wall, 3), 'msgs_per_s': round(n / wall, 1),
+                    'cpu': f'{cpu:.2f}s + sink {s.cpu() - c0:.2f}s',
+                    'sender_cpu_s': round(cpu, 2), 'sink_cpu_s': round(s.cpu() - c0, 2),
+                    'note': 'no pipelining, connection reuse'}
+            if not a.no_postfix:
+                say(f'Postfix delivering {pf_n} messages from its own queue -> mockmx')
+                r = postfix_from_queue(mx.port, pf_n, 3000, work)
+                r['note'] = 'throwaway instance, concurrency 20, relayhost = mockmx'
+                res['peers']['postfix-from-queue->mockmx'] = r
+        sinks = {'mockmx': mx, 'smtp-sink': sink}
+        for sc in scenarios(a, cores):
+            res['sluice'].append(sluice_scenario(a, sc, sinks, work))
+    finally:
+        res['mockmx_totals'] = mx.stop()
+        sink.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    res['seconds_total'] = round(time.monotonic() - started, 1)
+    os.makedirs(a.results, exist_ok=True)
+    stem = os.path.join(a.results, res['timestamp'].replace(':', ''))
+    res['plots'] = plots(res, stem)
+    json.dump(res, open(stem + '.json', 'w'), indent=1)
+    t = table(res)
+    open(stem + '.md', 'w').write(f"{res['machine']['cpus']} CPUs, {model}, kernel {platform.release()}, "
+                                  f"{res['timestamp']}\n\n{t}\n")
+    if TTY:
+        print('\r\033[K', end='', file=sys.stderr)
+    print(f"\nsluice bench - {res['machine']['cpus']} CPUs, {model}, {res['timestamp']}\n")
+    print(t)
+    print(f"\nresults: {stem}.json, {stem}.md" + ''.join(f', {p}' for p in res['plots']))
+    print(f"total {res['seconds_total']} s")
+    bad = [s['name'] for s in res['sluice'] if s['exit'] != 0 or s['errors']]
+    if bad:
+        print(f'scenarios with errors: {", ".join(bad)}')
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -414,6 +414,16 @@ static void mx_close(struct mx_thread *t, struct mconn *c)
 	}
 }
 
+/* Puts the collected replies on the wire (pbuf becomes wbuf). */
+static void mx_send_pending(struct mx_thread *t, struct mconn *c)
+{
+	buf_swap_out(&c->wbuf, &c->pbuf);
+	c->woff = 0;
+	ring_send(t->ring, c->fd, c->wbuf.p, c->wbuf.len, mud(t, c, MOP_SEND));
+	c->ops++;
+	c->sending = true;
+}
+
 static void mx_flush(struct mx_thread *t, struct mconn *c)
 {
 	if (c->sending || c->pbuf.len == 0 || c->state == M_CLOSING || c->slow_pending)
@@ -427,14 +437,7 @@ static void mx_flush(struct mx_thread *t, struct mconn *c)
 		c->ops++;
 		return;
 	}
-	struct buf tmp = c->wbuf;
-	c->wbuf = c->pbuf;
-	c->pbuf = tmp;
-	c->pbuf.len = 0;
-	c->woff = 0;
-	ring_send(t->ring, c->fd, c->wbuf.p, c->wbuf.len, mud(t, c, MOP_SEND));
-	c->ops++;
-	c->sending = true;
+	mx_send_pending(t, c);
 }
 
 static void mx_accept(struct mx_thread *t, int fd)
@@ -551,14 +554,7 @@ static void mx_cqe(struct mx_thread *t, const struct ring_cqe *e)
 		break;
 	}
 	if (op == MOP_SLOW && c->pbuf.len && !c->sending) {
-		struct buf tmp = c->wbuf;
-		c->wbuf = c->pbuf;
-		c->pbuf = tmp;
-		c->pbuf.len = 0;
-		c->woff = 0;
-		ring_send(t->ring, c->fd, c->wbuf.p, c->wbuf.len, mud(t, c, MOP_SEND));
-		c->ops++;
-		c->sending = true;
+		mx_send_pending(t, c); /* the delay is over */
 		return;
 	}
 	mx_flush(t, c);

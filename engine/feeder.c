@@ -41,16 +41,6 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 	return f;
 }
 
-static void wait_wake(struct feeder *f, int ms)
-{
-	struct pollfd p = { .fd = f->wake_fd, .events = POLLIN };
-	if (poll(&p, 1, ms) > 0) {
-		uint64_t v;
-		if (read(f->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			warnx_("feeder wake: %s", strerror(errno));
-	}
-}
-
 /* Gives m to the shard, waiting while its inbox is full. False at stop. */
 static bool hand_over(struct feeder *f, struct message *m)
 {
@@ -58,7 +48,7 @@ static bool hand_over(struct feeder *f, struct message *m)
 		shard_kick(f->shard);
 		if (atomic_load(&f->stop))
 			return false;
-		wait_wake(f, 1);
+		eventfd_wait(f->wake_fd, 1);
 	}
 	return true;
 }
@@ -99,7 +89,7 @@ static void *feeder_main(void *arg)
 		if (done)
 			shard_kick(f->shard);
 		else
-			wait_wake(f, 50);
+			eventfd_wait(f->wake_fd, 50);
 	}
 	return NULL;
 }

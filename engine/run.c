@@ -157,15 +157,6 @@ static size_t collect(struct engine *e)
 	return total;
 }
 
-static void wait_for_work(struct engine *e, int ms)
-{
-	struct pollfd p = { .fd = e->wake_fd, .events = POLLIN };
-	if (poll(&p, 1, ms) > 0) {
-		uint64_t v;
-		if (read(e->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			warnx_("engine wake: %s", strerror(errno));
-	}
-}
 
 static double cpu_seconds(void)
 {
@@ -239,7 +230,7 @@ int run_main(int argc, char **argv)
 		if (cfg.drain && e.spool_empty && busy == 0)
 			break;
 		if (!fed && !got)
-			wait_for_work(&e, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
+			eventfd_wait(e.wake_fd, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
 	}
 	for (unsigned i = 0; i < e.nlanes; i++)
 		feeder_stop(e.lanes[i].feeder);

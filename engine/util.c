@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t now_mono_ms(void)
 {
@@ -30,25 +32,28 @@ double now_mono_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void report(const char *fmt, va_list ap)
+{
+	fputs("sluice: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void fatal(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("sluice: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(2);
 }
 
 void warnx_(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("sluice: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void util_assert_fail(const char *what, const char *file, int line)
@@ -140,6 +145,24 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 		va_end(ap);
 	}
 	b->len += (size_t)n;
+}
+
+void buf_swap_out(struct buf *out, struct buf *next)
+{
+	struct buf t = *out;
+	*out = *next;
+	*next = t;
+	next->len = 0;
+}
+
+void eventfd_wait(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, ms) > 0) {
+		uint64_t v;
+		if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			warnx_("eventfd read: %s", strerror(errno));
+	}
 }
 
 void buf_free(struct buf *b)

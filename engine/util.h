@@ -36,6 +36,12 @@ void buf_add(struct buf *b, const void *data, size_t n);
 void buf_adds(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);
+/* Double buffering for sends: out (fully sent) takes next's bytes, next
+ * becomes empty and keeps out's old storage. */
+void buf_swap_out(struct buf *out, struct buf *next);
+
+/* Waits up to ms for an eventfd to be written, then clears it. */
+void eventfd_wait(int fd, int ms);
 
 /* Parses "N" as a non-negative integer within [min,max]; false if not. */
 bool parse_uint(const char *s, long min, long max, long *out);

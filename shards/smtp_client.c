@@ -81,10 +81,7 @@ static void flush_output(struct shard *s, struct conn *c)
 {
 	if (c->sending || c->pbuf.len == 0 || c->state == CS_CLOSING)
 		return;
-	struct buf t = c->wbuf;
-	c->wbuf = c->pbuf;
-	c->pbuf = t;
-	c->pbuf.len = 0;
+	buf_swap_out(&c->wbuf, &c->pbuf);
 	c->woff = 0;
 	ring_send(s->ring, c->fd, c->wbuf.p, c->wbuf.len, ud(c, OP_SEND));
 	c->ops++;

@@ -49,7 +49,9 @@ struct mx_opts {
 	bool greylist;
 	double disconnect_data;
 	int slow_ms;
-	bool silent, pipelining, chunking;
+	bool silent, pipelining, chunking, smtputf8;
+	unsigned max_rcpt;        /* 452 4.5.3 beyond this many per transaction; 0 = none */
+	uint64_t size_limit;      /* advertised SIZE; larger messages get 552 5.3.4 */
 	double max_time;
 	const char *stats_path;
 	unsigned seed;
@@ -194,7 +196,10 @@ static void store_message(struct mx_thread *t, struct mconn *c)
 static void message_complete(struct mx_thread *t, struct mconn *c)
 {
 	int f = fault_for(t, F_DOT);
-	if (f) {
+	if (c->data_bytes > t->o->size_limit) {
+		buf_adds(&c->pbuf, "552 5.3.4 Error: message file too big\r\n");
+		atomic_fetch_add(&t->st->rejected, 1);
+	} else if (f) {
 		reply_fault(c, f, "end of data");
 		atomic_fetch_add(&t->st->rejected, 1);
 	} else {
@@ -242,8 +247,8 @@ static void on_command(struct mx_thread *t, struct mconn *c, const char *line, s
 			buf_adds(&c->pbuf, "250-PIPELINING\r\n");
 		if (t->o->chunking)
 			buf_adds(&c->pbuf, "250-CHUNKING\r\n");
-		buf_adds(&c->pbuf, "250-SIZE 104857600\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-		                   "250 ENHANCEDSTATUSCODES\r\n");
+		buf_printf(&c->pbuf, "250-SIZE %llu\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES\r\n",
+		           (unsigned long long)t->o->size_limit, t->o->smtputf8 ? "250-SMTPUTF8\r\n" : "");
 	} else if (prefix_ci(line, n, "MAIL FROM:")) {
 		if (c->have_mail) {
 			buf_adds(&c->pbuf, "503 5.5.1 Error: nested MAIL command\r\n");
@@ -263,6 +268,8 @@ static void on_command(struct mx_thread *t, struct mconn *c, const char *line, s
 			buf_adds(&c->pbuf, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
 		} else if ((f = fault_for(t, F_RCPT))) {
 			reply_fault(c, f, "RCPT");
+		} else if (t->o->max_rcpt && c->nrcpt >= t->o->max_rcpt) {
+			buf_adds(&c->pbuf, "452 4.5.3 Error: too many recipients\r\n");
 		} else if (t->o->greylist && grey_first(t, a, alen)) {
 			buf_adds(&c->pbuf, "451 4.7.1 mockmx: greylisted, try again later\r\n");
 		} else {
@@ -684,7 +691,9 @@ static void mx_usage(FILE *f)
 	      "  --disconnect-data P       drop the connection inside DATA/BDAT with probability P\n"
 	      "  --slow MS                 hold every batch of replies for MS milliseconds\n"
 	      "  --silent                  accept connections and never answer\n"
-	      "  --no-pipelining, --no-chunking   do not offer these extensions\n"
+	      "  --no-pipelining, --no-chunking, --no-smtputf8   do not offer these\n"
+	      "  --max-rcpt N              452 4.5.3 (too many recipients) past N per transaction\n"
+	      "  --size-limit BYTES        advertise SIZE BYTES; larger messages get 552 5.3.4\n"
 	      "  --max-time SECONDS        exit after this long\n"
 	      "  --stats FILE              write the counters as JSON to FILE at exit\n"
 	      "  --seed N                  seed for the fault dice\n"
@@ -708,12 +717,15 @@ int mockmx_main(int argc, char **argv)
 		{ "slow", required_argument, 0, 'w' }, { "silent", no_argument, 0, 'q' },
 		{ "no-pipelining", no_argument, 0, 'P' }, { "no-chunking", no_argument, 0, 'C' },
 		{ "max-time", required_argument, 0, 'm' }, { "stats", required_argument, 0, 'S' },
-		{ "seed", required_argument, 0, 'r' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "seed", required_argument, 0, 'r' }, { "help", no_argument, 0, 'h' },
+		{ "max-rcpt", required_argument, 0, 'R' }, { "size-limit", required_argument, 0, 'Z' },
+		{ "no-smtputf8", no_argument, 0, 'U' }, { 0, 0, 0, 0 },
 	};
 	static struct mx_opts o;
 	memset(&o, 0, sizeof(o));
 	o.threads = 1;
-	o.pipelining = o.chunking = true;
+	o.pipelining = o.chunking = o.smtputf8 = true;
+	o.size_limit = 104857600;
 	o.seed = 12345;
 	int c;
 	long v;
@@ -741,6 +753,17 @@ int mockmx_main(int argc, char **argv)
 		case 'm': o.max_time = strtod(optarg, NULL); break;
 		case 'S': o.stats_path = optarg; break;
 		case 'r': o.seed = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'R':
+			if (!parse_uint(optarg, 1, 100000, &v))
+				fatal("mockmx: --max-rcpt 1..100000");
+			o.max_rcpt = (unsigned)v;
+			break;
+		case 'Z':
+			if (!parse_uint(optarg, 1, 1L << 40, &v))
+				fatal("mockmx: --size-limit BYTES");
+			o.size_limit = (uint64_t)v;
+			break;
+		case 'U': o.smtputf8 = false; break;
 		case 'h': mx_usage(stdout); return 0;
 		default: mx_usage(stderr); return 2;
 		}

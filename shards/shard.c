@@ -179,6 +179,25 @@ void shard_leg_done(struct shard *s, struct leg *leg)
 		message_attempt_done(s, m);
 }
 
+static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap);
+
+void shard_leg_requeue_next(struct shard *s, struct leg *leg)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < leg->nr; i++)
+		n += leg->rt[i] == RT_NEXT_TXN;
+	if (n == 0)
+		return;
+	struct leg *l = leg_new(leg->msg, leg->dest, n);
+	for (uint32_t i = 0; i < leg->nr; i++)
+		if (leg->rt[i] == RT_NEXT_TXN) {
+			l->ri[l->nr++] = leg->ri[i];
+			leg->rt[i] = RT_RESOLVED;
+		}
+	leg->msg->legs_open++;
+	dest_push_front(&s->dests[leg->dest], l);
+}
+
 /* ---- destinations ---- */
 
 struct leg *dest_pop(struct dest *d)
@@ -250,7 +269,8 @@ static void dispatch(struct shard *s, struct message *m)
 			if (route[j] != r)
 				continue;
 			if (!l)
-				l = leg_new(m, (uint32_t)r, cfg->max_rcpt_per_txn);
+				l = leg_new(m, (uint32_t)r, cfg->max_rcpt_per_txn < m->nrcpt - j
+				                            ? cfg->max_rcpt_per_txn : m->nrcpt - j);
 			l->ri[l->nr++] = j;
 			route[j] = -2;
 			if (l->nr == cfg->max_rcpt_per_txn) {

@@ -15,8 +15,10 @@
 
 enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOTIFY };
 
-/* Per-recipient progress inside one transaction. */
-enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED };
+/* Per-recipient progress inside one transaction. RT_NEXT_TXN: the server
+ * said "too many recipients" (RFC 5321 4.5.3.1.10): send it in the next
+ * transaction of the same attempt. */
+enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED, RT_NEXT_TXN };
 
 struct leg {
 	struct message *msg;
@@ -129,6 +131,8 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
                 uint16_t code, const char *enhanced, const char *text, size_t text_len,
                 const struct conn *c, int64_t start_ms);
 void shard_leg_done(struct shard *s, struct leg *leg);
+/* Queues the leg's RT_NEXT_TXN recipients as a new transaction, first in line. */
+void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 struct leg *dest_pop(struct dest *d);
 void dest_push_front(struct dest *d, struct leg *leg);
 

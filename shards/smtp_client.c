@@ -200,6 +200,10 @@ static void enter_closing(struct shard *s, struct conn *c)
 	maybe_close_fd(s, c);
 }
 
+/* The transaction ended with a reply (not a failure): recipients the
+ * server had no room for go into the next transaction. */
+static void txn_complete(struct shard *s, struct conn *c, struct txn *t);
+
 static void txn_finish(struct shard *s, struct conn *c, struct txn *t)
 {
 	struct leg *leg = t->leg;
@@ -207,6 +211,21 @@ static void txn_finish(struct shard *s, struct conn *c, struct txn *t)
 	t->leg = NULL;
 	shard_leg_done(s, leg);
 	(void)c;
+}
+
+static void txn_complete(struct shard *s, struct conn *c, struct txn *t)
+{
+	if (t->naccepted > 0)
+		shard_leg_requeue_next(s, t->leg);
+	else /* not even one fitted: do not loop, retry later */
+		for (uint32_t i = 0; i < t->leg->nr; i++)
+			if (t->leg->rt[i] == RT_NEXT_TXN) {
+				static const char why[] = "server accepted no recipient (too many recipients)";
+				t->leg->rt[i] = RT_RESOLVED;
+				shard_emit(s, t->leg, i, RESULT_DEFERRED, 452, "4.5.3", why, sizeof(why) - 1, c,
+				           t->start_ms);
+			}
+	txn_finish(s, c, t);
 }
 
 /* Defers every recipient of the leg whose fate this transaction has not
@@ -354,7 +373,8 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	           c->esmtp ? size : "", m->body_8bit && c->eightbit ? " BODY=8BITMIME" : "",
 	           utf8 ? " SMTPUTF8" : "");
 	for (uint32_t i = 0; i < leg->nr; i++)
-		cmd_printf(s, c, CMD_RCPT, (uint8_t)ti, i, "RCPT TO:<%s>\r\n", m->rcpt[leg->ri[i]]);
+		if (leg->rt[i] != RT_RESOLVED) /* settled before sending (SMTPUTF8) */
+			cmd_printf(s, c, CMD_RCPT, (uint8_t)ti, i, "RCPT TO:<%s>\r\n", m->rcpt[leg->ri[i]]);
 	if (bdat) {
 		struct buf b = { 0 };
 		buf_printf(&b, "BDAT %zu LAST\r\n", m->body_len);
@@ -366,6 +386,49 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 		cmd_printf(s, c, CMD_DATA, (uint8_t)ti, 0, "DATA\r\n");
 	}
 	s->stats.messages_sent++;
+}
+
+/* Settles the whole leg without sending when the server cannot take it:
+ * larger than its SIZE (RFC 1870), or an address that needs SMTPUTF8
+ * (RFC 6531 3.2) which it does not offer. Returns true if settled. */
+static bool leg_refused_before_sending(struct shard *s, struct conn *c, struct leg *leg)
+{
+	const struct message *m = leg->msg;
+	char why[160];
+	uint16_t code;
+	const char *enh;
+	if (c->size_max && m->body_len > c->size_max) {
+		code = 552;
+		enh = "5.3.4";
+		snprintf(why, sizeof(why), "message of %zu bytes exceeds the server's SIZE limit of %llu",
+		         m->body_len, (unsigned long long)c->size_max);
+	} else if (!c->smtputf8 && has_non_ascii(m->sender)) {
+		code = 553;
+		enh = "5.6.7";
+		snprintf(why, sizeof(why), "the sender address needs SMTPUTF8, which the server does not offer");
+	} else {
+		bool refused = false;
+		for (uint32_t i = 0; i < leg->nr; i++)
+			if (!c->smtputf8 && has_non_ascii(m->rcpt[leg->ri[i]])) {
+				static const char w[] = "the recipient address needs SMTPUTF8, which the server does not offer";
+				leg->rt[i] = RT_RESOLVED;
+				shard_emit(s, leg, i, RESULT_BOUNCED, 553, "5.6.7", w, sizeof(w) - 1, c, s->now);
+				refused = true;
+			}
+		if (!refused)
+			return false;
+		for (uint32_t i = 0; i < leg->nr; i++)
+			if (leg->rt[i] != RT_RESOLVED)
+				return false; /* the others still go */
+		shard_leg_done(s, leg);
+		return true;
+	}
+	for (uint32_t i = 0; i < leg->nr; i++) {
+		leg->rt[i] = RT_RESOLVED;
+		shard_emit(s, leg, i, RESULT_BOUNCED, code, enh, why, strlen(why), c, s->now);
+	}
+	shard_leg_done(s, leg);
+	return true;
 }
 
 /* A new transaction may start when no other is before its data phase, no
@@ -395,8 +458,11 @@ void conn_take_work(struct shard *s, struct conn *c)
 			conn_shutdown(s, c, true); /* limit reached: QUIT; schedule() opens a fresh one */
 		return;
 	}
-	struct leg *leg = dest_pop(d);
-	if (leg) {
+	struct leg *leg;
+	unsigned budget = 64; /* bounded: refused legs do not keep the loop here */
+	while ((leg = dest_pop(d)) && leg_refused_before_sending(s, c, leg) && --budget)
+		;
+	if (leg && budget) {
 		txn_start(s, c, leg);
 		flush_output(s, c);
 	} else if (!c->txn[0].active && !c->txn[1].active) {
@@ -421,6 +487,16 @@ static void txn_settle_accepted(struct shard *s, struct conn *c, struct txn *t, 
 			leg->rt[i] = RT_RESOLVED;
 			shard_emit(s, leg, i, res, r->code, r->enhanced, r->text, r->text_len, c, t->start_ms);
 		}
+}
+
+/* RFC 5321 4.5.3.1.10: 452 (or the older 552) "too many recipients". */
+static bool too_many_recipients(const struct smtp_reply *r)
+{
+	if (r->code != 452 && r->code != 552)
+		return false;
+	if (r->enhanced[0])
+		return strcmp(r->enhanced + 1, ".5.3") == 0;
+	return strcasestr(r->text, "too many recipients") != NULL;
 }
 
 static void parse_ehlo(struct conn *c, const struct smtp_reply *r)
@@ -505,6 +581,8 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 		if (ok) {
 			t->leg->rt[p->idx] = RT_ACCEPTED;
 			t->naccepted++;
+		} else if (too_many_recipients(r)) {
+			t->leg->rt[p->idx] = RT_NEXT_TXN;
 		} else {
 			t->leg->rt[p->idx] = RT_RESOLVED;
 			shard_emit(s, t->leg, p->idx, result_of(r->code), r->code, r->enhanced, r->text,
@@ -527,7 +605,7 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 		if (!t->mail_failed)
 			txn_settle_accepted(s, c, t, r);
 		c->need_rset = true;
-		txn_finish(s, c, t);
+		txn_complete(s, c, t);
 		conn_take_work(s, c);
 		return;
 	case CMD_DOT:
@@ -536,7 +614,7 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 			txn_settle_accepted(s, c, t, r);
 		if (!ok)
 			c->need_rset = p->cmd == CMD_BDAT;
-		txn_finish(s, c, t);
+		txn_complete(s, c, t);
 		conn_take_work(s, c);
 		return;
 	}

@@ -26,11 +26,16 @@ int bench_main(int argc, char **argv)
 	self[n] = 0;
 	char dir[PATH_MAX], script[PATH_MAX + 32];
 	snprintf(dir, sizeof(dir), "%s", self);
+	const char *bindir = dirname(dir);
 	const char *env = getenv("SLUICE_BENCH_SCRIPT");
+	/* The checkout (./sluice, or build/sluice-asan one level down), then
+	 * the install prefix. */
+	const char *const where[] = { "%s/bench/bench.py", "%s/../bench/bench.py", NULL };
+	script[0] = 0;
 	if (env)
 		snprintf(script, sizeof(script), "%s", env);
-	else
-		snprintf(script, sizeof(script), "%s/bench/bench.py", dirname(dir));
+	for (int i = 0; !env && where[i] && (!script[0] || access(script, R_OK) != 0); i++)
+		snprintf(script, sizeof(script), where[i], bindir);
 	if (access(script, R_OK) != 0)
 		snprintf(script, sizeof(script), "%s/bench.py", SLUICE_DATADIR);
 	if (access(script, R_OK) != 0)

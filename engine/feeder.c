@@ -24,6 +24,7 @@ struct feeder {
 	_Atomic int stop;
 	int wake_fd;
 	struct spsc names;          /* char *, malloc'd by the engine */
+	struct spsc finished;       /* struct message *, final and logged */
 	_Atomic uint64_t bad, gone;
 };
 
@@ -38,6 +39,7 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 	if (f->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
 	spsc_init(&f->names, NAMES_CAP, sizeof(char *));
+	spsc_init(&f->finished, NAMES_CAP * 2, sizeof(struct message *));
 	return f;
 }
 
@@ -72,6 +74,19 @@ static void claim_one(struct feeder *f, char *name)
 		message_free(m); /* stopping: the file stays in active/, recovered later */
 }
 
+/* Removes the files of final messages; returns how many. */
+static unsigned remove_finished(struct feeder *f)
+{
+	struct message *m;
+	unsigned n = 0;
+	while (spsc_pop(&f->finished, &m)) {
+		spool_remove(f->sp, m->id);
+		message_free(m);
+		n++;
+	}
+	return n;
+}
+
 static void *feeder_main(void *arg)
 {
 	struct feeder *f = arg;
@@ -80,7 +95,7 @@ static void *feeder_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	while (!atomic_load(&f->stop)) {
 		char *n;
-		unsigned done = 0;
+		unsigned done = remove_finished(f);
 		while (done < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->names, &n)) {
 			claim_one(f, n);
 			free(n);
@@ -91,6 +106,7 @@ static void *feeder_main(void *arg)
 		else
 			eventfd_wait(f->wake_fd, 50);
 	}
+	remove_finished(f); /* everything logged as final leaves the spool */
 	return NULL;
 }
 
@@ -116,6 +132,11 @@ void feeder_kick(struct feeder *f)
 		warnx_("feeder %u: wake: %s", f->index, strerror(errno));
 }
 
+bool feeder_finish(struct feeder *f, struct message *m)
+{
+	return spsc_push(&f->finished, &m);
+}
+
 uint64_t feeder_bad(struct feeder *f) { return atomic_load(&f->bad); }
 uint64_t feeder_gone(struct feeder *f) { return atomic_load(&f->gone); }
 
@@ -133,7 +154,9 @@ void feeder_free(struct feeder *f)
 	char *n;
 	while (spsc_pop(&f->names, &n))
 		free(n);
+	remove_finished(f);
 	spsc_destroy(&f->names);
+	spsc_destroy(&f->finished);
 	close(f->wake_fd);
 	free(f);
 }

@@ -56,6 +56,7 @@ struct engine {
 	int wake_fd;
 	uint64_t per_lane_max;          /* messages in flight per lane */
 	bool spool_empty;               /* last full pass of new/ found nothing */
+	bool feeders_running;
 	struct totals t;
 };
 
@@ -143,17 +144,21 @@ static size_t collect(struct engine *e)
 				free(o->response);
 			}
 			acct_flush(&e->log);
-			/* The lines are written: now the files may go. */
+			/* The lines are written: now the files may go. Feeders
+			 * remove them (after a stop, or when one is behind, here). */
 			for (size_t k = 0; k < ndone; k++) {
-				spool_done(&e->spool, done[k]->id);
+				if (e->feeders_running && feeder_finish(l->feeder, done[k]))
+					continue;
+				spool_remove(&e->spool, done[k]->id);
 				message_free(done[k]);
 			}
+			if (ndone)
+				feeder_kick(l->feeder);
 			l->done += ndone;
 			e->t.messages_done += ndone;
 			total += n;
 		}
 	}
-	spool_io_poll(&e->spool, false);
 	return total;
 }
 
@@ -214,6 +219,7 @@ int run_main(int argc, char **argv)
 		shard_start(e.lanes[i].shard);
 		feeder_start(e.lanes[i].feeder);
 	}
+	e.feeders_running = true;
 
 	double start = now_mono_s();
 	bool timed_out = false;
@@ -234,6 +240,7 @@ int run_main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < e.nlanes; i++)
 		feeder_stop(e.lanes[i].feeder);
+	e.feeders_running = false;
 	for (unsigned i = 0; i < e.nlanes; i++)
 		shard_stop(e.lanes[i].shard);
 	collect(&e);
@@ -246,7 +253,6 @@ int run_main(int argc, char **argv)
 	free(e.lanes);
 
 	/* Whatever is not final goes back to new/ for the next run. */
-	spool_io_poll(&e.spool, true);
 	unsigned left = spool_recover(&e.spool);
 	print_summary(&e, secs, left, timed_out);
 	acct_close(&e.log);

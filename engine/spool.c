@@ -1,11 +1,10 @@
 /* engine/spool.c - spool directory operations (see spool.h). These are
- * blocking file-system calls: they run on the engine thread, which feeds
- * the shards, never on a shard loop. */
+ * blocking file-system calls: they run on the engine and feeder threads,
+ * never on a shard loop. */
 #define _GNU_SOURCE
 #include "spool.h"
 #include "envelope.h"
 #include "util.h"
-#include "../shards/ring.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,8 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define UNLINK_SLOTS 4096
 
 static int open_subdir(const char *dir, const char *sub)
 {
@@ -38,15 +35,6 @@ void spool_open(struct spool *sp, const char *dir)
 	sp->new_fd = open_subdir(dir, "new");
 	sp->active_fd = open_subdir(dir, "active");
 	sp->bad_fd = open_subdir(dir, "bad");
-	sp->ring = ring_new(1024);
-	/* Unlinks in one directory serialise on its lock: more workers only
-	 * spin on it (rwsem_spin_on_owner) and take CPU from the shards. */
-	ring_limit_workers(sp->ring, 2);
-	sp->nslots = UNLINK_SLOTS;
-	sp->unlinking = xcalloc(sp->nslots, sizeof(*sp->unlinking));
-	sp->free_slots = xmalloc(sp->nslots * sizeof(*sp->free_slots));
-	for (unsigned i = 0; i < sp->nslots; i++)
-		sp->free_slots[sp->nfree++] = sp->nslots - 1 - i;
 }
 
 static bool skip_name(const char *n)
@@ -181,43 +169,10 @@ void spool_reject(struct spool *sp, const char *name, const char *why)
 	warnx_("%s: moved to %s/bad/: %s", name, sp->dir, why);
 }
 
-static void unlink_reap(struct spool *sp)
+void spool_remove(struct spool *sp, const char *name)
 {
-	struct ring_cqe cqes[256];
-	unsigned n;
-	while ((n = ring_reap(sp->ring, cqes, 256)) > 0) {
-		for (unsigned i = 0; i < n; i++) {
-			uint32_t slot = ring_ud_slot(cqes[i].user_data);
-			ASSERT(slot < sp->nslots && sp->unlinking[slot]);
-			if (cqes[i].res < 0 && cqes[i].res != -ENOENT)
-				warnx_("cannot remove %s/active/%s: %s", sp->dir, sp->unlinking[slot],
-				       strerror(-cqes[i].res));
-			free(sp->unlinking[slot]);
-			sp->unlinking[slot] = NULL;
-			sp->free_slots[sp->nfree++] = slot;
-		}
-	}
-}
-
-void spool_io_poll(struct spool *sp, bool wait)
-{
-	ring_submit_wait(sp->ring, -1);
-	unlink_reap(sp);
-	for (int i = 0; wait && sp->nfree < sp->nslots && i < 60000; i++) {
-		ring_submit_wait(sp->ring, 10);
-		unlink_reap(sp);
-	}
-}
-
-void spool_done(struct spool *sp, const char *name)
-{
-	while (sp->nfree == 0) {
-		ring_submit_wait(sp->ring, 10);
-		unlink_reap(sp);
-	}
-	uint32_t slot = sp->free_slots[--sp->nfree];
-	sp->unlinking[slot] = xstrdup(name);
-	ring_unlinkat(sp->ring, sp->active_fd, sp->unlinking[slot], ring_ud(1, slot, 0));
+	if (unlinkat(sp->active_fd, name, 0) != 0 && errno != ENOENT)
+		warnx_("cannot remove %s/active/%s: %s", sp->dir, name, strerror(errno));
 }
 
 void spool_release(struct spool *sp, const char *name)
@@ -228,12 +183,8 @@ void spool_release(struct spool *sp, const char *name)
 
 void spool_close(struct spool *sp)
 {
-	spool_io_poll(sp, true);
 	if (sp->scan)
 		closedir(sp->scan);
-	ring_free(sp->ring);
-	free(sp->unlinking);
-	free(sp->free_slots);
 	close(sp->new_fd);
 	close(sp->active_fd);
 	close(sp->bad_fd);

@@ -11,14 +11,8 @@
 #include <dirent.h>
 #include <stdbool.h>
 
-struct ring;
-
 struct spool {
 	char *dir;
-	struct ring *ring;    /* unlinks go through it: they block on the journal */
-	char **unlinking;     /* names whose unlink is on the ring, by slot */
-	uint32_t *free_slots;
-	unsigned nfree, nslots;
 	int new_fd, active_fd, bad_fd;
 	DIR *scan;            /* open scan of new/, NULL between passes */
 	unsigned scan_found;  /* entries found in the current pass */
@@ -37,11 +31,8 @@ struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_byt
                             bool *gone, char *why, size_t why_len);
 /* Moves active/NAME to bad/NAME and writes bad/NAME.why. */
 void spool_reject(struct spool *sp, const char *name, const char *why);
-/* Unlinks active/NAME asynchronously (through the ring, so the engine
- * never waits for the file system journal). */
-void spool_done(struct spool *sp, const char *name);
-/* Reaps finished unlinks and submits queued ones; wait: until none is left. */
-void spool_io_poll(struct spool *sp, bool wait);
+/* Removes active/NAME: the message is final and logged. */
+void spool_remove(struct spool *sp, const char *name);
 void spool_release(struct spool *sp, const char *name);   /* active/NAME -> new/ */
 void spool_close(struct spool *sp);
 #endif

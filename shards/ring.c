@@ -153,21 +153,3 @@ void ring_timeout(struct ring *r, struct ring_ts *ts, uint64_t ud)
 	io_uring_prep_timeout(s, (struct __kernel_timespec *)ts, 0, 0);
 	io_uring_sqe_set_data64(s, ud);
 }
-
-void ring_unlinkat(struct ring *r, int dirfd, const char *path, uint64_t ud)
-{
-	struct io_uring_sqe *s = sqe_get(r);
-	io_uring_prep_unlinkat(s, dirfd, path, 0);
-	io_uring_sqe_set_data64(s, ud);
-}
-
-unsigned ring_ready(struct ring *r)
-{
-	return io_uring_cq_ready(&r->uring);
-}
-
-void ring_limit_workers(struct ring *r, unsigned n)
-{
-	unsigned vals[2] = { n, n };
-	io_uring_register_iowq_max_workers(&r->uring, vals);
-}

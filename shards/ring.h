@@ -44,12 +44,6 @@ void ring_write(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud
 void ring_close(struct ring *r, int fd, uint64_t ud);
 void ring_cancel_fd(struct ring *r, int fd, uint64_t ud);
 void ring_accept_multishot(struct ring *r, int fd, uint64_t ud);
-/* path must stay valid until the completion. */
-void ring_unlinkat(struct ring *r, int dirfd, const char *path, uint64_t ud);
-/* Caps the kernel worker threads that run blocking ops (unlink...). */
-void ring_limit_workers(struct ring *r, unsigned n);
-/* Completions not yet reaped, without entering the kernel. */
-unsigned ring_ready(struct ring *r);
 /* Same layout as the kernel's timespec; must stay valid until completion. */
 struct ring_ts { int64_t tv_sec; long long tv_nsec; };
 void ring_timeout(struct ring *r, struct ring_ts *ts, uint64_t ud);

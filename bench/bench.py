@@ -270,19 +270,27 @@ def sluice_scenario(a, sc, sinks, work):
     cmd = [a.sluice, 'run', '--drain', '--spool', spool, '--route', f'*=127.0.0.1:{sink.port}',
            '--shards', str(sc['shards']), '--max-connections', str(sc['conns']), '--log', log,
            '--max-time', str(a.max_run_time)]
-    t0 = time.monotonic()
+    seen = {'off': 0, 'final': 0, 'deferred': 0}
 
     def progress(el):
+        """done/total, msgs/s, deferred, ETA: read from the log as it grows."""
         if not TTY:
             return
         try:
-            done = os.path.getsize(log) // 400  # ~400 bytes a line: an estimate for the eye
+            with open(log, 'rb') as f:
+                f.seek(seen['off'])
+                chunk = f.read()
         except OSError:
-            done = 0
+            return
+        chunk = chunk[:chunk.rfind(b'\n') + 1]
+        seen['off'] += len(chunk)
+        seen['deferred'] += chunk.count(b'"result":"deferred"')
+        seen['final'] += chunk.count(b'\n') - chunk.count(b'"result":"deferred"')
+        done = seen['final']
         rate = done / el if el > 0 else 0
         eta = (sc['n'] - done) / rate if rate > 0 else 0
-        print(f'\r\033[Kbench: {sc["name"]}: ~{min(done, sc["n"])}/{sc["n"]} '
-              f'{rate:,.0f} msgs/s ETA {eta:.0f}s', end='', file=sys.stderr, flush=True)
+        print(f'\r\033[Kbench: {sc["name"]}: {done}/{sc["n"]} {rate:,.0f} msgs/s '
+              f'deferred {seen["deferred"]} ETA {eta:.0f}s', end='', file=sys.stderr, flush=True)
 
     c0 = sink.cpu()
     rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress)

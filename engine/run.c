@@ -2,8 +2,8 @@
  * spreads the names over the lanes (a feeder that claims and parses files,
  * in front of a shard that delivers them), round robin so that one
  * destination still uses every core; writes the accounting log from the
- * shards' outcome records; removes a file once all its recipients are
- * final and logged; prints a summary. In --drain mode it ends when the
+ * shards' outcome records and, once all of a message's recipients are
+ * final and logged, has its feeder remove the file; prints a summary. In --drain mode it ends when the
  * spool is empty and nothing is in flight, or at --max-time; whatever is
  * not final then goes back to new/. */
 #define _GNU_SOURCE

@@ -175,6 +175,7 @@ static void config_load_file(struct config *cfg, const char *path)
 	if (config_lookup_string(&cf, "helo", &s) == CONFIG_TRUE)
 		set_str(&cfg->helo, s);
 	file_uint(&cf, "shards", &cfg->shards, 0, 1024);
+	file_uint(&cf, "spool-workers", &cfg->spool_workers, 0, 64);
 	file_uint(&cf, "delivery.max-connections", &cfg->max_connections, 1, 100000);
 	file_uint(&cf, "delivery.max-per-connection", &cfg->max_per_connection, 1, 10000000);
 	file_uint(&cf, "delivery.max-recipients-per-transaction", &cfg->max_rcpt_per_txn, 1, 1000);
@@ -218,7 +219,7 @@ static void config_load_file(struct config *cfg, const char *path)
 enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
-	OPT_BOUNCE_AFTER, OPT_HELP,
+	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW,
 	/* capabilities of later issues: refused until they exist */
 	OPT_DNS, OPT_SMTPPORT, OPT_DKIM, OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
@@ -229,6 +230,7 @@ static const struct option run_opts[] = {
 	{ "route", required_argument, 0, OPT_ROUTE },
 	{ "log", required_argument, 0, OPT_LOG },
 	{ "shards", required_argument, 0, OPT_SHARDS },
+	{ "spool-workers", required_argument, 0, OPT_SPOOLW },
 	{ "max-connections", required_argument, 0, OPT_MAXCONN },
 	{ "max-per-connection", required_argument, 0, OPT_MAXPERCONN },
 	{ "drain", no_argument, 0, OPT_DRAIN },
@@ -260,6 +262,8 @@ static void run_usage(FILE *f)
 	      "                             DOMAIN '*' matches every domain (repeatable)\n"
 	      "  --log FILE                 accounting log (JSON lines, appended)\n"
 	      "  --shards N                 delivery threads (default: online CPUs)\n"
+	      "  --spool-workers N          threads that claim and remove spool files\n"
+	      "                             (default: min(shards, 4))\n"
 	      "  --max-connections N        connections per destination, all shards (20)\n"
 	      "  --max-per-connection N     messages per connection before QUIT (1000)\n"
 	      "  --drain                    deliver what is in the spool, then exit\n"
@@ -308,6 +312,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 		break;
 	case OPT_LOG: set_str(&cfg->log_path, arg); break;
 	case OPT_SHARDS: cfg->shards = parse_flag_uint("--shards", arg, 1, 1024); break;
+	case OPT_SPOOLW: cfg->spool_workers = parse_flag_uint("--spool-workers", arg, 1, 64); break;
 	case OPT_MAXCONN: cfg->max_connections = parse_flag_uint("--max-connections", arg, 1, 100000); break;
 	case OPT_MAXPERCONN: cfg->max_per_connection = parse_flag_uint("--max-per-connection", arg, 1, 10000000); break;
 	case OPT_DRAIN: cfg->drain = true; break;
@@ -376,6 +381,10 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 		      "(e.g. --route '*=127.0.0.1:2525') or routes in the config file");
 	if (cfg->shards == 0)
 		cfg->shards = config_online_cpus();
+	if (cfg->spool_workers == 0)
+		cfg->spool_workers = cfg->shards < 4 ? cfg->shards : 4;
+	if (cfg->spool_workers > cfg->shards)
+		cfg->spool_workers = cfg->shards;
 	if (!cfg->helo) {
 		char h[256] = "localhost";
 		gethostname(h, sizeof(h) - 1);

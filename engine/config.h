@@ -25,6 +25,7 @@ struct config {
 	char *log_path;
 	char *helo;
 	unsigned shards;              /* 0 = online CPUs */
+	unsigned spool_workers;       /* 0 = min(shards, 4) */
 	struct route *routes;
 	unsigned nroutes;
 	unsigned max_connections;     /* per destination, all shards together */

@@ -1,53 +1,62 @@
-/* engine/feeder.c - claim workers (see feeder.h). Blocking file-system
- * calls are fine here: this thread exists so that shards never make them. */
+/* engine/feeder.c - spool workers (see feeder.h). Blocking file-system
+ * calls are fine here: these threads exist so that shards never make them. */
 #define _GNU_SOURCE
 #include "feeder.h"
 #include "util.h"
 #include "../shards/spsc.h"
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define NAMES_CAP 8192
+#define NAMES_CAP 16384
 #define BATCH 64
 
+struct claim {
+	char *name;                 /* malloc'd by the engine */
+	uint32_t lane;
+};
+
 struct feeder {
-	unsigned index;
+	unsigned index, nlanes;
 	struct spool *sp;
 	const struct config *cfg;
-	struct shard *shard;
+	struct shard **shards;      /* by lane */
 	pthread_t tid;
 	_Atomic int stop;
 	int wake_fd;
-	struct spsc names;          /* char *, malloc'd by the engine */
+	struct spsc names;          /* struct claim */
 	struct spsc finished;       /* struct message *, final and logged */
-	_Atomic uint64_t bad, gone;
+	_Atomic uint64_t *unsent;   /* by lane: bad or gone */
+	_Atomic uint64_t bad;
 };
 
-struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg, struct shard *sh)
+struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
+                          struct shard **shards, unsigned nlanes)
 {
 	struct feeder *f = xcalloc(1, sizeof(*f));
 	f->index = index;
+	f->nlanes = nlanes;
 	f->sp = sp;
 	f->cfg = cfg;
-	f->shard = sh;
+	f->shards = shards;
+	f->unsent = xcalloc(nlanes, sizeof(*f->unsent));
 	f->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (f->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
-	spsc_init(&f->names, NAMES_CAP, sizeof(char *));
+	spsc_init(&f->names, NAMES_CAP, sizeof(struct claim));
 	spsc_init(&f->finished, NAMES_CAP * 2, sizeof(struct message *));
 	return f;
 }
 
 /* Gives m to the shard, waiting while its inbox is full. False at stop. */
-static bool hand_over(struct feeder *f, struct message *m)
+static bool hand_over(struct feeder *f, struct shard *sh, struct message *m)
 {
-	while (!shard_offer(f->shard, m)) {
-		shard_kick(f->shard);
+	while (!shard_offer(sh, m)) {
+		shard_kick(sh);
 		if (atomic_load(&f->stop))
 			return false;
 		eventfd_wait(f->wake_fd, 1);
@@ -55,22 +64,21 @@ static bool hand_over(struct feeder *f, struct message *m)
 	return true;
 }
 
-static void claim_one(struct feeder *f, char *name)
+static void claim_one(struct feeder *f, const struct claim *c)
 {
 	char why[1024];
 	bool gone;
-	struct message *m = spool_claim(f->sp, name, f->cfg->max_message_bytes, &gone, why, sizeof(why));
+	struct message *m = spool_claim(f->sp, c->name, f->cfg->max_message_bytes, &gone, why, sizeof(why));
 	if (!m) {
-		if (gone) {
-			atomic_fetch_add(&f->gone, 1);
-		} else {
-			spool_reject(f->sp, name, why);
+		if (!gone) {
+			spool_reject(f->sp, c->name, why);
 			atomic_fetch_add(&f->bad, 1);
 		}
+		atomic_fetch_add(&f->unsent[c->lane], 1);
 		return;
 	}
 	m->arrival_ms = now_mono_ms();
-	if (!hand_over(f, m))
+	if (!hand_over(f, f->shards[c->lane], m))
 		message_free(m); /* stopping: the file stays in active/, recovered later */
 }
 
@@ -87,23 +95,30 @@ static unsigned remove_finished(struct feeder *f)
 	return n;
 }
 
+static void kick_shards(struct feeder *f)
+{
+	for (unsigned i = 0; i < f->nlanes; i++)
+		if (f->shards[i])
+			shard_kick(f->shards[i]);
+}
+
 static void *feeder_main(void *arg)
 {
 	struct feeder *f = arg;
-	char name[16];
-	snprintf(name, sizeof(name), "feeder%u", f->index);
-	pthread_setname_np(pthread_self(), name);
+	char tname[16];
+	snprintf(tname, sizeof(tname), "spool%u", f->index);
+	pthread_setname_np(pthread_self(), tname);
 	while (!atomic_load(&f->stop)) {
-		char *n;
-		unsigned done = remove_finished(f);
-		while (done < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->names, &n)) {
-			claim_one(f, n);
-			free(n);
-			done++;
+		struct claim c;
+		unsigned claimed = 0, removed = remove_finished(f);
+		while (claimed < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->names, &c)) {
+			claim_one(f, &c);
+			free(c.name);
+			claimed++;
 		}
-		if (done)
-			shard_kick(f->shard);
-		else
+		if (claimed)
+			kick_shards(f);
+		else if (!removed)
 			eventfd_wait(f->wake_fd, 50);
 	}
 	remove_finished(f); /* everything logged as final leaves the spool */
@@ -113,15 +128,16 @@ static void *feeder_main(void *arg)
 void feeder_start(struct feeder *f)
 {
 	if (pthread_create(&f->tid, NULL, feeder_main, f) != 0)
-		fatal("cannot start feeder thread %u", f->index);
+		fatal("cannot start spool worker %u", f->index);
 }
 
-bool feeder_offer(struct feeder *f, const char *name)
+bool feeder_offer(struct feeder *f, const char *name, unsigned lane)
 {
-	char *n = xstrdup(name);
-	if (spsc_push(&f->names, &n))
+	ASSERT(lane < f->nlanes && f->shards[lane]);
+	struct claim c = { xstrdup(name), lane };
+	if (spsc_push(&f->names, &c))
 		return true;
-	free(n);
+	free(c.name);
 	return false;
 }
 
@@ -129,7 +145,7 @@ void feeder_kick(struct feeder *f)
 {
 	uint64_t one = 1;
 	if (write(f->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		warnx_("feeder %u: wake: %s", f->index, strerror(errno));
+		warnx_("spool worker %u: wake: %s", f->index, strerror(errno));
 }
 
 bool feeder_finish(struct feeder *f, struct message *m)
@@ -137,8 +153,8 @@ bool feeder_finish(struct feeder *f, struct message *m)
 	return spsc_push(&f->finished, &m);
 }
 
-uint64_t feeder_bad(struct feeder *f) { return atomic_load(&f->bad); }
-uint64_t feeder_gone(struct feeder *f) { return atomic_load(&f->gone); }
+uint64_t feeder_unsent(struct feeder *f, unsigned lane) { return atomic_load(&f->unsent[lane]); }
+uint64_t feeder_bad_total(struct feeder *f) { return atomic_load(&f->bad); }
 
 void feeder_stop(struct feeder *f)
 {
@@ -151,12 +167,13 @@ void feeder_free(struct feeder *f)
 {
 	if (!f)
 		return;
-	char *n;
-	while (spsc_pop(&f->names, &n))
-		free(n);
+	struct claim c;
+	while (spsc_pop(&f->names, &c))
+		free(c.name);
 	remove_finished(f);
 	spsc_destroy(&f->names);
 	spsc_destroy(&f->finished);
+	free(f->unsent);
 	close(f->wake_fd);
 	free(f);
 }

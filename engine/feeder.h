@@ -1,31 +1,35 @@
-/* engine/feeder.h - a spool worker per shard: takes file names from the
- * engine, claims each file (rename new/ -> active/), reads and parses it,
- * rejects what is malformed to bad/, and hands the message to its shard;
- * and removes the files of messages the engine has logged as final.
- * The file-system work of a claim (rename, open, read) is the largest cost
- * per message after the network; one worker per shard spreads it over the
- * cores, and keeps every blocking call off the shards' loops. */
+/* engine/feeder.h - spool workers. Each takes (file name, lane) pairs from
+ * the engine, claims the file (rename new/ -> active/), reads and parses
+ * it, rejects what is malformed to bad/, and hands the message to the
+ * lane's shard; and it removes the files of messages the engine has logged
+ * as final. This file-system work is the largest cost per message after
+ * the network and keeps every blocking call off the shards' loops. Claims
+ * are cross-directory renames, which the kernel serialises per file
+ * system, so a few workers serve many shards (spool-workers, default
+ * min(shards, 4)): more would only spin on the same locks. Lane k is
+ * served by worker k % workers, so each shard's inbox has one producer. */
 #ifndef SLUICE_FEEDER_H
 #define SLUICE_FEEDER_H
 #include "config.h"
 #include "spool.h"
 #include "../shards/shard.h"
-#include <stdatomic.h>
 
 struct feeder;
 
-struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg, struct shard *sh);
+/* shards[lane] for every lane this worker serves (the others may be NULL). */
+struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
+                          struct shard **shards, unsigned nlanes);
 void feeder_start(struct feeder *f);
-/* Engine side: queue a file name (copied); false if the queue is full. */
-bool feeder_offer(struct feeder *f, const char *name);
+/* Engine side: queue a file name (copied) for a lane; false if full. */
+bool feeder_offer(struct feeder *f, const char *name, unsigned lane);
 void feeder_kick(struct feeder *f);
-/* Engine side: m is final and logged; the feeder removes its file and
+/* Engine side: m is final and logged; the worker removes its file and
  * frees it. False if the queue is full (the engine then does it). */
 bool feeder_finish(struct feeder *f, struct message *m);
-/* Names this feeder finished without a message for the shard: malformed
- * (moved to bad/) or gone (another process claimed it first). */
-uint64_t feeder_bad(struct feeder *f);
-uint64_t feeder_gone(struct feeder *f);
+/* Names of a lane finished without a message for the shard: malformed
+ * (moved to bad/) or gone (another process claimed the file first). */
+uint64_t feeder_unsent(struct feeder *f, unsigned lane);
+uint64_t feeder_bad_total(struct feeder *f);
 void feeder_stop(struct feeder *f);
 void feeder_free(struct feeder *f);
 #endif

@@ -39,12 +39,14 @@ struct totals {
 	uint64_t recipients_done;
 };
 
-/* One pipeline per core: a feeder (claims files) in front of a shard. */
+/* One pipeline per core: a shard, and the spool worker (feeder) that
+ * claims its files. */
 struct lane {
-	struct feeder *feeder;
+	struct feeder *feeder;          /* shared with other lanes */
 	struct shard *shard;
 	uint64_t handed;                /* names given to the feeder */
 	uint64_t done;                  /* messages the shard finished */
+	unsigned index;
 };
 
 struct engine {
@@ -53,6 +55,9 @@ struct engine {
 	struct acct_log log;
 	struct lane *lanes;
 	unsigned nlanes, next_lane;
+	struct feeder **feeders;
+	unsigned nfeeders;
+	struct shard **shards;          /* by lane, as feeders see them */
 	int wake_fd;
 	uint64_t per_lane_max;          /* messages in flight per lane */
 	bool spool_empty;               /* last full pass of new/ found nothing */
@@ -62,7 +67,7 @@ struct engine {
 
 static uint64_t lane_inflight(const struct lane *l)
 {
-	return l->handed - l->done - feeder_bad(l->feeder) - feeder_gone(l->feeder);
+	return l->handed - l->done - feeder_unsent(l->feeder, l->index);
 }
 
 static uint64_t inflight(const struct engine *e)
@@ -100,14 +105,14 @@ static unsigned feed(struct engine *e)
 			break;
 		}
 		e->spool_empty = false;
-		if (!feeder_offer(l->feeder, name))
+		if (!feeder_offer(l->feeder, name, l->index))
 			break; /* cannot happen while per_lane_max < the name queue; the next pass finds it */
 		l->handed++;
 		n++;
 	}
 	if (n)
-		for (unsigned i = 0; i < e->nlanes; i++)
-			feeder_kick(e->lanes[i].feeder);
+		for (unsigned i = 0; i < e->nfeeders; i++)
+			feeder_kick(e->feeders[i]);
 	return n;
 }
 
@@ -213,12 +218,21 @@ int run_main(int argc, char **argv)
 	e.nlanes = cfg.shards;
 	e.per_lane_max = cfg.inflight_per_shard;
 	e.lanes = xcalloc(e.nlanes, sizeof(*e.lanes));
+	e.shards = xcalloc(e.nlanes, sizeof(*e.shards));
+	e.nfeeders = cfg.spool_workers;
+	e.feeders = xcalloc(e.nfeeders, sizeof(*e.feeders));
 	for (unsigned i = 0; i < e.nlanes; i++) {
-		e.lanes[i].shard = shard_new(i, &cfg, e.wake_fd);
-		e.lanes[i].feeder = feeder_new(i, &e.spool, &cfg, e.lanes[i].shard);
-		shard_start(e.lanes[i].shard);
-		feeder_start(e.lanes[i].feeder);
+		e.shards[i] = e.lanes[i].shard = shard_new(i, &cfg, e.wake_fd);
+		e.lanes[i].index = i;
 	}
+	for (unsigned k = 0; k < e.nfeeders; k++)
+		e.feeders[k] = feeder_new(k, &e.spool, &cfg, e.shards, e.nlanes);
+	for (unsigned i = 0; i < e.nlanes; i++) {
+		e.lanes[i].feeder = e.feeders[i % e.nfeeders];
+		shard_start(e.lanes[i].shard);
+	}
+	for (unsigned k = 0; k < e.nfeeders; k++)
+		feeder_start(e.feeders[k]);
 	e.feeders_running = true;
 
 	double start = now_mono_s();
@@ -238,18 +252,21 @@ int run_main(int argc, char **argv)
 		if (!fed && !got)
 			eventfd_wait(e.wake_fd, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
 	}
-	for (unsigned i = 0; i < e.nlanes; i++)
-		feeder_stop(e.lanes[i].feeder);
+	for (unsigned k = 0; k < e.nfeeders; k++)
+		feeder_stop(e.feeders[k]);
 	e.feeders_running = false;
 	for (unsigned i = 0; i < e.nlanes; i++)
 		shard_stop(e.lanes[i].shard);
 	collect(&e);
 	double secs = now_mono_s() - start;
-	for (unsigned i = 0; i < e.nlanes; i++) {
-		e.t.bad += feeder_bad(e.lanes[i].feeder);
-		feeder_free(e.lanes[i].feeder);
-		shard_free(e.lanes[i].shard);
+	for (unsigned k = 0; k < e.nfeeders; k++) {
+		e.t.bad += feeder_bad_total(e.feeders[k]);
+		feeder_free(e.feeders[k]);
 	}
+	for (unsigned i = 0; i < e.nlanes; i++)
+		shard_free(e.lanes[i].shard);
+	free(e.feeders);
+	free(e.shards);
 	free(e.lanes);
 
 	/* Whatever is not final goes back to new/ for the next run. */

@@ -12,7 +12,7 @@ for mode in bdat data; do
 	want=$(count_rcpts "$T/sp")
 	port=$(free_port)
 	start_mockmx "$port" --store "$T/store"
-	extra=(); [ $mode = data ] && extra=(--no-chunking)
+	extra=(); [ $mode = data ] && extra=(--no-chunking --spool-workers 1)  # one worker serving both shards
 	run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-time 120 "${extra[@]}"
 	stop_mockmx
 	[ "$RC" -eq 0 ] || { cat "$T/run.out" "$T/run.err"; fail "$mode: exit $RC"; }

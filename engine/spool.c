@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,21 @@ void spool_open(struct spool *sp, const char *dir)
 	sp->new_fd = open_subdir(dir, "new");
 	sp->active_fd = open_subdir(dir, "active");
 	sp->bad_fd = open_subdir(dir, "bad");
+	char lock[4096];
+	snprintf(lock, sizeof(lock), "%s/lock", dir);
+	sp->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (sp->lock_fd < 0)
+		fatal("cannot open %s: %s", lock, strerror(errno));
+	if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		char pid[32] = "?";
+		ssize_t n = pread(sp->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 1] = 0;
+		fatal("spool %s is in use by another sluice (pid %s)", dir, strtok(pid, "\n"));
+	}
+	char me[32];
+	int n = snprintf(me, sizeof(me), "%d\n", (int)getpid());
+	if (ftruncate(sp->lock_fd, 0) != 0 || pwrite(sp->lock_fd, me, (size_t)n, 0) != n)
+		warnx_("cannot write %s", lock);
 }
 
 static bool skip_name(const char *n)
@@ -188,6 +204,7 @@ void spool_close(struct spool *sp)
 	close(sp->new_fd);
 	close(sp->active_fd);
 	close(sp->bad_fd);
+	close(sp->lock_fd); /* releases the lock */
 	free(sp->dir);
 	memset(sp, 0, sizeof(*sp));
 }

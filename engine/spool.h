@@ -14,10 +14,13 @@
 struct spool {
 	char *dir;
 	int new_fd, active_fd, bad_fd;
+	int lock_fd;          /* SPOOL/lock, flock'ed: one sluice per spool */
 	DIR *scan;            /* open scan of new/, NULL between passes */
 	unsigned scan_found;  /* entries found in the current pass */
 };
 
+/* Opens (creating what is missing) and locks the spool: a second sluice on
+ * the same spool would take back the files the first one is delivering. */
 void spool_open(struct spool *sp, const char *dir);
 /* After a crash: moves everything in active/ back to new/. Returns count. */
 unsigned spool_recover(struct spool *sp);

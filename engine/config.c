@@ -32,6 +32,7 @@ void config_defaults(struct config *cfg)
 	cfg->use_chunking = true;
 	cfg->use_pipelining = true;
 	cfg->inflight_per_shard = 4096;
+	cfg->stop_timeout_s = 10;
 	cfg->max_message_bytes = 64u << 20;
 	cfg->timeouts = (struct smtp_timeouts){
 		.connect = 30000, .banner = 300000, .ehlo = 300000, .mail = 300000,
@@ -182,6 +183,9 @@ static void config_load_file(struct config *cfg, const char *path)
 	file_ms(&cf, "delivery.retry-interval", &cfg->retry_interval_ms);
 	file_uint(&cf, "delivery.bounce-after", &cfg->bounce_after_s, 1, 365 * 86400);
 	file_uint(&cf, "delivery.inflight-per-shard", &cfg->inflight_per_shard, 16, 1000000);
+	double d;
+	if (config_lookup_float(&cf, "stop-timeout", &d) == CONFIG_TRUE)
+		cfg->stop_timeout_s = d;
 	int b;
 	if (config_lookup_bool(&cf, "delivery.chunking", &b) == CONFIG_TRUE)
 		cfg->use_chunking = b;
@@ -219,7 +223,7 @@ static void config_load_file(struct config *cfg, const char *path)
 enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
-	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW,
+	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT,
 	/* capabilities of later issues: refused until they exist */
 	OPT_DNS, OPT_SMTPPORT, OPT_DKIM, OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
@@ -231,6 +235,7 @@ static const struct option run_opts[] = {
 	{ "log", required_argument, 0, OPT_LOG },
 	{ "shards", required_argument, 0, OPT_SHARDS },
 	{ "spool-workers", required_argument, 0, OPT_SPOOLW },
+	{ "stop-timeout", required_argument, 0, OPT_STOPTIMEOUT },
 	{ "max-connections", required_argument, 0, OPT_MAXCONN },
 	{ "max-per-connection", required_argument, 0, OPT_MAXPERCONN },
 	{ "drain", no_argument, 0, OPT_DRAIN },
@@ -268,6 +273,8 @@ static void run_usage(FILE *f)
 	      "  --max-per-connection N     messages per connection before QUIT (1000)\n"
 	      "  --drain                    deliver what is in the spool, then exit\n"
 	      "  --max-time SECONDS         stop after this long (drain: exit 1 if not all final)\n"
+	      "  --stop-timeout SECONDS     on SIGTERM/SIGINT, let open transactions end for\n"
+	      "                             up to this long (10); the rest stays in the spool\n"
 	      "  --retry-interval SECONDS   wait before retrying a deferred recipient (300)\n"
 	      "  --bounce-after SECONDS     expire recipients deferred this long (345600)\n"
 	      "  --helo NAME                name sent in EHLO (default: host name)\n"
@@ -313,6 +320,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_LOG: set_str(&cfg->log_path, arg); break;
 	case OPT_SHARDS: cfg->shards = parse_flag_uint("--shards", arg, 1, 1024); break;
 	case OPT_SPOOLW: cfg->spool_workers = parse_flag_uint("--spool-workers", arg, 1, 64); break;
+	case OPT_STOPTIMEOUT: cfg->stop_timeout_s = parse_seconds("--stop-timeout", arg, 3600); break;
 	case OPT_MAXCONN: cfg->max_connections = parse_flag_uint("--max-connections", arg, 1, 100000); break;
 	case OPT_MAXPERCONN: cfg->max_per_connection = parse_flag_uint("--max-per-connection", arg, 1, 10000000); break;
 	case OPT_DRAIN: cfg->drain = true; break;

@@ -35,6 +35,7 @@ struct config {
 	unsigned bounce_after_s;
 	bool drain;
 	double max_time_s;            /* 0 = no limit */
+	double stop_timeout_s;        /* SIGTERM: wait this long for open transactions */
 	bool use_chunking, use_pipelining;
 	unsigned inflight_per_shard;  /* messages a shard holds at once */
 	uint64_t max_message_bytes;

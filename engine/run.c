@@ -61,6 +61,7 @@ struct engine {
 	int wake_fd;
 	uint64_t per_lane_max;          /* messages in flight per lane */
 	bool spool_empty;               /* last full pass of new/ found nothing */
+	double rescan_at;               /* while empty: look again anyway (missed events) */
 	bool feeders_running;
 	struct totals t;
 };
@@ -92,16 +93,20 @@ static struct lane *lane_with_room(struct engine *e)
 	return NULL;
 }
 
-/* Hands up to FEED_BATCH names from new/ to the feeders. */
+/* Hands up to FEED_BATCH names from new/ to the feeders. While new/ is
+ * known to be empty, waits for inotify (or the occasional rescan). */
 static unsigned feed(struct engine *e)
 {
 	unsigned n = 0;
 	struct lane *l;
+	if (e->spool_empty && now_mono_s() < e->rescan_at)
+		return 0;
 	while (n < FEED_BATCH && (l = lane_with_room(e))) {
 		bool pass_empty = false;
 		const char *name = spool_next(&e->spool, &pass_empty);
 		if (!name) {
 			e->spool_empty = pass_empty;
+			e->rescan_at = now_mono_s() + 1.0;
 			break;
 		}
 		e->spool_empty = false;
@@ -167,6 +172,39 @@ static size_t collect(struct engine *e)
 	return total;
 }
 
+
+/* Sleeps until a shard reports, a file arrives in new/, or ms pass. */
+static void wait_for_work(struct engine *e, int ms)
+{
+	struct pollfd p[2] = {
+		{ .fd = e->wake_fd, .events = POLLIN },
+		{ .fd = spool_watch_fd(&e->spool), .events = POLLIN },
+	};
+	if (poll(p, 2, ms) <= 0)
+		return;
+	if (p[0].revents)
+		eventfd_wait(e->wake_fd, 0);
+	if (p[1].revents && spool_watch_drain(&e->spool))
+		e->spool_empty = false; /* something arrived: scan again now */
+}
+
+/* SIGTERM: no new transactions; wait (bounded) for the open ones to get
+ * their final reply, logging as they do, so that little is sent twice. */
+static void finish_open_transactions(struct engine *e)
+{
+	for (unsigned i = 0; i < e->nlanes; i++)
+		shard_finish(e->lanes[i].shard);
+	double end = now_mono_s() + e->cfg->stop_timeout_s;
+	for (;;) {
+		collect(e);
+		bool idle = true;
+		for (unsigned i = 0; i < e->nlanes; i++)
+			idle = idle && shard_idle(e->lanes[i].shard);
+		if (idle || now_mono_s() >= end)
+			break;
+		wait_for_work(e, 50);
+	}
+}
 
 static double cpu_seconds(void)
 {
@@ -250,11 +288,13 @@ int run_main(int argc, char **argv)
 		if (cfg.drain && e.spool_empty && busy == 0)
 			break;
 		if (!fed && !got)
-			eventfd_wait(e.wake_fd, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
+			wait_for_work(&e, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
 	}
 	for (unsigned k = 0; k < e.nfeeders; k++)
 		feeder_stop(e.feeders[k]);
 	e.feeders_running = false;
+	if (stop_signal)
+		finish_open_transactions(&e);
 	for (unsigned i = 0; i < e.nlanes; i++)
 		shard_stop(e.lanes[i].shard);
 	collect(&e);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,11 @@ void spool_open(struct spool *sp, const char *dir)
 	sp->new_fd = open_subdir(dir, "new");
 	sp->active_fd = open_subdir(dir, "active");
 	sp->bad_fd = open_subdir(dir, "bad");
+	char newdir[4096];
+	snprintf(newdir, sizeof(newdir), "%s/new", dir);
+	sp->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (sp->watch_fd < 0 || inotify_add_watch(sp->watch_fd, newdir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+		fatal("cannot watch %s: %s", newdir, strerror(errno));
 	char lock[4096];
 	snprintf(lock, sizeof(lock), "%s/lock", dir);
 	sp->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -56,6 +62,24 @@ void spool_open(struct spool *sp, const char *dir)
 static bool skip_name(const char *n)
 {
 	return n[0] == '.'; /* ".", "..", and producers' hidden temporaries */
+}
+
+int spool_watch_fd(const struct spool *sp)
+{
+	return sp->watch_fd;
+}
+
+bool spool_watch_drain(struct spool *sp)
+{
+	char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool any = false;
+	for (int i = 0; i < 64; i++) { /* bounded: a new pass of new/ sees the rest */
+		ssize_t n = read(sp->watch_fd, ev, sizeof(ev));
+		if (n <= 0)
+			break;
+		any = true;
+	}
+	return any;
 }
 
 unsigned spool_recover(struct spool *sp)
@@ -205,6 +229,7 @@ void spool_close(struct spool *sp)
 	close(sp->active_fd);
 	close(sp->bad_fd);
 	close(sp->lock_fd); /* releases the lock */
+	close(sp->watch_fd);
 	free(sp->dir);
 	memset(sp, 0, sizeof(*sp));
 }

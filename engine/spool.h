@@ -15,6 +15,7 @@ struct spool {
 	char *dir;
 	int new_fd, active_fd, bad_fd;
 	int lock_fd;          /* SPOOL/lock, flock'ed: one sluice per spool */
+	int watch_fd;         /* inotify on new/: arrivals wake the engine */
 	DIR *scan;            /* open scan of new/, NULL between passes */
 	unsigned scan_found;  /* entries found in the current pass */
 };
@@ -22,6 +23,10 @@ struct spool {
 /* Opens (creating what is missing) and locks the spool: a second sluice on
  * the same spool would take back the files the first one is delivering. */
 void spool_open(struct spool *sp, const char *dir);
+/* The inotify descriptor to poll for arrivals in new/, and a call that
+ * clears it: true if anything arrived (or the event queue overflowed). */
+int spool_watch_fd(const struct spool *sp);
+bool spool_watch_drain(struct spool *sp);
 /* After a crash: moves everything in active/ back to new/. Returns count. */
 unsigned spool_recover(struct spool *sp);
 /* Next file name in new/ (static storage), or NULL at the end of a pass;

@@ -443,7 +443,7 @@ static void *shard_main(void *arg)
 			}
 			if (conns_open(s) == 0 || s->now > stop_deadline)
 				break;
-		} else {
+		} else if (!atomic_load_explicit(&s->finishing, memory_order_relaxed)) {
 			take_inbox(s);
 			take_due_retries(s);
 			schedule(s);
@@ -493,6 +493,17 @@ size_t shard_collect(struct shard *s, struct outcome *out, size_t max)
 		s->nspill -= n;
 	}
 	return n;
+}
+
+void shard_finish(struct shard *s)
+{
+	atomic_store(&s->finishing, 1);
+	shard_kick(s);
+}
+
+bool shard_idle(struct shard *s)
+{
+	return atomic_load(&s->txns_open) == 0;
 }
 
 void shard_stop(struct shard *s)

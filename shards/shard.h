@@ -20,7 +20,11 @@ bool shard_offer(struct shard *s, struct message *m);
 void shard_kick(struct shard *s);
 /* Engine side: take up to max outcome records. */
 size_t shard_collect(struct shard *s, struct outcome *out, size_t max);
-/* Engine side: ask the shard to finish (QUIT idle connections, abandon the
+/* Engine side, on SIGTERM: start no new transaction, let the open ones
+ * end; shard_idle() says when none is left. */
+void shard_finish(struct shard *s);
+bool shard_idle(struct shard *s);
+/* Engine side: ask the shard to stop (QUIT idle connections, abandon the
  * rest: their messages stay in the spool) and join the thread. */
 void shard_stop(struct shard *s);
 void shard_get_stats(struct shard *s, struct shard_stats *st);

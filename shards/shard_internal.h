@@ -101,6 +101,8 @@ struct shard {
 	pthread_t thread;
 	_Atomic int stop;
 	_Atomic int exited;        /* the thread has returned: spill is the engine's */
+	_Atomic int finishing;     /* SIGTERM: no new transactions */
+	_Atomic uint32_t txns_open;
 	struct ring *ring;
 	int wake_fd;               /* engine -> shard */
 	int engine_fd;             /* shard -> engine */

@@ -209,6 +209,7 @@ static void txn_finish(struct shard *s, struct conn *c, struct txn *t)
 	struct leg *leg = t->leg;
 	t->active = false;
 	t->leg = NULL;
+	atomic_fetch_sub_explicit(&s->txns_open, 1, memory_order_relaxed);
 	shard_leg_done(s, leg);
 	(void)c;
 }
@@ -357,6 +358,7 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	const struct message *m = leg->msg;
 	bool bdat = c->chunking && s->cfg->use_chunking;
 	*t = (struct txn){ .leg = leg, .active = true, .start_ms = s->now, .bdat = bdat };
+	atomic_fetch_add_explicit(&s->txns_open, 1, memory_order_relaxed);
 	c->msgs++;
 	s->stats.transactions++;
 	if (c->need_rset) {
@@ -433,9 +435,9 @@ static bool leg_refused_before_sending(struct shard *s, struct conn *c, struct l
 
 /* A new transaction may start when no other is before its data phase, no
  * BDAT reply is awaited, and (without pipelining) nothing is open at all. */
-static bool can_start_txn(const struct shard *s, const struct conn *c)
+static bool can_start_txn(struct shard *s, const struct conn *c)
 {
-	if (c->state != CS_READY)
+	if (c->state != CS_READY || atomic_load_explicit(&s->finishing, memory_order_relaxed))
 		return false;
 	bool pipelined = c->pipelining && s->cfg->use_pipelining;
 	for (int i = 0; i < 2; i++) {

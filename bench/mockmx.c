@@ -51,6 +51,7 @@ struct mx_opts {
 	int slow_ms;
 	bool silent, pipelining, chunking, smtputf8;
 	unsigned max_rcpt;        /* 452 4.5.3 beyond this many per transaction; 0 = none */
+	const char *defer_rcpt;   /* 451 for recipients containing this text */
 	uint64_t size_limit;      /* advertised SIZE; larger messages get 552 5.3.4 */
 	double max_time;
 	const char *stats_path;
@@ -268,6 +269,8 @@ static void on_command(struct mx_thread *t, struct mconn *c, const char *line, s
 			buf_adds(&c->pbuf, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
 		} else if ((f = fault_for(t, F_RCPT))) {
 			reply_fault(c, f, "RCPT");
+		} else if (t->o->defer_rcpt && memmem(a, alen, t->o->defer_rcpt, strlen(t->o->defer_rcpt))) {
+			buf_adds(&c->pbuf, "451 4.2.0 mockmx: this recipient is deferred (--defer-rcpt)\r\n");
 		} else if (t->o->max_rcpt && c->nrcpt >= t->o->max_rcpt) {
 			buf_adds(&c->pbuf, "452 4.5.3 Error: too many recipients\r\n");
 		} else if (t->o->greylist && grey_first(t, a, alen)) {
@@ -693,6 +696,7 @@ static void mx_usage(FILE *f)
 	      "  --silent                  accept connections and never answer\n"
 	      "  --no-pipelining, --no-chunking, --no-smtputf8   do not offer these\n"
 	      "  --max-rcpt N              452 4.5.3 (too many recipients) past N per transaction\n"
+	      "  --defer-rcpt TEXT         451 4.2.0 for every recipient containing TEXT\n"
 	      "  --size-limit BYTES        advertise SIZE BYTES; larger messages get 552 5.3.4\n"
 	      "  --max-time SECONDS        exit after this long\n"
 	      "  --stats FILE              write the counters as JSON to FILE at exit\n"
@@ -719,7 +723,8 @@ int mockmx_main(int argc, char **argv)
 		{ "max-time", required_argument, 0, 'm' }, { "stats", required_argument, 0, 'S' },
 		{ "seed", required_argument, 0, 'r' }, { "help", no_argument, 0, 'h' },
 		{ "max-rcpt", required_argument, 0, 'R' }, { "size-limit", required_argument, 0, 'Z' },
-		{ "no-smtputf8", no_argument, 0, 'U' }, { 0, 0, 0, 0 },
+		{ "no-smtputf8", no_argument, 0, 'U' }, { "defer-rcpt", required_argument, 0, 'D' },
+		{ 0, 0, 0, 0 },
 	};
 	static struct mx_opts o;
 	memset(&o, 0, sizeof(o));
@@ -764,6 +769,7 @@ int mockmx_main(int argc, char **argv)
 			o.size_limit = (uint64_t)v;
 			break;
 		case 'U': o.smtputf8 = false; break;
+		case 'D': o.defer_rcpt = optarg; break;
 		case 'h': mx_usage(stdout); return 0;
 		default: mx_usage(stderr); return 2;
 		}

@@ -28,6 +28,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_per_connection = 1000;
 	cfg->max_rcpt_per_txn = 100;
 	cfg->retry_interval_ms = 300000;
+	cfg->retry_max_ms = 4 * 3600 * 1000;
 	cfg->bounce_after_s = 4 * 86400;
 	cfg->use_chunking = true;
 	cfg->use_pipelining = true;
@@ -181,6 +182,7 @@ static void config_load_file(struct config *cfg, const char *path)
 	file_uint(&cf, "delivery.max-per-connection", &cfg->max_per_connection, 1, 10000000);
 	file_uint(&cf, "delivery.max-recipients-per-transaction", &cfg->max_rcpt_per_txn, 1, 1000);
 	file_ms(&cf, "delivery.retry-interval", &cfg->retry_interval_ms);
+	file_ms(&cf, "delivery.retry-max", &cfg->retry_max_ms);
 	file_uint(&cf, "delivery.bounce-after", &cfg->bounce_after_s, 1, 365 * 86400);
 	file_uint(&cf, "delivery.inflight-per-shard", &cfg->inflight_per_shard, 16, 1000000);
 	double d;
@@ -275,7 +277,8 @@ static void run_usage(FILE *f)
 	      "  --max-time SECONDS         stop after this long (drain: exit 1 if not all final)\n"
 	      "  --stop-timeout SECONDS     on SIGTERM/SIGINT, let open transactions end for\n"
 	      "                             up to this long (10); the rest stays in the spool\n"
-	      "  --retry-interval SECONDS   wait before retrying a deferred recipient (300)\n"
+	      "  --retry-interval SECONDS   wait before the first retry (300), doubled per\n"
+	      "                             attempt up to retry-max (4 h), +-10% jitter\n"
 	      "  --bounce-after SECONDS     expire recipients deferred this long (345600)\n"
 	      "  --helo NAME                name sent in EHLO (default: host name)\n"
 	      "  --timeout SECONDS          every SMTP reply timeout (default RFC 5321's)\n"

@@ -31,7 +31,8 @@ struct config {
 	unsigned max_connections;     /* per destination, all shards together */
 	unsigned max_per_connection;  /* messages per connection */
 	unsigned max_rcpt_per_txn;
-	int retry_interval_ms;          /* first wait before a retry */
+	int retry_interval_ms;          /* first wait before a retry, doubled per attempt */
+	int retry_max_ms;               /* cap on that wait */
 	unsigned bounce_after_s;
 	bool drain;
 	double max_time_s;            /* 0 = no limit */

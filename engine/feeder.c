@@ -20,6 +20,12 @@ struct claim {
 	uint32_t lane;
 };
 
+/* After-log work, in the order the engine logged it. */
+struct job {
+	struct message *done;       /* final: remove and free */
+	char *name, *state;         /* or: save this retry state (both malloc'd) */
+};
+
 struct feeder {
 	unsigned index, nlanes;
 	struct spool *sp;
@@ -29,7 +35,7 @@ struct feeder {
 	_Atomic int stop;
 	int wake_fd;
 	struct spsc names;          /* struct claim */
-	struct spsc finished;       /* struct message *, final and logged */
+	struct spsc jobs;           /* struct job */
 	_Atomic uint64_t *unsent;   /* by lane: bad or gone */
 	_Atomic uint64_t bad;
 };
@@ -48,7 +54,7 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 	if (f->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
 	spsc_init(&f->names, NAMES_CAP, sizeof(struct claim));
-	spsc_init(&f->finished, NAMES_CAP * 2, sizeof(struct message *));
+	spsc_init(&f->jobs, NAMES_CAP * 2, sizeof(struct job));
 	return f;
 }
 
@@ -78,18 +84,37 @@ static void claim_one(struct feeder *f, const struct claim *c)
 		return;
 	}
 	m->arrival_ms = now_mono_ms();
+	spool_state_load(f->sp, m);
+	if (m->npending == 0) {
+		/* Every recipient was final before a crash took the file's removal. */
+		spool_remove(f->sp, m->id);
+		spool_state_remove(f->sp, m->id);
+		message_free(m);
+		atomic_fetch_add(&f->unsent[c->lane], 1);
+		return;
+	}
+	if (!m->first_wall_ms)
+		m->first_wall_ms = now_real_ms();
 	if (!hand_over(f, f->shards[c->lane], m))
 		message_free(m); /* stopping: the file stays in active/, recovered later */
 }
 
-/* Removes the files of final messages; returns how many. */
-static unsigned remove_finished(struct feeder *f)
+/* Removes final messages' files, saves retry states; returns how many. */
+static unsigned run_jobs(struct feeder *f)
 {
-	struct message *m;
+	struct job j;
 	unsigned n = 0;
-	while (spsc_pop(&f->finished, &m)) {
-		spool_remove(f->sp, m->id);
-		message_free(m);
+	while (spsc_pop(&f->jobs, &j)) {
+		if (j.done) {
+			spool_remove(f->sp, j.done->id);
+			if (j.done->has_state)
+				spool_state_remove(f->sp, j.done->id);
+			message_free(j.done);
+		} else {
+			spool_state_write(f->sp, j.name, j.state);
+			free(j.name);
+			free(j.state);
+		}
 		n++;
 	}
 	return n;
@@ -110,7 +135,7 @@ static void *feeder_main(void *arg)
 	pthread_setname_np(pthread_self(), tname);
 	while (!atomic_load(&f->stop)) {
 		struct claim c;
-		unsigned claimed = 0, removed = remove_finished(f);
+		unsigned claimed = 0, removed = run_jobs(f);
 		while (claimed < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->names, &c)) {
 			claim_one(f, &c);
 			free(c.name);
@@ -121,7 +146,7 @@ static void *feeder_main(void *arg)
 		else if (!removed)
 			eventfd_wait(f->wake_fd, 50);
 	}
-	remove_finished(f); /* everything logged as final leaves the spool */
+	run_jobs(f); /* everything logged as final leaves the spool, states are saved */
 	return NULL;
 }
 
@@ -150,7 +175,17 @@ void feeder_kick(struct feeder *f)
 
 bool feeder_finish(struct feeder *f, struct message *m)
 {
-	return spsc_push(&f->finished, &m);
+	struct job j = { .done = m };
+	return spsc_push(&f->jobs, &j);
+}
+
+bool feeder_save_state(struct feeder *f, const char *name, char *text)
+{
+	struct job j = { .name = xstrdup(name), .state = text };
+	if (spsc_push(&f->jobs, &j))
+		return true;
+	free(j.name);
+	return false;
 }
 
 uint64_t feeder_unsent(struct feeder *f, unsigned lane) { return atomic_load(&f->unsent[lane]); }
@@ -170,9 +205,9 @@ void feeder_free(struct feeder *f)
 	struct claim c;
 	while (spsc_pop(&f->names, &c))
 		free(c.name);
-	remove_finished(f);
+	run_jobs(f);
 	spsc_destroy(&f->names);
-	spsc_destroy(&f->finished);
+	spsc_destroy(&f->jobs);
 	free(f->unsent);
 	close(f->wake_fd);
 	free(f);

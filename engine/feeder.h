@@ -23,9 +23,12 @@ void feeder_start(struct feeder *f);
 /* Engine side: queue a file name (copied) for a lane; false if full. */
 bool feeder_offer(struct feeder *f, const char *name, unsigned lane);
 void feeder_kick(struct feeder *f);
-/* Engine side: m is final and logged; the worker removes its file and
- * frees it. False if the queue is full (the engine then does it). */
+/* Engine side, after the lines are logged, in order: m is final (the
+ * worker removes its file and state, and frees it), or m's retry state
+ * must be saved (text is taken over). False if the queue is full (the
+ * engine then does it itself). */
 bool feeder_finish(struct feeder *f, struct message *m);
+bool feeder_save_state(struct feeder *f, const char *name, char *text);
 /* Names of a lane finished without a message for the shard: malformed
  * (moved to bad/) or gone (another process claimed the file first). */
 uint64_t feeder_unsent(struct feeder *f, unsigned lane);

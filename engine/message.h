@@ -40,13 +40,20 @@ struct message {
 	uint32_t npending;       /* recipients not yet final */
 	uint32_t attempt;        /* delivery attempts started so far */
 	int64_t arrival_ms;      /* monotonic, when the engine claimed it */
+	int64_t first_wall_ms;   /* wall clock of the first attempt (kept across restarts) */
+	int64_t due_wall_ms;     /* from a saved state: not to be tried before this */
+	bool has_state;          /* a retry state file exists for it */
 	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
 	uint32_t legs_open;      /* shard-private: transactions not finished */
 	struct message *next;    /* shard-private list link (retry queue) */
 	struct message *held_prev, *held_next; /* shard-private: messages it holds */
 };
 
-enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE };
+/* OUTCOME_RETRY_STATE: the attempt ended with recipients still pending;
+ * response holds the state to save (see spool_state_*), written before the
+ * next attempt so that a restart neither retries early nor resends to the
+ * recipients already final. */
+enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE, OUTCOME_RETRY_STATE };
 
 /* One line of the accounting log, produced on a shard, written by the engine. */
 struct outcome {

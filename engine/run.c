@@ -135,18 +135,22 @@ static void count_outcome(struct totals *t, const struct outcome *o)
  * only after its lines have been written. Returns records handled. */
 static size_t collect(struct engine *e)
 {
-	static struct outcome batch[COLLECT_BATCH];
+	static struct outcome batch[COLLECT_BATCH], states[COLLECT_BATCH];
 	struct message *done[COLLECT_BATCH];
 	size_t total = 0;
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		struct lane *l = &e->lanes[i];
 		size_t n;
 		while ((n = shard_collect(l->shard, batch, COLLECT_BATCH)) > 0) {
-			size_t ndone = 0;
+			size_t ndone = 0, nstates = 0;
 			for (size_t k = 0; k < n; k++) {
 				struct outcome *o = &batch[k];
 				if (o->kind == OUTCOME_MESSAGE_DONE) {
 					done[ndone++] = o->msg;
+					continue;
+				}
+				if (o->kind == OUTCOME_RETRY_STATE) {
+					states[nstates++] = *o;
 					continue;
 				}
 				acct_format(&e->log.pending, o);
@@ -154,15 +158,25 @@ static size_t collect(struct engine *e)
 				free(o->response);
 			}
 			acct_flush(&e->log);
-			/* The lines are written: now the files may go. Feeders
-			 * remove them (after a stop, or when one is behind, here). */
+			/* The lines are written: now retry states may be saved and
+			 * final files go. Feeders do it (after a stop, or when one
+			 * is behind, here). */
+			for (size_t k = 0; k < nstates; k++) {
+				struct outcome *o = &states[k];
+				if (e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))
+					continue;
+				spool_state_write(&e->spool, o->msg->id, o->response);
+				free(o->response);
+			}
 			for (size_t k = 0; k < ndone; k++) {
 				if (e->feeders_running && feeder_finish(l->feeder, done[k]))
 					continue;
 				spool_remove(&e->spool, done[k]->id);
+				if (done[k]->has_state)
+					spool_state_remove(&e->spool, done[k]->id);
 				message_free(done[k]);
 			}
-			if (ndone)
+			if (ndone || nstates)
 				feeder_kick(l->feeder);
 			l->done += ndone;
 			e->t.messages_done += ndone;

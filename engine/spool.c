@@ -37,6 +37,7 @@ void spool_open(struct spool *sp, const char *dir)
 	sp->new_fd = open_subdir(dir, "new");
 	sp->active_fd = open_subdir(dir, "active");
 	sp->bad_fd = open_subdir(dir, "bad");
+	sp->state_fd = open_subdir(dir, "state");
 	char newdir[4096];
 	snprintf(newdir, sizeof(newdir), "%s/new", dir);
 	sp->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -228,8 +229,79 @@ void spool_close(struct spool *sp)
 	close(sp->new_fd);
 	close(sp->active_fd);
 	close(sp->bad_fd);
+	close(sp->state_fd);
 	close(sp->lock_fd); /* releases the lock */
 	close(sp->watch_fd);
 	free(sp->dir);
 	memset(sp, 0, sizeof(*sp));
+}
+
+char *spool_state_format(const struct message *m, int64_t due_wall_ms)
+{
+	struct buf b = { 0 };
+	buf_printf(&b, "attempt %u\nfirst %lld\ndue %lld\nfinal", m->attempt,
+	           (long long)m->first_wall_ms, (long long)due_wall_ms);
+	for (uint32_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt_state[i] != RCPT_PENDING)
+			buf_printf(&b, " %u", i);
+	buf_adds(&b, "\n");
+	return b.p;
+}
+
+void spool_state_write(struct spool *sp, const char *name, const char *text)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	int fd = openat(sp->state_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	size_t len = strlen(text);
+	bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || renameat(sp->state_fd, tmp, sp->state_fd, name) != 0)
+		warnx_("cannot save the retry state of %s: %s (a restart may retry it early)", name,
+		       strerror(errno));
+}
+
+void spool_state_remove(struct spool *sp, const char *name)
+{
+	if (unlinkat(sp->state_fd, name, 0) != 0 && errno != ENOENT)
+		warnx_("cannot remove %s/state/%s: %s", sp->dir, name, strerror(errno));
+}
+
+void spool_state_load(struct spool *sp, struct message *m)
+{
+	int fd = openat(sp->state_fd, m->id, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return; /* never deferred: the usual case */
+	char text[65536];
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0 || n == (ssize_t)sizeof(text) - 1) {
+		warnx_("%s: unreadable retry state ignored: it goes to every recipient again", m->id);
+		return;
+	}
+	text[n] = 0;
+	m->has_state = true;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		long long v;
+		if (sscanf(line, "attempt %lld", &v) == 1 && v >= 0 && v < 1000000)
+			m->attempt = (uint32_t)v;
+		else if (sscanf(line, "first %lld", &v) == 1)
+			m->first_wall_ms = v;
+		else if (sscanf(line, "due %lld", &v) == 1)
+			m->due_wall_ms = v;
+		else if (strncmp(line, "final", 5) == 0) {
+			char *p = line + 5, *end;
+			for (;;) {
+				unsigned long i = strtoul(p, &end, 10);
+				if (end == p)
+					break;
+				p = end;
+				if (i < m->nrcpt && m->rcpt_state[i] == RCPT_PENDING) {
+					m->rcpt_state[i] = RCPT_DELIVERED; /* final: its line is in the log */
+					m->npending--;
+				}
+			}
+		}
+	}
 }

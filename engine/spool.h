@@ -15,6 +15,7 @@ struct spool {
 	char *dir;
 	int new_fd, active_fd, bad_fd;
 	int lock_fd;          /* SPOOL/lock, flock'ed: one sluice per spool */
+	int state_fd;         /* state/: retry state of deferred messages, by name */
 	int watch_fd;         /* inotify on new/: arrivals wake the engine */
 	DIR *scan;            /* open scan of new/, NULL between passes */
 	unsigned scan_found;  /* entries found in the current pass */
@@ -42,5 +43,14 @@ void spool_reject(struct spool *sp, const char *name, const char *why);
 /* Removes active/NAME: the message is final and logged. */
 void spool_remove(struct spool *sp, const char *name);
 void spool_release(struct spool *sp, const char *name);   /* active/NAME -> new/ */
+
+/* Retry state of a deferred message, in state/NAME (text, replaced
+ * atomically): attempts made, first attempt and next due time (wall ms),
+ * recipients already final. */
+char *spool_state_format(const struct message *m, int64_t due_wall_ms);
+void spool_state_write(struct spool *sp, const char *name, const char *text);
+/* Applies state/NAME to a freshly parsed m if there is one. */
+void spool_state_load(struct spool *sp, struct message *m);
+void spool_state_remove(struct spool *sp, const char *name);
 void spool_close(struct spool *sp);
 #endif

@@ -6,6 +6,7 @@
 #include "shard_internal.h"
 #include "../engine/alloc.h"
 #include "../engine/envelope.h"
+#include "../engine/spool.h"
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	s->engine_fd = engine_wake_fd;
 	s->notify_val = 1;
 	s->held.held_next = s->held.held_prev = &s->held;
+	s->rng = 0x9e3779b97f4a7c15ull * (index + 1);
 	/* Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd
 	 * with -EAGAIN at once instead of waiting for the engine's write. */
 	s->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -142,6 +144,44 @@ static void message_done(struct shard *s, struct message *m)
 	outbox_put(s, &o);
 }
 
+/* The wait before attempt n+1: retry-interval doubled per attempt, capped
+ * at retry-max, with +-10% jitter so deferred mail does not come back in
+ * one wave. */
+static int64_t retry_wait_ms(struct shard *s, uint32_t attempts)
+{
+	int64_t w = s->cfg->retry_interval_ms;
+	for (uint32_t i = 1; i < attempts && w < s->cfg->retry_max_ms; i++)
+		w *= 2;
+	if (w > s->cfg->retry_max_ms)
+		w = s->cfg->retry_max_ms;
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 7;
+	s->rng ^= s->rng << 17;
+	int64_t j = w / 10;
+	return j > 0 ? w - j + (int64_t)(s->rng % (uint64_t)(2 * j + 1)) : w;
+}
+
+/* The retry queue is kept in due order; most inserts land at the tail. */
+static void retry_insert(struct shard *s, struct message *m, int64_t due)
+{
+	m->next_attempt_ms = due;
+	struct message **pp = &s->retry_head, *prev = NULL;
+	if (s->retry_tail && s->retry_tail->next_attempt_ms <= due) {
+		prev = s->retry_tail;
+		pp = &prev->next;
+	} else {
+		while (*pp && (*pp)->next_attempt_ms <= due) {
+			prev = *pp;
+			pp = &prev->next;
+		}
+	}
+	m->next = *pp;
+	*pp = m;
+	if (!m->next)
+		s->retry_tail = m;
+	(void)prev;
+}
+
 /* All transactions of this attempt ended: final, expired or retry later. */
 static void message_attempt_done(struct shard *s, struct message *m)
 {
@@ -149,7 +189,8 @@ static void message_attempt_done(struct shard *s, struct message *m)
 		message_done(s, m);
 		return;
 	}
-	if (s->now - m->arrival_ms >= (int64_t)s->cfg->bounce_after_s * 1000) {
+	int64_t wall = now_real_ms();
+	if (wall - m->first_wall_ms >= (int64_t)s->cfg->bounce_after_s * 1000) {
 		static const char why[] = "deferred for longer than bounce-after";
 		for (uint32_t i = 0; i < m->nrcpt; i++)
 			if (m->rcpt_state[i] == RCPT_PENDING)
@@ -157,13 +198,17 @@ static void message_attempt_done(struct shard *s, struct message *m)
 		message_done(s, m);
 		return;
 	}
-	m->next_attempt_ms = s->now + s->cfg->retry_interval_ms;
-	m->next = NULL;
-	if (s->retry_tail)
-		s->retry_tail->next = m;
-	else
-		s->retry_head = m;
-	s->retry_tail = m;
+	int64_t wait = retry_wait_ms(s, m->attempt);
+	retry_insert(s, m, s->now + wait);
+	/* Saved (after this attempt's lines are logged) so that a restart
+	 * neither retries early nor resends to recipients already final. */
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	o.kind = OUTCOME_RETRY_STATE;
+	o.msg = m;
+	o.response = spool_state_format(m, wall + wait);
+	m->has_state = true;
+	outbox_put(s, &o);
 }
 
 void shard_leg_done(struct shard *s, struct leg *leg)
@@ -358,7 +403,11 @@ static void take_inbox(struct shard *s)
 		m->held_prev = &s->held;
 		s->held.held_next->held_prev = m;
 		s->held.held_next = m;
-		dispatch(s, m);
+		int64_t wait = m->due_wall_ms - now_real_ms();
+		if (wait > 0)
+			retry_insert(s, m, s->now + wait); /* saved state: not due yet */
+		else
+			dispatch(s, m);
 	}
 }
 

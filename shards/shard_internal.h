@@ -122,7 +122,8 @@ struct shard {
 	unsigned nconns_max;
 	uint32_t *free_slots;
 	unsigned nfree;
-	struct message *retry_head, *retry_tail;
+	struct message *retry_head, *retry_tail; /* in due order */
+	uint64_t rng;              /* retry jitter */
 	struct message held;       /* list head: messages this shard owns */
 	int64_t now;
 	struct shard_stats stats;

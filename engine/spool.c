@@ -244,7 +244,7 @@ char *spool_state_format(const struct message *m, int64_t due_wall_ms)
 	for (uint32_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt_state[i] != RCPT_PENDING)
 			buf_printf(&b, " %u", i);
-	buf_adds(&b, "\n");
+	buf_add(&b, "\n", 2); /* with its NUL: the caller gets a C string */
 	return b.p;
 }
 

@@ -62,23 +62,36 @@ void acct_open(struct acct_log *l, const char *path)
 		fatal("cannot open accounting log %s: %s", path, strerror(errno));
 }
 
-void acct_flush(struct acct_log *l)
+bool acct_flush(struct acct_log *l)
 {
 	size_t off = 0;
+	bool ok = true;
 	while (l->fd >= 0 && off < l->pending.len) {
 		ssize_t n = write(l->fd, l->pending.p + off, l->pending.len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			fatal("cannot write accounting log: %s", strerror(errno));
+		if (n <= 0) {
+			l->error = n < 0 ? errno : ENOSPC;
+			ok = false;
+			break;
+		}
 		off += (size_t)n;
 	}
-	l->pending.len = 0;
+	/* Keep exactly the bytes not written: a line cut by a full disk is
+	 * completed by the next flush. */
+	if (off) {
+		memmove(l->pending.p, l->pending.p + off, l->pending.len - off);
+		l->pending.len -= off;
+	}
+	if (l->fd < 0)
+		l->pending.len = 0;
+	return ok;
 }
 
 void acct_close(struct acct_log *l)
 {
-	acct_flush(l);
+	if (!acct_flush(l))
+		warnx_("accounting log: %zu bytes could not be written: %s", l->pending.len, strerror(l->error));
 	if (l->fd >= 0)
 		close(l->fd);
 	buf_free(&l->pending);

@@ -11,11 +11,13 @@ void acct_format(struct buf *b, const struct outcome *o);
 
 struct acct_log {
 	int fd;          /* -1: no log file */
+	int error;       /* errno of the last failed write */
 	struct buf pending;
 };
 
 void acct_open(struct acct_log *l, const char *path);
-/* Writes pending lines to the file; fatal on a write error for now. */
-void acct_flush(struct acct_log *l);
+/* Writes pending lines to the file. False when the file system refused
+ * (disk full...): what was not written stays pending for the next call. */
+bool acct_flush(struct acct_log *l);
 void acct_close(struct acct_log *l);
 #endif

@@ -61,6 +61,7 @@ struct outcome {
 	uint8_t result;          /* enum result */
 	uint16_t code;           /* SMTP reply code, 0 if none */
 	uint32_t rcpt;           /* index into msg->rcpt */
+	uint32_t lane;           /* set by the engine: which shard sent it */
 	uint32_t attempt;
 	uint32_t ms;             /* latency of the transaction */
 	uint32_t queue_ms;       /* from the claim of the file to this outcome */

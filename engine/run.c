@@ -63,6 +63,12 @@ struct engine {
 	bool spool_empty;               /* last full pass of new/ found nothing */
 	double rescan_at;               /* while empty: look again anyway (missed events) */
 	bool feeders_running;
+	/* The log could not be written (disk full): no new claims, and the
+	 * files of final messages stay until their lines are written. */
+	bool log_blocked;
+	double log_retry_at;
+	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
+	size_t nheld, held_cap;
 	struct totals t;
 };
 
@@ -99,7 +105,7 @@ static unsigned feed(struct engine *e)
 {
 	unsigned n = 0;
 	struct lane *l;
-	if (e->spool_empty && now_mono_s() < e->rescan_at)
+	if (e->log_blocked || (e->spool_empty && now_mono_s() < e->rescan_at))
 		return 0;
 	while (n < FEED_BATCH && (l = lane_with_room(e))) {
 		bool pass_empty = false;
@@ -131,61 +137,87 @@ static void count_outcome(struct totals *t, const struct outcome *o)
 	}
 }
 
-/* Logs the shards' outcomes, then removes finished messages: a file goes
- * only after its lines have been written. Returns records handled. */
+/* After its lines are written: save a retry state, or remove a final
+ * message's file. The lane's feeder does it (after a stop, or when it is
+ * behind, the engine itself). */
+static void after_logged(struct engine *e, const struct outcome *o)
+{
+	struct lane *l = &e->lanes[o->lane];
+	if (o->kind == OUTCOME_RETRY_STATE) {
+		if (!(e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))) {
+			spool_state_write(&e->spool, o->msg->id, o->response);
+			free(o->response);
+		}
+		return;
+	}
+	struct message *m = o->msg;
+	l->done++;
+	e->t.messages_done++;
+	if (e->feeders_running && feeder_finish(l->feeder, m))
+		return;
+	spool_remove(&e->spool, m->id);
+	if (m->has_state)
+		spool_state_remove(&e->spool, m->id);
+	message_free(m);
+}
+
+static void hold(struct engine *e, const struct outcome *o)
+{
+	if (e->nheld == e->held_cap) {
+		e->held_cap = e->held_cap ? e->held_cap * 2 : 1024;
+		e->held = xrealloc(e->held, e->held_cap * sizeof(*e->held));
+	}
+	e->held[e->nheld++] = *o;
+}
+
+/* Writes the pending lines; on success releases what waited for them. */
+static void flush_log(struct engine *e)
+{
+	if (!acct_flush(&e->log)) {
+		if (!e->log_blocked)
+			warnx_("cannot write the accounting log: %s; no new messages are claimed and "
+			       "no file leaves the spool until it can be written again", strerror(e->log.error));
+		e->log_blocked = true;
+		e->log_retry_at = now_mono_s() + 0.5;
+		return;
+	}
+	if (e->log_blocked)
+		warnx_("the accounting log can be written again: resuming");
+	e->log_blocked = false;
+	for (size_t i = 0; i < e->nheld; i++)
+		after_logged(e, &e->held[i]);
+	e->nheld = 0;
+	for (unsigned i = 0; i < e->nfeeders; i++)
+		feeder_kick(e->feeders[i]);
+}
+
+/* Logs the shards' outcomes; what must follow the lines (saving a retry
+ * state, removing a final file) waits until they are written. */
 static size_t collect(struct engine *e)
 {
-	static struct outcome batch[COLLECT_BATCH], states[COLLECT_BATCH];
-	struct message *done[COLLECT_BATCH];
+	static struct outcome batch[COLLECT_BATCH];
 	size_t total = 0;
 	for (unsigned i = 0; i < e->nlanes; i++) {
-		struct lane *l = &e->lanes[i];
 		size_t n;
-		while ((n = shard_collect(l->shard, batch, COLLECT_BATCH)) > 0) {
-			size_t ndone = 0, nstates = 0;
+		while ((n = shard_collect(e->lanes[i].shard, batch, COLLECT_BATCH)) > 0) {
 			for (size_t k = 0; k < n; k++) {
 				struct outcome *o = &batch[k];
-				if (o->kind == OUTCOME_MESSAGE_DONE) {
-					done[ndone++] = o->msg;
-					continue;
-				}
-				if (o->kind == OUTCOME_RETRY_STATE) {
-					states[nstates++] = *o;
+				o->lane = i;
+				if (o->kind != OUTCOME_RCPT) {
+					hold(e, o);
 					continue;
 				}
 				acct_format(&e->log.pending, o);
 				count_outcome(&e->t, o);
 				free(o->response);
 			}
-			acct_flush(&e->log);
-			/* The lines are written: now retry states may be saved and
-			 * final files go. Feeders do it (after a stop, or when one
-			 * is behind, here). */
-			for (size_t k = 0; k < nstates; k++) {
-				struct outcome *o = &states[k];
-				if (e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))
-					continue;
-				spool_state_write(&e->spool, o->msg->id, o->response);
-				free(o->response);
-			}
-			for (size_t k = 0; k < ndone; k++) {
-				if (e->feeders_running && feeder_finish(l->feeder, done[k]))
-					continue;
-				spool_remove(&e->spool, done[k]->id);
-				if (done[k]->has_state)
-					spool_state_remove(&e->spool, done[k]->id);
-				message_free(done[k]);
-			}
-			if (ndone || nstates)
-				feeder_kick(l->feeder);
-			l->done += ndone;
-			e->t.messages_done += ndone;
 			total += n;
 		}
 	}
+	if (total || (e->log_blocked && now_mono_s() >= e->log_retry_at))
+		flush_log(e);
 	return total;
 }
-
 
 /* Sleeps until a shard reports, a file arrives in new/, or ms pass. */
 static void wait_for_work(struct engine *e, int ms)
@@ -324,6 +356,12 @@ int run_main(int argc, char **argv)
 	free(e.lanes);
 
 	/* Whatever is not final goes back to new/ for the next run. */
+	for (size_t i = 0; i < e.nheld; i++) /* never logged: the files stay */
+		if (e.held[i].kind == OUTCOME_RETRY_STATE)
+			free(e.held[i].response);
+		else
+			message_free(e.held[i].msg);
+	free(e.held);
 	unsigned left = spool_recover(&e.spool);
 	print_summary(&e, secs, left, timed_out);
 	acct_close(&e.log);

@@ -52,7 +52,8 @@ void spool_open(struct spool *sp, const char *dir)
 		char pid[32] = "?";
 		ssize_t n = pread(sp->lock_fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 1] = 0;
-		fatal("spool %s is in use by another sluice (pid %s)", dir, strtok(pid, "\n"));
+		pid[strcspn(pid, "\n")] = 0;
+		fatal("spool %s is in use by another sluice (pid %s)", dir, pid);
 	}
 	char me[32];
 	int n = snprintf(me, sizeof(me), "%d\n", (int)getpid());
@@ -282,7 +283,8 @@ void spool_state_load(struct spool *sp, struct message *m)
 	}
 	text[n] = 0;
 	m->has_state = true;
-	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+	char *save = NULL; /* strtok_r: several spool workers parse at once */
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		long long v;
 		if (sscanf(line, "attempt %lld", &v) == 1 && v >= 0 && v < 1000000)
 			m->attempt = (uint32_t)v;

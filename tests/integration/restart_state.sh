@@ -7,10 +7,10 @@ for i in $(seq 10); do
 	printf 'Subject: two recipients %s\nMessage-ID: <m%s@sender.example>\n\nbody\n' "$i" "$i" |
 		"$SLUICE" inject --spool "$T/sp" --from s@sender.example --to "ok$i@d.example" --to "late$i@d.example" >/dev/null
 done
-# Run 1: the late* recipients are deferred (first retry due in ~5 s).
+# Run 1: the late* recipients are deferred (first retry due in ~10 s).
 port=$(free_port)
 start_mockmx "$port" --defer-rcpt late
-run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --retry-interval 5 --max-time 1
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --retry-interval 10 --max-time 1
 stop_mockmx
 [ "$RC" -eq 1 ] || fail "run 1: want exit 1 (not all final), got $RC"
 [ "$(log_count '.result=="delivered" and (.rcpt|startswith("ok"))')" -eq 10 ] || fail "run 1: ok* not delivered"
@@ -22,14 +22,17 @@ ok "run 1: ok* delivered, late* deferred, 10 retry states saved"
 # Run 2, at once, against a server that would accept everything: nothing is due.
 port=$(free_port)
 start_mockmx "$port" --store "$T/store"
-run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --retry-interval 5 --max-time 1
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --retry-interval 10 --max-time 1
 [ "$RC" -eq 1 ] || fail "run 2: want exit 1, got $RC"
 [ "$(spool_files "$T/store")" -eq 0 ] || fail "run 2: something was retried before it was due"
 ok "run 2: nothing retried early"
 
-# Run 3, once the retry is due: only late* go, as attempt 2.
-sleep 4.2
-run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --retry-interval 5 --max-time 20
+# Run 3, once the retries are due (the saved due times say when).
+due=$(awk '/^due /{print $2}' "$T"/sp/state/* | sort -n | tail -1)
+wait_ms=$(( due - $(date +%s%3N) ))
+[ "$wait_ms" -gt 0 ] && [ "$wait_ms" -lt 12000 ] || fail "saved due time is $wait_ms ms away, want 0..12 s"
+sleep "$(( wait_ms / 1000 + 1 ))"
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --retry-interval 10 --max-time 20
 stop_mockmx
 [ "$RC" -eq 0 ] || { cat "$T/run.err"; fail "run 3: exit $RC"; }
 [ "$(mx_stat "$port" recipients)" -eq 10 ] || fail "run 3: want 10 recipients sent, got $(mx_stat "$port" recipients)"

@@ -1,0 +1,42 @@
+# The accounting log on a full file system: sluice keeps delivering what it
+# holds, claims nothing new, removes no file whose lines are not written,
+# says why, and resumes by itself when space returns. Needs root (tmpfs).
+source "$(dirname "$0")/../lib.sh"
+set -e
+if [ "$(id -u)" != 0 ]; then echo "  skipped: mounting a small tmpfs needs root"; exit 0; fi
+mkdir "$T/logfs"
+mount -t tmpfs -o size=64k tmpfs "$T/logfs" || { echo "  skipped: cannot mount tmpfs"; exit 0; }
+trap 'rc=$?; umount -l "$T/logfs" 2>/dev/null; (exit $rc); cleanup' EXIT
+dd if=/dev/zero of="$T/logfs/filler" bs=4k count=100 2>/dev/null || true   # fills it
+port=$(free_port)
+start_mockmx "$port" --store "$T/store"
+mkdir -p "$T/sp"
+"$SLUICE" run --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/logfs/acct.jsonl" --shards 2 \
+	--max-time 60 >"$T/d.out" 2>"$T/d.err" &
+daemon=$!
+sleep 0.3
+"$SLUICE" spoolgen --spool "$T/sp" --count 30 --seed 1 >/dev/null
+for _ in $(seq 100); do grep -q "cannot write the accounting log" "$T/d.err" && break; sleep 0.05; done
+sleep 1   # what was claimed before the first failed write is delivered by now
+grep -q "cannot write the accounting log: No space left on device" "$T/d.err" || fail "no clear message about the full disk"
+sent=$(spool_files "$T/store")
+[ "$sent" -gt 0 ] || fail "nothing was delivered"
+[ "$(spool_files "$T/sp/active")" -eq "$sent" ] || fail "a file left the spool before its lines were written"
+waiting=$(spool_files "$T/sp/new")
+[ $((sent + waiting)) -eq 30 ] || fail "$sent sent + $waiting waiting != 30"
+"$SLUICE" spoolgen --spool "$T/sp" --count 5 --seed 2 >/dev/null
+sleep 1
+[ "$(spool_files "$T/sp/new")" -eq $((waiting + 5)) ] || fail "new messages were claimed while the log was full"
+[ "$(spool_files "$T/store")" -eq "$sent" ] || fail "deliveries went on with new claims while the log was full"
+ok "disk full: $sent delivered and kept in the spool unlogged, $((waiting + 5)) not claimed"
+rm -f "$T/logfs/filler"
+for _ in $(seq 100); do [ "$(spool_files "$T/sp/active")" -eq 0 ] && [ "$(spool_files "$T/sp/new")" -eq 0 ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ "$(spool_files "$T/store")" -ge 35 ] && break; sleep 0.05; done
+kill -TERM "$daemon"
+wait "$daemon" || fail "daemon exit $?"
+stop_mockmx
+grep -q "resuming" "$T/d.err" || fail "no message on resuming"
+cp "$T/logfs/acct.jsonl" "$T/acct.jsonl"
+check_log_final 35
+[ "$(spool_files "$T/sp/active")" -eq 0 ] && [ "$(spool_files "$T/sp/new")" -eq 0 ] || fail "spool not empty after space returned"
+ok "space returned: lines written, files removed, the rest claimed and delivered; one final line each of 35"

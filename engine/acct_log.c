@@ -57,9 +57,15 @@ void acct_open(struct acct_log *l, const char *path)
 	l->fd = -1;
 	if (!path)
 		return;
-	l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	l->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (l->fd < 0)
 		fatal("cannot open accounting log %s: %s", path, strerror(errno));
+	/* A crash can leave a torn last line: end it, so that it stands alone
+	 * and the first line of this run parses. */
+	off_t end = lseek(l->fd, 0, SEEK_END);
+	char last = '\n';
+	if (end > 0 && pread(l->fd, &last, 1, end - 1) == 1 && last != '\n')
+		buf_add(&l->pending, "\n", 1);
 }
 
 bool acct_flush(struct acct_log *l)

@@ -88,38 +88,38 @@ def run_timed(cmd, timeout, poll=None, env=None):
     return p.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, out, err
 
 
-class MockMX:
-    def __init__(self, sluice, threads=1):
+class Sink:
+    """A server on a loopback port, bounded by `timeout`; cpu() reads the
+    server process itself, not its timeout wrapper."""
+    def __init__(self, name, argv_for_port, stdout):
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            ['timeout', '3000', sluice, 'mockmx', '--listen', f'127.0.0.1:{self.port}',
-             '--threads', str(threads), '--max-time', '2900'],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(['timeout', '3000'] + argv_for_port(self.port),
+                                     stdout=stdout, stderr=subprocess.DEVNULL)
         if not wait_port(self.port):
-            raise SystemExit('bench: mockmx did not start')
+            raise SystemExit(f'bench: {name} did not start')
         self.pid = int(subprocess.check_output(['pgrep', '-P', str(self.proc.pid)]).split()[0])
 
     def cpu(self):
         return cpu_of(self.pid)
 
+
+class MockMX(Sink):
+    def __init__(self, sluice, threads=1):
+        super().__init__('mockmx', lambda p: [sluice, 'mockmx', '--listen', f'127.0.0.1:{p}',
+                                              '--threads', str(threads), '--max-time', '2900'],
+                         subprocess.PIPE)
+
     def stop(self):
+        """SIGTERM; returns the counters mockmx prints as it exits."""
         self.proc.send_signal(signal.SIGTERM)
         out = self.proc.communicate(timeout=30)[0].decode()
         return json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
 
 
-class SmtpSink:
+class SmtpSink(Sink):
     def __init__(self):
-        self.port = free_port()
-        self.proc = subprocess.Popen(['timeout', '3000', SMTP_SINK, '-u', 'nobody',
-                                      f'127.0.0.1:{self.port}', '1000'],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_port(self.port):
-            raise SystemExit('bench: smtp-sink did not start')
-        self.pid = int(subprocess.check_output(['pgrep', '-P', str(self.proc.pid)]).split()[0])
-
-    def cpu(self):
-        return cpu_of(self.pid)
+        super().__init__('smtp-sink', lambda p: [SMTP_SINK, '-u', 'nobody', f'127.0.0.1:{p}', '1000'],
+                         subprocess.DEVNULL)
 
     def stop(self):
         self.proc.terminate()

@@ -165,21 +165,16 @@ static int64_t retry_wait_ms(struct shard *s, uint32_t attempts)
 static void retry_insert(struct shard *s, struct message *m, int64_t due)
 {
 	m->next_attempt_ms = due;
-	struct message **pp = &s->retry_head, *prev = NULL;
-	if (s->retry_tail && s->retry_tail->next_attempt_ms <= due) {
-		prev = s->retry_tail;
-		pp = &prev->next;
-	} else {
-		while (*pp && (*pp)->next_attempt_ms <= due) {
-			prev = *pp;
-			pp = &prev->next;
-		}
-	}
+	struct message **pp = &s->retry_head;
+	if (s->retry_tail && s->retry_tail->next_attempt_ms <= due)
+		pp = &s->retry_tail->next;
+	else
+		while (*pp && (*pp)->next_attempt_ms <= due)
+			pp = &(*pp)->next;
 	m->next = *pp;
 	*pp = m;
 	if (!m->next)
 		s->retry_tail = m;
-	(void)prev;
 }
 
 /* All transactions of this attempt ended: final, expired or retry later. */

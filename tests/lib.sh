@@ -50,6 +50,13 @@ stop_mockmx() {
 
 mx_stat() { jq -r ".$2" "$T/mx-$1.json"; }
 
+# start_daemon [args...]: `sluice run` without --drain in the background
+# (bounded by --max-time 60), logging to $T/acct.jsonl; its pid in DAEMON.
+start_daemon() {
+	"$SLUICE" run --log "$T/acct.jsonl" --max-time 60 "$@" >"$T/d.out" 2>"$T/d.err" &
+	DAEMON=$!
+}
+
 # run_sluice [args...]: drain with a time bound; exit status in RC.
 run_sluice() {
 	set +e

@@ -7,9 +7,7 @@ set -e
 port=$(free_port)
 start_mockmx "$port" --store "$T/store"
 mkdir -p "$T/sp"
-"$SLUICE" run --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/acct.jsonl" --shards 2 \
-	--max-time 60 >"$T/d.out" 2>"$T/d.err" &
-daemon=$!
+start_daemon --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2
 sleep 0.5
 for i in $(seq 10); do
 	printf 'Subject: drop %s\n\nhello\n' "$i" | "$SLUICE" inject --spool "$T/sp" --from s@sender.example --to "u$i@d.example" >/dev/null
@@ -17,8 +15,8 @@ for i in $(seq 10); do
 	[ "$(spool_files "$T/store")" -ge "$i" ] || fail "drop $i did not arrive within 2 s"
 	sleep 0.1
 done
-kill -TERM "$daemon"
-wait "$daemon" || fail "daemon exit status $? after SIGTERM"
+kill -TERM "$DAEMON"
+wait "$DAEMON" || fail "daemon exit status $? after SIGTERM"
 stop_mockmx
 [ "$(log_count '.result=="delivered"')" -eq 10 ] || fail "want 10 deliveries"
 ok "idle daemon picked up 10 dropped files one by one; SIGTERM exit 0"
@@ -28,13 +26,11 @@ rm -rf "$T/sp" "$T/store" "$T/acct.jsonl"
 "$SLUICE" spoolgen --spool "$T/sp" --count 40 >/dev/null
 port=$(free_port)
 start_mockmx "$port" --store "$T/store" --slow 1500
-"$SLUICE" run --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/acct.jsonl" --shards 2 \
-	--max-connections 4 --max-time 60 >"$T/d.out" 2>"$T/d.err" &
-daemon=$!
+start_daemon --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-connections 4
 sleep 3.8   # banner and EHLO took 3 s: the first transactions are open now
-kill -TERM "$daemon"
+kill -TERM "$DAEMON"
 start=$(date +%s)
-wait "$daemon" || fail "daemon exit status $? after SIGTERM"
+wait "$DAEMON" || fail "daemon exit status $? after SIGTERM"
 [ $(( $(date +%s) - start )) -le 11 ] || fail "SIGTERM took longer than --stop-timeout"
 stop_mockmx
 d=$(log_count '.result=="delivered"')

@@ -11,9 +11,7 @@ dd if=/dev/zero of="$T/logfs/filler" bs=4k count=100 2>/dev/null || true   # fil
 port=$(free_port)
 start_mockmx "$port" --store "$T/store"
 mkdir -p "$T/sp"
-"$SLUICE" run --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/logfs/acct.jsonl" --shards 2 \
-	--max-time 60 >"$T/d.out" 2>"$T/d.err" &
-daemon=$!
+start_daemon --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/logfs/acct.jsonl" --shards 2
 sleep 0.3
 "$SLUICE" spoolgen --spool "$T/sp" --count 30 --seed 1 >/dev/null
 for _ in $(seq 100); do grep -q "cannot write the accounting log" "$T/d.err" && break; sleep 0.05; done
@@ -32,8 +30,8 @@ ok "disk full: $sent delivered and kept in the spool unlogged, $((waiting + 5)) 
 rm -f "$T/logfs/filler"
 for _ in $(seq 100); do [ "$(spool_files "$T/sp/active")" -eq 0 ] && [ "$(spool_files "$T/sp/new")" -eq 0 ] && break; sleep 0.05; done
 for _ in $(seq 100); do [ "$(spool_files "$T/store")" -ge 35 ] && break; sleep 0.05; done
-kill -TERM "$daemon"
-wait "$daemon" || fail "daemon exit $?"
+kill -TERM "$DAEMON"
+wait "$DAEMON" || fail "daemon exit $?"
 stop_mockmx
 grep -q "resuming" "$T/d.err" || fail "no message on resuming"
 cp "$T/logfs/acct.jsonl" "$T/acct.jsonl"

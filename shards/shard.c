@@ -45,7 +45,12 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	spsc_init(&s->outbox, OUTBOX_CAP, sizeof(struct outcome));
 	s->ndests = cfg->nroutes;
 	s->dests = xcalloc(s->ndests, sizeof(*s->dests));
-	unsigned per_shard = cfg->max_connections / cfg->shards;
+	/* The destination's connections split over the shards, the remainder
+	 * to the first ones. Every shard needs one, since messages reach
+	 * shards round robin: with fewer connections than shards the limit is
+	 * exceeded (until shaping gives each destination one owner shard). */
+	unsigned per_shard = cfg->max_connections / cfg->shards +
+	                     (index < cfg->max_connections % cfg->shards ? 1 : 0);
 	if (per_shard == 0)
 		per_shard = 1;
 	for (unsigned i = 0; i < s->ndests; i++) {

@@ -87,9 +87,7 @@ static void claim_one(struct feeder *f, const struct claim *c)
 	spool_state_load(f->sp, m);
 	if (m->npending == 0) {
 		/* Every recipient was final before a crash took the file's removal. */
-		spool_remove(f->sp, m->id);
-		spool_state_remove(f->sp, m->id);
-		message_free(m);
+		spool_finish(f->sp, m);
 		atomic_fetch_add(&f->unsent[c->lane], 1);
 		return;
 	}
@@ -106,10 +104,7 @@ static unsigned run_jobs(struct feeder *f)
 	unsigned n = 0;
 	while (spsc_pop(&f->jobs, &j)) {
 		if (j.done) {
-			spool_remove(f->sp, j.done->id);
-			if (j.done->has_state)
-				spool_state_remove(f->sp, j.done->id);
-			message_free(j.done);
+			spool_finish(f->sp, j.done);
 		} else {
 			spool_state_write(f->sp, j.name, j.state);
 			free(j.name);

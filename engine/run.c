@@ -36,7 +36,6 @@ static void on_signal(int sig)
 
 struct totals {
 	uint64_t messages_done, delivered, bounced, expired, deferred, bad;
-	uint64_t recipients_done;
 };
 
 /* One pipeline per core: a shard, and the spool worker (feeder) that
@@ -130,9 +129,9 @@ static unsigned feed(struct engine *e)
 static void count_outcome(struct totals *t, const struct outcome *o)
 {
 	switch (o->result) {
-	case RESULT_DELIVERED: t->delivered++; t->recipients_done++; break;
-	case RESULT_BOUNCED: t->bounced++; t->recipients_done++; break;
-	case RESULT_EXPIRED: t->expired++; t->recipients_done++; break;
+	case RESULT_DELIVERED: t->delivered++; break;
+	case RESULT_BOUNCED: t->bounced++; break;
+	case RESULT_EXPIRED: t->expired++; break;
 	case RESULT_DEFERRED: t->deferred++; break;
 	}
 }
@@ -155,10 +154,7 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	e->t.messages_done++;
 	if (e->feeders_running && feeder_finish(l->feeder, m))
 		return;
-	spool_remove(&e->spool, m->id);
-	if (m->has_state)
-		spool_state_remove(&e->spool, m->id);
-	message_free(m);
+	spool_finish(&e->spool, m);
 }
 
 static void hold(struct engine *e, const struct outcome *o)

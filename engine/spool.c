@@ -211,10 +211,13 @@ void spool_reject(struct spool *sp, const char *name, const char *why)
 	warnx_("%s: moved to %s/bad/: %s", name, sp->dir, why);
 }
 
-void spool_remove(struct spool *sp, const char *name)
+void spool_finish(struct spool *sp, struct message *m)
 {
-	if (unlinkat(sp->active_fd, name, 0) != 0 && errno != ENOENT)
-		warnx_("cannot remove %s/active/%s: %s", sp->dir, name, strerror(errno));
+	if (unlinkat(sp->active_fd, m->id, 0) != 0 && errno != ENOENT)
+		warnx_("cannot remove %s/active/%s: %s", sp->dir, m->id, strerror(errno));
+	if (m->has_state)
+		spool_state_remove(sp, m->id);
+	message_free(m);
 }
 
 void spool_release(struct spool *sp, const char *name)

@@ -40,8 +40,8 @@ struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_byt
                             bool *gone, char *why, size_t why_len);
 /* Moves active/NAME to bad/NAME and writes bad/NAME.why. */
 void spool_reject(struct spool *sp, const char *name, const char *why);
-/* Removes active/NAME: the message is final and logged. */
-void spool_remove(struct spool *sp, const char *name);
+/* m is final and logged: removes active/NAME and its retry state, frees m. */
+void spool_finish(struct spool *sp, struct message *m);
 void spool_release(struct spool *sp, const char *name);   /* active/NAME -> new/ */
 
 /* Retry state of a deferred message, in state/NAME (text, replaced

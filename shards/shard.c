@@ -338,7 +338,7 @@ static void dispatch(struct shard *s, struct message *m)
  * to the destination's limit. */
 static void schedule(struct shard *s)
 {
-	for (unsigned i = 0; i < s->nconns_max && s->nconns_max; i++) {
+	for (unsigned i = 0; i < s->nconns_max; i++) {
 		struct conn *c = &s->conns[i];
 		if (c->state == CS_READY && s->dests[c->dest].qlen)
 			conn_take_work(s, c);
@@ -560,11 +560,6 @@ void shard_stop(struct shard *s)
 	atomic_store_explicit(&s->stop, 1, memory_order_release);
 	shard_kick(s);
 	pthread_join(s->thread, NULL);
-}
-
-void shard_get_stats(struct shard *s, struct shard_stats *st)
-{
-	*st = s->stats;
 }
 
 void shard_free(struct shard *s)

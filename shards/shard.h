@@ -8,10 +8,6 @@
 
 struct shard;
 
-struct shard_stats {            /* read by the engine after the shard stopped */
-	uint64_t connections, transactions, messages_sent;
-};
-
 struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wake_fd);
 void shard_start(struct shard *s);
 /* Engine side: queue a message (false: the shard's inbox is full). */
@@ -27,6 +23,5 @@ bool shard_idle(struct shard *s);
 /* Engine side: ask the shard to stop (QUIT idle connections, abandon the
  * rest: their messages stay in the spool) and join the thread. */
 void shard_stop(struct shard *s);
-void shard_get_stats(struct shard *s, struct shard_stats *st);
 void shard_free(struct shard *s);
 #endif

@@ -126,7 +126,6 @@ struct shard {
 	uint64_t rng;              /* retry jitter */
 	struct message held;       /* list head: messages this shard owns */
 	int64_t now;
-	struct shard_stats stats;
 };
 
 /* shard.c: outcomes and message bookkeeping used by the SMTP client */

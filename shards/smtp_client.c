@@ -312,7 +312,6 @@ void conn_open(struct shard *s, uint32_t dest)
 	c->source[0] = 0;
 	snprintf(c->peer, sizeof(c->peer), "%s", r->label);
 	d->nconns++;
-	s->stats.connections++;
 	c->state = CS_CONNECTING;
 	c->fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -360,7 +359,6 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	*t = (struct txn){ .leg = leg, .active = true, .start_ms = s->now, .bdat = bdat };
 	atomic_fetch_add_explicit(&s->txns_open, 1, memory_order_relaxed);
 	c->msgs++;
-	s->stats.transactions++;
 	if (c->need_rset) {
 		cmd_printf(s, c, CMD_RSET, (uint8_t)ti, 0, "RSET\r\n");
 		c->need_rset = false;
@@ -387,7 +385,6 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	} else {
 		cmd_printf(s, c, CMD_DATA, (uint8_t)ti, 0, "DATA\r\n");
 	}
-	s->stats.messages_sent++;
 }
 
 /* Settles the whole leg without sending when the server cannot take it:

@@ -38,7 +38,17 @@ struct feeder {
 	struct spsc jobs;           /* struct job */
 	_Atomic uint64_t *unsent;   /* by lane: bad or gone */
 	_Atomic uint64_t bad;
+	/* The spool's file system is full: a retry state that could not be
+	 * saved waits here (and the jobs behind it wait too), and the engine
+	 * claims nothing new until it is written or claim_again_ms passes. */
+	struct job stalled;
+	_Atomic int has_stalled;
+	int64_t stalled_retry_ms;
+	_Atomic int64_t claim_again_ms;
+	_Atomic int warned_full;    /* said once per episode */
 };
+
+#define FULL_RETRY_MS 500
 
 struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
                           struct shard **shards, unsigned nlanes)
@@ -76,7 +86,12 @@ static void claim_one(struct feeder *f, const struct claim *c)
 	bool gone;
 	struct message *m = spool_claim(f->sp, c->name, f->cfg->max_message_bytes, &gone, why, sizeof(why));
 	if (!m) {
-		if (!gone) {
+		if (gone && why[0]) { /* no room to claim it: it stays in new/ */
+			if (!atomic_exchange(&f->warned_full, 1))
+				warnx_("cannot claim %s: %s; no new messages are claimed until the spool's file "
+				       "system has room again", c->name, why);
+			atomic_store(&f->claim_again_ms, now_mono_ms() + FULL_RETRY_MS);
+		} else if (!gone) {
 			spool_reject(f->sp, c->name, why);
 			atomic_fetch_add(&f->bad, 1);
 		}
@@ -97,20 +112,49 @@ static void claim_one(struct feeder *f, const struct claim *c)
 		message_free(m); /* stopping: the file stays in active/, recovered later */
 }
 
-/* Removes final messages' files, saves retry states; returns how many. */
+/* Saves a retry state; on a full disk keeps it as the stalled job. */
+static bool save_state(struct feeder *f, struct job *j)
+{
+	int err = spool_state_write(f->sp, j->name, j->state);
+	if (err) {
+		if (!atomic_exchange(&f->warned_full, 1))
+			warnx_("cannot save the retry state of %s: %s; no new messages are claimed until "
+			       "it can be written", j->name, strerror(err));
+		f->stalled = *j;
+		atomic_store(&f->has_stalled, 1);
+		f->stalled_retry_ms = now_mono_ms() + FULL_RETRY_MS;
+		return false;
+	}
+	free(j->name);
+	free(j->state);
+	if (atomic_load(&f->has_stalled)) {
+		atomic_store(&f->has_stalled, 0);
+		atomic_store(&f->warned_full, 0);
+		warnx_("retry states can be saved again: resuming");
+	}
+	return true;
+}
+
+/* Removes final messages' files, saves retry states, in the order the
+ * engine logged them; returns how many. */
 static unsigned run_jobs(struct feeder *f)
 {
 	struct job j;
 	unsigned n = 0;
-	while (spsc_pop(&f->jobs, &j)) {
-		if (j.done) {
-			spool_finish(f->sp, j.done);
-		} else {
-			spool_state_write(f->sp, j.name, j.state);
-			free(j.name);
-			free(j.state);
-		}
+	if (atomic_load(&f->has_stalled)) {
+		if (now_mono_ms() < f->stalled_retry_ms)
+			return 0;
+		j = f->stalled;
+		if (!save_state(f, &j))
+			return 0;
 		n++;
+	}
+	while (spsc_pop(&f->jobs, &j)) {
+		n++;
+		if (j.done)
+			spool_finish(f->sp, j.done);
+		else if (!save_state(f, &j))
+			break;
 	}
 	return n;
 }
@@ -186,6 +230,11 @@ bool feeder_save_state(struct feeder *f, const char *name, char *text)
 uint64_t feeder_unsent(struct feeder *f, unsigned lane) { return atomic_load(&f->unsent[lane]); }
 uint64_t feeder_bad_total(struct feeder *f) { return atomic_load(&f->bad); }
 
+bool feeder_spool_full(struct feeder *f)
+{
+	return atomic_load(&f->has_stalled) || now_mono_ms() < atomic_load(&f->claim_again_ms);
+}
+
 void feeder_stop(struct feeder *f)
 {
 	atomic_store(&f->stop, 1);
@@ -201,6 +250,12 @@ void feeder_free(struct feeder *f)
 	while (spsc_pop(&f->names, &c))
 		free(c.name);
 	run_jobs(f);
+	if (atomic_load(&f->has_stalled)) {
+		warnx_("the retry state of %s was never saved (disk full): a restart may retry it early",
+		       f->stalled.name);
+		free(f->stalled.name);
+		free(f->stalled.state);
+	}
 	spsc_destroy(&f->names);
 	spsc_destroy(&f->jobs);
 	free(f->unsent);

@@ -33,6 +33,9 @@ bool feeder_save_state(struct feeder *f, const char *name, char *text);
  * (moved to bad/) or gone (another process claimed the file first). */
 uint64_t feeder_unsent(struct feeder *f, unsigned lane);
 uint64_t feeder_bad_total(struct feeder *f);
+/* The spool's file system is full (a retry state or a claim failed for
+ * room): claim nothing new until this turns false. */
+bool feeder_spool_full(struct feeder *f);
 void feeder_stop(struct feeder *f);
 void feeder_free(struct feeder *f);
 #endif

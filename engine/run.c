@@ -100,11 +100,19 @@ static struct lane *lane_with_room(struct engine *e)
 
 /* Hands up to FEED_BATCH names from new/ to the feeders. While new/ is
  * known to be empty, waits for inotify (or the occasional rescan). */
+static bool spool_full(const struct engine *e)
+{
+	for (unsigned i = 0; i < e->nfeeders; i++)
+		if (feeder_spool_full(e->feeders[i]))
+			return true;
+	return false;
+}
+
 static unsigned feed(struct engine *e)
 {
 	unsigned n = 0;
 	struct lane *l;
-	if (e->log_blocked || (e->spool_empty && now_mono_s() < e->rescan_at))
+	if (e->log_blocked || (e->spool_empty && now_mono_s() < e->rescan_at) || spool_full(e))
 		return 0;
 	while (n < FEED_BATCH && (l = lane_with_room(e))) {
 		bool pass_empty = false;
@@ -144,7 +152,10 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	struct lane *l = &e->lanes[o->lane];
 	if (o->kind == OUTCOME_RETRY_STATE) {
 		if (!(e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))) {
-			spool_state_write(&e->spool, o->msg->id, o->response);
+			int err = spool_state_write(&e->spool, o->msg->id, o->response);
+			if (err)
+				warnx_("cannot save the retry state of %s: %s (a restart may retry it early)",
+				       o->msg->id, strerror(err));
 			free(o->response);
 		}
 		return;

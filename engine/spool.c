@@ -154,6 +154,11 @@ struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_byt
 			*gone = true;
 			return NULL;
 		}
+		if (errno == ENOSPC || errno == EDQUOT) {
+			*gone = true; /* stays in new/ for a later pass */
+			snprintf(why, why_len, "%s", strerror(errno));
+			return NULL;
+		}
 		fatal("cannot claim %s/new/%s: %s", sp->dir, name, strerror(errno));
 	}
 	int fd = openat(sp->active_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -205,7 +210,8 @@ void spool_reject(struct spool *sp, const char *name, const char *why)
 		char line[1200];
 		int n = snprintf(line, sizeof(line), "%s\n", why);
 		if (write(fd, line, (size_t)n) != n)
-			warnx_("cannot write %s/bad/%s: %s", sp->dir, wname, strerror(errno));
+			warnx_("cannot write %s/bad/%s: %s (the reason is the next line)", sp->dir, wname,
+			       strerror(errno));
 		close(fd);
 	}
 	warnx_("%s: moved to %s/bad/: %s", name, sp->dir, why);
@@ -252,18 +258,21 @@ char *spool_state_format(const struct message *m, int64_t due_wall_ms)
 	return b.p;
 }
 
-void spool_state_write(struct spool *sp, const char *name, const char *text)
+int spool_state_write(struct spool *sp, const char *name, const char *text)
 {
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
 	int fd = openat(sp->state_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	size_t len = strlen(text);
-	bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
-	if (fd >= 0)
-		close(fd);
-	if (!ok || renameat(sp->state_fd, tmp, sp->state_fd, name) != 0)
-		warnx_("cannot save the retry state of %s: %s (a restart may retry it early)", name,
-		       strerror(errno));
+	ssize_t n = fd >= 0 ? write(fd, text, len) : -1;
+	int err = n == (ssize_t)len ? 0 : n >= 0 ? ENOSPC : errno;
+	if (fd >= 0 && close(fd) != 0 && !err)
+		err = errno;
+	if (!err && renameat(sp->state_fd, tmp, sp->state_fd, name) != 0)
+		err = errno;
+	if (err)
+		unlinkat(sp->state_fd, tmp, 0);
+	return err;
 }
 
 void spool_state_remove(struct spool *sp, const char *name)

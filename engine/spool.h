@@ -34,7 +34,8 @@ unsigned spool_recover(struct spool *sp);
  * *pass_empty says whether the pass that ended found nothing at all. */
 const char *spool_next(struct spool *sp, bool *pass_empty);
 /* Claims new/NAME into active/ and reads it. Returns the message, or NULL
- * with *gone set when another process took it first, or NULL with why set
+ * with *gone set when another process took it first (or, with why set, when
+ * the file system is full: it stays in new/), or NULL with why set
  * when the file cannot be used (the caller moves it to bad/). */
 struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
                             bool *gone, char *why, size_t why_len);
@@ -48,7 +49,8 @@ void spool_release(struct spool *sp, const char *name);   /* active/NAME -> new/
  * atomically): attempts made, first attempt and next due time (wall ms),
  * recipients already final. */
 char *spool_state_format(const struct message *m, int64_t due_wall_ms);
-void spool_state_write(struct spool *sp, const char *name, const char *text);
+/* 0, or the errno that kept it from being saved (ENOSPC on a full disk). */
+int spool_state_write(struct spool *sp, const char *name, const char *text);
 /* Applies state/NAME to a freshly parsed m if there is one. */
 void spool_state_load(struct spool *sp, struct message *m);
 void spool_state_remove(struct spool *sp, const char *name);

@@ -2,6 +2,7 @@
  * engine thread only, never on a shard loop. */
 #include "acct_log.h"
 #include "json.h"
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -51,10 +52,68 @@ void acct_format(struct buf *b, const struct outcome *o)
 	           o->queue_ms);
 }
 
-void acct_open(struct acct_log *l, const char *path)
+static void *syncer_main(void *arg)
+{
+	struct acct_log *l = arg;
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		while (!l->sync_wanted && !l->quit)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->quit)
+			break;
+		l->sync_wanted = false;
+		pthread_mutex_unlock(&l->mu);
+		int err = fdatasync(l->fd) == 0 ? 0 : errno;
+		pthread_mutex_lock(&l->mu);
+		l->sync_error = err;
+		l->sync_running = false;
+		l->sync_finished = true;
+		uint64_t one = 1;
+		if (write(l->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			warnx_("accounting log: wake: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+bool acct_sync_start(struct acct_log *l)
+{
+	if (l->fd < 0) {
+		l->sync_finished = true; /* nothing to make durable */
+		return true;
+	}
+	pthread_mutex_lock(&l->mu);
+	bool ok = !l->sync_running;
+	if (ok) {
+		l->sync_running = l->sync_wanted = true;
+		l->sync_finished = false;
+		pthread_cond_signal(&l->cv);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return ok;
+}
+
+bool acct_sync_done(struct acct_log *l, int *err)
+{
+	if (l->fd < 0) {
+		bool f = l->sync_finished;
+		l->sync_finished = false;
+		*err = 0;
+		return f;
+	}
+	pthread_mutex_lock(&l->mu);
+	bool f = l->sync_finished;
+	l->sync_finished = false;
+	*err = l->sync_error;
+	pthread_mutex_unlock(&l->mu);
+	return f;
+}
+
+void acct_open(struct acct_log *l, const char *path, int notify_fd)
 {
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
+	l->notify_fd = notify_fd;
 	if (!path)
 		return;
 	l->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -66,6 +125,10 @@ void acct_open(struct acct_log *l, const char *path)
 	char last = '\n';
 	if (end > 0 && pread(l->fd, &last, 1, end - 1) == 1 && last != '\n')
 		buf_add(&l->pending, "\n", 1);
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	if (pthread_create(&l->syncer, NULL, syncer_main, l) != 0)
+		fatal("cannot start the accounting log's sync thread");
 }
 
 bool acct_flush(struct acct_log *l)
@@ -98,8 +161,18 @@ void acct_close(struct acct_log *l)
 {
 	if (!acct_flush(l))
 		warnx_("accounting log: %zu bytes could not be written: %s", l->pending.len, strerror(l->error));
-	if (l->fd >= 0)
+	if (l->fd >= 0) {
+		pthread_mutex_lock(&l->mu);
+		l->quit = true;
+		pthread_cond_signal(&l->cv);
+		pthread_mutex_unlock(&l->mu);
+		pthread_join(l->syncer, NULL);
+		pthread_mutex_destroy(&l->mu);
+		pthread_cond_destroy(&l->cv);
+		if (fdatasync(l->fd) != 0)
+			warnx_("accounting log: cannot sync it to disk: %s", strerror(errno));
 		close(l->fd);
+	}
 	buf_free(&l->pending);
 	l->fd = -1;
 }

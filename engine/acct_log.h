@@ -5,6 +5,7 @@
 #define SLUICE_ACCT_LOG_H
 #include "message.h"
 #include "util.h"
+#include <pthread.h>
 
 /* Appends the JSON line (with '\n') for one outcome. */
 void acct_format(struct buf *b, const struct outcome *o);
@@ -13,11 +14,26 @@ struct acct_log {
 	int fd;          /* -1: no log file */
 	int error;       /* errno of the last failed write */
 	struct buf pending;
+	/* fdatasync runs on its own thread so the engine keeps going while
+	 * the disk works; one sync at a time. */
+	pthread_t syncer;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool sync_wanted, sync_running, sync_finished, quit;
+	int sync_error;
+	int notify_fd;   /* written when a sync finishes */
 };
 
-void acct_open(struct acct_log *l, const char *path);
+/* notify_fd: an eventfd the engine polls, written after each sync. */
+void acct_open(struct acct_log *l, const char *path, int notify_fd);
 /* Writes pending lines to the file. False when the file system refused
  * (disk full...): what was not written stays pending for the next call. */
 bool acct_flush(struct acct_log *l);
+/* Makes what was written so far durable (fdatasync), so that a power cut
+ * cannot lose the lines of a file removed after it: acct_sync_start()
+ * begins one (false if one is still running), acct_sync_done() says
+ * whether the last one has finished (then *err: 0 or its errno). */
+bool acct_sync_start(struct acct_log *l);
+bool acct_sync_done(struct acct_log *l, int *err);
 void acct_close(struct acct_log *l);
 #endif

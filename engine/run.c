@@ -66,6 +66,8 @@ struct engine {
 	 * files of final messages stay until their lines are written. */
 	bool log_blocked;
 	double log_retry_at;
+	bool syncing;                   /* an fdatasync of the log is running */
+	size_t nsyncing;                /* held[0, nsyncing) wait for it */
 	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
 	size_t nheld, held_cap;
 	struct totals t;
@@ -177,23 +179,49 @@ static void hold(struct engine *e, const struct outcome *o)
 	e->held[e->nheld++] = *o;
 }
 
-/* Writes the pending lines; on success releases what waited for them. */
+static void log_trouble(struct engine *e, int err, const char *what)
+{
+	if (!e->log_blocked)
+		warnx_("cannot %s the accounting log: %s; no new messages are claimed and no file "
+		       "leaves the spool until it can be written again", what, strerror(err));
+	e->log_blocked = true;
+	e->log_retry_at = now_mono_s() + 0.5;
+}
+
+/* Writes the pending lines and starts making them durable (see
+ * acct_sync_start): the records held so far are released when that sync
+ * ends, so a file leaves the spool only after its lines are on disk. */
 static void flush_log(struct engine *e)
 {
 	if (!acct_flush(&e->log)) {
-		if (!e->log_blocked)
-			warnx_("cannot write the accounting log: %s; no new messages are claimed and "
-			       "no file leaves the spool until it can be written again", strerror(e->log.error));
-		e->log_blocked = true;
-		e->log_retry_at = now_mono_s() + 0.5;
+		log_trouble(e, e->log.error, "write");
+		return;
+	}
+	if (e->nheld && !e->syncing && acct_sync_start(&e->log)) {
+		e->syncing = true;
+		e->nsyncing = e->nheld;
+	}
+}
+
+/* After a sync ends: what waited for its lines goes on. */
+static void release_synced(struct engine *e)
+{
+	int err;
+	if (!e->syncing || !acct_sync_done(&e->log, &err))
+		return;
+	e->syncing = false;
+	if (err) {
+		log_trouble(e, err, "sync");
 		return;
 	}
 	if (e->log_blocked)
 		warnx_("the accounting log can be written again: resuming");
 	e->log_blocked = false;
-	for (size_t i = 0; i < e->nheld; i++)
+	for (size_t i = 0; i < e->nsyncing; i++)
 		after_logged(e, &e->held[i]);
-	e->nheld = 0;
+	memmove(e->held, e->held + e->nsyncing, (e->nheld - e->nsyncing) * sizeof(*e->held));
+	e->nheld -= e->nsyncing;
+	e->nsyncing = 0;
 	for (unsigned i = 0; i < e->nfeeders; i++)
 		feeder_kick(e->feeders[i]);
 }
@@ -221,7 +249,9 @@ static size_t collect(struct engine *e)
 			total += n;
 		}
 	}
-	if (total || (e->log_blocked && now_mono_s() >= e->log_retry_at))
+	release_synced(e);
+	if (total || (e->nheld && !e->syncing) ||
+	    (e->log_blocked && now_mono_s() >= e->log_retry_at))
 		flush_log(e);
 	return total;
 }
@@ -302,10 +332,10 @@ int run_main(int argc, char **argv)
 	unsigned recovered = spool_recover(&e.spool);
 	if (recovered)
 		warnx_("recovered %u message(s) left in %s/active by an earlier run", recovered, cfg.spool);
-	acct_open(&e.log, cfg.log_path);
 	e.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e.wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
+	acct_open(&e.log, cfg.log_path, e.wake_fd);
 	e.nlanes = cfg.shards;
 	e.per_lane_max = cfg.inflight_per_shard;
 	e.lanes = xcalloc(e.nlanes, sizeof(*e.lanes));
@@ -351,6 +381,12 @@ int run_main(int argc, char **argv)
 	for (unsigned i = 0; i < e.nlanes; i++)
 		shard_stop(e.lanes[i].shard);
 	collect(&e);
+	/* What is written gets synced; what waited for it goes on. */
+	for (double end = now_mono_s() + 10; e.nheld && !e.log_blocked && now_mono_s() < end;) {
+		collect(&e);
+		if (e.syncing)
+			wait_for_work(&e, 20);
+	}
 	double secs = now_mono_s() - start;
 	for (unsigned k = 0; k < e.nfeeders; k++) {
 		e.t.bad += feeder_bad_total(e.feeders[k]);

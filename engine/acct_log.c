@@ -62,12 +62,14 @@ static void *syncer_main(void *arg)
 		if (l->quit)
 			break;
 		l->sync_wanted = false;
+		int fd = l->fd;
 		pthread_mutex_unlock(&l->mu);
-		int err = fdatasync(l->fd) == 0 ? 0 : errno;
+		int err = fdatasync(fd) == 0 ? 0 : errno;
 		pthread_mutex_lock(&l->mu);
 		l->sync_error = err;
 		l->sync_running = false;
 		l->sync_finished = true;
+		pthread_cond_broadcast(&l->cv); /* acct_reopen may wait for this */
 		uint64_t one = 1;
 		if (write(l->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			warnx_("accounting log: wake: %s", strerror(errno));
@@ -109,6 +111,21 @@ bool acct_sync_done(struct acct_log *l, int *err)
 	return f;
 }
 
+/* Opens the file for appending; -1 with errno on failure. A crash can leave
+ * a torn last line: it is ended, so that it stands alone and the first line
+ * written now parses. */
+static int open_log_file(struct acct_log *l, const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	off_t end = lseek(fd, 0, SEEK_END);
+	char last = '\n';
+	if (end > 0 && pread(fd, &last, 1, end - 1) == 1 && last != '\n')
+		buf_add(&l->pending, "\n", 1);
+	return fd;
+}
+
 void acct_open(struct acct_log *l, const char *path, int notify_fd)
 {
 	memset(l, 0, sizeof(*l));
@@ -116,15 +133,9 @@ void acct_open(struct acct_log *l, const char *path, int notify_fd)
 	l->notify_fd = notify_fd;
 	if (!path)
 		return;
-	l->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	l->fd = open_log_file(l, path);
 	if (l->fd < 0)
 		fatal("cannot open accounting log %s: %s", path, strerror(errno));
-	/* A crash can leave a torn last line: end it, so that it stands alone
-	 * and the first line of this run parses. */
-	off_t end = lseek(l->fd, 0, SEEK_END);
-	char last = '\n';
-	if (end > 0 && pread(l->fd, &last, 1, end - 1) == 1 && last != '\n')
-		buf_add(&l->pending, "\n", 1);
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);
 	if (pthread_create(&l->syncer, NULL, syncer_main, l) != 0)
@@ -155,6 +166,30 @@ bool acct_flush(struct acct_log *l)
 	if (l->fd < 0)
 		l->pending.len = 0;
 	return ok;
+}
+
+bool acct_reopen(struct acct_log *l, const char *path)
+{
+	if (l->fd < 0 || !path)
+		return true; /* a log cannot be added or dropped by a reload */
+	if (!acct_flush(l))
+		return false;
+	int fd = open_log_file(l, path);
+	if (fd < 0) {
+		l->error = errno;
+		return false;
+	}
+	pthread_mutex_lock(&l->mu);
+	while (l->sync_running)
+		pthread_cond_wait(&l->cv, &l->mu);
+	int old = l->fd;
+	l->fd = fd;
+	pthread_mutex_unlock(&l->mu);
+	/* A sync started later covers only the new file: this one ends durable. */
+	if (fdatasync(old) != 0)
+		warnx_("accounting log: cannot sync the old file to disk: %s", strerror(errno));
+	close(old);
+	return true;
 }
 
 void acct_close(struct acct_log *l)

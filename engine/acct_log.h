@@ -35,5 +35,9 @@ bool acct_flush(struct acct_log *l);
  * whether the last one has finished (then *err: 0 or its errno). */
 bool acct_sync_start(struct acct_log *l);
 bool acct_sync_done(struct acct_log *l, int *err);
+/* SIGHUP: writes what is pending, then appends to path from now on (the
+ * file may have been rotated away). False, keeping the old file, if path
+ * cannot be opened. */
+bool acct_reopen(struct acct_log *l, const char *path);
 void acct_close(struct acct_log *l);
 #endif

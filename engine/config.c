@@ -5,6 +5,8 @@
 #include "util.h"
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <libconfig.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -12,6 +14,24 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+/* A configuration error: fatal at start; during a reload (SIGHUP) it
+ * returns to config_reload(), which keeps the running configuration. */
+static jmp_buf *reload_jmp;
+static char reload_error[512];
+static config_t *loading;        /* the libconfig tree being read, if any */
+
+__attribute__((format(printf, 1, 2)))
+static _Noreturn void config_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reload_error, sizeof(reload_error), fmt, ap);
+	va_end(ap);
+	if (reload_jmp)
+		longjmp(*reload_jmp, 1);
+	fatal("%s", reload_error);
+}
 
 unsigned config_online_cpus(void)
 {
@@ -143,7 +163,7 @@ static void file_uint(config_t *cf, const char *path, unsigned *dst, long min, l
 	if (config_lookup_int64(cf, path, &v) != CONFIG_TRUE)
 		return;
 	if (v < min || v > max)
-		fatal("%s: %s must be %ld..%ld", config_error_file(cf) ? config_error_file(cf) : "config",
+		config_fail("%s: %s must be %ld..%ld", config_error_file(cf) ? config_error_file(cf) : "config",
 		      path, min, max);
 	*dst = (unsigned)v;
 }
@@ -159,7 +179,7 @@ static void file_ms(config_t *cf, const char *path, int *dst)
 	else
 		return;
 	if (v <= 0 || v > 86400)
-		fatal("config: %s must be 0..86400 seconds", path);
+		config_fail("config: %s must be 0..86400 seconds", path);
 	*dst = (int)(v * 1000);
 }
 
@@ -167,8 +187,9 @@ static void config_load_file(struct config *cfg, const char *path)
 {
 	config_t cf;
 	config_init(&cf);
+	loading = &cf;
 	if (config_read_file(&cf, path) != CONFIG_TRUE)
-		fatal("%s:%d: %s", path, config_error_line(&cf), config_error_text(&cf));
+		config_fail("%s:%d: %s", path, config_error_line(&cf), config_error_text(&cf));
 	const char *s;
 	if (config_lookup_string(&cf, "spool", &s) == CONFIG_TRUE)
 		set_str(&cfg->spool, s);
@@ -212,11 +233,12 @@ static void config_load_file(struct config *cfg, const char *path)
 		if (config_setting_lookup_string(r, "domain", &domain) != CONFIG_TRUE ||
 		    config_setting_lookup_string(r, "host", &host) != CONFIG_TRUE ||
 		    config_setting_lookup_int(r, "port", &port) != CONFIG_TRUE)
-			fatal("%s: routes[%d] needs domain, host and port", path, i);
+			config_fail("%s: routes[%d] needs domain, host and port", path, i);
 		const char *err = route_add(cfg, domain, host, port);
 		if (err)
-			fatal("%s: routes[%d]: %s", path, i, err);
+			config_fail("%s: routes[%d]: %s", path, i, err);
 	}
+	loading = NULL;
 	config_destroy(&cf);
 }
 
@@ -290,7 +312,7 @@ static void run_usage(FILE *f)
 
 static void refuse(const char *flag, const char *what)
 {
-	fatal("%s is not available yet: %s. Nothing was sent.", flag, what);
+	config_fail("%s is not available yet: %s. Nothing was sent.", flag, what);
 }
 
 static double parse_seconds(const char *flag, const char *v, double max)
@@ -298,7 +320,7 @@ static double parse_seconds(const char *flag, const char *v, double max)
 	char *end;
 	double d = strtod(v, &end);
 	if (*end || !(d >= 0) || d > max)
-		fatal("%s: '%s' is not a number of seconds (0..%.0f)", flag, v, max);
+		config_fail("%s: '%s' is not a number of seconds (0..%.0f)", flag, v, max);
 	return d;
 }
 
@@ -306,7 +328,7 @@ static unsigned parse_flag_uint(const char *flag, const char *v, long min, long 
 {
 	long n;
 	if (!parse_uint(v, min, max, &n))
-		fatal("%s: '%s' is not a whole number in %ld..%ld", flag, v, min, max);
+		config_fail("%s: '%s' is not a whole number in %ld..%ld", flag, v, min, max);
 	return (unsigned)n;
 }
 
@@ -318,7 +340,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_SPOOL: set_str(&cfg->spool, arg); break;
 	case OPT_ROUTE:
 		if ((err = config_add_route(cfg, arg)))
-			fatal("--route %s: %s", arg, err);
+			config_fail("--route %s: %s", arg, err);
 		break;
 	case OPT_LOG: set_str(&cfg->log_path, arg); break;
 	case OPT_SHARDS: cfg->shards = parse_flag_uint("--shards", arg, 1, 1024); break;
@@ -334,7 +356,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_TIMEOUT: {
 		int ms = (int)(parse_seconds("--timeout", arg, 86400) * 1000);
 		if (ms <= 0)
-			fatal("--timeout must be positive");
+			config_fail("--timeout must be positive");
 		struct smtp_timeouts *t = &cfg->timeouts;
 		t->connect = t->banner = t->ehlo = t->mail = t->rcpt = ms;
 		t->data = t->data_block = t->dot = t->quit = ms;
@@ -386,9 +408,9 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 		apply_flag(cfg, opt, optarg);
 	}
 	if (optind < argc)
-		fatal("run: unexpected argument '%s' (see sluice run --help)", argv[optind]);
+		config_fail("run: unexpected argument '%s' (see sluice run --help)", argv[optind]);
 	if (cfg->nroutes == 0)
-		fatal("run: no route: DNS resolution is not built yet, so give --route DOMAIN=HOST:PORT "
+		config_fail("run: no route: DNS resolution is not built yet, so give --route DOMAIN=HOST:PORT "
 		      "(e.g. --route '*=127.0.0.1:2525') or routes in the config file");
 	if (cfg->shards == 0)
 		cfg->shards = config_online_cpus();
@@ -404,5 +426,25 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 	}
 	for (const char *p = cfg->helo; *p; p++)
 		if ((unsigned char)*p <= ' ' || *p == 0x7f)
-			fatal("--helo: the name must not contain spaces or control characters");
+			config_fail("--helo: the name must not contain spaces or control characters");
+}
+
+bool config_reload(struct config *cfg, int argc, char **argv, char *err, size_t err_len)
+{
+	jmp_buf jb;
+	memset(cfg, 0, sizeof(*cfg));
+	if (setjmp(jb)) {
+		reload_jmp = NULL;
+		if (loading) {
+			config_destroy(loading);
+			loading = NULL;
+		}
+		config_free(cfg);
+		snprintf(err, err_len, "%s", reload_error);
+		return false;
+	}
+	reload_jmp = &jb;
+	config_from_run_args(cfg, argc, argv);
+	reload_jmp = NULL;
+	return true;
 }

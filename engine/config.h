@@ -3,6 +3,7 @@
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -48,6 +49,8 @@ struct config {
  * not exist yet are refused, never ignored. */
 void config_from_run_args(struct config *cfg, int argc, char **argv);
 void config_defaults(struct config *cfg);
+/* The same, again (SIGHUP): false with err set instead of exiting. */
+bool config_reload(struct config *cfg, int argc, char **argv, char *err, size_t err_len);
 /* Adds a route from "DOMAIN=HOST:PORT"; returns an error text or NULL. */
 const char *config_add_route(struct config *cfg, const char *spec);
 /* Index of the route for a recipient domain, or -1. */

@@ -27,11 +27,14 @@
 #define COLLECT_BATCH 1024
 #define FEED_BATCH 256
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, reload_signal;
 
 static void on_signal(int sig)
 {
-	stop_signal = sig;
+	if (sig == SIGHUP)
+		reload_signal = 1;
+	else
+		stop_signal = sig;
 }
 
 struct totals {
@@ -71,6 +74,10 @@ struct engine {
 	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
 	size_t nheld, held_cap;
 	struct totals t;
+	int argc;                       /* for SIGHUP: parsed again */
+	char **argv;
+	struct config **reloaded;       /* every configuration since: kept until exit */
+	unsigned nreloaded;
 };
 
 static uint64_t lane_inflight(const struct lane *l)
@@ -289,6 +296,43 @@ static void finish_open_transactions(struct engine *e)
 	}
 }
 
+/* SIGHUP: reads the configuration again (file and the same flags). Bad
+ * configuration: said, and the running one is kept. The spool, shard and
+ * spool-worker counts cannot change while running; the accounting log is
+ * reopened (after logrotate moved it, or under a new name). */
+static void reload(struct engine *e)
+{
+	struct config *n = xmalloc(sizeof(*n));
+	char err[600];
+	if (!config_reload(n, e->argc, e->argv, err, sizeof(err))) {
+		warnx_("reload: %s; the running configuration is kept", err);
+		free(n);
+		return;
+	}
+	const struct config *o = e->cfg;
+	if (strcmp(n->spool, o->spool) != 0 || n->shards != o->shards || n->spool_workers != o->spool_workers)
+		warnx_("reload: the spool, shards and spool-workers stay as they were until a restart");
+	free(n->spool);
+	n->spool = xstrdup(o->spool);
+	n->shards = o->shards;
+	n->spool_workers = o->spool_workers;
+	n->inflight_per_shard = o->inflight_per_shard; /* sizes the shards' inboxes */
+	if ((n->log_path != NULL) != (o->log_path != NULL))
+		warnx_("reload: an accounting log cannot be added or dropped until a restart");
+	if (n->log_path && !acct_reopen(&e->log, n->log_path)) {
+		warnx_("reload: cannot open the accounting log %s: %s; still writing the old one",
+		       n->log_path, strerror(e->log.error));
+		free(n->log_path);
+		n->log_path = o->log_path ? xstrdup(o->log_path) : NULL;
+	}
+	e->reloaded = xrealloc(e->reloaded, (e->nreloaded + 1) * sizeof(*e->reloaded));
+	e->reloaded[e->nreloaded++] = n;
+	e->cfg = n;
+	for (unsigned i = 0; i < e->nlanes; i++)
+		shard_reconfigure(e->lanes[i].shard, n);
+	warnx_("reload: configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
+}
+
 static double cpu_seconds(void)
 {
 	struct rusage ru;
@@ -327,6 +371,9 @@ int run_main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	e.argc = argc;
+	e.argv = argv;
 
 	spool_open(&e.spool, cfg.spool);
 	unsigned recovered = spool_recover(&e.spool);
@@ -363,6 +410,10 @@ int run_main(int argc, char **argv)
 		size_t got = collect(&e);
 		if (stop_signal)
 			break;
+		if (reload_signal) {
+			reload_signal = 0;
+			reload(&e);
+		}
 		uint64_t busy = inflight(&e);
 		if (cfg.max_time_s > 0 && now_mono_s() - start >= cfg.max_time_s) {
 			timed_out = busy > 0 || !e.spool_empty;
@@ -412,6 +463,11 @@ int run_main(int argc, char **argv)
 	close(e.wake_fd);
 	bool drain = cfg.drain;
 	config_free(&cfg);
+	for (unsigned i = 0; i < e.nreloaded; i++) {
+		config_free(e.reloaded[i]);
+		free(e.reloaded[i]);
+	}
+	free(e.reloaded);
 	if (stop_signal && !drain)
 		return 0;
 	return left == 0 && !stop_signal ? 0 : 1;

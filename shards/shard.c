@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -25,6 +26,33 @@ static uint64_t pow2_at_least(uint64_t n)
 	while (p < n)
 		p <<= 1;
 	return p;
+}
+
+/* A destination's connections split over the shards, the remainder to the
+ * first ones. Every shard needs one, since messages reach shards round
+ * robin: with fewer connections than shards the limit is exceeded (until
+ * shaping gives each destination one owner shard). */
+static unsigned conns_per_shard(const struct config *cfg, unsigned index)
+{
+	unsigned n = cfg->max_connections / cfg->shards +
+	             (index < cfg->max_connections % cfg->shards ? 1 : 0);
+	return n ? n : 1;
+}
+
+/* Makes room for n connection slots in all. */
+static void conns_grow(struct shard *s, unsigned n)
+{
+	if (n <= s->nconns_max)
+		return;
+	s->conns = xrealloc(s->conns, n * sizeof(*s->conns));
+	s->free_slots = xrealloc(s->free_slots, n * sizeof(*s->free_slots));
+	for (unsigned i = n; i-- > s->nconns_max;) {
+		s->conns[i] = xcalloc(1, sizeof(**s->conns));
+		s->conns[i]->slot = i;
+		s->conns[i]->fd = -1;
+		s->free_slots[s->nfree++] = i;
+	}
+	s->nconns_max = n;
 }
 
 struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wake_fd)
@@ -45,26 +73,12 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	spsc_init(&s->outbox, OUTBOX_CAP, sizeof(struct outcome));
 	s->ndests = cfg->nroutes;
 	s->dests = xcalloc(s->ndests, sizeof(*s->dests));
-	/* The destination's connections split over the shards, the remainder
-	 * to the first ones. Every shard needs one, since messages reach
-	 * shards round robin: with fewer connections than shards the limit is
-	 * exceeded (until shaping gives each destination one owner shard). */
-	unsigned per_shard = cfg->max_connections / cfg->shards +
-	                     (index < cfg->max_connections % cfg->shards ? 1 : 0);
-	if (per_shard == 0)
-		per_shard = 1;
+	unsigned per_shard = conns_per_shard(cfg, index);
 	for (unsigned i = 0; i < s->ndests; i++) {
 		s->dests[i].route = &cfg->routes[i];
 		s->dests[i].max_conns = per_shard;
-		s->nconns_max += per_shard;
 	}
-	s->conns = xcalloc(s->nconns_max, sizeof(*s->conns));
-	s->free_slots = xmalloc(s->nconns_max * sizeof(*s->free_slots));
-	for (unsigned i = 0; i < s->nconns_max; i++) {
-		s->conns[i].slot = i;
-		s->conns[i].fd = -1;
-		s->free_slots[s->nfree++] = s->nconns_max - 1 - i;
-	}
+	conns_grow(s, per_shard * s->ndests);
 	return s;
 }
 
@@ -288,35 +302,30 @@ static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
 	return l;
 }
 
-/* Starts one delivery attempt: the pending recipients grouped by route into
- * transactions of at most max_rcpt_per_txn recipients. */
-static void dispatch(struct shard *s, struct message *m)
+/* Queues recipients idx[0..n) of m, grouped by route into transactions of
+ * at most max_rcpt_per_txn recipients (m->legs_open counts each); a
+ * recipient without a route is deferred. */
+static void route_recipients(struct shard *s, struct message *m, const uint32_t *idx, uint32_t n)
 {
 	static const char noroute[] = "no route for this domain (DNS resolution is not built; add --route)";
 	const struct config *cfg = s->cfg;
-	m->attempt++;
-	m->legs_open = 1; /* held until every leg is queued */
-	int32_t *route = xmalloc(m->nrcpt * sizeof(*route));
-	for (uint32_t i = 0; i < m->nrcpt; i++) {
-		route[i] = -2;
-		if (m->rcpt_state[i] != RCPT_PENDING)
-			continue;
-		route[i] = config_route_for(cfg, address_domain(m->rcpt[i]));
-		if (route[i] < 0)
-			emit_record(s, m, i, RESULT_DEFERRED, 451, "4.4.0", noroute, sizeof(noroute) - 1, NULL, 0);
+	int32_t *route = xmalloc((n ? n : 1) * sizeof(*route));
+	for (uint32_t k = 0; k < n; k++) {
+		route[k] = config_route_for(cfg, address_domain(m->rcpt[idx[k]]));
+		if (route[k] < 0)
+			emit_record(s, m, idx[k], RESULT_DEFERRED, 451, "4.4.0", noroute, sizeof(noroute) - 1, NULL, 0);
 	}
-	for (uint32_t i = 0; i < m->nrcpt; i++) {
-		if (route[i] < 0)
+	for (uint32_t k = 0; k < n; k++) {
+		if (route[k] < 0)
 			continue;
-		int32_t r = route[i];
+		int32_t r = route[k];
 		struct leg *l = NULL;
-		for (uint32_t j = i; j < m->nrcpt; j++) {
+		for (uint32_t j = k; j < n; j++) {
 			if (route[j] != r)
 				continue;
 			if (!l)
-				l = leg_new(m, (uint32_t)r, cfg->max_rcpt_per_txn < m->nrcpt - j
-				                            ? cfg->max_rcpt_per_txn : m->nrcpt - j);
-			l->ri[l->nr++] = j;
+				l = leg_new(m, (uint32_t)r, cfg->max_rcpt_per_txn < n - j ? cfg->max_rcpt_per_txn : n - j);
+			l->ri[l->nr++] = idx[j];
 			route[j] = -2;
 			if (l->nr == cfg->max_rcpt_per_txn) {
 				m->legs_open++;
@@ -330,17 +339,125 @@ static void dispatch(struct shard *s, struct message *m)
 		}
 	}
 	free(route);
+}
+
+/* Starts one delivery attempt for the pending recipients. */
+static void dispatch(struct shard *s, struct message *m)
+{
+	m->attempt++;
+	m->legs_open = 1; /* held until every leg is queued */
+	uint32_t *idx = xmalloc(m->nrcpt * sizeof(*idx)), n = 0;
+	for (uint32_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt_state[i] == RCPT_PENDING)
+			idx[n++] = i;
+	route_recipients(s, m, idx, n);
+	free(idx);
 	if (--m->legs_open == 0)
 		message_attempt_done(s, m);
+}
+
+/* Transactions queued for a destination that left the configuration go
+ * where the new routes say, within the same attempt. */
+static void reroute_queue(struct shard *s, struct dest *d)
+{
+	struct leg *l;
+	while ((l = dest_pop(d))) {
+		route_recipients(s, l->msg, l->ri, l->nr);
+		shard_leg_done(s, l);
+	}
+}
+
+/* ---- reload ---- */
+
+static bool same_route(const struct route *a, const struct route *b)
+{
+	return strcasecmp(a->domain, b->domain) == 0 && strcmp(a->label, b->label) == 0;
+}
+
+/* SIGHUP: takes the new configuration at the top of the loop. A route
+ * that is still there keeps its destination: queue, connections and
+ * their state. A route that left becomes a retired destination whose
+ * connections finish what they carry and QUIT; its queue is routed anew.
+ * New limits apply from now on (connections over a lowered limit QUIT
+ * when idle). The old configuration stays alive: routes and labels it
+ * owns may still be referenced. */
+static void apply_config(struct shard *s, const struct config *cfg)
+{
+	unsigned nold = s->ndests, nnew = cfg->nroutes, n = nnew;
+	int32_t *map = xmalloc((nold ? nold : 1) * sizeof(*map));
+	bool *referenced = xcalloc(nold ? nold : 1, 1);
+	for (unsigned i = 0; i < s->nconns_max; i++)
+		if (s->conns[i]->state != CS_FREE)
+			referenced[s->conns[i]->dest] = true;
+	struct dest *nd = xcalloc(nnew + nold, sizeof(*nd));
+	unsigned per_shard = conns_per_shard(cfg, s->index), want = 0;
+	for (unsigned j = 0; j < nold; j++)
+		map[j] = -1;
+	for (unsigned i = 0; i < nnew; i++) {
+		for (unsigned j = 0; j < nold; j++)
+			if (map[j] < 0 && !s->dests[j].retired && same_route(s->dests[j].route, &cfg->routes[i])) {
+				nd[i] = s->dests[j];
+				map[j] = (int32_t)i;
+				break;
+			}
+		nd[i].route = &cfg->routes[i];
+		nd[i].max_conns = per_shard;
+		nd[i].retired = false;
+		want += per_shard;
+	}
+	struct dest orphans = { 0 };
+	for (unsigned j = 0; j < nold; j++) {
+		if (map[j] >= 0)
+			continue;
+		struct leg *l;
+		while ((l = dest_pop(&s->dests[j])))
+			dest_push(&orphans, l);
+		if (referenced[j] || s->dests[j].nconns) {
+			nd[n] = s->dests[j];
+			nd[n].max_conns = 0;
+			nd[n].retired = true;
+			map[j] = (int32_t)n++;
+		}
+	}
+	for (unsigned i = 0; i < s->nconns_max; i++) {
+		struct conn *c = s->conns[i];
+		if (c->state == CS_FREE)
+			continue;
+		c->dest = (uint32_t)map[c->dest];
+		for (int k = 0; k < 2; k++)
+			if (c->txn[k].active)
+				c->txn[k].leg->dest = c->dest;
+	}
+	for (unsigned i = 0; i < n; i++)
+		for (struct leg *l = nd[i].qhead; l; l = l->next)
+			l->dest = i;
+	free(s->dests);
+	free(map);
+	free(referenced);
+	s->dests = nd;
+	s->ndests = n;
+	s->cfg = cfg;
+	conns_grow(s, want + (s->nconns_max - s->nfree));
+	reroute_queue(s, &orphans);
+}
+
+void shard_reconfigure(struct shard *s, const struct config *cfg)
+{
+	atomic_store_explicit(&s->new_cfg, cfg, memory_order_release);
+	shard_kick(s);
 }
 
 /* Puts queued transactions on idle connections and opens connections up
  * to the destination's limit. */
 static void schedule(struct shard *s)
 {
+	for (unsigned di = 0; di < s->ndests; di++)
+		if (s->dests[di].retired && s->dests[di].qlen)
+			reroute_queue(s, &s->dests[di]); /* e.g. the rest after a 452 */
 	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = &s->conns[i];
-		if (c->state == CS_READY && s->dests[c->dest].qlen)
+		struct conn *c = s->conns[i];
+		struct dest *d = &s->dests[c->dest];
+		if (c->state == CS_READY && (d->qlen || d->nconns > d->max_conns))
 			conn_take_work(s, c);
 	}
 	for (unsigned di = 0; di < s->ndests; di++) {
@@ -384,7 +501,7 @@ static void handle_cqes(struct shard *s)
 			}
 			uint32_t slot = ring_ud_slot(c->user_data);
 			ASSERT(slot < s->nconns_max);
-			struct conn *conn = &s->conns[slot];
+			struct conn *conn = s->conns[slot];
 			if (conn->gen != ring_ud_gen(c->user_data))
 				continue; /* stale: the slot was reused */
 			conn_on_cqe(s, conn, c);
@@ -442,7 +559,7 @@ static unsigned conns_open(struct shard *s)
 static void stop_all(struct shard *s)
 {
 	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = &s->conns[i];
+		struct conn *c = s->conns[i];
 		if (c->state != CS_FREE && c->state != CS_CLOSING && c->state != CS_QUITTING)
 			conn_shutdown(s, c, true);
 	}
@@ -493,6 +610,9 @@ static void *shard_main(void *arg)
 			if (conns_open(s) == 0 || s->now > stop_deadline)
 				break;
 		} else if (!atomic_load_explicit(&s->finishing, memory_order_relaxed)) {
+			const struct config *ncfg = atomic_exchange_explicit(&s->new_cfg, NULL, memory_order_acq_rel);
+			if (ncfg)
+				apply_config(s, ncfg);
 			take_inbox(s);
 			take_due_retries(s);
 			schedule(s);
@@ -503,8 +623,8 @@ static void *shard_main(void *arg)
 	}
 	/* Connections still open after the grace period: close them outright. */
 	for (unsigned i = 0; i < s->nconns_max; i++)
-		if (s->conns[i].fd >= 0)
-			close(s->conns[i].fd);
+		if (s->conns[i]->fd >= 0)
+			close(s->conns[i]->fd);
 	ring_free(s->ring);
 	s->ring = NULL;
 	atomic_store_explicit(&s->exited, 1, memory_order_release);
@@ -582,11 +702,12 @@ void shard_free(struct shard *s)
 	for (size_t i = 0; i < s->nspill; i++)
 		free(s->spill[i].response);
 	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = &s->conns[i];
+		struct conn *c = s->conns[i];
 		buf_free(&c->wbuf);
 		buf_free(&c->pbuf);
 		buf_free(&c->hold);
 		free(c->rbuf);
+		free(c);
 	}
 	free(s->spill);
 	free(s->conns);

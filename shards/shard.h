@@ -16,6 +16,9 @@ bool shard_offer(struct shard *s, struct message *m);
 void shard_kick(struct shard *s);
 /* Engine side: take up to max outcome records. */
 size_t shard_collect(struct shard *s, struct outcome *out, size_t max);
+/* Engine side, on SIGHUP: the shard moves to cfg at the top of its loop
+ * (see apply_config); cfg must outlive the shard. */
+void shard_reconfigure(struct shard *s, const struct config *cfg);
 /* Engine side, on SIGTERM: start no new transaction, let the open ones
  * end; shard_idle() says when none is left. */
 void shard_finish(struct shard *s);

@@ -36,6 +36,8 @@ struct dest {
 	uint32_t nconns;           /* open or opening */
 	uint32_t nready;           /* past EHLO, able to take work */
 	uint32_t max_conns;
+	bool retired;              /* its route left the configuration (SIGHUP):
+	                            * its connections QUIT when idle */
 };
 
 enum conn_state {
@@ -118,7 +120,8 @@ struct shard {
 	struct timer_wheel wheel;
 	struct dest *dests;
 	unsigned ndests;
-	struct conn *conns;
+	_Atomic(const struct config *) new_cfg; /* SIGHUP: to apply at the top of the loop */
+	struct conn **conns;       /* by slot; never move (the timer wheel links them) */
 	unsigned nconns_max;
 	uint32_t *free_slots;
 	unsigned nfree;

@@ -299,7 +299,7 @@ void conn_open(struct shard *s, uint32_t dest)
 	struct dest *d = &s->dests[dest];
 	const struct route *r = d->route;
 	ASSERT(s->nfree > 0);
-	struct conn *c = &s->conns[s->free_slots[--s->nfree]];
+	struct conn *c = s->conns[s->free_slots[--s->nfree]];
 	ASSERT(c->state == CS_FREE);
 	c->dest = dest;
 	c->ops = 0;
@@ -452,9 +452,11 @@ void conn_take_work(struct shard *s, struct conn *c)
 	if (!can_start_txn(s, c))
 		return;
 	struct dest *d = &s->dests[c->dest];
-	if (c->msgs >= s->cfg->max_per_connection) {
+	/* Limit reached, or more connections than a reload allows (or none,
+	 * for a route that left): QUIT when idle; schedule() opens a fresh one. */
+	if (c->msgs >= s->cfg->max_per_connection || d->nconns > d->max_conns) {
 		if (!c->txn[0].active && !c->txn[1].active)
-			conn_shutdown(s, c, true); /* limit reached: QUIT; schedule() opens a fresh one */
+			conn_shutdown(s, c, true);
 		return;
 	}
 	struct leg *leg;

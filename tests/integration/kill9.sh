@@ -7,7 +7,7 @@
 source "$(dirname "$0")/../lib.sh"
 set -e
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
-N=$((20000 / SCALE)); KILLS=20
+N=$((50000 / SCALE)); KILLS=20
 "$SLUICE" spoolgen --spool "$T/sp" --count "$N" --domains 20 --seed 5 >/dev/null
 cp -r "$T/sp/new" "$T/orig"
 mkdir -m 777 "$T/dump"

@@ -17,9 +17,11 @@ time within the headline run), and shows a live progress line on a TTY.
 Only loopback addresses are used; every process is bounded in time.
 """
 import argparse
+import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -315,6 +317,48 @@ def sluice_scenario(a, sc, sinks, work):
     return r
 
 
+def daemon_latency(a, mx, work, drops):
+    """An idle daemon: a file renamed into new/ -> 250 at mockmx (the log's ts)."""
+    spool = os.path.join(work, 'latency-spool')
+    for d in ('tmp', 'new'):
+        os.makedirs(os.path.join(spool, d), exist_ok=True)
+    log = os.path.join(work, 'latency.jsonl')
+    p = subprocess.Popen([a.sluice, 'run', '--spool', spool, '--route', f'*=127.0.0.1:{mx.port}',
+                          '--log', log, '--max-time', str(drops * 0.1 + 20)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dropped = {}
+    try:
+        time.sleep(0.5)
+        for i in range(drops):
+            name = f'lat-{i:04d}'
+            tmp = os.path.join(spool, 'tmp', name)
+            with open(tmp, 'w') as f:
+                f.write(f'X-Sender: <b@sender.example>\nX-Receiver: <u{i}@d{i % 7}.example>\n'
+                        f'From: b@sender.example\nTo: u{i}@d{i % 7}.example\nSubject: latency {i}\n'
+                        f'Message-ID: <lat{i}@sender.example>\n\nbody {i}\n')
+            dropped[name] = time.time()
+            os.rename(tmp, os.path.join(spool, 'new', name))
+            time.sleep(0.05 + random.random() * 0.05)  # idle between drops
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(log) and sum(1 for _ in open(log)) >= drops:
+                break
+            time.sleep(0.05)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    lat = []
+    for line in open(log) if os.path.exists(log) else []:
+        o = json.loads(line)
+        if o['result'] == 'delivered' and o['id'] in dropped:
+            t = datetime.datetime.strptime(o['ts'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
+            lat.append((t.timestamp() - dropped[o['id']]) * 1000)
+    lat.sort()
+    pct = lambda q: round(lat[min(len(lat) - 1, int(len(lat) * q))], 1) if lat else None
+    return {'drops': drops, 'delivered': len(lat), 'p50_ms': pct(0.5), 'p99_ms': pct(0.99),
+            'max_ms': round(lat[-1], 1) if lat else None}
+
+
 def scenarios(a, cores):
     q = a.quick
     n3 = a.messages or (20000 if q else 200000)
@@ -401,6 +445,11 @@ def table(res):
             lines.append(f"| {k} | {v['messages']} | {v['msgs_per_s']:,.0f} | {v.get('cpu', '-')} | {v.get('note', '')} |")
         else:
             lines.append(f"| {k} | - | - | - | " + ', '.join(f'{x} {y:,.0f}/s' for x, y in v.items()) + ' |')
+    dl = res.get('daemon_latency')
+    if dl:
+        lines.append(f"\ndaemon pick-up latency (file renamed into new/ -> 250 from mockmx, idle daemon, "
+                     f"{dl['delivered']}/{dl['drops']} drops): p50 {dl['p50_ms']} ms, p99 {dl['p99_ms']} ms, "
+                     f"max {dl['max_ms']} ms")
     head = res['sluice'][0] if res['sluice'] else None
     pf = peers.get('postfix-from-queue->mockmx', {})
     if head and pf.get('msgs_per_s'):
@@ -419,6 +468,7 @@ def main():
     ap.add_argument('--only', help='comma-separated scenario names to run')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
+    ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')
     ap.add_argument('--spool-dir', help='where spools are generated (default: a temp dir; try /dev/shm)')
     ap.add_argument('--results', default=os.path.join(HERE, 'results'), help='output folder')
     ap.add_argument('--max-run-time', type=int, default=300, help='bound on each sluice run, seconds')
@@ -460,6 +510,10 @@ def main():
         sinks = {'mockmx': mx, 'smtp-sink': sink}
         for sc in scenarios(a, cores):
             res['sluice'].append(sluice_scenario(a, sc, sinks, work))
+        if not a.no_latency:
+            n = 30 if q else 100
+            say(f'daemon latency: {n} files dropped one by one into an idle daemon\'s new/')
+            res['daemon_latency'] = daemon_latency(a, mx, work, n)
     finally:
         res['mockmx_totals'] = mx.stop()
         sink.stop()

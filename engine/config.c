@@ -306,6 +306,8 @@ static void run_usage(FILE *f)
 	      "  --timeout SECONDS          every SMTP reply timeout (default RFC 5321's)\n"
 	      "  --no-chunking              never use BDAT, even when offered\n"
 	      "  --no-pipelining            never pipeline, even when offered\n"
+	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
+	      "  SIGHUP reads the configuration again and reopens the accounting log.\n"
 	      "Not built yet (refused): --dns-server, --smtp-port, --dkim, --source-ip,\n"
 	      "  --tls (other than none), --tls-ca, --max-rate.\n", f);
 }

@@ -48,6 +48,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, o->peer[0] ? o->peer : NULL);
 	buf_adds(b, ",\"source\":");
 	json_add_cstr(b, o->source[0] ? o->source : NULL);
+	buf_adds(b, ",\"dkim\":");
+	buf_adds(b, m->dkim_log ? m->dkim_log : "null");
 	buf_printf(b, ",\"tls\":null,\"attempt\":%u,\"ms\":%u,\"queue_ms\":%u}\n", o->attempt, o->ms,
 	           o->queue_ms);
 }

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "util.h"
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,6 +71,10 @@ void config_free(struct config *cfg)
 		free(cfg->routes[i].label);
 	}
 	free(cfg->routes);
+	for (unsigned i = 0; i < cfg->ndkim_keys; i++)
+		dkim_key_free(&cfg->dkim_keys[i]);
+	free(cfg->dkim_keys);
+	free(cfg->dkim_fallback);
 	free(cfg->spool);
 	free(cfg->log_path);
 	free(cfg->helo);
@@ -113,6 +118,49 @@ static const char *route_add(struct config *cfg, const char *domain, const char 
 	cfg->routes = xrealloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*cfg->routes));
 	cfg->routes[cfg->nroutes++] = r;
 	return NULL;
+}
+
+/* Loads a key for domain/selector; errors stop start-up (or a reload). */
+static void dkim_add(struct config *cfg, const char *domain, const char *selector, const char *path)
+{
+	if (!*domain || !*selector || !*path)
+		config_fail("dkim: domain, selector and key file are all needed");
+	for (const char *p = selector; *p; p++)
+		if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.'))
+			config_fail("dkim: selector '%s': letters, digits, '-', '_' and '.' only", selector);
+	struct dkim_key k;
+	memset(&k, 0, sizeof(k));
+	char err[600], warn[600];
+	if (!dkim_key_load(&k, path, err, sizeof(err), warn, sizeof(warn)))
+		config_fail("dkim %s:%s: %s", domain, selector, err);
+	if (warn[0])
+		warnx_("dkim %s:%s: %s", domain, selector, warn);
+	k.domain = xstrdup(domain);
+	k.selector = xstrdup(selector);
+	for (char *p = k.domain; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	cfg->dkim_keys = xrealloc(cfg->dkim_keys, (cfg->ndkim_keys + 1) * sizeof(*cfg->dkim_keys));
+	cfg->dkim_keys[cfg->ndkim_keys++] = k;
+}
+
+static void dkim_add_spec(struct config *cfg, const char *spec)
+{
+	const char *c1 = strchr(spec, ':');
+	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c2)
+		config_fail("--dkim %s: expected DOMAIN:SELECTOR:KEYFILE", spec);
+	char *domain = xstrndup(spec, (size_t)(c1 - spec));
+	char *selector = xstrndup(c1 + 1, (size_t)(c2 - c1 - 1));
+	dkim_add(cfg, domain, selector, c2 + 1);
+	free(domain);
+	free(selector);
+}
+
+static void dkim_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ndkim_keys; i++)
+		dkim_key_free(&cfg->dkim_keys[i]);
+	cfg->ndkim_keys = 0;
 }
 
 const char *config_add_route(struct config *cfg, const char *spec)
@@ -225,6 +273,18 @@ static void config_load_file(struct config *cfg, const char *path)
 	file_ms(&cf, "timeouts.dot", &t->dot);
 	file_ms(&cf, "timeouts.quit", &t->quit);
 	file_ms(&cf, "timeouts.idle", &t->idle);
+	if (config_lookup_string(&cf, "dkim-fallback-domain", &s) == CONFIG_TRUE)
+		set_str(&cfg->dkim_fallback, s);
+	config_setting_t *keys = config_lookup(&cf, "dkim");
+	for (int i = 0; keys && i < config_setting_length(keys); i++) {
+		config_setting_t *k = config_setting_get_elem(keys, (unsigned)i);
+		const char *domain, *selector, *key;
+		if (config_setting_lookup_string(k, "domain", &domain) != CONFIG_TRUE ||
+		    config_setting_lookup_string(k, "selector", &selector) != CONFIG_TRUE ||
+		    config_setting_lookup_string(k, "key", &key) != CONFIG_TRUE)
+			config_fail("%s: dkim[%d] needs domain, selector and key", path, i);
+		dkim_add(cfg, domain, selector, key);
+	}
 	config_setting_t *routes = config_lookup(&cf, "routes");
 	for (int i = 0; routes && i < config_setting_length(routes); i++) {
 		config_setting_t *r = config_setting_get_elem(routes, (unsigned)i);
@@ -247,7 +307,7 @@ static void config_load_file(struct config *cfg, const char *path)
 enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
-	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT,
+	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK,
 	/* capabilities of later issues: refused until they exist */
 	OPT_DNS, OPT_SMTPPORT, OPT_DKIM, OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
@@ -274,6 +334,7 @@ static const struct option run_opts[] = {
 	{ "dns-server", required_argument, 0, OPT_DNS },
 	{ "smtp-port", required_argument, 0, OPT_SMTPPORT },
 	{ "dkim", required_argument, 0, OPT_DKIM },
+	{ "dkim-fallback-domain", required_argument, 0, OPT_DKIM_FALLBACK },
 	{ "source-ip", required_argument, 0, OPT_SOURCEIP },
 	{ "tls", required_argument, 0, OPT_TLS },
 	{ "tls-ca", required_argument, 0, OPT_TLSCA },
@@ -306,9 +367,13 @@ static void run_usage(FILE *f)
 	      "  --timeout SECONDS          every SMTP reply timeout (default RFC 5321's)\n"
 	      "  --no-chunking              never use BDAT, even when offered\n"
 	      "  --no-pipelining            never pipeline, even when offered\n"
+	      "  --dkim DOMAIN:SELECTOR:KEYFILE  sign mail from DOMAIN (and its subdomains)\n"
+	      "                             with this key (PEM, RSA >= 1024 bits or Ed25519);\n"
+	      "                             repeatable: two keys for a domain, two signatures\n"
+	      "  --dkim-fallback-domain D   sign mail from domains without keys with D's keys\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
 	      "  SIGHUP reads the configuration again and reopens the accounting log.\n"
-	      "Not built yet (refused): --dns-server, --smtp-port, --dkim, --source-ip,\n"
+	      "Not built yet (refused): --dns-server, --smtp-port, --source-ip,\n"
 	      "  --tls (other than none), --tls-ca, --max-rate.\n", f);
 }
 
@@ -368,7 +433,8 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_NOPIPE: cfg->use_pipelining = false; break;
 	case OPT_DNS: refuse("--dns-server", "DNS resolution is not built; use --route DOMAIN=HOST:PORT"); break;
 	case OPT_SMTPPORT: refuse("--smtp-port", "it sets the port for MX hosts found in DNS, which is not built; use --route"); break;
-	case OPT_DKIM: refuse("--dkim", "DKIM signing is not built"); break;
+	case OPT_DKIM: dkim_add_spec(cfg, arg); break;
+	case OPT_DKIM_FALLBACK: set_str(&cfg->dkim_fallback, arg); break;
 	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
 	case OPT_TLS:
 		if (strcmp(arg, "none") != 0)
@@ -393,8 +459,8 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 			set_str(&cfg->config_path, optarg);
 	if (cfg->config_path)
 		config_load_file(cfg, cfg->config_path);
-	/* Routes from flags replace the file's routes, as any flag does. */
-	bool flag_routes = false;
+	/* Routes and keys from flags replace the file's, as any flag does. */
+	bool flag_routes = false, flag_keys = false;
 	optind = 1;
 	opterr = 1;
 	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1) {
@@ -406,6 +472,10 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 				free(cfg->routes[i].label);
 			}
 			cfg->nroutes = 0;
+		}
+		if (opt == OPT_DKIM && !flag_keys) {
+			flag_keys = true;
+			dkim_clear(cfg);
 		}
 		apply_flag(cfg, opt, optarg);
 	}
@@ -425,6 +495,13 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 		gethostname(h, sizeof(h) - 1);
 		h[255] = 0;
 		cfg->helo = xstrdup(h);
+	}
+	if (cfg->dkim_fallback) {
+		bool found = false;
+		for (unsigned i = 0; i < cfg->ndkim_keys; i++)
+			found = found || strcasecmp(cfg->dkim_keys[i].domain, cfg->dkim_fallback) == 0;
+		if (!found)
+			config_fail("dkim-fallback-domain %s: no --dkim key for that domain", cfg->dkim_fallback);
 	}
 	for (const char *p = cfg->helo; *p; p++)
 		if ((unsigned char)*p <= ' ' || *p == 0x7f)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include "../dkim/keys.h"
 
 struct route {
 	char *domain;                 /* "*" or a domain, matched case-insensitively */
@@ -42,6 +43,9 @@ struct config {
 	unsigned inflight_per_shard;  /* messages a shard holds at once */
 	uint64_t max_message_bytes;
 	struct smtp_timeouts timeouts;
+	struct dkim_key *dkim_keys;   /* loaded and checked at start (and reload) */
+	unsigned ndkim_keys;
+	char *dkim_fallback;          /* signs mail from domains without keys, or NULL */
 };
 
 /* Parses `sluice run` arguments (and the -c file they name) into cfg.

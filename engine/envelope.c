@@ -19,6 +19,7 @@ void message_free(struct message *m)
 		return;
 	free(m->raw);
 	free(m->body);
+	free(m->dkim_log);
 	free(m->id);
 	free(m->rcpt);
 	free(m->rcpt_state);

@@ -1,6 +1,7 @@
 /* engine/main.c - the `sluice` binary: dispatches to subcommands. */
 #include "run.h"
 #include "../bench/bench.h"
+#include "../dkim/dkim_cmd.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -12,7 +13,8 @@ static void usage(FILE *f)
 	      "  spoolgen   write a realistic test spool\n"
 	      "  inject     write one message into the spool safely\n"
 	      "  bench      benchmark against mock MXes and real peers (bench.py)\n"
-	      "Not built yet: doctor, dkim.\n", f);
+	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
+	      "Not built yet: doctor.\n", f);
 }
 
 int main(int argc, char **argv)
@@ -36,7 +38,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "bench"))
 		return bench_main(argc - 1, argv + 1);
-	if (!strcmp(cmd, "doctor") || !strcmp(cmd, "dkim")) {
+	if (!strcmp(cmd, "dkim"))
+		return dkim_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "doctor")) {
 		fprintf(stderr, "sluice: '%s' is not built yet\n", cmd);
 		return 2;
 	}

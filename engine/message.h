@@ -30,6 +30,8 @@ struct message {
 	char *body;              /* CRLF-normalised RFC 5322 message, ends in CRLF */
 	size_t body_len;
 	bool body_8bit;          /* any byte >= 0x80: ask for BODY=8BITMIME */
+	bool dkim_done;          /* shard-private: signed (or no key applies) in this process */
+	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
 	char *id;                /* spool file name */
 	const char *sender;      /* without <>; "" for the null sender */
 	const char *job;         /* X-Job or NULL */

@@ -341,9 +341,30 @@ static void route_recipients(struct shard *s, struct message *m, const uint32_t 
 	free(route);
 }
 
+/* Signs m once in this process (on its first attempt here): a message
+ * whose signing fails is deferred with the reason, never sent unsigned. */
+static bool sign(struct shard *s, struct message *m)
+{
+	if (m->dkim_done || !s->signer)
+		return true;
+	char why[512];
+	if (dkim_sign_message(s->signer, m, why, sizeof(why)) == DKIM_SIGN_FAILED) {
+		m->attempt++;
+		for (uint32_t i = 0; i < m->nrcpt; i++)
+			if (m->rcpt_state[i] == RCPT_PENDING)
+				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.0", why, strlen(why), NULL, 0);
+		message_attempt_done(s, m);
+		return false;
+	}
+	m->dkim_done = true;
+	return true;
+}
+
 /* Starts one delivery attempt for the pending recipients. */
 static void dispatch(struct shard *s, struct message *m)
 {
+	if (!sign(s, m))
+		return;
 	m->attempt++;
 	m->legs_open = 1; /* held until every leg is queued */
 	uint32_t *idx = xmalloc(m->nrcpt * sizeof(*idx)), n = 0;
@@ -437,6 +458,8 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	s->dests = nd;
 	s->ndests = n;
 	s->cfg = cfg;
+	dkim_signer_free(s->signer); /* keys may have changed */
+	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
 	conns_grow(s, want + (s->nconns_max - s->nfree));
 	reroute_queue(s, &orphans);
 }
@@ -593,6 +616,7 @@ static void *shard_main(void *arg)
 	snprintf(name, sizeof(name), "shard%u", s->index);
 	pthread_setname_np(pthread_self(), name);
 	alloc_thread_arena();
+	s->signer = dkim_signer_new(s->cfg->dkim_keys, s->cfg->ndkim_keys, s->cfg->dkim_fallback);
 	s->ring = ring_new(1024);
 	s->now = now_mono_ms();
 	wheel_init(&s->wheel, s->now);
@@ -627,6 +651,8 @@ static void *shard_main(void *arg)
 			close(s->conns[i]->fd);
 	ring_free(s->ring);
 	s->ring = NULL;
+	dkim_signer_free(s->signer);
+	s->signer = NULL;
 	atomic_store_explicit(&s->exited, 1, memory_order_release);
 	return NULL;
 }

@@ -9,6 +9,7 @@
 #include "spsc.h"
 #include "timer_wheel.h"
 #include "smtp_reply.h"
+#include "../dkim/signer.h"
 #include "../engine/util.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -128,6 +129,7 @@ struct shard {
 	struct message *retry_head, *retry_tail; /* in due order */
 	uint64_t rng;              /* retry jitter */
 	struct message held;       /* list head: messages this shard owns */
+	struct dkim_signer *signer; /* NULL when no DKIM key is configured */
 	int64_t now;
 };
 

@@ -20,11 +20,11 @@ SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
-            libopendkim-dev libjemalloc-dev libcmocka-dev libconfig-dev \
+            libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
             postfix python3 python3-dkim jq gnuplot-nox openssl strace iproute2 \
             opendkim-tools dnsmasq-base
 # What must exist for each of them (checked before installing anything).
-DEP_PROBE := /usr/include/liburing.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
+DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq
 

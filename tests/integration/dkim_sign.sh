@@ -100,4 +100,51 @@ PY
 else
 	echo "  skipped: opendkim-testmsg needs root, dnsmasq and unshare"
 fi
+
+# Which domain signs: the From domain, else its nearest parent with keys,
+# else the fallback domain; without any, the message goes unsigned.
+mv acct.jsonl acct-1.jsonl
+{ printf 'From: news@mail.sender.example\r\nTo: sub@d.example\r\nSubject: sub\r\nDate: Thu, 26 Nov 2026 05:00:00 +0000\r\n\r\nbody\r\n'; } | inj sub
+{ printf 'From: news@other.example\r\nTo: other@d.example\r\nSubject: other\r\nDate: Thu, 26 Nov 2026 05:00:00 +0000\r\n\r\nbody\r\n'; } | inj other
+rm -rf store && mkdir store
+run_sluice --spool sp --route "*=127.0.0.1:$port" --dkim sender.example:rsa1:rsa1.key
+[ "$RC" -eq 0 ] || { cat run.err; fail "run without fallback: exit $RC"; }
+[ "$(log_count '(.rcpt|startswith("sub@")) and .dkim.d == "sender.example"')" -eq 1 ] || fail "a subdomain's mail was not signed by the parent domain"
+[ "$(log_count '(.rcpt|startswith("other@")) and .dkim == null')" -eq 1 ] || fail "mail from a domain without keys was signed"
+{ printf 'From: news@other.example\r\nTo: fb@d.example\r\nSubject: fallback\r\nDate: Thu, 26 Nov 2026 05:00:00 +0000\r\n\r\nbody\r\n'; } | inj fb
+run_sluice --spool sp --route "*=127.0.0.1:$port" --dkim sender.example:rsa1:rsa1.key --dkim-fallback-domain sender.example
+[ "$RC" -eq 0 ] || { cat run.err; fail "run with fallback: exit $RC"; }
+[ "$(log_count '(.rcpt|startswith("fb@")) and .dkim.d == "sender.example"')" -eq 1 ] || fail "the fallback domain did not sign"
+/usr/bin/python3 "$HERE/dkim_verify.py" "$RECS" $(grep -l -e '^To: sub@' -e '^To: fb@' store/*) >verify2.out || { cat verify2.out; fail "parent or fallback signature does not verify"; }
+[ "$(grep -c '1 signature(s) \[True\]' verify2.out)" -eq 2 ] || { cat verify2.out; fail "want 2 messages with one good signature"; }
+ok "subdomain signed by its parent, fallback domain signs the rest, no key no signature"
+
+# A message that cannot be signed is deferred with the reason, never sent.
+{ printf 'From: news@sender.example\r\nThis line is not a header field\r\nSubject: x\r\n\r\nbody\r\n'; } | inj broken
+before=$(spool_files store)
+run_sluice --spool sp --route "*=127.0.0.1:$port" --dkim sender.example:rsa1:rsa1.key --retry-interval 0.2 --max-time 1
+[ "$RC" -eq 1 ] || fail "unsignable message: want exit 1 (not final), got $RC"
+[ "$(spool_files store)" -eq "$before" ] || fail "an unsignable message was sent"
+[ "$(log_count '(.rcpt|startswith("broken@")) and .result == "deferred" and .enhanced == "4.3.0" and (.response|startswith("DKIM signing (sender.example, rsa1) failed"))')" -ge 2 ] ||
+	fail "unsignable message not deferred (and retried) with the reason"
+[ "$(spool_files sp/new)" -eq 1 ] || fail "the unsignable message left the spool"
+ok "an unsignable message is deferred with the reason and stays in the spool"
 stop_mockmx
+
+# Bad keys stop start-up with a clear message; nothing is sent.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:512 -out short.key 2>/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out k1024.key 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key 2>/dev/null
+echo "not a key" >garbage.key
+bad_key() { # bad_key FILE MESSAGE
+	run_sluice --spool sp --route "*=127.0.0.1:1" --dkim "sender.example:s:$1" --max-time 5
+	[ "$RC" -ne 0 ] && grep -q "$2" run.err || { cat run.err; fail "$1: want an error containing '$2'"; }
+}
+bad_key missing.key "cannot read key file missing.key: No such file or directory"
+bad_key garbage.key "not a PEM private key"
+bad_key short.key "RSA key of 512 bits: at least 1024 are required"
+bad_key ec.key "neither RSA nor Ed25519"
+[ "$(spool_files sp/new)" -eq 1 ] || fail "a refused start touched the spool"
+run_sluice --spool sp --route "*=127.0.0.1:1" --dkim sender.example:s:k1024.key --max-time 0.3
+grep -q "RSA key of 1024 bits: 2048 are recommended" run.err || fail "no warning for a 1024-bit key"
+ok "bad keys refused at start (missing, not PEM, 512-bit RSA, EC), 1024-bit RSA warned"

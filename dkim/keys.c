@@ -46,6 +46,7 @@ struct cached_key {
 	const char *pem;
 	size_t len;
 	EVP_PKEY *pkey;
+	bool take_ref;              /* the caller frees what it gets */
 };
 
 struct dkim_key_cache {
@@ -63,7 +64,7 @@ EVP_PKEY *PEM_read_bio_PrivateKey(BIO *bp, EVP_PKEY **x, pem_password_cb *cb, vo
 		long len = BIO_get_mem_data(bp, &data);
 		for (unsigned i = 0; len > 0 && i < c->n; i++)
 			if ((size_t)len == c->keys[i].len && memcmp(data, c->keys[i].pem, (size_t)len) == 0 &&
-			    EVP_PKEY_up_ref(c->keys[i].pkey))
+			    (!c->keys[i].take_ref || EVP_PKEY_up_ref(c->keys[i].pkey)))
 				return c->keys[i].pkey;
 	}
 	return openssl_pem_read()(bp, x, cb, u);
@@ -198,7 +199,7 @@ bool dkim_key_generate(enum dkim_alg alg, unsigned bits, char **pem, char **pub,
 	return ok;
 }
 
-struct dkim_key_cache *dkim_key_cache_new(const struct dkim_key *keys, unsigned n)
+struct dkim_key_cache *dkim_key_cache_new(const struct dkim_key *keys, unsigned n, bool ed25519_kept)
 {
 	const char *off = getenv("SLUICE_DKIM_REPARSE");
 	if (off && strcmp(off, "1") == 0)
@@ -209,7 +210,8 @@ struct dkim_key_cache *dkim_key_cache_new(const struct dkim_key *keys, unsigned 
 		EVP_PKEY *k = parse_pem(keys[i].pem, keys[i].pem_len);
 		if (!k)
 			continue; /* checked at load: cannot happen; libopendkim will say */
-		c->keys[c->n++] = (struct cached_key){ keys[i].pem, keys[i].pem_len, k };
+		c->keys[c->n++] = (struct cached_key){ keys[i].pem, keys[i].pem_len, k,
+		                                       !(ed25519_kept && keys[i].alg == DKIM_ALG_ED25519) };
 	}
 	return c;
 }

@@ -34,7 +34,10 @@ bool dkim_key_generate(enum dkim_alg alg, unsigned bits, char **pem, char **pub,
  * parse libopendkim asks for is answered from it (see keys.c). The
  * environment variable SLUICE_DKIM_REPARSE=1 turns this off, to measure. */
 struct dkim_key_cache;
-struct dkim_key_cache *dkim_key_cache_new(const struct dkim_key *keys, unsigned n);
+/* ed25519_kept: the signer never releases an Ed25519 key it was given
+ * (libopendkim 2.11.0 does not), so the cache hands those out without
+ * taking a reference. */
+struct dkim_key_cache *dkim_key_cache_new(const struct dkim_key *keys, unsigned n, bool ed25519_kept);
 void dkim_key_cache_use(struct dkim_key_cache *c);   /* for the calling thread; NULL: none */
 void dkim_key_cache_free(struct dkim_key_cache *c);
 #endif

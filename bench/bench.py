@@ -272,6 +272,11 @@ def sluice_scenario(a, sc, sinks, work):
     cmd = [a.sluice, 'run', '--drain', '--spool', spool, '--route', f'*=127.0.0.1:{sink.port}',
            '--shards', str(sc['shards']), '--max-connections', str(sc['conns']), '--log', log,
            '--max-time', str(a.max_run_time)]
+    env = None
+    if sc.get('dkim'):
+        cmd += ['--dkim', f'sender.example:{sc["dkim"]}:{dkim_key(a, work, sc["dkim"])}']
+        if sc.get('reparse'):  # libopendkim as shipped: the key parsed for every message
+            env = dict(os.environ, SLUICE_DKIM_REPARSE='1')
     seen = {'off': 0, 'final': 0, 'deferred': 0}
 
     def progress(el):
@@ -295,7 +300,7 @@ def sluice_scenario(a, sc, sinks, work):
               f'deferred {seen["deferred"]} ETA {eta:.0f}s', end='', file=sys.stderr, flush=True)
 
     c0 = sink.cpu()
-    rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress)
+    rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress, env=env)
     mx_cpu = sink.cpu() - c0
     counts, p50, p99, stamps = analyze_log(log, sc['n'])
     shutil.rmtree(spool, ignore_errors=True)
@@ -315,6 +320,15 @@ def sluice_scenario(a, sc, sinks, work):
         r['timeline'] = timeline(stamps)
     os.unlink(log)
     return r
+
+
+def dkim_key(a, work, alg):
+    """A signing key for sender.example (spoolgen's From domain), made once."""
+    path = os.path.join(work, f'{alg}.key')
+    if not os.path.exists(path):
+        subprocess.run([a.sluice, 'dkim', 'keygen', '--domain', 'sender.example', '--selector', alg,
+                        '--type', alg, '--out', path], check=True, stdout=subprocess.DEVNULL)
+    return path
 
 
 def daemon_latency(a, mx, work, drops):
@@ -374,6 +388,14 @@ def scenarios(a, cores):
         for c in (2, 100):
             out.append(dict(base, name=f'3KB-conns{c}', conns=c, n=small // 2))
     out.append(dict(base, name='3KB-smtp-sink', sink='smtp-sink', n=small))
+    # DKIM: next to one core's `openssl speed` sign/s x shards (the ceiling),
+    # and as libopendkim ships (the key parsed again for every message).
+    nd = 2000 if q else 10000
+    out.append(dict(base, name='100KB-dkim-rsa', size=100000, n=nd // 2, dkim='rsa'))
+    out.append(dict(base, name='3KB-dkim-rsa', n=nd, dkim='rsa'))
+    out.append(dict(base, name='3KB-dkim-ed25519', n=nd * 2, dkim='ed25519'))
+    out.append(dict(base, name='3KB-dkim-rsa-reparse', n=nd // 2, dkim='rsa', reparse=True))
+    out.append(dict(base, name='3KB-dkim-ed25519-reparse', n=nd // 2, dkim='ed25519', reparse=True))
     if a.only:
         out = [s for s in out if s['name'] in a.only.split(',')]
     return out
@@ -426,10 +448,15 @@ def table(res):
     peers = res['peers']
     lines = ['| scenario | msgs | msgs/s | peer msgs/s | ratio | MB/s | sluice cpu µs/msg | sink cpu s | RSS MB | p50/p99 ms | deferred |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
+    speed = peers.get('openssl-speed', {})
     for s in res['sluice']:
         p = peers.get(peer_key(s['sink'], s['size']), {}).get('msgs_per_s')
+        if s.get('dkim'):  # the ceiling: one core's openssl sign/s x shards
+            one = speed.get(f"{'rsa2048' if s['dkim'] == 'rsa' else 'ed25519'}_sign_per_s")
+            p = one * s['shards'] if one else None
         ratio = f"{s['msgs_per_s'] / p:.2f}x" if p else '-'
-        lines.append(f"| {s['name']} ({s['sink']}, {s['shards']} shards, {s['domains']} domains, {s['conns']} conns) "
+        lines.append(f"| {s['name']} ({s['sink']}, {s['shards']} shards, {s['domains']} domains, {s['conns']} conns"
+                     f"{', peer: openssl sign/s x shards' if s.get('dkim') else ''}) "
                      f"| {s['n']} | {s['msgs_per_s']:,.0f} | {p:,.0f} | {ratio} | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
                      f"| {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |"
                      if p else

@@ -277,13 +277,9 @@ enum dkim_sign_result dkim_sign_message(struct dkim_signer *s, struct message *m
 	}
 	dkim_key_cache_use(NULL);
 	buf_add(&log, "]}", 3); /* with its NUL */
-	char *body_new = xmalloc(s->sigs.len + m->body_len + 1);
-	memcpy(body_new, s->sigs.p, s->sigs.len);
-	memcpy(body_new + s->sigs.len, m->body, m->body_len);
-	body_new[s->sigs.len + m->body_len] = 0;
-	free(m->body);
-	m->body = body_new;
-	m->body_len += s->sigs.len;
+	free(m->dkim_sig);
+	m->dkim_sig = xstrndup(s->sigs.p, s->sigs.len);
+	m->dkim_sig_len = s->sigs.len;
 	free(m->dkim_log);
 	m->dkim_log = log.p;
 	return DKIM_SIGNED;

@@ -17,8 +17,8 @@ enum dkim_sign_result { DKIM_UNSIGNED = 0, DKIM_SIGNED, DKIM_SIGN_FAILED };
 
 /* Signs m (its CRLF-normalised content, before dot-stuffing) with every
  * key of its From: domain (or the nearest parent domain with keys, or the
- * fallback domain): the DKIM-Signature fields go in front of m->body and
- * m->dkim_log records domain and selectors. DKIM_UNSIGNED: no key applies;
+ * fallback domain): the DKIM-Signature fields go to m->dkim_sig (sent in
+ * front of m->body) and m->dkim_log records domain and selectors. DKIM_UNSIGNED: no key applies;
  * DKIM_SIGN_FAILED: why says why (the message must not go unsigned). */
 enum dkim_sign_result dkim_sign_message(struct dkim_signer *s, struct message *m, char *why, size_t why_len);
 

@@ -54,6 +54,7 @@ void config_defaults(struct config *cfg)
 	cfg->use_chunking = true;
 	cfg->use_pipelining = true;
 	cfg->inflight_per_shard = 4096;
+	cfg->inflight_bytes_per_shard = 64u << 20;
 	cfg->stop_timeout_s = 10;
 	cfg->max_message_bytes = 64u << 20;
 	cfg->timeouts = (struct smtp_timeouts){
@@ -254,6 +255,10 @@ static void config_load_file(struct config *cfg, const char *path)
 	file_ms(&cf, "delivery.retry-max", &cfg->retry_max_ms);
 	file_uint(&cf, "delivery.bounce-after", &cfg->bounce_after_s, 1, 365 * 86400);
 	file_uint(&cf, "delivery.inflight-per-shard", &cfg->inflight_per_shard, 16, 1000000);
+	unsigned mib = 0;
+	file_uint(&cf, "delivery.inflight-mib-per-shard", &mib, 1, 1 << 20);
+	if (mib)
+		cfg->inflight_bytes_per_shard = (uint64_t)mib << 20;
 	double d;
 	if (config_lookup_float(&cf, "stop-timeout", &d) == CONFIG_TRUE)
 		cfg->stop_timeout_s = d;

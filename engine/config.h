@@ -41,6 +41,7 @@ struct config {
 	double stop_timeout_s;        /* SIGTERM: wait this long for open transactions */
 	bool use_chunking, use_pipelining;
 	unsigned inflight_per_shard;  /* messages a shard holds at once */
+	uint64_t inflight_bytes_per_shard; /* and their memory (file + body) */
 	uint64_t max_message_bytes;
 	struct smtp_timeouts timeouts;
 	struct dkim_key *dkim_keys;   /* loaded and checked at start (and reload) */

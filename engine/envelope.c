@@ -20,6 +20,7 @@ void message_free(struct message *m)
 	free(m->raw);
 	free(m->body);
 	free(m->dkim_log);
+	free(m->dkim_sig);
 	free(m->id);
 	free(m->rcpt);
 	free(m->rcpt_state);

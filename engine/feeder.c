@@ -37,6 +37,8 @@ struct feeder {
 	struct spsc names;          /* struct claim */
 	struct spsc jobs;           /* struct job */
 	_Atomic uint64_t *unsent;   /* by lane: bad or gone */
+	_Atomic uint64_t *claimed_bytes; /* by lane: memory of the messages handed over */
+	_Atomic uint64_t *taken;    /* by lane: names dealt with (claimed, bad or gone) */
 	_Atomic uint64_t bad;
 	/* The spool's file system is full: a retry state that could not be
 	 * saved waits here (and the jobs behind it wait too), and the engine
@@ -60,6 +62,8 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 	f->cfg = cfg;
 	f->shards = shards;
 	f->unsent = xcalloc(nlanes, sizeof(*f->unsent));
+	f->claimed_bytes = xcalloc(nlanes, sizeof(*f->claimed_bytes));
+	f->taken = xcalloc(nlanes, sizeof(*f->taken));
 	f->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (f->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
@@ -108,6 +112,8 @@ static void claim_one(struct feeder *f, const struct claim *c)
 	}
 	if (!m->first_wall_ms)
 		m->first_wall_ms = now_real_ms();
+	m->claim_bytes = m->raw_len + m->body_len;
+	atomic_fetch_add(&f->claimed_bytes[c->lane], m->claim_bytes);
 	if (!hand_over(f, f->shards[c->lane], m))
 		message_free(m); /* stopping: the file stays in active/, recovered later */
 }
@@ -177,6 +183,7 @@ static void *feeder_main(void *arg)
 		unsigned claimed = 0, removed = run_jobs(f);
 		while (claimed < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->names, &c)) {
 			claim_one(f, &c);
+			atomic_fetch_add(&f->taken[c.lane], 1);
 			free(c.name);
 			claimed++;
 		}
@@ -228,6 +235,8 @@ bool feeder_save_state(struct feeder *f, const char *name, char *text)
 }
 
 uint64_t feeder_unsent(struct feeder *f, unsigned lane) { return atomic_load(&f->unsent[lane]); }
+uint64_t feeder_claimed_bytes(struct feeder *f, unsigned lane) { return atomic_load(&f->claimed_bytes[lane]); }
+uint64_t feeder_taken(struct feeder *f, unsigned lane) { return atomic_load(&f->taken[lane]); }
 uint64_t feeder_bad_total(struct feeder *f) { return atomic_load(&f->bad); }
 
 bool feeder_spool_full(struct feeder *f)
@@ -259,6 +268,8 @@ void feeder_free(struct feeder *f)
 	spsc_destroy(&f->names);
 	spsc_destroy(&f->jobs);
 	free(f->unsent);
+	free(f->claimed_bytes);
+	free(f->taken);
 	close(f->wake_fd);
 	free(f);
 }

@@ -32,6 +32,10 @@ bool feeder_save_state(struct feeder *f, const char *name, char *text);
 /* Names of a lane finished without a message for the shard: malformed
  * (moved to bad/) or gone (another process claimed the file first). */
 uint64_t feeder_unsent(struct feeder *f, unsigned lane);
+/* Memory (m->claim_bytes) of all messages a lane was handed so far. */
+uint64_t feeder_claimed_bytes(struct feeder *f, unsigned lane);
+/* Names of a lane dealt with so far (claimed, bad or gone). */
+uint64_t feeder_taken(struct feeder *f, unsigned lane);
 uint64_t feeder_bad_total(struct feeder *f);
 /* The spool's file system is full (a retry state or a claim failed for
  * room): claim nothing new until this turns false. */

@@ -30,8 +30,11 @@ struct message {
 	char *body;              /* CRLF-normalised RFC 5322 message, ends in CRLF */
 	size_t body_len;
 	bool body_8bit;          /* any byte >= 0x80: ask for BODY=8BITMIME */
+	size_t claim_bytes;      /* memory it took when claimed (file + body), for the budget */
 	bool dkim_done;          /* shard-private: signed (or no key applies) in this process */
 	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
+	char *dkim_sig;          /* DKIM-Signature field(s) sent before body, or NULL */
+	size_t dkim_sig_len;
 	char *id;                /* spool file name */
 	const char *sender;      /* without <>; "" for the null sender */
 	const char *job;         /* X-Job or NULL */
@@ -77,4 +80,9 @@ struct outcome {
 };
 
 void message_free(struct message *m);
+/* Bytes of content on the wire before dot-stuffing: signatures + body. */
+static inline size_t message_content_len(const struct message *m)
+{
+	return m->dkim_sig_len + m->body_len;
+}
 #endif

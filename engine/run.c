@@ -48,6 +48,7 @@ struct lane {
 	struct shard *shard;
 	uint64_t handed;                /* names given to the feeder */
 	uint64_t done;                  /* messages the shard finished */
+	uint64_t done_bytes;            /* their claim_bytes */
 	unsigned index;
 };
 
@@ -62,6 +63,7 @@ struct engine {
 	struct shard **shards;          /* by lane, as feeders see them */
 	int wake_fd;
 	uint64_t per_lane_max;          /* messages in flight per lane */
+	uint64_t per_lane_bytes;        /* and their memory */
 	bool spool_empty;               /* last full pass of new/ found nothing */
 	double rescan_at;               /* while empty: look again anyway (missed events) */
 	bool feeders_running;
@@ -93,13 +95,24 @@ static uint64_t inflight(const struct engine *e)
 	return n;
 }
 
+/* Memory held by a lane's messages (claimed, not yet final). */
+static uint64_t lane_bytes(const struct lane *l)
+{
+	return feeder_claimed_bytes(l->feeder, l->index) - l->done_bytes;
+}
+
 /* The next lane with room, round robin (so one destination still uses
- * every core), or NULL when all are full. */
+ * every core), or NULL when all are full: a lane holds at most
+ * inflight-per-shard messages and inflight-bytes-per-shard of them (large
+ * messages waiting for a slow signer or server must not fill memory); its
+ * feeder has at most FEED_BATCH names not yet read (so the byte count
+ * is never far behind). */
 static struct lane *lane_with_room(struct engine *e)
 {
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		struct lane *l = &e->lanes[(e->next_lane + i) % e->nlanes];
-		if (lane_inflight(l) < e->per_lane_max) {
+		if (lane_inflight(l) < e->per_lane_max && lane_bytes(l) < e->per_lane_bytes &&
+		    l->handed - feeder_taken(l->feeder, l->index) < FEED_BATCH) {
 			e->next_lane = (e->next_lane + i + 1) % e->nlanes;
 			return l;
 		}
@@ -171,6 +184,7 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	}
 	struct message *m = o->msg;
 	l->done++;
+	l->done_bytes += m->claim_bytes;
 	e->t.messages_done++;
 	if (e->feeders_running && feeder_finish(l->feeder, m))
 		return;
@@ -328,6 +342,7 @@ static void reload(struct engine *e)
 	e->reloaded = xrealloc(e->reloaded, (e->nreloaded + 1) * sizeof(*e->reloaded));
 	e->reloaded[e->nreloaded++] = n;
 	e->cfg = n;
+	e->per_lane_bytes = n->inflight_bytes_per_shard;
 	for (unsigned i = 0; i < e->nlanes; i++)
 		shard_reconfigure(e->lanes[i].shard, n);
 	warnx_("reload: configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
@@ -385,6 +400,7 @@ int run_main(int argc, char **argv)
 	acct_open(&e.log, cfg.log_path, e.wake_fd);
 	e.nlanes = cfg.shards;
 	e.per_lane_max = cfg.inflight_per_shard;
+	e.per_lane_bytes = cfg.inflight_bytes_per_shard;
 	e.lanes = xcalloc(e.nlanes, sizeof(*e.lanes));
 	e.shards = xcalloc(e.nlanes, sizeof(*e.shards));
 	e.nfeeders = cfg.spool_workers;

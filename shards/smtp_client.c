@@ -368,7 +368,7 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 		utf8 = c->smtputf8 && has_non_ascii(m->rcpt[leg->ri[i]]);
 	char size[32] = "";
 	if (c->size_max || c->esmtp)
-		snprintf(size, sizeof(size), " SIZE=%zu", m->body_len);
+		snprintf(size, sizeof(size), " SIZE=%zu", message_content_len(m));
 	cmd_printf(s, c, CMD_MAIL, (uint8_t)ti, 0, "MAIL FROM:<%s>%s%s%s\r\n", m->sender,
 	           c->esmtp ? size : "", m->body_8bit && c->eightbit ? " BODY=8BITMIME" : "",
 	           utf8 ? " SMTPUTF8" : "");
@@ -377,7 +377,9 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 			cmd_printf(s, c, CMD_RCPT, (uint8_t)ti, i, "RCPT TO:<%s>\r\n", m->rcpt[leg->ri[i]]);
 	if (bdat) {
 		struct buf b = { 0 };
-		buf_printf(&b, "BDAT %zu LAST\r\n", m->body_len);
+		buf_printf(&b, "BDAT %zu LAST\r\n", message_content_len(m));
+		if (m->dkim_sig)
+			buf_add(&b, m->dkim_sig, m->dkim_sig_len);
 		buf_add(&b, m->body, m->body_len);
 		cmd_push(s, c, CMD_BDAT, (uint8_t)ti, 0, b.p, b.len);
 		buf_free(&b);
@@ -396,11 +398,11 @@ static bool leg_refused_before_sending(struct shard *s, struct conn *c, struct l
 	char why[160];
 	uint16_t code;
 	const char *enh;
-	if (c->size_max && m->body_len > c->size_max) {
+	if (c->size_max && message_content_len(m) > c->size_max) {
 		code = 552;
 		enh = "5.3.4";
 		snprintf(why, sizeof(why), "message of %zu bytes exceeds the server's SIZE limit of %llu",
-		         m->body_len, (unsigned long long)c->size_max);
+		         message_content_len(m), (unsigned long long)c->size_max);
 	} else if (!c->smtputf8 && has_non_ascii(m->sender)) {
 		code = 553;
 		enh = "5.6.7";
@@ -593,8 +595,12 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	case CMD_DATA:
 		if (r->code == 354) {
 			t->data_started = true;
-			if (t->naccepted)
-				smtp_data_stuff(&c->pbuf, t->leg->msg->body, t->leg->msg->body_len);
+			if (t->naccepted) {
+				const struct message *m = t->leg->msg;
+				if (m->dkim_sig) /* header fields: no line starts with '.' */
+					buf_add(&c->pbuf, m->dkim_sig, m->dkim_sig_len);
+				smtp_data_stuff(&c->pbuf, m->body, m->body_len);
+			}
 			else
 				buf_add(&c->pbuf, ".\r\n", 3); /* RFC 2920 3.1: 354 with no recipient */
 			/* The content goes straight out: cmd_push would hold it behind

@@ -35,6 +35,7 @@ n=$(spool_files sp/new)
 cp -r sp/new orig
 port=$(free_port)
 start_mockmx "$port" --store "$T/store"
+MX1=$MX_PID
 run_sluice --spool sp --route "*=127.0.0.1:$port" --dkim sender.example:rsa1:rsa1.key --dkim sender.example:ed1:ed1.key
 [ "$RC" -eq 0 ] || { cat run.err; fail "signed run: exit $RC"; }
 [ "$(spool_files store)" -eq "$n" ] || fail "want $n messages captured"
@@ -54,6 +55,16 @@ open(sys.argv[2], "wb").write(h + b"\r\n\r\n" + b)' "$f" "tampered/$(basename "$
 done
 /usr/bin/python3 "$HERE/dkim_verify.py" --expect-fail "$RECS" tampered/* >tampered.out || { cat tampered.out; fail "a tampered copy verified"; }
 ok "every tampered copy fails verification"
+# The same through DATA (dot-stuffing after the signature fields).
+cp orig/* sp/new/
+port2=$(free_port)
+start_mockmx "$port2" --store "$T/store-data" --no-chunking
+run_sluice --spool sp --route "*=127.0.0.1:$port2" --dkim sender.example:rsa1:rsa1.key --dkim sender.example:ed1:ed1.key
+stop_mockmx
+MX_PID=$MX1
+[ "$RC" -eq 0 ] && [ "$(spool_files store-data)" -eq "$n" ] || fail "DATA run: exit $RC, $(spool_files store-data) captured"
+/usr/bin/python3 "$HERE/dkim_verify.py" "$RECS" store-data/* >verify-data.out || { grep -v "True, True" verify-data.out; fail "DATA path: a signature does not verify"; }
+ok "through DATA too: $n messages x 2 signatures verify"
 
 # opendkim-testmsg, the keys served by dnsmasq on 127.0.0.1:53 in a private
 # network and mount namespace (root only: resolv.conf cannot name a port).

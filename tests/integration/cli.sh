@@ -3,10 +3,10 @@
 # file is read and flags override it.
 source "$(dirname "$0")/../lib.sh"
 set -e
-for c in run mockmx spoolgen inject bench; do
+for c in run mockmx spoolgen inject bench dkim; do
 	"$SLUICE" $c --help | grep -qi usage || fail "$c --help"
 done
-for f in "--dns-server 127.0.0.1:53" "--smtp-port 2525" "--dkim d:s:/k" "--source-ip 127.0.0.2" \
+for f in "--dns-server 127.0.0.1:53" "--smtp-port 2525" "--source-ip 127.0.0.2" \
          "--tls required" "--tls-ca /x" "--max-rate 10/s"; do
 	set +e
 	# shellcheck disable=SC2086

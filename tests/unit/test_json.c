@@ -52,7 +52,14 @@ static void accounting_line(void **state)
 		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1\",\"job\":null,\"from\":\"s@x.example\","
 		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"code\":550,\"enhanced\":\"5.1.1\","
 		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"peer\":\"127.0.0.1:25\","
-		"\"source\":null,\"tls\":null,\"attempt\":2,\"ms\":7,\"queue_ms\":9}\n");
+		"\"source\":null,\"dkim\":null,\"tls\":null,\"attempt\":2,\"ms\":7,\"queue_ms\":9}\n");
+	/* Signed: domain and selectors. */
+	char dkim[] = "{\"d\":\"x.example\",\"s\":[\"a\",\"b\"]}";
+	m.dkim_log = dkim;
+	b.len = 0;
+	acct_format(&b, &o);
+	buf_add(&b, "", 1);
+	assert_non_null(strstr(b.p, ",\"dkim\":{\"d\":\"x.example\",\"s\":[\"a\",\"b\"]},\"tls\":null,"));
 	buf_free(&b);
 }
 

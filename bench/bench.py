@@ -276,7 +276,9 @@ def sluice_scenario(a, sc, sinks, work):
     if sc.get('dkim'):
         cmd += ['--dkim', f'sender.example:{sc["dkim"]}:{dkim_key(a, work, sc["dkim"])}']
         if sc.get('reparse'):  # libopendkim as shipped: the key parsed for every message
-            env = dict(os.environ, SLUICE_DKIM_REPARSE='1')
+            # (which leaks each parsed Ed25519 key in 2.11.0: not ours for LeakSanitizer to report)
+            env = dict(os.environ, SLUICE_DKIM_REPARSE='1',
+                       ASAN_OPTIONS=os.environ.get('ASAN_OPTIONS', '') + ':detect_leaks=0')
     seen = {'off': 0, 'final': 0, 'deferred': 0}
 
     def progress(el):

@@ -22,6 +22,7 @@ struct acct_log {
 	bool sync_wanted, sync_running, sync_finished, quit;
 	int sync_error;
 	int notify_fd;   /* written when a sync finishes */
+	bool no_sync;    /* log-fsync = false: syncs finish at once */
 };
 
 /* notify_fd: an eventfd the engine polls, written after each sync. */

@@ -56,6 +56,7 @@ void config_defaults(struct config *cfg)
 	cfg->inflight_per_shard = 4096;
 	cfg->inflight_bytes_per_shard = 64u << 20;
 	cfg->stop_timeout_s = 10;
+	cfg->log_fsync = true;
 	cfg->max_message_bytes = 64u << 20;
 	cfg->timeouts = (struct smtp_timeouts){
 		.connect = 30000, .banner = 300000, .ehlo = 300000, .mail = 300000,
@@ -263,6 +264,8 @@ static void config_load_file(struct config *cfg, const char *path)
 	if (config_lookup_float(&cf, "stop-timeout", &d) == CONFIG_TRUE)
 		cfg->stop_timeout_s = d;
 	int b;
+	if (config_lookup_bool(&cf, "log-fsync", &b) == CONFIG_TRUE)
+		cfg->log_fsync = b;
 	if (config_lookup_bool(&cf, "delivery.chunking", &b) == CONFIG_TRUE)
 		cfg->use_chunking = b;
 	if (config_lookup_bool(&cf, "delivery.pipelining", &b) == CONFIG_TRUE)

@@ -39,6 +39,7 @@ struct config {
 	bool drain;
 	double max_time_s;            /* 0 = no limit */
 	double stop_timeout_s;        /* SIGTERM: wait this long for open transactions */
+	bool log_fsync;               /* lines durable (fdatasync) before files leave */
 	bool use_chunking, use_pipelining;
 	unsigned inflight_per_shard;  /* messages a shard holds at once */
 	uint64_t inflight_bytes_per_shard; /* and their memory (file + body) */

@@ -398,6 +398,7 @@ int run_main(int argc, char **argv)
 	if (e.wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
 	acct_open(&e.log, cfg.log_path, e.wake_fd);
+	e.log.no_sync = !cfg.log_fsync;
 	e.nlanes = cfg.shards;
 	e.per_lane_max = cfg.inflight_per_shard;
 	e.per_lane_bytes = cfg.inflight_bytes_per_shard;

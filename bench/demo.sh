@@ -14,7 +14,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 
 echo "== 1. a mock MX on 127.0.0.1:$PORT that defers 2% of recipients (451) and rejects 0.5% (550)"
 timeout 300 "$SLUICE" mockmx --listen "127.0.0.1:$PORT" --fail rcpt:451:0.02 --fail rcpt:550:0.005 \
-	--max-time 290 >"$W/mx.json" 2>"$W/mx.err" &
+	--store "$W/store" --max-time 290 >"$W/mx.json" 2>"$W/mx.err" &
 MX=$!
 for _ in $(seq 100); do grep -q listening "$W/mx.err" 2>/dev/null && break; sleep 0.05; done
 
@@ -22,11 +22,15 @@ echo "== 2. a spool of $N messages (3 KB, 50 domains), written tmp/ -> new/"
 "$SLUICE" spoolgen --spool "$W/spool" --count "$N" --size 3000 --domains 50
 sed -n '1,6p' "$W/spool/new/$(ls "$W/spool/new" | head -1)" | sed 's/^/     | /'
 
-echo "== 3. sluice run --drain --route '*=127.0.0.1:$PORT' --retry-interval 1"
-"$SLUICE" run --drain --spool "$W/spool" --route "*=127.0.0.1:$PORT" --log "$W/acct.jsonl" \
-	--retry-interval 1 --max-time 120
+echo "== 3. a DKIM key for sender.example (the spool's From: domain)"
+"$SLUICE" dkim keygen --domain sender.example --selector demo --out "$W/demo.key" >"$W/keygen.txt"
+cut -c1-110 "$W/keygen.txt" | sed 's/^/     /; s/$/.../' 
 
-echo "== 4. the accounting log ($W/acct.jsonl): one JSON line per recipient per attempt"
+echo "== 4. sluice run --drain --route '*=127.0.0.1:$PORT' --retry-interval 1 --dkim sender.example:demo:KEY"
+"$SLUICE" run --drain --spool "$W/spool" --route "*=127.0.0.1:$PORT" --log "$W/acct.jsonl" \
+	--retry-interval 1 --max-time 120 --dkim "sender.example:demo:$W/demo.key"
+
+echo "== 5. the accounting log ($W/acct.jsonl): one JSON line per recipient per attempt"
 jq -r '.result' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
 echo "     a bounce:"
 jq -c -n 'first(inputs | select(.result=="bounced"))' "$W/acct.jsonl" | sed 's/^/     /'
@@ -35,7 +39,18 @@ id=$(jq -r -n 'first(inputs | select(.result=="deferred")) | .id' "$W/acct.jsonl
 jq -c --arg id "$id" 'select(.id==$id) | {ts,result,code,response,attempt}' "$W/acct.jsonl" | sed 's/^/     /'
 
 kill -TERM "$MX"; wait "$MX" 2>/dev/null || true; MX=""
-echo "== 5. what the mock MX counted"
+echo "== 6. what the mock MX counted"
 sed 's/^/     /' "$W/mx.json"
+echo "== 7. one captured message checked by python3-dkim, an independent verifier"
+rec=$(grep -o '"[^"]*"' "$W/keygen.txt" | tr -d '"\n')   # the TXT record, as DNS would serve it
+/usr/bin/python3 - "$W/store" "$rec" <<'PY' | sed 's/^/     /'
+import os, re, sys
+import dkim
+store, record = sys.argv[1], sys.argv[2].encode()
+f = sorted(os.listdir(store))[0]
+data = re.sub(rb'\A(?:X-(?:Sender|Receiver):[^\n]*\n)+', b'', open(os.path.join(store, f), 'rb').read())
+print(data.split(b'\r\n\r\n')[0].decode(errors='replace').split('\r\nFrom:')[0][:400])
+print('verify:', dkim.verify(data, dnsfunc=lambda name, timeout=5: record))
+PY
 left=$(find "$W/spool/new" "$W/spool/active" -type f | wc -l)
 echo "== spool after the run: $left file(s) left (every message reached a final state)"

@@ -142,6 +142,35 @@ run_sluice --spool sp --route "*=127.0.0.1:$port" --dkim sender.example:rsa1:rsa
 ok "an unsignable message is deferred with the reason and stays in the spool"
 stop_mockmx
 
+# SIGHUP reads the keys again: a rotated selector signs from then on; a bad
+# key file in the new configuration is refused and the running keys kept.
+mkdir held && mv sp/new/* held/ && mv acct.jsonl acct-2.jsonl   # the unsignable one waits aside
+kconf() { printf 'dkim = ( { domain = "sender.example"; selector = "%s"; key = "%s"; } );\n' "$1" "$2" >dk.conf; }
+kconf rsa1 "$T/rsa1.key"
+port=$(free_port)
+start_mockmx "$port"
+start_daemon -c dk.conf --spool sp --route "*=127.0.0.1:$port" --shards 1
+sleep 0.3
+send_one() { # send_one NAME: one message in, wait for its line
+	{ printf 'From: news@sender.example\r\nTo: %s@d.example\r\nSubject: %s\r\nDate: Thu, 26 Nov 2026 05:00:00 +0000\r\n\r\nbody\r\n' "$1" "$1"; } | inj "$1"
+	for _ in $(seq 100); do [ "$(log_count "(.rcpt|startswith(\"$1@\")) and .result == \"delivered\"")" -ge 1 ] && return 0; sleep 0.05; done
+	cat "$T/d.err"; fail "$1 not delivered"
+}
+hup() { kill -HUP "$DAEMON"; for _ in $(seq 100); do [ "$(grep -c 'reload:' "$T/d.err")" -ge "$1" ] && return 0; sleep 0.05; done; fail "no reload"; }
+send_one before
+kconf ed1 "$T/ed1.key"; hup 1
+send_one after
+kconf rsa1 "$T/missing.key"; hup 2
+send_one kept
+kill -TERM "$DAEMON"; wait "$DAEMON" || fail "daemon exit $?"
+stop_mockmx
+[ "$(log_count '(.rcpt|startswith("before@")) and .dkim.s == ["rsa1"]')" -eq 1 ] &&
+[ "$(log_count '(.rcpt|startswith("after@")) and .dkim.s == ["ed1"]')" -eq 1 ] &&
+[ "$(log_count '(.rcpt|startswith("kept@")) and .dkim.s == ["ed1"]')" -eq 1 ] || { cat acct.jsonl; fail "keys not rotated by SIGHUP"; }
+grep -q "reload: dkim sender.example:rsa1: cannot read key file .*missing.key" "$T/d.err" || fail "bad key on reload not reported"
+ok "SIGHUP: a rotated key signs from then on; a bad key file is refused, the running keys kept"
+mv held/* sp/new/
+
 # Bad keys stop start-up with a clear message; nothing is sent.
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:512 -out short.key 2>/dev/null
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out k1024.key 2>/dev/null

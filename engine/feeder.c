@@ -264,6 +264,13 @@ void feeder_free(struct feeder *f)
 		       f->stalled.name);
 		free(f->stalled.name);
 		free(f->stalled.state);
+		/* What waited behind it: the files stay (sent again after a restart). */
+		struct job j;
+		while (spsc_pop(&f->jobs, &j)) {
+			message_free(j.done);
+			free(j.name);
+			free(j.state);
+		}
 	}
 	spsc_destroy(&f->names);
 	spsc_destroy(&f->jobs);

@@ -11,7 +11,7 @@ LIBS := -luring -lconfig -lopendkim -lcrypto -pthread -Wl,--dynamic-list=dkim/ex
 JEMALLOC := -ljemalloc
 
 SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_log.c \
-        engine/feeder.c \
+        engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/alloc.c \
         shards/ring.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
         shards/shard.c shards/smtp_client.c \

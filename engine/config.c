@@ -77,6 +77,7 @@ void config_free(struct config *cfg)
 		dkim_key_free(&cfg->dkim_keys[i]);
 	free(cfg->dkim_keys);
 	free(cfg->dkim_fallback);
+	free(cfg->dsn_spool);
 	free(cfg->spool);
 	free(cfg->log_path);
 	free(cfg->helo);
@@ -281,6 +282,8 @@ static void config_load_file(struct config *cfg, const char *path)
 	file_ms(&cf, "timeouts.dot", &t->dot);
 	file_ms(&cf, "timeouts.quit", &t->quit);
 	file_ms(&cf, "timeouts.idle", &t->idle);
+	if (config_lookup_string(&cf, "dsn-spool", &s) == CONFIG_TRUE)
+		set_str(&cfg->dsn_spool, s);
 	if (config_lookup_string(&cf, "dkim-fallback-domain", &s) == CONFIG_TRUE)
 		set_str(&cfg->dkim_fallback, s);
 	config_setting_t *keys = config_lookup(&cf, "dkim");
@@ -315,7 +318,7 @@ static void config_load_file(struct config *cfg, const char *path)
 enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
-	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK,
+	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
 	/* capabilities of later issues: refused until they exist */
 	OPT_DNS, OPT_SMTPPORT, OPT_DKIM, OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
@@ -343,6 +346,7 @@ static const struct option run_opts[] = {
 	{ "smtp-port", required_argument, 0, OPT_SMTPPORT },
 	{ "dkim", required_argument, 0, OPT_DKIM },
 	{ "dkim-fallback-domain", required_argument, 0, OPT_DKIM_FALLBACK },
+	{ "dsn-spool", required_argument, 0, OPT_DSN },
 	{ "source-ip", required_argument, 0, OPT_SOURCEIP },
 	{ "tls", required_argument, 0, OPT_TLS },
 	{ "tls-ca", required_argument, 0, OPT_TLSCA },
@@ -379,6 +383,9 @@ static void run_usage(FILE *f)
 	      "                             with this key (PEM, RSA >= 1024 bits or Ed25519);\n"
 	      "                             repeatable: two keys for a domain, two signatures\n"
 	      "  --dkim-fallback-domain D   sign mail from domains without keys with D's keys\n"
+	      "  --dsn-spool DIR            for each message with bounced or expired recipients,\n"
+	      "                             write an RFC 3464 report to its sender into DIR/new\n"
+	      "                             (a spool: sluice itself can deliver it)\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
 	      "  SIGHUP reads the configuration again and reopens the accounting log.\n"
 	      "Not built yet (refused): --dns-server, --smtp-port, --source-ip,\n"
@@ -443,6 +450,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_SMTPPORT: refuse("--smtp-port", "it sets the port for MX hosts found in DNS, which is not built; use --route"); break;
 	case OPT_DKIM: dkim_add_spec(cfg, arg); break;
 	case OPT_DKIM_FALLBACK: set_str(&cfg->dkim_fallback, arg); break;
+	case OPT_DSN: set_str(&cfg->dsn_spool, arg); break;
 	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
 	case OPT_TLS:
 		if (strcmp(arg, "none") != 0)

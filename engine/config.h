@@ -48,6 +48,7 @@ struct config {
 	struct dkim_key *dkim_keys;   /* loaded and checked at start (and reload) */
 	unsigned ndkim_keys;
 	char *dkim_fallback;          /* signs mail from domains without keys, or NULL */
+	char *dsn_spool;              /* write DSNs for bounces into this spool, or NULL */
 };
 
 /* Parses `sluice run` arguments (and the -c file they name) into cfg.

@@ -2,6 +2,7 @@
  * Everything an attacker can put in a spool file is checked here, before
  * any byte of it reaches an SMTP command line (CR/LF/NUL = injection). */
 #include "envelope.h"
+#include "dsn.h"
 #include "util.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ void message_free(struct message *m)
 	free(m->body);
 	free(m->dkim_log);
 	free(m->dkim_sig);
+	dsn_free(m);
 	free(m->id);
 	free(m->rcpt);
 	free(m->rcpt_state);

@@ -24,6 +24,8 @@ enum result {
 };
 const char *result_name(enum result r);
 
+struct dsn_failure;
+
 struct message {
 	char *raw;               /* the file as read; envelope strings point into it */
 	size_t raw_len;
@@ -51,6 +53,7 @@ struct message {
 	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
 	uint32_t legs_open;      /* shard-private: transactions not finished */
 	struct message *next;    /* shard-private list link (retry queue) */
+	struct dsn_failure *dsn; /* engine-private: final failures, for a DSN */
 	struct message *held_prev, *held_next; /* shard-private: messages it holds */
 };
 

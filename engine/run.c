@@ -10,6 +10,7 @@
 #include "run.h"
 #include "acct_log.h"
 #include "config.h"
+#include "dsn.h"
 #include "feeder.h"
 #include "spool.h"
 #include "util.h"
@@ -265,6 +266,8 @@ static size_t collect(struct engine *e)
 				}
 				acct_format(&e->log.pending, o);
 				count_outcome(&e->t, o);
+				if (e->spool.dsn_dir && (o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
+					dsn_note(o->msg, o); /* a field the shard never touches */
 				free(o->response);
 			}
 			total += n;
@@ -391,6 +394,8 @@ int run_main(int argc, char **argv)
 	e.argv = argv;
 
 	spool_open(&e.spool, cfg.spool);
+	e.spool.dsn_dir = cfg.dsn_spool;   /* the start configuration lives until exit */
+	e.spool.dsn_mta = cfg.helo;
 	unsigned recovered = spool_recover(&e.spool);
 	if (recovered)
 		warnx_("recovered %u message(s) left in %s/active by an earlier run", recovered, cfg.spool);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "spool.h"
 #include "envelope.h"
+#include "dsn.h"
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -219,6 +220,9 @@ void spool_reject(struct spool *sp, const char *name, const char *why)
 
 void spool_finish(struct spool *sp, struct message *m)
 {
+	char err[600];
+	if (sp->dsn_dir && m->dsn && !dsn_write(sp->dsn_dir, sp->dsn_mta, m, err, sizeof(err)))
+		warnx_("%s: no DSN for its bounces (they are in the accounting log): %s", m->id, err);
 	if (unlinkat(sp->active_fd, m->id, 0) != 0 && errno != ENOENT)
 		warnx_("cannot remove %s/active/%s: %s", sp->dir, m->id, strerror(errno));
 	if (m->has_state)

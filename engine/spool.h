@@ -19,6 +19,8 @@ struct spool {
 	int watch_fd;         /* inotify on new/: arrivals wake the engine */
 	DIR *scan;            /* open scan of new/, NULL between passes */
 	unsigned scan_found;  /* entries found in the current pass */
+	const char *dsn_dir;  /* spool that receives DSNs for bounces, or NULL */
+	const char *dsn_mta;  /* our name in them */
 };
 
 /* Opens (creating what is missing) and locks the spool: a second sluice on
@@ -41,7 +43,8 @@ struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_byt
                             bool *gone, char *why, size_t why_len);
 /* Moves active/NAME to bad/NAME and writes bad/NAME.why. */
 void spool_reject(struct spool *sp, const char *name, const char *why);
-/* m is final and logged: removes active/NAME and its retry state, frees m. */
+/* m is final and logged: writes its DSN if it has failures and DSNs are
+ * on, removes active/NAME and its retry state, frees m. */
 void spool_finish(struct spool *sp, struct message *m);
 void spool_release(struct spool *sp, const char *name);   /* active/NAME -> new/ */
 

@@ -1,0 +1,179 @@
+/* engine/dsn.c - RFC 3464 delivery status notifications (see dsn.h). Runs
+ * on the engine thread, after the lines of the failures are logged and
+ * before the message's file leaves the spool. */
+#define _GNU_SOURCE
+#include "dsn.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void dsn_note(struct message *m, const struct outcome *o)
+{
+	struct dsn_failure *f = xcalloc(1, sizeof(*f));
+	f->rcpt = o->rcpt;
+	f->expired = o->result == RESULT_EXPIRED;
+	f->code = o->code;
+	memcpy(f->enhanced, o->enhanced, sizeof(f->enhanced));
+	f->text = o->response ? xstrdup(o->response) : NULL;
+	f->mx = o->mx ? xstrdup(o->mx) : NULL;
+	f->ts_ms = o->ts_ms;
+	struct dsn_failure **pp = &m->dsn; /* keep recipient order */
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = f;
+}
+
+void dsn_free(struct message *m)
+{
+	while (m->dsn) {
+		struct dsn_failure *f = m->dsn;
+		m->dsn = f->next;
+		free(f->text);
+		free(f->mx);
+		free(f);
+	}
+}
+
+static void rfc5322_date(struct buf *b, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char s[64];
+	strftime(s, sizeof(s), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	buf_adds(b, s);
+}
+
+/* Server text on one line: CR, LF and other controls become spaces. */
+static void add_oneline(struct buf *b, const char *s)
+{
+	for (; s && *s; s++)
+		buf_add(b, (unsigned char)*s < 0x20 || *s == 0x7f ? " " : s, 1);
+}
+
+static const char *status_of(const struct dsn_failure *f)
+{
+	if (f->enhanced[0])
+		return f->enhanced;
+	return f->expired ? "4.4.7" : "5.0.0";
+}
+
+void dsn_format(struct buf *b, const char *mta, const struct message *m, int64_t now_ms)
+{
+	char boundary[96];
+	snprintf(boundary, sizeof(boundary), "dsn-%s-%lld", m->id, (long long)now_ms);
+	buf_printf(b, "X-Sender: <>\r\nX-Receiver: <%s>\r\n", m->sender);
+	if (m->job)
+		buf_printf(b, "X-Job: %s\r\n", m->job);
+	buf_printf(b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n", mta, m->sender);
+	buf_adds(b, "Subject: Undelivered Mail Returned to Sender\r\nDate: ");
+	rfc5322_date(b, now_ms);
+	buf_printf(b, "\r\nMessage-ID: <%s.%lld.dsn@%s>\r\nAuto-Submitted: auto-replied\r\n"
+	              "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n"
+	              "\tboundary=\"%s\"\r\n\r\n", m->id, (long long)now_ms, mta, boundary);
+	buf_printf(b, "This is a MIME-encapsulated message.\r\n\r\n--%s\r\n"
+	              "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+	              "This is the mail system at %s.\r\n\r\n"
+	              "Your message could not be delivered to one or more recipients.\r\n\r\n",
+	           boundary, mta);
+	for (const struct dsn_failure *f = m->dsn; f; f = f->next) {
+		buf_printf(b, "<%s>: ", m->rcpt[f->rcpt]);
+		if (f->expired)
+			buf_adds(b, "could not be delivered in time: ");
+		else if (f->mx)
+			buf_printf(b, "host %s said: ", f->mx);
+		if (f->code)
+			buf_printf(b, "%u ", f->code);
+		add_oneline(b, f->text);
+		buf_adds(b, "\r\n");
+	}
+	buf_printf(b, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n"
+	              "Reporting-MTA: dns; %s\r\nX-Sluice-Queue-ID: %s\r\n", boundary, mta, m->id);
+	if (m->first_wall_ms) {
+		buf_adds(b, "Arrival-Date: ");
+		rfc5322_date(b, m->first_wall_ms);
+		buf_adds(b, "\r\n");
+	}
+	for (const struct dsn_failure *f = m->dsn; f; f = f->next) {
+		buf_printf(b, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n",
+		           m->rcpt[f->rcpt], status_of(f));
+		if (f->mx)
+			buf_printf(b, "Remote-MTA: dns; %s\r\n", f->mx);
+		if (f->code) {
+			buf_printf(b, "Diagnostic-Code: smtp; %u ", f->code);
+			add_oneline(b, f->text);
+			buf_adds(b, "\r\n");
+		} else if (f->text) {
+			buf_adds(b, "X-Sluice-Reason: ");
+			add_oneline(b, f->text);
+			buf_adds(b, "\r\n");
+		}
+		buf_adds(b, "Last-Attempt-Date: ");
+		rfc5322_date(b, f->ts_ms);
+		buf_adds(b, "\r\n");
+	}
+	/* The original header block, up to (not including) the empty line. */
+	const char *h = m->body, *end = m->body + m->body_len;
+	const char *blank = NULL;
+	if (m->body_len >= 2 && h[0] == '\r' && h[1] == '\n')
+		blank = h;
+	else
+		blank = memmem(h, m->body_len, "\r\n\r\n", 4);
+	size_t hlen = blank ? (size_t)(blank - h) + (blank == h ? 0 : 2) : (size_t)(end - h);
+	buf_printf(b, "\r\n--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary);
+	buf_add(b, h, hlen);
+	buf_printf(b, "\r\n--%s--\r\n", boundary);
+}
+
+static void mkdir_p(const char *dir, const char *sub)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
+	mkdir(p, 0755);
+}
+
+bool dsn_write(const char *dir, const char *mta, const struct message *m, char *err, size_t err_len)
+{
+	if (!m->dsn || !m->sender[0])
+		return true;
+	int64_t now = now_real_ms();
+	struct buf b = { 0 };
+	dsn_format(&b, mta, m, now);
+	mkdir_p(dir, NULL);
+	mkdir_p(dir, "tmp");
+	mkdir_p(dir, "new");
+	char tmp[4096], dst[4096];
+	snprintf(tmp, sizeof(tmp), "%s/tmp/dsn-%s-%lld", dir, m->id, (long long)now);
+	snprintf(dst, sizeof(dst), "%s/new/dsn-%s-%lld", dir, m->id, (long long)now);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	bool ok = fd >= 0;
+	size_t off = 0;
+	while (ok && off < b.len) {
+		ssize_t n = write(fd, b.p + off, b.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		ok = n > 0;
+		off += ok ? (size_t)n : 0;
+	}
+	ok = ok && fsync(fd) == 0;
+	int e = errno;
+	if (fd >= 0 && close(fd) != 0 && ok) {
+		ok = false;
+		e = errno;
+	}
+	if (ok && rename(tmp, dst) != 0) {
+		ok = false;
+		e = errno;
+	}
+	if (!ok) {
+		snprintf(err, err_len, "cannot write %s: %s", fd >= 0 ? tmp : dir, strerror(e ? e : ENOSPC));
+		unlink(tmp);
+	}
+	buf_free(&b);
+	return ok;
+}

@@ -89,3 +89,13 @@ check_log_final() {
 	dup=$(echo "$finals" | uniq -d | head -3)
 	[ -z "$dup" ] || fail "recipients with more than one final line: $dup"
 }
+
+# small_tmpfs DIR SIZE: mounts a tmpfs of SIZE on DIR (made here), unmounted
+# when the test exits; exits the test as skipped when not root or not allowed.
+small_tmpfs() {
+	if [ "$(id -u)" != 0 ]; then echo "  skipped: mounting a small tmpfs needs root"; exit 0; fi
+	mkdir -p "$1"
+	mount -t tmpfs -o size="$2" tmpfs "$1" || { echo "  skipped: cannot mount tmpfs"; exit 0; }
+	SMALL_TMPFS=$1
+	trap 'rc=$?; umount -l "$SMALL_TMPFS" 2>/dev/null; (exit $rc); cleanup' EXIT
+}

@@ -3,10 +3,7 @@
 # says why, and resumes by itself when space returns. Needs root (tmpfs).
 source "$(dirname "$0")/../lib.sh"
 set -e
-if [ "$(id -u)" != 0 ]; then echo "  skipped: mounting a small tmpfs needs root"; exit 0; fi
-mkdir "$T/logfs"
-mount -t tmpfs -o size=64k tmpfs "$T/logfs" || { echo "  skipped: cannot mount tmpfs"; exit 0; }
-trap 'rc=$?; umount -l "$T/logfs" 2>/dev/null; (exit $rc); cleanup' EXIT
+small_tmpfs "$T/logfs" 64k
 dd if=/dev/zero of="$T/logfs/filler" bs=4k count=100 2>/dev/null || true   # fills it
 port=$(free_port)
 start_mockmx "$port" --store "$T/store"

@@ -64,10 +64,8 @@ static int keygen(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	for (const char *p = selector; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.'))
-			fatal("--selector: letters, digits, '-', '_' and '.' only");
+	if (!dkim_selector_valid(selector))
+		fatal("--selector: letters, digits, '-', '_' and '.' only");
 	enum dkim_alg alg;
 	if (strcmp(type, "rsa") == 0)
 		alg = DKIM_ALG_RSA;

@@ -109,10 +109,9 @@ bool dkim_key_load(struct dkim_key *k, const char *path, char *err, size_t err_l
 	b.len--;
 	EVP_PKEY *pkey = strstr(b.p, "-----BEGIN") ? parse_pem(b.p, b.len) : NULL;
 	if (!pkey) {
-		openssl_error(err, err_len, "not a PEM private key");
-		char tmp[512];
-		snprintf(tmp, sizeof(tmp), "%s: %s", path, err);
-		snprintf(err, err_len, "%s", tmp);
+		char what[600];
+		snprintf(what, sizeof(what), "%s: not a PEM private key", path);
+		openssl_error(err, err_len, what);
 		buf_free(&b);
 		return false;
 	}
@@ -147,6 +146,17 @@ void dkim_key_free(struct dkim_key *k)
 	free(k->path);
 	free(k->pem);
 	memset(k, 0, sizeof(*k));
+}
+
+bool dkim_selector_valid(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '_' || *s == '.'))
+			return false;
+	return true;
 }
 
 static char *base64(const unsigned char *p, size_t len)

@@ -22,6 +22,9 @@ struct dkim_key {
 bool dkim_key_load(struct dkim_key *k, const char *path, char *err, size_t err_len,
                    char *warn, size_t warn_len);
 void dkim_key_free(struct dkim_key *k);
+/* A selector sluice accepts: letters, digits, '-', '_' and '.' (a DNS label
+ * sequence, nothing a TXT lookup or a header could misread). */
+bool dkim_selector_valid(const char *s);
 
 /* Makes a key: *pem (PKCS#8) and *pub (base64 for the DNS record's p=:
  * SubjectPublicKeyInfo for RSA, the raw 32 bytes for Ed25519), malloc'd. */

@@ -65,16 +65,28 @@ void config_defaults(struct config *cfg)
 	};
 }
 
-void config_free(struct config *cfg)
+static void routes_clear(struct config *cfg)
 {
 	for (unsigned i = 0; i < cfg->nroutes; i++) {
 		free(cfg->routes[i].domain);
 		free(cfg->routes[i].host);
 		free(cfg->routes[i].label);
 	}
-	free(cfg->routes);
+	cfg->nroutes = 0;
+}
+
+static void dkim_clear(struct config *cfg)
+{
 	for (unsigned i = 0; i < cfg->ndkim_keys; i++)
 		dkim_key_free(&cfg->dkim_keys[i]);
+	cfg->ndkim_keys = 0;
+}
+
+void config_free(struct config *cfg)
+{
+	routes_clear(cfg);
+	free(cfg->routes);
+	dkim_clear(cfg);
 	free(cfg->dkim_keys);
 	free(cfg->dkim_fallback);
 	free(cfg->dsn_spool);
@@ -128,9 +140,8 @@ static void dkim_add(struct config *cfg, const char *domain, const char *selecto
 {
 	if (!*domain || !*selector || !*path)
 		config_fail("dkim: domain, selector and key file are all needed");
-	for (const char *p = selector; *p; p++)
-		if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.'))
-			config_fail("dkim: selector '%s': letters, digits, '-', '_' and '.' only", selector);
+	if (!dkim_selector_valid(selector))
+		config_fail("dkim: selector '%s': letters, digits, '-', '_' and '.' only", selector);
 	struct dkim_key k;
 	memset(&k, 0, sizeof(k));
 	char err[600], warn[600];
@@ -157,13 +168,6 @@ static void dkim_add_spec(struct config *cfg, const char *spec)
 	dkim_add(cfg, domain, selector, c2 + 1);
 	free(domain);
 	free(selector);
-}
-
-static void dkim_clear(struct config *cfg)
-{
-	for (unsigned i = 0; i < cfg->ndkim_keys; i++)
-		dkim_key_free(&cfg->dkim_keys[i]);
-	cfg->ndkim_keys = 0;
 }
 
 const char *config_add_route(struct config *cfg, const char *spec)
@@ -482,12 +486,7 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1) {
 		if (opt == OPT_ROUTE && !flag_routes) {
 			flag_routes = true;
-			for (unsigned i = 0; i < cfg->nroutes; i++) {
-				free(cfg->routes[i].domain);
-				free(cfg->routes[i].host);
-				free(cfg->routes[i].label);
-			}
-			cfg->nroutes = 0;
+			routes_clear(cfg);
 		}
 		if (opt == OPT_DKIM && !flag_keys) {
 			flag_keys = true;

@@ -7,15 +7,16 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 # dkim/exports.list: libopendkim's key parse reaches dkim/keys.c (see there).
-LIBS := -luring -lconfig -lopendkim -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
+LIBS := -luring -lconfig -lldns -lopendkim -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
 SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_log.c \
         engine/feeder.c engine/dsn.c \
-        engine/config.c engine/spool.c engine/run.c engine/alloc.c \
+        engine/config.c engine/spool.c engine/run.c engine/alloc.c engine/strmap.c \
         shards/ring.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
         shards/shard.c shards/smtp_client.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
+        dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.

@@ -44,6 +44,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, o->response);
 	buf_adds(b, ",\"mx\":");
 	json_add_cstr(b, o->mx);
+	buf_adds(b, ",\"group\":");
+	json_add_cstr(b, o->group);
 	buf_adds(b, ",\"peer\":");
 	json_add_cstr(b, o->peer[0] ? o->peer : NULL);
 	buf_adds(b, ",\"source\":");

@@ -58,6 +58,10 @@ void config_defaults(struct config *cfg)
 	cfg->stop_timeout_s = 10;
 	cfg->log_fsync = true;
 	cfg->max_message_bytes = 64u << 20;
+	cfg->dns_timeout_ms = 2000;
+	cfg->dns_attempts = 2;
+	cfg->dns_cache_size = 20000;
+	cfg->smtp_port = 25;
 	cfg->timeouts = (struct smtp_timeouts){
 		.connect = 30000, .banner = 300000, .ehlo = 300000, .mail = 300000,
 		.rcpt = 300000, .data = 120000, .data_block = 180000, .dot = 600000,
@@ -75,6 +79,40 @@ static void routes_clear(struct config *cfg)
 	cfg->nroutes = 0;
 }
 
+static void mx_groups_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nmx_groups; i++) {
+		free(cfg->mx_groups[i].pattern);
+		free(cfg->mx_groups[i].group);
+	}
+	free(cfg->mx_groups);
+	cfg->mx_groups = NULL;
+	cfg->nmx_groups = 0;
+}
+
+static void dns_server_add(struct config *cfg, const char *spec)
+{
+	if (cfg->ndns_servers == ARRAY_LEN(cfg->dns_servers))
+		config_fail("dns servers: at most %zu", ARRAY_LEN(cfg->dns_servers));
+	if (!dns_server_parse(spec, &cfg->dns_servers[cfg->ndns_servers]))
+		config_fail("DNS server '%s': expected a numeric IP[:PORT] (e.g. 127.0.0.1:53, [::1]:53)", spec);
+	cfg->ndns_servers++;
+}
+
+/* IPv6 is worth asking for when the machine has a route for it (a UDP
+ * connect only looks the route up; nothing is sent). */
+static bool ipv6_routable(void)
+{
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_port = htons(25) };
+	inet_pton(AF_INET6, "2001:db8::1", &sa.sin6_addr);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
 static void dkim_clear(struct config *cfg)
 {
 	for (unsigned i = 0; i < cfg->ndkim_keys; i++)
@@ -90,6 +128,7 @@ void config_free(struct config *cfg)
 	free(cfg->dkim_keys);
 	free(cfg->dkim_fallback);
 	free(cfg->dsn_spool);
+	mx_groups_clear(cfg);
 	free(cfg->spool);
 	free(cfg->log_path);
 	free(cfg->helo);
@@ -122,7 +161,7 @@ static const char *route_add(struct config *cfg, const char *domain, const char 
 		a6->sin6_port = htons((uint16_t)port);
 		r.addr_len = sizeof(*a6);
 	} else {
-		return "host must be a numeric IPv4 or IPv6 address (host names need DNS, not built yet)";
+		return "host must be a numeric IPv4 or IPv6 address";
 	}
 	r.domain = xstrdup(domain);
 	r.host = xstrdup(host);
@@ -238,6 +277,8 @@ static void file_ms(config_t *cf, const char *path, int *dst)
 	*dst = (int)(v * 1000);
 }
 
+static int ipv6_set = -1;         /* dns.ipv6 from the file; -1: decide */
+
 static void config_load_file(struct config *cfg, const char *path)
 {
 	config_t cf;
@@ -300,6 +341,38 @@ static void config_load_file(struct config *cfg, const char *path)
 			config_fail("%s: dkim[%d] needs domain, selector and key", path, i);
 		dkim_add(cfg, domain, selector, key);
 	}
+	config_setting_t *servers = config_lookup(&cf, "dns.servers");
+	for (int i = 0; servers && i < config_setting_length(servers); i++) {
+		const char *v = config_setting_get_string_elem(servers, i);
+		if (!v)
+			config_fail("%s: dns.servers[%d] must be a string \"IP:PORT\"", path, i);
+		dns_server_add(cfg, v);
+	}
+	file_ms(&cf, "dns.timeout", &cfg->dns_timeout_ms);
+	file_uint(&cf, "dns.attempts", &cfg->dns_attempts, 1, 10);
+	file_uint(&cf, "dns.cache-size", &cfg->dns_cache_size, 16, 10000000);
+	if (config_lookup_bool(&cf, "dns.ipv6", &b) == CONFIG_TRUE)
+		ipv6_set = b ? 1 : 0;
+	unsigned smtp_port = 0;
+	file_uint(&cf, "smtp-port", &smtp_port, 1, 65535);
+	if (smtp_port)
+		cfg->smtp_port = (uint16_t)smtp_port;
+	config_setting_t *groups = config_lookup(&cf, "mx-groups");
+	for (int i = 0; groups && i < config_setting_length(groups); i++) {
+		config_setting_t *g = config_setting_get_elem(groups, (unsigned)i);
+		const char *name;
+		config_setting_t *mx = config_setting_lookup(g, "mx");
+		if (config_setting_lookup_string(g, "group", &name) != CONFIG_TRUE || !mx ||
+		    !config_setting_is_array(mx))
+			config_fail("%s: mx-groups[%d] needs group = \"NAME\" and mx = [\"*.pattern\", ...]", path, i);
+		for (int j = 0; j < config_setting_length(mx); j++) {
+			const char *pat = config_setting_get_string_elem(mx, j);
+			if (!pat || !*pat)
+				config_fail("%s: mx-groups[%d].mx[%d] must be a host pattern", path, i, j);
+			cfg->mx_groups = xrealloc(cfg->mx_groups, (cfg->nmx_groups + 1) * sizeof(*cfg->mx_groups));
+			cfg->mx_groups[cfg->nmx_groups++] = (struct mx_group_rule){ xstrdup(pat), xstrdup(name) };
+		}
+	}
 	config_setting_t *routes = config_lookup(&cf, "routes");
 	for (int i = 0; routes && i < config_setting_length(routes); i++) {
 		config_setting_t *r = config_setting_get_elem(routes, (unsigned)i);
@@ -323,8 +396,9 @@ enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
 	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
+	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM,
 	/* capabilities of later issues: refused until they exist */
-	OPT_DNS, OPT_SMTPPORT, OPT_DKIM, OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
+	OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
 
 static const struct option run_opts[] = {
@@ -348,6 +422,7 @@ static const struct option run_opts[] = {
 	{ "help", no_argument, 0, OPT_HELP },
 	{ "dns-server", required_argument, 0, OPT_DNS },
 	{ "smtp-port", required_argument, 0, OPT_SMTPPORT },
+	{ "dns-timeout", required_argument, 0, OPT_DNSTIMEOUT },
 	{ "dkim", required_argument, 0, OPT_DKIM },
 	{ "dkim-fallback-domain", required_argument, 0, OPT_DKIM_FALLBACK },
 	{ "dsn-spool", required_argument, 0, OPT_DSN },
@@ -365,7 +440,12 @@ static void run_usage(FILE *f)
 	      "  -c, --config FILE          configuration file (flags override it)\n"
 	      "  --spool DIR                spool directory (new/, tmp/, active/, bad/)\n"
 	      "  --route DOMAIN=HOST:PORT   send DOMAIN's mail to HOST:PORT, bypassing DNS;\n"
-	      "                             DOMAIN '*' matches every domain (repeatable)\n"
+	      "                             DOMAIN '*' matches every domain (repeatable);\n"
+	      "                             other domains go to their MX hosts (DNS)\n"
+	      "  --dns-server IP[:PORT]     DNS server to ask (repeatable; default: the\n"
+	      "                             nameservers of /etc/resolv.conf)\n"
+	      "  --dns-timeout SECONDS      wait per DNS try (2); each server is tried twice\n"
+	      "  --smtp-port N              port of MX hosts found in DNS (25)\n"
 	      "  --log FILE                 accounting log (JSON lines, appended)\n"
 	      "  --shards N                 delivery threads (default: online CPUs)\n"
 	      "  --spool-workers N          threads that claim and remove spool files\n"
@@ -392,7 +472,7 @@ static void run_usage(FILE *f)
 	      "                             (a spool: sluice itself can deliver it)\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
 	      "  SIGHUP reads the configuration again and reopens the accounting log.\n"
-	      "Not built yet (refused): --dns-server, --smtp-port, --source-ip,\n"
+	      "Not built yet (refused): --source-ip,\n"
 	      "  --tls (other than none), --tls-ca, --max-rate.\n", f);
 }
 
@@ -450,8 +530,15 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	}
 	case OPT_NOCHUNK: cfg->use_chunking = false; break;
 	case OPT_NOPIPE: cfg->use_pipelining = false; break;
-	case OPT_DNS: refuse("--dns-server", "DNS resolution is not built; use --route DOMAIN=HOST:PORT"); break;
-	case OPT_SMTPPORT: refuse("--smtp-port", "it sets the port for MX hosts found in DNS, which is not built; use --route"); break;
+	case OPT_DNS: dns_server_add(cfg, arg); break;
+	case OPT_SMTPPORT: cfg->smtp_port = (uint16_t)parse_flag_uint("--smtp-port", arg, 1, 65535); break;
+	case OPT_DNSTIMEOUT: {
+		int ms = (int)(parse_seconds("--dns-timeout", arg, 60) * 1000);
+		if (ms <= 0)
+			config_fail("--dns-timeout must be positive");
+		cfg->dns_timeout_ms = ms;
+		break;
+	}
 	case OPT_DKIM: dkim_add_spec(cfg, arg); break;
 	case OPT_DKIM_FALLBACK: set_str(&cfg->dkim_fallback, arg); break;
 	case OPT_DSN: set_str(&cfg->dsn_spool, arg); break;
@@ -470,6 +557,7 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 void config_from_run_args(struct config *cfg, int argc, char **argv)
 {
 	config_defaults(cfg);
+	ipv6_set = -1;
 	/* First pass: the config file, so that flags override it. */
 	int opt;
 	optind = 1;
@@ -480,13 +568,17 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 	if (cfg->config_path)
 		config_load_file(cfg, cfg->config_path);
 	/* Routes and keys from flags replace the file's, as any flag does. */
-	bool flag_routes = false, flag_keys = false;
+	bool flag_routes = false, flag_keys = false, flag_dns = false;
 	optind = 1;
 	opterr = 1;
 	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1) {
 		if (opt == OPT_ROUTE && !flag_routes) {
 			flag_routes = true;
 			routes_clear(cfg);
+		}
+		if (opt == OPT_DNS && !flag_dns) {
+			flag_dns = true;
+			cfg->ndns_servers = 0;
 		}
 		if (opt == OPT_DKIM && !flag_keys) {
 			flag_keys = true;
@@ -496,9 +588,15 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 	}
 	if (optind < argc)
 		config_fail("run: unexpected argument '%s' (see sluice run --help)", argv[optind]);
-	if (cfg->nroutes == 0)
-		config_fail("run: no route: DNS resolution is not built yet, so give --route DOMAIN=HOST:PORT "
-		      "(e.g. --route '*=127.0.0.1:2525') or routes in the config file");
+	if (cfg->ndns_servers == 0) {
+		unsigned n = 0;
+		dns_read_resolv_conf("/etc/resolv.conf", cfg->dns_servers, ARRAY_LEN(cfg->dns_servers), &n,
+		                     &cfg->dns_timeout_ms, &cfg->dns_attempts);
+		cfg->ndns_servers = n;
+		if (n == 0) /* as the C library does */
+			dns_server_add(cfg, "127.0.0.1:53");
+	}
+	cfg->ipv6 = ipv6_set >= 0 ? ipv6_set == 1 : ipv6_routable();
 	if (cfg->shards == 0)
 		cfg->shards = config_online_cpus();
 	if (cfg->spool_workers == 0)

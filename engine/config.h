@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include "../dkim/keys.h"
+#include "../dns/mx.h"
 
 struct route {
 	char *domain;                 /* "*" or a domain, matched case-insensitively */
@@ -49,6 +50,16 @@ struct config {
 	unsigned ndkim_keys;
 	char *dkim_fallback;          /* signs mail from domains without keys, or NULL */
 	char *dsn_spool;              /* write DSNs for bounces into this spool, or NULL */
+	/* DNS: for recipient domains no route matches */
+	struct dns_server dns_servers[8]; /* --dns-server, else /etc/resolv.conf */
+	unsigned ndns_servers;
+	int dns_timeout_ms;           /* per try */
+	unsigned dns_attempts;        /* rounds over the servers */
+	unsigned dns_cache_size;      /* names (and domains) cached per shard */
+	uint16_t smtp_port;           /* for MX hosts found in DNS (25) */
+	bool ipv6;                    /* ask AAAA for MX hosts (default: when routable) */
+	struct mx_group_rule *mx_groups; /* MX host pattern -> provider group */
+	unsigned nmx_groups;
 };
 
 /* Parses `sluice run` arguments (and the -c file they name) into cfg.
@@ -60,7 +71,7 @@ void config_defaults(struct config *cfg);
 bool config_reload(struct config *cfg, int argc, char **argv, char *err, size_t err_len);
 /* Adds a route from "DOMAIN=HOST:PORT"; returns an error text or NULL. */
 const char *config_add_route(struct config *cfg, const char *spec);
-/* Index of the route for a recipient domain, or -1. */
+/* Index of the route for a recipient domain, or -1 (then DNS decides). */
 int config_route_for(const struct config *cfg, const char *domain);
 void config_free(struct config *cfg);
 unsigned config_online_cpus(void);

@@ -2,6 +2,8 @@
 #include "run.h"
 #include "../bench/bench.h"
 #include "../dkim/dkim_cmd.h"
+
+int resolve_main(int argc, char **argv); /* dns/resolve_cmd.c */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@ static void usage(FILE *f)
 	      "  inject     write one message into the spool safely\n"
 	      "  bench      benchmark against mock MXes and real peers (bench.py)\n"
 	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
+	      "  resolve    ask sluice's DNS resolver (MX plans, A/AAAA/MX/TXT/PTR)\n"
 	      "Not built yet: doctor.\n", f);
 }
 
@@ -38,6 +41,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "bench"))
 		return bench_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "resolve"))
+		return resolve_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dkim"))
 		return dkim_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "doctor")) {

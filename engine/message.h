@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED };
 
@@ -77,12 +78,20 @@ struct outcome {
 	struct message *msg;
 	char enhanced[12];       /* "5.1.1" or "" */
 	char *response;          /* malloc'd server text (or our reason), may be NULL */
-	const char *mx;          /* static for the process lifetime (route host) */
+	char *mx;                /* malloc'd: MX host name (or the route's HOST:PORT) */
+	char *group;             /* malloc'd: the MX group (provider) of the destination */
 	char peer[48];
 	char source[48];
 };
 
 void message_free(struct message *m);
+/* Frees the strings an outcome carries (response, mx, group). */
+static inline void outcome_free_text(struct outcome *o)
+{
+	free(o->response);
+	free(o->mx);
+	free(o->group);
+}
 /* Bytes of content on the wire before dot-stuffing: signatures + body. */
 static inline size_t message_content_len(const struct message *m)
 {

@@ -268,7 +268,7 @@ static size_t collect(struct engine *e)
 				count_outcome(&e->t, o);
 				if (e->spool.dsn_dir && (o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
 					dsn_note(o->msg, o); /* a field the shard never touches */
-				free(o->response);
+				outcome_free_text(o);
 			}
 			total += n;
 		}

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,4 +186,25 @@ bool parse_uint(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof(ip));
+		port = ntohs(v4->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(v6->sin6_port);
+	}
+	if (!with_port)
+		snprintf(out, len, "%s", ip);
+	else if (ss->ss_family == AF_INET6)
+		snprintf(out, len, "[%s]:%u", ip, port);
+	else
+		snprintf(out, len, "%s:%u", ip, port);
 }

@@ -40,6 +40,10 @@ void buf_free(struct buf *b);
  * becomes empty and keeps out's old storage. */
 void buf_swap_out(struct buf *out, struct buf *next);
 
+/* "192.0.2.1" / "2001:db8::1", with ":25" / "[..]:25" when with_port. */
+struct sockaddr_storage;
+void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len);
+
 /* Waits up to ms for an eventfd to be written, then clears it. */
 void eventfd_wait(int fd, int ms);
 

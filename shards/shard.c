@@ -1,12 +1,14 @@
 /* shards/shard.c - one delivery thread: its io_uring loop, its inbox of
- * messages from the engine, its destinations and connection pools, its
- * retry queue, and its outbox of outcome records. Shards share nothing;
- * the SMTP conversation itself lives in smtp_client.c. */
+ * messages from the engine, its destinations (routes, and MX sites found
+ * through its own DNS resolver) and connection pools, its retry queue, and
+ * its outbox of outcome records. Shards share nothing; the SMTP
+ * conversation itself lives in smtp_client.c. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
 #include "../engine/alloc.h"
 #include "../engine/envelope.h"
 #include "../engine/spool.h"
+#include "../dns/resolver.h"
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #define OUTBOX_CAP 16384
 #define CQE_BATCH 256
 #define STOP_GRACE_MS 2000
+#define DEST_IDLE_MS 60000         /* a DNS destination unused this long goes */
 
 static uint64_t pow2_at_least(uint64_t n)
 {
@@ -55,6 +58,53 @@ static void conns_grow(struct shard *s, unsigned n)
 	s->nconns_max = n;
 }
 
+/* ---- destination addresses ---- */
+
+static void dest_clear_addrs(struct dest *d)
+{
+	for (unsigned i = 0; i < d->naddrs; i++)
+		free(d->addrs[i].mx);
+	free(d->addrs);
+	d->addrs = NULL;
+	d->naddrs = 0;
+}
+
+static void dest_set_route(struct dest *d, const struct route *r)
+{
+	dest_clear_addrs(d);
+	d->route = r;
+	d->addrs = xcalloc(1, sizeof(*d->addrs));
+	d->naddrs = 1;
+	d->addrs[0].sa = r->addr;
+	d->addrs[0].len = r->addr_len;
+	d->addrs[0].mx = xstrdup(r->label);
+	free(d->group);
+	d->group = xstrdup(r->label);
+}
+
+/* The plan's addresses, in its order; dead marks of addresses that stay
+ * are kept. */
+static void dest_set_plan(struct dest *d, const struct mx_plan *p)
+{
+	struct dest_addr *a = xcalloc(p->naddr, sizeof(*a));
+	for (unsigned i = 0; i < p->naddr; i++) {
+		a[i].sa = p->addr[i].sa;
+		a[i].len = p->addr[i].len;
+		a[i].mx = xstrdup(p->addr[i].host);
+		for (unsigned j = 0; j < d->naddrs; j++)
+			if (d->addrs[j].len == a[i].len && !memcmp(&d->addrs[j].sa, &a[i].sa, a[i].len))
+				a[i].dead_until = d->addrs[j].dead_until;
+	}
+	dest_clear_addrs(d);
+	d->addrs = a;
+	d->naddrs = p->naddr;
+	d->plan_serial = p->serial;
+	if (!d->group || strcmp(d->group, p->group)) {
+		free(d->group);
+		d->group = xstrdup(p->group);
+	}
+}
+
 struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wake_fd)
 {
 	struct shard *s = xcalloc(1, sizeof(*s));
@@ -75,7 +125,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	s->dests = xcalloc(s->ndests, sizeof(*s->dests));
 	unsigned per_shard = conns_per_shard(cfg, index);
 	for (unsigned i = 0; i < s->ndests; i++) {
-		s->dests[i].route = &cfg->routes[i];
+		dest_set_route(&s->dests[i], &cfg->routes[i]);
 		s->dests[i].max_conns = per_shard;
 	}
 	conns_grow(s, per_shard * s->ndests);
@@ -127,7 +177,8 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 		snprintf(o.enhanced, sizeof(o.enhanced), "%s", enhanced);
 	o.response = text ? xstrndup(text, text_len) : NULL;
 	if (c) {
-		o.mx = s->dests[c->dest].route->label;
+		o.mx = xstrdup(c->mx);
+		o.group = s->dests[c->dest].group ? xstrdup(s->dests[c->dest].group) : NULL;
 		memcpy(o.peer, c->peer, sizeof(o.peer));
 		memcpy(o.source, c->source, sizeof(o.source));
 	}
@@ -302,32 +353,25 @@ static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
 	return l;
 }
 
-/* Queues recipients idx[0..n) of m, grouped by route into transactions of
- * at most max_rcpt_per_txn recipients (m->legs_open counts each); a
- * recipient without a route is deferred. */
-static void route_recipients(struct shard *s, struct message *m, const uint32_t *idx, uint32_t n)
+/* Queues the recipients ri[k] whose dest[k] >= 0 as transactions of at
+ * most max_rcpt_per_txn recipients per destination (m->legs_open counts
+ * each). */
+static void queue_legs(struct shard *s, struct message *m, const uint32_t *ri, int32_t *dest, uint32_t n)
 {
-	static const char noroute[] = "no route for this domain (DNS resolution is not built; add --route)";
-	const struct config *cfg = s->cfg;
-	int32_t *route = xmalloc((n ? n : 1) * sizeof(*route));
+	uint32_t max = s->cfg->max_rcpt_per_txn;
 	for (uint32_t k = 0; k < n; k++) {
-		route[k] = config_route_for(cfg, address_domain(m->rcpt[idx[k]]));
-		if (route[k] < 0)
-			emit_record(s, m, idx[k], RESULT_DEFERRED, 451, "4.4.0", noroute, sizeof(noroute) - 1, NULL, 0);
-	}
-	for (uint32_t k = 0; k < n; k++) {
-		if (route[k] < 0)
+		if (dest[k] < 0)
 			continue;
-		int32_t r = route[k];
+		int32_t r = dest[k];
 		struct leg *l = NULL;
 		for (uint32_t j = k; j < n; j++) {
-			if (route[j] != r)
+			if (dest[j] != r)
 				continue;
 			if (!l)
-				l = leg_new(m, (uint32_t)r, cfg->max_rcpt_per_txn < n - j ? cfg->max_rcpt_per_txn : n - j);
-			l->ri[l->nr++] = idx[j];
-			route[j] = -2;
-			if (l->nr == cfg->max_rcpt_per_txn) {
+				l = leg_new(m, (uint32_t)r, max < n - j ? max : n - j);
+			l->ri[l->nr++] = ri[j];
+			dest[j] = -1;
+			if (l->nr == max) {
 				m->legs_open++;
 				dest_push(&s->dests[r], l);
 				l = NULL;
@@ -338,7 +382,146 @@ static void route_recipients(struct shard *s, struct message *m, const uint32_t 
 			dest_push(&s->dests[r], l);
 		}
 	}
-	free(route);
+}
+
+/* ---- destinations found in DNS ---- */
+
+static uint32_t dest_slot(struct shard *s)
+{
+	for (unsigned i = s->cfg->nroutes; i < s->ndests; i++)
+		if (s->dests[i].unused)
+			return i;
+	s->dests = xrealloc(s->dests, (s->ndests + 1) * sizeof(*s->dests));
+	memset(&s->dests[s->ndests], 0, sizeof(*s->dests));
+	return s->ndests++;
+}
+
+/* The destination for an MX plan's site, made on first use. */
+static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p)
+{
+	struct strmap_node *node = strmap_find(&s->sites, p->site);
+	uint32_t di;
+	if (node) {
+		di = container_of(node, struct site_ref, node)->dest;
+	} else {
+		di = dest_slot(s);
+		struct dest *d = &s->dests[di];
+		memset(d, 0, sizeof(*d));
+		d->max_conns = conns_per_shard(s->cfg, s->index);
+		d->site = xcalloc(1, sizeof(*d->site));
+		d->site->site = xstrdup(p->site);
+		d->site->dest = di;
+		strmap_insert(&s->sites, &d->site->node, d->site->site);
+		if (s->nfree < d->max_conns)
+			conns_grow(s, s->nconns_max + d->max_conns - s->nfree);
+	}
+	struct dest *d = &s->dests[di];
+	if (d->plan_serial != p->serial)
+		dest_set_plan(d, p);
+	d->used_ms = s->now;
+	return di;
+}
+
+static void dest_release(struct shard *s, struct dest *d)
+{
+	strmap_remove(&s->sites, &d->site->node);
+	free(d->site->site);
+	free(d->site);
+	dest_clear_addrs(d);
+	free(d->group);
+	memset(d, 0, sizeof(*d));
+	d->unused = true;
+}
+
+/* DNS destinations without work, connections or use for a while go. */
+static void dest_gc(struct shard *s)
+{
+	if (s->now < s->next_gc)
+		return;
+	s->next_gc = s->now + DEST_IDLE_MS / 4;
+	for (unsigned i = s->cfg->nroutes; i < s->ndests; i++) {
+		struct dest *d = &s->dests[i];
+		if (d->site && !d->qlen && !d->nconns && s->now - d->used_ms > DEST_IDLE_MS)
+			dest_release(s, d);
+	}
+}
+
+/* A recipient's destination from its domain's plan, or -1 when the plan
+ * settles it (bounce or defer, logged here). */
+static int32_t dest_of_plan(struct shard *s, struct message *m, uint32_t rcpt, const struct mx_plan *p)
+{
+	if (p->kind == MX_DELIVER)
+		return (int32_t)dest_for_plan(s, p);
+	emit_record(s, m, rcpt, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code,
+	            p->enhanced, p->why, strlen(p->why), NULL, 0);
+	return -1;
+}
+
+/* Recipients of one domain waiting for its MX plan; holds one count of
+ * the message's legs_open. */
+struct dns_wait {
+	struct shard *s;
+	struct message *m;
+	uint32_t n;
+	uint32_t ri[];
+};
+
+static void on_plan(void *arg, const struct mx_plan *p)
+{
+	struct dns_wait *w = arg;
+	struct shard *s = w->s;
+	struct message *m = w->m;
+	if (!p || atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		free(w); /* stopping: the message stays in the spool */
+		return;
+	}
+	int32_t *dest = xmalloc(w->n * sizeof(*dest));
+	for (uint32_t i = 0; i < w->n; i++)
+		dest[i] = dest_of_plan(s, m, w->ri[i], p);
+	queue_legs(s, m, w->ri, dest, w->n);
+	free(dest);
+	free(w);
+	if (--m->legs_open == 0)
+		message_attempt_done(s, m);
+}
+
+/* Queues recipients idx[0..n) of m: a route when one matches the domain,
+ * else the domain's MX plan; recipients whose plan is not known yet wait
+ * for it, grouped by domain. */
+static void route_recipients(struct shard *s, struct message *m, const uint32_t *idx, uint32_t n)
+{
+	const struct config *cfg = s->cfg;
+	int32_t *dest = xmalloc((n ? n : 1) * sizeof(*dest));
+	enum { WAITING = -2, WAIT_QUEUED = -3 };
+	for (uint32_t k = 0; k < n; k++) {
+		const char *domain = address_domain(m->rcpt[idx[k]]);
+		int r = config_route_for(cfg, domain);
+		if (r >= 0) {
+			dest[k] = r; /* routes are the first destinations */
+			continue;
+		}
+		const struct mx_plan *p = mx_lookup(s->mx, domain, NULL, NULL);
+		dest[k] = p ? dest_of_plan(s, m, idx[k], p) : WAITING;
+	}
+	for (uint32_t k = 0; k < n; k++) {
+		if (dest[k] != WAITING)
+			continue;
+		const char *domain = address_domain(m->rcpt[idx[k]]);
+		uint32_t same = 0;
+		for (uint32_t j = k; j < n; j++)
+			same += dest[j] == WAITING && !strcasecmp(address_domain(m->rcpt[idx[j]]), domain);
+		struct dns_wait *w = xmalloc(sizeof(*w) + same * sizeof(w->ri[0]));
+		*w = (struct dns_wait){ .s = s, .m = m };
+		for (uint32_t j = k; j < n; j++)
+			if (dest[j] == WAITING && !strcasecmp(address_domain(m->rcpt[idx[j]]), domain)) {
+				w->ri[w->n++] = idx[j];
+				dest[j] = WAIT_QUEUED;
+			}
+		m->legs_open++;
+		mx_lookup(s->mx, domain, on_plan, w); /* may answer at once */
+	}
+	queue_legs(s, m, idx, dest, n);
+	free(dest);
 }
 
 /* Signs m once in this process (on its first attempt here): a message
@@ -395,6 +578,15 @@ static bool same_route(const struct route *a, const struct route *b)
 	return strcasecmp(a->domain, b->domain) == 0 && strcmp(a->label, b->label) == 0;
 }
 
+/* The old destination that became new destination i, or -1. */
+static int32_t map_back(const int32_t *map, unsigned nold, unsigned i)
+{
+	for (unsigned j = 0; j < nold; j++)
+		if (map[j] == (int32_t)i)
+			return (int32_t)j;
+	return -1;
+}
+
 /* SIGHUP: takes the new configuration at the top of the loop. A route
  * that is still there keeps its destination: queue, connections and
  * their state. A route that left becomes a retired destination whose
@@ -416,19 +608,32 @@ static void apply_config(struct shard *s, const struct config *cfg)
 		map[j] = -1;
 	for (unsigned i = 0; i < nnew; i++) {
 		for (unsigned j = 0; j < nold; j++)
-			if (map[j] < 0 && !s->dests[j].retired && same_route(s->dests[j].route, &cfg->routes[i])) {
+			if (map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
+			    same_route(s->dests[j].route, &cfg->routes[i])) {
 				nd[i] = s->dests[j];
 				map[j] = (int32_t)i;
 				break;
 			}
 		nd[i].route = &cfg->routes[i];
+		if (map_back(map, nold, i) < 0)
+			dest_set_route(&nd[i], &cfg->routes[i]);
 		nd[i].max_conns = per_shard;
 		nd[i].retired = false;
 		want += per_shard;
 	}
+	/* destinations found in DNS stay as they are (after the routes) */
+	for (unsigned j = 0; j < nold; j++) {
+		if (s->dests[j].route || s->dests[j].unused)
+			continue;
+		nd[n] = s->dests[j];
+		nd[n].max_conns = per_shard;
+		nd[n].site->dest = n;
+		map[j] = (int32_t)n++;
+		want += per_shard;
+	}
 	struct dest orphans = { 0 };
 	for (unsigned j = 0; j < nold; j++) {
-		if (map[j] >= 0)
+		if (map[j] >= 0 || s->dests[j].unused)
 			continue;
 		struct leg *l;
 		while ((l = dest_pop(&s->dests[j])))
@@ -438,6 +643,9 @@ static void apply_config(struct shard *s, const struct config *cfg)
 			nd[n].max_conns = 0;
 			nd[n].retired = true;
 			map[j] = (int32_t)n++;
+		} else {
+			dest_clear_addrs(&s->dests[j]);
+			free(s->dests[j].group);
 		}
 	}
 	for (unsigned i = 0; i < s->nconns_max; i++) {
@@ -458,6 +666,8 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	s->dests = nd;
 	s->ndests = n;
 	s->cfg = cfg;
+	struct mx_config mc = { cfg->smtp_port, cfg->ipv6, cfg->mx_groups, cfg->nmx_groups, cfg->dns_cache_size };
+	mx_resolver_configure(s->mx, &mc);
 	dkim_signer_free(s->signer); /* keys may have changed */
 	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
 	conns_grow(s, want + (s->nconns_max - s->nfree));
@@ -474,6 +684,7 @@ void shard_reconfigure(struct shard *s, const struct config *cfg)
  * to the destination's limit. */
 static void schedule(struct shard *s)
 {
+	dest_gc(s);
 	for (unsigned di = 0; di < s->ndests; di++)
 		if (s->dests[di].retired && s->dests[di].qlen)
 			reroute_queue(s, &s->dests[di]); /* e.g. the rest after a 452 */
@@ -520,6 +731,10 @@ static void handle_cqes(struct shard *s)
 			}
 			if (op == OP_NOTIFY) {
 				s->notify_inflight = false;
+				continue;
+			}
+			if (op >= OP_DNS_BASE && op < OP_DNS_BASE + DNS_OPS) {
+				dns_on_cqe(s->dns, c, s->now);
 				continue;
 			}
 			uint32_t slot = ring_ud_slot(c->user_data);
@@ -618,6 +833,12 @@ static void *shard_main(void *arg)
 	alloc_thread_arena();
 	s->signer = dkim_signer_new(s->cfg->dkim_keys, s->cfg->ndkim_keys, s->cfg->dkim_fallback);
 	s->ring = ring_new(1024);
+	const struct config *cfg = s->cfg;
+	struct dns_resolver_config dc = { cfg->dns_servers, cfg->ndns_servers, cfg->dns_timeout_ms,
+	                                  cfg->dns_attempts, cfg->dns_cache_size };
+	s->dns = dns_resolver_new(s->ring, OP_DNS_BASE, &dc);
+	struct mx_config mc = { cfg->smtp_port, cfg->ipv6, cfg->mx_groups, cfg->nmx_groups, cfg->dns_cache_size };
+	s->mx = mx_resolver_new(s->dns, &mc);
 	s->now = now_mono_ms();
 	wheel_init(&s->wheel, s->now);
 	int64_t stop_deadline = 0;
@@ -642,6 +863,7 @@ static void *shard_main(void *arg)
 			schedule(s);
 		}
 		wheel_advance(&s->wheel, s->now, on_timer, s);
+		dns_tick(s->dns, s->now);
 		outbox_flush(s);
 		notify_engine(s);
 	}
@@ -649,6 +871,10 @@ static void *shard_main(void *arg)
 	for (unsigned i = 0; i < s->nconns_max; i++)
 		if (s->conns[i]->fd >= 0)
 			close(s->conns[i]->fd);
+	mx_resolver_free(s->mx); /* waiting recipients: their files stay */
+	s->mx = NULL;
+	dns_resolver_free(s->dns);
+	s->dns = NULL;
 	ring_free(s->ring);
 	s->ring = NULL;
 	dkim_signer_free(s->signer);
@@ -716,7 +942,7 @@ void shard_free(struct shard *s)
 	 * finish, and its file is still in the spool. */
 	struct outcome o;
 	while (spsc_pop(&s->outbox, &o))
-		free(o.response);
+		outcome_free_text(&o);
 	struct message *m;
 	while (spsc_pop(&s->inbox, &m))
 		message_free(m);
@@ -726,7 +952,18 @@ void shard_free(struct shard *s)
 		message_free(m);
 	}
 	for (size_t i = 0; i < s->nspill; i++)
-		free(s->spill[i].response);
+		outcome_free_text(&s->spill[i]);
+	for (unsigned i = 0; i < s->ndests; i++) {
+		struct dest *d = &s->dests[i];
+		if (d->site) {
+			strmap_remove(&s->sites, &d->site->node);
+			free(d->site->site);
+			free(d->site);
+		}
+		dest_clear_addrs(d);
+		free(d->group);
+	}
+	strmap_free(&s->sites);
 	for (unsigned i = 0; i < s->nconns_max; i++) {
 		struct conn *c = s->conns[i];
 		buf_free(&c->wbuf);

@@ -1,5 +1,6 @@
 /* shards/shard_internal.h - the types a shard's modules share: destinations
- * (one per route, holding queued transactions and the connection pool),
+ * (one per route, and one per MX site found in DNS; each holds queued
+ * transactions, the addresses to try and the connection pool),
  * legs (one message's recipients for one destination = one SMTP
  * transaction), and connections. Private to shards/. */
 #ifndef SLUICE_SHARD_INTERNAL_H
@@ -10,11 +11,14 @@
 #include "timer_wheel.h"
 #include "smtp_reply.h"
 #include "../dkim/signer.h"
+#include "../dns/mx.h"
+#include "../engine/strmap.h"
 #include "../engine/util.h"
 #include <pthread.h>
 #include <stdatomic.h>
 
-enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOTIFY };
+enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOTIFY,
+           OP_DNS_BASE = 16 /* .. OP_DNS_BASE + DNS_OPS - 1: the resolver's */ };
 
 /* Per-recipient progress inside one transaction. RT_NEXT_TXN: the server
  * said "too many recipients" (RFC 5321 4.5.3.1.10): send it in the next
@@ -30,8 +34,29 @@ struct leg {
 	uint8_t *rt;               /* enum rcpt_txn per ri */
 };
 
+/* The name under which a DNS destination is found (its MX host set). */
+struct site_ref {
+	struct strmap_node node;
+	char *site;
+	uint32_t dest;
+};
+
+struct dest_addr {
+	struct sockaddr_storage sa;
+	socklen_t len;
+	char *mx;                  /* MX host name, or the route's HOST:PORT */
+	int64_t dead_until;        /* connecting failed: try the others first */
+};
+
 struct dest {
-	const struct route *route;
+	const struct route *route; /* NULL: found in DNS */
+	struct site_ref *site;     /* DNS destinations */
+	char *group;               /* MX group, logged (throttles key on it) */
+	struct dest_addr *addrs;   /* in the order to try */
+	unsigned naddrs;
+	uint64_t plan_serial;      /* which MX plan the addresses came from */
+	int64_t used_ms;           /* last routed to (idle DNS destinations go) */
+	bool unused;               /* a free slot in s->dests */
 	struct leg *qhead, *qtail;
 	uint32_t qlen;
 	uint32_t nconns;           /* open or opening */
@@ -73,6 +98,8 @@ struct conn {
 	int fd;
 	enum conn_state state;
 	uint32_t dest;
+	unsigned addr;             /* index into the destination's addresses */
+	char mx[DNS_NAME_MAX + 1];
 	unsigned ops;              /* operations in flight on the ring */
 	struct timer timer;
 	/* server capabilities from EHLO */
@@ -130,6 +157,10 @@ struct shard {
 	uint64_t rng;              /* retry jitter */
 	struct message held;       /* list head: messages this shard owns */
 	struct dkim_signer *signer; /* NULL when no DKIM key is configured */
+	struct dns_resolver *dns;
+	struct mx_resolver *mx;
+	struct strmap sites;       /* site -> struct site_ref */
+	int64_t next_gc;
 	int64_t now;
 };
 

@@ -25,6 +25,10 @@
 #include <unistd.h>
 
 #define RBUF_MIN 4096
+#define ADDR_DEAD_MS 60000   /* an address that failed to connect/greet is tried last for this long */
+
+static void c_open_at(struct shard *s, uint32_t dest, unsigned ai);
+static unsigned first_live_addr(const struct shard *s, const struct dest *d);
 
 static const char *cmd_name(uint8_t cmd)
 {
@@ -256,8 +260,13 @@ static void conn_fail(struct shard *s, struct conn *c, uint16_t code, const char
 	}
 	struct dest *d = &s->dests[c->dest];
 	uint32_t others_alive = d->nconns - 1;
+	bool untried = false; /* another address may work: the queue waits for it */
+	if (never_ready && c->addr < d->naddrs) {
+		d->addrs[c->addr].dead_until = s->now + ADDR_DEAD_MS;
+		untried = d->addrs[first_live_addr(s, d)].dead_until <= s->now;
+	}
 	enter_closing(s, c);
-	if (never_ready && others_alive == 0) {
+	if (never_ready && others_alive == 0 && !untried) {
 		struct leg *l;
 		while ((l = dest_pop(d))) {
 			leg_defer_unsettled(s, c, l, false, code, enh, why, 0);
@@ -294,11 +303,26 @@ void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 
 /* ---- opening ---- */
 
+/* The first address not marked dead (all dead: the first). */
+static unsigned first_live_addr(const struct shard *s, const struct dest *d)
+{
+	for (unsigned i = 0; i < d->naddrs; i++)
+		if (d->addrs[i].dead_until <= s->now)
+			return i;
+	return 0;
+}
+
 void conn_open(struct shard *s, uint32_t dest)
 {
 	struct dest *d = &s->dests[dest];
-	const struct route *r = d->route;
-	ASSERT(s->nfree > 0);
+	ASSERT(s->nfree > 0 && d->naddrs > 0);
+	c_open_at(s, dest, first_live_addr(s, d));
+}
+
+static void c_open_at(struct shard *s, uint32_t dest, unsigned ai)
+{
+	struct dest *d = &s->dests[dest];
+	const struct dest_addr *a = &d->addrs[ai];
 	struct conn *c = s->conns[s->free_slots[--s->nfree]];
 	ASSERT(c->state == CS_FREE);
 	c->dest = dest;
@@ -310,17 +334,22 @@ void conn_open(struct shard *s, uint32_t dest)
 	c->need_rset = false;
 	c->txn[0].active = c->txn[1].active = false;
 	c->source[0] = 0;
-	snprintf(c->peer, sizeof(c->peer), "%s", r->label);
+	c->addr = ai;
+	snprintf(c->mx, sizeof(c->mx), "%s", a->mx);
+	if (d->route)
+		snprintf(c->peer, sizeof(c->peer), "%s", d->route->label);
+	else
+		sockaddr_text(&a->sa, true, c->peer, sizeof(c->peer));
 	d->nconns++;
 	c->state = CS_CONNECTING;
-	c->fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		conn_failf(s, c, "cannot create socket: %s", strerror(errno));
 		return;
 	}
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ring_connect(s->ring, c->fd, (const struct sockaddr *)&r->addr, r->addr_len, ud(c, OP_CONNECT));
+	ring_connect(s->ring, c->fd, (const struct sockaddr *)&a->sa, a->len, ud(c, OP_CONNECT));
 	c->ops++;
 	rearm_timer(s, c);
 }
@@ -329,14 +358,8 @@ static void note_source(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN] = "";
-	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) != 0)
-		return;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-	snprintf(c->source, sizeof(c->source), "%s", ip);
+	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0)
+		sockaddr_text(&ss, false, c->source, sizeof(c->source));
 }
 
 /* ---- transactions ---- */

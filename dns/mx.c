@@ -266,11 +266,13 @@ static void fail(struct mx_resolver *m, struct dom *d, enum mx_kind kind, uint16
 	finish(m, d);
 }
 
-static void add_addr(struct mx_plan *p, unsigned host, uint16_t type, const uint8_t *a, uint16_t port)
+static void add_addr(struct mx_plan *p, unsigned host, uint16_t pref, uint16_t type, const uint8_t *a,
+                     uint16_t port)
 {
 	struct mx_addr *x = &p->addr[p->naddr++];
 	memset(x, 0, sizeof(*x));
 	x->host = p->hosts[host];
+	x->pref = pref;
 	if (type == DNS_T_A) {
 		struct sockaddr_in *v4 = (struct sockaddr_in *)&x->sa;
 		v4->sin_family = AF_INET;
@@ -335,7 +337,7 @@ static void build(struct mx_resolver *m, struct dom *d)
 			if (a->status != DNS_NXDOMAIN)
 				nxdomain_all = false;
 			for (unsigned k = 0; a->status == DNS_OK && k < a->n && k < ADDRS_PER_HOST; k++)
-				add_addr(p, h, t ? DNS_T_AAAA : DNS_T_A, a->rr[k].addr, m->cfg.port);
+				add_addr(p, h, d->pref[h], t ? DNS_T_AAAA : DNS_T_A, a->rr[k].addr, m->cfg.port);
 		}
 	if (p->naddr == 0) {
 		if (d->any_tempfail)

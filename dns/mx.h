@@ -30,6 +30,7 @@ struct mx_addr {
 	struct sockaddr_storage sa;
 	socklen_t len;
 	const char *host;         /* the MX host name (inside the plan) */
+	uint16_t pref;            /* its preference */
 };
 
 enum mx_kind { MX_DELIVER = 0, MX_BOUNCE, MX_DEFER };

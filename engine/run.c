@@ -40,6 +40,7 @@ static void on_signal(int sig)
 
 struct totals {
 	uint64_t messages_done, delivered, bounced, expired, deferred, bad;
+	uint64_t dns[3];                /* queries over UDP, over TCP; tries timed out */
 };
 
 /* One pipeline per core: a shard, and the spool worker (feeder) that
@@ -374,6 +375,8 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	printf("  deferred attempts %llu\n", (unsigned long long)t->deferred);
 	printf("  bad spool files   %llu\n", (unsigned long long)t->bad);
 	printf("  not final         %u (left in the spool)\n", left);
+	printf("  dns queries       %llu UDP, %llu TCP, %llu timed out\n", (unsigned long long)t->dns[0],
+	       (unsigned long long)t->dns[1], (unsigned long long)t->dns[2]);
 	printf("  cpu               %.2f s\n", cpu_seconds());
 	fflush(stdout);
 }
@@ -465,8 +468,10 @@ int run_main(int argc, char **argv)
 		e.t.bad += feeder_bad_total(e.feeders[k]);
 		feeder_free(e.feeders[k]);
 	}
-	for (unsigned i = 0; i < e.nlanes; i++)
+	for (unsigned i = 0; i < e.nlanes; i++) {
+		shard_dns_counters(e.lanes[i].shard, e.t.dns);
 		shard_free(e.lanes[i].shard);
+	}
 	free(e.feeders);
 	free(e.shards);
 	free(e.lanes);

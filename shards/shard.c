@@ -91,6 +91,7 @@ static void dest_set_plan(struct dest *d, const struct mx_plan *p)
 		a[i].sa = p->addr[i].sa;
 		a[i].len = p->addr[i].len;
 		a[i].mx = xstrdup(p->addr[i].host);
+		a[i].pref = p->addr[i].pref;
 		for (unsigned j = 0; j < d->naddrs; j++)
 			if (d->addrs[j].len == a[i].len && !memcmp(&d->addrs[j].sa, &a[i].sa, a[i].len))
 				a[i].dead_until = d->addrs[j].dead_until;
@@ -214,6 +215,14 @@ static void message_done(struct shard *s, struct message *m)
 	outbox_put(s, &o);
 }
 
+uint64_t shard_random(struct shard *s)
+{
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 7;
+	s->rng ^= s->rng << 17;
+	return s->rng;
+}
+
 /* The wait before attempt n+1: retry-interval doubled per attempt, capped
  * at retry-max, with +-10% jitter so deferred mail does not come back in
  * one wave. */
@@ -224,11 +233,8 @@ static int64_t retry_wait_ms(struct shard *s, uint32_t attempts)
 		w *= 2;
 	if (w > s->cfg->retry_max_ms)
 		w = s->cfg->retry_max_ms;
-	s->rng ^= s->rng << 13;
-	s->rng ^= s->rng >> 7;
-	s->rng ^= s->rng << 17;
 	int64_t j = w / 10;
-	return j > 0 ? w - j + (int64_t)(s->rng % (uint64_t)(2 * j + 1)) : w;
+	return j > 0 ? w - j + (int64_t)(shard_random(s) % (uint64_t)(2 * j + 1)) : w;
 }
 
 /* The retry queue is kept in due order; most inserts land at the tail. */
@@ -871,6 +877,7 @@ static void *shard_main(void *arg)
 	for (unsigned i = 0; i < s->nconns_max; i++)
 		if (s->conns[i]->fd >= 0)
 			close(s->conns[i]->fd);
+	dns_counters(s->dns, &s->dns_counters[0], &s->dns_counters[1], &s->dns_counters[2]);
 	mx_resolver_free(s->mx); /* waiting recipients: their files stay */
 	s->mx = NULL;
 	dns_resolver_free(s->dns);
@@ -932,6 +939,12 @@ void shard_stop(struct shard *s)
 	atomic_store_explicit(&s->stop, 1, memory_order_release);
 	shard_kick(s);
 	pthread_join(s->thread, NULL);
+}
+
+void shard_dns_counters(const struct shard *s, uint64_t out[3])
+{
+	for (int i = 0; i < 3; i++)
+		out[i] += s->dns_counters[i];
 }
 
 void shard_free(struct shard *s)

@@ -27,4 +27,6 @@ bool shard_idle(struct shard *s);
  * rest: their messages stay in the spool) and join the thread. */
 void shard_stop(struct shard *s);
 void shard_free(struct shard *s);
+/* After shard_stop: adds its DNS queries (UDP, TCP) and timeouts to out. */
+void shard_dns_counters(const struct shard *s, uint64_t out[3]);
 #endif

@@ -45,6 +45,7 @@ struct dest_addr {
 	struct sockaddr_storage sa;
 	socklen_t len;
 	char *mx;                  /* MX host name, or the route's HOST:PORT */
+	uint16_t pref;             /* its MX preference */
 	int64_t dead_until;        /* connecting failed: try the others first */
 };
 
@@ -160,11 +161,13 @@ struct shard {
 	struct dns_resolver *dns;
 	struct mx_resolver *mx;
 	struct strmap sites;       /* site -> struct site_ref */
+	uint64_t dns_counters[3];  /* kept when the resolver goes */
 	int64_t next_gc;
 	int64_t now;
 };
 
 /* shard.c: outcomes and message bookkeeping used by the SMTP client */
+uint64_t shard_random(struct shard *s);
 void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
                 uint16_t code, const char *enhanced, const char *text, size_t text_len,
                 const struct conn *c, int64_t start_ms);

@@ -312,11 +312,22 @@ static unsigned first_live_addr(const struct shard *s, const struct dest *d)
 	return 0;
 }
 
+/* A new connection goes to the best preference that has live addresses,
+ * to one of them at random, so that equal-preference MX hosts share the
+ * load (RFC 5321 5.1) even when one plan serves every message. */
 void conn_open(struct shard *s, uint32_t dest)
 {
 	struct dest *d = &s->dests[dest];
 	ASSERT(s->nfree > 0 && d->naddrs > 0);
-	c_open_at(s, dest, first_live_addr(s, d));
+	unsigned first = first_live_addr(s, d), live = 0, i;
+	for (i = first; i < d->naddrs && d->addrs[i].pref == d->addrs[first].pref; i++)
+		live += d->addrs[i].dead_until <= s->now;
+	unsigned pick = live > 1 ? (unsigned)(shard_random(s) % live) : 0;
+	for (i = first; i < d->naddrs; i++)
+		if (d->addrs[i].dead_until <= s->now || live == 0)
+			if (pick-- == 0)
+				break;
+	c_open_at(s, dest, i < d->naddrs ? i : first);
 }
 
 static void c_open_at(struct shard *s, uint32_t dest, unsigned ai)

@@ -26,10 +26,12 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_mockmx PORT [mockmx options...]: starts it, waits until it listens.
+# start_mockmx [ADDR:]PORT [mockmx options...]: starts it (on 127.0.0.1
+# unless ADDR is given), waits until it listens. Files: $T/mx-[ADDR-]PORT.*
 start_mockmx() {
-	local port=$1; shift
-	timeout 300 "$SLUICE" mockmx --listen "127.0.0.1:$port" --max-time 280 \
+	local port=$1 listen=$1; shift
+	case $port in *:*) port=${port/:/-} ;; *) listen=127.0.0.1:$port ;; esac
+	timeout 300 "$SLUICE" mockmx --listen "$listen" --max-time 280 \
 		--stats "$T/mx-$port.json" "$@" >"$T/mx-$port.out" 2>"$T/mx-$port.err" &
 	PIDS+=($!)
 	MX_PID=$!
@@ -48,7 +50,32 @@ stop_mockmx() {
 	true
 }
 
-mx_stat() { jq -r ".$2" "$T/mx-$1.json"; }
+mx_stat() { jq -r ".$2" "$T/mx-${1/:/-}.json"; }
+
+# start_nsd ZONE FILE [ZONE FILE...]: NSD, a real authoritative server, on
+# 127.0.0.1:$NSD_PORT serving the zone files (relative to $T).
+start_nsd() {
+	NSD_PORT=$(free_port)
+	mkdir -p "$T/nsd"
+	{ echo "server:"
+	  echo "  ip-address: 127.0.0.1@$NSD_PORT"
+	  echo "  username: \"\""; echo "  chroot: \"\""; echo "  database: \"\""
+	  echo "  zonesdir: \"$T\""
+	  echo "  pidfile: \"$T/nsd/pid\""; echo "  zonelistfile: \"$T/nsd/zone.list\""
+	  echo "  xfrdfile: \"$T/nsd/xfrd.state\""; echo "  xfrdir: \"$T/nsd\""
+	  echo "  logfile: \"$T/nsd/log\""; echo "  server-count: 1"
+	  echo "remote-control:"; echo "  control-enable: no"
+	  while [ $# -ge 2 ]; do echo "zone:"; echo "  name: $1"; echo "  zonefile: \"$2\""; shift 2; done
+	} >"$T/nsd/nsd.conf"
+	timeout 300 nsd -d -c "$T/nsd/nsd.conf" >"$T/nsd/out" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		grep -q "nsd started" "$T/nsd/log" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	cat "$T/nsd/log" "$T/nsd/out" >&2
+	fail "nsd did not start"
+}
 
 # start_daemon [args...]: `sluice run` without --drain in the background
 # (bounded by --max-time 60), logging to $T/acct.jsonl; its pid in DAEMON.

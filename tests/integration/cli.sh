@@ -3,11 +3,10 @@
 # file is read and flags override it.
 source "$(dirname "$0")/../lib.sh"
 set -e
-for c in run mockmx spoolgen inject bench dkim; do
+for c in run mockmx spoolgen inject bench dkim resolve; do
 	"$SLUICE" $c --help | grep -qi usage || fail "$c --help"
 done
-for f in "--dns-server 127.0.0.1:53" "--smtp-port 2525" "--source-ip 127.0.0.2" \
-         "--tls required" "--tls-ca /x" "--max-rate 10/s"; do
+for f in "--source-ip 127.0.0.2" "--tls required" "--tls-ca /x" "--max-rate 10/s"; do
 	set +e
 	# shellcheck disable=SC2086
 	out=$("$SLUICE" run --spool "$T/sp" --route '*=127.0.0.1:9' $f 2>&1); rc=$?
@@ -15,10 +14,13 @@ for f in "--dns-server 127.0.0.1:53" "--smtp-port 2525" "--source-ip 127.0.0.2" 
 	[ "$rc" -ne 0 ] || fail "$f was accepted"
 	echo "$out" | grep -q "not available yet" || fail "$f: unclear refusal: $out"
 done
-set +e
-out=$("$SLUICE" run --spool "$T/sp" --drain 2>&1); rc=$?
-set -e
-[ "$rc" -ne 0 ] && echo "$out" | grep -q "no route" || fail "run without a route: $out"
+for f in "--dns-server dns.example:53" "--dns-server 127.0.0.1:0" "--smtp-port 0" "--dns-timeout -1"; do
+	set +e
+	# shellcheck disable=SC2086
+	out=$("$SLUICE" run --spool "$T/sp" --drain $f 2>&1); rc=$?
+	set -e
+	[ "$rc" -ne 0 ] && echo "$out" | grep -qi "dns\|port\|seconds" || fail "$f: not refused clearly: $out"
+done
 # Config file with a route and a retry interval; a flag overrides the spool.
 port=$(free_port)
 start_mockmx "$port"

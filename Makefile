@@ -23,11 +23,12 @@ SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
             libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
             postfix python3 python3-dkim jq gnuplot-nox openssl strace iproute2 \
-            opendkim-tools dnsmasq-base
+            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix
 # What must exist for each of them (checked before installing anything).
 DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
-             /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq
+             /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
+             /usr/share/publicsuffix/public_suffix_list.dat
 
 BUILD := build/release
 ASAN_BUILD := build/asan
@@ -35,9 +36,9 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
-UNIT_TESTS := test_smtp_reply test_envelope test_smtp_data test_json test_timer_wheel
+UNIT_TESTS := test_smtp_reply test_envelope test_smtp_data test_json test_timer_wheel test_dns_packet
 
-.PHONY: all deps check check-asan unit integration bench bench-quick demo install clean
+.PHONY: all deps check check-asan unit integration bench bench-quick demo install clean fuzz
 
 all: sluice
 
@@ -117,3 +118,13 @@ install: sluice
 
 clean:
 	rm -rf build sluice
+
+# fuzz: libFuzzer (clang) on the DNS packet path for FUZZ_SECONDS (not in CI).
+FUZZ_SECONDS ?= 120
+fuzz: deps
+	@command -v clang >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq clang; }
+	@mkdir -p build/fuzz
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_dns_packet \
+	      tests/fuzz/fuzz_dns_packet.c dns/packet.c -lldns
+	python3 tests/fuzz/seeds.py build/fuzz/corpus
+	./build/fuzz/fuzz_dns_packet -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=5 build/fuzz/corpus

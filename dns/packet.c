@@ -22,7 +22,9 @@ bool dns_name_valid(const char *name)
 	size_t len = strlen(name), label = 0;
 	if (len == 0 || len > DNS_NAME_MAX)
 		return false;
-	for (const char *p = name; *p; p++) {
+	if (len > 1 && name[len - 1] == '.')
+		len--; /* fully qualified */
+	for (const char *p = name; p < name + len; p++) {
 		if (*p == '.') {
 			if (label == 0)
 				return false;
@@ -34,7 +36,7 @@ bool dns_name_valid(const char *name)
 		if (++label > 63)
 			return false;
 	}
-	return label > 0 || len == 1;
+	return label > 0;
 }
 
 size_t dns_query_build(uint8_t *out, size_t cap, uint16_t id, const char *name, uint16_t type)

@@ -269,7 +269,10 @@ def sluice_scenario(a, sc, sinks, work):
                     str(sc['size']), '--domains', str(sc['domains'])], check=True, stdout=subprocess.DEVNULL)
     total_bytes = sum(e.stat().st_size for e in os.scandir(os.path.join(spool, 'new')))
     sink = sinks[sc['sink']]
-    cmd = [a.sluice, 'run', '--drain', '--spool', spool, '--route', f'*=127.0.0.1:{sink.port}',
+    where = ['--route', f'*=127.0.0.1:{sink.port}']
+    if sc.get('dns'):  # every domain's MX found through NSD, all at the sink
+        where = ['--dns-server', a.nsd.server, '--smtp-port', str(sink.port)]
+    cmd = [a.sluice, 'run', '--drain', '--spool', spool, *where,
            '--shards', str(sc['shards']), '--max-connections', str(sc['conns']), '--log', log,
            '--max-time', str(a.max_run_time)]
     env = None
@@ -322,6 +325,63 @@ def sluice_scenario(a, sc, sinks, work):
         r['timeline'] = timeline(stamps)
     os.unlink(log)
     return r
+
+
+class Nsd:
+    """NSD on 127.0.0.1 serving zone 'example.' for spoolgen's domains
+    d0.example .. dN.example: each has MX 10 mx.example, which is 127.0.0.1."""
+    def __init__(self, work, ndomains):
+        self.dir = os.path.join(work, 'nsd')
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.names = [f'd{i}.example' for i in range(ndomains)]
+        with open(os.path.join(self.dir, 'example.zone'), 'w') as f:
+            f.write('$ORIGIN example.\n$TTL 3600\n@ SOA ns.example. h.example. 1 3600 600 86400 300\n'
+                    '@ NS ns\nns A 127.0.0.1\nmx A 127.0.0.1\n')
+            for i in range(ndomains):
+                f.write(f'd{i} MX 10 mx\n')
+        d = self.dir
+        with open(os.path.join(d, 'nsd.conf'), 'w') as f:
+            f.write(f'server:\n  ip-address: 127.0.0.1@{self.port}\n  username: ""\n  chroot: ""\n  database: ""\n'
+                    f'  zonesdir: "{d}"\n  pidfile: "{d}/pid"\n  zonelistfile: "{d}/zl"\n  xfrdfile: "{d}/xs"\n'
+                    f'  xfrdir: "{d}"\n  logfile: "{d}/log"\n  server-count: 1\n'
+                    f'remote-control:\n  control-enable: no\nzone:\n  name: example\n  zonefile: "example.zone"\n')
+        self.p = subprocess.Popen(['timeout', '3600', 'nsd', '-d', '-c', os.path.join(d, 'nsd.conf')],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(os.path.join(d, 'log')) and 'nsd started' in open(os.path.join(d, 'log')).read():
+                break
+            time.sleep(0.05)
+        self.server = f'127.0.0.1:{self.port}'
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+
+
+def dns_resolutions(a, nsd):
+    """Cold cache: sluice's resolver over all names (one process, up to 500
+    queries out), next to drill in a loop (one process and query per name)
+    as the floor."""
+    names = os.path.join(nsd.dir, 'names')
+    with open(names, 'w') as f:
+        f.write('\n'.join(nsd.names) + '\n')
+    out = {'names': len(nsd.names)}
+    for t in ('mx', 'plan'):
+        t0 = time.monotonic()
+        r = subprocess.run([a.sluice, 'resolve', '--dns-server', nsd.server, '--type', t, '--file', names, '--quiet'],
+                           capture_output=True, text=True, timeout=300)
+        wall = time.monotonic() - t0
+        out[f'sluice_{t}_per_s'] = round(len(nsd.names) / wall, 1)
+        out[f'sluice_{t}_summary'] = r.stderr.strip()
+    k = min(len(nsd.names), 300 if a.quick else 1000)
+    t0 = time.monotonic()
+    for n in nsd.names[:k]:
+        subprocess.run(['drill', '-p', str(nsd.port), '@127.0.0.1', 'MX', n], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10)
+    out['drill_loop_names'] = k
+    out['drill_loop_per_s'] = round(k / (time.monotonic() - t0), 1)
+    return out
 
 
 def dkim_key(a, work, alg):
@@ -387,6 +447,10 @@ def scenarios(a, cores):
             out.append(dict(base, name=f'3KB-shards{s}', shards=s, n=small))
         for d in (1, 5000):
             out.append(dict(base, name=f'3KB-domains{d}', domains=d, n=small))
+    # DNS: the same 5,000 domains through MX lookups (cold cache) vs --route
+    out.append(dict(base, name='3KB-domains5000-route', domains=5000, n=small))
+    out.append(dict(base, name='3KB-domains5000-dns', domains=5000, n=small, dns=True,
+                    vs='3KB-domains5000-route'))
         for c in (2, 100):
             out.append(dict(base, name=f'3KB-conns{c}', conns=c, n=small // 2))
     out.append(dict(base, name='3KB-smtp-sink', sink='smtp-sink', n=small))
@@ -453,6 +517,8 @@ def table(res):
     speed = peers.get('openssl-speed', {})
     for s in res['sluice']:
         p = peers.get(peer_key(s['sink'], s['size']), {}).get('msgs_per_s')
+        if s.get('vs'):  # the same run without the capability, measured in this session
+            p = next((x['msgs_per_s'] for x in res['sluice'] if x['name'] == s['vs']), None)
         if s.get('dkim'):  # the ceiling: one core's openssl sign/s x shards
             one = speed.get(f"{'rsa2048' if s['dkim'] == 'rsa' else 'ed25519'}_sign_per_s")
             p = one * s['shards'] if one else None
@@ -474,6 +540,11 @@ def table(res):
             lines.append(f"| {k} | {v['messages']} | {v['msgs_per_s']:,.0f} | {v.get('cpu', '-')} | {v.get('note', '')} |")
         else:
             lines.append(f"| {k} | - | - | - | " + ', '.join(f'{x} {y:,.0f}/s' for x, y in v.items()) + ' |')
+    dn = res.get('dns')
+    if dn:
+        lines.append(f"\nDNS cold cache, {dn['names']} domains on local NSD: sluice resolve MX {dn['sluice_mx_per_s']:,.0f}/s, "
+                     f"MX plan (MX + A) {dn['sluice_plan_per_s']:,.0f}/s; drill in a loop ({dn['drill_loop_names']} names) "
+                     f"{dn['drill_loop_per_s']:,.0f}/s -> {dn['sluice_mx_per_s'] / dn['drill_loop_per_s']:.1f}x the floor")
     dl = res.get('daemon_latency')
     if dl:
         lines.append(f"\ndaemon pick-up latency (file renamed into new/ -> 250 from mockmx, idle daemon, "
@@ -517,6 +588,7 @@ def main():
     os.chmod(work, 0o755)
     mx = MockMX(a.sluice)
     sink = SmtpSink()
+    a.nsd = Nsd(work, 5000)
     try:
         if not a.no_peers:
             say('openssl speed rsa2048 ed25519 (one core)')
@@ -536,6 +608,8 @@ def main():
                 r = postfix_from_queue(mx.port, pf_n, 3000, work)
                 r['note'] = 'throwaway instance, concurrency 20, relayhost = mockmx'
                 res['peers']['postfix-from-queue->mockmx'] = r
+        say('DNS: cold-cache resolutions of 5,000 domains, sluice resolve vs drill in a loop')
+        res['dns'] = dns_resolutions(a, a.nsd)
         sinks = {'mockmx': mx, 'smtp-sink': sink}
         for sc in scenarios(a, cores):
             res['sluice'].append(sluice_scenario(a, sc, sinks, work))
@@ -546,6 +620,7 @@ def main():
     finally:
         res['mockmx_totals'] = mx.stop()
         sink.stop()
+        a.nsd.stop()
         shutil.rmtree(work, ignore_errors=True)
     res['seconds_total'] = round(time.monotonic() - started, 1)
     os.makedirs(a.results, exist_ok=True)

@@ -42,7 +42,7 @@ static void accounting_line(void **state)
 	struct message m = { .id = "f1", .sender = "s@x.example", .rcpt = rcpts, .nrcpt = 1 };
 	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .code = 550,
 	                     .attempt = 2, .ms = 7, .queue_ms = 9, .ts_ms = 1700000000123, .msg = &m,
-	                     .response = "5.1.1 \"no\" such\nuser", .mx = "127.0.0.1:25" };
+	                     .response = "5.1.1 \"no\" such\nuser", .mx = "127.0.0.1:25", .group = "gmail" };
 	strcpy(o.enhanced, "5.1.1");
 	strcpy(o.peer, "127.0.0.1:25");
 	struct buf b = { 0 };
@@ -51,7 +51,7 @@ static void accounting_line(void **state)
 	assert_string_equal(b.p,
 		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1\",\"job\":null,\"from\":\"s@x.example\","
 		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"code\":550,\"enhanced\":\"5.1.1\","
-		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"peer\":\"127.0.0.1:25\","
+		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"group\":\"gmail\",\"peer\":\"127.0.0.1:25\","
 		"\"source\":null,\"dkim\":null,\"tls\":null,\"attempt\":2,\"ms\":7,\"queue_ms\":9}\n");
 	/* Signed: domain and selectors. */
 	char dkim[] = "{\"d\":\"x.example\",\"s\":[\"a\",\"b\"]}";

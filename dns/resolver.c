@@ -160,6 +160,9 @@ struct dns_resolver *dns_resolver_new(struct ring *ring, unsigned op_base,
 		struct server_sock *k = &r->socks[i];
 		k->buf = xmalloc(UDP_BUF);
 		k->fd = socket(r->servers[i].sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0); /* blocking: io_uring would answer -EAGAIN at once */
+		int rcvbuf = 1 << 20; /* room for a burst of answers */
+		if (k->fd >= 0)
+			setsockopt(k->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 		if (k->fd >= 0 && connect(k->fd, (struct sockaddr *)&r->servers[i].sa, r->servers[i].len) != 0) {
 			warnx_("DNS server %s: %s", r->servers[i].label, strerror(errno));
 			close(k->fd);
@@ -453,11 +456,20 @@ void dns_on_cqe(struct dns_resolver *r, const struct ring_cqe *cqe, int64_t now)
 	if (opx == OPX_UDP_RECV) {
 		struct server_sock *k = &r->socks[slot];
 		k->armed = false;
-		if (cqe->res >= 0) {
-			uint16_t id = dns_wire_id(k->buf, (size_t)cqe->res);
+		/* One datagram came with the completion; the ones queued behind it
+		 * are read now without waiting (a burst of answers would otherwise
+		 * wait a loop turn each, and overflow the socket buffer). */
+		ssize_t got = cqe->res;
+		for (int burst = 0; got >= 0 && burst < 256; burst++) {
+			uint16_t id = dns_wire_id(k->buf, (size_t)got);
 			uint32_t qs = r->idmap[id];
 			if (qs && r->q[qs - 1].e && r->q[qs - 1].server == slot && r->q[qs - 1].tcp_fd < 0)
-				on_answer(r, qs - 1, k->buf, (size_t)cqe->res);
+				on_answer(r, qs - 1, k->buf, (size_t)got);
+			if (k->armed) /* a callback armed the next receive already */
+				break;
+			got = recv(k->fd, k->buf, UDP_BUF, MSG_DONTWAIT);
+		}
+		if (cqe->res >= 0) {
 		} else if (cqe->res == -ECONNREFUSED) {
 			/* ICMP port unreachable: nobody serves there; move the
 			 * queries waiting on this server on at once. */

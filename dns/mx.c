@@ -3,6 +3,7 @@
  * callers waiting for it. */
 #define _GNU_SOURCE
 #include "mx.h"
+#include "../engine/dlist.h"
 #include "../engine/strmap.h"
 #include "../engine/util.h"
 #include <arpa/inet.h>
@@ -55,14 +56,14 @@ struct dom {
 	struct lookup *lk;
 	struct { mx_done_fn fn; void *arg; } *w;
 	unsigned nw, cw;
-	struct dom *prev, *next;  /* LRU of ready plans */
+	struct dlist link;        /* LRU of ready plans */
 };
 
 struct mx_resolver {
 	struct dns_resolver *dns;
 	struct mx_config cfg;
 	struct strmap map;
-	struct dom lru;
+	struct dlist lru;         /* ready plans, most recent first */
 	unsigned nready;
 	uint64_t serial, rng;
 };
@@ -151,14 +152,23 @@ const char *mx_registered_domain(const char *host)
 	return p;
 }
 
+/* The group of the first rule whose pattern matches host, or NULL. */
+static const char *rule_group(const struct mx_group_rule *rules, unsigned nrules, const char *host)
+{
+	for (unsigned i = 0; i < nrules; i++)
+		if (fnmatch(rules[i].pattern, host, FNM_CASEFOLD) == 0)
+			return rules[i].group;
+	return NULL;
+}
+
 void mx_group_of(const struct mx_group_rule *rules, unsigned nrules, const char *host,
                  char *out, size_t out_len)
 {
-	for (unsigned i = 0; i < nrules; i++)
-		if (fnmatch(rules[i].pattern, host, FNM_CASEFOLD) == 0) {
-			snprintf(out, out_len, "%s", rules[i].group);
-			return;
-		}
+	const char *g = rule_group(rules, nrules, host);
+	if (g) {
+		snprintf(out, out_len, "%s", g);
+		return;
+	}
 	for (size_t i = 0; i < ARRAY_LEN(builtin_rules); i++)
 		if (fnmatch(builtin_rules[i].pattern, host, FNM_CASEFOLD) == 0) {
 			snprintf(out, out_len, "%s", builtin_rules[i].group);
@@ -193,19 +203,10 @@ static void building_clear(struct dom *d)
 	d->pref = NULL;
 }
 
-static void list_unlink(struct dom *d)
-{
-	if (d->prev) {
-		d->prev->next = d->next;
-		d->next->prev = d->prev;
-	}
-	d->prev = d->next = NULL;
-}
-
 static void dom_free(struct mx_resolver *m, struct dom *d)
 {
 	strmap_remove(&m->map, &d->node);
-	list_unlink(d);
+	dlist_unlink(&d->link);
 	building_clear(d);
 	plan_clear(&d->plan);
 	free(d->w);
@@ -230,10 +231,7 @@ static void finish(struct mx_resolver *m, struct dom *d)
 	if (ms > PLAN_MAX_CACHE_MS)
 		ms = PLAN_MAX_CACHE_MS;
 	d->expires = now_mono_ms() + ms;
-	d->next = m->lru.next;
-	d->prev = &m->lru;
-	m->lru.next->prev = d;
-	m->lru.next = d;
+	dlist_push_front(&m->lru, &d->link);
 	m->nready++;
 	__typeof__(d->w) w = d->w;
 	unsigned nw = d->nw;
@@ -243,8 +241,8 @@ static void finish(struct mx_resolver *m, struct dom *d)
 		w[i].fn(w[i].arg, &d->plan);
 	free(w);
 	/* bounded: the least recently used ready plans go */
-	while (m->nready > m->cfg.cache_max && m->lru.prev != &m->lru && m->lru.prev != d) {
-		dom_free(m, m->lru.prev);
+	while (m->nready > m->cfg.cache_max && m->lru.prev != &m->lru && m->lru.prev != &d->link) {
+		dom_free(m, container_of(m->lru.prev, struct dom, link));
 		m->nready--;
 	}
 }
@@ -312,12 +310,13 @@ static void name_site(struct mx_resolver *m, struct dom *d, const struct dns_rr 
 	buf_printf(&b, ":%u", m->cfg.port);
 	d->plan.site = xstrndup(b.p, b.len);
 	buf_free(&b);
-	char group[256] = "";
-	for (unsigned i = 0; i < n && !group[0]; i++)
-		for (unsigned r = 0; r < m->cfg.nrules && !group[0]; r++)
-			if (fnmatch(m->cfg.rules[r].pattern, rr[ord[i]].text, FNM_CASEFOLD) == 0)
-				snprintf(group, sizeof(group), "%s", m->cfg.rules[r].group);
-	if (!group[0])
+	const char *g = NULL;
+	for (unsigned i = 0; i < n && !g; i++)
+		g = rule_group(m->cfg.rules, m->cfg.nrules, rr[ord[i]].text);
+	char group[256];
+	if (g)
+		snprintf(group, sizeof(group), "%s", g);
+	else
 		mx_group_of(NULL, 0, rr[ord[0]].text, group, sizeof(group));
 	d->plan.group = xstrdup(group);
 	free(ord);
@@ -446,13 +445,11 @@ static void got_mx(struct mx_resolver *m, struct dom *d, const struct dns_answer
 		return;
 	}
 	take_ttl(d, a->ttl);
-	unsigned n = 0, nulls = 0;
+	unsigned n = 0;
 	unsigned *idx = xmalloc(a->n * sizeof(*idx));
 	for (unsigned i = 0; i < a->n; i++) {
-		if (a->rr[i].text[0] == 0) {
-			nulls++; /* "MX 0 ." */
-			continue;
-		}
+		if (a->rr[i].text[0] == 0)
+			continue; /* "MX 0 ." */
 		bool dup = false;
 		for (unsigned j = 0; j < n && !dup; j++)
 			dup = !strcmp(a->rr[idx[j]].text, a->rr[i].text);
@@ -488,7 +485,6 @@ static void got_mx(struct mx_resolver *m, struct dom *d, const struct dns_answer
 	}
 	d->plan.nhosts = n;
 	free(idx);
-	(void)nulls;
 	ask_addresses(m, d);
 }
 
@@ -511,16 +507,12 @@ const struct mx_plan *mx_lookup(struct mx_resolver *m, const char *domain, mx_do
 	struct dom *d = node ? container_of(node, struct dom, node) : NULL;
 	if (d && !d->pending) {
 		if (d->expires > now_mono_ms()) {
-			list_unlink(d);
-			d->next = m->lru.next;
-			d->prev = &m->lru;
-			m->lru.next->prev = d;
-			m->lru.next = d;
+			dlist_move_front(&m->lru, &d->link);
 			return &d->plan;
 		}
 		if (!done)
 			return NULL;
-		list_unlink(d); /* expired: built again */
+		dlist_unlink(&d->link); /* expired: built again */
 		m->nready--;
 		plan_clear(&d->plan);
 	}
@@ -554,7 +546,7 @@ struct mx_resolver *mx_resolver_new(struct dns_resolver *dns, const struct mx_co
 {
 	struct mx_resolver *m = xcalloc(1, sizeof(*m));
 	m->dns = dns;
-	m->lru.next = m->lru.prev = &m->lru;
+	dlist_init(&m->lru);
 	m->rng = (uint64_t)now_real_ms() * 0x9e3779b97f4a7c15ull | 1;
 	mx_resolver_configure(m, cfg);
 	return m;
@@ -562,8 +554,8 @@ struct mx_resolver *mx_resolver_new(struct dns_resolver *dns, const struct mx_co
 
 static void drop_ready(struct mx_resolver *m)
 {
-	while (m->lru.next != &m->lru) {
-		dom_free(m, m->lru.next);
+	while (!dlist_empty(&m->lru)) {
+		dom_free(m, container_of(m->lru.next, struct dom, link));
 		m->nready--;
 	}
 }

@@ -5,6 +5,7 @@
  * UDP sockets (no packet leaves) and close. */
 #define _GNU_SOURCE
 #include "resolver.h"
+#include "../engine/dlist.h"
 #include "../engine/strmap.h"
 #include "../engine/util.h"
 #include "../shards/ring.h"
@@ -41,7 +42,7 @@ struct entry {
 	int64_t expires;
 	struct waiter *w;
 	unsigned nw, cw;
-	struct entry *prev, *next; /* LRU (ready entries) or the send backlog (pending) */
+	struct dlist link;        /* LRU (ready entries) or the send backlog (pending) */
 };
 
 struct query {
@@ -81,36 +82,11 @@ struct dns_resolver {
 	unsigned nids;
 	struct strmap map;
 	unsigned nready;
-	struct entry lru;         /* list head: most recent first */
-	struct entry backlog;     /* pending entries waiting for a query slot */
+	struct dlist lru;         /* ready entries, most recent first */
+	struct dlist backlog;     /* pending entries waiting for a query slot */
 	int64_t next_scan, now;
 	uint64_t sent, sent_tcp, timeouts;
 };
-
-static void list_unlink(struct entry *e)
-{
-	if (e->prev) {
-		e->prev->next = e->next;
-		e->next->prev = e->prev;
-	}
-	e->prev = e->next = NULL;
-}
-
-static void list_push_front(struct entry *head, struct entry *e)
-{
-	e->next = head->next;
-	e->prev = head;
-	head->next->prev = e;
-	head->next = e;
-}
-
-static void list_push_back(struct entry *head, struct entry *e)
-{
-	e->prev = head->prev;
-	e->next = head;
-	head->prev->next = e;
-	head->prev = e;
-}
 
 static uint16_t random_id(struct dns_resolver *r)
 {
@@ -149,8 +125,8 @@ struct dns_resolver *dns_resolver_new(struct ring *ring, unsigned op_base,
 	r->attempts = cfg->attempts ? cfg->attempts : 2;
 	r->cache_max = cfg->cache_max ? cfg->cache_max : 10000;
 	r->idmap = xcalloc(65536, sizeof(*r->idmap));
-	r->lru.next = r->lru.prev = &r->lru;
-	r->backlog.next = r->backlog.prev = &r->backlog;
+	dlist_init(&r->lru);
+	dlist_init(&r->backlog);
 	for (unsigned i = INFLIGHT_MAX; i-- > 0;) {
 		r->q[i].tcp_fd = -1;
 		r->free_q[r->nfree++] = (uint16_t)i;
@@ -178,7 +154,7 @@ struct dns_resolver *dns_resolver_new(struct ring *ring, unsigned op_base,
 static void entry_free(struct dns_resolver *r, struct entry *e)
 {
 	strmap_remove(&r->map, &e->node);
-	list_unlink(e);
+	dlist_unlink(&e->link);
 	dns_answer_free(&e->ans);
 	free(e->w);
 	free(e->key);
@@ -187,14 +163,15 @@ static void entry_free(struct dns_resolver *r, struct entry *e)
 
 static void evict(struct dns_resolver *r)
 {
-	struct entry *e = r->lru.prev;
-	while (r->nready > r->cache_max && e != &r->lru) {
-		struct entry *prev = e->prev;
+	struct dlist *n = r->lru.prev;
+	while (r->nready > r->cache_max && n != &r->lru) {
+		struct dlist *prev = n->prev;
+		struct entry *e = container_of(n, struct entry, link);
 		if (!e->busy) {
 			entry_free(r, e);
 			r->nready--;
 		}
-		e = prev;
+		n = prev;
 	}
 }
 
@@ -219,8 +196,7 @@ static void entry_settle(struct dns_resolver *r, struct entry *e, const struct d
 	snprintf(e->err, sizeof(e->err), "%s", err ? err : "");
 	e->pending = false;
 	e->expires = r->now + (int64_t)cache_seconds(a) * 1000;
-	list_unlink(e);
-	list_push_front(&r->lru, e);
+	dlist_move_front(&r->lru, &e->link);
 	r->nready++;
 	struct waiter *w = e->w;
 	unsigned nw = e->nw;
@@ -340,9 +316,9 @@ static bool query_start(struct dns_resolver *r, struct entry *e)
 
 static void start_backlog(struct dns_resolver *r)
 {
-	while (r->backlog.next != &r->backlog && r->nfree) {
-		struct entry *e = r->backlog.next;
-		list_unlink(e);
+	while (!dlist_empty(&r->backlog) && r->nfree) {
+		struct entry *e = container_of(r->backlog.next, struct entry, link);
+		dlist_unlink(&e->link);
 		query_start(r, e);
 	}
 }
@@ -370,8 +346,7 @@ const struct dns_answer *dns_lookup(struct dns_resolver *r, const char *name, ui
 	struct strmap_node *node = strmap_find(&r->map, key);
 	struct entry *e = node ? container_of(node, struct entry, node) : NULL;
 	if (e && !e->pending && e->expires > r->now) {
-		list_unlink(e);
-		list_push_front(&r->lru, e);
+		dlist_move_front(&r->lru, &e->link);
 		*err = e->err[0] ? e->err : NULL;
 		return &e->ans;
 	}
@@ -382,7 +357,7 @@ const struct dns_answer *dns_lookup(struct dns_resolver *r, const char *name, ui
 		e->type = type;
 		strmap_insert(&r->map, &e->node, e->key);
 	} else if (!e->pending) {
-		list_unlink(e); /* expired: asked again */
+		dlist_unlink(&e->link); /* expired: asked again */
 		r->nready--;
 	}
 	if (e->nw == e->cw) {
@@ -393,7 +368,7 @@ const struct dns_answer *dns_lookup(struct dns_resolver *r, const char *name, ui
 	if (!e->pending) {
 		e->pending = true;
 		if (!query_start(r, e))
-			list_push_back(&r->backlog, e);
+			dlist_push_back(&r->backlog, &e->link);
 	}
 	return NULL;
 }
@@ -469,8 +444,7 @@ void dns_on_cqe(struct dns_resolver *r, const struct ring_cqe *cqe, int64_t now)
 				break;
 			got = recv(k->fd, k->buf, UDP_BUF, MSG_DONTWAIT);
 		}
-		if (cqe->res >= 0) {
-		} else if (cqe->res == -ECONNREFUSED) {
+		if (cqe->res == -ECONNREFUSED) {
 			/* ICMP port unreachable: nobody serves there; move the
 			 * queries waiting on this server on at once. */
 			for (uint32_t i = 0; i < INFLIGHT_MAX; i++)

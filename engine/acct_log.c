@@ -12,12 +12,9 @@
 
 static void add_ts(struct buf *b, int64_t ms)
 {
-	time_t s = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	char t[40];
-	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_printf(b, "\"%s.%03dZ\"", t, (int)(ms % 1000));
+	buf_adds(b, "\"");
+	buf_add_utc(b, "%Y-%m-%dT%H:%M:%S", ms);
+	buf_printf(b, ".%03dZ\"", (int)(ms % 1000));
 }
 
 void acct_format(struct buf *b, const struct outcome *o)

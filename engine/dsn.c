@@ -41,12 +41,7 @@ void dsn_free(struct message *m)
 
 static void rfc5322_date(struct buf *b, int64_t ms)
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char s[64];
-	strftime(s, sizeof(s), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	buf_adds(b, s);
+	buf_add_utc(b, "%a, %d %b %Y %H:%M:%S +0000", ms);
 }
 
 /* Server text on one line: CR, LF and other controls become spaces. */

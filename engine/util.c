@@ -188,6 +188,16 @@ bool parse_uint(const char *s, long min, long max, long *out)
 	return true;
 }
 
+void buf_add_utc(struct buf *b, const char *fmt, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char s[128];
+	size_t n = strftime(s, sizeof(s), fmt, &tm);
+	buf_add(b, s, n);
+}
+
 void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";

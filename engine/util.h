@@ -44,6 +44,9 @@ void buf_swap_out(struct buf *out, struct buf *next);
 struct sockaddr_storage;
 void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len);
 
+/* Appends the UTC time ms (milliseconds since the epoch) in strftime's fmt. */
+void buf_add_utc(struct buf *b, const char *fmt, int64_t ms) __attribute__((format(strftime, 2, 0)));
+
 /* Waits up to ms for an eventfd to be written, then clears it. */
 void eventfd_wait(int fd, int ms);
 

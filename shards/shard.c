@@ -69,6 +69,26 @@ static void dest_clear_addrs(struct dest *d)
 	d->naddrs = 0;
 }
 
+/* Frees what a destination owns (its site name leaves the site map). */
+static void dest_free(struct shard *s, struct dest *d)
+{
+	if (d->site) {
+		strmap_remove(&s->sites, &d->site->node);
+		free(d->site->site);
+		free(d->site);
+		d->site = NULL;
+	}
+	dest_clear_addrs(d);
+	free(d->group);
+	d->group = NULL;
+}
+
+/* Settings of the MX plans, from the run configuration. */
+static struct mx_config mx_config_of(const struct config *cfg)
+{
+	return (struct mx_config){ cfg->smtp_port, cfg->ipv6, cfg->mx_groups, cfg->nmx_groups, cfg->dns_cache_size };
+}
+
 static void dest_set_route(struct dest *d, const struct route *r)
 {
 	dest_clear_addrs(d);
@@ -398,7 +418,6 @@ static uint32_t dest_slot(struct shard *s)
 		if (s->dests[i].unused)
 			return i;
 	s->dests = xrealloc(s->dests, (s->ndests + 1) * sizeof(*s->dests));
-	memset(&s->dests[s->ndests], 0, sizeof(*s->dests));
 	return s->ndests++;
 }
 
@@ -412,7 +431,7 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p)
 	} else {
 		di = dest_slot(s);
 		struct dest *d = &s->dests[di];
-		memset(d, 0, sizeof(*d));
+		memset(d, 0, sizeof(*d)); /* a new slot, or one released */
 		d->max_conns = conns_per_shard(s->cfg, s->index);
 		d->site = xcalloc(1, sizeof(*d->site));
 		d->site->site = xstrdup(p->site);
@@ -430,11 +449,7 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p)
 
 static void dest_release(struct shard *s, struct dest *d)
 {
-	strmap_remove(&s->sites, &d->site->node);
-	free(d->site->site);
-	free(d->site);
-	dest_clear_addrs(d);
-	free(d->group);
+	dest_free(s, d);
 	memset(d, 0, sizeof(*d));
 	d->unused = true;
 }
@@ -584,15 +599,6 @@ static bool same_route(const struct route *a, const struct route *b)
 	return strcasecmp(a->domain, b->domain) == 0 && strcmp(a->label, b->label) == 0;
 }
 
-/* The old destination that became new destination i, or -1. */
-static int32_t map_back(const int32_t *map, unsigned nold, unsigned i)
-{
-	for (unsigned j = 0; j < nold; j++)
-		if (map[j] == (int32_t)i)
-			return (int32_t)j;
-	return -1;
-}
-
 /* SIGHUP: takes the new configuration at the top of the loop. A route
  * that is still there keeps its destination: queue, connections and
  * their state. A route that left becomes a retired destination whose
@@ -613,15 +619,16 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	for (unsigned j = 0; j < nold; j++)
 		map[j] = -1;
 	for (unsigned i = 0; i < nnew; i++) {
-		for (unsigned j = 0; j < nold; j++)
+		bool kept = false;
+		for (unsigned j = 0; j < nold && !kept; j++)
 			if (map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
 			    same_route(s->dests[j].route, &cfg->routes[i])) {
 				nd[i] = s->dests[j];
 				map[j] = (int32_t)i;
-				break;
+				kept = true;
 			}
 		nd[i].route = &cfg->routes[i];
-		if (map_back(map, nold, i) < 0)
+		if (!kept)
 			dest_set_route(&nd[i], &cfg->routes[i]);
 		nd[i].max_conns = per_shard;
 		nd[i].retired = false;
@@ -650,8 +657,7 @@ static void apply_config(struct shard *s, const struct config *cfg)
 			nd[n].retired = true;
 			map[j] = (int32_t)n++;
 		} else {
-			dest_clear_addrs(&s->dests[j]);
-			free(s->dests[j].group);
+			dest_free(s, &s->dests[j]);
 		}
 	}
 	for (unsigned i = 0; i < s->nconns_max; i++) {
@@ -672,7 +678,7 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	s->dests = nd;
 	s->ndests = n;
 	s->cfg = cfg;
-	struct mx_config mc = { cfg->smtp_port, cfg->ipv6, cfg->mx_groups, cfg->nmx_groups, cfg->dns_cache_size };
+	struct mx_config mc = mx_config_of(cfg);
 	mx_resolver_configure(s->mx, &mc);
 	dkim_signer_free(s->signer); /* keys may have changed */
 	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
@@ -843,7 +849,7 @@ static void *shard_main(void *arg)
 	struct dns_resolver_config dc = { cfg->dns_servers, cfg->ndns_servers, cfg->dns_timeout_ms,
 	                                  cfg->dns_attempts, cfg->dns_cache_size };
 	s->dns = dns_resolver_new(s->ring, OP_DNS_BASE, &dc);
-	struct mx_config mc = { cfg->smtp_port, cfg->ipv6, cfg->mx_groups, cfg->nmx_groups, cfg->dns_cache_size };
+	struct mx_config mc = mx_config_of(cfg);
 	s->mx = mx_resolver_new(s->dns, &mc);
 	s->now = now_mono_ms();
 	wheel_init(&s->wheel, s->now);
@@ -966,16 +972,8 @@ void shard_free(struct shard *s)
 	}
 	for (size_t i = 0; i < s->nspill; i++)
 		outcome_free_text(&s->spill[i]);
-	for (unsigned i = 0; i < s->ndests; i++) {
-		struct dest *d = &s->dests[i];
-		if (d->site) {
-			strmap_remove(&s->sites, &d->site->node);
-			free(d->site->site);
-			free(d->site);
-		}
-		dest_clear_addrs(d);
-		free(d->group);
-	}
+	for (unsigned i = 0; i < s->ndests; i++)
+		dest_free(s, &s->dests[i]);
 	strmap_free(&s->sites);
 	for (unsigned i = 0; i < s->nconns_max; i++) {
 		struct conn *c = s->conns[i];

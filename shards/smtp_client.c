@@ -27,9 +27,6 @@
 #define RBUF_MIN 4096
 #define ADDR_DEAD_MS 60000   /* an address that failed to connect/greet is tried last for this long */
 
-static void c_open_at(struct shard *s, uint32_t dest, unsigned ai);
-static unsigned first_live_addr(const struct shard *s, const struct dest *d);
-
 static const char *cmd_name(uint8_t cmd)
 {
 	static const char *names[] = { "?", "banner", "EHLO", "HELO", "RSET", "MAIL", "RCPT",
@@ -243,6 +240,20 @@ static void leg_defer_unsettled(struct shard *s, struct conn *c, struct leg *leg
 			shard_emit(s, leg, i, RESULT_DEFERRED, code, enh, why, strlen(why), c, start_ms);
 }
 
+static bool addr_live(const struct shard *s, const struct dest_addr *a)
+{
+	return a->dead_until <= s->now;
+}
+
+/* The first address not marked dead (all dead: the first). */
+static unsigned first_live_addr(const struct shard *s, const struct dest *d)
+{
+	for (unsigned i = 0; i < d->naddrs; i++)
+		if (addr_live(s, &d->addrs[i]))
+			return i;
+	return 0;
+}
+
 /* The connection failed: defer what is open on it; if it never became
  * usable and the destination has no working connection, defer the queued
  * transactions too, so that a dead server does not spin. */
@@ -263,7 +274,7 @@ static void conn_fail(struct shard *s, struct conn *c, uint16_t code, const char
 	bool untried = false; /* another address may work: the queue waits for it */
 	if (never_ready && c->addr < d->naddrs) {
 		d->addrs[c->addr].dead_until = s->now + ADDR_DEAD_MS;
-		untried = d->addrs[first_live_addr(s, d)].dead_until <= s->now;
+		untried = addr_live(s, &d->addrs[first_live_addr(s, d)]);
 	}
 	enter_closing(s, c);
 	if (never_ready && others_alive == 0 && !untried) {
@@ -303,15 +314,6 @@ void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 
 /* ---- opening ---- */
 
-/* The first address not marked dead (all dead: the first). */
-static unsigned first_live_addr(const struct shard *s, const struct dest *d)
-{
-	for (unsigned i = 0; i < d->naddrs; i++)
-		if (d->addrs[i].dead_until <= s->now)
-			return i;
-	return 0;
-}
-
 /* A new connection goes to the best preference that has live addresses,
  * to one of them at random, so that equal-preference MX hosts share the
  * load (RFC 5321 5.1) even when one plan serves every message. */
@@ -319,20 +321,14 @@ void conn_open(struct shard *s, uint32_t dest)
 {
 	struct dest *d = &s->dests[dest];
 	ASSERT(s->nfree > 0 && d->naddrs > 0);
-	unsigned first = first_live_addr(s, d), live = 0, i;
-	for (i = first; i < d->naddrs && d->addrs[i].pref == d->addrs[first].pref; i++)
-		live += d->addrs[i].dead_until <= s->now;
-	unsigned pick = live > 1 ? (unsigned)(shard_random(s) % live) : 0;
-	for (i = first; i < d->naddrs; i++)
-		if (d->addrs[i].dead_until <= s->now || live == 0)
-			if (pick-- == 0)
-				break;
-	c_open_at(s, dest, i < d->naddrs ? i : first);
-}
-
-static void c_open_at(struct shard *s, uint32_t dest, unsigned ai)
-{
-	struct dest *d = &s->dests[dest];
+	unsigned ai = first_live_addr(s, d), live = 0;
+	for (unsigned i = ai; i < d->naddrs && d->addrs[i].pref == d->addrs[ai].pref; i++)
+		live += addr_live(s, &d->addrs[i]);
+	if (live > 1) { /* the pick-th live address of that preference */
+		unsigned pick = (unsigned)(shard_random(s) % live);
+		while (!addr_live(s, &d->addrs[ai]) || pick--)
+			ai++;
+	}
 	const struct dest_addr *a = &d->addrs[ai];
 	struct conn *c = s->conns[s->free_slots[--s->nfree]];
 	ASSERT(c->state == CS_FREE);

@@ -51,6 +51,9 @@ void config_defaults(struct config *cfg)
 	cfg->retry_interval_ms = 300000;
 	cfg->retry_max_ms = 4 * 3600 * 1000;
 	cfg->bounce_after_s = 4 * 86400;
+	cfg->dest_failures = 3;
+	cfg->dest_backoff_ms = 60000;
+	cfg->dest_backoff_max_ms = 1800000;
 	cfg->use_chunking = true;
 	cfg->use_pipelining = true;
 	cfg->inflight_per_shard = 4096;

@@ -37,6 +37,9 @@ struct config {
 	int retry_interval_ms;          /* first wait before a retry, doubled per attempt */
 	int retry_max_ms;               /* cap on that wait */
 	unsigned bounce_after_s;
+	unsigned dest_failures;       /* connections in a row failing before a destination waits */
+	int dest_backoff_ms;          /* its first wait, doubled per further failure */
+	int dest_backoff_max_ms;      /* cap on that wait */
 	bool drain;
 	double max_time_s;            /* 0 = no limit */
 	double stop_timeout_s;        /* SIGTERM: wait this long for open transactions */

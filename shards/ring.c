@@ -9,7 +9,13 @@
 
 struct ring {
 	struct io_uring uring;
+	uint64_t submits;          /* calls that handed SQEs to the kernel */
 };
+
+uint64_t ring_submits(const struct ring *r)
+{
+	return r->submits;
+}
 
 struct ring *ring_new(unsigned entries)
 {
@@ -46,6 +52,7 @@ static struct io_uring_sqe *sqe_get(struct ring *r)
 		if (s)
 			return s;
 		/* Full submission queue: hand what we have to the kernel. */
+		r->submits++;
 		int rc = io_uring_submit(&r->uring);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			fatal("io_uring_submit: %s", strerror(-rc));
@@ -56,6 +63,7 @@ static struct io_uring_sqe *sqe_get(struct ring *r)
 void ring_submit_wait(struct ring *r, int timeout_ms)
 {
 	struct io_uring_cqe *cqe;
+	r->submits++;
 	if (timeout_ms < 0) {
 		io_uring_submit_and_get_events(&r->uring);
 		return;

@@ -32,6 +32,11 @@ void ring_free(struct ring *r);
 /* Submits what is queued and waits until at least one completion is there
  * or timeout_ms passed (timeout_ms < 0: no wait). Interrupted = no error. */
 void ring_submit_wait(struct ring *r, int timeout_ms);
+/* How many times queued SQEs were handed to the kernel so far. An SQE
+ * prepared when this read k is in the kernel once it reads more than k:
+ * the SMTP client uses it to know whether a command can have been sent
+ * before the bytes of a reply arrived. */
+uint64_t ring_submits(const struct ring *r);
 /* Copies up to max completions out and marks them seen. */
 unsigned ring_reap(struct ring *r, struct ring_cqe *out, unsigned max);
 bool ring_more(const struct ring_cqe *c);  /* multishot still armed */

@@ -81,6 +81,8 @@ static void dest_free(struct shard *s, struct dest *d)
 	dest_clear_addrs(d);
 	free(d->group);
 	d->group = NULL;
+	free(d->fail_why);
+	d->fail_why = NULL;
 }
 
 /* Settings of the MX plans, from the run configuration. */
@@ -367,6 +369,97 @@ void dest_push_front(struct dest *d, struct leg *l)
 	if (!d->qtail)
 		d->qtail = l;
 	d->qlen++;
+}
+
+/* ---- back-off (Postfix's dead destination, with a probe) ----
+ * A connection that fails before completing a transaction (refused,
+ * 4xx/5xx or garbage greeting, failed EHLO, timeout, dropped) adds to the
+ * destination's streak; one completed transaction clears it. From
+ * cfg->dest_failures failures in a row (and at least one per address, so
+ * every MX host is tried) the destination is suspended for
+ * dest-backoff, doubled per further failure up to dest-backoff-max: its
+ * queue, and whatever is routed to it meanwhile, is deferred with the
+ * last failure's text (the messages get a retry state). While a streak
+ * runs, one connection at a time probes; before a connection has got
+ * ready at all, one at a time is set up: a refusing server never sees a
+ * burst. */
+
+void dest_conn_ready(struct dest *d)
+{
+	d->proven = true;
+}
+
+void dest_txn_done(struct dest *d)
+{
+	d->fail_streak = 0;
+	d->suspended_until = 0;
+}
+
+static bool dest_suspended(const struct shard *s, const struct dest *d)
+{
+	return d->suspended_until > s->now;
+}
+
+static bool dest_may_open(const struct shard *s, const struct dest *d)
+{
+	if (d->nconns >= d->max_conns || s->nfree == 0 || dest_suspended(s, d))
+		return false;
+	if (d->fail_streak > 0)
+		return d->nconns == 0;            /* probing: one at a time */
+	if (!d->proven)
+		return d->nconns == d->nready;    /* nothing worked yet: no burst */
+	return true;
+}
+
+void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
+                       const char *enhanced, const char *why, const struct conn *c)
+{
+	struct leg *l;
+	size_t len = strlen(why);
+	while ((l = dest_pop(d))) {
+		for (uint32_t i = 0; i < l->nr; i++)
+			if (l->rt[i] != RT_RESOLVED) {
+				l->rt[i] = RT_RESOLVED;
+				shard_emit(s, l, i, r, code, enhanced, why, len, c, 0);
+			}
+		shard_leg_done(s, l);
+	}
+}
+
+/* The queue of a suspended destination waits for the next attempt. */
+static void dest_defer_suspended(struct shard *s, struct dest *d)
+{
+	bool temp = d->fail_code >= 400 && d->fail_code < 500;
+	char why[SMTP_REPLY_TEXT_MAX + 160];
+	snprintf(why, sizeof(why), "delivery suspended for %lld s after %u failed connections; last: %s",
+	         (long long)((d->suspended_until - s->now + 999) / 1000), d->fail_streak,
+	         d->fail_why ? d->fail_why : "?");
+	dest_settle_queue(s, d, RESULT_DEFERRED, temp ? d->fail_code : 451,
+	                  temp && d->fail_enhanced[0] ? d->fail_enhanced : "4.4.2", why, NULL);
+}
+
+void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char *enhanced,
+                      const char *why)
+{
+	const struct config *cfg = s->cfg;
+	d->fail_streak++;
+	d->proven = false;
+	d->fail_code = code;
+	snprintf(d->fail_enhanced, sizeof(d->fail_enhanced), "%s", enhanced ? enhanced : "");
+	free(d->fail_why);
+	d->fail_why = xstrdup(why);
+	uint32_t limit = cfg->dest_failures > d->naddrs ? cfg->dest_failures : d->naddrs;
+	if (d->fail_streak < limit)
+		return;
+	int64_t wait = cfg->dest_backoff_ms;
+	for (uint32_t i = limit; i < d->fail_streak && wait < cfg->dest_backoff_max_ms; i++)
+		wait *= 2;
+	if (wait > cfg->dest_backoff_max_ms)
+		wait = cfg->dest_backoff_max_ms;
+	d->suspended_until = s->now + wait;
+	warnx_("destination %s suspended for %lld s after %u failed connections: %s",
+	       d->group ? d->group : "?", (long long)(wait / 1000), d->fail_streak, why);
+	dest_defer_suspended(s, d);
 }
 
 static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
@@ -708,7 +801,12 @@ static void schedule(struct shard *s)
 	}
 	for (unsigned di = 0; di < s->ndests; di++) {
 		struct dest *d = &s->dests[di];
-		while (d->qlen > d->nconns - d->nready && d->nconns < d->max_conns && s->nfree)
+		if (dest_suspended(s, d)) {
+			if (d->qlen)
+				dest_defer_suspended(s, d);
+			continue;
+		}
+		while (d->qlen > d->nconns - d->nready && dest_may_open(s, d))
 			conn_open(s, di);
 	}
 }
@@ -732,7 +830,12 @@ static void handle_cqes(struct shard *s)
 {
 	struct ring_cqe cqes[CQE_BATCH];
 	unsigned n;
-	while ((n = ring_reap(s->ring, cqes, CQE_BATCH)) > 0) {
+	for (;;) {
+		/* Replies in these completions arrived before any SQE prepared
+		 * from now on was submitted (see smtp_client.c, THE INVARIANT). */
+		s->reap_submits = ring_submits(s->ring);
+		if ((n = ring_reap(s->ring, cqes, CQE_BATCH)) == 0)
+			break;
 		s->now = now_mono_ms();
 		for (unsigned i = 0; i < n; i++) {
 			const struct ring_cqe *c = &cqes[i];
@@ -975,14 +1078,8 @@ void shard_free(struct shard *s)
 	for (unsigned i = 0; i < s->ndests; i++)
 		dest_free(s, &s->dests[i]);
 	strmap_free(&s->sites);
-	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = s->conns[i];
-		buf_free(&c->wbuf);
-		buf_free(&c->pbuf);
-		buf_free(&c->hold);
-		free(c->rbuf);
-		free(c);
-	}
+	for (unsigned i = 0; i < s->nconns_max; i++)
+		conn_free(s->conns[i]);
 	free(s->spill);
 	free(s->conns);
 	free(s->free_slots);

@@ -22,8 +22,10 @@ enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOT
 
 /* Per-recipient progress inside one transaction. RT_NEXT_TXN: the server
  * said "too many recipients" (RFC 5321 4.5.3.1.10): send it in the next
- * transaction of the same attempt. */
-enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED, RT_NEXT_TXN };
+ * transaction of the same attempt. RT_REFUSED: the server refused it; the
+ * outcome is held until the reply to DATA/BDAT shows that the reply
+ * stream was in step (see smtp_client.c). */
+enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED, RT_NEXT_TXN, RT_REFUSED };
 
 struct leg {
 	struct message *msg;
@@ -47,6 +49,7 @@ struct dest_addr {
 	char *mx;                  /* MX host name, or the route's HOST:PORT */
 	uint16_t pref;             /* its MX preference */
 	int64_t dead_until;        /* connecting failed: try the others first */
+	int64_t refused_until;     /* it greeted with 5xx (a permanent refusal) */
 };
 
 struct dest {
@@ -65,6 +68,15 @@ struct dest {
 	uint32_t max_conns;
 	bool retired;              /* its route left the configuration (SIGHUP):
 	                            * its connections QUIT when idle */
+	/* Back-off: connections in a row that failed before completing a
+	 * transaction; from cfg->dest_failures on, the destination waits
+	 * (suspended_until) and its queue is deferred with the last reason. */
+	uint32_t fail_streak;
+	bool proven;               /* a connection got ready since the last failure */
+	int64_t suspended_until;
+	uint16_t fail_code;
+	char fail_enhanced[12];
+	char *fail_why;            /* the last failure, for the deferrals */
 };
 
 enum conn_state {
@@ -80,9 +92,18 @@ struct pending {
 	uint16_t pad;
 	uint32_t idx;              /* recipient position in the leg (RCPT) */
 	uint32_t off, len;         /* bytes in conn->hold (not yet sent) */
+	uint64_t epoch;            /* ring_submits() when its bytes went to the ring */
 };
 
-#define PQ_MAX 512
+/* A refusal of MAIL or RCPT, logged once the stream is known in step. */
+#define HELD_MAIL UINT32_MAX
+struct held_reply {
+	uint32_t idx;              /* recipient position in the leg, or HELD_MAIL */
+	uint16_t code;
+	char enhanced[12];
+	char *text;
+	size_t len;
+};
 
 struct txn {
 	struct leg *leg;
@@ -92,6 +113,8 @@ struct txn {
 	bool bdat;                 /* content goes as BDAT LAST */
 	uint32_t naccepted;
 	int64_t start_ms;
+	struct held_reply *held;   /* refusals not logged yet (storage kept across txns) */
+	uint32_t nheld, held_cap;
 };
 
 struct conn {
@@ -116,11 +139,14 @@ struct conn {
 	char *rbuf;
 	size_t rlen, rcap;
 	bool receiving;
-	/* replies expected, in order; entries [0, pq_sent) were sent */
-	struct pending pq[PQ_MAX];
-	unsigned pq_head, pq_len, pq_sent;
+	/* replies expected, in order (a ring of pq_cap entries, a power of
+	 * two, grown on demand: a transaction needs max-recipients + 3);
+	 * entries [0, pq_flushed) went to the ring, [0, pq_sent) to pbuf */
+	struct pending *pq;
+	unsigned pq_cap, pq_head, pq_len, pq_sent, pq_flushed;
 	struct txn txn[2];
 	uint32_t msgs;             /* transactions started on this connection */
+	bool productive;           /* a transaction ended with a reply on it */
 	bool need_rset;
 	char peer[48], source[48];
 	struct smtp_reply reply;   /* scratch for parsing */
@@ -164,6 +190,7 @@ struct shard {
 	uint64_t dns_counters[3];  /* kept when the resolver goes */
 	int64_t next_gc;
 	int64_t now;
+	uint64_t reap_submits;     /* ring_submits() when the CQEs in hand were reaped */
 };
 
 /* shard.c: outcomes and message bookkeeping used by the SMTP client */
@@ -176,6 +203,17 @@ void shard_leg_done(struct shard *s, struct leg *leg);
 void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 struct leg *dest_pop(struct dest *d);
 void dest_push_front(struct dest *d, struct leg *leg);
+/* Back-off bookkeeping (shard.c owns struct dest): a connection got past
+ * EHLO; a transaction ended with a reply; a connection failed before
+ * completing one (may suspend the destination and defer its queue). */
+void dest_conn_ready(struct dest *d);
+void dest_txn_done(struct dest *d);
+void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char *enhanced,
+                      const char *why);
+/* Settles every queued transaction of d with this result (deferred or
+ * bounced) and reason. */
+void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
+                       const char *enhanced, const char *why, const struct conn *c);
 
 /* smtp_client.c */
 void conn_open(struct shard *s, uint32_t dest);
@@ -184,4 +222,5 @@ void conn_on_timer(struct shard *s, struct conn *c);
 /* Gives an idle, ready connection its next transaction if there is one. */
 void conn_take_work(struct shard *s, struct conn *c);
 void conn_shutdown(struct shard *s, struct conn *c, bool graceful);
+void conn_free(struct conn *c);
 #endif

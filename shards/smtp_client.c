@@ -9,7 +9,32 @@
  *
  * Any trouble (refused connect, garbage, timeout, close) ends the
  * connection and defers every recipient whose fate is not yet known:
- * never a crash, never a lost recipient. */
+ * never a crash, never a lost recipient. A connection that fails before
+ * completing a transaction counts against its destination (shard.c backs
+ * it off); a 5xx greeting from every address of a destination bounces.
+ *
+ * THE INVARIANT. A recipient is `delivered` only when the server
+ * acknowledged the end of that message's data (the reply to the final
+ * dot, or to BDAT LAST) on a connection whose reply stream is in step
+ * with the commands sent. In step means, for every reply:
+ *  - a command is waiting for it (pq_len > 0), and the oldest one is the
+ *    one it answers (matching by counting, RFC 2920);
+ *  - that command's bytes went to the kernel before the reply's bytes
+ *    were reaped (REPLY_MAY_ANSWER: a reply cannot answer a command not
+ *    yet sent, e.g. "354" then "250" in one read cannot acknowledge the
+ *    content we have not written);
+ *  - the reply is one that command can get (reply_fits: only 354
+ *    continues DATA, and DATA gets nothing but 354, 4xx or 5xx; no other
+ *    command gets a 3xx).
+ * Anything else means the stream is out of step: the connection fails and
+ * every transaction not yet acknowledged is deferred. Refusals of MAIL
+ * and RCPT are held (RT_REFUSED) until the reply to DATA or BDAT shows the
+ * stream in step, so a shifted reply never bounces the wrong recipient.
+ * Before a transaction starts on a connection that awaits nothing, the
+ * socket must hold no unread bytes (an unsolicited reply). Residual, as
+ * with any counting client: a server that delays an unsolicited reply
+ * until after our next command was sent is indistinguishable from one
+ * that answers it; with DATA the 354 check still catches the shift. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
 #include "smtp_data.h"
@@ -22,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define RBUF_MIN 4096
@@ -55,9 +81,42 @@ static uint64_t ud(const struct conn *c, unsigned op)
 	return ring_ud(op, c->slot, c->gen);
 }
 
+/* The pipeline queue. A transaction needs at most max-recipients + 3
+ * entries (RSET, MAIL, RCPT.., DATA, and the dot), two may be open, plus
+ * QUIT: bounded by the configuration, which caps recipients at 1,000. */
+#define PQ_BOUND 4096
+#define PIPELINED(s, c) ((c)->pipelining && (s)->cfg->use_pipelining)
+#define ALL_SENT(c) ((c)->pq_sent == (c)->pq_len)
+/* The oldest awaited command went to the kernel before the bytes in hand
+ * were reaped: a reply in them may answer it. */
+#define REPLY_MAY_ANSWER(s, c) \
+	((c)->pq_len > 0 && (c)->pq_flushed > 0 && pq_at(c, 0)->epoch < (s)->reap_submits)
+
 static struct pending *pq_at(struct conn *c, unsigned i)
 {
-	return &c->pq[(c->pq_head + i) % PQ_MAX];
+	return &c->pq[(c->pq_head + i) & (c->pq_cap - 1)];
+}
+
+static void pq_grow(struct conn *c)
+{
+	unsigned cap = c->pq_cap ? c->pq_cap * 2 : 64;
+	ASSERT(cap <= PQ_BOUND);
+	struct pending *q = xmalloc(cap * sizeof(*q));
+	for (unsigned i = 0; i < c->pq_len; i++)
+		q[i] = *pq_at(c, i);
+	free(c->pq);
+	c->pq = q;
+	c->pq_cap = cap;
+	c->pq_head = 0;
+}
+
+static void pq_pop(struct conn *c)
+{
+	ASSERT(c->pq_len > 0 && c->pq_sent > 0 && c->pq_flushed > 0);
+	c->pq_head = (c->pq_head + 1) & (c->pq_cap - 1);
+	c->pq_len--;
+	c->pq_sent--;
+	c->pq_flushed--;
 }
 
 /* Deadline for what the connection waits for now. */
@@ -78,6 +137,8 @@ static void rearm_timer(struct shard *s, struct conn *c)
 	}
 }
 
+/* Every command now in pbuf goes to the ring: note when (see
+ * REPLY_MAY_ANSWER). Read after ring_send, which may submit on its own. */
 static void flush_output(struct shard *s, struct conn *c)
 {
 	if (c->sending || c->pbuf.len == 0 || c->state == CS_CLOSING)
@@ -87,6 +148,9 @@ static void flush_output(struct shard *s, struct conn *c)
 	ring_send(s->ring, c->fd, c->wbuf.p, c->wbuf.len, ud(c, OP_SEND));
 	c->ops++;
 	c->sending = true;
+	uint64_t epoch = ring_submits(s->ring);
+	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
+		pq_at(c, c->pq_flushed)->epoch = epoch;
 }
 
 static void start_recv(struct shard *s, struct conn *c)
@@ -104,7 +168,7 @@ static void start_recv(struct shard *s, struct conn *c)
 
 static bool may_send_now(const struct shard *s, const struct conn *c)
 {
-	if (c->pipelining && s->cfg->use_pipelining)
+	if (PIPELINED(s, c))
 		return true;
 	return c->pq_len == 0; /* lock-step: one command, one reply */
 }
@@ -113,14 +177,18 @@ static bool may_send_now(const struct shard *s, const struct conn *c)
 static void cmd_push(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, uint32_t idx,
                      const char *bytes, size_t len)
 {
-	ASSERT(c->pq_len < PQ_MAX);
+	if (c->pq_len == c->pq_cap)
+		pq_grow(c);
 	bool was_empty = c->pq_len == 0;
 	struct pending *p = pq_at(c, c->pq_len);
 	memset(p, 0, sizeof(*p));
 	p->cmd = cmd;
 	p->txn = txn;
 	p->idx = idx;
-	if (c->pq_sent == c->pq_len && may_send_now(s, c)) {
+	if (cmd == CMD_BANNER) { /* the connection itself asked: "sent" at once */
+		ASSERT(c->pq_len == 0);
+		c->pq_sent = c->pq_flushed = 1;
+	} else if (ALL_SENT(c) && may_send_now(s, c)) {
 		if (len)
 			buf_add(&c->pbuf, bytes, len);
 		c->pq_sent++;
@@ -137,12 +205,12 @@ static void cmd_push(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, 
 /* Lock-step servers: after a reply, send the next held command. */
 static void send_next_held(struct conn *c)
 {
-	if (c->pq_sent < c->pq_len) {
+	if (!ALL_SENT(c)) {
 		struct pending *p = pq_at(c, c->pq_sent);
 		buf_add(&c->pbuf, c->hold.p + p->off, p->len);
 		c->pq_sent++;
 	}
-	if (c->pq_sent == c->pq_len)
+	if (ALL_SENT(c))
 		c->hold.len = 0;
 }
 
@@ -160,6 +228,57 @@ static void cmd_printf(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn
 	cmd_push(s, c, cmd, txn, idx, line, (size_t)n);
 }
 
+/* ---- refusals held until the stream is known in step ---- */
+
+static void txn_hold(struct txn *t, uint32_t idx, const struct smtp_reply *r)
+{
+	if (t->nheld == t->held_cap) {
+		t->held_cap = t->held_cap ? t->held_cap * 2 : 8;
+		t->held = xrealloc(t->held, t->held_cap * sizeof(*t->held));
+	}
+	struct held_reply *h = &t->held[t->nheld++];
+	h->idx = idx;
+	h->code = r->code;
+	memcpy(h->enhanced, r->enhanced, sizeof(h->enhanced));
+	h->text = xstrndup(r->text, r->text_len);
+	h->len = r->text_len;
+}
+
+static void txn_drop_held(struct txn *t)
+{
+	for (uint32_t i = 0; i < t->nheld; i++)
+		free(t->held[i].text);
+	t->nheld = 0;
+}
+
+static enum result result_of(uint16_t code)
+{
+	if (code >= 200 && code < 300)
+		return RESULT_DELIVERED;
+	return code >= 500 ? RESULT_BOUNCED : RESULT_DEFERRED;
+}
+
+/* The reply to DATA or BDAT fitted: the refusals held so far were the
+ * server's word on those recipients. Log them. */
+static void txn_release_held(struct shard *s, struct conn *c, struct txn *t)
+{
+	struct leg *leg = t->leg;
+	for (uint32_t k = 0; k < t->nheld; k++) {
+		const struct held_reply *h = &t->held[k];
+		ASSERT(h->code >= 400);
+		for (uint32_t i = 0; i < leg->nr; i++) {
+			if (h->idx != HELD_MAIL && h->idx != i)
+				continue;
+			if (leg->rt[i] == RT_RESOLVED)
+				continue;
+			leg->rt[i] = RT_RESOLVED;
+			shard_emit(s, leg, i, result_of(h->code), h->code, h->enhanced, h->text, h->len, c,
+			           t->start_ms);
+		}
+	}
+	txn_drop_held(t);
+}
+
 /* ---- connection end ---- */
 
 static void conn_release(struct shard *s, struct conn *c)
@@ -169,8 +288,22 @@ static void conn_release(struct shard *s, struct conn *c)
 	c->gen++;
 	c->wbuf.len = c->pbuf.len = c->hold.len = 0;
 	c->rlen = 0;
-	c->pq_head = c->pq_len = c->pq_sent = 0;
+	c->pq_head = c->pq_len = c->pq_sent = c->pq_flushed = 0;
 	s->free_slots[s->nfree++] = c->slot;
+}
+
+void conn_free(struct conn *c)
+{
+	buf_free(&c->wbuf);
+	buf_free(&c->pbuf);
+	buf_free(&c->hold);
+	free(c->rbuf);
+	free(c->pq);
+	for (int i = 0; i < 2; i++) {
+		txn_drop_held(&c->txn[i]);
+		free(c->txn[i].held);
+	}
+	free(c);
 }
 
 static void maybe_close_fd(struct shard *s, struct conn *c)
@@ -201,22 +334,25 @@ static void enter_closing(struct shard *s, struct conn *c)
 	maybe_close_fd(s, c);
 }
 
-/* The transaction ended with a reply (not a failure): recipients the
- * server had no room for go into the next transaction. */
-static void txn_complete(struct shard *s, struct conn *c, struct txn *t);
-
-static void txn_finish(struct shard *s, struct conn *c, struct txn *t)
+static void txn_finish(struct shard *s, struct txn *t)
 {
 	struct leg *leg = t->leg;
+	txn_drop_held(t);
 	t->active = false;
 	t->leg = NULL;
 	atomic_fetch_sub_explicit(&s->txns_open, 1, memory_order_relaxed);
 	shard_leg_done(s, leg);
-	(void)c;
 }
 
+/* The transaction ended with a reply (not a failure): recipients the
+ * server had no room for go into the next transaction. */
 static void txn_complete(struct shard *s, struct conn *c, struct txn *t)
 {
+	ASSERT(t->nheld == 0); /* released when the stream showed in step */
+	if (!c->productive) {
+		c->productive = true;
+		dest_txn_done(&s->dests[c->dest]);
+	}
 	if (t->naccepted > 0)
 		shard_leg_requeue_next(s, t->leg);
 	else /* not even one fitted: do not loop, retry later */
@@ -227,17 +363,19 @@ static void txn_complete(struct shard *s, struct conn *c, struct txn *t)
 				shard_emit(s, t->leg, i, RESULT_DEFERRED, 452, "4.5.3", why, sizeof(why) - 1, c,
 				           t->start_ms);
 			}
-	txn_finish(s, c, t);
+	txn_finish(s, t);
 }
 
-/* Defers every recipient of the leg whose fate this transaction has not
- * settled, with our own reason. */
-static void leg_defer_unsettled(struct shard *s, struct conn *c, struct leg *leg, bool mail_failed,
-                                uint16_t code, const char *enh, const char *why, int64_t start_ms)
+/* Defers every recipient of the leg whose fate is not settled (held
+ * refusals included: the stream that carried them is not trusted). */
+static void leg_defer_unsettled(struct shard *s, struct conn *c, struct leg *leg, uint16_t code,
+                                const char *enh, const char *why, int64_t start_ms)
 {
 	for (uint32_t i = 0; i < leg->nr; i++)
-		if (!mail_failed && leg->rt[i] != RT_RESOLVED)
+		if (leg->rt[i] != RT_RESOLVED) {
+			leg->rt[i] = RT_RESOLVED;
 			shard_emit(s, leg, i, RESULT_DEFERRED, code, enh, why, strlen(why), c, start_ms);
+		}
 }
 
 static bool addr_live(const struct shard *s, const struct dest_addr *a)
@@ -254,48 +392,70 @@ static unsigned first_live_addr(const struct shard *s, const struct dest *d)
 	return 0;
 }
 
-/* The connection failed: defer what is open on it; if it never became
- * usable and the destination has no working connection, defer the queued
- * transactions too, so that a dead server does not spin. */
-static void conn_fail(struct shard *s, struct conn *c, uint16_t code, const char *enh, const char *why)
+/* Every address of d greeted with 5xx lately: a permanent refusal
+ * (RFC 5321 3.1, 4.2.1) after every MX host was tried. */
+static bool dest_all_refused(const struct shard *s, const struct dest *d)
+{
+	for (unsigned i = 0; i < d->naddrs; i++)
+		if (d->addrs[i].refused_until <= s->now)
+			return false;
+	return d->naddrs > 0;
+}
+
+enum fail_kind {
+	FAIL_REMOTE,     /* the server or the network: counts against the destination */
+	FAIL_REFUSED,    /* a 5xx greeting */
+	FAIL_LOCAL,      /* sluice's own doing (shutdown): counts for nothing */
+};
+
+/* The connection failed: defer what is open on it. If it failed before
+ * completing a transaction it counts against the destination (which may
+ * be suspended, its queue deferred); if it never became usable and no
+ * other connection or address can take the queue, the queue is deferred
+ * (bounced, when every address refused with 5xx) so a dead server does
+ * not spin. */
+static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uint16_t code,
+                       const char *enh, const char *why)
 {
 	if (c->state == CS_CLOSING)
 		return;
 	bool never_ready = c->state == CS_CONNECTING || c->state == CS_GREETING;
+	bool unproductive = !c->productive && (never_ready || c->msgs > 0);
 	for (int i = 0; i < 2; i++) {
 		struct txn *t = &c->txn[i];
 		if (!t->active)
 			continue;
-		leg_defer_unsettled(s, c, t->leg, t->mail_failed, code, enh, why, t->start_ms);
-		txn_finish(s, c, t);
+		leg_defer_unsettled(s, c, t->leg, code, enh, why, t->start_ms);
+		txn_finish(s, t);
 	}
 	struct dest *d = &s->dests[c->dest];
 	uint32_t others_alive = d->nconns - 1;
 	bool untried = false; /* another address may work: the queue waits for it */
-	if (never_ready && c->addr < d->naddrs) {
+	if (never_ready && kind != FAIL_LOCAL && c->addr < d->naddrs) {
 		d->addrs[c->addr].dead_until = s->now + ADDR_DEAD_MS;
+		if (kind == FAIL_REFUSED)
+			d->addrs[c->addr].refused_until = s->now + ADDR_DEAD_MS;
 		untried = addr_live(s, &d->addrs[first_live_addr(s, d)]);
 	}
 	enter_closing(s, c);
-	if (never_ready && others_alive == 0 && !untried) {
-		struct leg *l;
-		while ((l = dest_pop(d))) {
-			leg_defer_unsettled(s, c, l, false, code, enh, why, 0);
-			shard_leg_done(s, l);
-		}
-	}
+	if (kind == FAIL_REFUSED && dest_all_refused(s, d))
+		dest_settle_queue(s, d, RESULT_BOUNCED, code, enh, why, c);
+	else if (never_ready && others_alive == 0 && !untried)
+		dest_settle_queue(s, d, RESULT_DEFERRED, code, enh, why, c);
+	if (kind != FAIL_LOCAL && unproductive)
+		dest_conn_failed(s, d, code, enh, why);
 }
 
 static void conn_failf(struct shard *s, struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void conn_failf(struct shard *s, struct conn *c, const char *fmt, ...)
 {
-	char why[600];
+	char why[SMTP_REPLY_TEXT_MAX + 128];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	conn_fail(s, c, 451, "4.4.2", why);
+	conn_abort(s, c, FAIL_REMOTE, 451, "4.4.2", why);
 }
 
 void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
@@ -309,7 +469,7 @@ void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 		flush_output(s, c);
 		return;
 	}
-	conn_fail(s, c, 451, "4.4.2", "connection closed by sluice (shutting down)");
+	conn_abort(s, c, FAIL_LOCAL, 451, "4.4.2", "connection closed by sluice (shutting down)");
 }
 
 /* ---- opening ---- */
@@ -331,17 +491,19 @@ void conn_open(struct shard *s, uint32_t dest)
 	}
 	const struct dest_addr *a = &d->addrs[ai];
 	struct conn *c = s->conns[s->free_slots[--s->nfree]];
-	ASSERT(c->state == CS_FREE);
+	ASSERT(c->state == CS_FREE && c->pq_len == 0);
+	ASSERT(!c->txn[0].active && !c->txn[1].active);
 	c->dest = dest;
 	c->ops = 0;
 	c->esmtp = c->pipelining = c->chunking = c->eightbit = c->smtputf8 = false;
 	c->size_max = 0;
 	c->sending = c->receiving = false;
 	c->msgs = 0;
+	c->productive = false;
 	c->need_rset = false;
-	c->txn[0].active = c->txn[1].active = false;
 	c->source[0] = 0;
 	c->addr = ai;
+	smtp_reply_reset(&c->reply);
 	snprintf(c->mx, sizeof(c->mx), "%s", a->mx);
 	if (d->route)
 		snprintf(c->peer, sizeof(c->peer), "%s", d->route->label);
@@ -383,10 +545,17 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 {
 	int ti = c->txn[0].active ? 1 : 0;
 	struct txn *t = &c->txn[ti];
-	ASSERT(!t->active);
+	ASSERT(!t->active && t->nheld == 0);
+	ASSERT(leg->nr > 0 && leg->nr <= PQ_BOUND / 4);
 	const struct message *m = leg->msg;
 	bool bdat = c->chunking && s->cfg->use_chunking;
-	*t = (struct txn){ .leg = leg, .active = true, .start_ms = s->now, .bdat = bdat };
+	t->leg = leg;
+	t->active = true;
+	t->mail_failed = false;
+	t->data_started = false;
+	t->bdat = bdat;
+	t->naccepted = 0;
+	t->start_ms = s->now;
 	atomic_fetch_add_explicit(&s->txns_open, 1, memory_order_relaxed);
 	c->msgs++;
 	if (c->need_rset) {
@@ -468,7 +637,7 @@ static bool can_start_txn(struct shard *s, const struct conn *c)
 {
 	if (c->state != CS_READY || atomic_load_explicit(&s->finishing, memory_order_relaxed))
 		return false;
-	bool pipelined = c->pipelining && s->cfg->use_pipelining;
+	bool pipelined = PIPELINED(s, c);
 	for (int i = 0; i < 2; i++) {
 		const struct txn *t = &c->txn[i];
 		if (!t->active)
@@ -477,6 +646,15 @@ static bool can_start_txn(struct shard *s, const struct conn *c)
 			return false;
 	}
 	return !(c->txn[0].active && c->txn[1].active);
+}
+
+/* Nothing is awaited on c, yet the kernel holds bytes from the server: an
+ * unsolicited reply, which would be taken for the answer to our next
+ * command. One ioctl, only when the connection is idle. */
+static bool unsolicited_bytes(const struct conn *c)
+{
+	int n = 0;
+	return c->pq_len == 0 && ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 void conn_take_work(struct shard *s, struct conn *c)
@@ -491,6 +669,12 @@ void conn_take_work(struct shard *s, struct conn *c)
 			conn_shutdown(s, c, true);
 		return;
 	}
+	if (!d->qhead)
+		goto idle;
+	if (unsolicited_bytes(c)) {
+		conn_failf(s, c, "server sent data nobody asked for (unread while nothing was awaited)");
+		return;
+	}
 	struct leg *leg;
 	unsigned budget = 64; /* bounded: refused legs do not keep the loop here */
 	while ((leg = dest_pop(d)) && leg_refused_before_sending(s, c, leg) && --budget)
@@ -498,23 +682,22 @@ void conn_take_work(struct shard *s, struct conn *c)
 	if (leg && budget) {
 		txn_start(s, c, leg);
 		flush_output(s, c);
-	} else if (!c->txn[0].active && !c->txn[1].active) {
-		rearm_timer(s, c);
+		return;
 	}
+idle:
+	if (!c->txn[0].active && !c->txn[1].active)
+		rearm_timer(s, c);
 }
 
-static enum result result_of(uint16_t code)
-{
-	if (code >= 200 && code < 300)
-		return RESULT_DELIVERED;
-	return code >= 500 ? RESULT_BOUNCED : RESULT_DEFERRED;
-}
-
-/* Settles every accepted recipient of t with the reply to DATA / dot / BDAT. */
-static void txn_settle_accepted(struct shard *s, struct conn *c, struct txn *t, const struct smtp_reply *r)
+/* Settles every accepted recipient of t with the reply to DATA, the dot
+ * or BDAT; the invariant is asserted here, where deliveries are born. */
+static void txn_settle_accepted(struct shard *s, struct conn *c, struct txn *t,
+                                const struct pending *p, const struct smtp_reply *r)
 {
 	struct leg *leg = t->leg;
 	enum result res = result_of(r->code);
+	ASSERT(res != RESULT_DELIVERED || p->cmd == CMD_DOT || p->cmd == CMD_BDAT);
+	ASSERT(res != RESULT_DELIVERED || p->epoch < s->reap_submits);
 	for (uint32_t i = 0; i < leg->nr; i++)
 		if (leg->rt[i] == RT_ACCEPTED) {
 			leg->rt[i] = RT_RESOLVED;
@@ -532,28 +715,26 @@ static bool too_many_recipients(const struct smtp_reply *r)
 	return strcasestr(r->text, "too many recipients") != NULL;
 }
 
-static void parse_ehlo(struct conn *c, const struct smtp_reply *r)
+/* One line of the EHLO reply (on_line, as parsed: a reply may have any
+ * number of lines; the keywords we know are kept, the rest dropped). */
+static void ehlo_line(void *arg, uint32_t lineno, const char *p, size_t n)
 {
-	c->esmtp = true;
-	const char *p = r->text, *end = r->text + r->text_len;
-	bool first = true;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		if (!first) {
-			if (prefix_ci(p, n, "PIPELINING") == n && n == 10)
-				c->pipelining = true;
-			else if (n == 8 && prefix_ci(p, n, "CHUNKING"))
-				c->chunking = true;
-			else if (n == 8 && prefix_ci(p, n, "8BITMIME"))
-				c->eightbit = true;
-			else if (n == 8 && prefix_ci(p, n, "SMTPUTF8"))
-				c->smtputf8 = true;
-			else if (prefix_ci(p, n, "SIZE") && (n == 4 || p[4] == ' '))
-				c->size_max = n > 5 ? strtoull(p + 5, NULL, 10) : 0;
-		}
-		first = false;
-		p += n + 1;
+	struct conn *c = arg;
+	if (lineno == 0) /* the greeting: the server's name */
+		return;
+	if (n == 10 && prefix_ci(p, n, "PIPELINING"))
+		c->pipelining = true;
+	else if (n == 8 && prefix_ci(p, n, "CHUNKING"))
+		c->chunking = true;
+	else if (n == 8 && prefix_ci(p, n, "8BITMIME"))
+		c->eightbit = true;
+	else if (n == 8 && prefix_ci(p, n, "SMTPUTF8"))
+		c->smtputf8 = true;
+	else if (n >= 4 && prefix_ci(p, n, "SIZE") && (n == 4 || p[4] == ' ')) {
+		uint64_t v = 0;
+		for (size_t i = 5; i < n && p[i] >= '0' && p[i] <= '9' && v < (UINT64_MAX - 9) / 10; i++)
+			v = v * 10 + (uint64_t)(p[i] - '0');
+		c->size_max = v;
 	}
 }
 
@@ -561,6 +742,7 @@ static void become_ready(struct shard *s, struct conn *c)
 {
 	c->state = CS_READY;
 	s->dests[c->dest].nready++;
+	dest_conn_ready(&s->dests[c->dest]);
 	conn_take_work(s, c);
 }
 
@@ -570,23 +752,72 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 	if (cmd == CMD_BANNER && ok) {
 		cmd_printf(s, c, CMD_EHLO, 0, 0, "EHLO %s\r\n", s->cfg->helo);
 	} else if (cmd == CMD_EHLO && ok) {
-		parse_ehlo(c, r);
+		c->esmtp = true; /* the keywords came through ehlo_line */
 		become_ready(s, c);
 	} else if (cmd == CMD_EHLO && r->code >= 500) {
+		c->pipelining = c->chunking = c->eightbit = c->smtputf8 = false;
+		c->size_max = 0;
 		cmd_printf(s, c, CMD_HELO, 0, 0, "HELO %s\r\n", s->cfg->helo);
 	} else if (cmd == CMD_HELO && ok) {
 		become_ready(s, c);
 	} else {
 		char why[SMTP_REPLY_TEXT_MAX + 64];
-		snprintf(why, sizeof(why), "%s refused: %u %s", cmd_name(cmd), r->code, r->text);
-		conn_fail(s, c, r->code, r->enhanced[0] ? r->enhanced : NULL, why);
+		snprintf(why, sizeof(why), "%s refused: %u %.*s", cmd_name(cmd), r->code, (int)r->text_len,
+		         r->text);
+		bool permanent = cmd == CMD_BANNER && r->code >= 500;
+		conn_abort(s, c, permanent ? FAIL_REFUSED : FAIL_REMOTE, r->code,
+		           r->enhanced[0] ? r->enhanced : NULL, why);
 	}
+}
+
+/* Can this reply answer this command at all? (See THE INVARIANT.) */
+static bool reply_fits(uint8_t cmd, uint16_t code)
+{
+	switch (cmd) {
+	case CMD_DATA: return code == 354 || code >= 400;
+	case CMD_QUIT: return true;
+	default: return code < 300 || code >= 400;
+	}
+}
+
+/* The reply to DATA: 354 sends the content (and, pipelining, the next
+ * transaction's commands behind it); a refusal settles the transaction. */
+static void handle_data_reply(struct shard *s, struct conn *c, const struct pending *p,
+                              const struct smtp_reply *r)
+{
+	struct txn *t = &c->txn[p->txn];
+	txn_release_held(s, c, t);
+	if (r->code == 354) {
+		t->data_started = true;
+		if (t->naccepted) {
+			const struct message *m = t->leg->msg;
+			if (m->dkim_sig) /* header fields: no line starts with '.' */
+				buf_add(&c->pbuf, m->dkim_sig, m->dkim_sig_len);
+			smtp_data_stuff(&c->pbuf, m->body, m->body_len);
+		} else {
+			buf_add(&c->pbuf, ".\r\n", 3); /* RFC 2920 3.1: 354 with no recipient */
+		}
+		/* The content goes straight out: cmd_push would hold it behind
+		 * nothing, since every earlier command was answered. */
+		cmd_push(s, c, CMD_DOT, p->txn, 0, NULL, 0);
+		conn_take_work(s, c); /* pipelining: next MAIL in the same write */
+		return;
+	}
+	txn_settle_accepted(s, c, t, p, r);
+	c->need_rset = true;
+	txn_complete(s, c, t);
+	conn_take_work(s, c);
 }
 
 static void handle_reply(struct shard *s, struct conn *c, const struct pending *p, const struct smtp_reply *r)
 {
 	struct txn *t = &c->txn[p->txn];
 	bool ok = r->code >= 200 && r->code < 300;
+	if (!reply_fits(p->cmd, r->code)) {
+		conn_failf(s, c, "reply out of step with the commands: %u to %s (%.*s)", r->code,
+		           cmd_name(p->cmd), (int)(r->text_len < 200 ? r->text_len : 200), r->text);
+		return;
+	}
 	switch (p->cmd) {
 	case CMD_BANNER: case CMD_EHLO: case CMD_HELO:
 		handle_greeting(s, c, p->cmd, r);
@@ -596,16 +827,12 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 		return;
 	case CMD_RSET:
 		if (!ok)
-			conn_failf(s, c, "RSET refused: %u %s", r->code, r->text);
+			conn_failf(s, c, "RSET refused: %u %.*s", r->code, (int)r->text_len, r->text);
 		return;
 	case CMD_MAIL:
 		if (!ok) {
 			t->mail_failed = true;
-			for (uint32_t i = 0; i < t->leg->nr; i++) {
-				t->leg->rt[i] = RT_RESOLVED;
-				shard_emit(s, t->leg, i, result_of(r->code), r->code, r->enhanced, r->text,
-				           r->text_len, c, t->start_ms);
-			}
+			txn_hold(t, HELD_MAIL, r);
 		}
 		return;
 	case CMD_RCPT:
@@ -617,38 +844,17 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 		} else if (too_many_recipients(r)) {
 			t->leg->rt[p->idx] = RT_NEXT_TXN;
 		} else {
-			t->leg->rt[p->idx] = RT_RESOLVED;
-			shard_emit(s, t->leg, p->idx, result_of(r->code), r->code, r->enhanced, r->text,
-			           r->text_len, c, t->start_ms);
+			t->leg->rt[p->idx] = RT_REFUSED;
+			txn_hold(t, p->idx, r);
 		}
 		return;
 	case CMD_DATA:
-		if (r->code == 354) {
-			t->data_started = true;
-			if (t->naccepted) {
-				const struct message *m = t->leg->msg;
-				if (m->dkim_sig) /* header fields: no line starts with '.' */
-					buf_add(&c->pbuf, m->dkim_sig, m->dkim_sig_len);
-				smtp_data_stuff(&c->pbuf, m->body, m->body_len);
-			}
-			else
-				buf_add(&c->pbuf, ".\r\n", 3); /* RFC 2920 3.1: 354 with no recipient */
-			/* The content goes straight out: cmd_push would hold it behind
-			 * nothing, since every earlier command was answered. */
-			cmd_push(s, c, CMD_DOT, p->txn, 0, NULL, 0);
-			conn_take_work(s, c); /* pipelining: next MAIL in the same write */
-			return;
-		}
-		if (!t->mail_failed)
-			txn_settle_accepted(s, c, t, r);
-		c->need_rset = true;
-		txn_complete(s, c, t);
-		conn_take_work(s, c);
+		handle_data_reply(s, c, p, r);
 		return;
 	case CMD_DOT:
 	case CMD_BDAT:
-		if (!t->mail_failed)
-			txn_settle_accepted(s, c, t, r);
+		txn_release_held(s, c, t);
+		txn_settle_accepted(s, c, t, p, r);
 		if (!ok)
 			c->need_rset = p->cmd == CMD_BDAT;
 		txn_complete(s, c, t);
@@ -664,27 +870,30 @@ static void process_input(struct shard *s, struct conn *c)
 {
 	size_t off = 0;
 	while (off < c->rlen && c->state != CS_CLOSING) {
-		if (c->pq_len == 0 || c->pq_sent == 0) {
-			conn_failf(s, c, "server sent data nobody asked for: %.60s", c->rbuf + off);
+		if (!c->reply.in_progress && !REPLY_MAY_ANSWER(s, c)) {
+			size_t n = c->rlen - off;
+			conn_failf(s, c, "server sent data nobody asked for: %.*s", (int)(n < 60 ? n : 60),
+			           c->rbuf + off);
 			return;
 		}
 		size_t used;
 		const char *err = NULL;
+		struct pending p = *pq_at(c, 0);
+		bool ehlo = p.cmd == CMD_EHLO;
+		c->reply.on_line = ehlo ? ehlo_line : NULL;
+		c->reply.on_line_arg = c;
 		int rc = smtp_reply_parse(c->rbuf + off, c->rlen - off, &c->reply, &used, &err);
+		off += used;
 		if (rc == REPLY_NEED_MORE)
 			break;
 		if (rc == REPLY_ERROR) {
-			conn_failf(s, c, "bad reply to %s: %s", cmd_name(pq_at(c, 0)->cmd), err);
+			conn_failf(s, c, "bad reply to %s: %s", cmd_name(p.cmd), err);
 			return;
 		}
-		off += used;
-		struct pending p = *pq_at(c, 0);
-		c->pq_head = (c->pq_head + 1) % PQ_MAX;
-		c->pq_len--;
-		c->pq_sent--;
-		if (!(c->pipelining && s->cfg->use_pipelining))
+		pq_pop(c);
+		if (!PIPELINED(s, c))
 			send_next_held(c);
-		else if (c->pq_sent == c->pq_len)
+		else if (ALL_SENT(c))
 			c->hold.len = 0;
 		handle_reply(s, c, &p, &c->reply);
 		rearm_timer(s, c);
@@ -722,7 +931,6 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 		}
 		note_source(c);
 		c->state = CS_GREETING;
-		c->pq_head = c->pq_len = c->pq_sent = 0;
 		cmd_push(s, c, CMD_BANNER, 0, 0, NULL, 0);
 		start_recv(s, c);
 		break;

@@ -1,6 +1,7 @@
 # Servers that misbehave: never answer (timeout), answer garbage, refuse
-# the connection, greet with 554. Each is a deferral with a clear reason,
-# never a crash; the messages stay in the spool for a later run.
+# the connection: each is a deferral with a clear reason, never a crash;
+# the messages stay in the spool for a later run. A 554 greeting from the
+# only address a destination has is a permanent refusal: bounced.
 source "$(dirname "$0")/../lib.sh"
 set -e
 N=20
@@ -54,5 +55,8 @@ port=$(free_port)
 start_mockmx "$port" --fail connect:554:1
 run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 2
 stop_mockmx
-expect_deferred banner554 "banner refused: 554"
-ok "554 greeting: deferred, kept"
+[ "$RC" -eq 0 ] || fail "banner554: want exit 0 (all final), got $RC"
+[ "$(log_count '.result=="bounced" and .code==554 and (.response|test("banner refused: 554"))')" -eq "$N" ] ||
+	{ head -3 "$T/acct.jsonl"; fail "banner554: want $N bounced with the greeting's text"; }
+[ "$(log_count '.result!="bounced"')" -eq 0 ] || fail "banner554: something was not bounced"
+ok "554 greeting (the only address): bounced with the server's text, $(log_count 'true') lines"

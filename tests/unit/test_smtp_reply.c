@@ -46,12 +46,46 @@ static void partial_needs_more(void **state)
 	const char *full = "250-first\r\n250 second\r\n";
 	size_t used;
 	const char *err = NULL;
-	for (size_t n = 0; n < strlen(full); n++) {
-		int rc = smtp_reply_parse(full, n, &r, &used, &err);
-		assert_int_equal(rc, REPLY_NEED_MORE);
+	for (size_t n = 0; n < 11; n++) { /* no complete line: nothing taken */
+		assert_int_equal(smtp_reply_parse(full, n, &r, &used, &err), REPLY_NEED_MORE);
 		assert_int_equal(used, 0);
+		assert_false(r.in_progress);
 	}
-	assert_int_equal(parse(full, &used, &err), REPLY_OK);
+	/* the first line complete: taken, the reply goes on in r */
+	assert_int_equal(smtp_reply_parse(full, 15, &r, &used, &err), REPLY_NEED_MORE);
+	assert_int_equal(used, 11);
+	assert_true(r.in_progress);
+	assert_int_equal(smtp_reply_parse(full + 11, strlen(full) - 11, &r, &used, &err), REPLY_OK);
+	assert_int_equal(used, strlen(full) - 11);
+	assert_string_equal(r.text, "first\nsecond");
+	assert_int_equal(r.nlines, 2);
+}
+
+/* Fed one byte at a time, as the worst network would: the same reply. */
+static void byte_at_a_time(void **state)
+{
+	const char *full = "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n";
+	size_t off = 0, pending = 0, used;
+	const char *err = NULL;
+	int rc = REPLY_NEED_MORE;
+	for (size_t end = 1; end <= strlen(full) && rc == REPLY_NEED_MORE; end++) {
+		pending = end - off;
+		rc = smtp_reply_parse(full + off, pending, &r, &used, &err);
+		off += used;
+	}
+	assert_int_equal(rc, REPLY_OK);
+	assert_int_equal(off, strlen(full));
+	assert_string_equal(r.text, "mx.example\nPIPELINING\nSIZE 1000");
+}
+
+static void nul_in_text_kept(void **state)
+{
+	const char s[] = "550 5.1.1 bad\0mailbox tail\r\n";
+	size_t used;
+	const char *err = NULL;
+	assert_int_equal(smtp_reply_parse(s, sizeof(s) - 1, &r, &used, &err), REPLY_OK);
+	assert_int_equal(r.text_len, strlen("5.1.1 bad") + 1 + strlen("mailbox tail"));
+	assert_memory_equal(r.text + 10, "mailbox tail", 12);
 }
 
 static void two_replies_one_at_a_time(void **state)
@@ -115,7 +149,7 @@ static void overlong_line_truncated(void **state)
 
 static void endless_line_error(void **state)
 {
-	size_t n = SMTP_REPLY_BYTES_MAX + 10;
+	size_t n = SMTP_LINE_HARD_MAX + 10;
 	char *s = malloc(n);
 	memcpy(s, "250-", 4);
 	memset(s + 4, 'y', n - 4);
@@ -125,16 +159,45 @@ static void endless_line_error(void **state)
 	free(s);
 }
 
-static void too_many_lines_error(void **state)
+static unsigned lines_seen;
+static void count_line(void *arg, uint32_t lineno, const char *text, size_t len)
 {
-	char *s = malloc(20 * 400 + 16);
+	(void)arg; (void)text; (void)len;
+	assert_int_equal(lineno, lines_seen);
+	lines_seen++;
+}
+
+/* Any number of lines: each is seen by on_line, the text kept is bounded. */
+static void many_lines_ok(void **state)
+{
+	char *s = malloc(30 * 1000 + 16);
 	size_t o = 0;
-	for (int i = 0; i < 400; i++)
-		o += (size_t)sprintf(s + o, "250-line %d\r\n", i);
-	o += (size_t)sprintf(s + o, "250 end\r\n");
+	for (int i = 0; i < 1000; i++)
+		o += (size_t)sprintf(s + o, "250-X-FILLER-%d\r\n", i);
+	o += (size_t)sprintf(s + o, "250 PIPELINING\r\n");
+	size_t used;
+	const char *err = NULL;
+	lines_seen = 0;
+	r.on_line = count_line;
+	assert_int_equal(smtp_reply_parse(s, o, &r, &used, &err), REPLY_OK);
+	r.on_line = NULL;
+	assert_int_equal(lines_seen, 1001);
+	assert_int_equal(r.nlines, 1001);
+	assert_true(r.text_len < SMTP_REPLY_TEXT_MAX);
+	free(s);
+}
+
+static void reply_over_bytes_max_error(void **state)
+{
+	size_t n = SMTP_REPLY_BYTES_MAX + 4096;
+	char *s = malloc(n);
+	size_t o = 0;
+	while (o + 20 < n)
+		o += (size_t)sprintf(s + o, "250-filler line\r\n");
 	size_t used;
 	const char *err = NULL;
 	assert_int_equal(smtp_reply_parse(s, o, &r, &used, &err), REPLY_ERROR);
+	assert_false(r.in_progress);
 	free(s);
 }
 
@@ -157,7 +220,9 @@ int main(void)
 		cmocka_unit_test(partial_needs_more), cmocka_unit_test(two_replies_one_at_a_time),
 		cmocka_unit_test(bare_code_and_lf_only), cmocka_unit_test(garbage_is_an_error),
 		cmocka_unit_test(mixed_codes_error), cmocka_unit_test(overlong_line_truncated),
-		cmocka_unit_test(endless_line_error), cmocka_unit_test(too_many_lines_error),
+		cmocka_unit_test(endless_line_error), cmocka_unit_test(many_lines_ok),
+		cmocka_unit_test(reply_over_bytes_max_error), cmocka_unit_test(byte_at_a_time),
+		cmocka_unit_test(nul_in_text_kept),
 		cmocka_unit_test(enhanced_code_rules),
 	};
 	return cmocka_run_group_tests_name("smtp_reply", tests, NULL, NULL);

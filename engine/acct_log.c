@@ -38,7 +38,10 @@ void acct_format(struct buf *b, const struct outcome *o)
 	buf_adds(b, ",\"enhanced\":");
 	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
 	buf_adds(b, ",\"response\":");
-	json_add_cstr(b, o->response);
+	size_t rlen = o->response ? strlen(o->response) : 0;
+	if (o->response_len > rlen) /* a server's NUL stays, escaped, not a cut */
+		rlen = o->response_len;
+	json_add_string(b, o->response, rlen);
 	buf_adds(b, ",\"mx\":");
 	json_add_cstr(b, o->mx);
 	buf_adds(b, ",\"group\":");

@@ -63,6 +63,7 @@ struct config {
 	bool ipv6;                    /* ask AAAA for MX hosts (default: when routable) */
 	struct mx_group_rule *mx_groups; /* MX host pattern -> provider group */
 	unsigned nmx_groups;
+	uint64_t generation;          /* 0 at start, then one more per SIGHUP reload */
 };
 
 /* Parses `sluice run` arguments (and the -c file they name) into cfg.

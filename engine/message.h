@@ -77,7 +77,9 @@ struct outcome {
 	int64_t ts_ms;           /* wall clock */
 	struct message *msg;
 	char enhanced[12];       /* "5.1.1" or "" */
-	char *response;          /* malloc'd server text (or our reason), may be NULL */
+	char *response;          /* malloc'd server text (or our reason), may be NULL;
+	                          * NUL-terminated, and may hold NULs from the server */
+	uint32_t response_len;   /* its length (RCPT outcomes) */
 	char *mx;                /* malloc'd: MX host name (or the route's HOST:PORT) */
 	char *group;             /* malloc'd: the MX group (provider) of the destination */
 	char peer[48];

@@ -80,8 +80,9 @@ struct engine {
 	struct totals t;
 	int argc;                       /* for SIGHUP: parsed again */
 	char **argv;
-	struct config **reloaded;       /* every configuration since: kept until exit */
+	struct config **reloaded;       /* configurations since: freed once no shard uses them */
 	unsigned nreloaded;
+	uint64_t generation;            /* of the newest configuration */
 };
 
 static uint64_t lane_inflight(const struct lane *l)
@@ -343,6 +344,7 @@ static void reload(struct engine *e)
 		free(n->log_path);
 		n->log_path = o->log_path ? xstrdup(o->log_path) : NULL;
 	}
+	n->generation = ++e->generation;
 	e->reloaded = xrealloc(e->reloaded, (e->nreloaded + 1) * sizeof(*e->reloaded));
 	e->reloaded[e->nreloaded++] = n;
 	e->cfg = n;
@@ -350,6 +352,32 @@ static void reload(struct engine *e)
 	for (unsigned i = 0; i < e->nlanes; i++)
 		shard_reconfigure(e->lanes[i].shard, n);
 	warnx_("reload: configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
+}
+
+/* Frees the reloaded configurations every shard has moved past (the
+ * start configuration stays: the spool workers and the DSN writer use it).
+ * Without this, every SIGHUP would keep one configuration until exit. */
+static void free_unused_configs(struct engine *e)
+{
+	if (e->nreloaded < 2)
+		return;
+	uint64_t oldest = UINT64_MAX;
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		uint64_t g = shard_config_generation(e->lanes[i].shard);
+		if (g < oldest)
+			oldest = g;
+	}
+	unsigned kept = 0;
+	for (unsigned i = 0; i < e->nreloaded; i++) {
+		struct config *c = e->reloaded[i];
+		if (c->generation < oldest && c != e->cfg) {
+			config_free(c);
+			free(c);
+		} else {
+			e->reloaded[kept++] = c;
+		}
+	}
+	e->nreloaded = kept;
 }
 
 static double cpu_seconds(void)
@@ -439,6 +467,7 @@ int run_main(int argc, char **argv)
 			reload_signal = 0;
 			reload(&e);
 		}
+		free_unused_configs(&e);
 		uint64_t busy = inflight(&e);
 		if (cfg.max_time_s > 0 && now_mono_s() - start >= cfg.max_time_s) {
 			timed_out = busy > 0 || !e.spool_empty;

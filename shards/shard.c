@@ -198,7 +198,8 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	o.msg = m;
 	if (enhanced)
 		snprintf(o.enhanced, sizeof(o.enhanced), "%s", enhanced);
-	o.response = text ? xstrndup(text, text_len) : NULL;
+	o.response = text ? xstrndup(text, text_len) : NULL; /* NULs and all */
+	o.response_len = text ? (uint32_t)text_len : 0;
 	if (c) {
 		o.mx = xstrdup(c->mx);
 		o.group = s->dests[c->dest].group ? xstrdup(s->dests[c->dest].group) : NULL;
@@ -697,8 +698,9 @@ static bool same_route(const struct route *a, const struct route *b)
  * their state. A route that left becomes a retired destination whose
  * connections finish what they carry and QUIT; its queue is routed anew.
  * New limits apply from now on (connections over a lowered limit QUIT
- * when idle). The old configuration stays alive: routes and labels it
- * owns may still be referenced. */
+ * when idle). Nothing keeps pointing into the old configuration (a
+ * retired destination forgets its route; connections copied their
+ * labels), so the engine can free it once every shard has moved on. */
 static void apply_config(struct shard *s, const struct config *cfg)
 {
 	unsigned nold = s->ndests, nnew = cfg->nroutes, n = nnew;
@@ -729,7 +731,7 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	}
 	/* destinations found in DNS stay as they are (after the routes) */
 	for (unsigned j = 0; j < nold; j++) {
-		if (s->dests[j].route || s->dests[j].unused)
+		if (s->dests[j].route || s->dests[j].unused || s->dests[j].retired)
 			continue;
 		nd[n] = s->dests[j];
 		nd[n].max_conns = per_shard;
@@ -746,6 +748,7 @@ static void apply_config(struct shard *s, const struct config *cfg)
 			dest_push(&orphans, l);
 		if (referenced[j] || s->dests[j].nconns) {
 			nd[n] = s->dests[j];
+			nd[n].route = NULL; /* it points into the old configuration */
 			nd[n].max_conns = 0;
 			nd[n].retired = true;
 			map[j] = (int32_t)n++;
@@ -777,6 +780,12 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
 	conns_grow(s, want + (s->nconns_max - s->nfree));
 	reroute_queue(s, &orphans);
+	atomic_store_explicit(&s->cfg_generation, cfg->generation, memory_order_release);
+}
+
+uint64_t shard_config_generation(struct shard *s)
+{
+	return atomic_load_explicit(&s->cfg_generation, memory_order_acquire);
 }
 
 void shard_reconfigure(struct shard *s, const struct config *cfg)

@@ -17,8 +17,11 @@ void shard_kick(struct shard *s);
 /* Engine side: take up to max outcome records. */
 size_t shard_collect(struct shard *s, struct outcome *out, size_t max);
 /* Engine side, on SIGHUP: the shard moves to cfg at the top of its loop
- * (see apply_config); cfg must outlive the shard. */
+ * (see apply_config). cfg->generation grows with each reload; a
+ * configuration older than every shard's shard_config_generation() is
+ * used by no shard any more (a shard only ever moves to the newest). */
 void shard_reconfigure(struct shard *s, const struct config *cfg);
+uint64_t shard_config_generation(struct shard *s);
 /* Engine side, on SIGTERM: start no new transaction, let the open ones
  * end; shard_idle() says when none is left. */
 void shard_finish(struct shard *s);

@@ -176,6 +176,7 @@ struct shard {
 	struct dest *dests;
 	unsigned ndests;
 	_Atomic(const struct config *) new_cfg; /* SIGHUP: to apply at the top of the loop */
+	_Atomic uint64_t cfg_generation; /* of s->cfg, for the engine to free older ones */
 	struct conn **conns;       /* by slot; never move (the timer wheel links them) */
 	unsigned nconns_max;
 	uint32_t *free_slots;

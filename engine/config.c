@@ -20,7 +20,9 @@
  * returns to config_reload(), which keeps the running configuration. */
 static jmp_buf *reload_jmp;
 static char reload_error[512];
-static config_t *loading;        /* the libconfig tree being read, if any */
+/* The libconfig tree being read, if any; not on the stack, which a
+ * reload's longjmp leaves. */
+static config_t file_tree, *loading;
 
 __attribute__((format(printf, 1, 2)))
 static _Noreturn void config_fail(const char *fmt, ...)
@@ -93,13 +95,15 @@ static void mx_groups_clear(struct config *cfg)
 	cfg->nmx_groups = 0;
 }
 
-static void dns_server_add(struct config *cfg, const char *spec)
+/* Returns why spec is refused, or NULL. */
+static const char *dns_server_add(struct config *cfg, const char *spec)
 {
 	if (cfg->ndns_servers == ARRAY_LEN(cfg->dns_servers))
-		config_fail("dns servers: at most %zu", ARRAY_LEN(cfg->dns_servers));
+		return "too many DNS servers (at most 8)";
 	if (!dns_server_parse(spec, &cfg->dns_servers[cfg->ndns_servers]))
-		config_fail("DNS server '%s': expected a numeric IP[:PORT] (e.g. 127.0.0.1:53, [::1]:53)", spec);
+		return "expected a numeric DNS server IP[:PORT] (e.g. 127.0.0.1:53, [::1]:53)";
 	cfg->ndns_servers++;
+	return NULL;
 }
 
 /* IPv6 is worth asking for when the machine has a route for it (a UDP
@@ -252,148 +256,127 @@ int config_route_for(const struct config *cfg, const char *domain)
 	return star;
 }
 
-/* ---- config file ---- */
+/* ---- host names (EHLO) ---- */
 
-static void file_uint(config_t *cf, const char *path, unsigned *dst, long min, long max)
+static bool ldh(char c)
 {
-	long long v;
-	if (config_lookup_int64(cf, path, &v) != CONFIG_TRUE)
-		return;
-	if (v < min || v > max)
-		config_fail("%s: %s must be %ld..%ld", config_error_file(cf) ? config_error_file(cf) : "config",
-		      path, min, max);
-	*dst = (unsigned)v;
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
 }
 
-static void file_ms(config_t *cf, const char *path, int *dst)
+/* RFC 5321 4.1.2 Domain: labels of letters, digits and '-' (not first or
+ * last), 1..63 octets, separated by single dots. */
+static bool host_name_ok(const char *v)
 {
-	double v;
-	long long i;
-	if (config_lookup_float(cf, path, &v) == CONFIG_TRUE)
-		;
-	else if (config_lookup_int64(cf, path, &i) == CONFIG_TRUE)
-		v = (double)i;
-	else
-		return;
-	if (v <= 0 || v > 86400)
-		config_fail("config: %s must be 0..86400 seconds", path);
-	*dst = (int)(v * 1000);
+	const char *label = v;
+	for (const char *p = v;; p++) {
+		if (*p && *p != '.') {
+			if (!ldh(*p))
+				return false;
+			continue;
+		}
+		size_t len = (size_t)(p - label);
+		if (len == 0 || len > 63 || *label == '-' || p[-1] == '-')
+			return false;
+		if (!*p)
+			return true;
+		label = p + 1;
+	}
 }
+
+/* RFC 5321 4.1.3: [192.0.2.1] or [IPv6:2001:db8::1]. */
+static bool address_literal_ok(const char *v, size_t n)
+{
+	char a[256];
+	unsigned char bin[16];
+	if (n < 3 || n > sizeof(a) || v[0] != '[' || v[n - 1] != ']')
+		return false;
+	memcpy(a, v + 1, n - 2);
+	a[n - 2] = 0;
+	if (strncasecmp(a, "IPv6:", 5) == 0)
+		return inet_pton(AF_INET6, a + 5, bin) == 1;
+	return inet_pton(AF_INET, a, bin) == 1;
+}
+
+static const char *helo_invalid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n <= 255 && (v[0] == '[' ? address_literal_ok(v, n) : host_name_ok(v)))
+		return NULL;
+	return "must be a host name (letters, digits, '-' and '.', labels of at most 63) "
+	       "or an address literal ([192.0.2.1], [IPv6:2001:db8::1]), 255 octets at most";
+}
+
+/* ---- lists and arrays of the file ---- */
 
 static int ipv6_set = -1;         /* dns.ipv6 from the file; -1: decide */
+static const char *loading_path;  /* the file being read */
 
-static void config_load_file(struct config *cfg, const char *path)
+/* A configuration error at a setting: "FILE:LINE: ..." */
+__attribute__((format(printf, 2, 3)))
+static _Noreturn void fail_at(const config_setting_t *s, const char *fmt, ...)
 {
-	config_t cf;
-	config_init(&cf);
-	loading = &cf;
-	if (config_read_file(&cf, path) != CONFIG_TRUE)
-		config_fail("%s:%d: %s", path, config_error_line(&cf), config_error_text(&cf));
-	const char *s;
-	if (config_lookup_string(&cf, "spool", &s) == CONFIG_TRUE)
-		set_str(&cfg->spool, s);
-	if (config_lookup_string(&cf, "log", &s) == CONFIG_TRUE)
-		set_str(&cfg->log_path, s);
-	if (config_lookup_string(&cf, "helo", &s) == CONFIG_TRUE)
-		set_str(&cfg->helo, s);
-	file_uint(&cf, "shards", &cfg->shards, 0, 1024);
-	file_uint(&cf, "spool-workers", &cfg->spool_workers, 0, 64);
-	file_uint(&cf, "delivery.max-connections", &cfg->max_connections, 1, 100000);
-	file_uint(&cf, "delivery.max-per-connection", &cfg->max_per_connection, 1, 10000000);
-	file_uint(&cf, "delivery.max-recipients-per-transaction", &cfg->max_rcpt_per_txn, 1, 1000);
-	file_ms(&cf, "delivery.retry-interval", &cfg->retry_interval_ms);
-	file_ms(&cf, "delivery.retry-max", &cfg->retry_max_ms);
-	file_uint(&cf, "delivery.bounce-after", &cfg->bounce_after_s, 1, 365 * 86400);
-	file_uint(&cf, "delivery.inflight-per-shard", &cfg->inflight_per_shard, 16, 1000000);
-	unsigned mib = 0;
-	file_uint(&cf, "delivery.inflight-mib-per-shard", &mib, 1, 1 << 20);
-	if (mib)
-		cfg->inflight_bytes_per_shard = (uint64_t)mib << 20;
-	double d;
-	if (config_lookup_float(&cf, "stop-timeout", &d) == CONFIG_TRUE)
-		cfg->stop_timeout_s = d;
-	int b;
-	if (config_lookup_bool(&cf, "log-fsync", &b) == CONFIG_TRUE)
-		cfg->log_fsync = b;
-	if (config_lookup_bool(&cf, "delivery.chunking", &b) == CONFIG_TRUE)
-		cfg->use_chunking = b;
-	if (config_lookup_bool(&cf, "delivery.pipelining", &b) == CONFIG_TRUE)
-		cfg->use_pipelining = b;
-	struct smtp_timeouts *t = &cfg->timeouts;
-	file_ms(&cf, "timeouts.connect", &t->connect);
-	file_ms(&cf, "timeouts.banner", &t->banner);
-	file_ms(&cf, "timeouts.ehlo", &t->ehlo);
-	file_ms(&cf, "timeouts.mail", &t->mail);
-	file_ms(&cf, "timeouts.rcpt", &t->rcpt);
-	file_ms(&cf, "timeouts.data", &t->data);
-	file_ms(&cf, "timeouts.data-block", &t->data_block);
-	file_ms(&cf, "timeouts.dot", &t->dot);
-	file_ms(&cf, "timeouts.quit", &t->quit);
-	file_ms(&cf, "timeouts.idle", &t->idle);
-	if (config_lookup_string(&cf, "dsn-spool", &s) == CONFIG_TRUE)
-		set_str(&cfg->dsn_spool, s);
-	if (config_lookup_string(&cf, "dkim-fallback-domain", &s) == CONFIG_TRUE)
-		set_str(&cfg->dkim_fallback, s);
-	config_setting_t *keys = config_lookup(&cf, "dkim");
-	for (int i = 0; keys && i < config_setting_length(keys); i++) {
-		config_setting_t *k = config_setting_get_elem(keys, (unsigned)i);
-		const char *domain, *selector, *key;
-		if (config_setting_lookup_string(k, "domain", &domain) != CONFIG_TRUE ||
-		    config_setting_lookup_string(k, "selector", &selector) != CONFIG_TRUE ||
-		    config_setting_lookup_string(k, "key", &key) != CONFIG_TRUE)
-			config_fail("%s: dkim[%d] needs domain, selector and key", path, i);
-		dkim_add(cfg, domain, selector, key);
-	}
-	config_setting_t *servers = config_lookup(&cf, "dns.servers");
-	for (int i = 0; servers && i < config_setting_length(servers); i++) {
-		const char *v = config_setting_get_string_elem(servers, i);
-		if (!v)
-			config_fail("%s: dns.servers[%d] must be a string \"IP:PORT\"", path, i);
-		dns_server_add(cfg, v);
-	}
-	file_ms(&cf, "dns.timeout", &cfg->dns_timeout_ms);
-	file_uint(&cf, "dns.attempts", &cfg->dns_attempts, 1, 10);
-	file_uint(&cf, "dns.cache-size", &cfg->dns_cache_size, 16, 10000000);
-	if (config_lookup_bool(&cf, "dns.ipv6", &b) == CONFIG_TRUE)
-		ipv6_set = b ? 1 : 0;
-	unsigned smtp_port = 0;
-	file_uint(&cf, "smtp-port", &smtp_port, 1, 65535);
-	if (smtp_port)
-		cfg->smtp_port = (uint16_t)smtp_port;
-	config_setting_t *groups = config_lookup(&cf, "mx-groups");
-	for (int i = 0; groups && i < config_setting_length(groups); i++) {
-		config_setting_t *g = config_setting_get_elem(groups, (unsigned)i);
-		const char *name;
-		config_setting_t *mx = config_setting_lookup(g, "mx");
-		if (config_setting_lookup_string(g, "group", &name) != CONFIG_TRUE || !mx ||
-		    !config_setting_is_array(mx))
-			config_fail("%s: mx-groups[%d] needs group = \"NAME\" and mx = [\"*.pattern\", ...]", path, i);
-		for (int j = 0; j < config_setting_length(mx); j++) {
-			const char *pat = config_setting_get_string_elem(mx, j);
-			if (!pat || !*pat)
-				config_fail("%s: mx-groups[%d].mx[%d] must be a host pattern", path, i, j);
-			cfg->mx_groups = xrealloc(cfg->mx_groups, (cfg->nmx_groups + 1) * sizeof(*cfg->mx_groups));
-			cfg->mx_groups[cfg->nmx_groups++] = (struct mx_group_rule){ xstrdup(pat), xstrdup(name) };
-		}
-	}
-	config_setting_t *routes = config_lookup(&cf, "routes");
-	for (int i = 0; routes && i < config_setting_length(routes); i++) {
-		config_setting_t *r = config_setting_get_elem(routes, (unsigned)i);
-		const char *domain, *host;
-		int port;
-		if (config_setting_lookup_string(r, "domain", &domain) != CONFIG_TRUE ||
-		    config_setting_lookup_string(r, "host", &host) != CONFIG_TRUE ||
-		    config_setting_lookup_int(r, "port", &port) != CONFIG_TRUE)
-			config_fail("%s: routes[%d] needs domain, host and port", path, i);
-		const char *err = route_add(cfg, domain, host, port);
-		if (err)
-			config_fail("%s: routes[%d]: %s", path, i, err);
-	}
-	loading = NULL;
-	config_destroy(&cf);
+	char what[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	const char *file = config_setting_source_file(s);
+	config_fail("%s:%u: %s", file ? file : loading_path, (unsigned)config_setting_source_line(s), what);
 }
 
-/* ---- flags ---- */
+static void route_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	const char *domain, *host;
+	int port;
+	if (config_setting_lookup_string(r, "domain", &domain) != CONFIG_TRUE ||
+	    config_setting_lookup_string(r, "host", &host) != CONFIG_TRUE ||
+	    config_setting_lookup_int(r, "port", &port) != CONFIG_TRUE)
+		fail_at(r, "%s needs domain, host and port", shown);
+	const char *err = route_add(cfg, domain, host, port);
+	if (err)
+		fail_at(r, "%s: %s", shown, err);
+}
+
+static void dkim_from_file(struct config *cfg, const config_setting_t *k, const char *shown)
+{
+	const char *domain, *selector, *key;
+	if (config_setting_lookup_string(k, "domain", &domain) != CONFIG_TRUE ||
+	    config_setting_lookup_string(k, "selector", &selector) != CONFIG_TRUE ||
+	    config_setting_lookup_string(k, "key", &key) != CONFIG_TRUE)
+		fail_at(k, "%s needs domain, selector and key", shown);
+	dkim_add(cfg, domain, selector, key);
+}
+
+static void mx_group_from_file(struct config *cfg, const config_setting_t *g, const char *shown)
+{
+	const char *name;
+	const config_setting_t *mx = config_setting_get_member(g, "mx");
+	if (config_setting_lookup_string(g, "group", &name) != CONFIG_TRUE || !mx)
+		fail_at(g, "%s needs group = \"NAME\" and mx = [\"*.pattern\", ...]", shown);
+	for (int j = 0; j < config_setting_length(mx); j++) {
+		const char *pat = config_setting_get_string_elem(mx, j);
+		if (!*pat)
+			fail_at(mx, "%s.mx[%d] must be a host pattern", shown, j);
+		cfg->mx_groups = xrealloc(cfg->mx_groups, (cfg->nmx_groups + 1) * sizeof(*cfg->mx_groups));
+		cfg->mx_groups[cfg->nmx_groups++] = (struct mx_group_rule){ xstrdup(pat), xstrdup(name) };
+	}
+}
+
+static void dns_server_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	const char *err = dns_server_add(cfg, config_setting_get_string(s));
+	if (err)
+		fail_at(s, "%s: %s", shown, err);
+}
+
+static void ipv6_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	ipv6_set = config_setting_get_bool(s) ? 1 : 0;
+}
+
+/* ---- the schema: every setting of the file, and the flags that share
+ * its bounds. The file is checked against it (unknown settings, types,
+ * bounds, with file and line) and a flag's value against the same row. */
 
 enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
@@ -403,6 +386,348 @@ enum {
 	/* capabilities of later issues: refused until they exist */
 	OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
+
+enum kind {
+	K_GROUP,    /* name: { ... } */
+	K_LIST,     /* name = ( { ... }, ... ): each element checked, then apply()ed */
+	K_STRINGS,  /* name = [ "...", ... ]: each element apply()ed */
+	K_STR,      /* char * */
+	K_BOOL,     /* bool */
+	K_UINT,     /* unsigned */
+	K_PORT,     /* uint16_t */
+	K_MIB,      /* uint64_t bytes, given in MiB */
+	K_MS,       /* int milliseconds, given in seconds */
+	K_SECS,     /* double seconds */
+};
+
+struct knob {
+	const char *path;   /* in the file ("delivery.max-connections"); NULL: flag only */
+	int opt;            /* the flag sharing it (OPT_*), 0: none */
+	enum kind kind;
+	size_t off;         /* its field in struct config, or NOF */
+	double min, max;    /* numbers */
+	/* lists, arrays and settings that are more than a field */
+	void (*apply)(struct config *cfg, const config_setting_t *s, const char *shown);
+	const char *(*check)(const char *v);  /* strings: why v is refused, or NULL */
+};
+
+#define NOF SIZE_MAX
+/* The offset of a field that must have type T (a mismatch does not compile). */
+#define FIELD(T, f) (offsetof(struct config, f) + 0 * sizeof(char[_Generic(((struct config *)0)->f, T: 1)]))
+#define STR(p, o, f)             { p, o, K_STR, FIELD(char *, f), 0, 0, NULL, NULL }
+#define BOOL(p, f)               { p, 0, K_BOOL, FIELD(bool, f), 0, 0, NULL, NULL }
+#define UINT(p, o, f, lo, hi)    { p, o, K_UINT, FIELD(unsigned, f), lo, hi, NULL, NULL }
+#define MS(p, o, f, ...)         { p, o, K_MS, FIELD(int, f), __VA_ARGS__, NULL, NULL }
+#define SECS(p, o, f, lo, hi)    { p, o, K_SECS, FIELD(double, f), lo, hi, NULL, NULL }
+#define GROUP(p)                 { p, 0, K_GROUP, NOF, 0, 0, NULL, NULL }
+#define LIST(p, fn)              { p, 0, K_LIST, NOF, 0, 0, fn, NULL }
+#define STRINGS(p, fn)           { p, 0, K_STRINGS, NOF, 0, 0, fn, NULL }
+/* read by the apply() of its list element */
+#define MEMBER(p, k, lo, hi)     { p, 0, k, NOF, lo, hi, NULL, NULL }
+#define TIMEOUT 0.001, 86400     /* every SMTP timeout, seconds */
+
+static const struct knob knobs[] = {
+	STR("spool", OPT_SPOOL, spool),
+	STR("log", OPT_LOG, log_path),
+	BOOL("log-fsync", log_fsync),
+	STR("dsn-spool", OPT_DSN, dsn_spool),
+	{ "helo", OPT_HELO, K_STR, FIELD(char *, helo), 0, 0, NULL, helo_invalid },
+	UINT("shards", OPT_SHARDS, shards, 0, 1024),
+	UINT("spool-workers", OPT_SPOOLW, spool_workers, 0, 64),
+	SECS("stop-timeout", OPT_STOPTIMEOUT, stop_timeout_s, 0, 3600),
+	SECS(NULL, OPT_MAXTIME, max_time_s, 0, 1e7),
+	{ "smtp-port", OPT_SMTPPORT, K_PORT, FIELD(uint16_t, smtp_port), 1, 65535, NULL, NULL },
+	LIST("routes", route_from_file),
+	MEMBER("routes.domain", K_STR, 0, 0),
+	MEMBER("routes.host", K_STR, 0, 0),
+	MEMBER("routes.port", K_UINT, 1, 65535),
+	STR("dkim-fallback-domain", OPT_DKIM_FALLBACK, dkim_fallback),
+	LIST("dkim", dkim_from_file),
+	MEMBER("dkim.domain", K_STR, 0, 0),
+	MEMBER("dkim.selector", K_STR, 0, 0),
+	MEMBER("dkim.key", K_STR, 0, 0),
+	LIST("mx-groups", mx_group_from_file),
+	MEMBER("mx-groups.group", K_STR, 0, 0),
+	MEMBER("mx-groups.mx", K_STRINGS, 0, 0),
+	GROUP("dns"),
+	STRINGS("dns.servers", dns_server_from_file),
+	MS("dns.timeout", OPT_DNSTIMEOUT, dns_timeout_ms, 0.001, 60),
+	UINT("dns.attempts", 0, dns_attempts, 1, 10),
+	UINT("dns.cache-size", 0, dns_cache_size, 16, 10000000),
+	{ "dns.ipv6", 0, K_BOOL, NOF, 0, 0, ipv6_from_file, NULL },
+	GROUP("delivery"),
+	UINT("delivery.max-connections", OPT_MAXCONN, max_connections, 1, 100000),
+	UINT("delivery.max-per-connection", OPT_MAXPERCONN, max_per_connection, 1, 10000000),
+	UINT("delivery.max-recipients-per-transaction", 0, max_rcpt_per_txn, 1, 1000),
+	MS("delivery.retry-interval", OPT_RETRY, retry_interval_ms, 0.001, 86400),
+	MS("delivery.retry-max", 0, retry_max_ms, 0.001, 86400),
+	UINT("delivery.bounce-after", OPT_BOUNCE_AFTER, bounce_after_s, 1, 365 * 86400),
+	BOOL("delivery.chunking", use_chunking),
+	BOOL("delivery.pipelining", use_pipelining),
+	UINT("delivery.inflight-per-shard", 0, inflight_per_shard, 16, 1000000),
+	{ "delivery.inflight-mib-per-shard", 0, K_MIB, FIELD(uint64_t, inflight_bytes_per_shard),
+	  1, 1 << 20, NULL, NULL },
+	UINT("delivery.destination-failures", 0, dest_failures, 1, 100),
+	MS("delivery.destination-backoff", 0, dest_backoff_ms, 0.001, 86400),
+	MS("delivery.destination-backoff-max", 0, dest_backoff_max_ms, 0.001, 86400),
+	GROUP("timeouts"),
+	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
+	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),
+	MS("timeouts.ehlo", 0, timeouts.ehlo, TIMEOUT),
+	MS("timeouts.mail", 0, timeouts.mail, TIMEOUT),
+	MS("timeouts.rcpt", 0, timeouts.rcpt, TIMEOUT),
+	MS("timeouts.data", 0, timeouts.data, TIMEOUT),
+	MS("timeouts.data-block", 0, timeouts.data_block, TIMEOUT),
+	MS("timeouts.dot", 0, timeouts.dot, TIMEOUT),
+	MS("timeouts.quit", 0, timeouts.quit, TIMEOUT),
+	MS("timeouts.idle", 0, timeouts.idle, TIMEOUT),
+	{ NULL, OPT_TIMEOUT, K_MS, NOF, TIMEOUT, NULL, NULL },  /* all but idle at once */
+};
+
+static const struct knob *knob_at(const char *path)
+{
+	for (size_t i = 0; i < ARRAY_LEN(knobs); i++)
+		if (knobs[i].path && strcmp(knobs[i].path, path) == 0)
+			return &knobs[i];
+	return NULL;
+}
+
+static const struct knob *knob_of_flag(int opt)
+{
+	for (size_t i = 0; i < ARRAY_LEN(knobs); i++)
+		if (knobs[i].opt == opt)
+			return &knobs[i];
+	return NULL;
+}
+
+static bool integral(enum kind k) { return k == K_UINT || k == K_PORT || k == K_MIB; }
+static bool seconds(enum kind k) { return k == K_MS || k == K_SECS; }
+
+/* "1..65535" or "0.001..86400 seconds" */
+static const char *bounds_text(const struct knob *k, char *out, size_t len)
+{
+	snprintf(out, len, "%.10g..%.10g%s", k->min, k->max, seconds(k->kind) ? " seconds" : "");
+	return out;
+}
+
+static void knob_store(struct config *cfg, const struct knob *k, double v)
+{
+	char *f = (char *)cfg + k->off;
+	switch (k->kind) {
+	case K_UINT: *(unsigned *)f = (unsigned)v; break;
+	case K_PORT: *(uint16_t *)f = (uint16_t)v; break;
+	case K_MIB: *(uint64_t *)f = (uint64_t)v << 20; break;
+	case K_MS: *(int *)f = (int)(v * 1000 + 0.5); break;
+	case K_SECS: *(double *)f = v; break;
+	default: ASSERT(!"a number");
+	}
+}
+
+/* ---- config file ---- */
+
+/* Edits (insert, delete, change, swap two neighbours) from a to b, for
+ * "did you mean"; large for long names. */
+static unsigned edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned d[64][64];
+	if (la >= 64 || lb >= 64)
+		return 1000;
+	for (size_t i = 0; i <= la; i++)
+		for (size_t j = 0; j <= lb; j++) {
+			if (!i || !j) {
+				d[i][j] = (unsigned)(i + j);
+				continue;
+			}
+			unsigned v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < v)
+				v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	return d[la][lb];
+}
+
+/* The parent of a path in the schema ("" at the top) and its last name. */
+static const char *parent_of(const char *path, char *out, size_t len)
+{
+	const char *dot = strrchr(path, '.');
+	size_t n = dot ? (size_t)(dot - path) : 0;
+	snprintf(out, len, "%.*s", (int)n, path);
+	return dot ? dot + 1 : path;
+}
+
+/* Settings directly in a group (or at the top), not inside a list. */
+static bool in_group(const char *parent)
+{
+	const struct knob *p = knob_at(parent);
+	return !*parent || (p && p->kind == K_GROUP);
+}
+
+/* "; did you mean 'delivery.max-connections'?" for a name unknown under
+ * parent: a close name beside it, or the same name in another group. */
+static void suggest(const char *parent, const char *shown_parent, const char *name, char *out, size_t len)
+{
+	size_t n = strlen(name);
+	unsigned best = n < 5 ? 2 : n < 12 ? 3 : 4; /* cost must stay below this */
+	out[0] = 0;
+	for (size_t i = 0; i < ARRAY_LEN(knobs); i++) {
+		char kp[64];
+		if (!knobs[i].path)
+			continue;
+		const char *base = parent_of(knobs[i].path, kp, sizeof(kp));
+		bool beside = strcmp(kp, parent) == 0;
+		if (!beside && !(in_group(parent) && in_group(kp)))
+			continue;
+		unsigned cost = edit_distance(name, base) + !beside;
+		if (cost >= best)
+			continue;
+		best = cost;
+		if (beside)
+			snprintf(out, len, "; did you mean '%s%s%s'?", shown_parent, *shown_parent ? "." : "", base);
+		else
+			snprintf(out, len, "; did you mean '%s'?", knobs[i].path);
+	}
+}
+
+static double setting_number(const config_setting_t *s)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+		return config_setting_get_float(s);
+	return (double)config_setting_get_int64(s);
+}
+
+static bool type_fits(enum kind k, int t)
+{
+	bool whole = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+	switch (k) {
+	case K_GROUP: return t == CONFIG_TYPE_GROUP;
+	case K_LIST: return t == CONFIG_TYPE_LIST;
+	case K_STRINGS: return t == CONFIG_TYPE_ARRAY;
+	case K_STR: return t == CONFIG_TYPE_STRING;
+	case K_BOOL: return t == CONFIG_TYPE_BOOL;
+	case K_MS: case K_SECS: return whole || t == CONFIG_TYPE_FLOAT;
+	default: return whole;
+	}
+}
+
+static const char *const kind_text[] = {
+	[K_GROUP] = "a group: { ... }", [K_LIST] = "a list: ( { ... }, ... )",
+	[K_STRINGS] = "an array of strings: [ \"...\", ... ]", [K_STR] = "a string",
+	[K_BOOL] = "true or false", [K_UINT] = "a whole number", [K_PORT] = "a whole number",
+	[K_MIB] = "a whole number", [K_MS] = "a number of seconds", [K_SECS] = "a number of seconds",
+};
+
+/* The type and value of a setting against its row; file and line if wrong. */
+static void check_setting(const struct knob *k, const config_setting_t *s, const char *shown)
+{
+	char b[64];
+	if (!type_fits(k->kind, config_setting_type(s)))
+		fail_at(s, "%s must be %s", shown, kind_text[k->kind]);
+	if (integral(k->kind) || seconds(k->kind)) {
+		double v = setting_number(s);
+		if (!(v >= k->min && v <= k->max))
+			fail_at(s, "%s must be %s", shown, bounds_text(k, b, sizeof(b)));
+	}
+	const char *why = k->check ? k->check(config_setting_get_string(s)) : NULL;
+	if (why)
+		fail_at(s, "%s %s", shown, why);
+}
+
+static void apply_setting(struct config *cfg, const struct knob *k, const config_setting_t *s, const char *shown)
+{
+	if (k->apply)
+		k->apply(cfg, s, shown);
+	else if (k->off == NOF)
+		;
+	else if (k->kind == K_STR)
+		set_str((char **)((char *)cfg + k->off), config_setting_get_string(s));
+	else if (k->kind == K_BOOL)
+		*(bool *)((char *)cfg + k->off) = config_setting_get_bool(s);
+	else
+		knob_store(cfg, k, setting_number(s));
+}
+
+/* A path as the user sees it ("routes[2].port"); "..." ends one too long. */
+__attribute__((format(printf, 3, 4)))
+static void shown_path(char *out, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, len, fmt, ap);
+	va_end(ap);
+	if (n >= (int)len)
+		memcpy(out + len - 4, "...", 4);
+}
+
+static void walk_group(struct config *cfg, const config_setting_t *g, const char *parent, const char *shown_parent);
+
+static void walk_elements(struct config *cfg, const struct knob *k, const config_setting_t *s, const char *shown)
+{
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		char name[200];
+		shown_path(name, sizeof(name), "%s[%d]", shown, i);
+		if (k->kind == K_LIST && config_setting_type(e) != CONFIG_TYPE_GROUP)
+			fail_at(e, "%s must be a group: { ... }", name);
+		if (k->kind == K_STRINGS && config_setting_type(e) != CONFIG_TYPE_STRING)
+			fail_at(e, "%s must be a string", name);
+		if (k->kind == K_LIST)
+			walk_group(cfg, e, k->path, name);
+		if (k->apply)
+			k->apply(cfg, e, name);
+	}
+}
+
+/* One setting, at its row of the schema: checked, then applied. */
+static void walk_setting(struct config *cfg, const struct knob *k, const config_setting_t *s, const char *shown)
+{
+	check_setting(k, s, shown);
+	if (k->kind == K_GROUP)
+		walk_group(cfg, s, k->path, shown);
+	else if (k->kind == K_LIST || k->kind == K_STRINGS)
+		walk_elements(cfg, k, s, shown);
+	else
+		apply_setting(cfg, k, s, shown);
+}
+
+/* Every setting of g (the top, a group or an element of a list) against
+ * the schema, where g is at parent ("" at the top; "routes" in a route)
+ * and is shown to the user as shown_parent ("routes[2]"). */
+static void walk_group(struct config *cfg, const config_setting_t *g, const char *parent, const char *shown_parent)
+{
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		char path[128], shown[200], hint[120];
+		shown_path(path, sizeof(path), "%s%s%s", parent, *parent ? "." : "", name);
+		shown_path(shown, sizeof(shown), "%s%s%s", shown_parent, *shown_parent ? "." : "", name);
+		const struct knob *k = knob_at(path);
+		if (!k) {
+			suggest(parent, shown_parent, name, hint, sizeof(hint));
+			fail_at(s, "unknown setting '%s'%s", shown, hint);
+		}
+		walk_setting(cfg, k, s, shown);
+	}
+}
+
+static void config_load_file(struct config *cfg, const char *path)
+{
+	config_init(&file_tree);
+	loading = &file_tree;
+	loading_path = path;
+	if (config_read_file(loading, path) != CONFIG_TRUE)
+		config_fail("%s:%d: %s", config_error_file(loading) ? config_error_file(loading) : path,
+		            config_error_line(loading), config_error_text(loading));
+	walk_group(cfg, config_root_setting(loading), "", "");
+	loading = NULL;
+	config_destroy(&file_tree);
+}
+
+/* ---- flags ---- */
 
 static const struct option run_opts[] = {
 	{ "config", required_argument, 0, 'c' },
@@ -484,67 +809,75 @@ static void refuse(const char *flag, const char *what)
 	config_fail("%s is not available yet: %s. Nothing was sent.", flag, what);
 }
 
-static double parse_seconds(const char *flag, const char *v, double max)
+static const char *flag_name(int opt)
 {
-	char *end;
+	for (const struct option *o = run_opts; o->name; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
+/* A flag's number, within the bounds of its row in the schema. */
+static double flag_number(const struct knob *k, const char *v)
+{
+	char b[64], *end;
+	long n;
+	if (integral(k->kind)) {
+		if (!parse_uint(v, (long)k->min, (long)k->max, &n))
+			config_fail("--%s: '%.40s' must be a whole number, %s", flag_name(k->opt), v,
+			            bounds_text(k, b, sizeof(b)));
+		return (double)n;
+	}
 	double d = strtod(v, &end);
-	if (*end || !(d >= 0) || d > max)
-		config_fail("%s: '%s' is not a number of seconds (0..%.0f)", flag, v, max);
+	if (end == v || *end || !(d >= k->min && d <= k->max))
+		config_fail("--%s: '%.40s' must be %s", flag_name(k->opt), v,
+		            bounds_text(k, b, sizeof(b)));
 	return d;
 }
 
-static unsigned parse_flag_uint(const char *flag, const char *v, long min, long max)
+/* A flag that sets what a row of the schema sets. */
+static void knob_from_flag(struct config *cfg, const struct knob *k, const char *arg)
 {
-	long n;
-	if (!parse_uint(v, min, max, &n))
-		config_fail("%s: '%s' is not a whole number in %ld..%ld", flag, v, min, max);
-	return (unsigned)n;
+	const char *why = k->check ? k->check(arg) : NULL;
+	if (why)
+		config_fail("--%s %s", flag_name(k->opt), why);
+	if (k->kind == K_STR)
+		set_str((char **)((char *)cfg + k->off), arg);
+	else
+		knob_store(cfg, k, flag_number(k, arg));
+}
+
+static void timeouts_all(struct config *cfg, const char *arg)
+{
+	int ms = (int)(flag_number(knob_of_flag(OPT_TIMEOUT), arg) * 1000 + 0.5);
+	struct smtp_timeouts *t = &cfg->timeouts;
+	t->connect = t->banner = t->ehlo = t->mail = t->rcpt = ms;
+	t->data = t->data_block = t->dot = t->quit = ms;
 }
 
 static void apply_flag(struct config *cfg, int opt, const char *arg)
 {
 	const char *err;
+	const struct knob *k = knob_of_flag(opt);
+	if (k && k->off != NOF) {
+		knob_from_flag(cfg, k, arg);
+		return;
+	}
 	switch (opt) {
 	case 'c': break; /* read before the other flags */
-	case OPT_SPOOL: set_str(&cfg->spool, arg); break;
 	case OPT_ROUTE:
 		if ((err = config_add_route(cfg, arg)))
 			config_fail("--route %s: %s", arg, err);
 		break;
-	case OPT_LOG: set_str(&cfg->log_path, arg); break;
-	case OPT_SHARDS: cfg->shards = parse_flag_uint("--shards", arg, 1, 1024); break;
-	case OPT_SPOOLW: cfg->spool_workers = parse_flag_uint("--spool-workers", arg, 1, 64); break;
-	case OPT_STOPTIMEOUT: cfg->stop_timeout_s = parse_seconds("--stop-timeout", arg, 3600); break;
-	case OPT_MAXCONN: cfg->max_connections = parse_flag_uint("--max-connections", arg, 1, 100000); break;
-	case OPT_MAXPERCONN: cfg->max_per_connection = parse_flag_uint("--max-per-connection", arg, 1, 10000000); break;
 	case OPT_DRAIN: cfg->drain = true; break;
-	case OPT_MAXTIME: cfg->max_time_s = parse_seconds("--max-time", arg, 1e7); break;
-	case OPT_RETRY: cfg->retry_interval_ms = (int)(parse_seconds("--retry-interval", arg, 86400) * 1000); break;
-	case OPT_BOUNCE_AFTER: cfg->bounce_after_s = (unsigned)parse_seconds("--bounce-after", arg, 365 * 86400.0); break;
-	case OPT_HELO: set_str(&cfg->helo, arg); break;
-	case OPT_TIMEOUT: {
-		int ms = (int)(parse_seconds("--timeout", arg, 86400) * 1000);
-		if (ms <= 0)
-			config_fail("--timeout must be positive");
-		struct smtp_timeouts *t = &cfg->timeouts;
-		t->connect = t->banner = t->ehlo = t->mail = t->rcpt = ms;
-		t->data = t->data_block = t->dot = t->quit = ms;
-		break;
-	}
+	case OPT_TIMEOUT: timeouts_all(cfg, arg); break;
 	case OPT_NOCHUNK: cfg->use_chunking = false; break;
 	case OPT_NOPIPE: cfg->use_pipelining = false; break;
-	case OPT_DNS: dns_server_add(cfg, arg); break;
-	case OPT_SMTPPORT: cfg->smtp_port = (uint16_t)parse_flag_uint("--smtp-port", arg, 1, 65535); break;
-	case OPT_DNSTIMEOUT: {
-		int ms = (int)(parse_seconds("--dns-timeout", arg, 60) * 1000);
-		if (ms <= 0)
-			config_fail("--dns-timeout must be positive");
-		cfg->dns_timeout_ms = ms;
+	case OPT_DNS:
+		if ((err = dns_server_add(cfg, arg)))
+			config_fail("--dns-server %s: %s", arg, err);
 		break;
-	}
 	case OPT_DKIM: dkim_add_spec(cfg, arg); break;
-	case OPT_DKIM_FALLBACK: set_str(&cfg->dkim_fallback, arg); break;
-	case OPT_DSN: set_str(&cfg->dsn_spool, arg); break;
 	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
 	case OPT_TLS:
 		if (strcmp(arg, "none") != 0)
@@ -555,6 +888,51 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 	case OPT_HELP: run_usage(stdout); exit(0);
 	default: run_usage(stderr); exit(2);
 	}
+}
+
+/* The machine's host name, when it is one EHLO may carry. */
+static char *default_helo(void)
+{
+	char h[256] = "localhost";
+	gethostname(h, sizeof(h) - 1);
+	h[255] = 0;
+	if (helo_invalid(h)) {
+		warnx_("the host name is not a valid EHLO name; sending 'localhost' (set helo)");
+		return xstrdup("localhost");
+	}
+	return xstrdup(h);
+}
+
+/* What neither the file nor the flags said, and checks across settings. */
+static void config_complete(struct config *cfg)
+{
+	if (cfg->ndns_servers == 0) {
+		unsigned n = 0;
+		dns_read_resolv_conf("/etc/resolv.conf", cfg->dns_servers, ARRAY_LEN(cfg->dns_servers), &n,
+		                     &cfg->dns_timeout_ms, &cfg->dns_attempts);
+		cfg->ndns_servers = n;
+		if (n == 0) /* as the C library does */
+			dns_server_add(cfg, "127.0.0.1:53");
+	}
+	cfg->ipv6 = ipv6_set >= 0 ? ipv6_set == 1 : ipv6_routable();
+	if (cfg->shards == 0)
+		cfg->shards = config_online_cpus();
+	if (cfg->spool_workers == 0)
+		cfg->spool_workers = cfg->shards < 4 ? cfg->shards : 4;
+	if (cfg->spool_workers > cfg->shards)
+		cfg->spool_workers = cfg->shards;
+	if (!cfg->helo)
+		cfg->helo = default_helo();
+	if (cfg->dkim_fallback) {
+		bool found = false;
+		for (unsigned i = 0; i < cfg->ndkim_keys; i++)
+			found = found || strcasecmp(cfg->dkim_keys[i].domain, cfg->dkim_fallback) == 0;
+		if (!found)
+			config_fail("dkim-fallback-domain %s: no --dkim key for that domain", cfg->dkim_fallback);
+	}
+	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
+		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
+		            cfg->config_path ? cfg->config_path : "config");
 }
 
 void config_from_run_args(struct config *cfg, int argc, char **argv)
@@ -591,37 +969,7 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 	}
 	if (optind < argc)
 		config_fail("run: unexpected argument '%s' (see sluice run --help)", argv[optind]);
-	if (cfg->ndns_servers == 0) {
-		unsigned n = 0;
-		dns_read_resolv_conf("/etc/resolv.conf", cfg->dns_servers, ARRAY_LEN(cfg->dns_servers), &n,
-		                     &cfg->dns_timeout_ms, &cfg->dns_attempts);
-		cfg->ndns_servers = n;
-		if (n == 0) /* as the C library does */
-			dns_server_add(cfg, "127.0.0.1:53");
-	}
-	cfg->ipv6 = ipv6_set >= 0 ? ipv6_set == 1 : ipv6_routable();
-	if (cfg->shards == 0)
-		cfg->shards = config_online_cpus();
-	if (cfg->spool_workers == 0)
-		cfg->spool_workers = cfg->shards < 4 ? cfg->shards : 4;
-	if (cfg->spool_workers > cfg->shards)
-		cfg->spool_workers = cfg->shards;
-	if (!cfg->helo) {
-		char h[256] = "localhost";
-		gethostname(h, sizeof(h) - 1);
-		h[255] = 0;
-		cfg->helo = xstrdup(h);
-	}
-	if (cfg->dkim_fallback) {
-		bool found = false;
-		for (unsigned i = 0; i < cfg->ndkim_keys; i++)
-			found = found || strcasecmp(cfg->dkim_keys[i].domain, cfg->dkim_fallback) == 0;
-		if (!found)
-			config_fail("dkim-fallback-domain %s: no --dkim key for that domain", cfg->dkim_fallback);
-	}
-	for (const char *p = cfg->helo; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f)
-			config_fail("--helo: the name must not contain spaces or control characters");
+	config_complete(cfg);
 }
 
 bool config_reload(struct config *cfg, int argc, char **argv, char *err, size_t err_len)

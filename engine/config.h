@@ -37,9 +37,12 @@ struct config {
 	int retry_interval_ms;          /* first wait before a retry, doubled per attempt */
 	int retry_max_ms;               /* cap on that wait */
 	unsigned bounce_after_s;
-	unsigned dest_failures;       /* connections in a row failing before a destination waits */
-	int dest_backoff_ms;          /* its first wait, doubled per further failure */
-	int dest_backoff_max_ms;      /* cap on that wait */
+	/* per destination: after dest_failures connections in a row fail before
+	 * their first transaction completes, it waits dest_backoff_ms, doubled
+	 * per further failure up to dest_backoff_max_ms */
+	unsigned dest_failures;
+	int dest_backoff_ms;
+	int dest_backoff_max_ms;
 	bool drain;
 	double max_time_s;            /* 0 = no limit */
 	double stop_timeout_s;        /* SIGTERM: wait this long for open transactions */

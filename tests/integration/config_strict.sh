@@ -1,0 +1,130 @@
+# A strict configuration: unknown or mistyped settings, wrong types and
+# values out of range are refused with the file and line (exit 2, nothing
+# sent, the spool untouched), the same bounds hold for a flag and its file
+# key, EHLO names are checked; the shipped sluice.conf with every setting
+# is accepted; on SIGHUP a bad file leaves the running configuration.
+source "$(dirname "$0")/../lib.sh"
+set -e
+a=$(free_port); start_mockmx "$a"; A=$MX_PID
+mkdir -p "$T/sp"
+"$SLUICE" spoolgen --spool "$T/sp" --count 3 >/dev/null
+# refused 'PATTERN' 'CONFIG' [flags...]: exit 2, PATTERN in stderr, nothing sent.
+refused() {
+	local want=$1; printf '%s\n' "$2" >"$T/bad.conf"; shift 2
+	set +e
+	timeout 60 "$SLUICE" run -c "$T/bad.conf" --spool "$T/sp" --route "*=127.0.0.1:$a" \
+		--drain --max-time 20 --log "$T/refused.jsonl" "$@" >/dev/null 2>"$T/err"
+	local rc=$?
+	set -e
+	[ "$rc" -eq 2 ] || fail "exit $rc, not 2, for: $(cat "$T/bad.conf") $* ($(cat "$T/err"))"
+	grep -q -- "$want" "$T/err" || fail "want '$want', got: $(cat "$T/err")"
+	! grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/err" || { cat "$T/err"; fail "sanitizer report"; }
+	[ "$(spool_files "$T/sp/new")" -eq 3 ] || fail "the spool changed after a refusal"
+	[ ! -s "$T/refused.jsonl" ] || fail "something was logged after a refusal"
+}
+refused "bad.conf:2: unknown setting 'delivery.max-conections'; did you mean 'delivery.max-connections'?" \
+	"$(printf 'shards = 1;\ndelivery: { max-conections = 5; };')"
+refused "bad.conf:3: spool must be a string" "$(printf '\n\nspool = 5;')"
+refused "bad.conf:1: unknown setting 'delivery.x'" 'delivery: { x = 1; };'
+refused "bad.conf:2: unknown setting 'routes\[0\].hots'; did you mean 'routes\[0\].host'?" \
+	"$(printf 'routes = (\n  { domain = "*"; hots = "127.0.0.1"; port = 25; } );')"
+refused "bad.conf:1: unknown setting 'max-connections'; did you mean 'delivery.max-connections'?" 'max-connections = 2;'
+refused "bad.conf:1: unknown setting 'dns.server'" 'dns: { server = [ "127.0.0.1:53" ]; };'
+refused "bad.conf:1: log-fsync must be true or false" 'log-fsync = 1;'
+refused "bad.conf:1: shards must be a whole number" 'shards = "2";'
+refused "bad.conf:1: delivery must be a group" 'delivery = 5;'
+refused "bad.conf:1: routes must be a list" 'routes = { domain = "*"; };'
+refused "bad.conf:1: routes\[0\].port must be 1..65535" 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 0; } );'
+refused "bad.conf:1: dns.servers\[0\] must be a string" 'dns: { servers = [ 53 ]; };'
+refused "bad.conf:1: mx-groups\[0\]: unknown\|unknown setting 'mx-groups\[0\].pattern'" \
+	'mx-groups = ( { group = "g"; pattern = [ "*.x" ]; } );'
+refused "bad.conf:1: unknown setting 'dkim\[0\].file'" 'dkim = ( { domain = "x"; selector = "s"; file = "/k"; } );'
+ok "unknown settings and wrong types: exit 2 with file:line, nothing sent"
+# One definition of the bounds for a flag and its file key.
+refused "delivery.retry-interval must be 0.001..86400 seconds" 'delivery: { retry-interval = 0; };'
+refused "retry-interval: '0' must be 0.001..86400 seconds" '' --retry-interval 0
+refused "delivery.max-connections must be 1..100000" 'delivery: { max-connections = 0; };'
+refused "max-connections: '0' must be a whole number, 1..100000" '' --max-connections 0
+refused "timeouts.dot must be" 'timeouts: { dot = 0; };'
+refused "delivery.max-recipients-per-transaction must be 1..1000" 'delivery: { max-recipients-per-transaction = 0; };'
+refused "delivery.max-recipients-per-transaction must be 1..1000" 'delivery: { max-recipients-per-transaction = 1001; };'
+refused "delivery.destination-failures must be 1..100" 'delivery: { destination-failures = 0; };'
+refused "delivery.destination-backoff must be" 'delivery: { destination-backoff = 0; };'
+refused "delivery.destination-backoff-max must be" 'delivery: { destination-backoff-max = 86401; };'
+refused "destination-backoff-max must be at least delivery.destination-backoff" \
+	'delivery: { destination-backoff = 120; destination-backoff-max = 60; };'
+ok "flags and file keys share their bounds; retry interval 0 refused in both"
+long=$(printf 'a%.0s' $(seq 300))
+refused "helo must be a host name" '' --helo "$long"
+refused "helo must be a host name" '' --helo "mta1.example.com x"
+refused "helo must be a host name" '' --helo $'mta1.example.com\r'
+refused "helo must be a host name" '' --helo "$(printf 'a%.0s' $(seq 64)).example.com"
+refused "helo must be a host name" '' --helo "-mta.example.com"
+refused "helo must be a host name" '' --helo "[300.1.1.1]"
+refused "bad.conf:1: helo must be a host name" 'helo = "mta1 example.com";'
+refused "bad.conf:1: helo must be a host name" "helo = \"$long\";"
+ok "EHLO names: over 255 octets, spaces, CR, long labels, bad literals refused"
+# Valid names and address literals are accepted (a short drain of the 3).
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60 \
+	--helo "$(printf 'a%.0s' $(seq 63)).example.com" --retry-interval 0.5 --max-connections 1
+[ "$RC" -eq 0 ] || fail "valid flags refused: $(cat "$T/run.err")"
+for h in "[127.0.0.1]" "[IPv6:::1]" "mta-1.Example.COM"; do
+	"$SLUICE" spoolgen --spool "$T/sp" --count 1 --seed 7 >/dev/null
+	run_sluice --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60 --helo "$h"
+	[ "$RC" -eq 0 ] || fail "--helo $h refused: $(cat "$T/run.err")"
+done
+ok "valid EHLO names and address literals accepted"
+# The shipped sluice.conf, every commented setting switched on.
+"$SLUICE" dkim keygen --domain example.com --selector s2025 --out "$T/dkim.key" >/dev/null
+mkdir -p "$T/dsn/new" "$T/dsn/tmp"
+sed -E -e 's/^(\s*)# ([a-z][a-z0-9-]* = .*;)/\1\2/' \
+	-e 's/^(\s*)# (\{ (domain|group) = .*(selector|mx) = .*)$/\1\2/' \
+	-e "s|/etc/sluice/dkim/example.com.pem|$T/dkim.key|" \
+	-e "s|/var/spool/sluice-dsn|$T/dsn|" "$HERE/../sluice.conf" >"$T/all.conf"
+for k in dsn-spool helo servers ipv6 dkim-fallback-domain 'selector = "s2025"' 'group = "gmail"' \
+	destination-failures destination-backoff destination-backoff-max; do
+	grep -v '^\s*#' "$T/all.conf" | grep -q -- "$k" || fail "sluice.conf: '$k' not found or not switched on"
+done
+"$SLUICE" spoolgen --spool "$T/sp" --count 5 --seed 8 >/dev/null
+run_sluice -c "$T/all.conf" --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60
+[ "$RC" -eq 0 ] || fail "the full sluice.conf was refused: $(cat "$T/run.err")"
+[ "$(log_count '.result=="delivered"')" -ge 5 ] || fail "the full sluice.conf: not delivered"
+ok "the shipped sluice.conf with every setting is accepted"
+MX_PID=$A; stop_mockmx
+# SIGHUP with a bad file keeps the running configuration.
+b=$(free_port); start_mockmx "$b"
+cat >"$T/live.conf" <<CONF
+routes = ( { domain = "*"; host = "127.0.0.1"; port = $b; } );
+delivery: { retry-interval = 0.5; };
+CONF
+rm -f "$T/acct.jsonl"; mkdir -p "$T/live"
+start_daemon -c "$T/live.conf" --spool "$T/live" --shards 1
+delivered() { jq -c 'select(.result=="delivered")' "$T/acct.jsonl" 2>/dev/null | wc -l; }
+drop() { # drop SEED N: N messages, wait until all delivered
+	local want=$(( $(delivered) + $2 ))
+	"$SLUICE" spoolgen --spool "$T/live" --count "$2" --seed "$1" >/dev/null
+	for _ in $(seq 200); do [ "$(delivered)" -ge "$want" ] && return 0; sleep 0.05; done
+	cat "$T/d.err"; fail "messages of seed $1 not delivered"
+}
+hup() { # hup N: SIGHUP, wait for the N-th "reload:" line
+	kill -HUP "$DAEMON"
+	for _ in $(seq 100); do [ "$(grep -c 'reload:' "$T/d.err")" -ge "$1" ] && return 0; sleep 0.05; done
+	fail "no reload message"
+}
+drop 11 4
+printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\ndelivery: { retry-intervall = 1; };\n' >"$T/live.conf"
+hup 1
+grep -q "reload: .*live.conf:2: unknown setting 'delivery.retry-intervall'.*the running configuration is kept" "$T/d.err" ||
+	fail "bad key on reload not reported: $(cat "$T/d.err")"
+printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\nhelo = "a b";\n' >"$T/live.conf"
+hup 2
+grep -q "reload: .*live.conf:2: helo must be a host name.*the running configuration is kept" "$T/d.err" ||
+	fail "bad helo on reload not reported: $(cat "$T/d.err")"
+drop 12 4
+kill -TERM "$DAEMON"
+wait "$DAEMON" || fail "daemon exit $?"
+stop_mockmx
+[ "$(jq -r 'select(.result=="delivered") | .mx' "$T/acct.jsonl" | sort -u)" = "127.0.0.1:$b" ] ||
+	fail "after bad reloads, mail did not go on to the running route"
+! grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/d.err" || { cat "$T/d.err"; fail "sanitizer report"; }
+ok "SIGHUP with a bad key or a bad helo: the running configuration is kept"

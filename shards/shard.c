@@ -457,9 +457,7 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 		wait *= 2;
 	if (wait > cfg->dest_backoff_max_ms)
 		wait = cfg->dest_backoff_max_ms;
-	d->suspended_until = s->now + wait;
-	warnx_("destination %s suspended for %lld s after %u failed connections: %s",
-	       d->group ? d->group : "?", (long long)(wait / 1000), d->fail_streak, why);
+	d->suspended_until = s->now + wait; /* said in the deferrals' text, in the log */
 	dest_defer_suspended(s, d);
 }
 

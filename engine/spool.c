@@ -30,6 +30,7 @@
 #define NAME_KEEP 230       /* longest name kept as it is */
 #define NAME_BASE 200
 #define MOVE_TRIES 64       /* names tried per move; a later pass tries more */
+#define COUNTED_TRIES 8     /* of which N from the counter, then at random */
 
 static int open_subdir(const char *dir, const char *sub)
 {
@@ -114,7 +115,6 @@ static size_t without_suffix(const char *name, size_t n)
  * (at a UTF-8 character boundary). N comes from the spool's counter, or
  * after COUNTED_TRIES from chance: names an earlier run gave out (its
  * counter started at 1 too) cannot hold a move up for long. */
-#define COUNTED_TRIES 8
 static void candidate(struct spool *sp, const char *name, unsigned i, char *out, size_t len)
 {
 	size_t n = strlen(name);
@@ -503,11 +503,13 @@ static void parse_state(char *text, struct saved_state *st)
 		if (sscanf(line, "file %llu %llu %lld", &ino, &size, &mtime) == 3) {
 			st->has_print = true;
 			st->print = (struct file_print){ ino, size, mtime };
-		} else if (sscanf(line, "attempt %lld", &st->attempt) == 1 ||
-		           sscanf(line, "first %lld", &st->first) == 1 || sscanf(line, "due %lld", &st->due) == 1)
-			continue;
-		else if (strncmp(line, "final", 5) == 0)
+		} else if (strncmp(line, "final", 5) == 0) {
 			st->final = line + 5;
+		} else { /* each sets its field only if the line is its own */
+			sscanf(line, "attempt %lld", &st->attempt);
+			sscanf(line, "first %lld", &st->first);
+			sscanf(line, "due %lld", &st->due);
+		}
 	}
 }
 

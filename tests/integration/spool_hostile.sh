@@ -34,7 +34,13 @@ delivered_once() {
 			fail "$r: bounced or expired"
 	done
 }
-entries() { ls -A "$1" | grep -cv '^\.' || true; }
+# sanitizer_clean: the daemon's stderr holds no ASan/UBSan report.
+sanitizer_clean() {
+	! grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$T/d.err" ||
+		{ cat "$T/d.err" >&2; fail "sanitizer report from the daemon"; }
+}
+# entries DIR: entries of any type in DIR, less hidden ones (temporaries).
+entries() { find "$1" -mindepth 1 -maxdepth 1 ! -name '.*' -printf x | wc -c; }
 idof() { jq -r "select(.rcpt==\"$1\") | .id" "$T/acct.jsonl" | sort -u; }
 fileof() { jq -r "select(.rcpt==\"$1\") | .file" "$T/acct.jsonl" | sort -u; }
 drained() {
@@ -54,6 +60,7 @@ put X b-ok@d.example b-late@d.example
 waitfor '[ "$(entries "$SP/state")" -eq 2 ]' "the second X was not deferred"
 kill -9 "$DAEMON"
 wait "$DAEMON" 2>/dev/null || true
+sanitizer_clean
 stop_mockmx
 bid=$(idof b-ok@d.example)
 [ "$(idof a-ok@d.example)" = X ] && [ "$(fileof a-ok@d.example)" = X ] || fail "first X: id $(idof a-ok@d.example)"
@@ -91,6 +98,7 @@ put Y g1@d.example g2@d.example
 waitfor '[ "$(log_count ".result==\"delivered\"")" -ge 4 ]' "both Y not delivered"
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "daemon exit status $? after SIGTERM"
+sanitizer_clean
 run_sluice --spool "$SP" --route "*=127.0.0.1:$port" --shards 2 --max-time 30
 stop_mockmx
 drained "in flight"
@@ -231,5 +239,6 @@ kill -TERM "$DAEMON"
 start=$(date +%s)
 wait "$DAEMON" || fail "daemon exit status $? after SIGTERM"
 [ $(( $(date +%s) - start )) -le 4 ] || fail "SIGTERM took longer than --stop-timeout"
+sanitizer_clean
 stop_mockmx
 ok "a FIFO in new/ under a running daemon: to bad/, 10 messages delivered, SIGTERM exit 0 in time"

@@ -24,6 +24,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	add_ts(b, o->ts_ms);
 	buf_adds(b, ",\"id\":");
 	json_add_cstr(b, m->id);
+	buf_adds(b, ",\"file\":");
+	json_add_cstr(b, m->file);
 	buf_adds(b, ",\"job\":");
 	json_add_cstr(b, m->job);
 	buf_adds(b, ",\"from\":");

@@ -1,13 +1,18 @@
 /* engine/dsn.c - RFC 3464 delivery status notifications (see dsn.h). Runs
- * on the engine thread, after the lines of the failures are logged and
- * before the message's file leaves the spool. */
+ * on the engine and spool-worker threads, after the lines of the failures
+ * are logged and before the message's file leaves the spool. Its file
+ * name, Message-ID and MIME boundary come from sluice's own token (time,
+ * pid, counter, random), never from the spool file's name: a producer
+ * chooses that name, and it shows only escaped, in X-Sluice-Queue-ID. */
 #define _GNU_SOURCE
 #include "dsn.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,19 +63,29 @@ static const char *status_of(const struct dsn_failure *f)
 	return f->expired ? "4.4.7" : "5.0.0";
 }
 
-void dsn_format(struct buf *b, const char *mta, const struct message *m, int64_t now_ms)
+/* A name for one DSN that no producer can choose or predict. */
+static void dsn_token(char *out, size_t len, int64_t now_ms)
 {
-	char boundary[96];
-	snprintf(boundary, sizeof(boundary), "dsn-%s-%lld", m->id, (long long)now_ms);
+	static _Atomic unsigned seq;
+	uint32_t r;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)now_mono_ms();
+	snprintf(out, len, "%lld.%d.%u.%08x", (long long)now_ms, (int)getpid(), atomic_fetch_add(&seq, 1), r);
+}
+
+void dsn_format(struct buf *b, const char *mta, const struct message *m, int64_t now_ms, const char *token)
+{
+	char boundary[DSN_TOKEN_MAX + 8], qid[ESCAPED_MAX];
+	snprintf(boundary, sizeof(boundary), "dsn-%s", token);
 	buf_printf(b, "X-Sender: <>\r\nX-Receiver: <%s>\r\n", m->sender);
 	if (m->job)
 		buf_printf(b, "X-Job: %s\r\n", m->job);
 	buf_printf(b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\nTo: <%s>\r\n", mta, m->sender);
 	buf_adds(b, "Subject: Undelivered Mail Returned to Sender\r\nDate: ");
 	rfc5322_date(b, now_ms);
-	buf_printf(b, "\r\nMessage-ID: <%s.%lld.dsn@%s>\r\nAuto-Submitted: auto-replied\r\n"
+	buf_printf(b, "\r\nMessage-ID: <%s.dsn@%s>\r\nAuto-Submitted: auto-replied\r\n"
 	              "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n"
-	              "\tboundary=\"%s\"\r\n\r\n", m->id, (long long)now_ms, mta, boundary);
+	              "\tboundary=\"%s\"\r\n\r\n", token, mta, boundary);
 	buf_printf(b, "This is a MIME-encapsulated message.\r\n\r\n--%s\r\n"
 	              "Content-Type: text/plain; charset=utf-8\r\n\r\n"
 	              "This is the mail system at %s.\r\n\r\n"
@@ -88,7 +103,8 @@ void dsn_format(struct buf *b, const char *mta, const struct message *m, int64_t
 		buf_adds(b, "\r\n");
 	}
 	buf_printf(b, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n"
-	              "Reporting-MTA: dns; %s\r\nX-Sluice-Queue-ID: %s\r\n", boundary, mta, m->id);
+	              "Reporting-MTA: dns; %s\r\nX-Sluice-Queue-ID: %s\r\n", boundary, mta,
+	           escape_text(m->id, qid, sizeof(qid)));
 	if (m->first_wall_ms) {
 		buf_adds(b, "Arrival-Date: ");
 		rfc5322_date(b, m->first_wall_ms);
@@ -137,14 +153,16 @@ bool dsn_write(const char *dir, const char *mta, const struct message *m, char *
 	if (!m->dsn || !m->sender[0])
 		return true;
 	int64_t now = now_real_ms();
+	char token[DSN_TOKEN_MAX];
+	dsn_token(token, sizeof(token), now);
 	struct buf b = { 0 };
-	dsn_format(&b, mta, m, now);
+	dsn_format(&b, mta, m, now, token);
 	mkdir_p(dir, NULL);
 	mkdir_p(dir, "tmp");
 	mkdir_p(dir, "new");
 	char tmp[4096], dst[4096];
-	snprintf(tmp, sizeof(tmp), "%s/tmp/dsn-%s-%lld", dir, m->id, (long long)now);
-	snprintf(dst, sizeof(dst), "%s/new/dsn-%s-%lld", dir, m->id, (long long)now);
+	snprintf(tmp, sizeof(tmp), "%s/tmp/dsn-%s", dir, token);
+	snprintf(dst, sizeof(dst), "%s/new/dsn-%s", dir, token);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	bool ok = fd >= 0;
 	size_t off = 0;

@@ -29,6 +29,10 @@ void dsn_note(struct message *m, const struct outcome *o);
 bool dsn_write(const char *spool_dir, const char *reporting_mta, const struct message *m,
                char *err, size_t err_len);
 void dsn_free(struct message *m);
-/* The message text, for tests: envelope lines then RFC 5322 message. */
-void dsn_format(struct buf *b, const char *reporting_mta, const struct message *m, int64_t now_ms);
+/* The message text, for tests: envelope lines then RFC 5322 message.
+ * token (at most DSN_TOKEN_MAX bytes with its NUL) makes its Message-ID
+ * and MIME boundary unique. */
+#define DSN_TOKEN_MAX 64
+void dsn_format(struct buf *b, const char *reporting_mta, const struct message *m, int64_t now_ms,
+                const char *token);
 #endif

@@ -24,6 +24,7 @@ void message_free(struct message *m)
 	free(m->dkim_sig);
 	dsn_free(m);
 	free(m->id);
+	free(m->file);
 	free(m->rcpt);
 	free(m->rcpt_state);
 	free(m);

@@ -86,19 +86,22 @@ static bool hand_over(struct feeder *f, struct shard *sh, struct message *m)
 
 static void claim_one(struct feeder *f, const struct claim *c)
 {
-	char why[1024];
-	bool gone;
-	struct message *m = spool_claim(f->sp, c->name, f->cfg->max_message_bytes, &gone, why, sizeof(why));
-	if (!m) {
-		if (gone && why[0]) { /* no room to claim it: it stays in new/ */
-			if (!atomic_exchange(&f->warned_full, 1))
-				warnx_("cannot claim %s: %s; no new messages are claimed until the spool's file "
-				       "system has room again", c->name, why);
-			atomic_store(&f->claim_again_ms, now_mono_ms() + FULL_RETRY_MS);
-		} else if (!gone) {
-			spool_reject(f->sp, c->name, why);
-			atomic_fetch_add(&f->bad, 1);
-		}
+	char why[1024], esc[ESCAPED_MAX];
+	struct message *m;
+	switch (spool_claim(f->sp, c->name, f->cfg->max_message_bytes, &m, why, sizeof(why))) {
+	case CLAIM_OK:
+		break;
+	case CLAIM_NO_ROOM: /* it stays in new/ */
+		if (!atomic_exchange(&f->warned_full, 1))
+			warnx_("cannot claim %s: %s; no new messages are claimed until the spool's file "
+			       "system has room again", escape_text(c->name, esc, sizeof(esc)), why);
+		atomic_store(&f->claim_again_ms, now_mono_ms() + FULL_RETRY_MS);
+		atomic_fetch_add(&f->unsent[c->lane], 1);
+		return;
+	case CLAIM_BAD:
+		atomic_fetch_add(&f->bad, 1);
+		/* fall through */
+	case CLAIM_GONE:
 		atomic_fetch_add(&f->unsent[c->lane], 1);
 		return;
 	}
@@ -123,9 +126,10 @@ static bool save_state(struct feeder *f, struct job *j)
 {
 	int err = spool_state_write(f->sp, j->name, j->state);
 	if (err) {
+		char esc[ESCAPED_MAX];
 		if (!atomic_exchange(&f->warned_full, 1))
 			warnx_("cannot save the retry state of %s: %s; no new messages are claimed until "
-			       "it can be written", j->name, strerror(err));
+			       "it can be written", escape_text(j->name, esc, sizeof(esc)), strerror(err));
 		f->stalled = *j;
 		atomic_store(&f->has_stalled, 1);
 		f->stalled_retry_ms = now_mono_ms() + FULL_RETRY_MS;
@@ -260,8 +264,9 @@ void feeder_free(struct feeder *f)
 		free(c.name);
 	run_jobs(f);
 	if (atomic_load(&f->has_stalled)) {
+		char esc[ESCAPED_MAX];
 		warnx_("the retry state of %s was never saved (disk full): a restart may retry it early",
-		       f->stalled.name);
+		       escape_text(f->stalled.name, esc, sizeof(esc)));
 		free(f->stalled.name);
 		free(f->stalled.state);
 		/* What waited behind it: the files stay (sent again after a restart). */

@@ -27,6 +27,13 @@ const char *result_name(enum result r);
 
 struct dsn_failure;
 
+/* What identifies a spool file's content: a retry state applies only to
+ * the file it was written for (rename keeps all three). */
+struct file_print {
+	uint64_t ino, size;
+	int64_t mtime_ns;
+};
+
 struct message {
 	char *raw;               /* the file as read; envelope strings point into it */
 	size_t raw_len;
@@ -38,7 +45,9 @@ struct message {
 	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
 	char *dkim_sig;          /* DKIM-Signature field(s) sent before body, or NULL */
 	size_t dkim_sig_len;
-	char *id;                /* spool file name */
+	char *id;                /* its name in active/: the identity (log "id", retry state) */
+	char *file;              /* the producer's name for it in new/ (log "file") */
+	struct file_print print; /* of its file when claimed */
 	const char *sender;      /* without <>; "" for the null sender */
 	const char *job;         /* X-Job or NULL */
 	const char *pool;        /* X-Pool or NULL */

@@ -178,9 +178,10 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	if (o->kind == OUTCOME_RETRY_STATE) {
 		if (!(e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))) {
 			int err = spool_state_write(&e->spool, o->msg->id, o->response);
+			char esc[ESCAPED_MAX];
 			if (err)
 				warnx_("cannot save the retry state of %s: %s (a restart may retry it early)",
-				       o->msg->id, strerror(err));
+				       escape_text(o->msg->id, esc, sizeof(esc)), strerror(err));
 			free(o->response);
 		}
 		return;

@@ -1,6 +1,9 @@
-/* engine/spool.c - spool directory operations (see spool.h). These are
+/* engine/spool.c - spool directory operations (see spool.h): claiming from
+ * new/, rejecting to bad/, releasing back to new/, retry states. These are
  * blocking file-system calls: they run on the engine and feeder threads,
- * never on a shard loop. */
+ * never on a shard loop. Every move is a rename that never replaces a file
+ * (move_noreplace): a name that is taken becomes NAME~N, so a producer
+ * cannot make two messages share one file, retry state or bad/ entry. */
 #define _GNU_SOURCE
 #include "spool.h"
 #include "envelope.h"
@@ -8,13 +11,26 @@
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE 1 /* <linux/fs.h> */
+#endif
+/* Names sluice gives stay short enough for ".why" or a temporary's affixes:
+ * a longer name becomes BASE~N, BASE its first NAME_BASE bytes. */
+#define NAME_KEEP 230       /* longest name kept as it is */
+#define NAME_BASE 200
+#define MOVE_TRIES 64       /* names tried per move; a later pass tries more */
+#define COUNTED_TRIES 8     /* of which N from the counter, then at random */
 
 static int open_subdir(const char *dir, const char *sub)
 {
@@ -85,6 +101,124 @@ bool spool_watch_drain(struct spool *sp)
 	return any;
 }
 
+/* Length of name without a trailing ~N of its own ("a~3" -> 1). */
+static size_t without_suffix(const char *name, size_t n)
+{
+	size_t k = n;
+	while (k > 0 && name[k - 1] >= '0' && name[k - 1] <= '9')
+		k--;
+	return k < n && k > 0 && name[k - 1] == '~' ? k - 1 : n;
+}
+
+/* The i-th name to try for a file called name: name itself when short
+ * enough, then BASE~N: name without its own ~N, cut to NAME_BASE bytes
+ * (at a UTF-8 character boundary). N comes from the spool's counter, or
+ * after COUNTED_TRIES from chance: names an earlier run gave out (its
+ * counter started at 1 too) cannot hold a move up for long. */
+static void candidate(struct spool *sp, const char *name, unsigned i, char *out, size_t len)
+{
+	size_t n = strlen(name);
+	if (i == 0 && n <= NAME_KEEP) {
+		snprintf(out, len, "%s", name);
+		return;
+	}
+	n = without_suffix(name, n);
+	if (n > NAME_BASE)
+		for (n = NAME_BASE; n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80; n--)
+			;
+	uint64_t k = atomic_fetch_add(&sp->seq, 1) + 1;
+	uint32_t r;
+	if (i >= COUNTED_TRIES && getrandom(&r, sizeof(r), GRND_NONBLOCK) == (ssize_t)sizeof(r))
+		k = r;
+	snprintf(out, len, "%.*s~%llu", (int)n, name, (unsigned long long)k);
+}
+
+/* rename(2) that fails with EEXIST instead of replacing what is there. */
+static int rename_noreplace(int from_fd, const char *from, int to_fd, const char *to)
+{
+	if (renameat2(from_fd, from, to_fd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno == EINVAL)
+		fatal("the spool's file system cannot rename without replacing (RENAME_NOREPLACE): "
+		      "put the spool on ext4, xfs, btrfs or tmpfs");
+	return errno;
+}
+
+/* One move of a spool entry, and what travels with it. */
+enum move_kind {
+	MOVE_CLAIM,     /* new/ -> active/ */
+	MOVE_BAD,       /* active/ -> bad/, with a new NAME.why beside it */
+	MOVE_RELEASE,   /* active/ -> new/; state/ID follows it (first) */
+};
+struct move {
+	enum move_kind kind;
+	int from_fd, to_fd;
+	const char *name;            /* in from_fd */
+	char got[NAME_MAX + 1];      /* its name in to_fd */
+	int why_fd;                  /* MOVE_BAD: bad/GOT.why, open for writing, or -1 */
+	int why_err;                 /* and why not (a full disk must not stop a reject) */
+	bool state_moved;            /* MOVE_RELEASE: state/NAME is state/GOT now */
+};
+
+/* Before the file takes the name mv->got: takes what goes with it there.
+ * 0, EEXIST (try another name) or an errno. */
+static int move_reserve(struct spool *sp, struct move *mv)
+{
+	char why[NAME_MAX + 8];
+	mv->state_moved = false;
+	switch (mv->kind) {
+	case MOVE_BAD:
+		snprintf(why, sizeof(why), "%s.why", mv->got);
+		mv->why_fd = openat(sp->bad_fd, why, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+		mv->why_err = mv->why_fd >= 0 ? 0 : errno;
+		return mv->why_err == EEXIST ? EEXIST : 0;
+	case MOVE_RELEASE: {
+		if (strcmp(mv->name, mv->got) == 0)
+			return 0;
+		int err = rename_noreplace(sp->state_fd, mv->name, sp->state_fd, mv->got);
+		mv->state_moved = err == 0;
+		return err == ENOENT ? 0 : err; /* ENOENT: it has no retry state */
+	}
+	default:
+		return 0;
+	}
+}
+
+/* The file could not take mv->got: gives back what move_reserve took. */
+static void move_unreserve(struct spool *sp, struct move *mv)
+{
+	char why[NAME_MAX + 8];
+	if (mv->kind == MOVE_BAD && mv->why_fd >= 0) {
+		close(mv->why_fd);
+		snprintf(why, sizeof(why), "%s.why", mv->got);
+		unlinkat(sp->bad_fd, why, 0);
+	} else if (mv->state_moved && rename_noreplace(sp->state_fd, mv->got, sp->state_fd, mv->name) != 0) {
+		char e1[ESCAPED_MAX], e2[ESCAPED_MAX];
+		warnx_("cannot move %s/state/%s back to %s: %s", sp->dir, escape_text(mv->got, e1, sizeof(e1)),
+		       escape_text(mv->name, e2, sizeof(e2)), strerror(errno));
+	}
+}
+
+/* Moves mv->name from from_fd to to_fd under the first free candidate
+ * name, never replacing anything; mv->got says which. 0 or an errno
+ * (EEXIST: MOVE_TRIES names were all taken). A crash in between leaves at
+ * worst a retry state or .why without its file: a retry state is checked
+ * against its file's fingerprint, so that costs a resend, never a loss. */
+static int move_noreplace(struct spool *sp, struct move *mv)
+{
+	int err = EEXIST;
+	for (unsigned i = 0; i < MOVE_TRIES && err == EEXIST; i++) {
+		candidate(sp, mv->name, i, mv->got, sizeof(mv->got));
+		err = move_reserve(sp, mv);
+		if (err)
+			continue;
+		err = rename_noreplace(mv->from_fd, mv->name, mv->to_fd, mv->got);
+		if (err)
+			move_unreserve(sp, mv);
+	}
+	return err;
+}
+
 unsigned spool_recover(struct spool *sp)
 {
 	/* A fresh descriptor: a dup() would share the directory offset, which
@@ -98,10 +232,15 @@ unsigned spool_recover(struct spool *sp)
 	while ((e = readdir(d))) {
 		if (skip_name(e->d_name))
 			continue;
-		if (renameat(sp->active_fd, e->d_name, sp->new_fd, e->d_name) == 0)
+		struct move mv = { .kind = MOVE_RELEASE, .from_fd = sp->active_fd, .to_fd = sp->new_fd,
+		                   .name = e->d_name };
+		int err = move_noreplace(sp, &mv);
+		char esc[ESCAPED_MAX];
+		if (!err)
 			n++;
 		else
-			warnx_("cannot move %s/active/%s back to new/: %s", sp->dir, e->d_name, strerror(errno));
+			warnx_("cannot move %s/active/%s back to new/: %s", sp->dir,
+			       escape_text(e->d_name, esc, sizeof(esc)), strerror(err));
 	}
 	closedir(d);
 	return n;
@@ -119,9 +258,7 @@ const char *spool_next(struct spool *sp, bool *pass_empty)
 	struct dirent *e;
 	while ((e = readdir(sp->scan))) {
 		if (skip_name(e->d_name))
-			continue;
-		if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN)
-			continue;
+			continue; /* any other entry is claimed: what is not a file goes to bad/ */
 		sp->scan_found++;
 		return e->d_name;
 	}
@@ -145,36 +282,66 @@ static bool read_all(int fd, char *p, size_t len)
 	return true;
 }
 
-struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
-                            bool *gone, char *why, size_t why_len)
+static const char *type_name(mode_t mode)
 {
-	*gone = false;
-	why[0] = 0;
-	if (renameat(sp->new_fd, name, sp->active_fd, name) != 0) {
-		if (errno == ENOENT) {
-			*gone = true;
-			return NULL;
-		}
-		if (errno == ENOSPC || errno == EDQUOT) {
-			*gone = true; /* stays in new/ for a later pass */
-			snprintf(why, why_len, "%s", strerror(errno));
-			return NULL;
-		}
-		fatal("cannot claim %s/new/%s: %s", sp->dir, name, strerror(errno));
+	switch (mode & S_IFMT) {
+	case S_IFLNK: return "symlink";
+	case S_IFIFO: return "FIFO";
+	case S_IFDIR: return "directory";
+	case S_IFSOCK: return "socket";
+	case S_IFCHR: return "character device";
+	case S_IFBLK: return "block device";
+	default: return "unknown type";
 	}
-	int fd = openat(sp->active_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		snprintf(why, why_len, "cannot open: %s", strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return NULL;
+}
+
+/* True, with the reason in why, if a producer's file name is refused. */
+static bool name_refused(const char *name, char *why, size_t why_len)
+{
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(why, why_len, "file name contains a control character (byte 0x%02x)", *p);
+			return true;
+		}
+	return false;
+}
+
+/* Opens active/ID for reading if it is a regular file, without following a
+ * symlink or waiting on a FIFO: its type is checked before it is opened,
+ * and again after (it may have been swapped). -1 with why set if not. */
+static int open_regular(struct spool *sp, const char *id, struct stat *st, char *why, size_t why_len)
+{
+	int fd = -1;
+	if (fstatat(sp->active_fd, id, st, AT_SYMLINK_NOFOLLOW) != 0) {
+		snprintf(why, why_len, "cannot stat: %s", strerror(errno));
+		return -1;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (S_ISREG(st->st_mode)) {
+		fd = openat(sp->active_fd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+		if (fd < 0 || fstat(fd, st) != 0) {
+			snprintf(why, why_len, "cannot open: %s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+	}
+	if (S_ISREG(st->st_mode))
+		return fd;
+	snprintf(why, why_len, "not a regular file: %s", type_name(st->st_mode));
+	if (fd >= 0)
 		close(fd);
-		snprintf(why, why_len, "not a regular file");
+	return -1;
+}
+
+/* Reads and parses active/ID (claimed from new/NAME); NULL with why set
+ * when it cannot be used. */
+static struct message *read_claimed(struct spool *sp, const char *id, const char *name,
+                                    uint64_t max_bytes, char *why, size_t why_len)
+{
+	struct stat st;
+	int fd = name_refused(name, why, why_len) ? -1 : open_regular(sp, id, &st, why, why_len);
+	if (fd < 0)
 		return NULL;
-	}
 	if ((uint64_t)st.st_size > max_bytes) {
 		close(fd);
 		snprintf(why, why_len, "file of %lld bytes is larger than the limit of %llu",
@@ -184,56 +351,87 @@ struct message *spool_claim(struct spool *sp, const char *name, uint64_t max_byt
 	struct message *m = xcalloc(1, sizeof(*m));
 	m->raw_len = (size_t)st.st_size;
 	m->raw = xmalloc(m->raw_len + 1);
+	errno = 0;
 	bool ok = read_all(fd, m->raw, m->raw_len);
 	close(fd);
-	if (!ok) {
-		snprintf(why, why_len, "cannot read: %s", errno ? strerror(errno) : "short read");
-		message_free(m);
-		return NULL;
-	}
 	m->raw[m->raw_len] = 0;
-	m->id = xstrdup(name);
-	if (!envelope_parse(m, why, why_len)) {
+	m->id = xstrdup(id);
+	m->file = xstrdup(name);
+	m->print = (struct file_print){ (uint64_t)st.st_ino, (uint64_t)st.st_size,
+	                                (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec };
+	if (!ok)
+		snprintf(why, why_len, "cannot read: %s", errno ? strerror(errno) : "short read");
+	if (!ok || !envelope_parse(m, why, why_len)) {
 		message_free(m);
 		return NULL;
 	}
 	return m;
 }
 
-void spool_reject(struct spool *sp, const char *name, const char *why)
+/* Moves active/ID to bad/ (as ID, or ID~N when bad/ has one) with the
+ * reason in a .why beside it. */
+static void reject(struct spool *sp, const char *id, const char *why)
 {
-	if (renameat(sp->active_fd, name, sp->bad_fd, name) != 0)
-		fatal("cannot move %s/active/%s to bad/: %s", sp->dir, name, strerror(errno));
-	char wname[4096];
-	snprintf(wname, sizeof(wname), "%s.why", name);
-	int fd = openat(sp->bad_fd, wname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		char line[1200];
-		int n = snprintf(line, sizeof(line), "%s\n", why);
-		if (write(fd, line, (size_t)n) != n)
-			warnx_("cannot write %s/bad/%s: %s (the reason is the next line)", sp->dir, wname,
-			       strerror(errno));
-		close(fd);
+	char e1[ESCAPED_MAX], e2[ESCAPED_MAX];
+	struct move mv = { .kind = MOVE_BAD, .from_fd = sp->active_fd, .to_fd = sp->bad_fd, .name = id };
+	int err = move_noreplace(sp, &mv);
+	if (err)
+		fatal("cannot move %s/active/%s to bad/: %s", sp->dir, escape_text(id, e1, sizeof(e1)), strerror(err));
+	char line[1200];
+	int n = snprintf(line, sizeof(line), "%s\n", why);
+	if (mv.why_fd >= 0) {
+		errno = 0;
+		if (write(mv.why_fd, line, (size_t)n) != n)
+			mv.why_err = errno ? errno : ENOSPC;
+		close(mv.why_fd);
 	}
-	warnx_("%s: moved to %s/bad/: %s", name, sp->dir, why);
+	if (mv.why_err)
+		warnx_("cannot write %s/bad/%s.why: %s (the reason is the next line)", sp->dir,
+		       escape_text(mv.got, e1, sizeof(e1)), strerror(mv.why_err));
+	warnx_("%s: moved to %s/bad/%s: %s", escape_text(id, e1, sizeof(e1)), sp->dir,
+	       escape_text(mv.got, e2, sizeof(e2)), why);
+}
+
+enum claim_result spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
+                              struct message **out, char *why, size_t why_len)
+{
+	*out = NULL;
+	why[0] = 0;
+	struct move mv = { .kind = MOVE_CLAIM, .from_fd = sp->new_fd, .to_fd = sp->active_fd, .name = name };
+	int err = move_noreplace(sp, &mv);
+	char esc[ESCAPED_MAX];
+	if (err == ENOENT)
+		return CLAIM_GONE;
+	if (err == ENOSPC || err == EDQUOT) { /* stays in new/ for a later pass */
+		snprintf(why, why_len, "%s", strerror(err));
+		return CLAIM_NO_ROOM;
+	}
+	if (err == EEXIST) { /* a later pass tries other names */
+		warnx_("cannot claim %s/new/%s: %u names for it are taken", sp->dir,
+		       escape_text(name, esc, sizeof(esc)), MOVE_TRIES);
+		return CLAIM_GONE;
+	}
+	if (err)
+		fatal("cannot claim %s/new/%s: %s", sp->dir, escape_text(name, esc, sizeof(esc)), strerror(err));
+	*out = read_claimed(sp, mv.got, name, max_bytes, why, why_len);
+	if (*out)
+		return CLAIM_OK;
+	reject(sp, mv.got, why);
+	return CLAIM_BAD;
 }
 
 void spool_finish(struct spool *sp, struct message *m)
 {
-	char err[600];
+	char err[600], esc[ESCAPED_MAX];
 	if (sp->dsn_dir && m->dsn && !dsn_write(sp->dsn_dir, sp->dsn_mta, m, err, sizeof(err)))
-		warnx_("%s: no DSN for its bounces (they are in the accounting log): %s", m->id, err);
+		warnx_("%s: no DSN for its bounces (they are in the accounting log): %s",
+		       escape_text(m->id, esc, sizeof(esc)), err);
 	if (unlinkat(sp->active_fd, m->id, 0) != 0 && errno != ENOENT)
-		warnx_("cannot remove %s/active/%s: %s", sp->dir, m->id, strerror(errno));
+		warnx_("cannot remove %s/active/%s: %s", sp->dir, escape_text(m->id, esc, sizeof(esc)),
+		       strerror(errno));
 	if (m->has_state)
 		spool_state_remove(sp, m->id);
 	message_free(m);
-}
-
-void spool_release(struct spool *sp, const char *name)
-{
-	if (renameat(sp->active_fd, name, sp->new_fd, name) != 0)
-		warnx_("cannot move %s/active/%s back to new/: %s", sp->dir, name, strerror(errno));
 }
 
 void spool_close(struct spool *sp)
@@ -253,8 +451,10 @@ void spool_close(struct spool *sp)
 char *spool_state_format(const struct message *m, int64_t due_wall_ms)
 {
 	struct buf b = { 0 };
-	buf_printf(&b, "attempt %u\nfirst %lld\ndue %lld\nfinal", m->attempt,
-	           (long long)m->first_wall_ms, (long long)due_wall_ms);
+	buf_printf(&b, "file %llu %llu %lld\nattempt %u\nfirst %lld\ndue %lld\nfinal",
+	           (unsigned long long)m->print.ino, (unsigned long long)m->print.size,
+	           (long long)m->print.mtime_ns, m->attempt, (long long)m->first_wall_ms,
+	           (long long)due_wall_ms);
 	for (uint32_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt_state[i] != RCPT_PENDING)
 			buf_printf(&b, " %u", i);
@@ -281,45 +481,80 @@ int spool_state_write(struct spool *sp, const char *name, const char *text)
 
 void spool_state_remove(struct spool *sp, const char *name)
 {
+	char esc[ESCAPED_MAX];
 	if (unlinkat(sp->state_fd, name, 0) != 0 && errno != ENOENT)
-		warnx_("cannot remove %s/state/%s: %s", sp->dir, name, strerror(errno));
+		warnx_("cannot remove %s/state/%s: %s", sp->dir, escape_text(name, esc, sizeof(esc)), strerror(errno));
+}
+
+/* A retry state as saved (see spool_state_format). */
+struct saved_state {
+	bool has_print;
+	struct file_print print;
+	long long attempt, first, due;
+	const char *final;        /* the indexes after "final" */
+};
+
+static void parse_state(char *text, struct saved_state *st)
+{
+	char *save = NULL; /* strtok_r: several spool workers parse at once */
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long ino, size;
+		long long mtime;
+		if (sscanf(line, "file %llu %llu %lld", &ino, &size, &mtime) == 3) {
+			st->has_print = true;
+			st->print = (struct file_print){ ino, size, mtime };
+		} else if (strncmp(line, "final", 5) == 0) {
+			st->final = line + 5;
+		} else { /* each sets its field only if the line is its own */
+			sscanf(line, "attempt %lld", &st->attempt);
+			sscanf(line, "first %lld", &st->first);
+			sscanf(line, "due %lld", &st->due);
+		}
+	}
+}
+
+/* Marks the recipients listed in final (indexes) as final. */
+static void apply_final(struct message *m, const char *p)
+{
+	for (char *end;; p = end) {
+		unsigned long i = strtoul(p, &end, 10);
+		if (end == p)
+			break;
+		if (i < m->nrcpt && m->rcpt_state[i] == RCPT_PENDING) {
+			m->rcpt_state[i] = RCPT_DELIVERED; /* final: its line is in the log */
+			m->npending--;
+		}
+	}
 }
 
 void spool_state_load(struct spool *sp, struct message *m)
 {
-	int fd = openat(sp->state_fd, m->id, O_RDONLY | O_CLOEXEC);
+	char esc[ESCAPED_MAX];
+	int fd = openat(sp->state_fd, m->id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return; /* never deferred: the usual case */
+	m->has_state = true; /* whatever it says, it goes when m does (or is replaced) */
 	char text[65536];
 	ssize_t n = read(fd, text, sizeof(text) - 1);
 	close(fd);
 	if (n <= 0 || n == (ssize_t)sizeof(text) - 1) {
-		warnx_("%s: unreadable retry state ignored: it goes to every recipient again", m->id);
+		warnx_("%s: unreadable retry state ignored: it goes to every recipient again",
+		       escape_text(m->id, esc, sizeof(esc)));
 		return;
 	}
 	text[n] = 0;
-	m->has_state = true;
-	char *save = NULL; /* strtok_r: several spool workers parse at once */
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		long long v;
-		if (sscanf(line, "attempt %lld", &v) == 1 && v >= 0 && v < 1000000)
-			m->attempt = (uint32_t)v;
-		else if (sscanf(line, "first %lld", &v) == 1)
-			m->first_wall_ms = v;
-		else if (sscanf(line, "due %lld", &v) == 1)
-			m->due_wall_ms = v;
-		else if (strncmp(line, "final", 5) == 0) {
-			char *p = line + 5, *end;
-			for (;;) {
-				unsigned long i = strtoul(p, &end, 10);
-				if (end == p)
-					break;
-				p = end;
-				if (i < m->nrcpt && m->rcpt_state[i] == RCPT_PENDING) {
-					m->rcpt_state[i] = RCPT_DELIVERED; /* final: its line is in the log */
-					m->npending--;
-				}
-			}
-		}
+	struct saved_state st = { 0 };
+	parse_state(text, &st);
+	if (!st.has_print || st.print.ino != m->print.ino || st.print.size != m->print.size ||
+	    st.print.mtime_ns != m->print.mtime_ns) {
+		warnx_("%s: retry state ignored: it was saved for another file of that name (it goes to "
+		       "every recipient)", escape_text(m->id, esc, sizeof(esc)));
+		return;
 	}
+	if (st.attempt >= 0 && st.attempt < 1000000)
+		m->attempt = (uint32_t)st.attempt;
+	m->first_wall_ms = st.first;
+	m->due_wall_ms = st.due;
+	if (st.final)
+		apply_final(m, st.final);
 }

@@ -1,4 +1,5 @@
-/* engine/util.c - clocks, fatal errors, checked allocation, byte buffers. */
+/* engine/util.c - clocks, fatal errors, checked allocation, byte buffers,
+ * escaping for display. */
 #define _GNU_SOURCE
 #include "util.h"
 #include <errno.h>
@@ -217,4 +218,33 @@ void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out,
 		snprintf(out, len, "[%s]:%u", ip, port);
 	else
 		snprintf(out, len, "%s:%u", ip, port);
+}
+
+const char *escape_text(const char *s, char *out, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	ASSERT(len >= 4);
+	size_t o = 0, cut = 0; /* cut: where "..." goes if the rest does not fit */
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char e[5] = { '\\', 0, 0, 0, 0 };
+		if (*p == '\\' || *p == '\n' || *p == '\r' || *p == '\t')
+			e[1] = *p == '\\' ? '\\' : *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+		else if (*p < 0x20 || *p >= 0x7f) {
+			e[1] = 'x';
+			e[2] = hex[*p >> 4];
+			e[3] = hex[*p & 15];
+		} else
+			e[0] = (char)*p;
+		size_t n = strlen(e);
+		if (o + n + 1 > len) {
+			memcpy(out + cut, "...", 4);
+			return out;
+		}
+		memcpy(out + o, e, n);
+		o += n;
+		if (o + 4 <= len)
+			cut = o;
+	}
+	out[o] = 0;
+	return out;
 }

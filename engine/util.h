@@ -1,5 +1,5 @@
 /* engine/util.h - small helpers every module uses: clocks, fatal errors,
- * checked allocation, case-insensitive prefix tests. */
+ * checked allocation, case-insensitive prefix tests, escaping for display. */
 #ifndef SLUICE_UTIL_H
 #define SLUICE_UTIL_H
 #include <stddef.h>
@@ -49,6 +49,13 @@ void buf_add_utc(struct buf *b, const char *fmt, int64_t ms) __attribute__((form
 
 /* Waits up to ms for an eventfd to be written, then clears it. */
 void eventfd_wait(int fd, int ms);
+
+/* s as printable ASCII, for stderr and mail headers: a backslash and the
+ * bytes below 0x20 or from 0x7f up become \\, \n, \r, \t or \xHH; cut
+ * short with "..." when out is too small (ESCAPED_MAX holds any file
+ * name). Returns out. */
+#define ESCAPED_MAX 1040
+const char *escape_text(const char *s, char *out, size_t len);
 
 /* Parses "N" as a non-negative integer within [min,max]; false if not. */
 bool parse_uint(const char *s, long min, long max, long *out);

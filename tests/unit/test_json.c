@@ -39,7 +39,7 @@ static void escapes(void **state)
 static void accounting_line(void **state)
 {
 	const char *rcpts[] = { "r@d.example" };
-	struct message m = { .id = "f1", .sender = "s@x.example", .rcpt = rcpts, .nrcpt = 1 };
+	struct message m = { .id = "f1~2", .file = "f1", .sender = "s@x.example", .rcpt = rcpts, .nrcpt = 1 };
 	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .code = 550,
 	                     .attempt = 2, .ms = 7, .queue_ms = 9, .ts_ms = 1700000000123, .msg = &m,
 	                     .response = "5.1.1 \"no\" such\nuser", .mx = "127.0.0.1:25", .group = "gmail" };
@@ -49,7 +49,7 @@ static void accounting_line(void **state)
 	acct_format(&b, &o);
 	buf_add(&b, "", 1);
 	assert_string_equal(b.p,
-		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1\",\"job\":null,\"from\":\"s@x.example\","
+		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1~2\",\"file\":\"f1\",\"job\":null,\"from\":\"s@x.example\","
 		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"code\":550,\"enhanced\":\"5.1.1\","
 		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"group\":\"gmail\",\"peer\":\"127.0.0.1:25\","
 		"\"source\":null,\"dkim\":null,\"tls\":null,\"attempt\":2,\"ms\":7,\"queue_ms\":9}\n");
@@ -63,10 +63,28 @@ static void accounting_line(void **state)
 	buf_free(&b);
 }
 
+/* escape_text (engine/util.c): spool names on stderr and in DSN headers. */
+static void display_escapes(void **state)
+{
+	char out[ESCAPED_MAX];
+	assert_string_equal(escape_text("plain name~3", out, sizeof(out)), "plain name~3");
+	assert_string_equal(escape_text("a\nb\r\t\\\x01\x7f\xc3\xa9", out, sizeof(out)),
+	                    "a\\nb\\r\\t\\\\\\x01\\x7f\\xc3\\xa9");
+	char small[8];
+	assert_string_equal(escape_text("abcdefgh", small, sizeof(small)), "abcd...");
+	assert_string_equal(escape_text("abcdefg", small, sizeof(small)), "abcdefg");
+	assert_string_equal(escape_text("abc\x01", small, sizeof(small)), "abc\\x01");
+	assert_string_equal(escape_text("abc\x01" "d", small, sizeof(small)), "abc...");
+	char name[256];
+	memset(name, 0x01, 255);
+	name[255] = 0;
+	assert_int_equal(strlen(escape_text(name, out, sizeof(out))), 4 * 255);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(escapes), cmocka_unit_test(accounting_line),
+		cmocka_unit_test(escapes), cmocka_unit_test(accounting_line), cmocka_unit_test(display_escapes),
 	};
 	return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }

@@ -58,7 +58,7 @@ struct mx_opts {
 	unsigned seed;
 };
 
-struct mx_stats { _Atomic uint64_t connections, messages, recipients, bytes, rejected, disconnects; };
+struct mx_stats { _Atomic uint64_t connections, messages, recipients, bytes, rejected, disconnects, bdat; };
 
 enum mstate { M_CMD, M_DATA, M_BDAT, M_CLOSING };
 
@@ -194,7 +194,7 @@ static void store_message(struct mx_thread *t, struct mconn *c)
 	buf_free(&h);
 }
 
-static void message_complete(struct mx_thread *t, struct mconn *c)
+static void message_complete(struct mx_thread *t, struct mconn *c, bool bdat)
 {
 	int f = fault_for(t, F_DOT);
 	if (c->data_bytes > t->o->size_limit) {
@@ -205,6 +205,7 @@ static void message_complete(struct mx_thread *t, struct mconn *c)
 		atomic_fetch_add(&t->st->rejected, 1);
 	} else {
 		atomic_fetch_add(&t->st->messages, 1);
+		atomic_fetch_add(&t->st->bdat, bdat);
 		atomic_fetch_add(&t->st->recipients, c->nrcpt);
 		atomic_fetch_add(&t->st->bytes, c->data_bytes);
 		if (t->o->store)
@@ -355,7 +356,7 @@ static bool process(struct mx_thread *t, struct mconn *c)
 				buf_adds(&c->pbuf, "554 5.5.1 Error: no valid recipients\r\n");
 				txn_reset(c);
 			} else if (c->bdat_last) {
-				message_complete(t, c);
+				message_complete(t, c, true);
 			} else {
 				buf_adds(&c->pbuf, "250 2.0.0 chunk ok\r\n");
 			}
@@ -374,7 +375,7 @@ static bool process(struct mx_thread *t, struct mconn *c)
 				return false;
 			if (on_data_line(t, c, p, n)) {
 				c->state = M_CMD;
-				message_complete(t, c);
+				message_complete(t, c, false);
 			}
 			continue;
 		}
@@ -700,6 +701,7 @@ static void mx_usage(FILE *f)
 	      "  --size-limit BYTES        advertise SIZE BYTES; larger messages get 552 5.3.4\n"
 	      "  --max-time SECONDS        exit after this long\n"
 	      "  --stats FILE              write the counters as JSON to FILE at exit\n"
+	      "                            (\"bdat\": messages that came by BDAT LAST)\n"
 	      "  --seed N                  seed for the fault dice\n"
 	      "The counters are printed as JSON on standard output at exit (SIGTERM/SIGINT).\n", f);
 }
@@ -806,10 +808,11 @@ int mockmx_main(int argc, char **argv)
 	double secs = now_mono_s() - t0;
 	struct buf j = { 0 };
 	buf_printf(&j, "{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
-	           "\"rejected\":%llu,\"disconnects\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
+	           "\"rejected\":%llu,\"disconnects\":%llu,\"bdat\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
 	           (unsigned long long)st.connections, (unsigned long long)st.messages,
 	           (unsigned long long)st.recipients, (unsigned long long)st.bytes,
-	           (unsigned long long)st.rejected, (unsigned long long)st.disconnects, cpu_self(), secs);
+	           (unsigned long long)st.rejected, (unsigned long long)st.disconnects,
+	           (unsigned long long)st.bdat, cpu_self(), secs);
 	fputs(j.p, stdout);
 	fflush(stdout);
 	if (o.stats_path) {

@@ -54,7 +54,7 @@ void config_defaults(struct config *cfg)
 	cfg->retry_max_ms = 4 * 3600 * 1000;
 	cfg->bounce_after_s = 4 * 86400;
 	cfg->dest_failures = 3;
-	cfg->dest_backoff_ms = 60000;
+	cfg->dest_backoff_ms = 10000;
 	cfg->dest_backoff_max_ms = 1800000;
 	cfg->use_chunking = true;
 	cfg->use_pipelining = true;
@@ -470,6 +470,7 @@ static const struct knob knobs[] = {
 	UINT("delivery.destination-failures", 0, dest_failures, 1, 100),
 	MS("delivery.destination-backoff", 0, dest_backoff_ms, 0.001, 86400),
 	MS("delivery.destination-backoff-max", 0, dest_backoff_max_ms, 0.001, 86400),
+	BOOL("delivery.bounce-on-5xx-greeting", bounce_5xx_greeting),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),

@@ -49,6 +49,7 @@ static void conns_grow(struct shard *s, unsigned n)
 		return;
 	s->conns = xrealloc(s->conns, n * sizeof(*s->conns));
 	s->free_slots = xrealloc(s->free_slots, n * sizeof(*s->free_slots));
+	s->quiet = xrealloc(s->quiet, n * sizeof(*s->quiet));
 	for (unsigned i = n; i-- > s->nconns_max;) {
 		s->conns[i] = xcalloc(1, sizeof(**s->conns));
 		s->conns[i]->slot = i;
@@ -381,13 +382,24 @@ void dest_push_front(struct dest *d, struct leg *l)
  * dest-backoff, doubled per further failure up to dest-backoff-max: its
  * queue, and whatever is routed to it meanwhile, is deferred with the
  * last failure's text (the messages get a retry state). While a streak
- * runs, one connection at a time probes; before a connection has got
- * ready at all, one at a time is set up: a refusing server never sees a
- * burst. */
+ * runs, and before any connection has got ready, one connection at a
+ * time is set up: a refusing server never sees a burst. A 421 anywhere
+ * makes the connection count as failed. A new connection refused while
+ * others to the destination work is a concurrency limit, not a failure:
+ * the destination holds at the connections that work (dest_conn_capped). */
+
+#define CAP_WAIT_MIN_MS 1000
+#define CAP_WAIT_MAX_MS 300000
 
 void dest_conn_ready(struct dest *d)
 {
 	d->proven = true;
+	if (d->conn_cap && d->nready >= d->conn_cap) /* the extra one works */
+		d->cap_wait_ms = CAP_WAIT_MIN_MS;
+	if (d->conn_cap >= d->max_conns) {
+		d->conn_cap = 0;
+		d->cap_wait_ms = 0;
+	}
 }
 
 void dest_txn_done(struct dest *d)
@@ -396,19 +408,45 @@ void dest_txn_done(struct dest *d)
 	d->suspended_until = 0;
 }
 
+/* A new connection was refused while others to d work: not a failure of
+ * d, a limit on how many it takes from us. d holds at the connections
+ * that work and tries one more after cap_wait_ms: doubled by each such
+ * refusal (a hard cap is probed ever more rarely), back to the minimum
+ * when the extra connection works (a passing refusal costs little). */
+void dest_conn_capped(struct shard *s, struct dest *d)
+{
+	d->conn_cap = d->nready > 0 ? d->nready : 1;
+	d->conn_cap_since = s->now;
+	d->cap_wait_ms = d->cap_wait_ms ? d->cap_wait_ms * 2 : CAP_WAIT_MIN_MS;
+	if (d->cap_wait_ms > CAP_WAIT_MAX_MS)
+		d->cap_wait_ms = CAP_WAIT_MAX_MS;
+}
+
+/* At the cap, and not yet time to try one more (trying raises it). */
+static bool dest_capped(const struct shard *s, struct dest *d)
+{
+	if (!d->conn_cap || d->nconns < d->conn_cap)
+		return false;
+	if (s->now - d->conn_cap_since < d->cap_wait_ms)
+		return true;
+	d->conn_cap++;
+	d->conn_cap_since = s->now;
+	return false;
+}
+
 static bool dest_suspended(const struct shard *s, const struct dest *d)
 {
 	return d->suspended_until > s->now;
 }
 
-static bool dest_may_open(const struct shard *s, const struct dest *d)
+static bool dest_may_open(const struct shard *s, struct dest *d)
 {
 	if (d->nconns >= d->max_conns || s->nfree == 0 || dest_suspended(s, d))
 		return false;
-	if (d->fail_streak > 0)
-		return d->nconns == 0;            /* probing: one at a time */
-	if (!d->proven)
-		return d->nconns == d->nready;    /* nothing worked yet: no burst */
+	if (dest_capped(s, d))
+		return false;                     /* the server caps us */
+	if (d->fail_streak > 0 || !d->proven)
+		return d->nconns == d->nready;    /* probing: one in setup at a time */
 	return true;
 }
 
@@ -554,7 +592,8 @@ static void dest_gc(struct shard *s)
 	s->next_gc = s->now + DEST_IDLE_MS / 4;
 	for (unsigned i = s->cfg->nroutes; i < s->ndests; i++) {
 		struct dest *d = &s->dests[i];
-		if (d->site && !d->qlen && !d->nconns && s->now - d->used_ms > DEST_IDLE_MS)
+		if (d->site && !d->qlen && !d->nconns && s->now - d->used_ms > DEST_IDLE_MS &&
+		    !d->fail_streak && !dest_suspended(s, d)) /* keep what back-off learnt */
 			dest_release(s, d);
 	}
 }
@@ -966,6 +1005,7 @@ static void *shard_main(void *arg)
 	int64_t stop_deadline = 0;
 	for (;;) {
 		arm_wake(s);
+		conn_check_quiet(s);
 		ring_submit_wait(s->ring, wait_ms(s));
 		s->now = now_mono_ms();
 		handle_cqes(s);
@@ -1088,6 +1128,7 @@ void shard_free(struct shard *s)
 	for (unsigned i = 0; i < s->nconns_max; i++)
 		conn_free(s->conns[i]);
 	free(s->spill);
+	free(s->quiet);
 	free(s->conns);
 	free(s->free_slots);
 	free(s->dests);

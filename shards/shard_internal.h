@@ -73,6 +73,12 @@ struct dest {
 	 * (suspended_until) and its queue is deferred with the last reason. */
 	uint32_t fail_streak;
 	bool proven;               /* a connection got ready since the last failure */
+	/* A server that refuses new connections while others to it work is
+	 * capping concurrency (per client IP): hold at what works, try one
+	 * more after cap_wait_ms, doubled per refusal (0: no cap known). */
+	uint32_t conn_cap;
+	int64_t conn_cap_since;
+	int64_t cap_wait_ms;
 	int64_t suspended_until;
 	uint16_t fail_code;
 	char fail_enhanced[12];
@@ -146,7 +152,10 @@ struct conn {
 	unsigned pq_cap, pq_head, pq_len, pq_sent, pq_flushed;
 	struct txn txn[2];
 	uint32_t msgs;             /* transactions started on this connection */
-	bool productive;           /* a transaction ended with a reply on it */
+	bool productive;           /* a transaction ended with a reply on it (not 421) */
+	bool saw_421;              /* the server said it is closing: counts as a failure */
+	bool quiet_pending;        /* in s->quiet: check for unsolicited bytes before submit */
+	uint64_t quiet_epoch;      /* ring_submits() when it was put there */
 	bool need_rset;
 	char peer[48], source[48];
 	struct smtp_reply reply;   /* scratch for parsing */
@@ -192,6 +201,10 @@ struct shard {
 	int64_t next_gc;
 	int64_t now;
 	uint64_t reap_submits;     /* ring_submits() when the CQEs in hand were reaped */
+	/* Connections that queued commands while none was outstanding: just
+	 * before the ring submits, their sockets must hold no unread byte. */
+	struct quiet_ref { uint32_t slot, gen; } *quiet;
+	unsigned nquiet;
 };
 
 /* shard.c: outcomes and message bookkeeping used by the SMTP client */
@@ -209,6 +222,7 @@ void dest_push_front(struct dest *d, struct leg *leg);
  * completing one (may suspend the destination and defer its queue). */
 void dest_conn_ready(struct dest *d);
 void dest_txn_done(struct dest *d);
+void dest_conn_capped(struct shard *s, struct dest *d);
 void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char *enhanced,
                       const char *why);
 /* Settles every queued transaction of d with this result (deferred or
@@ -224,4 +238,7 @@ void conn_on_timer(struct shard *s, struct conn *c);
 void conn_take_work(struct shard *s, struct conn *c);
 void conn_shutdown(struct shard *s, struct conn *c, bool graceful);
 void conn_free(struct conn *c);
+/* Before each submit: fails the connections in s->quiet whose server sent
+ * bytes nobody asked for (see THE INVARIANT in smtp_client.c). */
+void conn_check_quiet(struct shard *s);
 #endif

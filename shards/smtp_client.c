@@ -2,16 +2,16 @@
  * EHLO (HELO fallback), then transactions, pipelined per RFC 2920 when the
  * server offers it: [RSET] MAIL RCPT.. DATA in one write, and after the 354
  * the content, the final dot and the next message's MAIL RCPT.. DATA in
- * one write. BDAT LAST (RFC 3030) replaces DATA when CHUNKING is offered;
- * its reply is awaited before the next MAIL (no RFC says they may share a
- * group). Replies are matched to commands by counting (the pq queue), a
- * deadline per awaited reply lives in the shard's timer wheel.
+ * one write. BDAT LAST (RFC 3030) replaces DATA when CHUNKING is offered
+ * and PIPELINING is not (it saves a round trip in lock-step; see below).
+ * Replies are matched to commands by counting (the pq queue), a deadline
+ * per awaited reply lives in the shard's timer wheel.
  *
  * Any trouble (refused connect, garbage, timeout, close) ends the
  * connection and defers every recipient whose fate is not yet known:
  * never a crash, never a lost recipient. A connection that fails before
  * completing a transaction counts against its destination (shard.c backs
- * it off); a 5xx greeting from every address of a destination bounces.
+ * it off).
  *
  * THE INVARIANT. A recipient is `delivered` only when the server
  * acknowledged the end of that message's data (the reply to the final
@@ -30,11 +30,16 @@
  * every transaction not yet acknowledged is deferred. Refusals of MAIL
  * and RCPT are held (RT_REFUSED) until the reply to DATA or BDAT shows the
  * stream in step, so a shifted reply never bounces the wrong recipient.
- * Before a transaction starts on a connection that awaits nothing, the
- * socket must hold no unread bytes (an unsolicited reply). Residual, as
- * with any counting client: a server that delays an unsolicited reply
- * until after our next command was sent is indistinguishable from one
- * that answers it; with DATA the 354 check still catches the shift. */
+ * When commands are queued on a connection that has every earlier one
+ * answered (after a 354, a lock-step reply, on an idle connection), the
+ * socket must hold no unread byte until they are submitted
+ * (conn_check_quiet, just before the ring submits). With PIPELINING the
+ * content goes by DATA, never BDAT: a shifted RCPT reply fits BDAT LAST,
+ * while only the 354 fits DATA. Residual, as with any counting client: a
+ * server that sends an unsolicited reply in the microseconds between that
+ * check and the submit, or after our next command went out, cannot be
+ * told from one that answers it; with DATA the 354 check still catches
+ * the shift. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
 #include "smtp_data.h"
@@ -75,6 +80,9 @@ static int cmd_timeout(const struct shard *s, uint8_t cmd)
 	}
 	return t->mail;
 }
+
+static void conn_failf(struct shard *s, struct conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static uint64_t ud(const struct conn *c, unsigned op)
 {
@@ -145,12 +153,38 @@ static void flush_output(struct shard *s, struct conn *c)
 		return;
 	buf_swap_out(&c->wbuf, &c->pbuf);
 	c->woff = 0;
+	bool none_outstanding = c->pq_flushed == 0;
 	ring_send(s->ring, c->fd, c->wbuf.p, c->wbuf.len, ud(c, OP_SEND));
 	c->ops++;
 	c->sending = true;
 	uint64_t epoch = ring_submits(s->ring);
 	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
 		pq_at(c, c->pq_flushed)->epoch = epoch;
+	if (none_outstanding && !c->quiet_pending) {
+		/* Every earlier command is answered: until this goes out, the
+		 * server has nothing to say (conn_check_quiet looks). */
+		c->quiet_pending = true;
+		c->quiet_epoch = epoch;
+		s->quiet[s->nquiet++] = (struct quiet_ref){ c->slot, c->gen };
+	}
+}
+
+void conn_check_quiet(struct shard *s)
+{
+	for (unsigned i = 0; i < s->nquiet; i++) {
+		struct conn *c = s->conns[s->quiet[i].slot];
+		if (c->gen != s->quiet[i].gen)
+			continue;
+		c->quiet_pending = false;
+		int n = 0;
+		/* Only while what we queued is still unsubmitted: after a submit a
+		 * fast server may already have answered it. */
+		if (c->state == CS_CLOSING || c->state == CS_FREE || ring_submits(s->ring) != c->quiet_epoch)
+			continue;
+		if (ioctl(c->fd, FIONREAD, &n) == 0 && n > 0)
+			conn_failf(s, c, "server sent data nobody asked for (%d bytes before our next command)", n);
+	}
+	s->nquiet = 0;
 }
 
 static void start_recv(struct shard *s, struct conn *c)
@@ -265,10 +299,10 @@ static void txn_release_held(struct shard *s, struct conn *c, struct txn *t)
 	struct leg *leg = t->leg;
 	for (uint32_t k = 0; k < t->nheld; k++) {
 		const struct held_reply *h = &t->held[k];
-		ASSERT(h->code >= 400);
-		for (uint32_t i = 0; i < leg->nr; i++) {
-			if (h->idx != HELD_MAIL && h->idx != i)
-				continue;
+		ASSERT(h->code >= 400 && (h->idx == HELD_MAIL || h->idx < leg->nr));
+		uint32_t from = h->idx == HELD_MAIL ? 0 : h->idx;
+		uint32_t to = h->idx == HELD_MAIL ? leg->nr : h->idx + 1;
+		for (uint32_t i = from; i < to; i++) {
 			if (leg->rt[i] == RT_RESOLVED)
 				continue;
 			leg->rt[i] = RT_RESOLVED;
@@ -349,7 +383,7 @@ static void txn_finish(struct shard *s, struct txn *t)
 static void txn_complete(struct shard *s, struct conn *c, struct txn *t)
 {
 	ASSERT(t->nheld == 0); /* released when the stream showed in step */
-	if (!c->productive) {
+	if (!c->saw_421) { /* the destination works: back-off forgets */
 		c->productive = true;
 		dest_txn_done(&s->dests[c->dest]);
 	}
@@ -408,19 +442,23 @@ enum fail_kind {
 	FAIL_LOCAL,      /* sluice's own doing (shutdown): counts for nothing */
 };
 
-/* The connection failed: defer what is open on it. If it failed before
- * completing a transaction it counts against the destination (which may
- * be suspended, its queue deferred); if it never became usable and no
- * other connection or address can take the queue, the queue is deferred
- * (bounced, when every address refused with 5xx) so a dead server does
- * not spin. */
+/* The connection failed: defer what is open on it. If it never got
+ * ready while others to the destination work, the server caps our
+ * connections: noted, nothing more. Otherwise, if it failed before
+ * completing a transaction (or heard a 421), it counts against the
+ * destination: the queue waits for the next probe (another address, one
+ * connection at a time) until the destination is suspended and its queue
+ * deferred. A 5xx greeting from every address bounces the queue only with
+ * delivery.bounce-on-5xx-greeting (as Postfix's smtp_skip_5xx_greeting,
+ * the default treats it as temporary: such greetings mostly mean a
+ * blocklisted IP or a connection cap, which pass). */
 static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uint16_t code,
                        const char *enh, const char *why)
 {
 	if (c->state == CS_CLOSING)
 		return;
 	bool never_ready = c->state == CS_CONNECTING || c->state == CS_GREETING;
-	bool unproductive = !c->productive && (never_ready || c->msgs > 0);
+	bool unproductive = c->saw_421 || (!c->productive && (never_ready || c->msgs > 0));
 	for (int i = 0; i < 2; i++) {
 		struct txn *t = &c->txn[i];
 		if (!t->active)
@@ -429,25 +467,27 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 		txn_finish(s, t);
 	}
 	struct dest *d = &s->dests[c->dest];
-	uint32_t others_alive = d->nconns - 1;
-	bool untried = false; /* another address may work: the queue waits for it */
+	if (never_ready && kind != FAIL_LOCAL && d->nready > 0) {
+		/* Others to d work: a cap on connections (per client IP), not a
+		 * dead server. Nothing counted, nothing bounced; the queue waits. */
+		enter_closing(s, c);
+		dest_conn_capped(s, d);
+		return;
+	}
 	if (never_ready && kind != FAIL_LOCAL && c->addr < d->naddrs) {
 		d->addrs[c->addr].dead_until = s->now + ADDR_DEAD_MS;
 		if (kind == FAIL_REFUSED)
 			d->addrs[c->addr].refused_until = s->now + ADDR_DEAD_MS;
-		untried = addr_live(s, &d->addrs[first_live_addr(s, d)]);
 	}
 	enter_closing(s, c);
-	if (kind == FAIL_REFUSED && dest_all_refused(s, d))
+	if (kind == FAIL_LOCAL || !unproductive)
+		return;
+	if (kind == FAIL_REFUSED && s->cfg->bounce_5xx_greeting && dest_all_refused(s, d))
 		dest_settle_queue(s, d, RESULT_BOUNCED, code, enh, why, c);
-	else if (never_ready && others_alive == 0 && !untried)
-		dest_settle_queue(s, d, RESULT_DEFERRED, code, enh, why, c);
-	if (kind != FAIL_LOCAL && unproductive)
-		dest_conn_failed(s, d, code, enh, why);
+	dest_conn_failed(s, d, code, enh, why); /* the queue waits for the next probe, or is
+	                                         * deferred when d is suspended */
 }
 
-static void conn_failf(struct shard *s, struct conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static void conn_failf(struct shard *s, struct conn *c, const char *fmt, ...)
 {
 	char why[SMTP_REPLY_TEXT_MAX + 128];
@@ -500,6 +540,8 @@ void conn_open(struct shard *s, uint32_t dest)
 	c->sending = c->receiving = false;
 	c->msgs = 0;
 	c->productive = false;
+	c->saw_421 = false;
+	c->quiet_pending = false;
 	c->need_rset = false;
 	c->source[0] = 0;
 	c->addr = ai;
@@ -548,7 +590,10 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	ASSERT(!t->active && t->nheld == 0);
 	ASSERT(leg->nr > 0 && leg->nr <= PQ_BOUND / 4);
 	const struct message *m = leg->msg;
-	bool bdat = c->chunking && s->cfg->use_chunking;
+	/* BDAT only in lock-step: pipelined, a shifted reply to RCPT would fit
+	 * BDAT LAST as well as its own; DATA's 354 proves the stream in step
+	 * before the content goes, at the same cost in round trips. */
+	bool bdat = c->chunking && s->cfg->use_chunking && !PIPELINED(s, c);
 	t->leg = leg;
 	t->active = true;
 	t->mail_failed = false;
@@ -648,15 +693,6 @@ static bool can_start_txn(struct shard *s, const struct conn *c)
 	return !(c->txn[0].active && c->txn[1].active);
 }
 
-/* Nothing is awaited on c, yet the kernel holds bytes from the server: an
- * unsolicited reply, which would be taken for the answer to our next
- * command. One ioctl, only when the connection is idle. */
-static bool unsolicited_bytes(const struct conn *c)
-{
-	int n = 0;
-	return c->pq_len == 0 && ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
-}
-
 void conn_take_work(struct shard *s, struct conn *c)
 {
 	if (!can_start_txn(s, c))
@@ -669,12 +705,6 @@ void conn_take_work(struct shard *s, struct conn *c)
 			conn_shutdown(s, c, true);
 		return;
 	}
-	if (!d->qhead)
-		goto idle;
-	if (unsolicited_bytes(c)) {
-		conn_failf(s, c, "server sent data nobody asked for (unread while nothing was awaited)");
-		return;
-	}
 	struct leg *leg;
 	unsigned budget = 64; /* bounded: refused legs do not keep the loop here */
 	while ((leg = dest_pop(d)) && leg_refused_before_sending(s, c, leg) && --budget)
@@ -682,11 +712,9 @@ void conn_take_work(struct shard *s, struct conn *c)
 	if (leg && budget) {
 		txn_start(s, c, leg);
 		flush_output(s, c);
-		return;
-	}
-idle:
-	if (!c->txn[0].active && !c->txn[1].active)
+	} else if (!c->txn[0].active && !c->txn[1].active) {
 		rearm_timer(s, c);
+	}
 }
 
 /* Settles every accepted recipient of t with the reply to DATA, the dot
@@ -813,6 +841,8 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 {
 	struct txn *t = &c->txn[p->txn];
 	bool ok = r->code >= 200 && r->code < 300;
+	if (r->code == 421) /* RFC 5321 3.8: the server is closing the channel */
+		c->saw_421 = true;
 	if (!reply_fits(p->cmd, r->code)) {
 		conn_failf(s, c, "reply out of step with the commands: %u to %s (%.*s)", r->code,
 		           cmd_name(p->cmd), (int)(r->text_len < 200 ? r->text_len : 200), r->text);

@@ -1,7 +1,7 @@
 # Servers that misbehave: never answer (timeout), answer garbage, refuse
 # the connection: each is a deferral with a clear reason, never a crash;
-# the messages stay in the spool for a later run. A 554 greeting from the
-# only address a destination has is a permanent refusal: bounced.
+# the messages stay in the spool for a later run; a 554 greeting too,
+# unless delivery.bounce-on-5xx-greeting makes it a bounce.
 source "$(dirname "$0")/../lib.sh"
 set -e
 N=20
@@ -55,8 +55,20 @@ port=$(free_port)
 start_mockmx "$port" --fail connect:554:1
 run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 2
 stop_mockmx
-[ "$RC" -eq 0 ] || fail "banner554: want exit 0 (all final), got $RC"
+expect_deferred banner554 "banner refused: 554"
+[ "$(mx_stat "$port" connections)" -le 4 ] || fail "banner554: $(mx_stat "$port" connections) connections to a refusing server in 2 s"
+ok "554 greeting: deferred (as Postfix's smtp_skip_5xx_greeting), kept, $(mx_stat "$port" connections) connections"
+
+# With delivery.bounce-on-5xx-greeting, a 5xx greeting from the only
+# address is a permanent refusal: bounced.
+fresh
+port=$(free_port)
+start_mockmx "$port" --fail connect:554:1
+printf 'delivery = { bounce-on-5xx-greeting = true; };\n' >"$T/b5.conf"
+run_sluice -c "$T/b5.conf" --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 2
+stop_mockmx
+[ "$RC" -eq 0 ] || fail "banner554 bounce: want exit 0 (all final), got $RC"
 [ "$(log_count '.result=="bounced" and .code==554 and (.response|test("banner refused: 554"))')" -eq "$N" ] ||
-	{ head -3 "$T/acct.jsonl"; fail "banner554: want $N bounced with the greeting's text"; }
-[ "$(log_count '.result!="bounced"')" -eq 0 ] || fail "banner554: something was not bounced"
-ok "554 greeting (the only address): bounced with the server's text, $(log_count 'true') lines"
+	{ head -3 "$T/acct.jsonl"; fail "banner554 bounce: want $N bounced with the greeting's text"; }
+[ "$(log_count '.result!="bounced"')" -eq 0 ] || fail "banner554 bounce: something was not bounced"
+ok "554 greeting with bounce-on-5xx-greeting: $N bounced with the server's text"

@@ -34,7 +34,7 @@ sys.stdout.buffer.write(line * (10 * 1024 * 1024 // len(line)))'; } | inj big
 n=$(spool_files sp/new)
 cp -r sp/new orig
 port=$(free_port)
-start_mockmx "$port" --store "$T/store"
+start_mockmx "$port" --store "$T/store" --no-pipelining   # BDAT (lock-step)
 MX1=$MX_PID
 run_sluice --spool sp --route "*=127.0.0.1:$port" --dkim sender.example:rsa1:rsa1.key --dkim sender.example:ed1:ed1.key
 [ "$RC" -eq 0 ] || { cat run.err; fail "signed run: exit $RC"; }

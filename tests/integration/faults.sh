@@ -51,8 +51,9 @@ scenario disconnect "--no-chunking" --disconnect-data 0.05
 [ "$(mx_stat "$port" disconnects)" -gt 0 ] || fail "disconnect: mockmx dropped nothing"
 ok "connections dropped in DATA ($(mx_stat "$port" disconnects)x): all $want delivered"
 
-scenario disconnect_bdat "" --disconnect-data 0.05
+scenario disconnect_bdat "" --disconnect-data 0.05 --no-pipelining   # BDAT: lock-step only
 [ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "disconnect_bdat: not all delivered"
+[ "$(mx_stat "$port" bdat)" -gt 0 ] || fail "disconnect_bdat: nothing came by BDAT"
 ok "connections dropped in BDAT: all $want delivered"
 
 scenario greylist "" --greylist

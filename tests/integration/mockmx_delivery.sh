@@ -1,5 +1,6 @@
 # Delivers a generated spool to mockmx twice: once with BDAT (mockmx offers
-# CHUNKING) and once with DATA (dot-stuffing on the wire). Checks: exit 0,
+# CHUNKING without PIPELINING: sluice uses BDAT only in lock-step) and once
+# with DATA (pipelined, dot-stuffing on the wire). Checks: exit 0,
 # spool empty, exactly one final line per recipient, the server's counts
 # equal the spool's, stored messages byte-identical to the spool input.
 source "$(dirname "$0")/../lib.sh"
@@ -11,7 +12,8 @@ for mode in bdat data; do
 	cp -r "$T/sp/new" "$T/orig"
 	want=$(count_rcpts "$T/sp")
 	port=$(free_port)
-	start_mockmx "$port" --store "$T/store"
+	mxopt=(); [ $mode = bdat ] && mxopt=(--no-pipelining)
+	start_mockmx "$port" --store "$T/store" "${mxopt[@]}"
 	extra=(); [ $mode = data ] && extra=(--no-chunking --spool-workers 1)  # one worker serving both shards
 	run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-time 120 "${extra[@]}"
 	stop_mockmx
@@ -21,6 +23,8 @@ for mode in bdat data; do
 	[ "$(log_count '.result=="delivered"')" -eq "$want" ] || fail "$mode: not all delivered"
 	[ "$(mx_stat "$port" recipients)" -eq "$want" ] || fail "$mode: mockmx saw $(mx_stat "$port" recipients) recipients, want $want"
 	[ "$(mx_stat "$port" messages)" -eq "$N" ] || fail "$mode: mockmx saw $(mx_stat "$port" messages) messages, want $N"
+	want_bdat=0; [ $mode = bdat ] && want_bdat=$N
+	[ "$(mx_stat "$port" bdat)" -eq "$want_bdat" ] || fail "$mode: $(mx_stat "$port" bdat) messages by BDAT, want $want_bdat"
 	python3 "$HERE/check_bodies.py" "$T/orig" "$T/store" mockmx || fail "$mode: bodies differ"
 	grep -q "delivered         $want" "$T/run.out" || fail "$mode: summary does not say $want delivered"
 	ok "$mode: $N messages, $want recipients, bodies identical"

@@ -160,7 +160,7 @@ static void flush_output(struct shard *s, struct conn *c)
 	uint64_t epoch = ring_submits(s->ring);
 	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
 		pq_at(c, c->pq_flushed)->epoch = epoch;
-	if (none_outstanding && !c->quiet_pending) {
+	if (none_outstanding && !c->quiet_pending && s->nquiet < s->nconns_max) {
 		/* Every earlier command is answered: until this goes out, the
 		 * server has nothing to say (conn_check_quiet looks). */
 		c->quiet_pending = true;

@@ -150,11 +150,11 @@ FUZZ_OPTS = -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=4096 \
 
 .PHONY: fuzz fuzz-check fuzz-build fuzz-repro
 .SECONDEXPANSION:
-build/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
+build/fuzz/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_KNOWN) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
 
-build/fuzz-strict/%: tests/fuzz/%.c $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
+build/fuzz-strict/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
 
@@ -172,17 +172,17 @@ fuzz-build: $(addprefix build/fuzz/,fuzz_dns_packet $(FUZZ_TARGETS)) build/fuzz/
 # Every target for FUZZ_SECONDS (not in CI); the corpora grow in build/fuzz/work/.
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
-	@fail=0; for t in fuzz_dns_packet $(FUZZ_TARGETS); do \
-	  tests/fuzz/run.sh $(FUZZ_SECONDS) build/fuzz/$$t build/fuzz/seeds/$$t $(call FUZZ_OPTS,$$t) || fail=1; \
-	done; exit $$fail
+	@fail=0; $(foreach t,fuzz_dns_packet $(FUZZ_TARGETS),\
+	  tests/fuzz/run.sh $(FUZZ_SECONDS) build/fuzz/$(t) build/fuzz/seeds/$(t) $(call FUZZ_OPTS,$(t)) || fail=1;) \
+	exit $$fail
 
 # The short run `make check` does: fresh corpora from the seeds.
 fuzz-check: deps
 	@$(MAKE) --no-print-directory fuzz-build
 	@rm -rf $(addprefix build/fuzz/work/,$(FUZZ_TARGETS))
-	@fail=0; for t in $(FUZZ_TARGETS); do \
-	  tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) build/fuzz/$$t build/fuzz/seeds/$$t $(call FUZZ_OPTS,$$t) || fail=1; \
-	done; exit $$fail
+	@fail=0; $(foreach t,$(FUZZ_TARGETS),\
+	  tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) build/fuzz/$(t) build/fuzz/seeds/$(t) $(call FUZZ_OPTS,$(t)) || fail=1;) \
+	exit $$fail
 
 # The reproducers in tests/fuzz/crashes/ (NAME: TARGET-WITHOUT-fuzz_-PREFIX_*).
 fuzz-repro: deps $(addprefix build/fuzz-strict/,$(FUZZ_TARGETS))

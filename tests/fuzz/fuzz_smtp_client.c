@@ -22,7 +22,8 @@
  * bytes: per step, the client takes work, then one byte says whether to
  * submit, whether the server speaks (when a recv waits, at any time, not
  * at all), whether time runs out (the connection's timer fires), in which
- * order completions are reaped; the "kernel" takes a byte per connect and
+ * order completions are reaped (two values: the shard finishes, or stops
+ * the connection); the "kernel" takes a byte per connect and
  * per send (ok, failing, partial). Control bytes read as zeros once spent:
  * the happy path. Raw mode: the server's bytes are taken from the input
  * as they are (a line, or a count, per speak). Script mode: a small SMTP server reads what the client wrote and
@@ -1047,6 +1048,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			speak();
 		if ((a & 0xE0) == 0xE0)
 			fire_timer(s);
+		if (a == 0xD5) /* SIGTERM: no new transactions (shard_finish) */
+			atomic_store(&s->finishing, 1);
+		if (a == 0xD6) /* the shard stops: QUIT when idle, else abandon (stop_all) */
+			conn_shutdown(s, s->conns[0], true);
 		reap(s, (a & 0x60) == 0x20, W.batch_split && (a & 0x60) == 0x40);
 		s->now += 1;
 	}

@@ -1,5 +1,5 @@
 # sluice - high-throughput outbound MTA. `make` builds ./sluice;
-# `make check` runs every test CI runs; `make demo` shows it working.
+# `make check` runs every test CI runs (and a short fuzz run); `make demo` shows it working.
 PREFIX ?= /usr/local
 DESTDIR ?=
 CC ?= cc
@@ -23,12 +23,13 @@ SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
             libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
             postfix python3 python3-dkim jq gnuplot-nox openssl strace iproute2 \
-            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix
+            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix clang libclang-rt-dev
 # What must exist for each of them (checked before installing anything).
 DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
-             /usr/share/publicsuffix/public_suffix_list.dat
+             /usr/share/publicsuffix/public_suffix_list.dat \
+             /usr/bin/clang /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
 BUILD := build/release
 ASAN_BUILD := build/asan
@@ -38,7 +39,7 @@ LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_data test_json test_timer_wheel test_dns_packet
 
-.PHONY: all deps check check-asan unit integration bench bench-quick demo install clean fuzz
+.PHONY: all deps check check-asan unit integration bench bench-quick demo install clean
 
 all: sluice
 
@@ -94,6 +95,7 @@ check: deps
 	@$(MAKE) --no-print-directory sluice $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 	@SLUICE=$(CURDIR)/sluice tests/run-integration.sh
+	@$(MAKE) --no-print-directory fuzz-check
 
 check-asan: deps
 	@$(MAKE) --no-print-directory build/sluice-asan $(ASAN_UNIT_BINS)
@@ -119,12 +121,74 @@ install: sluice
 clean:
 	rm -rf build sluice
 
-# fuzz: libFuzzer (clang) on the DNS packet path for FUZZ_SECONDS (not in CI).
+# ---- fuzzing: libFuzzer targets (clang), see tests/fuzz/ ----
+# `make fuzz` runs each for FUZZ_SECONDS; `make check` runs each for
+# FUZZ_CHECK_SECONDS from the generated seeds and fails on any crash.
 FUZZ_SECONDS ?= 120
+FUZZ_CHECK_SECONDS ?= 20
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+               -fno-omit-frame-pointer -DSLUICE_NO_JEMALLOC
+# Product bugs the fuzzers found, kept in tests/fuzz/crashes/: tolerated by
+# the harnesses (so that runs look for new trouble) until they are fixed;
+# drop a flag with its fix. `make fuzz-repro` runs the reproducers against
+# harnesses built without these flags, and fails while any reproduces.
+FUZZ_KNOWN ?= -DFUZZ_KNOWN_LONG_LINE -DFUZZ_KNOWN_PARTIAL_SEND -DFUZZ_KNOWN_EARLY_REPLY
+FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_smtp_client
+FUZZ_SRC_fuzz_dns_packet := dns/packet.c
+FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
+FUZZ_SRC_fuzz_envelope := engine/envelope.c engine/dsn.c engine/util.c
+FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/smtp_reply.c \
+                             shards/smtp_data.c shards/timer_wheel.c engine/util.c
+FUZZ_LIBS_fuzz_dns_packet := -lldns
+FUZZ_MAXLEN_fuzz_dns_packet := 4096
+FUZZ_MAXLEN_fuzz_smtp_reply := 8192
+FUZZ_MAXLEN_fuzz_envelope := 8192
+FUZZ_MAXLEN_fuzz_smtp_client := 4096
+FUZZ_OPTS = -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=4096 \
+            $(if $(wildcard tests/fuzz/$(1).dict),-dict=tests/fuzz/$(1).dict)
+
+.PHONY: fuzz fuzz-check fuzz-build fuzz-repro
+.SECONDEXPANSION:
+build/fuzz/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_KNOWN) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
+
+build/fuzz-strict/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
+
+build/fuzz/seeds/.stamp: tests/fuzz/seeds.py tests/fuzz/seeds_mta.py
+	@rm -rf build/fuzz/seeds
+	@python3 tests/fuzz/seeds.py build/fuzz/seeds/fuzz_dns_packet
+	@python3 tests/fuzz/seeds_mta.py build/fuzz/seeds
+	@mv build/fuzz/seeds/reply build/fuzz/seeds/fuzz_smtp_reply
+	@mv build/fuzz/seeds/envelope build/fuzz/seeds/fuzz_envelope
+	@mv build/fuzz/seeds/client build/fuzz/seeds/fuzz_smtp_client
+	@touch $@
+
+fuzz-build: $(addprefix build/fuzz/,fuzz_dns_packet $(FUZZ_TARGETS)) build/fuzz/seeds/.stamp
+
+# Every target for FUZZ_SECONDS (not in CI); the corpora grow in build/fuzz/work/.
 fuzz: deps
-	@command -v clang >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq clang; }
-	@mkdir -p build/fuzz
-	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_dns_packet \
-	      tests/fuzz/fuzz_dns_packet.c dns/packet.c -lldns
-	python3 tests/fuzz/seeds.py build/fuzz/corpus
-	./build/fuzz/fuzz_dns_packet -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=5 build/fuzz/corpus
+	@$(MAKE) --no-print-directory fuzz-build
+	@fail=0; $(foreach t,fuzz_dns_packet $(FUZZ_TARGETS),\
+	  tests/fuzz/run.sh $(FUZZ_SECONDS) build/fuzz/$(t) build/fuzz/seeds/$(t) $(call FUZZ_OPTS,$(t)) || fail=1;) \
+	exit $$fail
+
+# The short run `make check` does: fresh corpora from the seeds.
+fuzz-check: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@rm -rf $(addprefix build/fuzz/work/,$(FUZZ_TARGETS))
+	@fail=0; $(foreach t,$(FUZZ_TARGETS),\
+	  tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) build/fuzz/$(t) build/fuzz/seeds/$(t) $(call FUZZ_OPTS,$(t)) || fail=1;) \
+	exit $$fail
+
+# The reproducers in tests/fuzz/crashes/ (NAME: TARGET-WITHOUT-fuzz_-PREFIX_*).
+fuzz-repro: deps $(addprefix build/fuzz-strict/,$(FUZZ_TARGETS))
+	@fail=0; for f in tests/fuzz/crashes/*; do \
+	  t=""; for c in $(FUZZ_TARGETS); do case "$$(basename $$f)" in $${c#fuzz_}_*) t=$$c;; esac; done; \
+	  [ -n "$$t" ] || { echo "fuzz-repro: $$f: no target for it"; fail=1; continue; }; \
+	  if build/fuzz-strict/$$t $$f >build/fuzz-strict/$$(basename $$f).log 2>&1; then echo "fuzz-repro: $$f: passes (fixed)"; \
+	  else echo "fuzz-repro: $$f: still fails ($$t; log build/fuzz-strict/$$(basename $$f).log)"; fail=1; fi; \
+	done; exit $$fail

@@ -98,7 +98,9 @@ struct pending {
 	uint16_t pad;
 	uint32_t idx;              /* recipient position in the leg (RCPT) */
 	uint32_t off, len;         /* bytes in conn->hold (not yet sent) */
-	uint64_t epoch;            /* ring_submits() when its bytes went to the ring */
+	uint32_t end;              /* in pbuf, then wbuf: where its bytes end */
+	uint32_t wgen;             /* which wbuf carries it (conn->wgen at its flush) */
+	uint64_t epoch;            /* ring_submits() when its last bytes went to the ring */
 };
 
 /* A refusal of MAIL or RCPT, logged once the stream is known in step. */
@@ -140,6 +142,7 @@ struct conn {
 	 * when the server does not pipeline. */
 	struct buf wbuf, pbuf, hold;
 	size_t woff;
+	uint32_t wgen;             /* flushes so far: which wbuf a command went in */
 	bool sending;
 	/* input */
 	char *rbuf;

@@ -158,8 +158,12 @@ static void flush_output(struct shard *s, struct conn *c)
 	c->ops++;
 	c->sending = true;
 	uint64_t epoch = ring_submits(s->ring);
-	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
-		pq_at(c, c->pq_flushed)->epoch = epoch;
+	c->wgen++;
+	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++) {
+		struct pending *p = pq_at(c, c->pq_flushed);
+		p->epoch = epoch;
+		p->wgen = c->wgen;
+	}
 	if (none_outstanding && !c->quiet_pending && s->nquiet < s->nconns_max) {
 		/* Every earlier command is answered: until this goes out, the
 		 * server has nothing to say (conn_check_quiet looks). */
@@ -225,6 +229,7 @@ static void cmd_push(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, 
 	} else if (ALL_SENT(c) && may_send_now(s, c)) {
 		if (len)
 			buf_add(&c->pbuf, bytes, len);
+		p->end = (uint32_t)c->pbuf.len; /* the dot: the content added before it */
 		c->pq_sent++;
 	} else {
 		p->off = (uint32_t)c->hold.len;
@@ -242,6 +247,7 @@ static void send_next_held(struct conn *c)
 	if (!ALL_SENT(c)) {
 		struct pending *p = pq_at(c, c->pq_sent);
 		buf_add(&c->pbuf, c->hold.p + p->off, p->len);
+		p->end = (uint32_t)c->pbuf.len;
 		c->pq_sent++;
 	}
 	if (ALL_SENT(c))
@@ -936,6 +942,21 @@ static void process_input(struct shard *s, struct conn *c)
 	}
 }
 
+/* A short send: the rest goes again. The commands whose bytes end in
+ * that rest were not all on the wire: they are sent from now on. */
+static void resend_rest(struct shard *s, struct conn *c)
+{
+	ring_send(s->ring, c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, ud(c, OP_SEND));
+	c->ops++;
+	c->sending = true;
+	uint64_t epoch = ring_submits(s->ring);
+	for (unsigned i = 0; i < c->pq_flushed; i++) {
+		struct pending *p = pq_at(c, i);
+		if (p->wgen == c->wgen && p->end > c->woff)
+			p->epoch = epoch;
+	}
+}
+
 void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 {
 	unsigned op = ring_ud_op(cqe->user_data);
@@ -989,9 +1010,7 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 		}
 		c->woff += (size_t)cqe->res;
 		if (c->woff < c->wbuf.len) {
-			ring_send(s->ring, c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, ud(c, OP_SEND));
-			c->ops++;
-			c->sending = true;
+			resend_rest(s, c);
 			return;
 		}
 		c->wbuf.len = 0;

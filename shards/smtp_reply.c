@@ -133,6 +133,10 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r,
 			break;
 		}
 		size_t line_len = (size_t)(nl - line);
+		if (line_len > SMTP_LINE_HARD_MAX) { /* the same however TCP split it */
+			*err = "reply line longer than 64 KB";
+			goto error;
+		}
 		int rc = take_line(r, line, line_len, err);
 		if (rc == REPLY_ERROR)
 			goto error;

@@ -386,6 +386,12 @@ void dest_txn_done(struct dest *d)
 	d->suspended_until = 0;
 }
 
+void dest_conn_capped(struct shard *s, struct dest *d)
+{
+	(void)s;
+	d->conn_cap = d->nready > 0 ? d->nready : 1;
+}
+
 void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char *enhanced,
                       const char *why)
 {
@@ -998,6 +1004,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s->conns[0]->slot = 0;
 	s->conns[0]->fd = -1;
 	s->free_slots = xcalloc(1, sizeof(*s->free_slots));
+	s->quiet = xcalloc(1, sizeof(*s->quiet));
 	s->free_slots[s->nfree++] = 0;
 	s->dests = xcalloc(1, sizeof(*s->dests));
 	s->ndests = 1;
@@ -1041,8 +1048,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t a = u8();
 		if (trace)
 			fprintf(stderr, "[step %u: input byte %zu = %d]\n", step, in_pos - 1, a);
-		if ((a & 7) != 7)
+		if ((a & 7) != 7) { /* the shard loop: the quiet check, then the submit */
+			conn_check_quiet(s);
 			fake_ring_submit(W.ring);
+		}
 		/* the server speaks: when a recv waits (0), at any time (1, 2), not (3) */
 		if ((a & 0x18) == 0 ? recv_waiting(W.ring) : (a & 0x18) != 0x18)
 			speak();
@@ -1066,6 +1075,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			conn_shutdown(s, c, false);
 		if (k >= 32)
 			fire_timer(s);
+		conn_check_quiet(s);
 		fake_ring_submit(W.ring);
 		reap(s, false, false);
 		s->now += 1;
@@ -1093,6 +1103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	conn_free(c);
 	free(s->conns);
 	free(s->free_slots);
+	free(s->quiet);
 	free(d->addrs);
 	free(s->dests);
 	fake_ring_free(W.ring);

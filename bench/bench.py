@@ -90,6 +90,25 @@ def run_timed(cmd, timeout, poll=None, env=None):
     return p.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, out, err
 
 
+def child_pid(parent, wait_s=5.0):
+    """The pid of parent's child, from /proc (procps may not be installed:
+    everything the bench runs comes from make deps or Python)."""
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        for d in os.listdir('/proc'):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f'/proc/{d}/stat') as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(')', 1)[1].split()[1]) == parent:
+                return int(d)
+        time.sleep(0.01)
+    raise SystemExit(f'bench: no child of pid {parent}')
+
+
 class Sink:
     """A server on a loopback port, bounded by `timeout`; cpu() reads the
     server process itself, not its timeout wrapper."""
@@ -99,7 +118,7 @@ class Sink:
                                      stdout=stdout, stderr=subprocess.DEVNULL)
         if not wait_port(self.port):
             raise SystemExit(f'bench: {name} did not start')
-        self.pid = int(subprocess.check_output(['pgrep', '-P', str(self.proc.pid)]).split()[0])
+        self.pid = child_pid(self.proc.pid)
 
     def cpu(self):
         return cpu_of(self.pid)

@@ -20,6 +20,25 @@ MAIL/RCPT/DATA/BDAT/RSET/NOOP/QUIT, every message accepted. Behaviours:
                         "550 5.1.1 bad\\0mailbox tail" (a NUL in the text)
   --chunking            offer CHUNKING (BDAT) too
   --no-pipelining       do not offer PIPELINING
+  --max-conns N         at most N connections open at once; one more is
+                        greeted with --refuse TEXT (default "421 4.7.0 too
+                        many connections from your IP") and closed
+  --early-250 MS        after the 354, wait a random 0..MS ms and send
+                        "250 early ack id=K" (K counts over the server's
+                        life) BEFORE reading any of the data; then read the
+                        data and answer it "554 5.7.1 content rejected".
+                        --early-250 0: the 250 goes in the same write as
+                        the 354 (a client has both in hand at once)
+  --dot-421             answer every final dot (and BDAT LAST) with
+                        "421 4.7.28 unusual rate, closing" and close
+  --double-refusal      refuse some RCPTs with "550 5.1.1 no such user" and
+                        write the first refusal of each transaction twice
+                        (one reply too many: the later replies shift).
+                        Which: those matching --refuse-rcpt REGEX (on the
+                        address as sent, <> included); without it the first
+                        RCPT of a transaction, the first time the server
+                        sees that address (an address keeps its answer:
+                        refused once, refused always; accepted, accepted)
 
 Record (--record FILE, JSON lines): one object per connection, written
 when it ends (connections still open at exit are written then, with
@@ -31,9 +50,23 @@ when it ends (connections still open at exit are written then, with
                  "mail_from": "<a>", "rcpts": ["<b>", ...],
                  "message_id": "<...>" or null, "x_test": "..." or null,
                  "well_formed": header section is RFC 5322 header fields}],
-   "nul_rcpt": the address answered with the NUL reply, or absent}
+   "nul_rcpt": the address answered with the NUL reply, or absent,
+   "refused": true when --max-conns refused it at the greeting (absent
+              otherwise), "concurrent": connections open with it (--max-conns),
+   "early": [{"id": K, "data_before_ack": bool, "mail_from": "<a>",
+              "rcpts": [...], "data_after_ms": ms, "next": "..."}]
+              (--early-250: per early 250; data_before_ack is whether any
+              byte of the data was in hand, read or waiting in the socket,
+              right after the early 250 was written (with --early-250 0:
+              before the 354 and the 250 were written); if not, data_after_ms
+              is how long after it the socket became readable, and next its
+              first bytes then: "" when the client closed),
+   "dot_421": how many ends of data got the 421 (--dot-421),
+   "rcpts_accepted": [...], "rcpts_refused": [...]  (--double-refusal)}
 A message is listed only when the server acknowledged its end of data
 (2xx); message_id / x_test are read from the body the server received.
+The refused connections are counted by
+  jq -s 'map(select(.refused)) | length' RECORD
 
 Prints "listening 127.0.0.1:PORT" on standard output once it accepts
 (--port 0, the default, picks a free port).
@@ -41,7 +74,9 @@ Prints "listening 127.0.0.1:PORT" on standard output once it accepts
 import argparse
 import json
 import os
+import random
 import re
+import select
 import signal
 import socket
 import sys
@@ -60,7 +95,14 @@ ap.add_argument('--ehlo-lines', type=int, default=0, metavar='N')
 ap.add_argument('--nul-reply', action='store_true')
 ap.add_argument('--chunking', action='store_true')
 ap.add_argument('--no-pipelining', action='store_true')
+ap.add_argument('--max-conns', type=int, default=None, metavar='N')
+ap.add_argument('--refuse', default='421 4.7.0 too many connections from your IP', metavar='TEXT')
+ap.add_argument('--early-250', type=int, default=None, metavar='MS')
+ap.add_argument('--dot-421', action='store_true')
+ap.add_argument('--double-refusal', action='store_true')
+ap.add_argument('--refuse-rcpt', default=None, metavar='REGEX')
 opt = ap.parse_args()
+REFUSE_RCPT = re.compile(opt.refuse_rcpt) if opt.refuse_rcpt is not None else None
 
 LINE_MAX = 8192              # a command line longer than this is refused
 MSG_MAX = 20 * 1024 * 1024   # a message body longer than this is refused
@@ -69,6 +111,9 @@ IDLE_S = 30.0
 lock = threading.RLock()
 conns = {}                   # k -> Conn, those not yet written
 nul_done = False
+active = 0                   # connections open now (--max-conns)
+early_seq = 0                # the K of "250 early ack id=K"
+rcpt_memo = {}               # address -> refused? (--double-refusal)
 deadline = time.time() + opt.max_time
 
 
@@ -85,6 +130,7 @@ class Closed(Exception):
     pass
 
 
+QUIT_RSET = re.compile(rb'(?i)(QUIT|RSET)\r?\n')
 HEADER_RE = re.compile(rb'^[\x21-\x39\x3b-\x7e]+:')
 
 
@@ -200,6 +246,57 @@ class Conn:
                                      'mail_from': mail_from, 'rcpts': rcpts,
                                      'message_id': mid, 'x_test': xt, 'well_formed': well})
 
+    def dot_421(self):
+        """--dot-421: the end of data gets a 421 and the connection ends."""
+        self.rec['dot_421'] = self.rec.get('dot_421', 0) + 1
+        self.send('421 4.7.28 unusual rate, closing\r\n')
+
+    def early_ack(self, mail_from, rcpts):
+        """--early-250: the 354, then a 250 before reading the data."""
+        global early_seq
+        with lock:
+            early_seq += 1
+            eid = early_seq
+        ack = '250 early ack id=%d\r\n' % eid
+        if opt.early_250 == 0:
+            had = len(self.buf)
+            self.send('354 go ahead\r\n', ack)
+        else:
+            self.send('354 go ahead\r\n')
+            time.sleep(random.uniform(0, opt.early_250) / 1000.0)
+            had = len(self.buf)
+            self.send(ack)
+        sent = time.time()
+        peek = b''
+        try:
+            if select.select([self.sock], [], [], 0)[0]:
+                peek = self.sock.recv(65536, socket.MSG_PEEK)
+        except OSError:
+            pass
+        # A QUIT or RSET (the client giving up on the transaction) is not
+        # data. With the 250 in the same write as the 354, whatever came
+        # after the write answers the 354: the 250 went before it.
+        data = had > 0 or (opt.early_250 > 0 and len(peek) > 0 and not QUIT_RSET.match(peek))
+        e = {'id': eid, 'data_before_ack': data, 'mail_from': mail_from, 'rcpts': rcpts}
+        if not e['data_before_ack']:
+            # how long after the early 250 the first byte of the data came
+            try:
+                if select.select([self.sock], [], [], 2.0)[0]:
+                    e['data_after_ms'] = round((time.time() - sent) * 1000, 3)
+                    e['next'] = self.sock.recv(24, socket.MSG_PEEK).decode('latin-1')
+            except OSError:
+                pass
+        self.rec.setdefault('early', []).append(e)
+
+    def rcpt_refused(self, addr, first_in_txn):
+        """--double-refusal: whether this RCPT is refused."""
+        if REFUSE_RCPT is not None:
+            return REFUSE_RCPT.search(addr) is not None
+        with lock:
+            if addr not in rcpt_memo:
+                rcpt_memo[addr] = first_in_txn
+            return rcpt_memo[addr]
+
     def read_data(self):
         """Lines up to the final dot, dot-unstuffed (None if too large)."""
         parts, size = [], 0
@@ -222,6 +319,7 @@ class Conn:
             return
         self.send('220 hostile.test ESMTP ready\r\n')
         mail_from, rcpts, bdat = None, [], None
+        nrcpt, doubled = 0, False   # RCPTs in this transaction; refusal doubled
         while True:
             ln = self.readline()
             if len(ln) > LINE_MAX:
@@ -247,6 +345,7 @@ class Conn:
                     self.send('503 5.5.1 nested MAIL\r\n')
                 else:
                     mail_from, rcpts, bdat = cmd[10:].split(' ')[0], [], None
+                    nrcpt, doubled = 0, False
                     self.send('250 2.1.0 ok\r\n')
             elif up.startswith('RCPT TO:'):
                 addr = cmd[8:].split(' ')[0]
@@ -260,6 +359,14 @@ class Conn:
                         self.rec['nul_rcpt'] = addr
                         self.send(b'550 5.1.1 bad\x00mailbox tail\r\n')
                         continue
+                if opt.double_refusal:
+                    nrcpt += 1
+                    if self.rcpt_refused(addr, nrcpt == 1):
+                        self.rec.setdefault('rcpts_refused', []).append(addr)
+                        self.send(*(['550 5.1.1 no such user\r\n'] * (1 if doubled else 2)))
+                        doubled = True
+                        continue
+                    self.rec.setdefault('rcpts_accepted', []).append(addr)
                 rcpts.append(addr)
                 self.send('250 2.1.5 ok\r\n')
             elif verb == 'DATA':
@@ -270,10 +377,18 @@ class Conn:
                     self.send('250 ok\r\n')
                     mail_from, rcpts = None, []
                     continue
-                self.send('354 go ahead\r\n')
+                if opt.early_250 is not None:
+                    self.early_ack(mail_from, rcpts)
+                else:
+                    self.send('354 go ahead\r\n')
                 body = self.read_data()
                 if body is None:
                     self.send('552 5.3.4 message too big\r\n')
+                elif opt.dot_421:
+                    self.dot_421()
+                    return
+                elif opt.early_250 is not None:
+                    self.send('554 5.7.1 content rejected\r\n')
                 else:
                     self.end_of_data('DATA', body, mail_from, rcpts)
                     self.send('250 2.0.0 ok queued\r\n', *(['250 extra\r\n'] if opt.extra_reply else []))
@@ -293,12 +408,16 @@ class Conn:
                 if not last:
                     self.send('250 2.0.0 %d octets received\r\n' % n)
                     continue
+                if opt.dot_421:
+                    self.dot_421()
+                    return
                 self.end_of_data('BDAT', bdat, mail_from, rcpts)
                 self.send('250 2.0.0 ok %d octets, queued\r\n' % len(bdat),
                           *(['250 extra\r\n'] if opt.extra_reply else []))
                 mail_from, rcpts, bdat = None, [], None
             elif verb == 'RSET':
                 mail_from, rcpts, bdat = None, [], None
+                nrcpt, doubled = 0, False
                 self.send('250 2.0.0 ok\r\n')
             elif verb == 'NOOP':
                 self.send('250 2.0.0 ok\r\n')
@@ -310,7 +429,19 @@ class Conn:
 
 
 def handle(c):
+    global active
+    counted = False
     try:
+        if opt.max_conns is not None:
+            with lock:
+                if active < opt.max_conns:
+                    active += 1
+                    counted = True
+                c.rec['concurrent'] = active + (0 if counted else 1)
+            if not counted:
+                c.rec['refused'] = True
+                c.send(opt.refuse + '\r\n')
+                return
         c.serve()
     except Closed:
         pass
@@ -321,6 +452,9 @@ def handle(c):
             c.sock.close()
         except OSError:
             pass
+        if counted:
+            with lock:
+                active -= 1
         c.finish()
 
 
@@ -349,6 +483,7 @@ while time.time() < deadline:
         continue
     k += 1
     s.settimeout(IDLE_S)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # no Nagle wait between replies
     c = Conn(k, s)
     with lock:
         conns[k] = c

@@ -2,7 +2,10 @@
 # unsolicited extra reply after the end of data, a 600-character HELO name,
 # 520 recipients in one transaction, a server that greets 421 or refuses
 # EHLO/HELO (no reconnect storm), a 1,000-line EHLO reply, a NUL inside a
-# reply. Never a false "delivered", never a crash, the log always JSON.
+# reply; a server that caps connections (421 or 554 at the greeting), one
+# that acknowledges the data early (250 after the 354, before reading it),
+# one that answers every final dot with 421, one that writes a RCPT refusal
+# twice. Never a false "delivered", never a crash, the log always JSON.
 #
 # Each case runs in its own subshell so that every case reports, then the
 # script fails if any did (CASES="1 2b" runs only those; KEEP=1 keeps $T). Loopback only; every process bounded in time.
@@ -54,11 +57,11 @@ sane() {
 # lc TAG JQ_CONDITION: log lines of $T/TAG.acct for which it holds.
 lc() { jq -c "select($2)" "$T/$1.acct" | wc -l; }
 # ids_msgids SPOOLDIR: "spool-id Message-ID" per file of SPOOLDIR/new.
+# (One awk over all the files: thousands of messages in well under a second.)
 ids_msgids() {
-	local f
-	for f in "$1"/new/*; do
-		printf '%s %s\n' "${f##*/}" "$(grep -m1 -i '^Message-ID:' "$f" | sed 's/^[^:]*: *//; s/\r$//')"
-	done
+	awk 'FNR == 1 { if (NR > 1) print n, v; n = FILENAME; sub(/.*\//, "", n); v = ""; got = 0 }
+	     !got && tolower($0) ~ /^message-id:/ { v = $0; sub(/^[^:]*: */, "", v); sub(/\r$/, "", v); got = 1 }
+	     END { if (NR > 0) print n, v }' "$1"/new/*
 }
 # delivered_pairs TAG MAPFILE: "Message-ID rcpt" of every delivered line.
 delivered_pairs() {
@@ -283,6 +286,171 @@ t_nul() {
 	ok "NUL in a reply: $(echo "$line" | jq -c .response)"
 }
 
+# A configuration without destination back-off: the run goes on retrying
+# whatever the server does (cases 9 and 11 judge deliveries, not back-off).
+nobackoff_conf() {
+	printf 'delivery = { destination-failures = 100; destination-backoff = 0.001; destination-backoff-max = 0.001; };\n' >"$T/nobackoff.conf"
+}
+
+# 8. A server that allows 5 connections from us and refuses more at the
+# greeting (421, then 554), against 2 shards that may open 8: a cap, not a
+# failure. Every message delivered, none bounced, exit 0, and the refused
+# connections bounded (no reconnect loop against the cap).
+cap_run() {   # TAG REFUSE_TEXT
+	local tag=$1 text=$2 probs=() n refused d
+	rm -rf "$T/sp-$tag"
+	"$SLUICE" spoolgen --spool "$T/sp-$tag" --count 2000 --domains 5 >/dev/null
+	ids_msgids "$T/sp-$tag" >"$T/$tag.map"
+	start_hostile "$tag" --max-conns 5 --refuse "$text"
+	hrun "$tag" --spool "$T/sp-$tag" --route "*=127.0.0.1:$HPORT" --shards 2 --max-connections 8 --retry-interval 0.5 --max-time 15
+	stop_hostile "$HPID"
+	n=$(wc -l <"$T/$tag.rec")
+	refused=$(jq -s 'map(select(.refused)) | length' "$T/$tag.rec")
+	d=$(lc "$tag" '.result=="delivered"')
+	[ "$RC" -eq 0 ] || probs+=("exit $RC, want 0")
+	[ "$d" -eq 2000 ] || probs+=("$d of 2000 recipients delivered")
+	[ "$(lc "$tag" '.result=="bounced"')" -eq 0 ] || probs+=("$(lc "$tag" '.result=="bounced"') bounced ($(jq -r 'select(.result=="bounced") | .response' "$T/$tag.acct" | sort | uniq -c | head -1 | tr -s ' '))")
+	[ "$refused" -le 60 ] || probs+=("$refused connections refused at the greeting (of $n), want at most 60: sluice keeps knocking on the cap")
+	[ "$(spool_files "$T/sp-$tag/new")" -eq 0 ] || probs+=("$(spool_files "$T/sp-$tag/new") messages left in new/")
+	local bad
+	bad=$(comm -23 <(delivered_pairs "$tag" "$T/$tag.map") <(acked_pairs "$T/$tag.rec") | head -3)
+	[ -z "$bad" ] || probs+=("delivered without an acknowledged body: ${bad//$'\n'/, }")
+	[ ${#probs[@]} -eq 0 ] || fail "cap ($tag, '$text'): $(printf '%s; ' "${probs[@]}") (deferrals: $(jq -r 'select(.result=="deferred") | .response' "$T/$tag.acct" | cut -c1-80 | sort | uniq -c | sort -rn | head -2 | tr -s ' \n' ' '))"
+	cp "$T/$tag.acct" "$T/acct.jsonl"
+	check_log_final 2000
+	ok "cap of 5 connections ('$text'): 2000 delivered, $refused connection(s) refused of $n, $(lc "$tag" '.result=="deferred"') deferral(s)"
+}
+t_cap() {
+	local r=0
+	( cap_run cap421 "421 4.7.0 too many connections from your IP" ) || r=1
+	( cap_run cap554 "554 5.7.1 too many connections" ) || r=1
+	return $r
+}
+
+# 9. A server that sends "250 early ack id=K" after the 354 but before it
+# read any of the data (then reads the data and answers 554). A recipient
+# is delivered only on a reply to data that reached the server: no
+# delivered line may carry an early ack that the server sent before any
+# byte of that message's data was in its hands.
+#  - 9a "same write": the 250 travels with the 354 (--early-250 0). The
+#    client has both in one read, before it could send anything: a delivery
+#    on it is a plain bug. None allowed.
+#  - 9b "0-6 ms": the 250 comes a random 0-6 ms after the 354, racing the
+#    data. The client checks the socket is quiet just before it submits
+#    the data; a 250 that lands between that check and the moment the
+#    kernel sends the data cannot be told from an answer (the residual that
+#    THE INVARIANT in shards/smtp_client.c and the README admit; it widens
+#    with the connections a shard submits in one batch). Measured on 2
+#    CPUs, 2 shards: about 1 such delivery in 10-15 runs (6b62839), 1-8
+#    per run before the fixes; so at most 1 is allowed, and noted. 9a is
+#    the part that cannot pass by luck.
+early_run() {   # TAG MS ALLOWED COUNT MAX_TIME [sluice flags...]
+	local tag=$1 ms=$2 allowed=$3 count=$4 maxt=$5; shift 5
+	rm -rf "$T/sp-$tag"
+	nobackoff_conf
+	"$SLUICE" spoolgen --spool "$T/sp-$tag" --count "$count" --domains 5 >/dev/null
+	start_hostile "$tag" --early-250 "$ms"
+	hrun "$tag" -c "$T/nobackoff.conf" --spool "$T/sp-$tag" --route "*=127.0.0.1:$HPORT" --no-chunking --retry-interval 0.2 --max-time "$maxt" "$@"
+	stop_hostile "$HPID"
+	local nodata withdata bad nbad d
+	jq -r '.early[]? | select(.data_before_ack|not) | "250 early ack id=\(.id)"' "$T/$tag.rec" | sort -u >"$T/$tag.nodata"
+	nodata=$(wc -l <"$T/$tag.nodata")
+	withdata=$(jq -s 'map(.early[]? | select(.data_before_ack)) | length' "$T/$tag.rec")
+	[ "$nodata" -gt 0 ] || fail "early 250 ($tag): the server never sent an early ack before the data ($withdata after): nothing was tested"
+	d=$(lc "$tag" '.result=="delivered"')
+	# The log's response is the server's text after the code.
+	bad=$(jq -r 'select(.result=="delivered") | .response' "$T/$tag.acct" | sed 's/^/250 /' | sort | comm -12 - "$T/$tag.nodata")
+	nbad=$(echo "$bad" | grep -c . || true)
+	local ids="" gaps="" k
+	if [ "$nbad" -gt 0 ]; then
+		ids=$(echo "$bad" | sed 's/.*id=//' | head -20 | tr '\n' ' ')
+		for k in $ids; do
+			gaps+="$(jq -r --argjson k "$k" '.early[]? | select(.id==$k) | .data_after_ms' "$T/$tag.rec") "
+		done
+	fi
+	[ "$nbad" -le "$allowed" ] || fail "early 250 ($tag): $nbad of $d delivered line(s) rest on an early ack the server sent before any of that message's data had reached it (allowed: $allowed): ack ids ${ids}(the data came ${gaps}ms after the ack)"
+	ok "early 250 ($tag): $nodata early acks before the data, $withdata after; $d delivered, $nbad on an ack before its data${ids:+ (NOTE: ack id $ids- the residual race; the data came ${gaps}ms after it)}"
+}
+t_early250() {
+	local r=0
+	( early_run early0 0 0 100 2 --shards 2 ) || r=1
+	( early_run early6 6 1 300 5 --shards 2 ) || r=1
+	return $r
+}
+
+# 10. A server that answers every final dot with "421 4.7.28 unusual rate,
+# closing" and closes: a failure of the destination (back-off), not a loop
+# of connections. At most 25 connections in 10 s, nothing delivered, every
+# recipient deferred.
+t_dot421() {
+	rm -rf "$T/sp10"
+	"$SLUICE" spoolgen --spool "$T/sp10" --count 100 --domains 5 >/dev/null
+	start_hostile dot421 --dot-421
+	hrun dot421 --spool "$T/sp10" --route "*=127.0.0.1:$HPORT" --shards 1 --retry-interval 100 --max-time 10
+	stop_hostile "$HPID"
+	local n d probs=()
+	n=$(wc -l <"$T/dot421.rec")
+	d=$(jq -r 'select(.result=="deferred") | .id+" "+.rcpt' "$T/dot421.acct" | sort -u | wc -l)
+	[ "$n" -le 25 ] || probs+=("$n connections in 10 s (want at most 25), $(jq -s 'map(.dot_421 // 0) | add' "$T/dot421.rec") dots answered 421: the 421 does not back the destination off")
+	[ "$(lc dot421 '.result=="delivered"')" -eq 0 ] || probs+=("$(lc dot421 '.result=="delivered"') delivered")
+	[ "$(lc dot421 '.result=="bounced" or .result=="expired"')" -eq 0 ] || probs+=("bounced or expired lines")
+	[ "$d" -eq 100 ] || probs+=("$d of 100 recipients deferred")
+	[ "$RC" -eq 1 ] || probs+=("exit $RC, want 1")
+	[ "$(spool_files "$T/sp10/new")" -eq 100 ] || probs+=("$(spool_files "$T/sp10/new") of 100 messages back in new/")
+	[ ${#probs[@]} -eq 0 ] || fail "421 to the dot: $(printf '%s; ' "${probs[@]}")"
+	ok "421 to every dot: $n connections, $(jq -s 'map(.dot_421 // 0) | add' "$T/dot421.rec") dot(s) answered 421, all 100 recipients deferred"
+}
+
+# 11. A server that offers PIPELINING and CHUNKING and writes its refusal
+# of the first recipient of a transaction twice: every later reply shifts
+# by one (the accepted RCPT gets the second 550, DATA or BDAT LAST gets the
+# last RCPT's 250). 6 messages start with a refused recipient (refuse-K,
+# then a-K, b-K), 4 have none (c-K, d-K). No recipient the server accepted
+# is bounced, no delivery rests on a RCPT reply, only messages the server
+# acknowledged are delivered, and the 4 without a refusal are.
+t_double() {
+	local i f
+	rm -rf "$T/sp11"
+	mkdir -p "$T/sp11/tmp" "$T/sp11/new"
+	nobackoff_conf
+	for i in $(seq 10); do
+		f=$T/sp11/tmp/dbl-$i
+		{
+			printf 'X-Sender: <sender@sender.example>\n'
+			if [ $((i % 5)) -eq 2 ] || [ $((i % 5)) -eq 4 ]; then
+				printf 'X-Receiver: <c-%d@dbl.example>\nX-Receiver: <d-%d@dbl.example>\n' "$i" "$i"
+			else
+				printf 'X-Receiver: <refuse-%d@dbl.example>\nX-Receiver: <a-%d@dbl.example>\nX-Receiver: <b-%d@dbl.example>\n' "$i" "$i" "$i"
+			fi
+			printf 'From: <sender@sender.example>\nTo: <list@dbl.example>\nSubject: double %d\n' "$i"
+			printf 'Date: Thu, 26 Nov 2026 05:00:00 +0000\nMessage-ID: <dbl-%d@sender.example>\nX-Test: dbl-%d\n\nbody %d\n' "$i" "$i" "$i"
+		} >"$f"
+		mv "$f" "$T/sp11/new/"
+	done
+	ids_msgids "$T/sp11" >"$T/dbl.map"
+	start_hostile dbl --chunking --double-refusal --refuse-rcpt '^<refuse-'
+	hrun dbl -c "$T/nobackoff.conf" --spool "$T/sp11" --route "*=127.0.0.1:$HPORT" --shards 1 --max-connections 1 --retry-interval 0.2 --max-time 3
+	stop_hostile "$HPID"
+	local probs=() bad d ndata nbdat
+	jq -r '.rcpts_accepted[]?' "$T/dbl.rec" | tr -d '<>' | sort -u >"$T/dbl.accepted"
+	[ -s "$T/dbl.accepted" ] || fail "double refusal: the server accepted no recipient"
+	[ "$(jq -r '.rcpts_refused[]?' "$T/dbl.rec" | wc -l)" -gt 0 ] || fail "double refusal: the server refused no recipient"
+	bad=$(jq -r 'select(.result=="bounced") | .rcpt' "$T/dbl.acct" | sort -u | comm -12 - "$T/dbl.accepted")
+	[ -z "$bad" ] || probs+=("bounced, though the server accepted their RCPT: $(echo "$bad" | head -3 | tr '\n' ' ')($(jq -r 'select(.result=="bounced") | .response' "$T/dbl.acct" | sort | uniq -c | head -2 | tr -s ' \n' ' '))")
+	bad=$(jq -r 'select(.result=="delivered" and (.response|test("queued")|not)) | .response' "$T/dbl.acct" | sort | uniq -c | head -3)
+	[ -z "$bad" ] || probs+=("delivered on a reply that is not the end-of-data reply (a RCPT reply is '2.1.5 ok' or '5.1.1 no such user'): ${bad//$'\n'/, }")
+	bad=$(comm -23 <(delivered_pairs dbl "$T/dbl.map") <(acked_pairs "$T/dbl.rec") | head -3)
+	[ -z "$bad" ] || probs+=("delivered, but the server never acknowledged that message for that recipient: ${bad//$'\n'/, }")
+	# The 4 messages without a refused recipient meet no shift: delivered.
+	d=$(lc dbl '.result=="delivered" and (.rcpt|test("^[cd]-"))')
+	[ "$d" -eq 8 ] || probs+=("$d of the 8 recipients of the messages without a refusal delivered")
+	[ ${#probs[@]} -eq 0 ] || fail "double refusal: $(printf '%s; ' "${probs[@]}")"
+	d=$(lc dbl '.result=="delivered"')
+	ndata=$(jq -s '[.[].commands[] | select(test("^DATA"; "i"))] | length' "$T/dbl.rec")
+	nbdat=$(jq -s '[.[].commands[] | select(test("^BDAT"; "i"))] | length' "$T/dbl.rec")
+	ok "double refusal, CHUNKING offered: $d delivered (all acknowledged), $(lc dbl '.result=="bounced"') bounced; content by DATA $ndata times, by BDAT $nbdat"
+}
+
 case_ "1 250 to DATA" t_data250
 case_ "2 extra reply, one connection" t_extra
 case_ "2b extra reply, 4 connections, 2 shards" t_extra_multi
@@ -291,4 +459,8 @@ case_ "4 520 recipients in one transaction" t_many_rcpts
 case_ "5 421 greeting / EHLO refused: no storm" t_storm
 case_ "6 1000-line EHLO" t_ehlo_lines
 case_ "7 NUL in a reply" t_nul
+case_ "8 connection cap of 5 (421, 554 at the greeting)" t_cap
+case_ "9 early 250 after 354 (same write; 0-6 ms later)" t_early250
+case_ "10 421 to every dot" t_dot421
+case_ "11 a RCPT refusal written twice, CHUNKING offered" t_double
 [ ${#FAILED[@]} -eq 0 ] || fail "${#FAILED[@]} hostile case(s) failed: ${FAILED[*]}"

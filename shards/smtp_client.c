@@ -35,11 +35,13 @@
  * socket must hold no unread byte until they are submitted
  * (conn_check_quiet, just before the ring submits). With PIPELINING the
  * content goes by DATA, never BDAT: a shifted RCPT reply fits BDAT LAST,
- * while only the 354 fits DATA. Residual, as with any counting client: a
- * server that sends an unsolicited reply in the microseconds between that
- * check and the submit, or after our next command went out, cannot be
- * told from one that answers it; with DATA the 354 check still catches
- * the shift. */
+ * while only the 354 fits DATA. Residual, as with any SMTP client: a
+ * server that sends an unsolicited reply between that check and the
+ * moment the kernel sends our bytes (microseconds on an idle machine,
+ * milliseconds when the shard thread is preempted), or after our next
+ * command went out, cannot be told from one that answers it (TCP says
+ * nothing of what the server read); with DATA the 354 check still catches
+ * a shift. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
 #include "smtp_data.h"

@@ -14,7 +14,7 @@ SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_
         engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/alloc.c engine/strmap.c \
         shards/ring.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
-        shards/shard.c shards/smtp_client.c \
+        shards/shard.c shards/dest_queue.c shards/smtp_client.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
@@ -138,7 +138,7 @@ FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_smtp_client
 FUZZ_SRC_fuzz_dns_packet := dns/packet.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
 FUZZ_SRC_fuzz_envelope := engine/envelope.c engine/dsn.c engine/util.c
-FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/smtp_reply.c \
+FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/dest_queue.c shards/smtp_reply.c \
                              shards/smtp_data.c shards/timer_wheel.c engine/util.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
 FUZZ_MAXLEN_fuzz_dns_packet := 4096

@@ -340,39 +340,6 @@ void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 
 /* ---- destinations ---- */
 
-struct leg *dest_pop(struct dest *d)
-{
-	struct leg *l = d->qhead;
-	if (!l)
-		return NULL;
-	d->qhead = l->next;
-	if (!d->qhead)
-		d->qtail = NULL;
-	d->qlen--;
-	l->next = NULL;
-	return l;
-}
-
-static void dest_push(struct dest *d, struct leg *l)
-{
-	l->next = NULL;
-	if (d->qtail)
-		d->qtail->next = l;
-	else
-		d->qhead = l;
-	d->qtail = l;
-	d->qlen++;
-}
-
-void dest_push_front(struct dest *d, struct leg *l)
-{
-	l->next = d->qhead;
-	d->qhead = l;
-	if (!d->qtail)
-		d->qtail = l;
-	d->qlen++;
-}
-
 /* ---- back-off (Postfix's dead destination, with a probe) ----
  * A connection that fails before completing a transaction (refused,
  * 4xx/5xx or garbage greeting, failed EHLO, timeout, dropped) adds to the
@@ -448,21 +415,6 @@ static bool dest_may_open(const struct shard *s, struct dest *d)
 	if (d->fail_streak > 0 || !d->proven)
 		return d->nconns == d->nready;    /* probing: one in setup at a time */
 	return true;
-}
-
-void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
-                       const char *enhanced, const char *why, const struct conn *c)
-{
-	struct leg *l;
-	size_t len = strlen(why);
-	while ((l = dest_pop(d))) {
-		for (uint32_t i = 0; i < l->nr; i++)
-			if (l->rt[i] != RT_RESOLVED) {
-				l->rt[i] = RT_RESOLVED;
-				shard_emit(s, l, i, r, code, enhanced, why, len, c, 0);
-			}
-		shard_leg_done(s, l);
-	}
 }
 
 /* The queue of a suspended destination waits for the next attempt. */

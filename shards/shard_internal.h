@@ -218,7 +218,9 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
 void shard_leg_done(struct shard *s, struct leg *leg);
 /* Queues the leg's RT_NEXT_TXN recipients as a new transaction, first in line. */
 void shard_leg_requeue_next(struct shard *s, struct leg *leg);
+/* dest_queue.c */
 struct leg *dest_pop(struct dest *d);
+void dest_push(struct dest *d, struct leg *leg);
 void dest_push_front(struct dest *d, struct leg *leg);
 /* Back-off bookkeeping (shard.c owns struct dest): a connection got past
  * EHLO; a transaction ended with a reply; a connection failed before

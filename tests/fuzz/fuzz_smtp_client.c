@@ -342,38 +342,8 @@ void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 	dest_push_front(&s->dests[leg->dest], l);
 }
 
-struct leg *dest_pop(struct dest *d)
-{
-	struct leg *l = d->qhead;
-	if (!l)
-		return NULL;
-	d->qhead = l->next;
-	if (!d->qhead)
-		d->qtail = NULL;
-	d->qlen--;
-	l->next = NULL;
-	return l;
-}
 
-static void dest_push(struct dest *d, struct leg *l)
-{
-	l->next = NULL;
-	if (d->qtail)
-		d->qtail->next = l;
-	else
-		d->qhead = l;
-	d->qtail = l;
-	d->qlen++;
-}
 
-void dest_push_front(struct dest *d, struct leg *l)
-{
-	l->next = d->qhead;
-	d->qhead = l;
-	if (!d->qtail)
-		d->qtail = l;
-	d->qlen++;
-}
 
 void dest_conn_ready(struct dest *d)
 {
@@ -403,21 +373,6 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 	d->fail_code = code;
 }
 
-void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
-                       const char *enhanced, const char *why, const struct conn *c)
-{
-	CHECK(r == RESULT_DEFERRED || r == RESULT_BOUNCED);
-	struct leg *l;
-	size_t len = strlen(why);
-	while ((l = dest_pop(d))) {
-		for (uint32_t i = 0; i < l->nr; i++)
-			if (l->rt[i] != RT_RESOLVED) {
-				l->rt[i] = RT_RESOLVED;
-				shard_emit(s, l, i, r, code, enhanced, why, len, c, 0);
-			}
-		shard_leg_done(s, l);
-	}
-}
 
 /* ---- the socket's unread bytes (the client asks with FIONREAD) ---- */
 

@@ -1,0 +1,55 @@
+/* shards/dest_queue.c - a destination's queue of transactions (legs):
+ * push at the back (new work) or the front (the rest of a transaction
+ * cut short by 452), pop from the front, or settle all of it at once
+ * (a suspended or refusing destination). Linked into the SMTP client's
+ * fuzz harness as it is, with the harness's own outcomes. */
+#include "shard_internal.h"
+#include <string.h>
+
+struct leg *dest_pop(struct dest *d)
+{
+	struct leg *l = d->qhead;
+	if (!l)
+		return NULL;
+	d->qhead = l->next;
+	if (!d->qhead)
+		d->qtail = NULL;
+	d->qlen--;
+	l->next = NULL;
+	return l;
+}
+
+void dest_push(struct dest *d, struct leg *l)
+{
+	l->next = NULL;
+	if (d->qtail)
+		d->qtail->next = l;
+	else
+		d->qhead = l;
+	d->qtail = l;
+	d->qlen++;
+}
+
+void dest_push_front(struct dest *d, struct leg *l)
+{
+	l->next = d->qhead;
+	d->qhead = l;
+	if (!d->qtail)
+		d->qtail = l;
+	d->qlen++;
+}
+
+void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
+                       const char *enhanced, const char *why, const struct conn *c)
+{
+	struct leg *l;
+	size_t len = strlen(why);
+	while ((l = dest_pop(d))) {
+		for (uint32_t i = 0; i < l->nr; i++)
+			if (l->rt[i] != RT_RESOLVED) {
+				l->rt[i] = RT_RESOLVED;
+				shard_emit(s, l, i, r, code, enhanced, why, len, c, 0);
+			}
+		shard_leg_done(s, l);
+	}
+}

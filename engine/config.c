@@ -382,7 +382,7 @@ enum {
 	OPT_SPOOL = 1000, OPT_ROUTE, OPT_LOG, OPT_SHARDS, OPT_MAXCONN, OPT_MAXPERCONN,
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
 	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
-	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM,
+	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM, OPT_TRACE,
 	/* capabilities of later issues: refused until they exist */
 	OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
 };
@@ -759,6 +759,7 @@ static const struct option run_opts[] = {
 	{ "tls", required_argument, 0, OPT_TLS },
 	{ "tls-ca", required_argument, 0, OPT_TLSCA },
 	{ "max-rate", required_argument, 0, OPT_MAXRATE },
+	{ "trace", required_argument, 0, OPT_TRACE },
 	{ 0, 0, 0, 0 },
 };
 
@@ -792,6 +793,8 @@ static void run_usage(FILE *f)
 	      "  --timeout SECONDS          every SMTP reply timeout (default RFC 5321's)\n"
 	      "  --no-chunking              never use BDAT, even when offered\n"
 	      "  --no-pipelining            never pipeline, even when offered\n"
+	      "  --trace smtp               print each connection's dialogue (commands, replies,\n"
+	      "                             states, with times) on stderr; for debugging a provider\n"
 	      "  --dkim DOMAIN:SELECTOR:KEYFILE  sign mail from DOMAIN (and its subdomains)\n"
 	      "                             with this key (PEM, RSA >= 1024 bits or Ed25519);\n"
 	      "                             repeatable: two keys for a domain, two signatures\n"
@@ -879,6 +882,11 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 			config_fail("--dns-server %s: %s", arg, err);
 		break;
 	case OPT_DKIM: dkim_add_spec(cfg, arg); break;
+	case OPT_TRACE:
+		if (strcmp(arg, "smtp") != 0)
+			config_fail("--trace %s: the only trace is 'smtp'", arg);
+		cfg->trace_smtp = true;
+		break;
 	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
 	case OPT_TLS:
 		if (strcmp(arg, "none") != 0)

@@ -43,7 +43,8 @@ struct config {
 	unsigned dest_failures;
 	int dest_backoff_ms;
 	int dest_backoff_max_ms;
-	bool bounce_5xx_greeting;     /* a 5xx greeting from every address bounces (else defers) */
+	bool bounce_5xx_greeting;
+	bool trace_smtp;              /* --trace smtp: each connection's dialogue on stderr */     /* a 5xx greeting from every address bounces (else defers) */
 	bool drain;
 	double max_time_s;            /* 0 = no limit */
 	double stop_timeout_s;        /* SIGTERM: wait this long for open transactions */

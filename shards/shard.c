@@ -977,6 +977,7 @@ static void *shard_main(void *arg)
 			schedule(s);
 		}
 		wheel_advance(&s->wheel, s->now, on_timer, s);
+		conn_trace_flush(s);
 		dns_tick(s->dns, s->now);
 		outbox_flush(s);
 		notify_engine(s);
@@ -1081,6 +1082,7 @@ void shard_free(struct shard *s)
 		conn_free(s->conns[i]);
 	free(s->spill);
 	free(s->quiet);
+	buf_free(&s->trace);
 	free(s->conns);
 	free(s->free_slots);
 	free(s->dests);

@@ -204,6 +204,7 @@ struct shard {
 	int64_t next_gc;
 	int64_t now;
 	uint64_t reap_submits;     /* ring_submits() when the CQEs in hand were reaped */
+	struct buf trace;          /* --trace smtp: lines written out once per loop turn */
 	/* Connections that queued commands while none was outstanding: just
 	 * before the ring submits, their sockets must hold no unread byte. */
 	struct quiet_ref { uint32_t slot, gen; } *quiet;
@@ -243,6 +244,8 @@ void conn_on_timer(struct shard *s, struct conn *c);
 void conn_take_work(struct shard *s, struct conn *c);
 void conn_shutdown(struct shard *s, struct conn *c, bool graceful);
 void conn_free(struct conn *c);
+/* --trace smtp: writes what the connections said this loop turn. */
+void conn_trace_flush(struct shard *s);
 /* Before each submit: fails the connections in s->quiet whose server sent
  * bytes nobody asked for (see THE INVARIANT in smtp_client.c). */
 void conn_check_quiet(struct shard *s);

@@ -60,6 +60,90 @@
 #define RBUF_MIN 4096
 #define ADDR_DEAD_MS 60000   /* an address that failed to connect/greet is tried last for this long */
 
+/* ---- states and the trace ---- */
+
+static const char *const state_names[] = {
+	[CS_FREE] = "free", [CS_CONNECTING] = "connecting", [CS_GREETING] = "greeting",
+	[CS_READY] = "ready", [CS_QUITTING] = "quitting", [CS_CLOSING] = "closing",
+};
+
+/* --trace smtp: one line per event, "time shardN/slot peer DIR text";
+ * DIR is '>' sent, '<' received, '*' a state, '!' a failure. Nothing is
+ * formatted when the trace is off. */
+#define TRACING(s) ((s)->cfg->trace_smtp)
+
+static void trace_text(struct buf *b, const char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		if (ch == '\n') {
+			buf_add(b, " / ", 3);
+		} else if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+			buf_add(b, p + i, 1);
+		} else {
+			char e[4] = { '\\', 'x', hex[ch >> 4], hex[ch & 15] };
+			buf_add(b, e, 4);
+		}
+	}
+}
+
+static void trace_line(struct shard *s, const struct conn *c, char dir, const char *p, size_t n)
+{
+	buf_add_utc(&s->trace, "%H:%M:%S", now_real_ms());
+	buf_printf(&s->trace, ".%03lld shard%u/%u %s %c ", (long long)(now_real_ms() % 1000), s->index,
+	           c->slot, c->peer, dir);
+	trace_text(&s->trace, p, n);
+	buf_add(&s->trace, "\n", 1);
+}
+
+static void tracef(struct shard *s, const struct conn *c, char dir, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void tracef(struct shard *s, const struct conn *c, char dir, const char *fmt, ...)
+{
+	char line[SMTP_REPLY_TEXT_MAX + 256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	trace_line(s, c, dir, line, n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+void conn_trace_flush(struct shard *s)
+{
+	if (s->trace.len && write(2, s->trace.p, s->trace.len) < 0) {
+		/* stderr gone: the trace is lost, nothing else */
+	}
+	s->trace.len = 0;
+}
+
+/* The one door for state changes: the destination's connection counts
+ * (nconns: open or opening; nready: past EHLO) follow from the states. */
+static void conn_enter(struct shard *s, struct conn *c, enum conn_state to)
+{
+	static const unsigned allowed[] = {
+		[CS_FREE] = 1u << CS_CONNECTING,
+		[CS_CONNECTING] = 1u << CS_GREETING | 1u << CS_CLOSING,
+		[CS_GREETING] = 1u << CS_READY | 1u << CS_CLOSING,
+		[CS_READY] = 1u << CS_QUITTING | 1u << CS_CLOSING,
+		[CS_QUITTING] = 1u << CS_CLOSING,
+		[CS_CLOSING] = 1u << CS_FREE,
+	};
+	enum conn_state from = c->state;
+	ASSERT(allowed[from] & (1u << to));
+	int open = (to != CS_FREE && to != CS_CLOSING) - (from != CS_FREE && from != CS_CLOSING);
+	int ready = (to == CS_READY || to == CS_QUITTING) - (from == CS_READY || from == CS_QUITTING);
+	if (open || ready) {
+		struct dest *d = &s->dests[c->dest];
+		ASSERT((open >= 0 || d->nconns > 0) && (ready >= 0 || d->nready > 0));
+		d->nconns = open > 0 ? d->nconns + 1 : open < 0 ? d->nconns - 1 : d->nconns;
+		d->nready = ready > 0 ? d->nready + 1 : ready < 0 ? d->nready - 1 : d->nready;
+	}
+	c->state = to;
+	if (TRACING(s))
+		tracef(s, c, '*', "%s -> %s", state_names[from], state_names[to]);
+}
+
 static const char *cmd_name(uint8_t cmd)
 {
 	static const char *names[] = { "?", "banner", "EHLO", "HELO", "RSET", "MAIL", "RCPT",
@@ -220,6 +304,13 @@ static void cmd_push(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, 
 	if (c->pq_len == c->pq_cap)
 		pq_grow(c);
 	bool was_empty = c->pq_len == 0;
+	if (TRACING(s) && len) {
+		const char *eol = memchr(bytes, '\r', len); /* BDAT: its line, not the content */
+		size_t n = eol ? (size_t)(eol - bytes) : len;
+		trace_line(s, c, '>', bytes, n);
+		if (len > n + 2)
+			tracef(s, c, '>', "[content, %zu bytes]", len - n - 2);
+	}
 	struct pending *p = pq_at(c, c->pq_len);
 	memset(p, 0, sizeof(*p));
 	p->cmd = cmd;
@@ -326,7 +417,7 @@ static void txn_release_held(struct shard *s, struct conn *c, struct txn *t)
 static void conn_release(struct shard *s, struct conn *c)
 {
 	c->fd = -1;
-	c->state = CS_FREE;
+	conn_enter(s, c, CS_FREE);
 	c->gen++;
 	c->wbuf.len = c->pbuf.len = c->hold.len = 0;
 	c->rlen = 0;
@@ -363,11 +454,7 @@ static void maybe_close_fd(struct shard *s, struct conn *c)
 
 static void enter_closing(struct shard *s, struct conn *c)
 {
-	struct dest *d = &s->dests[c->dest];
-	if (c->state == CS_READY || c->state == CS_QUITTING)
-		d->nready--;
-	d->nconns--;
-	c->state = CS_CLOSING;
+	conn_enter(s, c, CS_CLOSING);
 	wheel_disarm(&c->timer);
 	if (c->ops > 0 && c->fd >= 0) {
 		ring_cancel_fd(s->ring, c->fd, ud(c, OP_CANCEL));
@@ -465,6 +552,8 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 {
 	if (c->state == CS_CLOSING)
 		return;
+	if (TRACING(s))
+		tracef(s, c, '!', "%u %s", code, why);
 	bool never_ready = c->state == CS_CONNECTING || c->state == CS_GREETING;
 	bool unproductive = c->saw_421 || (!c->productive && (never_ready || c->msgs > 0));
 	for (int i = 0; i < 2; i++) {
@@ -513,7 +602,7 @@ void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 	bool busy = c->txn[0].active || c->txn[1].active || c->pq_len;
 	if (graceful && c->state == CS_READY && !busy) {
 		cmd_printf(s, c, CMD_QUIT, 0, 0, "QUIT\r\n");
-		c->state = CS_QUITTING;
+		conn_enter(s, c, CS_QUITTING);
 		flush_output(s, c);
 		return;
 	}
@@ -559,8 +648,7 @@ void conn_open(struct shard *s, uint32_t dest)
 		snprintf(c->peer, sizeof(c->peer), "%s", d->route->label);
 	else
 		sockaddr_text(&a->sa, true, c->peer, sizeof(c->peer));
-	d->nconns++;
-	c->state = CS_CONNECTING;
+	conn_enter(s, c, CS_CONNECTING);
 	c->fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		conn_failf(s, c, "cannot create socket: %s", strerror(errno));
@@ -776,8 +864,7 @@ static void ehlo_line(void *arg, uint32_t lineno, const char *p, size_t n)
 
 static void become_ready(struct shard *s, struct conn *c)
 {
-	c->state = CS_READY;
-	s->dests[c->dest].nready++;
+	conn_enter(s, c, CS_READY);
 	dest_conn_ready(&s->dests[c->dest]);
 	conn_take_work(s, c);
 }
@@ -835,6 +922,8 @@ static void handle_data_reply(struct shard *s, struct conn *c, const struct pend
 		}
 		/* The content goes straight out: cmd_push would hold it behind
 		 * nothing, since every earlier command was answered. */
+		if (TRACING(s))
+			tracef(s, c, '>', "[content, %zu bytes, dot-stuffed] .", c->pbuf.len);
 		cmd_push(s, c, CMD_DOT, p->txn, 0, NULL, 0);
 		conn_take_work(s, c); /* pipelining: next MAIL in the same write */
 		return;
@@ -928,6 +1017,12 @@ static void process_input(struct shard *s, struct conn *c)
 			conn_failf(s, c, "bad reply to %s: %s", cmd_name(p.cmd), err);
 			return;
 		}
+		if (TRACING(s)) { /* the whole text, NULs and all */
+			char line[SMTP_REPLY_TEXT_MAX + 8];
+			int n = snprintf(line, sizeof(line), "%u ", c->reply.code);
+			memcpy(line + n, c->reply.text, c->reply.text_len);
+			trace_line(s, c, '<', line, (size_t)n + c->reply.text_len);
+		}
 		pq_pop(c);
 		if (!PIPELINED(s, c))
 			send_next_held(c);
@@ -983,7 +1078,7 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 			return;
 		}
 		note_source(c);
-		c->state = CS_GREETING;
+		conn_enter(s, c, CS_GREETING);
 		cmd_push(s, c, CMD_BANNER, 0, 0, NULL, 0);
 		start_recv(s, c);
 		break;

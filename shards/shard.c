@@ -982,6 +982,7 @@ static void *shard_main(void *arg)
 		outbox_flush(s);
 		notify_engine(s);
 	}
+	conn_trace_flush(s); /* what the last turn said */
 	/* Connections still open after the grace period: close them outright. */
 	for (unsigned i = 0; i < s->nconns_max; i++)
 		if (s->conns[i]->fd >= 0)

@@ -90,8 +90,9 @@ static void trace_text(struct buf *b, const char *p, size_t n)
 
 static void trace_line(struct shard *s, const struct conn *c, char dir, const char *p, size_t n)
 {
-	buf_add_utc(&s->trace, "%H:%M:%S", now_real_ms());
-	buf_printf(&s->trace, ".%03lld shard%u/%u %s %c ", (long long)(now_real_ms() % 1000), s->index,
+	int64_t now = now_real_ms();
+	buf_add_utc(&s->trace, "%H:%M:%S", now);
+	buf_printf(&s->trace, ".%03lld shard%u/%u %s %c ", (long long)(now % 1000), s->index,
 	           c->slot, c->peer, dir);
 	trace_text(&s->trace, p, n);
 	buf_add(&s->trace, "\n", 1);
@@ -109,10 +110,18 @@ static void tracef(struct shard *s, const struct conn *c, char dir, const char *
 	trace_line(s, c, dir, line, n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+/* A blocking write to stderr: the trace is for debugging a provider, and
+ * a slow reader of stderr slows the shard while it is on. */
 void conn_trace_flush(struct shard *s)
 {
-	if (s->trace.len && write(2, s->trace.p, s->trace.len) < 0) {
-		/* stderr gone: the trace is lost, nothing else */
+	size_t off = 0;
+	while (off < s->trace.len) {
+		ssize_t n = write(2, s->trace.p + off, s->trace.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* stderr gone: the trace is lost, nothing else */
+		off += (size_t)n;
 	}
 	s->trace.len = 0;
 }
@@ -912,6 +921,7 @@ static void handle_data_reply(struct shard *s, struct conn *c, const struct pend
 	txn_release_held(s, c, t);
 	if (r->code == 354) {
 		t->data_started = true;
+		size_t before = c->pbuf.len;
 		if (t->naccepted) {
 			const struct message *m = t->leg->msg;
 			if (m->dkim_sig) /* header fields: no line starts with '.' */
@@ -923,7 +933,7 @@ static void handle_data_reply(struct shard *s, struct conn *c, const struct pend
 		/* The content goes straight out: cmd_push would hold it behind
 		 * nothing, since every earlier command was answered. */
 		if (TRACING(s))
-			tracef(s, c, '>', "[content, %zu bytes, dot-stuffed] .", c->pbuf.len);
+			tracef(s, c, '>', "[content, %zu bytes, dot-stuffed] .", c->pbuf.len - before);
 		cmd_push(s, c, CMD_DOT, p->txn, 0, NULL, 0);
 		conn_take_work(s, c); /* pipelining: next MAIL in the same write */
 		return;
@@ -1018,10 +1028,11 @@ static void process_input(struct shard *s, struct conn *c)
 			return;
 		}
 		if (TRACING(s)) { /* the whole text, NULs and all */
-			char line[SMTP_REPLY_TEXT_MAX + 8];
-			int n = snprintf(line, sizeof(line), "%u ", c->reply.code);
-			memcpy(line + n, c->reply.text, c->reply.text_len);
-			trace_line(s, c, '<', line, (size_t)n + c->reply.text_len);
+			char line[sizeof(c->reply.text) + 8];
+			size_t n = (size_t)snprintf(line, sizeof(line), "%u ", c->reply.code);
+			size_t t = c->reply.text_len < sizeof(line) - n ? c->reply.text_len : sizeof(line) - n;
+			memcpy(line + n, c->reply.text, t);
+			trace_line(s, c, '<', line, n + t);
 		}
 		pq_pop(c);
 		if (!PIPELINED(s, c))

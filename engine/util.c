@@ -220,22 +220,40 @@ void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out,
 		snprintf(out, len, "%s:%u", ip, port);
 }
 
-const char *escape_text(const char *s, char *out, size_t len)
+/* One byte as printable ASCII (see escape_text): its length in e. */
+static size_t escape_byte(unsigned char b, char e[4])
 {
 	static const char hex[] = "0123456789abcdef";
+	if (b >= 0x20 && b < 0x7f && b != '\\') {
+		e[0] = (char)b;
+		return 1;
+	}
+	e[0] = '\\';
+	if (b == '\\' || b == '\n' || b == '\r' || b == '\t') {
+		e[1] = b == '\\' ? '\\' : b == '\n' ? 'n' : b == '\r' ? 'r' : 't';
+		return 2;
+	}
+	e[1] = 'x';
+	e[2] = hex[b >> 4];
+	e[3] = hex[b & 15];
+	return 4;
+}
+
+void buf_add_escaped(struct buf *b, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char e[4];
+		buf_add(b, e, escape_byte((unsigned char)p[i], e));
+	}
+}
+
+const char *escape_text(const char *s, char *out, size_t len)
+{
 	ASSERT(len >= 4);
 	size_t o = 0, cut = 0; /* cut: where "..." goes if the rest does not fit */
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		char e[5] = { '\\', 0, 0, 0, 0 };
-		if (*p == '\\' || *p == '\n' || *p == '\r' || *p == '\t')
-			e[1] = *p == '\\' ? '\\' : *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
-		else if (*p < 0x20 || *p >= 0x7f) {
-			e[1] = 'x';
-			e[2] = hex[*p >> 4];
-			e[3] = hex[*p & 15];
-		} else
-			e[0] = (char)*p;
-		size_t n = strlen(e);
+		char e[4];
+		size_t n = escape_byte(*p, e);
 		if (o + n + 1 > len) {
 			memcpy(out + cut, "...", 4);
 			return out;

@@ -56,6 +56,8 @@ void eventfd_wait(int fd, int ms);
  * name). Returns out. */
 #define ESCAPED_MAX 1040
 const char *escape_text(const char *s, char *out, size_t len);
+/* The same escaping for n bytes (NULs included), appended to b. */
+void buf_add_escaped(struct buf *b, const char *p, size_t n);
 
 /* Parses "N" as a non-negative integer within [min,max]; false if not. */
 bool parse_uint(const char *s, long min, long max, long *out);

@@ -250,13 +250,17 @@ uint64_t shard_random(struct shard *s)
 /* The wait before attempt n+1: retry-interval doubled per attempt, capped
  * at retry-max, with +-10% jitter so deferred mail does not come back in
  * one wave. */
+/* base doubled n times, at most max: the waits of retries and back-off. */
+static int64_t doubled_ms(int64_t base, uint32_t n, int64_t max)
+{
+	for (uint32_t i = 0; i < n && base < max; i++)
+		base *= 2;
+	return base < max ? base : max;
+}
+
 static int64_t retry_wait_ms(struct shard *s, uint32_t attempts)
 {
-	int64_t w = s->cfg->retry_interval_ms;
-	for (uint32_t i = 1; i < attempts && w < s->cfg->retry_max_ms; i++)
-		w *= 2;
-	if (w > s->cfg->retry_max_ms)
-		w = s->cfg->retry_max_ms;
+	int64_t w = doubled_ms(s->cfg->retry_interval_ms, attempts ? attempts - 1 : 0, s->cfg->retry_max_ms);
 	int64_t j = w / 10;
 	return j > 0 ? w - j + (int64_t)(shard_random(s) % (uint64_t)(2 * j + 1)) : w;
 }
@@ -408,7 +412,7 @@ static bool dest_suspended(const struct shard *s, const struct dest *d)
 
 static bool dest_may_open(const struct shard *s, struct dest *d)
 {
-	if (d->nconns >= d->max_conns || s->nfree == 0 || dest_suspended(s, d))
+	if (d->nconns >= d->max_conns || s->nfree == 0) /* schedule() skips suspended ones */
 		return false;
 	if (dest_capped(s, d))
 		return false;                     /* the server caps us */
@@ -442,11 +446,7 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 	uint32_t limit = cfg->dest_failures > d->naddrs ? cfg->dest_failures : d->naddrs;
 	if (d->fail_streak < limit)
 		return;
-	int64_t wait = cfg->dest_backoff_ms;
-	for (uint32_t i = limit; i < d->fail_streak && wait < cfg->dest_backoff_max_ms; i++)
-		wait *= 2;
-	if (wait > cfg->dest_backoff_max_ms)
-		wait = cfg->dest_backoff_max_ms;
+	int64_t wait = doubled_ms(cfg->dest_backoff_ms, d->fail_streak - limit, cfg->dest_backoff_max_ms);
 	d->suspended_until = s->now + wait; /* said in the deferrals' text, in the log */
 	dest_defer_suspended(s, d);
 }

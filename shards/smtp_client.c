@@ -72,29 +72,13 @@ static const char *const state_names[] = {
  * formatted when the trace is off. */
 #define TRACING(s) ((s)->cfg->trace_smtp)
 
-static void trace_text(struct buf *b, const char *p, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)p[i];
-		if (ch == '\n') {
-			buf_add(b, " / ", 3);
-		} else if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
-			buf_add(b, p + i, 1);
-		} else {
-			char e[4] = { '\\', 'x', hex[ch >> 4], hex[ch & 15] };
-			buf_add(b, e, 4);
-		}
-	}
-}
-
 static void trace_line(struct shard *s, const struct conn *c, char dir, const char *p, size_t n)
 {
 	int64_t now = now_real_ms();
 	buf_add_utc(&s->trace, "%H:%M:%S", now);
 	buf_printf(&s->trace, ".%03lld shard%u/%u %s %c ", (long long)(now % 1000), s->index,
 	           c->slot, c->peer, dir);
-	trace_text(&s->trace, p, n);
+	buf_add_escaped(&s->trace, p, n); /* a multi-line reply's lines show as \n */
 	buf_add(&s->trace, "\n", 1);
 }
 

@@ -10,13 +10,18 @@ BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -p
 LIBS := -luring -lconfig -lldns -lopendkim -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
-SRCS := engine/main.c engine/util.c engine/envelope.c engine/json.c engine/acct_log.c \
-        engine/feeder.c engine/dsn.c \
-        engine/config.c engine/spool.c engine/run.c engine/alloc.c engine/strmap.c \
-        shards/ring.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
-        shards/shard.c shards/dest_queue.c shards/smtp_client.c \
-        dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
+# Layers, each using only those before it (tests/check_layers.py checks):
+# engine/lib (the ground floor) < dns, dkim < shards < engine; bench uses
+# the ground floor, and only engine/main.c knows bench exists.
+LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/strmap.c \
+        engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c
+SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
+        dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
+        shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
+        shards/shard.c shards/dest_queue.c shards/smtp_client.c \
+        engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
+        engine/config.c engine/spool.c engine/run.c engine/inject.c \
         bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
@@ -39,7 +44,7 @@ LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_data test_json test_timer_wheel test_dns_packet
 
-.PHONY: all deps check check-asan unit integration bench bench-quick demo install clean
+.PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
 all: sluice
 
@@ -85,6 +90,9 @@ build/tests-asan/%: tests/unit/%.c $(filter-out $(ASAN_BUILD)/engine/main.o,$(AS
 	$(CC) $(BASE_CFLAGS) -O1 -g -fsanitize=address,undefined -o $@ $< \
 	      $(filter-out $(ASAN_BUILD)/engine/main.o,$(ASAN_OBJS)) -lcmocka $(LIBS)
 
+layers:
+	@python3 tests/check_layers.py
+
 unit: deps sluice $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
@@ -92,6 +100,7 @@ integration: deps sluice
 	@SLUICE=$(CURDIR)/sluice tests/run-integration.sh
 
 check: deps
+	@python3 tests/check_layers.py
 	@$(MAKE) --no-print-directory sluice $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 	@SLUICE=$(CURDIR)/sluice tests/run-integration.sh
@@ -137,9 +146,9 @@ FUZZ_KNOWN ?=
 FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_smtp_client
 FUZZ_SRC_fuzz_dns_packet := dns/packet.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
-FUZZ_SRC_fuzz_envelope := engine/envelope.c engine/dsn.c engine/util.c
+FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
 FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/dest_queue.c shards/smtp_reply.c \
-                             shards/smtp_data.c shards/timer_wheel.c engine/util.c
+                             shards/smtp_data.c shards/timer_wheel.c engine/lib/util.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
 FUZZ_MAXLEN_fuzz_dns_packet := 4096
 FUZZ_MAXLEN_fuzz_smtp_reply := 8192
@@ -150,11 +159,11 @@ FUZZ_OPTS = -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=4096 \
 
 .PHONY: fuzz fuzz-check fuzz-build fuzz-repro
 .SECONDEXPANSION:
-build/fuzz/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
+build/fuzz/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h engine/lib/*.h dns/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_KNOWN) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
 
-build/fuzz-strict/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h dns/*.h)
+build/fuzz-strict/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/fuzz/*.h) $$(wildcard shards/*.h engine/*.h engine/lib/*.h dns/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
 

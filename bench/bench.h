@@ -3,6 +3,5 @@
 #define SLUICE_BENCH_H
 int mockmx_main(int argc, char **argv);
 int spoolgen_main(int argc, char **argv);
-int inject_main(int argc, char **argv);
 int bench_main(int argc, char **argv);
 #endif

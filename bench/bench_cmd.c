@@ -4,7 +4,7 @@
  * binary in a checkout (bench/bench.py) or under the install prefix. */
 #define _GNU_SOURCE
 #include "bench.h"
-#include "../engine/util.h"
+#include "../engine/lib/util.h"
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>

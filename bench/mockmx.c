@@ -7,8 +7,9 @@
  * answers a whole pipelined batch with one send. */
 #define _GNU_SOURCE
 #include "bench.h"
-#include "../engine/util.h"
-#include "../shards/ring.h"
+#include "../engine/lib/rng.h"
+#include "../engine/lib/util.h"
+#include "../engine/lib/ring.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -103,10 +104,7 @@ static void mx_on_signal(int sig) { (void)sig; mx_stop = 1; }
 
 static double rnd(struct mx_thread *t)
 {
-	t->rng ^= t->rng << 13;
-	t->rng ^= t->rng >> 7;
-	t->rng ^= t->rng << 17;
-	return (double)(t->rng >> 11) / 9007199254740992.0;
+	return rng_unit(&t->rng);
 }
 
 /* The injected failure for cmd, or 0. */

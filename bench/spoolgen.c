@@ -1,12 +1,15 @@
-/* bench/spoolgen.c - `sluice spoolgen` and `sluice inject`: write spool
- * files the safe way (tmp/ then rename into new/). spoolgen makes a
+/* bench/spoolgen.c - `sluice spoolgen`: writes test spool files the safe
+ * way (engine/lib/spool_writer: tmp/ then rename into new/, without the
+ * fsync: test data, rebuilt at will). It makes a
  * realistic test spool: distinct recipients over K domains, varied
  * headers, lines starting with '.', a lone '.', long lines, 8-bit text,
  * LF and CRLF files. */
 #define _GNU_SOURCE
 #include "bench.h"
-#include "../engine/envelope.h"
-#include "../engine/util.h"
+#include "../engine/lib/envelope.h"
+#include "../engine/lib/rng.h"
+#include "../engine/lib/spool_writer.h"
+#include "../engine/lib/util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -16,47 +19,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static void ensure_spool(const char *dir)
-{
-	char p[4096];
-	const char *subs[] = { "", "/tmp", "/new" };
-	for (size_t i = 0; i < ARRAY_LEN(subs); i++) {
-		snprintf(p, sizeof(p), "%s%s", dir, subs[i]);
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
-			fatal("cannot create %s: %s", p, strerror(errno));
-	}
-}
-
-/* Writes data as SPOOL/tmp/NAME, then renames it to SPOOL/new/NAME. */
-static void spool_write(const char *dir, const char *name, const char *data, size_t len)
-{
-	char tmp[4096], dst[4096];
-	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name);
-	snprintf(dst, sizeof(dst), "%s/new/%s", dir, name);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fatal("cannot create %s: %s", tmp, strerror(errno));
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-		if (n <= 0)
-			fatal("cannot write %s: %s", tmp, strerror(errno));
-		off += (size_t)n;
-	}
-	if (close(fd) != 0)
-		fatal("cannot write %s: %s", tmp, strerror(errno));
-	if (rename(tmp, dst) != 0)
-		fatal("cannot rename %s to %s: %s", tmp, dst, strerror(errno));
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 static const char *const words[] = {
 	"newsletter", "offer", "your", "account", "update", "spring", "sale", "Grüße", "café",
@@ -162,7 +124,9 @@ int spoolgen_main(int argc, char **argv)
 		spoolgen_usage(stderr);
 		return 2;
 	}
-	ensure_spool(spool);
+	char err[4200];
+	if (!spool_writer_prepare(spool, err, sizeof(err)))
+		fatal("spoolgen: %s", err);
 	struct buf b = { 0 };
 	char name[64];
 	for (long i = 0; i < count; i++) {
@@ -170,70 +134,10 @@ int spoolgen_main(int argc, char **argv)
 		bool crlf = endings == 1 || (endings == 0 && i % 3 == 1);
 		make_message(&b, (uint64_t)i, (unsigned)rcpts, (unsigned)domains, (size_t)size, (uint64_t)seed, crlf);
 		snprintf(name, sizeof(name), "g%ld-%08ld", seed, i);
-		spool_write(spool, name, b.p, b.len);
+		if (!spool_writer_put(spool, name, b.p, b.len, false, err, sizeof(err)))
+			fatal("spoolgen: %s", err);
 	}
 	buf_free(&b);
 	printf("spoolgen: wrote %ld message(s) to %s/new\n", count, spool);
-	return 0;
-}
-
-int inject_main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "spool", required_argument, 0, 's' }, { "from", required_argument, 0, 'f' },
-		{ "to", required_argument, 0, 't' }, { "job", required_argument, 0, 'j' },
-		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
-	};
-	const char *spool = NULL, *from = NULL, *job = NULL;
-	struct buf env = { 0 };
-	unsigned nto = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		const char *bad;
-		switch (c) {
-		case 's': spool = optarg; break;
-		case 'f':
-			if ((bad = address_check(optarg, strlen(optarg), true)))
-				fatal("inject: --from %s: %s", optarg, bad);
-			from = optarg;
-			break;
-		case 't':
-			if ((bad = address_check(optarg, strlen(optarg), false)))
-				fatal("inject: --to %s: %s", optarg, bad);
-			buf_printf(&env, "X-Receiver: <%s>\n", optarg);
-			nto++;
-			break;
-		case 'j':
-			if (strpbrk(optarg, "\r\n"))
-				fatal("inject: --job must not contain CR or LF");
-			job = optarg;
-			break;
-		case 'h':
-			puts("usage: sluice inject --spool DIR --from ADDR --to ADDR [--to ...] [--job ID] < message");
-			return 0;
-		default: return 2;
-		}
-	}
-	if (!spool || !from || !nto)
-		fatal("inject: --spool, --from and at least one --to are required");
-	struct buf msg = { 0 };
-	buf_printf(&msg, "X-Sender: <%s>\n", from);
-	buf_add(&msg, env.p, env.len);
-	if (job)
-		buf_printf(&msg, "X-Job: %s\n", job);
-	char chunk[65536];
-	ssize_t n;
-	while ((n = read(0, chunk, sizeof(chunk))) > 0)
-		buf_add(&msg, chunk, (size_t)n);
-	ensure_spool(spool);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	char name[96];
-	snprintf(name, sizeof(name), "i%lld.%09ld.%d", (long long)ts.tv_sec, ts.tv_nsec, (int)getpid());
-	spool_write(spool, name, msg.p, msg.len);
-	printf("%s\n", name);
-	buf_free(&msg);
-	buf_free(&env);
 	return 0;
 }

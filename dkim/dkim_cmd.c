@@ -3,7 +3,7 @@
 #define _GNU_SOURCE
 #include "dkim_cmd.h"
 #include "keys.h"
-#include "../engine/util.h"
+#include "../engine/lib/util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

@@ -12,7 +12,7 @@
  * between threads. */
 #define _GNU_SOURCE
 #include "keys.h"
-#include "../engine/util.h"
+#include "../engine/lib/util.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <openssl/bio.h>

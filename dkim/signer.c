@@ -5,8 +5,8 @@
  * oversigned. */
 #define _GNU_SOURCE
 #include "signer.h"
-#include "../engine/json.h"
-#include "../engine/util.h"
+#include "../engine/lib/json.h"
+#include "../engine/lib/util.h"
 #include <ctype.h>
 #include <opendkim/dkim.h>
 #include <stdio.h>

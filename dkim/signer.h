@@ -4,7 +4,7 @@
 #ifndef SLUICE_DKIM_SIGNER_H
 #define SLUICE_DKIM_SIGNER_H
 #include "keys.h"
-#include "../engine/message.h"
+#include "../engine/lib/message.h"
 
 struct dkim_signer;
 

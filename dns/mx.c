@@ -3,9 +3,10 @@
  * callers waiting for it. */
 #define _GNU_SOURCE
 #include "mx.h"
-#include "../engine/dlist.h"
-#include "../engine/strmap.h"
-#include "../engine/util.h"
+#include "../engine/lib/rng.h"
+#include "../engine/lib/dlist.h"
+#include "../engine/lib/strmap.h"
+#include "../engine/lib/util.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
@@ -408,10 +409,7 @@ static void ask_addresses(struct mx_resolver *m, struct dom *d)
 
 static uint64_t rnd(struct mx_resolver *m)
 {
-	m->rng ^= m->rng << 13;
-	m->rng ^= m->rng >> 7;
-	m->rng ^= m->rng << 17;
-	return m->rng;
+	return rng_next(&m->rng);
 }
 
 static void got_mx(struct mx_resolver *m, struct dom *d, const struct dns_answer *a, const char *err)

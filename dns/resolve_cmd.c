@@ -5,9 +5,9 @@
 #define _GNU_SOURCE
 #include "mx.h"
 #include "resolver.h"
-#include "../engine/json.h"
-#include "../engine/util.h"
-#include "../shards/ring.h"
+#include "../engine/lib/json.h"
+#include "../engine/lib/util.h"
+#include "../engine/lib/ring.h"
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <stdio.h>

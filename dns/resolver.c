@@ -5,10 +5,10 @@
  * UDP sockets (no packet leaves) and close. */
 #define _GNU_SOURCE
 #include "resolver.h"
-#include "../engine/dlist.h"
-#include "../engine/strmap.h"
-#include "../engine/util.h"
-#include "../shards/ring.h"
+#include "../engine/lib/dlist.h"
+#include "../engine/lib/strmap.h"
+#include "../engine/lib/util.h"
+#include "../engine/lib/ring.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* engine/acct_log.c - accounting log lines (see acct_log.h). Written by the
  * engine thread only, never on a shard loop. */
 #include "acct_log.h"
-#include "json.h"
+#include "lib/json.h"
 #include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -154,16 +154,10 @@ bool acct_flush(struct acct_log *l)
 {
 	size_t off = 0;
 	bool ok = true;
-	while (l->fd >= 0 && off < l->pending.len) {
-		ssize_t n = write(l->fd, l->pending.p + off, l->pending.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			l->error = n < 0 ? errno : ENOSPC;
-			ok = false;
-			break;
-		}
-		off += (size_t)n;
+	int e = l->fd >= 0 ? write_rest(l->fd, l->pending.p, l->pending.len, &off) : 0;
+	if (e) {
+		l->error = e;
+		ok = false;
 	}
 	/* Keep exactly the bytes not written: a line cut by a full disk is
 	 * completed by the next flush. */

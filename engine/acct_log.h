@@ -3,8 +3,8 @@
  * writing so it can be tested without files. */
 #ifndef SLUICE_ACCT_LOG_H
 #define SLUICE_ACCT_LOG_H
-#include "message.h"
-#include "util.h"
+#include "lib/message.h"
+#include "lib/util.h"
 #include <pthread.h>
 
 /* Appends the JSON line (with '\n') for one outcome. */

@@ -2,7 +2,7 @@
  * uses it) and `sluice run` flags, in that order of precedence. */
 #define _GNU_SOURCE
 #include "config.h"
-#include "util.h"
+#include "lib/util.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <getopt.h>
@@ -34,12 +34,6 @@ static _Noreturn void config_fail(const char *fmt, ...)
 	if (reload_jmp)
 		longjmp(*reload_jmp, 1);
 	fatal("%s", reload_error);
-}
-
-unsigned config_online_cpus(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (unsigned)n : 1;
 }
 
 void config_defaults(struct config *cfg)
@@ -240,20 +234,6 @@ const char *config_add_route(struct config *cfg, const char *spec)
 	}
 	free(domain);
 	return err;
-}
-
-int config_route_for(const struct config *cfg, const char *domain)
-{
-	int star = -1;
-	for (unsigned i = 0; i < cfg->nroutes; i++) {
-		if (strcmp(cfg->routes[i].domain, "*") == 0) {
-			if (star < 0)
-				star = (int)i;
-		} else if (strcasecmp(cfg->routes[i].domain, domain) == 0) {
-			return (int)i;
-		}
-	}
-	return star;
 }
 
 /* ---- host names (EHLO) ---- */
@@ -925,7 +905,7 @@ static void config_complete(struct config *cfg)
 	}
 	cfg->ipv6 = ipv6_set >= 0 ? ipv6_set == 1 : ipv6_routable();
 	if (cfg->shards == 0)
-		cfg->shards = config_online_cpus();
+		cfg->shards = online_cpus();
 	if (cfg->spool_workers == 0)
 		cfg->spool_workers = cfg->shards < 4 ? cfg->shards : 4;
 	if (cfg->spool_workers > cfg->shards)

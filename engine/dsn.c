@@ -6,6 +6,7 @@
  * chooses that name, and it shows only escaped, in X-Sluice-Queue-ID. */
 #define _GNU_SOURCE
 #include "dsn.h"
+#include "lib/spool_writer.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -31,17 +32,6 @@ void dsn_note(struct message *m, const struct outcome *o)
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = f;
-}
-
-void dsn_free(struct message *m)
-{
-	while (m->dsn) {
-		struct dsn_failure *f = m->dsn;
-		m->dsn = f->next;
-		free(f->text);
-		free(f->mx);
-		free(f);
-	}
 }
 
 static void rfc5322_date(struct buf *b, int64_t ms)
@@ -141,13 +131,6 @@ void dsn_format(struct buf *b, const char *mta, const struct message *m, int64_t
 	buf_printf(b, "\r\n--%s--\r\n", boundary);
 }
 
-static void mkdir_p(const char *dir, const char *sub)
-{
-	char p[4096];
-	snprintf(p, sizeof(p), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
-	mkdir(p, 0755);
-}
-
 bool dsn_write(const char *dir, const char *mta, const struct message *m, char *err, size_t err_len)
 {
 	if (!m->dsn || !m->sender[0])
@@ -157,36 +140,10 @@ bool dsn_write(const char *dir, const char *mta, const struct message *m, char *
 	dsn_token(token, sizeof(token), now);
 	struct buf b = { 0 };
 	dsn_format(&b, mta, m, now, token);
-	mkdir_p(dir, NULL);
-	mkdir_p(dir, "tmp");
-	mkdir_p(dir, "new");
-	char tmp[4096], dst[4096];
-	snprintf(tmp, sizeof(tmp), "%s/tmp/dsn-%s", dir, token);
-	snprintf(dst, sizeof(dst), "%s/new/dsn-%s", dir, token);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	bool ok = fd >= 0;
-	size_t off = 0;
-	while (ok && off < b.len) {
-		ssize_t n = write(fd, b.p + off, b.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ok = n > 0;
-		off += ok ? (size_t)n : 0;
-	}
-	ok = ok && fsync(fd) == 0;
-	int e = errno;
-	if (fd >= 0 && close(fd) != 0 && ok) {
-		ok = false;
-		e = errno;
-	}
-	if (ok && rename(tmp, dst) != 0) {
-		ok = false;
-		e = errno;
-	}
-	if (!ok) {
-		snprintf(err, err_len, "cannot write %s: %s", fd >= 0 ? tmp : dir, strerror(e ? e : ENOSPC));
-		unlink(tmp);
-	}
+	char name[DSN_TOKEN_MAX + 8];
+	snprintf(name, sizeof(name), "dsn-%s", token);
+	bool ok = spool_writer_prepare(dir, err, err_len) &&
+	          spool_writer_put(dir, name, b.p, b.len, true, err, err_len);
 	buf_free(&b);
 	return ok;
 }

@@ -6,20 +6,8 @@
  * log stays the first-class bounce record; DSNs are optional. */
 #ifndef SLUICE_DSN_H
 #define SLUICE_DSN_H
-#include "message.h"
-#include "util.h"
-
-/* One recipient's final failure, collected while its lines are logged. */
-struct dsn_failure {
-	struct dsn_failure *next;
-	uint32_t rcpt;           /* index into msg->rcpt */
-	bool expired;
-	uint16_t code;
-	char enhanced[12];
-	char *text;              /* server text or our reason */
-	char *mx;                /* host it came from, or NULL */
-	int64_t ts_ms;
-};
+#include "lib/message.h"
+#include "lib/util.h"
 
 /* Adds o (a bounced or expired outcome) to m's list. */
 void dsn_note(struct message *m, const struct outcome *o);
@@ -28,7 +16,6 @@ void dsn_note(struct message *m, const struct outcome *o);
  * sender) is success. reporting_mta: our name (the HELO name). */
 bool dsn_write(const char *spool_dir, const char *reporting_mta, const struct message *m,
                char *err, size_t err_len);
-void dsn_free(struct message *m);
 /* The message text, for tests: envelope lines then RFC 5322 message.
  * token (at most DSN_TOKEN_MAX bytes with its NUL) makes its Message-ID
  * and MIME boundary unique. */

@@ -2,8 +2,8 @@
  * calls are fine here: these threads exist so that shards never make them. */
 #define _GNU_SOURCE
 #include "feeder.h"
-#include "util.h"
-#include "../shards/spsc.h"
+#include "lib/util.h"
+#include "lib/spsc.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>

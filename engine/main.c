@@ -1,4 +1,5 @@
 /* engine/main.c - the `sluice` binary: dispatches to subcommands. */
+#include "inject.h"
 #include "run.h"
 #include "../bench/bench.h"
 #include "../dkim/dkim_cmd.h"

@@ -13,7 +13,7 @@
 #include "dsn.h"
 #include "feeder.h"
 #include "spool.h"
-#include "util.h"
+#include "lib/util.h"
 #include "../shards/shard.h"
 #include <errno.h>
 #include <poll.h>

@@ -6,9 +6,10 @@
  * cannot make two messages share one file, retry state or bad/ entry. */
 #define _GNU_SOURCE
 #include "spool.h"
-#include "envelope.h"
+#include "lib/retry_state.h"
+#include "lib/envelope.h"
 #include "dsn.h"
-#include "util.h"
+#include "lib/util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -448,20 +449,6 @@ void spool_close(struct spool *sp)
 	memset(sp, 0, sizeof(*sp));
 }
 
-char *spool_state_format(const struct message *m, int64_t due_wall_ms)
-{
-	struct buf b = { 0 };
-	buf_printf(&b, "file %llu %llu %lld\nattempt %u\nfirst %lld\ndue %lld\nfinal",
-	           (unsigned long long)m->print.ino, (unsigned long long)m->print.size,
-	           (long long)m->print.mtime_ns, m->attempt, (long long)m->first_wall_ms,
-	           (long long)due_wall_ms);
-	for (uint32_t i = 0; i < m->nrcpt; i++)
-		if (m->rcpt_state[i] != RCPT_PENDING)
-			buf_printf(&b, " %u", i);
-	buf_add(&b, "\n", 2); /* with its NUL: the caller gets a C string */
-	return b.p;
-}
-
 int spool_state_write(struct spool *sp, const char *name, const char *text)
 {
 	char tmp[4096];
@@ -486,47 +473,6 @@ void spool_state_remove(struct spool *sp, const char *name)
 		warnx_("cannot remove %s/state/%s: %s", sp->dir, escape_text(name, esc, sizeof(esc)), strerror(errno));
 }
 
-/* A retry state as saved (see spool_state_format). */
-struct saved_state {
-	bool has_print;
-	struct file_print print;
-	long long attempt, first, due;
-	const char *final;        /* the indexes after "final" */
-};
-
-static void parse_state(char *text, struct saved_state *st)
-{
-	char *save = NULL; /* strtok_r: several spool workers parse at once */
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		unsigned long long ino, size;
-		long long mtime;
-		if (sscanf(line, "file %llu %llu %lld", &ino, &size, &mtime) == 3) {
-			st->has_print = true;
-			st->print = (struct file_print){ ino, size, mtime };
-		} else if (strncmp(line, "final", 5) == 0) {
-			st->final = line + 5;
-		} else { /* each sets its field only if the line is its own */
-			sscanf(line, "attempt %lld", &st->attempt);
-			sscanf(line, "first %lld", &st->first);
-			sscanf(line, "due %lld", &st->due);
-		}
-	}
-}
-
-/* Marks the recipients listed in final (indexes) as final. */
-static void apply_final(struct message *m, const char *p)
-{
-	for (char *end;; p = end) {
-		unsigned long i = strtoul(p, &end, 10);
-		if (end == p)
-			break;
-		if (i < m->nrcpt && m->rcpt_state[i] == RCPT_PENDING) {
-			m->rcpt_state[i] = RCPT_DELIVERED; /* final: its line is in the log */
-			m->npending--;
-		}
-	}
-}
-
 void spool_state_load(struct spool *sp, struct message *m)
 {
 	char esc[ESCAPED_MAX];
@@ -543,8 +489,8 @@ void spool_state_load(struct spool *sp, struct message *m)
 		return;
 	}
 	text[n] = 0;
-	struct saved_state st = { 0 };
-	parse_state(text, &st);
+	struct retry_state st = { 0 };
+	retry_state_parse(text, &st);
 	if (!st.has_print || st.print.ino != m->print.ino || st.print.size != m->print.size ||
 	    st.print.mtime_ns != m->print.mtime_ns) {
 		warnx_("%s: retry state ignored: it was saved for another file of that name (it goes to "
@@ -556,5 +502,5 @@ void spool_state_load(struct spool *sp, struct message *m)
 	m->first_wall_ms = st.first;
 	m->due_wall_ms = st.due;
 	if (st.final)
-		apply_final(m, st.final);
+		retry_state_apply_final(m, st.final);
 }

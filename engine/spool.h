@@ -11,7 +11,7 @@
  * workers (feeder.c), never from a shard loop. */
 #ifndef SLUICE_SPOOL_H
 #define SLUICE_SPOOL_H
-#include "message.h"
+#include "lib/message.h"
 #include <dirent.h>
 #include <stdbool.h>
 
@@ -63,11 +63,8 @@ enum claim_result spool_claim(struct spool *sp, const char *name, uint64_t max_b
  * on, removes active/ID and its retry state, frees m. */
 void spool_finish(struct spool *sp, struct message *m);
 
-/* Retry state of a deferred message, in state/ID (text, replaced
- * atomically): the fingerprint of its file (inode, size, mtime in ns),
- * attempts made, first attempt and next due time (wall ms), recipients
- * already final. */
-char *spool_state_format(const struct message *m, int64_t due_wall_ms);
+/* Retry state of a deferred message (text: engine/lib/retry_state.h), in
+ * state/ID, replaced atomically. */
 /* 0, or the errno that kept it from being saved (ENOSPC on a full disk). */
 int spool_state_write(struct spool *sp, const char *name, const char *text);
 /* Applies state/ID to a freshly parsed m if there is one and its

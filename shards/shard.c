@@ -5,9 +5,10 @@
  * conversation itself lives in smtp_client.c. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
-#include "../engine/alloc.h"
-#include "../engine/envelope.h"
-#include "../engine/spool.h"
+#include "../engine/lib/rng.h"
+#include "../engine/lib/alloc.h"
+#include "../engine/lib/envelope.h"
+#include "../engine/lib/retry_state.h"
 #include "../dns/resolver.h"
 #include <errno.h>
 #include <sched.h>
@@ -241,10 +242,7 @@ static void message_done(struct shard *s, struct message *m)
 
 uint64_t shard_random(struct shard *s)
 {
-	s->rng ^= s->rng << 13;
-	s->rng ^= s->rng >> 7;
-	s->rng ^= s->rng << 17;
-	return s->rng;
+	return rng_next(&s->rng);
 }
 
 /* The wait before attempt n+1: retry-interval doubled per attempt, capped
@@ -305,7 +303,7 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	memset(&o, 0, sizeof(o));
 	o.kind = OUTCOME_RETRY_STATE;
 	o.msg = m;
-	o.response = spool_state_format(m, wall + wait);
+	o.response = retry_state_format(m, wall + wait);
 	m->has_state = true;
 	outbox_put(s, &o);
 }
@@ -938,7 +936,7 @@ static void *shard_main(void *arg)
 	struct shard *s = arg;
 	cpu_set_t set;
 	CPU_ZERO(&set);
-	CPU_SET(s->index % config_online_cpus(), &set);
+	CPU_SET(s->index % online_cpus(), &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	char name[16];
 	snprintf(name, sizeof(name), "shard%u", s->index);

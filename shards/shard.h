@@ -3,8 +3,8 @@
  * shard_collect(); nothing else crosses the thread boundary. */
 #ifndef SLUICE_SHARD_H
 #define SLUICE_SHARD_H
-#include "../engine/config.h"
-#include "../engine/message.h"
+#include "config_types.h"
+#include "../engine/lib/message.h"
 
 struct shard;
 

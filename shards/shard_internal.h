@@ -6,14 +6,14 @@
 #ifndef SLUICE_SHARD_INTERNAL_H
 #define SLUICE_SHARD_INTERNAL_H
 #include "shard.h"
-#include "ring.h"
-#include "spsc.h"
+#include "../engine/lib/ring.h"
+#include "../engine/lib/spsc.h"
 #include "timer_wheel.h"
 #include "smtp_reply.h"
 #include "../dkim/signer.h"
 #include "../dns/mx.h"
-#include "../engine/strmap.h"
-#include "../engine/util.h"
+#include "../engine/lib/strmap.h"
+#include "../engine/lib/util.h"
 #include <pthread.h>
 #include <stdatomic.h>
 

@@ -3,7 +3,7 @@
  * is always CRLF-normalised already (envelope.c), so this is byte-exact. */
 #ifndef SLUICE_SMTP_DATA_H
 #define SLUICE_SMTP_DATA_H
-#include "../engine/util.h"
+#include "../engine/lib/util.h"
 
 /* Appends body (CRLF lines, ending in CRLF) dot-stuffed, then ".\r\n". */
 void smtp_data_stuff(struct buf *out, const char *body, size_t len);

@@ -1,4 +1,4 @@
-/* tests/fuzz/fake_ring.h - a ring (shards/ring.h) without io_uring, for
+/* tests/fuzz/fake_ring.h - a ring (engine/lib/ring.h) without io_uring, for
  * fuzz_smtp_client: the ring_* calls the SMTP client makes are recorded
  * as operations; the harness decides when they are "submitted"
  * (fake_ring_submit: ring_submits() grows, the operations go to the
@@ -7,7 +7,7 @@
  * the completions in order (fake_ring_reap). */
 #ifndef SLUICE_FAKE_RING_H
 #define SLUICE_FAKE_RING_H
-#include "../../shards/ring.h"
+#include "../../engine/lib/ring.h"
 
 enum fake_kind { FK_CONNECT = 1, FK_RECV, FK_SEND, FK_CLOSE, FK_CANCEL, FK_OTHER };
 enum fake_state { FS_PREPARED = 1, FS_KERNEL };

@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_envelope.c - libFuzzer target for the spool envelope
- * parser (engine/envelope.c): any bytes as a spool file, taken the way
+ * parser (engine/lib/envelope.c): any bytes as a spool file, taken the way
  * spool_claim() takes one (raw, raw_len, a NUL after them, id, then
  * envelope_parse, then message_free). Parsing must never crash, leak or
  * read out of bounds. When it succeeds:
@@ -14,7 +14,7 @@
  *  - rcpt_state is zeroed and npending == nrcpt.
  * And a file that is plainly fine (one strict sender, strict recipients,
  * a body) must be accepted. */
-#include "../../engine/envelope.h"
+#include "../../engine/lib/envelope.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

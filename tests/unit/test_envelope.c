@@ -8,8 +8,8 @@
 #include <cmocka.h>
 #include <string.h>
 #include <stdlib.h>
-#include "../../engine/envelope.h"
-#include "../../engine/util.h"
+#include "../../engine/lib/envelope.h"
+#include "../../engine/lib/util.h"
 
 static struct message *parse_mem(const char *data, size_t len, char *why, bool *ok)
 {

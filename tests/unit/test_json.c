@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
-#include "../../engine/json.h"
+#include "../../engine/lib/json.h"
 #include "../../engine/acct_log.h"
 
 static void check(const char *in, size_t len, const char *want)
@@ -63,7 +63,7 @@ static void accounting_line(void **state)
 	buf_free(&b);
 }
 
-/* escape_text (engine/util.c): spool names on stderr and in DSN headers. */
+/* escape_text (engine/lib/util.c): spool names on stderr and in DSN headers. */
 static void display_escapes(void **state)
 {
 	char out[ESCAPED_MAX];

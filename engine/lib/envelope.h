@@ -1,4 +1,4 @@
-/* engine/envelope.h - parse a spool file: envelope lines (X-Sender,
+/* engine/lib/envelope.h - parse a spool file: envelope lines (X-Sender,
  * X-Receiver, X-Job, X-Pool) then the RFC 5322 message, normalised to CRLF.
  * Pure functions: no I/O, so they are unit-tested on their own. */
 #ifndef SLUICE_ENVELOPE_H

@@ -1,4 +1,4 @@
-/* shards/ring.h - the one module that talks to liburing. A ring per thread
+/* engine/lib/ring.h - the one module that talks to liburing. A ring per thread
  * (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them), a get_sqe that
  * never fails (it submits and retries), batched submission, and typed prep
  * helpers. user_data is packed as (op 8 bits | slot 24 bits | generation

@@ -1,7 +1,7 @@
-/* shards/ring.c - io_uring wrapper (see ring.h). */
+/* engine/lib/ring.c - io_uring wrapper (see ring.h). */
 #define _GNU_SOURCE
 #include "ring.h"
-#include "../engine/util.h"
+#include "util.h"
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>

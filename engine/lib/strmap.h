@@ -1,4 +1,4 @@
-/* engine/strmap.h - an intrusive hash map from a string key to the struct
+/* engine/lib/strmap.h - an intrusive hash map from a string key to the struct
  * that embeds the node (chaining, grows by doubling, no allocation per
  * entry). Keys are compared byte for byte: callers lower-case DNS names. */
 #ifndef SLUICE_STRMAP_H

@@ -1,4 +1,4 @@
-/* engine/alloc.c - per-thread jemalloc arenas (see alloc.h). Built without
+/* engine/lib/alloc.c - per-thread jemalloc arenas (see alloc.h). Built without
  * jemalloc for the sanitizer build, where ASan owns malloc. */
 #include "alloc.h"
 #ifndef SLUICE_NO_JEMALLOC

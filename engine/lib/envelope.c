@@ -1,34 +1,11 @@
-/* engine/envelope.c - spool file parsing: envelope lines then message body.
+/* engine/lib/envelope.c - spool file parsing: envelope lines then message body.
  * Everything an attacker can put in a spool file is checked here, before
  * any byte of it reaches an SMTP command line (CR/LF/NUL = injection). */
 #include "envelope.h"
-#include "dsn.h"
 #include "util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-const char *result_name(enum result r)
-{
-	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed" };
-	return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
-}
-
-void message_free(struct message *m)
-{
-	if (!m)
-		return;
-	free(m->raw);
-	free(m->body);
-	free(m->dkim_log);
-	free(m->dkim_sig);
-	dsn_free(m);
-	free(m->id);
-	free(m->file);
-	free(m->rcpt);
-	free(m->rcpt_state);
-	free(m);
-}
 
 const char *address_domain(const char *addr)
 {

@@ -1,4 +1,4 @@
-/* engine/json.c - JSON string escaping (see json.h). */
+/* engine/lib/json.c - JSON string escaping (see json.h). */
 #include "json.h"
 #include <string.h>
 

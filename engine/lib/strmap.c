@@ -1,4 +1,4 @@
-/* engine/strmap.c - see strmap.h. */
+/* engine/lib/strmap.c - see strmap.h. */
 #include "strmap.h"
 #include "util.h"
 #include <stdlib.h>

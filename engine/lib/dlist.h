@@ -1,4 +1,4 @@
-/* engine/dlist.h - an intrusive circular doubly linked list (the DNS
+/* engine/lib/dlist.h - an intrusive circular doubly linked list (the DNS
  * caches' LRU orders and the resolver's send backlog). A node not in a
  * list has NULL links; a head is a node linked to itself. */
 #ifndef SLUICE_DLIST_H

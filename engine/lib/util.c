@@ -1,4 +1,4 @@
-/* engine/util.c - clocks, fatal errors, checked allocation, byte buffers,
+/* engine/lib/util.c - clocks, fatal errors, checked allocation, byte buffers,
  * escaping for display. */
 #define _GNU_SOURCE
 #include "util.h"
@@ -265,4 +265,29 @@ const char *escape_text(const char *s, char *out, size_t len)
 	}
 	out[o] = 0;
 	return out;
+}
+
+unsigned online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+int write_rest(int fd, const void *p, size_t len, size_t *done)
+{
+	while (*done < len) {
+		ssize_t n = write(fd, (const char *)p + *done, len - *done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : ENOSPC;
+		*done += (size_t)n;
+	}
+	return 0;
+}
+
+int write_all(int fd, const void *p, size_t len)
+{
+	size_t done = 0;
+	return write_rest(fd, p, len, &done);
 }

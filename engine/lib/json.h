@@ -1,4 +1,4 @@
-/* engine/json.h - JSON string escaping that yields valid JSON and valid
+/* engine/lib/json.h - JSON string escaping that yields valid JSON and valid
  * UTF-8 for any input bytes (server replies are arbitrary bytes). */
 #ifndef SLUICE_JSON_H
 #define SLUICE_JSON_H

@@ -1,4 +1,4 @@
-/* engine/message.h - one spool message in flight, and the outcome records
+/* engine/lib/message.h - one spool message in flight, and the outcome records
  * that shards send back to the engine (one per recipient per attempt).
  *
  * Ownership: the engine reads and parses the file, then hands the message
@@ -25,7 +25,17 @@ enum result {
 };
 const char *result_name(enum result r);
 
-struct dsn_failure;
+/* A recipient that failed for good, kept for the DSN (engine-private). */
+struct dsn_failure {
+	struct dsn_failure *next;
+	uint32_t rcpt;           /* index into msg->rcpt */
+	bool expired;
+	uint16_t code;
+	char enhanced[12];
+	char *text;              /* server text or our reason */
+	char *mx;                /* host it came from, or NULL */
+	int64_t ts_ms;
+};
 
 /* What identifies a spool file's content: a retry state applies only to
  * the file it was written for (rename keeps all three). */

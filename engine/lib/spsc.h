@@ -1,4 +1,4 @@
-/* shards/spsc.h - single-producer single-consumer ring of pointers or small
+/* engine/lib/spsc.h - single-producer single-consumer ring of pointers or small
  * records, the only way data crosses between threads (engine <-> shard).
  * Fixed capacity (a power of two): a full ring is back-pressure. */
 #ifndef SLUICE_SPSC_H

@@ -1,5 +1,23 @@
-/* engine/util.h - small helpers every module uses: clocks, fatal errors,
- * checked allocation, case-insensitive prefix tests, escaping for display. */
+/* engine/lib/util.h - the ground floor's main header: small helpers every
+ * module uses (clocks, fatal errors, checked allocation, byte buffers,
+ * writes that finish, escaping for display).
+ *
+ * engine/lib/ is the ground floor: it includes nothing of sluice above it;
+ * dns/ and dkim/ use only it, shards/ uses dns/, dkim/ and it, engine/ sits
+ * on top (tests/check_layers.py enforces this in `make check`).
+ *
+ * Return conventions, followed everywhere:
+ *  - bool: true on success; on failure a reason is written into the
+ *    caller's (err, err_len) buffer when the function takes one.
+ *  - int: 0 on success, else a positive errno value (never -1 + errno),
+ *    except counts, which say what they count.
+ *  - const char *check(...): NULL when fine, else a static or caller-owned
+ *    text saying what is wrong (address_check, config_add_route).
+ *  - pointers: NULL means "none" (not found, end of a pass), never an
+ *    error; allocation failure is fatal (x* allocators), never returned.
+ *  - fatal(): start-up and command-line errors and broken invariants
+ *    (ASSERT) only; nothing a remote server or a spool file can cause.
+ *  - Ownership moves only where a comment says "takes" or "caller frees". */
 #ifndef SLUICE_UTIL_H
 #define SLUICE_UTIL_H
 #include <stddef.h>
@@ -58,6 +76,16 @@ void eventfd_wait(int fd, int ms);
 const char *escape_text(const char *s, char *out, size_t len);
 /* The same escaping for n bytes (NULs included), appended to b. */
 void buf_add_escaped(struct buf *b, const char *p, size_t n);
+
+/* Writes all of p to fd (a file, a pipe or a blocking socket), retrying
+ * short writes and EINTR: 0, or the errno (ENOSPC for a write of 0). */
+int write_all(int fd, const void *p, size_t len);
+/* Of the len bytes at p, the first *done were written: the rest goes now;
+ * *done counts it. Stops at the first error (returned, as write_all). */
+int write_rest(int fd, const void *p, size_t len, size_t *done);
+
+/* Processors online (at least 1). */
+unsigned online_cpus(void);
 
 /* Parses "N" as a non-negative integer within [min,max]; false if not. */
 bool parse_uint(const char *s, long min, long max, long *out);

@@ -1,0 +1,33 @@
+/* engine/lib/message.c - names of results, and freeing a message with
+ * everything it owns (see message.h). */
+#include "message.h"
+#include "util.h"
+#include <stdlib.h>
+
+const char *result_name(enum result r)
+{
+	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed" };
+	return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
+}
+
+void message_free(struct message *m)
+{
+	if (!m)
+		return;
+	free(m->raw);
+	free(m->body);
+	free(m->dkim_log);
+	free(m->dkim_sig);
+	while (m->dsn) {
+		struct dsn_failure *f = m->dsn;
+		m->dsn = f->next;
+		free(f->text);
+		free(f->mx);
+		free(f);
+	}
+	free(m->id);
+	free(m->file);
+	free(m->rcpt);
+	free(m->rcpt_state);
+	free(m);
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""tests/check_layers.py - fails when an #include points the wrong way.
+
+The layers, each using only itself and those below it:
+  engine/lib  the ground floor (buffers, maps, JSON, the ring, the message)
+  dns, dkim   use the ground floor
+  shards      uses dns, dkim and the ground floor
+  engine      on top: uses everything but bench (engine/main.c alone
+              dispatches to bench's subcommands)
+  bench       test and benchmark tools: the ground floor only
+Usage: check_layers.py [ROOT]   |   check_layers.py --self-test
+"""
+import os
+import re
+import sys
+import tempfile
+
+ALLOWED = {
+    'engine/lib': {'engine/lib'},
+    'dns': {'engine/lib', 'dns'},
+    'dkim': {'engine/lib', 'dkim'},
+    'shards': {'engine/lib', 'dns', 'dkim', 'shards'},
+    'engine': {'engine/lib', 'dns', 'dkim', 'shards', 'engine'},
+    'bench': {'engine/lib', 'bench'},
+}
+EXCEPTIONS = {('engine/main.c', 'bench/bench.h')}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+
+def layer_of(path):
+    for layer in sorted(ALLOWED, key=len, reverse=True):
+        if path == layer or path.startswith(layer + '/'):
+            if layer == 'engine/lib' or '/' not in path[len(layer) + 1:]:
+                return layer
+    return None
+
+
+def check(root):
+    errors, files = [], 0
+    for layer in ALLOWED:
+        d = os.path.join(root, layer)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if not name.endswith(('.c', '.h')):
+                continue
+            files += 1
+            rel = f'{layer}/{name}'
+            with open(os.path.join(d, name), encoding='utf-8', errors='replace') as f:
+                text = f.read()
+            for m in INCLUDE.finditer(text):
+                target = os.path.normpath(os.path.join(layer, m.group(1)))
+                to = layer_of(target)
+                line = text.count('\n', 0, m.start()) + 1
+                if to is None:
+                    errors.append(f'{rel}:{line}: includes "{m.group(1)}", outside every layer')
+                elif to not in ALLOWED[layer] and (rel, target) not in EXCEPTIONS:
+                    errors.append(f'{rel}:{line}: {layer}/ must not include {target} '
+                                  f'({layer}/ may use: {", ".join(sorted(ALLOWED[layer]))})')
+    return errors, files
+
+
+def self_test():
+    with tempfile.TemporaryDirectory() as t:
+        for d in ALLOWED:
+            os.makedirs(os.path.join(t, d), exist_ok=True)
+        open(os.path.join(t, 'engine/lib/util.h'), 'w').write('#include "../../shards/x.h"\n')
+        open(os.path.join(t, 'shards/x.h'), 'w').write('#include "../engine/lib/util.h"\n')
+        open(os.path.join(t, 'dns/a.c'), 'w').write('#include "../shards/x.h"\n')
+        open(os.path.join(t, 'engine/main.c'), 'w').write('#include "../bench/bench.h"\n')
+        open(os.path.join(t, 'engine/run.c'), 'w').write('#include "../bench/bench.h"\n')
+        errors, _ = check(t)
+        want = ['engine/lib/util.h', 'dns/a.c', 'engine/run.c']
+        got = [e.split(':')[0] for e in errors]
+        if sorted(got) != sorted(want):
+            print('check_layers self-test failed: got', errors)
+            return 1
+    return 0
+
+
+def main():
+    if sys.argv[1:] == ['--self-test']:
+        return self_test()
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '..')
+    if self_test():
+        return 1
+    errors, files = check(root)
+    for e in errors:
+        print(e)
+    if errors:
+        print(f'layers: {len(errors)} include(s) point the wrong way')
+        return 1
+    print(f'layers: {files} files, every include points down')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

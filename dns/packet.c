@@ -154,105 +154,149 @@ static void set_err(struct dns_answer *a, enum dns_status st, char *err, size_t 
 		snprintf(err, err_len, fmt, detail);
 }
 
+/* A record of class IN, of this type, at this owner name. */
+static bool rr_matches(const ldns_rr *rr, const ldns_rdf *owner, uint16_t type)
+{
+	return ldns_rr_get_type(rr) == type && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
+	       ldns_dname_compare(ldns_rr_owner(rr), owner) == 0;
+}
+
+/* Whether p is the answer to our query (ID, QR bit, the one question)
+ * and complete (no TC bit); if not, a says why. */
+static bool answers_our_query(const ldns_pkt *p, uint16_t id, const ldns_rdf *want, uint16_t type,
+                              struct dns_answer *a, char *err, size_t err_len)
+{
+	if (ldns_pkt_id(p) != id || !ldns_pkt_qr(p)) {
+		set_err(a, DNS_MISMATCH, err, err_len, "%s", ldns_pkt_qr(p) ? "wrong ID" : "not a response");
+		return false;
+	}
+	ldns_rr_list *q = ldns_pkt_question(p);
+	ldns_rr *q0 = ldns_rr_list_rr_count(q) == 1 ? ldns_rr_list_rr(q, 0) : NULL;
+	if (!want || !q0 || !rr_matches(q0, want, type)) {
+		set_err(a, DNS_MISMATCH, err, err_len, "%s", "the question in the answer is not ours");
+		return false;
+	}
+	if (ldns_pkt_tc(p)) {
+		set_err(a, DNS_TRUNCATED, err, err_len, "%s", "truncated (TC)");
+		return false;
+	}
+	return true;
+}
+
+/* True for NOERROR: the records decide. NXDOMAIN (with its negative
+ * TTL) and the failures end here, said in a. */
+static bool rcode_noerror(const ldns_pkt *p, struct dns_answer *a, char *err, size_t err_len)
+{
+	a->rcode = (uint8_t)ldns_pkt_get_rcode(p);
+	if (a->rcode == LDNS_RCODE_NOERROR)
+		return true;
+	if (a->rcode == LDNS_RCODE_NXDOMAIN) {
+		a->status = DNS_NXDOMAIN;
+		a->ttl = negative_ttl(p);
+		return false;
+	}
+	char rc[16];
+	snprintf(rc, sizeof(rc), "rcode %u", a->rcode);
+	const char *nm = a->rcode == LDNS_RCODE_SERVFAIL ? "SERVFAIL"
+	               : a->rcode == LDNS_RCODE_REFUSED ? "REFUSED"
+	               : a->rcode == LDNS_RCODE_FORMERR ? "FORMERR" : rc;
+	set_err(a, DNS_TEMPFAIL, err, err_len, "server answered %s", nm);
+	return false;
+}
+
+static size_t count_matching(const ldns_rr_list *an, const ldns_rdf *owner, uint16_t type)
+{
+	size_t found = 0;
+	for (size_t i = 0; i < ldns_rr_list_rr_count(an); i++)
+		if (rr_matches(ldns_rr_list_rr(an, i), owner, type))
+			found++;
+	return found;
+}
+
+/* The found records of type at owner into a: DNS_OK with the smallest TTL
+ * of them and of the CNAME chain that led there, or malformed when none
+ * can be read. */
+static void take_records(const ldns_rr_list *an, const ldns_rdf *owner, uint16_t type, size_t found,
+                         uint32_t chain_ttl, struct dns_answer *a, char *err, size_t err_len)
+{
+	a->rr = calloc(found, sizeof(*a->rr));
+	a->ttl = chain_ttl;
+	for (size_t i = 0; a->rr && i < ldns_rr_list_rr_count(an); i++) {
+		ldns_rr *rr = ldns_rr_list_rr(an, i);
+		if (!rr_matches(rr, owner, type))
+			continue;
+		if (take_record(rr, type, &a->rr[a->n])) {
+			a->ttl = min_u32(a->ttl, a->rr[a->n].ttl);
+			a->n++;
+		} else {
+			free(a->rr[a->n].text);
+		}
+	}
+	if (a->n == 0) {
+		set_err(a, DNS_MALFORMED, err, err_len, "%s", "records with unreadable data");
+		return;
+	}
+	a->status = DNS_OK;
+}
+
+/* The target of owner's CNAME in the answer section (caller frees), or
+ * NULL; its TTL lowers *chain_ttl. */
+static ldns_rdf *cname_target(const ldns_rr_list *an, const ldns_rdf *owner, uint32_t *chain_ttl)
+{
+	ldns_rdf *next = NULL;
+	for (size_t i = 0; i < ldns_rr_list_rr_count(an) && !next; i++) {
+		ldns_rr *rr = ldns_rr_list_rr(an, i);
+		if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
+		    ldns_dname_compare(ldns_rr_owner(rr), owner) == 0) {
+			next = ldns_rdf_clone(ldns_rr_rdf(rr, 0));
+			*chain_ttl = min_u32(*chain_ttl, ldns_rr_ttl(rr));
+		}
+	}
+	return next;
+}
+
+/* Records for the name asked, or for the end of a CNAME chain (at most
+ * CNAME_HOPS_MAX long); else no data, for the negative TTL. */
+static void take_answer(const ldns_pkt *p, const ldns_rdf *want, uint16_t type, struct dns_answer *a,
+                        char *err, size_t err_len)
+{
+	ldns_rr_list *an = ldns_pkt_answer(p);
+	ldns_rdf *cur = ldns_rdf_clone(want);
+	uint32_t chain_ttl = UINT32_MAX;
+	for (int hop = 0; hop <= CNAME_HOPS_MAX && cur; hop++) {
+		size_t found = count_matching(an, cur, type);
+		if (found) {
+			take_records(an, cur, type, found, chain_ttl, a, err, err_len);
+			ldns_rdf_deep_free(cur);
+			return;
+		}
+		ldns_rdf *next = cname_target(an, cur, &chain_ttl);
+		ldns_rdf_deep_free(cur);
+		cur = next;
+	}
+	a->status = DNS_NODATA;
+	a->ttl = min_u32(negative_ttl(p), chain_ttl);
+}
+
 void dns_answer_parse(const uint8_t *wire, size_t len, uint16_t id, const char *name, uint16_t type,
                       struct dns_answer *a, char *err, size_t err_len)
 {
 	memset(a, 0, sizeof(*a));
 	if (err && err_len)
 		err[0] = 0;
-	ldns_pkt *p = NULL;
-	ldns_rdf *want = NULL, *cur = NULL;
 	if (len < 12) {
 		set_err(a, DNS_MALFORMED, err, err_len, "%s", "shorter than a DNS header");
 		return;
 	}
+	ldns_pkt *p = NULL;
 	ldns_status st = ldns_wire2pkt(&p, wire, len);
 	if (st != LDNS_STATUS_OK) {
 		set_err(a, DNS_MALFORMED, err, err_len, "cannot parse: %s", ldns_get_errorstr_by_id(st));
 		return;
 	}
-	if (ldns_pkt_id(p) != id || !ldns_pkt_qr(p)) {
-		set_err(a, DNS_MISMATCH, err, err_len, "%s", ldns_pkt_qr(p) ? "wrong ID" : "not a response");
-		goto out;
-	}
-	want = ldns_dname_new_frm_str(name);
-	ldns_rr_list *q = ldns_pkt_question(p);
-	ldns_rr *q0 = ldns_rr_list_rr_count(q) == 1 ? ldns_rr_list_rr(q, 0) : NULL;
-	if (!want || !q0 || ldns_dname_compare(ldns_rr_owner(q0), want) != 0 ||
-	    ldns_rr_get_type(q0) != type || ldns_rr_get_class(q0) != LDNS_RR_CLASS_IN) {
-		set_err(a, DNS_MISMATCH, err, err_len, "%s", "the question in the answer is not ours");
-		goto out;
-	}
-	if (ldns_pkt_tc(p)) {
-		set_err(a, DNS_TRUNCATED, err, err_len, "%s", "truncated (TC)");
-		goto out;
-	}
-	a->rcode = (uint8_t)ldns_pkt_get_rcode(p);
-	if (a->rcode == LDNS_RCODE_NXDOMAIN) {
-		a->status = DNS_NXDOMAIN;
-		a->ttl = negative_ttl(p);
-		goto out;
-	}
-	if (a->rcode != LDNS_RCODE_NOERROR) {
-		char rc[16];
-		snprintf(rc, sizeof(rc), "rcode %u", a->rcode);
-		const char *nm = a->rcode == LDNS_RCODE_SERVFAIL ? "SERVFAIL"
-		               : a->rcode == LDNS_RCODE_REFUSED ? "REFUSED"
-		               : a->rcode == LDNS_RCODE_FORMERR ? "FORMERR" : rc;
-		set_err(a, DNS_TEMPFAIL, err, err_len, "server answered %s", nm);
-		goto out;
-	}
-	/* Records for the name asked, or for the end of a CNAME chain. */
-	ldns_rr_list *an = ldns_pkt_answer(p);
-	size_t nan = ldns_rr_list_rr_count(an);
-	cur = ldns_rdf_clone(want);
-	uint32_t chain_ttl = UINT32_MAX;
-	for (int hop = 0; hop <= CNAME_HOPS_MAX && cur; hop++) {
-		size_t found = 0;
-		for (size_t i = 0; i < nan; i++) {
-			ldns_rr *rr = ldns_rr_list_rr(an, i);
-			if (ldns_rr_get_type(rr) == type && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
-			    ldns_dname_compare(ldns_rr_owner(rr), cur) == 0)
-				found++;
-		}
-		if (found) {
-			a->rr = calloc(found, sizeof(*a->rr));
-			a->ttl = chain_ttl;
-			for (size_t i = 0; a->rr && i < nan; i++) {
-				ldns_rr *rr = ldns_rr_list_rr(an, i);
-				if (ldns_rr_get_type(rr) != type || ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN ||
-				    ldns_dname_compare(ldns_rr_owner(rr), cur) != 0)
-					continue;
-				if (take_record(rr, type, &a->rr[a->n])) {
-					a->ttl = min_u32(a->ttl, a->rr[a->n].ttl);
-					a->n++;
-				} else {
-					free(a->rr[a->n].text);
-				}
-			}
-			if (a->n == 0) {
-				set_err(a, DNS_MALFORMED, err, err_len, "%s", "records with unreadable data");
-				goto out;
-			}
-			a->status = DNS_OK;
-			goto out;
-		}
-		ldns_rdf *next = NULL;
-		for (size_t i = 0; i < nan && !next; i++) {
-			ldns_rr *rr = ldns_rr_list_rr(an, i);
-			if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
-			    ldns_dname_compare(ldns_rr_owner(rr), cur) == 0) {
-				next = ldns_rdf_clone(ldns_rr_rdf(rr, 0));
-				chain_ttl = min_u32(chain_ttl, ldns_rr_ttl(rr));
-			}
-		}
-		ldns_rdf_deep_free(cur);
-		cur = next;
-	}
-	a->status = DNS_NODATA;
-	a->ttl = min_u32(negative_ttl(p), chain_ttl);
-out:
-	ldns_rdf_deep_free(cur);
+	ldns_rdf *want = ldns_dname_new_frm_str(name);
+	if (answers_our_query(p, id, want, type, a, err, err_len) && rcode_noerror(p, a, err, err_len))
+		take_answer(p, want, type, a, err, err_len);
 	ldns_rdf_deep_free(want);
 	ldns_pkt_free(p);
 }

@@ -103,6 +103,13 @@ static uint64_t ud(const struct dns_resolver *r, unsigned opx, uint32_t slot, ui
 	return ring_ud(r->op_base + opx, slot, gen);
 }
 
+/* The query is still asking, over UDP, the server at index si: an answer
+ * from that server's socket may be its own. */
+static inline bool waits_on_udp(const struct query *q, unsigned si)
+{
+	return q->e && q->server == si && q->tcp_fd < 0;
+}
+
 static void arm_udp(struct dns_resolver *r, unsigned si)
 {
 	struct server_sock *k = &r->socks[si];
@@ -375,9 +382,26 @@ const struct dns_answer *dns_lookup(struct dns_resolver *r, const char *name, ui
 
 /* ---- completions ---- */
 
+/* The UDP answer was truncated: ask the same server over TCP. */
+static void tcp_start(struct dns_resolver *r, uint32_t slot)
+{
+	struct query *q = &r->q[slot];
+	const struct dns_server *sv = &r->servers[q->server];
+	q->tcp_fd = socket(sv->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (q->tcp_fd < 0) {
+		query_retry(r, slot, "cannot open a TCP socket");
+		return;
+	}
+	q->deadline = r->now + r->timeout_ms;
+	r->sent_tcp++;
+	ring_connect(r->ring, q->tcp_fd, (const struct sockaddr *)&sv->sa, sv->len, ud(r, OPX_TCP_CONNECT, slot, q->gen));
+	q->ops++;
+}
+
 static void on_answer(struct dns_resolver *r, uint32_t slot, const uint8_t *wire, size_t len)
 {
 	struct query *q = &r->q[slot];
+	ASSERT(q->e);
 	struct dns_answer a;
 	char err[160];
 	dns_answer_parse(wire, len, q->id, q->e->name, q->e->type, &a, err, sizeof(err));
@@ -386,25 +410,12 @@ static void on_answer(struct dns_resolver *r, uint32_t slot, const uint8_t *wire
 	case DNS_MISMATCH:
 		return; /* not ours (spoofed or stale): keep waiting */
 	case DNS_TRUNCATED:
-		if (q->tcp_fd < 0) {
-			q->tcp_fd = socket(r->servers[q->server].sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-			if (q->tcp_fd < 0) {
-				query_retry(r, slot, "cannot open a TCP socket");
-				return;
-			}
-			q->deadline = r->now + r->timeout_ms;
-			r->sent_tcp++;
-			ring_connect(r->ring, q->tcp_fd, (struct sockaddr *)&r->servers[q->server].sa,
-			             r->servers[q->server].len, ud(r, OPX_TCP_CONNECT, slot, q->gen));
-			q->ops++;
-			return;
-		}
-		query_retry(r, slot, "truncated answer over TCP");
+		if (q->tcp_fd < 0)
+			tcp_start(r, slot);
+		else
+			query_retry(r, slot, "truncated answer over TCP");
 		return;
 	case DNS_MALFORMED:
-		snprintf(why, sizeof(why), "%s: %s", r->servers[q->server].label, err);
-		query_retry(r, slot, why);
-		return;
 	case DNS_TEMPFAIL: /* SERVFAIL, REFUSED..: the next server may know (as glibc does) */
 		snprintf(why, sizeof(why), "%s: %s", r->servers[q->server].label, err);
 		query_retry(r, slot, why);
@@ -423,40 +434,75 @@ static void tcp_read_more(struct dns_resolver *r, uint32_t slot)
 	q->ops++;
 }
 
+/* A receive on the UDP socket of server si ended with res. */
+static void udp_received(struct dns_resolver *r, unsigned si, int res)
+{
+	ASSERT(si < r->nservers);
+	struct server_sock *k = &r->socks[si];
+	k->armed = false;
+	/* One datagram came with the completion; the ones queued behind it
+	 * are read now without waiting (a burst of answers would otherwise
+	 * wait a loop turn each, and overflow the socket buffer). */
+	ssize_t got = res;
+	for (int burst = 0; got >= 0 && burst < 256; burst++) {
+		uint16_t id = dns_wire_id(k->buf, (size_t)got);
+		uint32_t qs = r->idmap[id];
+		if (qs && waits_on_udp(&r->q[qs - 1], si))
+			on_answer(r, qs - 1, k->buf, (size_t)got);
+		if (k->armed) /* a callback armed the next receive already */
+			break;
+		got = recv(k->fd, k->buf, UDP_BUF, MSG_DONTWAIT);
+	}
+	if (res == -ECONNREFUSED) {
+		/* ICMP port unreachable: nobody serves there; move the
+		 * queries waiting on this server on at once. */
+		for (uint32_t i = 0; i < INFLIGHT_MAX; i++)
+			if (waits_on_udp(&r->q[i], si))
+				query_retry(r, i, "connection refused");
+	}
+	arm_udp(r, si);
+}
+
+/* res more bytes of the TCP answer came: a whole answer ends the query
+ * (or tries the next server), else read on. */
+static void tcp_received(struct dns_resolver *r, uint32_t slot, int res)
+{
+	struct query *q = &r->q[slot];
+	ASSERT(q->tbuf); /* tcp_read_more asked for these bytes */
+	if (res <= 0) {
+		query_retry(r, slot, "TCP connection closed before the answer");
+		return;
+	}
+	q->tlen += (size_t)res;
+	if (q->tlen >= 2 && q->tlen >= 2 + (size_t)(q->tbuf[0] << 8 | q->tbuf[1])) {
+		size_t n = (size_t)(q->tbuf[0] << 8 | q->tbuf[1]);
+		struct dns_answer a;
+		char err[160];
+		dns_answer_parse(q->tbuf + 2, n, q->id, q->e->name, q->e->type, &a, err, sizeof(err));
+		if (a.status == DNS_OK || a.status == DNS_NODATA || a.status == DNS_NXDOMAIN ||
+		    a.status == DNS_TEMPFAIL)
+			query_finish(r, slot, &a, a.status == DNS_TEMPFAIL ? err : NULL);
+		else
+			query_retry(r, slot, err[0] ? err : dns_status_name(a.status));
+	} else if (q->tlen >= TCP_MAX) {
+		query_retry(r, slot, "TCP answer too long");
+	} else {
+		tcp_read_more(r, slot);
+	}
+}
+
 void dns_on_cqe(struct dns_resolver *r, const struct ring_cqe *cqe, int64_t now)
 {
 	r->now = now;
 	unsigned opx = ring_ud_op(cqe->user_data) - r->op_base;
 	uint32_t slot = ring_ud_slot(cqe->user_data);
 	if (opx == OPX_UDP_RECV) {
-		struct server_sock *k = &r->socks[slot];
-		k->armed = false;
-		/* One datagram came with the completion; the ones queued behind it
-		 * are read now without waiting (a burst of answers would otherwise
-		 * wait a loop turn each, and overflow the socket buffer). */
-		ssize_t got = cqe->res;
-		for (int burst = 0; got >= 0 && burst < 256; burst++) {
-			uint16_t id = dns_wire_id(k->buf, (size_t)got);
-			uint32_t qs = r->idmap[id];
-			if (qs && r->q[qs - 1].e && r->q[qs - 1].server == slot && r->q[qs - 1].tcp_fd < 0)
-				on_answer(r, qs - 1, k->buf, (size_t)got);
-			if (k->armed) /* a callback armed the next receive already */
-				break;
-			got = recv(k->fd, k->buf, UDP_BUF, MSG_DONTWAIT);
-		}
-		if (cqe->res == -ECONNREFUSED) {
-			/* ICMP port unreachable: nobody serves there; move the
-			 * queries waiting on this server on at once. */
-			for (uint32_t i = 0; i < INFLIGHT_MAX; i++)
-				if (r->q[i].e && r->q[i].server == slot && r->q[i].tcp_fd < 0)
-					query_retry(r, i, "connection refused");
-		}
-		arm_udp(r, slot);
+		udp_received(r, slot, cqe->res);
 		return;
 	}
-	struct query *q = &r->q[slot];
-	if (slot >= INFLIGHT_MAX || !q->in_use || ring_ud_gen(cqe->user_data) != q->gen)
+	if (slot >= INFLIGHT_MAX || !r->q[slot].in_use || ring_ud_gen(cqe->user_data) != r->q[slot].gen)
 		return;
+	struct query *q = &r->q[slot];
 	ASSERT(q->ops > 0);
 	q->ops--;
 	if (!q->e) { /* answered or abandoned: only waiting for this op */
@@ -484,26 +530,7 @@ void dns_on_cqe(struct dns_resolver *r, const struct ring_cqe *cqe, int64_t now)
 		tcp_read_more(r, slot);
 		break;
 	case OPX_TCP_RECV:
-		if (cqe->res <= 0) {
-			query_retry(r, slot, "TCP connection closed before the answer");
-			break;
-		}
-		q->tlen += (size_t)cqe->res;
-		if (q->tlen >= 2 && q->tlen >= 2 + (size_t)(q->tbuf[0] << 8 | q->tbuf[1])) {
-			size_t n = (size_t)(q->tbuf[0] << 8 | q->tbuf[1]);
-			struct dns_answer a;
-			char err[160];
-			dns_answer_parse(q->tbuf + 2, n, q->id, q->e->name, q->e->type, &a, err, sizeof(err));
-			if (a.status == DNS_OK || a.status == DNS_NODATA || a.status == DNS_NXDOMAIN ||
-			    a.status == DNS_TEMPFAIL)
-				query_finish(r, slot, &a, a.status == DNS_TEMPFAIL ? err : NULL);
-			else
-				query_retry(r, slot, err[0] ? err : dns_status_name(a.status));
-		} else if (q->tlen >= TCP_MAX) {
-			query_retry(r, slot, "TCP answer too long");
-		} else {
-			tcp_read_more(r, slot);
-		}
+		tcp_received(r, slot, cqe->res);
 		break;
 	case OPX_TCP_CANCEL:
 		break;

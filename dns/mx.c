@@ -265,6 +265,18 @@ static void fail(struct mx_resolver *m, struct dom *d, enum mx_kind kind, uint16
 	finish(m, d);
 }
 
+/* The address lookups of a host: t 0 asks A, t 1 AAAA (when IPv6 is used);
+ * answers are kept at d->ans[2 * host + t]. */
+static inline uint16_t addr_type(unsigned t)
+{
+	return t ? DNS_T_AAAA : DNS_T_A;
+}
+
+static inline bool type_asked(const struct mx_resolver *m, unsigned t)
+{
+	return t == 0 || m->cfg.ipv6;
+}
+
 static void add_addr(struct mx_plan *p, unsigned host, uint16_t pref, uint16_t type, const uint8_t *a,
                      uint16_t port)
 {
@@ -327,17 +339,18 @@ static void name_site(struct mx_resolver *m, struct dom *d, const struct dns_rr 
 static void build(struct mx_resolver *m, struct dom *d)
 {
 	struct mx_plan *p = &d->plan;
+	ASSERT(d->outstanding == 0);
 	p->addr = xcalloc(p->nhosts * 2 * ADDRS_PER_HOST + 1, sizeof(*p->addr));
 	bool nxdomain_all = true;
 	for (unsigned h = 0; h < p->nhosts; h++)
 		for (unsigned t = 0; t < 2; t++) {
 			const struct dns_answer *a = &d->ans[2 * h + t];
-			if (t == 1 && !m->cfg.ipv6)
+			if (!type_asked(m, t))
 				continue;
 			if (a->status != DNS_NXDOMAIN)
 				nxdomain_all = false;
 			for (unsigned k = 0; a->status == DNS_OK && k < a->n && k < ADDRS_PER_HOST; k++)
-				add_addr(p, h, d->pref[h], t ? DNS_T_AAAA : DNS_T_A, a->rr[k].addr, m->cfg.port);
+				add_addr(p, h, d->pref[h], addr_type(t), a->rr[k].addr, m->cfg.port);
 		}
 	if (p->naddr == 0) {
 		if (d->any_tempfail)
@@ -386,13 +399,14 @@ static void on_addr(void *arg, const struct dns_answer *a, const char *err)
 static void ask_addresses(struct mx_resolver *m, struct dom *d)
 {
 	struct mx_plan *p = &d->plan;
+	ASSERT(p->nhosts > 0 && d->pref && !d->ans);
 	d->ans = xcalloc(2 * p->nhosts, sizeof(*d->ans));
 	d->lk = xcalloc(2 * p->nhosts, sizeof(*d->lk));
 	d->outstanding = 2 * p->nhosts + 1; /* +1: held until all are asked */
 	for (unsigned h = 0; h < p->nhosts; h++)
 		for (unsigned t = 0; t < 2; t++) {
-			uint16_t type = t ? DNS_T_AAAA : DNS_T_A;
-			if (t == 1 && !m->cfg.ipv6) {
+			uint16_t type = addr_type(t);
+			if (!type_asked(m, t)) {
 				d->ans[2 * h + 1].status = DNS_NODATA;
 				d->outstanding--;
 				continue;
@@ -412,8 +426,72 @@ static uint64_t rnd(struct mx_resolver *m)
 	return rng_next(&m->rng);
 }
 
+/* No MX: the domain itself is the implicit MX (RFC 5321 5.1). */
+static void implicit_mx(struct mx_resolver *m, struct dom *d)
+{
+	d->implicit = true;
+	d->plan.hosts = xcalloc(1, sizeof(char *));
+	d->plan.hosts[0] = xstrdup(d->name);
+	d->plan.nhosts = 1;
+	struct dns_rr self = { .text = d->name };
+	unsigned zero = 0;
+	name_site(m, d, &self, &zero, 1);
+	d->pref = xcalloc(1, sizeof(*d->pref));
+	ask_addresses(m, d);
+}
+
+/* The MX records worth trying, as indexes into rr: once per host name,
+ * without the null MX ("MX 0 ."). Returns how many. */
+static unsigned distinct_hosts(const struct dns_rr *rr, unsigned nrr, unsigned *idx)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < nrr; i++) {
+		if (rr[i].text[0] == 0)
+			continue;
+		bool dup = false;
+		for (unsigned j = 0; j < n && !dup; j++)
+			dup = !strcmp(rr[idx[j]].text, rr[i].text);
+		if (!dup)
+			idx[n++] = i;
+	}
+	return n;
+}
+
+static void swap_idx(unsigned *a, unsigned *b)
+{
+	unsigned t = *a;
+	*a = *b;
+	*b = t;
+}
+
+/* By preference; random order among equal preference (RFC 5321 5.1): a
+ * shuffle, then a stable sort. */
+static void order_hosts(struct mx_resolver *m, const struct dns_rr *rr, unsigned *idx, unsigned n)
+{
+	for (unsigned i = n; i > 1; i--)
+		swap_idx(&idx[i - 1], &idx[(unsigned)(rnd(m) % i)]);
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i; j > 0 && rr[idx[j - 1]].pref > rr[idx[j]].pref; j--)
+			swap_idx(&idx[j], &idx[j - 1]);
+}
+
+/* The first HOSTS_MAX hosts of idx become the plan's, in that order. */
+static void take_hosts(struct dom *d, const struct dns_rr *rr, const unsigned *idx, unsigned n)
+{
+	if (n > HOSTS_MAX)
+		n = HOSTS_MAX;
+	d->plan.hosts = xcalloc(n, sizeof(char *));
+	d->pref = xcalloc(n, sizeof(*d->pref));
+	for (unsigned i = 0; i < n; i++) {
+		d->plan.hosts[i] = xstrdup(rr[idx[i]].text);
+		d->pref[i] = rr[idx[i]].pref;
+	}
+	d->plan.nhosts = n;
+}
+
 static void got_mx(struct mx_resolver *m, struct dom *d, const struct dns_answer *a, const char *err)
 {
+	ASSERT(d->pending && !d->plan.hosts); /* plans are built from empty */
 	switch (a->status) {
 	case DNS_NXDOMAIN:
 		take_ttl(d, a->ttl);
@@ -423,17 +501,9 @@ static void got_mx(struct mx_resolver *m, struct dom *d, const struct dns_answer
 		d->ttl_ms = PLAN_MAX_CACHE_MS;
 		fail(m, d, MX_BOUNCE, 550, "5.1.2", "%s is not a valid DNS domain name", d->name);
 		return;
-	case DNS_NODATA: /* no MX: the domain itself is the implicit MX */
+	case DNS_NODATA:
 		take_ttl(d, a->ttl);
-		d->implicit = true;
-		d->plan.hosts = xcalloc(1, sizeof(char *));
-		d->plan.hosts[0] = xstrdup(d->name);
-		d->plan.nhosts = 1;
-		struct dns_rr self = { .text = d->name };
-		unsigned zero = 0;
-		name_site(m, d, &self, &zero, 1);
-		d->pref = xcalloc(1, sizeof(*d->pref));
-		ask_addresses(m, d);
+		implicit_mx(m, d);
 		return;
 	case DNS_OK:
 		break;
@@ -443,45 +513,16 @@ static void got_mx(struct mx_resolver *m, struct dom *d, const struct dns_answer
 		return;
 	}
 	take_ttl(d, a->ttl);
-	unsigned n = 0;
 	unsigned *idx = xmalloc(a->n * sizeof(*idx));
-	for (unsigned i = 0; i < a->n; i++) {
-		if (a->rr[i].text[0] == 0)
-			continue; /* "MX 0 ." */
-		bool dup = false;
-		for (unsigned j = 0; j < n && !dup; j++)
-			dup = !strcmp(a->rr[idx[j]].text, a->rr[i].text);
-		if (!dup)
-			idx[n++] = i;
-	}
+	unsigned n = distinct_hosts(a->rr, a->n, idx);
 	if (n == 0) {
 		free(idx);
 		fail(m, d, MX_BOUNCE, 556, "5.1.10", "%s does not accept mail (null MX, RFC 7505)", d->name);
 		return;
 	}
 	name_site(m, d, a->rr, idx, n);
-	/* by preference; random order among equal preference (RFC 5321 5.1) */
-	for (unsigned i = n; i > 1; i--) {
-		unsigned j = (unsigned)(rnd(m) % i);
-		unsigned t = idx[i - 1];
-		idx[i - 1] = idx[j];
-		idx[j] = t;
-	}
-	for (unsigned i = 1; i < n; i++)
-		for (unsigned j = i; j > 0 && a->rr[idx[j - 1]].pref > a->rr[idx[j]].pref; j--) {
-			unsigned t = idx[j];
-			idx[j] = idx[j - 1];
-			idx[j - 1] = t;
-		}
-	if (n > HOSTS_MAX)
-		n = HOSTS_MAX;
-	d->plan.hosts = xcalloc(n, sizeof(char *));
-	d->pref = xcalloc(n, sizeof(*d->pref));
-	for (unsigned i = 0; i < n; i++) {
-		d->plan.hosts[i] = xstrdup(a->rr[idx[i]].text);
-		d->pref[i] = a->rr[idx[i]].pref;
-	}
-	d->plan.nhosts = n;
+	order_hosts(m, a->rr, idx, n);
+	take_hosts(d, a->rr, idx, n);
 	free(idx);
 	ask_addresses(m, d);
 }

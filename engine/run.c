@@ -123,8 +123,6 @@ static struct lane *lane_with_room(struct engine *e)
 	return NULL;
 }
 
-/* Hands up to FEED_BATCH names from new/ to the feeders. While new/ is
- * known to be empty, waits for inotify (or the occasional rescan). */
 static bool spool_full(const struct engine *e)
 {
 	for (unsigned i = 0; i < e->nfeeders; i++)
@@ -133,6 +131,8 @@ static bool spool_full(const struct engine *e)
 	return false;
 }
 
+/* Hands up to FEED_BATCH names from new/ to the feeders. While new/ is
+ * known to be empty, waits for inotify (or the occasional rescan). */
 static unsigned feed(struct engine *e)
 {
 	unsigned n = 0;
@@ -174,6 +174,7 @@ static void count_outcome(struct totals *t, const struct outcome *o)
  * behind, the engine itself). */
 static void after_logged(struct engine *e, const struct outcome *o)
 {
+	ASSERT(o->lane < e->nlanes);
 	struct lane *l = &e->lanes[o->lane];
 	if (o->kind == OUTCOME_RETRY_STATE) {
 		if (!(e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))) {
@@ -213,6 +214,12 @@ static void log_trouble(struct engine *e, int err, const char *what)
 	e->log_retry_at = now_mono_s() + 0.5;
 }
 
+/* Records wait for their lines and no sync has been started for them. */
+static bool sync_due(const struct engine *e)
+{
+	return e->nheld && !e->syncing;
+}
+
 /* Writes the pending lines and starts making them durable (see
  * acct_sync_start): the records held so far are released when that sync
  * ends, so a file leaves the spool only after its lines are on disk. */
@@ -222,7 +229,7 @@ static void flush_log(struct engine *e)
 		log_trouble(e, e->log.error, "write");
 		return;
 	}
-	if (e->nheld && !e->syncing && acct_sync_start(&e->log)) {
+	if (sync_due(e) && acct_sync_start(&e->log)) {
 		e->syncing = true;
 		e->nsyncing = e->nheld;
 	}
@@ -235,6 +242,7 @@ static void release_synced(struct engine *e)
 	if (!e->syncing || !acct_sync_done(&e->log, &err))
 		return;
 	e->syncing = false;
+	ASSERT(e->nsyncing <= e->nheld);
 	if (err) {
 		log_trouble(e, err, "sync");
 		return;
@@ -277,7 +285,7 @@ static size_t collect(struct engine *e)
 		}
 	}
 	release_synced(e);
-	if (total || (e->nheld && !e->syncing) ||
+	if (total || sync_due(e) ||
 	    (e->log_blocked && now_mono_s() >= e->log_retry_at))
 		flush_log(e);
 	return total;
@@ -410,6 +418,135 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	fflush(stdout);
 }
 
+static void catch_signals(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Opens the spool (recovering what an earlier run left in active/) and
+ * the accounting log, and starts the shards and their feeders. */
+static void engine_start(struct engine *e, const struct config *cfg)
+{
+	ASSERT(cfg->shards > 0 && cfg->spool_workers > 0); /* config_complete */
+	spool_open(&e->spool, cfg->spool);
+	e->spool.dsn_dir = cfg->dsn_spool;   /* the start configuration lives until exit */
+	e->spool.dsn_mta = cfg->helo;
+	unsigned recovered = spool_recover(&e->spool);
+	if (recovered)
+		warnx_("recovered %u message(s) left in %s/active by an earlier run", recovered, cfg->spool);
+	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->wake_fd < 0)
+		fatal("eventfd: %s", strerror(errno));
+	acct_open(&e->log, cfg->log_path, e->wake_fd);
+	e->log.no_sync = !cfg->log_fsync;
+	e->nlanes = cfg->shards;
+	e->per_lane_max = cfg->inflight_per_shard;
+	e->per_lane_bytes = cfg->inflight_bytes_per_shard;
+	e->lanes = xcalloc(e->nlanes, sizeof(*e->lanes));
+	e->shards = xcalloc(e->nlanes, sizeof(*e->shards));
+	e->nfeeders = cfg->spool_workers;
+	e->feeders = xcalloc(e->nfeeders, sizeof(*e->feeders));
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		e->shards[i] = e->lanes[i].shard = shard_new(i, cfg, e->wake_fd);
+		e->lanes[i].index = i;
+	}
+	for (unsigned k = 0; k < e->nfeeders; k++)
+		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes);
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		e->lanes[i].feeder = e->feeders[i % e->nfeeders];
+		shard_start(e->lanes[i].shard);
+	}
+	for (unsigned k = 0; k < e->nfeeders; k++)
+		feeder_start(e->feeders[k]);
+	e->feeders_running = true;
+}
+
+/* Feeds, collects and reloads until a signal, --max-time (start's, as
+ * is --drain: a reload keeps the flags) or, in --drain mode, an empty
+ * spool with nothing in flight. True when --max-time ended it with work
+ * left. */
+static bool run_loop(struct engine *e, const struct config *start, double t0)
+{
+	for (;;) {
+		unsigned fed = feed(e);
+		size_t got = collect(e);
+		if (stop_signal)
+			return false;
+		if (reload_signal) {
+			reload_signal = 0;
+			reload(e);
+		}
+		free_unused_configs(e);
+		uint64_t busy = inflight(e);
+		if (start->max_time_s > 0 && now_mono_s() - t0 >= start->max_time_s)
+			return busy > 0 || !e->spool_empty;
+		if (start->drain && e->spool_empty && busy == 0)
+			return false;
+		if (!fed && !got)
+			wait_for_work(e, e->spool_empty || !lane_with_room(e) ? 50 : 1);
+	}
+}
+
+/* Stops the feeders and shards (after a signal, open transactions end
+ * first), logs what they reported, and waits (bounded) for the log's
+ * sync so that what waited for it goes on. */
+static void engine_stop(struct engine *e)
+{
+	for (unsigned k = 0; k < e->nfeeders; k++)
+		feeder_stop(e->feeders[k]);
+	e->feeders_running = false;
+	if (stop_signal)
+		finish_open_transactions(e);
+	for (unsigned i = 0; i < e->nlanes; i++)
+		shard_stop(e->lanes[i].shard);
+	collect(e);
+	for (double end = now_mono_s() + 10; e->nheld && !e->log_blocked && now_mono_s() < end;) {
+		collect(e);
+		if (e->syncing)
+			wait_for_work(e, 20);
+	}
+}
+
+/* Frees the feeders and shards, keeping their counts in the totals. */
+static void free_lanes(struct engine *e)
+{
+	for (unsigned k = 0; k < e->nfeeders; k++) {
+		e->t.bad += feeder_bad_total(e->feeders[k]);
+		feeder_free(e->feeders[k]);
+	}
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		shard_dns_counters(e->lanes[i].shard, e->t.dns);
+		shard_free(e->lanes[i].shard);
+	}
+	free(e->feeders);
+	free(e->shards);
+	free(e->lanes);
+}
+
+/* The records still held were never logged: their files stay. */
+static void drop_held(struct engine *e)
+{
+	for (size_t i = 0; i < e->nheld; i++)
+		if (e->held[i].kind == OUTCOME_RETRY_STATE)
+			free(e->held[i].response);
+		else
+			message_free(e->held[i].msg);
+	free(e->held);
+}
+
+static void free_reloaded(struct engine *e)
+{
+	for (unsigned i = 0; i < e->nreloaded; i++) {
+		config_free(e->reloaded[i]);
+		free(e->reloaded[i]);
+	}
+	free(e->reloaded);
+}
+
 int run_main(int argc, char **argv)
 {
 	struct config cfg;
@@ -417,102 +554,17 @@ int run_main(int argc, char **argv)
 	struct engine e;
 	memset(&e, 0, sizeof(e));
 	e.cfg = &cfg;
-	signal(SIGPIPE, SIG_IGN);
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	catch_signals();
 	e.argc = argc;
 	e.argv = argv;
-
-	spool_open(&e.spool, cfg.spool);
-	e.spool.dsn_dir = cfg.dsn_spool;   /* the start configuration lives until exit */
-	e.spool.dsn_mta = cfg.helo;
-	unsigned recovered = spool_recover(&e.spool);
-	if (recovered)
-		warnx_("recovered %u message(s) left in %s/active by an earlier run", recovered, cfg.spool);
-	e.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (e.wake_fd < 0)
-		fatal("eventfd: %s", strerror(errno));
-	acct_open(&e.log, cfg.log_path, e.wake_fd);
-	e.log.no_sync = !cfg.log_fsync;
-	e.nlanes = cfg.shards;
-	e.per_lane_max = cfg.inflight_per_shard;
-	e.per_lane_bytes = cfg.inflight_bytes_per_shard;
-	e.lanes = xcalloc(e.nlanes, sizeof(*e.lanes));
-	e.shards = xcalloc(e.nlanes, sizeof(*e.shards));
-	e.nfeeders = cfg.spool_workers;
-	e.feeders = xcalloc(e.nfeeders, sizeof(*e.feeders));
-	for (unsigned i = 0; i < e.nlanes; i++) {
-		e.shards[i] = e.lanes[i].shard = shard_new(i, &cfg, e.wake_fd);
-		e.lanes[i].index = i;
-	}
-	for (unsigned k = 0; k < e.nfeeders; k++)
-		e.feeders[k] = feeder_new(k, &e.spool, &cfg, e.shards, e.nlanes);
-	for (unsigned i = 0; i < e.nlanes; i++) {
-		e.lanes[i].feeder = e.feeders[i % e.nfeeders];
-		shard_start(e.lanes[i].shard);
-	}
-	for (unsigned k = 0; k < e.nfeeders; k++)
-		feeder_start(e.feeders[k]);
-	e.feeders_running = true;
-
+	engine_start(&e, &cfg);
 	double start = now_mono_s();
-	bool timed_out = false;
-	for (;;) {
-		unsigned fed = feed(&e);
-		size_t got = collect(&e);
-		if (stop_signal)
-			break;
-		if (reload_signal) {
-			reload_signal = 0;
-			reload(&e);
-		}
-		free_unused_configs(&e);
-		uint64_t busy = inflight(&e);
-		if (cfg.max_time_s > 0 && now_mono_s() - start >= cfg.max_time_s) {
-			timed_out = busy > 0 || !e.spool_empty;
-			break;
-		}
-		if (cfg.drain && e.spool_empty && busy == 0)
-			break;
-		if (!fed && !got)
-			wait_for_work(&e, e.spool_empty || !lane_with_room(&e) ? 50 : 1);
-	}
-	for (unsigned k = 0; k < e.nfeeders; k++)
-		feeder_stop(e.feeders[k]);
-	e.feeders_running = false;
-	if (stop_signal)
-		finish_open_transactions(&e);
-	for (unsigned i = 0; i < e.nlanes; i++)
-		shard_stop(e.lanes[i].shard);
-	collect(&e);
-	/* What is written gets synced; what waited for it goes on. */
-	for (double end = now_mono_s() + 10; e.nheld && !e.log_blocked && now_mono_s() < end;) {
-		collect(&e);
-		if (e.syncing)
-			wait_for_work(&e, 20);
-	}
+	bool timed_out = run_loop(&e, &cfg, start);
+	engine_stop(&e);
 	double secs = now_mono_s() - start;
-	for (unsigned k = 0; k < e.nfeeders; k++) {
-		e.t.bad += feeder_bad_total(e.feeders[k]);
-		feeder_free(e.feeders[k]);
-	}
-	for (unsigned i = 0; i < e.nlanes; i++) {
-		shard_dns_counters(e.lanes[i].shard, e.t.dns);
-		shard_free(e.lanes[i].shard);
-	}
-	free(e.feeders);
-	free(e.shards);
-	free(e.lanes);
-
+	free_lanes(&e);
+	drop_held(&e);
 	/* Whatever is not final goes back to new/ for the next run. */
-	for (size_t i = 0; i < e.nheld; i++) /* never logged: the files stay */
-		if (e.held[i].kind == OUTCOME_RETRY_STATE)
-			free(e.held[i].response);
-		else
-			message_free(e.held[i].msg);
-	free(e.held);
 	unsigned left = spool_recover(&e.spool);
 	print_summary(&e, secs, left, timed_out);
 	acct_close(&e.log);
@@ -520,11 +572,7 @@ int run_main(int argc, char **argv)
 	close(e.wake_fd);
 	bool drain = cfg.drain;
 	config_free(&cfg);
-	for (unsigned i = 0; i < e.nreloaded; i++) {
-		config_free(e.reloaded[i]);
-		free(e.reloaded[i]);
-	}
-	free(e.reloaded);
+	free_reloaded(&e);
 	if (stop_signal && !drain)
 		return 0;
 	return left == 0 && !stop_signal ? 0 : 1;

@@ -483,6 +483,8 @@ static const struct knob *knob_of_flag(int opt)
 
 static bool integral(enum kind k) { return k == K_UINT || k == K_PORT || k == K_MIB; }
 static bool seconds(enum kind k) { return k == K_MS || k == K_SECS; }
+/* A list or an array: its elements are walked one by one. */
+static bool has_elements(enum kind k) { return k == K_LIST || k == K_STRINGS; }
 
 /* "1..65535" or "0.001..86400 seconds" */
 static const char *bounds_text(const struct knob *k, char *out, size_t len)
@@ -648,6 +650,7 @@ static void walk_group(struct config *cfg, const config_setting_t *g, const char
 
 static void walk_elements(struct config *cfg, const struct knob *k, const config_setting_t *s, const char *shown)
 {
+	ASSERT(has_elements(k->kind));
 	for (int i = 0; i < config_setting_length(s); i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		char name[200];
@@ -669,7 +672,7 @@ static void walk_setting(struct config *cfg, const struct knob *k, const config_
 	check_setting(k, s, shown);
 	if (k->kind == K_GROUP)
 		walk_group(cfg, s, k->path, shown);
-	else if (k->kind == K_LIST || k->kind == K_STRINGS)
+	else if (has_elements(k->kind))
 		walk_elements(cfg, k, s, shown);
 	else
 		apply_setting(cfg, k, s, shown);
@@ -697,6 +700,7 @@ static void walk_group(struct config *cfg, const config_setting_t *g, const char
 
 static void config_load_file(struct config *cfg, const char *path)
 {
+	ASSERT(!loading); /* one file at a time; a failed reload let go of its tree */
 	config_init(&file_tree);
 	loading = &file_tree;
 	loading_path = path;
@@ -924,6 +928,15 @@ static void config_complete(struct config *cfg)
 		            cfg->config_path ? cfg->config_path : "config");
 }
 
+/* True the first time the flag opt is want (*seen remembers). */
+static bool first_of(int opt, int want, bool *seen)
+{
+	if (opt != want || *seen)
+		return false;
+	*seen = true;
+	return true;
+}
+
 void config_from_run_args(struct config *cfg, int argc, char **argv)
 {
 	config_defaults(cfg);
@@ -942,18 +955,12 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 	optind = 1;
 	opterr = 1;
 	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1) {
-		if (opt == OPT_ROUTE && !flag_routes) {
-			flag_routes = true;
+		if (first_of(opt, OPT_ROUTE, &flag_routes))
 			routes_clear(cfg);
-		}
-		if (opt == OPT_DNS && !flag_dns) {
-			flag_dns = true;
+		if (first_of(opt, OPT_DNS, &flag_dns))
 			cfg->ndns_servers = 0;
-		}
-		if (opt == OPT_DKIM && !flag_keys) {
-			flag_keys = true;
+		if (first_of(opt, OPT_DKIM, &flag_keys))
 			dkim_clear(cfg);
-		}
 		apply_flag(cfg, opt, optarg);
 	}
 	if (optind < argc)

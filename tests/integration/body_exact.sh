@@ -104,6 +104,7 @@ for mode in pipelined-data lockstep-data lockstep-bdat; do
 	start_mockmx "$port" --store "$T/store" "${mx[@]}"
 	deliver "mockmx $mode" "$port"
 	stop_mockmx
+	! grep -q "ERROR: .*Sanitizer\|runtime error:" "$T/mx-$port.err" || { cat "$T/mx-$port.err"; fail "mockmx: sanitizer report"; }
 	check_path "mockmx $mode" "${mode%-*}" "${mode#*-}"
 	[ "$(mx_stat "$port" messages)" -eq "$NCASES" ] || fail "mockmx $mode: $(mx_stat "$port" messages) messages"
 	want_bdat=0; [ "$mode" = lockstep-bdat ] && want_bdat=$NCASES

@@ -18,7 +18,7 @@ LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/s
 SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
-        shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_data.c \
+        shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
         shards/shard.c shards/dest_queue.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/inject.c \
@@ -42,7 +42,7 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
-UNIT_TESTS := test_smtp_reply test_envelope test_smtp_data test_json test_timer_wheel test_dns_packet
+UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
@@ -148,7 +148,7 @@ FUZZ_SRC_fuzz_dns_packet := dns/packet.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
 FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
 FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/dest_queue.c shards/smtp_reply.c \
-                             shards/smtp_data.c shards/timer_wheel.c engine/lib/util.c
+                             shards/smtp_output.c shards/timer_wheel.c engine/lib/util.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
 FUZZ_MAXLEN_fuzz_dns_packet := 4096
 FUZZ_MAXLEN_fuzz_smtp_reply := 8192

@@ -115,7 +115,7 @@ static void claim_one(struct feeder *f, const struct claim *c)
 	}
 	if (!m->first_wall_ms)
 		m->first_wall_ms = now_real_ms();
-	m->claim_bytes = m->raw_len + m->body_len;
+	m->claim_bytes = m->raw_len + (m->body_owned ? m->body_len : 0) + m->ndots * sizeof(*m->dots);
 	atomic_fetch_add(&f->claimed_bytes[c->lane], m->claim_bytes);
 	if (!hand_over(f, f->shards[c->lane], m))
 		message_free(m); /* stopping: the file stays in active/, recovered later */

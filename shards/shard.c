@@ -314,6 +314,16 @@ void shard_leg_done(struct shard *s, struct leg *leg)
 	free(leg->ri);
 	free(leg->rt);
 	free(leg);
+	shard_message_release(s, m);
+}
+
+void shard_message_hold(struct message *m)
+{
+	m->legs_open++;
+}
+
+void shard_message_release(struct shard *s, struct message *m)
+{
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
 		return;
 	ASSERT(m->legs_open > 0);
@@ -651,6 +661,7 @@ static void dispatch(struct shard *s, struct message *m)
 	if (!sign(s, m))
 		return;
 	m->attempt++;
+	ASSERT(m->legs_open == 0); /* the last attempt, and its sends, are over */
 	m->legs_open = 1; /* held until every leg is queued */
 	uint32_t *idx = xmalloc(m->nrcpt * sizeof(*idx)), n = 0;
 	for (uint32_t i = 0; i < m->nrcpt; i++)

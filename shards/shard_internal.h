@@ -9,6 +9,7 @@
 #include "../engine/lib/ring.h"
 #include "../engine/lib/spsc.h"
 #include "timer_wheel.h"
+#include "smtp_output.h"
 #include "smtp_reply.h"
 #include "../dkim/signer.h"
 #include "../dns/mx.h"
@@ -95,11 +96,11 @@ enum cmd { CMD_BANNER = 1, CMD_EHLO, CMD_HELO, CMD_RSET, CMD_MAIL, CMD_RCPT, CMD
 struct pending {
 	uint8_t cmd;
 	uint8_t txn;               /* index into conn->txn */
-	uint16_t pad;
+	bool content;              /* BDAT: the message's content follows its line */
+	uint8_t pad;
 	uint32_t idx;              /* recipient position in the leg (RCPT) */
 	uint32_t off, len;         /* bytes in conn->hold (not yet sent) */
-	uint32_t end;              /* in pbuf, then wbuf: where its bytes end */
-	uint32_t wgen;             /* which wbuf carries it (conn->wgen at its flush) */
+	uint64_t end;              /* where its bytes end in the output stream */
 	uint64_t epoch;            /* ring_submits() when its last bytes went to the ring */
 };
 
@@ -137,13 +138,10 @@ struct conn {
 	/* server capabilities from EHLO */
 	bool esmtp, pipelining, chunking, eightbit, smtputf8;
 	uint64_t size_max;
-	/* output: wbuf is on the wire (immutable while a send is in flight),
-	 * pbuf collects what comes next; hold keeps commands not yet sent
-	 * when the server does not pipeline. */
-	struct buf wbuf, pbuf, hold;
-	size_t woff;
-	uint32_t wgen;             /* flushes so far: which wbuf a command went in */
-	bool sending;
+	/* output: commands copied, content referenced (smtp_output.h); hold
+	 * keeps commands not yet sent when the server does not pipeline. */
+	struct smtp_output out;
+	struct buf hold;
 	/* input */
 	char *rbuf;
 	size_t rlen, rcap;
@@ -217,6 +215,10 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
                 uint16_t code, const char *enhanced, const char *text, size_t text_len,
                 const struct conn *c, int64_t start_ms);
 void shard_leg_done(struct shard *s, struct leg *leg);
+/* The SMTP client's send of m's content is in flight (hold) or over
+ * (release): the attempt does not end, and m is not handed back, before. */
+void shard_message_hold(struct message *m);
+void shard_message_release(struct shard *s, struct message *m);
 /* Queues the leg's RT_NEXT_TXN recipients as a new transaction, first in line. */
 void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 /* dest_queue.c */

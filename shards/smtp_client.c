@@ -44,7 +44,7 @@
  * a shift. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
-#include "smtp_data.h"
+#include "smtp_output.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -224,25 +224,19 @@ static void rearm_timer(struct shard *s, struct conn *c)
 	}
 }
 
-/* Every command now in pbuf goes to the ring: note when (see
- * REPLY_MAY_ANSWER). Read after ring_send, which may submit on its own. */
+/* Every command added since the last flush goes to the ring: note when
+ * (see REPLY_MAY_ANSWER). Read after ring_sendmsg, which may submit on its
+ * own. */
 static void flush_output(struct shard *s, struct conn *c)
 {
-	if (c->sending || c->pbuf.len == 0 || c->state == CS_CLOSING)
+	if (c->out.sending || !out_has_next(&c->out) || c->state == CS_CLOSING)
 		return;
-	buf_swap_out(&c->wbuf, &c->pbuf);
-	c->woff = 0;
 	bool none_outstanding = c->pq_flushed == 0;
-	ring_send(s->ring, c->fd, c->wbuf.p, c->wbuf.len, ud(c, OP_SEND));
+	ring_sendmsg(s->ring, c->fd, out_flush(&c->out), ud(c, OP_SEND));
 	c->ops++;
-	c->sending = true;
 	uint64_t epoch = ring_submits(s->ring);
-	c->wgen++;
-	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++) {
-		struct pending *p = pq_at(c, c->pq_flushed);
-		p->epoch = epoch;
-		p->wgen = c->wgen;
-	}
+	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
+		pq_at(c, c->pq_flushed)->epoch = epoch;
 	if (none_outstanding && !c->quiet_pending && s->nquiet < s->nconns_max) {
 		/* Every earlier command is answered: until this goes out, the
 		 * server has nothing to say (conn_check_quiet looks). */
@@ -290,68 +284,137 @@ static bool may_send_now(const struct shard *s, const struct conn *c)
 	return c->pq_len == 0; /* lock-step: one command, one reply */
 }
 
-/* Queues a command (bytes may be NULL for the banner) expecting one reply. */
+/* ---- output: commands copied, content referenced (smtp_output.c) ---- */
+
+/* Adds m's content to the output; the message stays with the shard until
+ * the send that carries it has ended (wire_release / drop_unsent). */
+static void add_content(struct shard *s, struct conn *c, struct message *m, bool stuff)
+{
+	shard_message_hold(m);
+	out_content(&c->out, m, stuff);
+}
+
+static void release_refs(struct shard *s, struct message **refs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		shard_message_release(s, refs[i]);
+}
+
+/* Nothing of the wire generation is in flight any more. */
+static void wire_release(struct shard *s, struct conn *c)
+{
+	struct message **refs;
+	unsigned n = out_wire_done(&c->out, &refs);
+	release_refs(s, refs, n);
+}
+
+/* The connection ends: what was never handed to the ring never will be. */
+static void drop_unsent(struct shard *s, struct conn *c)
+{
+	struct message **refs;
+	unsigned n = out_drop_next(&c->out, &refs);
+	release_refs(s, refs, n);
+	c->hold.len = 0;
+}
+
+/* The bytes of one command (and, for BDAT, the content after its line). */
+static void cmd_bytes_out(struct shard *s, struct conn *c, struct pending *p, const char *bytes,
+                          size_t len)
+{
+	if (len)
+		out_add(&c->out, bytes, len);
+	if (p->content)
+		add_content(s, c, c->txn[p->txn].leg->msg, false);
+	p->end = c->out.queued; /* the dot: the content added before it */
+	c->pq_sent++;
+}
+
+/* Queues a command (bytes may be NULL for the banner) expecting one reply;
+ * content: BDAT's, sent right after its line. */
 static void cmd_push(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, uint32_t idx,
-                     const char *bytes, size_t len)
+                     const char *bytes, size_t len, bool content)
 {
 	if (c->pq_len == c->pq_cap)
 		pq_grow(c);
 	bool was_empty = c->pq_len == 0;
 	if (TRACING(s) && len) {
-		const char *eol = memchr(bytes, '\r', len); /* BDAT: its line, not the content */
-		size_t n = eol ? (size_t)(eol - bytes) : len;
-		trace_line(s, c, '>', bytes, n);
-		if (len > n + 2)
-			tracef(s, c, '>', "[content, %zu bytes]", len - n - 2);
+		trace_line(s, c, '>', bytes, len - 2); /* without its CRLF */
+		if (content)
+			tracef(s, c, '>', "[content, %zu bytes]",
+			       message_content_len(c->txn[txn].leg->msg));
 	}
 	struct pending *p = pq_at(c, c->pq_len);
 	memset(p, 0, sizeof(*p));
 	p->cmd = cmd;
 	p->txn = txn;
 	p->idx = idx;
+	p->content = content;
+	bool send_now = ALL_SENT(c) && may_send_now(s, c);
+	c->pq_len++;
 	if (cmd == CMD_BANNER) { /* the connection itself asked: "sent" at once */
-		ASSERT(c->pq_len == 0);
+		ASSERT(c->pq_len == 1);
 		c->pq_sent = c->pq_flushed = 1;
-	} else if (ALL_SENT(c) && may_send_now(s, c)) {
-		if (len)
-			buf_add(&c->pbuf, bytes, len);
-		p->end = (uint32_t)c->pbuf.len; /* the dot: the content added before it */
-		c->pq_sent++;
+	} else if (send_now) {
+		cmd_bytes_out(s, c, p, bytes, len);
 	} else {
 		p->off = (uint32_t)c->hold.len;
 		p->len = (uint32_t)len;
 		buf_add(&c->hold, bytes, len);
 	}
-	c->pq_len++;
 	if (was_empty)
 		rearm_timer(s, c);
 }
 
 /* Lock-step servers: after a reply, send the next held command. */
-static void send_next_held(struct conn *c)
+static void send_next_held(struct shard *s, struct conn *c)
 {
 	if (!ALL_SENT(c)) {
 		struct pending *p = pq_at(c, c->pq_sent);
-		buf_add(&c->pbuf, c->hold.p + p->off, p->len);
-		p->end = (uint32_t)c->pbuf.len;
-		c->pq_sent++;
+		cmd_bytes_out(s, c, p, c->hold.p + p->off, p->len);
 	}
 	if (ALL_SENT(c))
 		c->hold.len = 0;
 }
 
-static void cmd_printf(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, uint32_t idx,
-                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void cmd_printf(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, uint32_t idx,
-                       const char *fmt, ...)
+/* A command line built with memcpy: no format parsing per command. */
+struct cmd_line {
+	char p[SMTP_LINE_MAX + 64];
+	size_t n;
+};
+
+static void line_add(struct cmd_line *l, const char *p, size_t n)
 {
-	char line[SMTP_LINE_MAX + 64];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	ASSERT(n > 0 && (size_t)n < sizeof(line));
-	cmd_push(s, c, cmd, txn, idx, line, (size_t)n);
+	ASSERT(l->n + n <= sizeof(l->p));
+	memcpy(l->p + l->n, p, n);
+	l->n += n;
+}
+
+static void line_adds(struct cmd_line *l, const char *p)
+{
+	line_add(l, p, strlen(p));
+}
+
+static void line_num(struct cmd_line *l, uint64_t v)
+{
+	char d[20];
+	unsigned i = sizeof(d);
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10));
+	line_add(l, d + i, sizeof(d) - i);
+}
+
+#define CMD_LIT(s, c, cmd, txn, text) cmd_push(s, c, cmd, txn, 0, text, sizeof(text) - 1, false)
+
+/* "VERB arg\r\n" (EHLO, HELO). */
+static void cmd_with_arg(struct shard *s, struct conn *c, uint8_t cmd, const char *verb,
+                         const char *arg)
+{
+	struct cmd_line l = { .n = 0 };
+	line_adds(&l, verb);
+	line_adds(&l, arg);
+	line_add(&l, "\r\n", 2);
+	cmd_push(s, c, cmd, 0, 0, l.p, l.n, false);
 }
 
 /* ---- refusals held until the stream is known in step ---- */
@@ -412,7 +475,8 @@ static void conn_release(struct shard *s, struct conn *c)
 	c->fd = -1;
 	conn_enter(s, c, CS_FREE);
 	c->gen++;
-	c->wbuf.len = c->pbuf.len = c->hold.len = 0;
+	ASSERT(!c->out.sending && !out_has_next(&c->out));
+	c->hold.len = 0;
 	c->rlen = 0;
 	c->pq_head = c->pq_len = c->pq_sent = c->pq_flushed = 0;
 	s->free_slots[s->nfree++] = c->slot;
@@ -420,8 +484,7 @@ static void conn_release(struct shard *s, struct conn *c)
 
 void conn_free(struct conn *c)
 {
-	buf_free(&c->wbuf);
-	buf_free(&c->pbuf);
+	out_free(&c->out);
 	buf_free(&c->hold);
 	free(c->rbuf);
 	free(c->pq);
@@ -448,6 +511,7 @@ static void maybe_close_fd(struct shard *s, struct conn *c)
 static void enter_closing(struct shard *s, struct conn *c)
 {
 	conn_enter(s, c, CS_CLOSING);
+	drop_unsent(s, c);
 	wheel_disarm(&c->timer);
 	if (c->ops > 0 && c->fd >= 0) {
 		ring_cancel_fd(s->ring, c->fd, ud(c, OP_CANCEL));
@@ -594,7 +658,7 @@ void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 		return;
 	bool busy = c->txn[0].active || c->txn[1].active || c->pq_len;
 	if (graceful && c->state == CS_READY && !busy) {
-		cmd_printf(s, c, CMD_QUIT, 0, 0, "QUIT\r\n");
+		CMD_LIT(s, c, CMD_QUIT, 0, "QUIT\r\n");
 		conn_enter(s, c, CS_QUITTING);
 		flush_output(s, c);
 		return;
@@ -627,7 +691,7 @@ void conn_open(struct shard *s, uint32_t dest)
 	c->ops = 0;
 	c->esmtp = c->pipelining = c->chunking = c->eightbit = c->smtputf8 = false;
 	c->size_max = 0;
-	c->sending = c->receiving = false;
+	c->receiving = false;
 	c->msgs = 0;
 	c->productive = false;
 	c->saw_421 = false;
@@ -693,32 +757,44 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	atomic_fetch_add_explicit(&s->txns_open, 1, memory_order_relaxed);
 	c->msgs++;
 	if (c->need_rset) {
-		cmd_printf(s, c, CMD_RSET, (uint8_t)ti, 0, "RSET\r\n");
+		CMD_LIT(s, c, CMD_RSET, (uint8_t)ti, "RSET\r\n");
 		c->need_rset = false;
 	}
 	bool utf8 = c->smtputf8 && has_non_ascii(m->sender);
 	for (uint32_t i = 0; i < leg->nr && !utf8; i++)
 		utf8 = c->smtputf8 && has_non_ascii(m->rcpt[leg->ri[i]]);
-	char size[32] = "";
-	if (c->size_max || c->esmtp)
-		snprintf(size, sizeof(size), " SIZE=%zu", message_content_len(m));
-	cmd_printf(s, c, CMD_MAIL, (uint8_t)ti, 0, "MAIL FROM:<%s>%s%s%s\r\n", m->sender,
-	           c->esmtp ? size : "", m->body_8bit && c->eightbit ? " BODY=8BITMIME" : "",
-	           utf8 ? " SMTPUTF8" : "");
-	for (uint32_t i = 0; i < leg->nr; i++)
-		if (leg->rt[i] != RT_RESOLVED) /* settled before sending (SMTPUTF8) */
-			cmd_printf(s, c, CMD_RCPT, (uint8_t)ti, i, "RCPT TO:<%s>\r\n", m->rcpt[leg->ri[i]]);
+	struct cmd_line l = { .n = 0 };
+	line_adds(&l, "MAIL FROM:<");
+	line_adds(&l, m->sender);
+	line_add(&l, ">", 1);
+	if (c->esmtp) {
+		line_adds(&l, " SIZE=");
+		line_num(&l, message_content_len(m));
+	}
+	if (m->body_8bit && c->eightbit)
+		line_adds(&l, " BODY=8BITMIME");
+	if (utf8)
+		line_adds(&l, " SMTPUTF8");
+	line_add(&l, "\r\n", 2);
+	cmd_push(s, c, CMD_MAIL, (uint8_t)ti, 0, l.p, l.n, false);
+	for (uint32_t i = 0; i < leg->nr; i++) {
+		if (leg->rt[i] == RT_RESOLVED) /* settled before sending (SMTPUTF8) */
+			continue;
+		l.n = 0;
+		line_adds(&l, "RCPT TO:<");
+		line_adds(&l, m->rcpt[leg->ri[i]]);
+		line_add(&l, ">\r\n", 3);
+		cmd_push(s, c, CMD_RCPT, (uint8_t)ti, i, l.p, l.n, false);
+	}
 	if (bdat) {
-		struct buf b = { 0 };
-		buf_printf(&b, "BDAT %zu LAST\r\n", message_content_len(m));
-		if (m->dkim_sig)
-			buf_add(&b, m->dkim_sig, m->dkim_sig_len);
-		buf_add(&b, m->body, m->body_len);
-		cmd_push(s, c, CMD_BDAT, (uint8_t)ti, 0, b.p, b.len);
-		buf_free(&b);
+		l.n = 0;
+		line_adds(&l, "BDAT ");
+		line_num(&l, message_content_len(m));
+		line_adds(&l, " LAST\r\n");
+		cmd_push(s, c, CMD_BDAT, (uint8_t)ti, 0, l.p, l.n, true);
 		t->data_started = true;
 	} else {
-		cmd_printf(s, c, CMD_DATA, (uint8_t)ti, 0, "DATA\r\n");
+		CMD_LIT(s, c, CMD_DATA, (uint8_t)ti, "DATA\r\n");
 	}
 }
 
@@ -866,14 +942,14 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 {
 	bool ok = r->code >= 200 && r->code < 300;
 	if (cmd == CMD_BANNER && ok) {
-		cmd_printf(s, c, CMD_EHLO, 0, 0, "EHLO %s\r\n", s->cfg->helo);
+		cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
 	} else if (cmd == CMD_EHLO && ok) {
 		c->esmtp = true; /* the keywords came through ehlo_line */
 		become_ready(s, c);
 	} else if (cmd == CMD_EHLO && r->code >= 500) {
 		c->pipelining = c->chunking = c->eightbit = c->smtputf8 = false;
 		c->size_max = 0;
-		cmd_printf(s, c, CMD_HELO, 0, 0, "HELO %s\r\n", s->cfg->helo);
+		cmd_with_arg(s, c, CMD_HELO, "HELO ", s->cfg->helo);
 	} else if (cmd == CMD_HELO && ok) {
 		become_ready(s, c);
 	} else {
@@ -905,20 +981,18 @@ static void handle_data_reply(struct shard *s, struct conn *c, const struct pend
 	txn_release_held(s, c, t);
 	if (r->code == 354) {
 		t->data_started = true;
-		size_t before = c->pbuf.len;
-		if (t->naccepted) {
-			const struct message *m = t->leg->msg;
-			if (m->dkim_sig) /* header fields: no line starts with '.' */
-				buf_add(&c->pbuf, m->dkim_sig, m->dkim_sig_len);
-			smtp_data_stuff(&c->pbuf, m->body, m->body_len);
-		} else {
-			buf_add(&c->pbuf, ".\r\n", 3); /* RFC 2920 3.1: 354 with no recipient */
-		}
+		uint64_t before = c->out.queued;
 		/* The content goes straight out: cmd_push would hold it behind
 		 * nothing, since every earlier command was answered. */
+		ASSERT(c->pq_len == 0);
+		if (t->naccepted)
+			add_content(s, c, t->leg->msg, true);
+		else
+			out_add(&c->out, ".\r\n", 3); /* RFC 2920 3.1: 354 with no recipient */
 		if (TRACING(s))
-			tracef(s, c, '>', "[content, %zu bytes, dot-stuffed] .", c->pbuf.len - before);
-		cmd_push(s, c, CMD_DOT, p->txn, 0, NULL, 0);
+			tracef(s, c, '>', "[content, %llu bytes, dot-stuffed] .",
+			       (unsigned long long)(c->out.queued - before));
+		cmd_push(s, c, CMD_DOT, p->txn, 0, NULL, 0, false);
 		conn_take_work(s, c); /* pipelining: next MAIL in the same write */
 		return;
 	}
@@ -993,8 +1067,10 @@ static void process_input(struct shard *s, struct conn *c)
 	while (off < c->rlen && c->state != CS_CLOSING) {
 		if (!c->reply.in_progress && !REPLY_MAY_ANSWER(s, c)) {
 			size_t n = c->rlen - off;
-			conn_failf(s, c, "server sent data nobody asked for: %.*s", (int)(n < 60 ? n : 60),
-			           c->rbuf + off);
+			struct buf shown = { 0 };
+			buf_add_escaped(&shown, c->rbuf + off, n < 60 ? n : 60);
+			conn_failf(s, c, "server sent data nobody asked for: %.*s", (int)shown.len, shown.p);
+			buf_free(&shown);
 			return;
 		}
 		size_t used;
@@ -1020,7 +1096,7 @@ static void process_input(struct shard *s, struct conn *c)
 		}
 		pq_pop(c);
 		if (!PIPELINED(s, c))
-			send_next_held(c);
+			send_next_held(s, c);
 		else if (ALL_SENT(c))
 			c->hold.len = 0;
 		handle_reply(s, c, &p, &c->reply);
@@ -1036,15 +1112,14 @@ static void process_input(struct shard *s, struct conn *c)
 
 /* A short send: the rest goes again. The commands whose bytes end in
  * that rest were not all on the wire: they are sent from now on. */
-static void resend_rest(struct shard *s, struct conn *c)
+static void resend_rest(struct shard *s, struct conn *c, struct msghdr *rest)
 {
-	ring_send(s->ring, c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, ud(c, OP_SEND));
+	ring_sendmsg(s->ring, c->fd, rest, ud(c, OP_SEND));
 	c->ops++;
-	c->sending = true;
 	uint64_t epoch = ring_submits(s->ring);
 	for (unsigned i = 0; i < c->pq_flushed; i++) {
 		struct pending *p = pq_at(c, i);
-		if (p->wgen == c->wgen && p->end > c->woff)
+		if (p->end > c->out.sent)
 			p->epoch = epoch;
 	}
 }
@@ -1060,7 +1135,7 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 	}
 	if (op == OP_CANCEL || c->state == CS_CLOSING) {
 		if (op == OP_SEND)
-			c->sending = false;
+			wire_release(s, c);
 		if (op == OP_RECV)
 			c->receiving = false;
 		maybe_close_fd(s, c);
@@ -1074,7 +1149,7 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 		}
 		note_source(c);
 		conn_enter(s, c, CS_GREETING);
-		cmd_push(s, c, CMD_BANNER, 0, 0, NULL, 0);
+		cmd_push(s, c, CMD_BANNER, 0, 0, NULL, 0, false);
 		start_recv(s, c);
 		break;
 	case OP_RECV:
@@ -1095,18 +1170,17 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 		start_recv(s, c);
 		break;
 	case OP_SEND:
-		c->sending = false;
-		if (cqe->res < 0) {
-			conn_failf(s, c, "send failed: %s", strerror(-cqe->res));
+		if (cqe->res <= 0) {
+			wire_release(s, c);
+			conn_failf(s, c, "send failed: %s", cqe->res ? strerror(-cqe->res) : "nothing sent");
 			return;
 		}
-		c->woff += (size_t)cqe->res;
-		if (c->woff < c->wbuf.len) {
-			resend_rest(s, c);
+		struct msghdr *rest = out_sent(&c->out, (size_t)cqe->res);
+		if (rest) {
+			resend_rest(s, c, rest);
 			return;
 		}
-		c->wbuf.len = 0;
-		c->woff = 0;
+		wire_release(s, c);
 		break;
 	}
 	flush_output(s, c);

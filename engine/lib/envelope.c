@@ -78,6 +78,60 @@ char *crlf_normalise(const char *src, size_t len, size_t *out_len)
 	return out;
 }
 
+/* Every LF preceded by CR, every CR followed by LF, ending in CRLF: the
+ * bytes need no normalising (two memchr passes, no copy). */
+static bool crlf_clean(const char *p, size_t len)
+{
+	if (len < 2 || p[len - 2] != '\r' || p[len - 1] != '\n')
+		return false;
+	const char *end = p + len;
+	for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))); q++)
+		if (q == p || q[-1] != '\r')
+			return false;
+	for (const char *q = p; (q = memchr(q, '\r', (size_t)(end - q))); q++)
+		if (q[1] != '\n') /* in bounds: the body ends in CRLF */
+			return false;
+	return true;
+}
+
+static bool any_8bit(const char *p, size_t len)
+{
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w & 0x8080808080808080ull)
+			return true;
+	}
+	for (; i < len; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/* What sending needs to know of a CRLF body, found once: 8-bit bytes, and
+ * the lines that start with '.' (DATA doubles that dot, RFC 5321 4.5.2). */
+static void body_scan(struct message *m)
+{
+	ASSERT(m->body_len < UINT32_MAX);
+	m->body_8bit = any_8bit(m->body, m->body_len);
+	uint32_t cap = 0;
+	m->dots = NULL;
+	m->ndots = 0;
+	const char *p = m->body, *end = m->body + m->body_len;
+	for (const char *line = p; line < end;) {
+		if (*line == '.') {
+			if (m->ndots == cap) {
+				cap = cap ? cap * 2 : 8;
+				m->dots = xrealloc(m->dots, cap * sizeof(*m->dots));
+			}
+			m->dots[m->ndots++] = (uint32_t)(line - p);
+		}
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		line = nl ? nl + 1 : end;
+	}
+}
+
 /* One envelope line: name, value (angle brackets stripped for addresses). */
 struct env_line { const char *name; char *value; size_t value_len; };
 
@@ -193,13 +247,15 @@ bool envelope_parse(struct message *m, char *why, size_t why_len)
 		fail(why, why_len, "%s", "no message after the envelope lines");
 		return false;
 	}
-	m->body = crlf_normalise(p, body_in, &m->body_len);
-	m->body_8bit = false;
-	for (size_t i = 0; i < m->body_len; i++)
-		if ((unsigned char)m->body[i] >= 0x80) {
-			m->body_8bit = true;
-			break;
-		}
+	if (crlf_clean(p, body_in)) { /* the usual case: sent as it lies in the file */
+		m->body = p;
+		m->body_len = body_in;
+		m->body_owned = false;
+	} else {
+		m->body = crlf_normalise(p, body_in, &m->body_len);
+		m->body_owned = true;
+	}
+	body_scan(m);
 	m->rcpt_state = xcalloc(m->nrcpt, 1);
 	m->npending = m->nrcpt;
 	return true;

@@ -15,7 +15,9 @@ void message_free(struct message *m)
 	if (!m)
 		return;
 	free(m->raw);
-	free(m->body);
+	if (m->body_owned)
+		free(m->body);
+	free(m->dots);
 	free(m->dkim_log);
 	free(m->dkim_sig);
 	while (m->dsn) {

@@ -47,9 +47,16 @@ struct file_print {
 struct message {
 	char *raw;               /* the file as read; envelope strings point into it */
 	size_t raw_len;
-	char *body;              /* CRLF-normalised RFC 5322 message, ends in CRLF */
+	char *body;              /* CRLF-normalised RFC 5322 message, ends in CRLF:
+	                          * inside raw when the file was CRLF already
+	                          * (body_owned false), else its own copy. Never
+	                          * changes while a shard owns the message: the
+	                          * SMTP client sends it from here, without a copy */
 	size_t body_len;
+	bool body_owned;
 	bool body_8bit;          /* any byte >= 0x80: ask for BODY=8BITMIME */
+	uint32_t *dots;          /* offsets of the body's lines that start with '.' */
+	uint32_t ndots;          /* (DATA doubles those dots); NULL/0: none */
 	size_t claim_bytes;      /* memory it took when claimed (file + body), for the budget */
 	bool dkim_done;          /* shard-private: signed (or no key applies) in this process */
 	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
@@ -71,7 +78,8 @@ struct message {
 	int64_t due_wall_ms;     /* from a saved state: not to be tried before this */
 	bool has_state;          /* a retry state file exists for it */
 	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
-	uint32_t legs_open;      /* shard-private: transactions not finished */
+	uint32_t legs_open;      /* shard-private: transactions not finished, and
+	                          * sends of its content still in flight */
 	struct message *next;    /* shard-private list link (retry queue) */
 	struct dsn_failure *dsn; /* engine-private: final failures, for a DSN */
 	struct message *held_prev, *held_next; /* shard-private: messages it holds */

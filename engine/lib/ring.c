@@ -119,6 +119,13 @@ void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud)
 	io_uring_sqe_set_data64(s, ud);
 }
 
+void ring_sendmsg(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_sendmsg(s, fd, msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(s, ud);
+}
+
 void ring_read(struct ring *r, int fd, void *buf, size_t len, uint64_t ud)
 {
 	struct io_uring_sqe *s = sqe_get(r);

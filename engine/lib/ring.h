@@ -44,6 +44,9 @@ bool ring_more(const struct ring_cqe *c);  /* multishot still armed */
 void ring_connect(struct ring *r, int fd, const struct sockaddr *sa, socklen_t len, uint64_t ud);
 void ring_recv(struct ring *r, int fd, void *buf, size_t len, uint64_t ud);
 void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud);
+/* msg (and its iovecs and their bytes) must stay valid until the CQE. */
+struct msghdr;
+void ring_sendmsg(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud);
 void ring_read(struct ring *r, int fd, void *buf, size_t len, uint64_t ud);
 void ring_write(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud);
 void ring_close(struct ring *r, int fd, uint64_t ud);

@@ -138,15 +138,44 @@ void ring_recv(struct ring *r, int fd, void *buf, size_t len, uint64_t ud)
 	o->len = len;
 }
 
-void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud)
+/* The bytes of msg's iovecs, one after the other, into out (NULL: count). */
+static size_t gather(const struct msghdr *msg, char *out)
 {
-	FCHECK(buf && len > 0);
+	size_t n = 0;
+	for (size_t i = 0; i < msg->msg_iovlen; i++) {
+		if (out)
+			memcpy(out + n, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
+		n += msg->msg_iov[i].iov_len;
+	}
+	return n;
+}
+
+void ring_sendmsg(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud)
+{
+	size_t len = gather(msg, NULL);
+	FCHECK(len > 0);
 	struct fake_op *o = record(r, FK_SEND, fd, ud);
-	o->sbuf = buf;
+	o->msg = msg;
 	o->len = len;
 	o->snap = malloc(len);
 	FCHECK(o->snap);
-	memcpy(o->snap, buf, len);
+	gather(msg, o->snap);
+}
+
+bool fake_send_unchanged(const struct fake_op *o)
+{
+	char *now = malloc(o->len);
+	FCHECK(now && gather(o->msg, NULL) == o->len);
+	gather(o->msg, now);
+	bool same = memcmp(now, o->snap, o->len) == 0;
+	free(now);
+	return same;
+}
+
+/* Not used by the SMTP client since it sends by sendmsg. */
+void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud)
+{
+	record(r, FK_OTHER, fd, ud);
 }
 
 void ring_close(struct ring *r, int fd, uint64_t ud)

@@ -8,6 +8,8 @@
 #ifndef SLUICE_FAKE_RING_H
 #define SLUICE_FAKE_RING_H
 #include "../../engine/lib/ring.h"
+#include <stdbool.h>
+#include <sys/socket.h>
 
 enum fake_kind { FK_CONNECT = 1, FK_RECV, FK_SEND, FK_CLOSE, FK_CANCEL, FK_OTHER };
 enum fake_state { FS_PREPARED = 1, FS_KERNEL };
@@ -17,7 +19,7 @@ struct fake_op {
 	enum fake_state state;
 	int fd;
 	uint64_t ud;
-	const void *sbuf;          /* send: the caller's bytes */
+	const struct msghdr *msg;  /* send: the caller's iovecs */
 	void *snap;                /* send: a copy taken when it was prepared */
 	void *rbuf;                /* recv */
 	size_t len;
@@ -46,4 +48,6 @@ void fake_ring_complete(struct ring *r, size_t i, int32_t res);
 /* Adds a completion for no recorded operation (a cancel's own result). */
 void fake_ring_post(struct ring *r, uint64_t ud, int32_t res);
 size_t fake_ring_pending_cqes(const struct ring *r);
+/* A send's bytes are still those it was prepared with. */
+bool fake_send_unchanged(const struct fake_op *o);
 #endif

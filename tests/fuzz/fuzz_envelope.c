@@ -220,6 +220,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			eight |= (unsigned char)m->body[i] >= 0x80;
 		}
 		CHECK(eight == m->body_8bit);
+		/* the dot list: exactly the lines that start with '.', in order */
+		uint32_t nd = 0;
+		for (size_t i = 0; i < m->body_len; i++)
+			if (m->body[i] == '.' && (i == 0 || m->body[i - 1] == '\n')) {
+				CHECK(nd < m->ndots && m->dots[nd] == i);
+				nd++;
+			}
+		CHECK(nd == m->ndots);
+		/* already CRLF: sent from the file's bytes, never copied */
+		CHECK(m->body_owned == !(m->body >= m->raw && m->body < m->raw + m->raw_len));
 		size_t bl;
 		char *b = ref_body(copy + r.body_off, size - r.body_off, &bl);
 		CHECK(bl == m->body_len && memcmp(b, m->body, bl) == 0);

@@ -78,20 +78,60 @@ char *crlf_normalise(const char *src, size_t len, size_t *out_len)
 	return out;
 }
 
-/* Every LF preceded by CR, every CR followed by LF, ending in CRLF: the
- * bytes need no normalising (two memchr passes, no copy). */
-static bool crlf_clean(const char *p, size_t len)
+/* CR bytes in p, eight at a time: a byte of x = w ^ CRs is zero exactly
+ * where w holds a CR, and ((x & 0x7f..) + 0x7f..) | x has its high bit
+ * clear exactly at the zero bytes. */
+static size_t count_cr(const char *p, size_t len)
 {
-	if (len < 2 || p[len - 2] != '\r' || p[len - 1] != '\n')
-		return false;
+	const uint64_t crs = 0x0d0d0d0d0d0d0d0dull, low7 = 0x7f7f7f7f7f7f7f7full;
+	size_t n = 0, i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		uint64_t x = w ^ crs;
+		n += (size_t)__builtin_popcountll(~(((x & low7) + low7) | x) & ~low7);
+	}
+	for (; i < len; i++)
+		n += p[i] == '\r';
+	return n;
+}
+
+static void dot_add(struct message *m, uint32_t *cap, size_t off)
+{
+	if (m->ndots == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		m->dots = xrealloc(m->dots, *cap * sizeof(*m->dots));
+	}
+	m->dots[m->ndots++] = (uint32_t)off;
+}
+
+/* Lines of a CRLF body that start with '.' (DATA doubles that dot, RFC
+ * 5321 4.5.2) into m->dots, found as the body is walked line by line.
+ * Returns whether the bytes are clean CRLF: every LF preceded by CR, and
+ * no other CR (counted: as many CR as LF). Clean bytes need no copy. */
+static bool scan_lines(struct message *m, const char *p, size_t len)
+{
+	uint32_t cap = 0;
+	size_t lf = 0;
+	m->dots = NULL;
+	m->ndots = 0;
+	if (len && p[0] == '.')
+		dot_add(m, &cap, 0);
 	const char *end = p + len;
-	for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))); q++)
-		if (q == p || q[-1] != '\r')
-			return false;
-	for (const char *q = p; (q = memchr(q, '\r', (size_t)(end - q))); q++)
-		if (q[1] != '\n') /* in bounds: the body ends in CRLF */
-			return false;
-	return true;
+	bool clean = len >= 2 && p[len - 1] == '\n';
+	for (const char *q = p; clean && (q = memchr(q, '\n', (size_t)(end - q))); q++) {
+		clean = q > p && q[-1] == '\r';
+		lf++;
+		if (q + 1 < end && q[1] == '.')
+			dot_add(m, &cap, (size_t)(q + 1 - p));
+	}
+	clean = clean && count_cr(p, len) == lf;
+	if (!clean) {
+		free(m->dots);
+		m->dots = NULL;
+		m->ndots = 0;
+	}
+	return clean;
 }
 
 static bool any_8bit(const char *p, size_t len)
@@ -109,27 +149,23 @@ static bool any_8bit(const char *p, size_t len)
 	return false;
 }
 
-/* What sending needs to know of a CRLF body, found once: 8-bit bytes, and
- * the lines that start with '.' (DATA doubles that dot, RFC 5321 4.5.2). */
-static void body_scan(struct message *m)
+/* Sets the body: in place when the file's bytes are clean CRLF already
+ * (the usual case: sent as they lie in the file), else a normalised copy;
+ * with its dot lines and whether it has 8-bit bytes. */
+static void take_body(struct message *m, char *p, size_t len)
 {
+	if (scan_lines(m, p, len)) {
+		m->body = p;
+		m->body_len = len;
+		m->body_owned = false;
+	} else {
+		m->body = crlf_normalise(p, len, &m->body_len);
+		m->body_owned = true;
+		bool clean = scan_lines(m, m->body, m->body_len);
+		ASSERT(clean);
+	}
 	ASSERT(m->body_len < UINT32_MAX);
 	m->body_8bit = any_8bit(m->body, m->body_len);
-	uint32_t cap = 0;
-	m->dots = NULL;
-	m->ndots = 0;
-	const char *p = m->body, *end = m->body + m->body_len;
-	for (const char *line = p; line < end;) {
-		if (*line == '.') {
-			if (m->ndots == cap) {
-				cap = cap ? cap * 2 : 8;
-				m->dots = xrealloc(m->dots, cap * sizeof(*m->dots));
-			}
-			m->dots[m->ndots++] = (uint32_t)(line - p);
-		}
-		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		line = nl ? nl + 1 : end;
-	}
 }
 
 /* One envelope line: name, value (angle brackets stripped for addresses). */
@@ -247,15 +283,7 @@ bool envelope_parse(struct message *m, char *why, size_t why_len)
 		fail(why, why_len, "%s", "no message after the envelope lines");
 		return false;
 	}
-	if (crlf_clean(p, body_in)) { /* the usual case: sent as it lies in the file */
-		m->body = p;
-		m->body_len = body_in;
-		m->body_owned = false;
-	} else {
-		m->body = crlf_normalise(p, body_in, &m->body_len);
-		m->body_owned = true;
-	}
-	body_scan(m);
+	take_body(m, p, body_in);
 	m->rcpt_state = xcalloc(m->nrcpt, 1);
 	m->npending = m->nrcpt;
 	return true;

@@ -80,7 +80,8 @@ char *crlf_normalise(const char *src, size_t len, size_t *out_len)
 
 /* CR bytes in p, eight at a time: a byte of x = w ^ CRs is zero exactly
  * where w holds a CR, and ((x & 0x7f..) + 0x7f..) | x has its high bit
- * clear exactly at the zero bytes. */
+ * clear exactly at the zero bytes; multiplying the 0/1 bytes by 0x0101..
+ * sums them into the top byte (no popcount instruction in baseline x86-64). */
 static size_t count_cr(const char *p, size_t len)
 {
 	const uint64_t crs = 0x0d0d0d0d0d0d0d0dull, low7 = 0x7f7f7f7f7f7f7f7full;
@@ -89,7 +90,8 @@ static size_t count_cr(const char *p, size_t len)
 		uint64_t w;
 		memcpy(&w, p + i, 8);
 		uint64_t x = w ^ crs;
-		n += (size_t)__builtin_popcountll(~(((x & low7) + low7) | x) & ~low7);
+		uint64_t ones = (~(((x & low7) + low7) | x) & ~low7) >> 7; /* 1 per CR byte */
+		n += (size_t)((ones * 0x0101010101010101ull) >> 56); /* their sum, at most 8 */
 	}
 	for (; i < len; i++)
 		n += p[i] == '\r';

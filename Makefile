@@ -130,6 +130,15 @@ install: sluice
 clean:
 	rm -rf build sluice
 
+# ---- probes: small separate programs, not linked into ./sluice ----
+# send-zc-probe: zero-copy vs copying sendmsg over loopback (see the file).
+.PHONY: send-zc-probe
+SEND_ZC_PROBE_SRCS := bench/send_zc_probe.c engine/lib/ring.c engine/lib/util.c
+send-zc-probe: build/send-zc-probe
+build/send-zc-probe: $(SEND_ZC_PROBE_SRCS:%.c=$(BUILD)/%.o)
+	$(CC) $(CFLAGS) -o $@ $^ -luring -pthread
+-include $(SEND_ZC_PROBE_SRCS:%.c=$(BUILD)/%.d)
+
 # ---- fuzzing: libFuzzer targets (clang), see tests/fuzz/ ----
 # `make fuzz` runs each for FUZZ_SECONDS; `make check` runs each for
 # FUZZ_CHECK_SECONDS from the generated seeds and fails on any crash.

@@ -126,6 +126,33 @@ void ring_sendmsg(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud)
 	io_uring_sqe_set_data64(s, ud);
 }
 
+/* Zero-copy sendmsg (IORING_OP_SENDMSG_ZC, kernel 6.1+; usage reporting
+ * 6.2+). The kernel pins the pages behind msg's iovecs instead of copying
+ * them, so one request completes twice, both CQEs carrying ud:
+ *  1. the result (bytes sent or -errno), with IORING_CQE_F_MORE set when a
+ *     notification follows (it is not set if the request failed early);
+ *  2. a notification CQE with IORING_CQE_F_NOTIF, posted once the network
+ *     stack released the pages (for TCP: the data was acknowledged).
+ *     Only after it may the iovecs' bytes be changed or freed.
+ * IORING_SEND_ZC_REPORT_USAGE is asked for: the notification's res then
+ * has RING_NOTIF_COPIED set when the kernel fell back to copying (always
+ * the case on loopback, where the receiver must not hold sender pages). */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+void ring_sendmsg_zc(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_sendmsg_zc(s, fd, msg, MSG_NOSIGNAL);
+	s->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+	io_uring_sqe_set_data64(s, ud);
+}
+
+bool ring_notif(const struct ring_cqe *c)
+{
+	return (c->flags & IORING_CQE_F_NOTIF) != 0;
+}
+
 void ring_read(struct ring *r, int fd, void *buf, size_t len, uint64_t ud)
 {
 	struct io_uring_sqe *s = sqe_get(r);

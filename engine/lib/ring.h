@@ -48,6 +48,13 @@ void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud)
 struct msghdr;
 void ring_sendmsg(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud);
 void ring_read(struct ring *r, int fd, void *buf, size_t len, uint64_t ud);
+/* Zero-copy sendmsg: completes twice with ud, first the result (with
+ * IORING_CQE_F_MORE: ring_more), then a notification (ring_notif) after
+ * which msg's bytes may be reused; see ring.c. Kernel 6.2+. */
+void ring_sendmsg_zc(struct ring *r, int fd, const struct msghdr *msg, uint64_t ud);
+bool ring_notif(const struct ring_cqe *c);  /* zero-copy send notification */
+/* In a notification's res: the kernel copied (part of) the data after all. */
+#define RING_NOTIF_COPIED (1U << 31)
 void ring_write(struct ring *r, int fd, const void *buf, size_t len, uint64_t ud);
 void ring_close(struct ring *r, int fd, uint64_t ud);
 void ring_cancel_fd(struct ring *r, int fd, uint64_t ud);

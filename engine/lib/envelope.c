@@ -209,9 +209,50 @@ static int env_kind(const char *p, size_t len, size_t *name_len)
 	return -1;
 }
 
-bool envelope_parse(struct message *m, char *why, size_t why_len)
+/* Checks one envelope line's value and stores it in m. */
+static bool take_envelope_value(struct message *m, int kind, char *v, size_t vlen, uint32_t *cap,
+                                int *nsender, char *why, size_t why_len)
 {
-	char *p = m->raw, *end = m->raw + m->raw_len;
+	if (kind <= 1) {
+		const char *bad = address_check(v, vlen, kind == 0);
+		if (bad) {
+			snprintf(why, why_len, "%s %s", kind == 0 ? "X-Sender:" : "X-Receiver:", bad);
+			return false;
+		}
+	} else {
+		for (size_t i = 0; i < vlen; i++)
+			if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
+				fail(why, why_len, "%s contains a control character", env_names[kind]);
+				return false;
+			}
+	}
+	v[vlen] = 0; /* the byte was a CR, LF or inside the line: safe to overwrite */
+	switch (kind) {
+	case 0:
+		(*nsender)++;
+		m->sender = v;
+		break;
+	case 1:
+		if (m->nrcpt >= ENVELOPE_MAX_RCPT) {
+			fail(why, why_len, "more than %s recipients", "100000");
+			return false;
+		}
+		if (m->nrcpt == *cap) {
+			*cap *= 2;
+			m->rcpt = xrealloc(m->rcpt, *cap * sizeof(*m->rcpt));
+		}
+		m->rcpt[m->nrcpt++] = v;
+		break;
+	case 2: m->job = v; break;
+	case 3: m->pool = v; break;
+	}
+	return true;
+}
+
+/* The envelope lines at the top of the file; returns where the message
+ * starts, or NULL with why set. */
+static char *take_envelope(struct message *m, char *p, char *end, char *why, size_t why_len)
+{
 	uint32_t cap = 8;
 	int nsender = 0;
 	m->rcpt = xmalloc(cap * sizeof(*m->rcpt));
@@ -227,7 +268,7 @@ bool envelope_parse(struct message *m, char *why, size_t why_len)
 			break;
 		if (!nl) {
 			fail(why, why_len, "envelope line %s is not followed by a message", env_names[kind]);
-			return false;
+			return NULL;
 		}
 		size_t vlen = line_len - name_len;
 		if (vlen && p[name_len + vlen - 1] == '\r')
@@ -237,55 +278,32 @@ bool envelope_parse(struct message *m, char *why, size_t why_len)
 			v = strip_address(v, &vlen);
 		else
 			while (vlen && (*v == ' ' || *v == '\t')) { v++; vlen--; }
-		if (kind <= 1) {
-			const char *bad = address_check(v, vlen, kind == 0);
-			if (bad) {
-				snprintf(why, why_len, "%s %s", kind == 0 ? "X-Sender:" : "X-Receiver:", bad);
-				return false;
-			}
-		} else {
-			for (size_t i = 0; i < vlen; i++)
-				if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
-					fail(why, why_len, "%s contains a control character", env_names[kind]);
-					return false;
-				}
-		}
-		v[vlen] = 0; /* the byte was a CR, LF or inside the line: safe to overwrite */
-		switch (kind) {
-		case 0:
-			nsender++;
-			m->sender = v;
-			break;
-		case 1:
-			if (m->nrcpt >= ENVELOPE_MAX_RCPT) {
-				fail(why, why_len, "more than %s recipients", "100000");
-				return false;
-			}
-			if (m->nrcpt == cap) {
-				cap *= 2;
-				m->rcpt = xrealloc(m->rcpt, cap * sizeof(*m->rcpt));
-			}
-			m->rcpt[m->nrcpt++] = v;
-			break;
-		case 2: m->job = v; break;
-		case 3: m->pool = v; break;
-		}
+		if (!take_envelope_value(m, kind, v, vlen, &cap, &nsender, why, why_len))
+			return NULL;
 		p = nl + 1;
 	}
 	if (nsender != 1) {
 		fail(why, why_len, "%s", nsender ? "more than one X-Sender line" : "no X-Sender line");
-		return false;
+		return NULL;
 	}
 	if (m->nrcpt == 0) {
 		fail(why, why_len, "%s", "no X-Receiver line");
-		return false;
+		return NULL;
 	}
-	size_t body_in = (size_t)(end - p);
-	if (body_in == 0) {
+	return p;
+}
+
+bool envelope_parse(struct message *m, char *why, size_t why_len)
+{
+	char *end = m->raw + m->raw_len;
+	char *p = take_envelope(m, m->raw, end, why, why_len);
+	if (!p)
+		return false;
+	if (p == end) {
 		fail(why, why_len, "%s", "no message after the envelope lines");
 		return false;
 	}
-	take_body(m, p, body_in);
+	take_body(m, p, (size_t)(end - p));
 	m->rcpt_state = xcalloc(m->nrcpt, 1);
 	m->npending = m->nrcpt;
 	return true;

@@ -183,6 +183,30 @@ static bool outbox_flush(struct shard *s)
 	return i > 0;
 }
 
+/* The outcome's strings in one block: response (NULs and all), mx, group. */
+static void outcome_set_text(struct outcome *o, const char *text, size_t text_len, const char *mx,
+                             const char *group)
+{
+	size_t mx_len = mx ? strlen(mx) + 1 : 0, group_len = group ? strlen(group) + 1 : 0;
+	size_t resp_len = text ? text_len + 1 : 0;
+	if (resp_len + mx_len + group_len == 0)
+		return;
+	char *p = xmalloc(resp_len + mx_len + group_len);
+	if (text) {
+		memcpy(p, text, text_len);
+		p[text_len] = 0;
+		o->response = p;
+		o->response_len = (uint32_t)text_len;
+		p += resp_len;
+	}
+	if (mx) {
+		o->mx = memcpy(p, mx, mx_len);
+		p += mx_len;
+	}
+	if (group)
+		o->group = memcpy(p, group, group_len);
+}
+
 static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum result r,
                         uint16_t code, const char *enhanced, const char *text, size_t text_len,
                         const struct conn *c, int64_t start_ms)
@@ -198,13 +222,10 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	o.ms = start_ms ? (uint32_t)(s->now - start_ms) : 0;
 	o.queue_ms = (uint32_t)(s->now - m->arrival_ms);
 	o.msg = m;
-	if (enhanced)
-		snprintf(o.enhanced, sizeof(o.enhanced), "%s", enhanced);
-	o.response = text ? xstrndup(text, text_len) : NULL; /* NULs and all */
-	o.response_len = text ? (uint32_t)text_len : 0;
+	if (enhanced) /* as snprintf("%s") would: cut to fit, NUL-terminated */
+		memcpy(o.enhanced, enhanced, strnlen(enhanced, sizeof(o.enhanced) - 1));
+	outcome_set_text(&o, text, text_len, c ? c->mx : NULL, c ? s->dests[c->dest].group : NULL);
 	if (c) {
-		o.mx = xstrdup(c->mx);
-		o.group = s->dests[c->dest].group ? xstrdup(s->dests[c->dest].group) : NULL;
 		memcpy(o.peer, c->peer, sizeof(o.peer));
 		memcpy(o.source, c->source, sizeof(o.source));
 	}
@@ -311,9 +332,7 @@ static void message_attempt_done(struct shard *s, struct message *m)
 void shard_leg_done(struct shard *s, struct leg *leg)
 {
 	struct message *m = leg->msg;
-	free(leg->ri);
-	free(leg->rt);
-	free(leg);
+	free(leg); /* ri and rt with it */
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
 		return;
 	ASSERT(m->legs_open > 0);
@@ -449,13 +468,16 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 	dest_defer_suspended(s, d);
 }
 
+/* Room for cap recipients: the leg, ri[] and rt[] in one block (ri[]
+ * starts at a multiple of 8 bytes: sizeof(struct leg) is one). */
 static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
 {
-	struct leg *l = xcalloc(1, sizeof(*l));
-	l->msg = m;
-	l->dest = dest;
-	l->ri = xmalloc(cap * sizeof(*l->ri));
-	l->rt = xcalloc(cap, 1);
+	_Static_assert(sizeof(struct leg) % _Alignof(uint32_t) == 0, "ri[] after the leg is aligned");
+	struct leg *l = xmalloc(sizeof(*l) + (size_t)cap * (sizeof(*l->ri) + sizeof(*l->rt)));
+	*l = (struct leg){ .msg = m, .dest = dest };
+	l->ri = (uint32_t *)(l + 1);
+	l->rt = (uint8_t *)(l->ri + cap);
+	memset(l->rt, RT_UNKNOWN, cap);
 	return l;
 }
 

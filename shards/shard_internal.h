@@ -27,6 +27,8 @@ enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOT
  * stream was in step (see smtp_client.c). */
 enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED, RT_NEXT_TXN, RT_REFUSED };
 
+/* One allocation: ri and rt point into the block that follows the struct
+ * (see leg_new in shard.c; freed with the leg). */
 struct leg {
 	struct message *msg;
 	struct leg *next;          /* destination queue */

@@ -1,8 +1,10 @@
 /* shards/shard.c - one delivery thread: its io_uring loop, its inbox of
  * messages from the engine, its destinations (routes, and MX sites found
  * through its own DNS resolver) and connection pools, its retry queue, and
- * its outbox of outcome records. Shards share nothing; the SMTP
- * conversation itself lives in smtp_client.c. */
+ * its outbox of outcome records. Per loop turn it touches only what
+ * changed: schedule() visits the destinations that have something to do.
+ * Shards share nothing; the SMTP conversation itself lives in
+ * smtp_client.c. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
 #include "../engine/lib/rng.h"
@@ -241,8 +243,8 @@ static void conn_noted(struct shard *s, struct conn *c)
 		d->ready[d->nready_refs++] = (struct slot_ref){ c->slot, c->gen };
 		s->ready_gen[c->slot] = c->gen + 1;
 	}
-	if (d->qlen)
-		dest_note(s, c->dest, false);
+	if (d->qlen) /* an idle one with legs waiting gave up (bounded): it looks again */
+		dest_note(s, c->dest, c->state == CS_READY && !c->txn[0].active && !c->txn[1].active);
 }
 
 /* ---- outcomes ---- */
@@ -1050,7 +1052,7 @@ static bool dest_visit(struct shard *s, uint32_t di)
 	bool idle_left = false;
 	if (d->new_work || d->nconns > d->max_conns)
 		idle_left = dest_give_work(s, d);
-	d->new_work = false;
+	d->new_work = idle_left; /* then next turn the idle ones try again */
 	if (dest_suspended(s, d)) {
 		if (d->qlen)
 			dest_defer_suspended(s, d);

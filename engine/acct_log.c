@@ -1,5 +1,6 @@
 /* engine/acct_log.c - accounting log lines (see acct_log.h). Written by the
- * engine thread only, never on a shard loop. */
+ * engine thread only, never on a shard loop; the timestamp's text is
+ * formatted once per second. */
 #include "acct_log.h"
 #include "lib/json.h"
 #include <pthread.h>
@@ -10,11 +11,37 @@
 #include <time.h>
 #include <unistd.h>
 
+/* "2026-11-26T05:30:36.421Z", quoted. The date and time to the second are
+ * formatted (strftime) once per second and kept; the milliseconds are
+ * written as digits. Per thread, though only the engine formats lines. */
 static void add_ts(struct buf *b, int64_t ms)
 {
-	buf_adds(b, "\"");
-	buf_add_utc(b, "%Y-%m-%dT%H:%M:%S", ms);
-	buf_printf(b, ".%03dZ\"", (int)(ms % 1000));
+	static _Thread_local int64_t cached_sec = INT64_MIN;
+	static _Thread_local char cached[40];
+	static _Thread_local size_t cached_len;
+	if (ms < 0) { /* not a wall clock time: no cache, no arithmetic surprises */
+		buf_adds(b, "\"");
+		buf_add_utc(b, "%Y-%m-%dT%H:%M:%S", ms);
+		buf_printf(b, ".%03dZ\"", (int)(ms % 1000));
+		return;
+	}
+	int64_t sec = ms / 1000;
+	if (sec != cached_sec) {
+		struct buf t = { 0 };
+		buf_adds(&t, "\"");
+		buf_add_utc(&t, "%Y-%m-%dT%H:%M:%S", ms);
+		ASSERT(t.len < sizeof(cached));
+		memcpy(cached, t.p, t.len);
+		cached_len = t.len;
+		cached_sec = sec;
+		buf_free(&t);
+	}
+	unsigned milli = (unsigned)(ms % 1000);
+	char tail[6] = { '.', (char)('0' + milli / 100), (char)('0' + milli / 10 % 10),
+	                 (char)('0' + milli % 10), 'Z', '"' };
+	buf_reserve(b, cached_len + sizeof(tail));
+	buf_add(b, cached, cached_len);
+	buf_add(b, tail, sizeof(tail));
 }
 
 void acct_format(struct buf *b, const struct outcome *o)

@@ -11,6 +11,7 @@ struct leg *dest_pop(struct dest *d)
 	struct leg *l = d->qhead;
 	if (!l)
 		return NULL;
+	ASSERT(d->qlen > 0);
 	d->qhead = l->next;
 	if (!d->qhead)
 		d->qtail = NULL;
@@ -21,6 +22,7 @@ struct leg *dest_pop(struct dest *d)
 
 void dest_push(struct dest *d, struct leg *l)
 {
+	ASSERT(l->nr > 0 && l != d->qtail);
 	l->next = NULL;
 	if (d->qtail)
 		d->qtail->next = l;

@@ -1,8 +1,10 @@
 /* shards/shard.c - one delivery thread: its io_uring loop, its inbox of
  * messages from the engine, its destinations (routes, and MX sites found
  * through its own DNS resolver) and connection pools, its retry queue, and
- * its outbox of outcome records. Shards share nothing; the SMTP
- * conversation itself lives in smtp_client.c. */
+ * its outbox of outcome records. Per loop turn it touches only what
+ * changed: schedule() visits the destinations that have something to do.
+ * Shards share nothing; the SMTP conversation itself lives in
+ * smtp_client.c. */
 #define _GNU_SOURCE
 #include "shard_internal.h"
 #include "../engine/lib/rng.h"
@@ -51,6 +53,8 @@ static void conns_grow(struct shard *s, unsigned n)
 	s->conns = xrealloc(s->conns, n * sizeof(*s->conns));
 	s->free_slots = xrealloc(s->free_slots, n * sizeof(*s->free_slots));
 	s->quiet = xrealloc(s->quiet, n * sizeof(*s->quiet));
+	s->ready_gen = xrealloc(s->ready_gen, n * sizeof(*s->ready_gen));
+	memset(s->ready_gen + s->nconns_max, 0, (n - s->nconns_max) * sizeof(*s->ready_gen));
 	for (unsigned i = n; i-- > s->nconns_max;) {
 		s->conns[i] = xcalloc(1, sizeof(**s->conns));
 		s->conns[i]->slot = i;
@@ -85,6 +89,9 @@ static void dest_free(struct shard *s, struct dest *d)
 	d->group = NULL;
 	free(d->fail_why);
 	d->fail_why = NULL;
+	free(d->ready);
+	d->ready = NULL;
+	d->nready_refs = d->ready_cap = 0;
 }
 
 /* Settings of the MX plans, from the run configuration. */
@@ -157,6 +164,89 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	return s;
 }
 
+/* ---- what schedule() looks at ----
+ * schedule() visits the destinations in s->work, not all of them: one is
+ * put there (dest_note) when legs are queued for it, when one of its
+ * connections had an event while it has a queue (a connection closed or
+ * got ready: it may open another), and, after a visit, when it still
+ * wants connections and has room for them (a free slot, the cap's wait or
+ * a probe may allow one later: looked at again each turn). A destination
+ * without a queue needs nothing: its connections take work themselves
+ * whenever they can start a transaction (smtp_client.c). */
+
+static void index_push(uint32_t **a, unsigned *n, unsigned *cap, uint32_t v)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*a = xrealloc(*a, *cap * sizeof(**a));
+	}
+	(*a)[(*n)++] = v;
+}
+
+/* Destination di to be visited by the next schedule(); work: legs came. */
+static void dest_note(struct shard *s, uint32_t di, bool work)
+{
+	ASSERT(di < s->ndests);
+	struct dest *d = &s->dests[di];
+	d->new_work |= work;
+	if (d->listed)
+		return;
+	d->listed = true;
+	index_push(&s->work, &s->nwork, &s->work_cap, di);
+}
+
+/* Queues l on destination di (at the front: the rest of a transaction). */
+static void dest_enqueue(struct shard *s, uint32_t di, struct leg *l, bool front)
+{
+	ASSERT(l->dest == di && l->nr > 0 && l->msg->legs_open > 0);
+	if (front)
+		dest_push_front(&s->dests[di], l);
+	else
+		dest_push(&s->dests[di], l);
+	dest_note(s, di, true);
+}
+
+static bool ref_live(const struct shard *s, struct slot_ref r)
+{
+	const struct conn *c = s->conns[r.slot];
+	return c->gen == r.gen && c->state == CS_READY;
+}
+
+/* Drops the ref (its connection is no longer READY, or it was reused). */
+static void ref_forget(struct shard *s, struct slot_ref r)
+{
+	if (s->ready_gen[r.slot] == r.gen + 1)
+		s->ready_gen[r.slot] = 0;
+}
+
+/* After an event on c: a connection that got ready joins its destination's
+ * ready refs; its destination, when it has a queue, is looked at. */
+static void conn_noted(struct shard *s, struct conn *c)
+{
+	if (c->dest >= s->ndests)
+		return; /* a free slot's old destination, gone with a reload */
+	struct dest *d = &s->dests[c->dest];
+	if (c->state == CS_READY && s->ready_gen[c->slot] != c->gen + 1) {
+		if (d->nready_refs == d->ready_cap) { /* full: first drop the stale ones */
+			uint32_t keep = 0;
+			for (uint32_t i = 0; i < d->nready_refs; i++)
+				if (ref_live(s, d->ready[i]))
+					d->ready[keep++] = d->ready[i];
+				else
+					ref_forget(s, d->ready[i]);
+			d->nready_refs = keep;
+		}
+		if (d->nready_refs == d->ready_cap) {
+			d->ready_cap = d->ready_cap ? d->ready_cap * 2 : 8;
+			d->ready = xrealloc(d->ready, d->ready_cap * sizeof(*d->ready));
+		}
+		d->ready[d->nready_refs++] = (struct slot_ref){ c->slot, c->gen };
+		s->ready_gen[c->slot] = c->gen + 1;
+	}
+	if (d->qlen) /* an idle one with legs waiting gave up (bounded): it looks again */
+		dest_note(s, c->dest, c->state == CS_READY && !c->txn[0].active && !c->txn[1].active);
+}
+
 /* ---- outcomes ---- */
 
 static void outbox_put(struct shard *s, const struct outcome *o)
@@ -183,6 +273,30 @@ static bool outbox_flush(struct shard *s)
 	return i > 0;
 }
 
+/* The outcome's strings in one block: response (NULs and all), mx, group. */
+static void outcome_set_text(struct outcome *o, const char *text, size_t text_len, const char *mx,
+                             const char *group)
+{
+	size_t mx_len = mx ? strlen(mx) + 1 : 0, group_len = group ? strlen(group) + 1 : 0;
+	size_t resp_len = text ? text_len + 1 : 0;
+	if (resp_len + mx_len + group_len == 0)
+		return;
+	char *p = xmalloc(resp_len + mx_len + group_len);
+	if (text) {
+		memcpy(p, text, text_len);
+		p[text_len] = 0;
+		o->response = p;
+		o->response_len = (uint32_t)text_len;
+		p += resp_len;
+	}
+	if (mx) {
+		o->mx = memcpy(p, mx, mx_len);
+		p += mx_len;
+	}
+	if (group)
+		o->group = memcpy(p, group, group_len);
+}
+
 static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum result r,
                         uint16_t code, const char *enhanced, const char *text, size_t text_len,
                         const struct conn *c, int64_t start_ms)
@@ -198,13 +312,10 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	o.ms = start_ms ? (uint32_t)(s->now - start_ms) : 0;
 	o.queue_ms = (uint32_t)(s->now - m->arrival_ms);
 	o.msg = m;
-	if (enhanced)
-		snprintf(o.enhanced, sizeof(o.enhanced), "%s", enhanced);
-	o.response = text ? xstrndup(text, text_len) : NULL; /* NULs and all */
-	o.response_len = text ? (uint32_t)text_len : 0;
+	if (enhanced) /* as snprintf("%s") would: cut to fit, NUL-terminated */
+		memcpy(o.enhanced, enhanced, strnlen(enhanced, sizeof(o.enhanced) - 1));
+	outcome_set_text(&o, text, text_len, c ? c->mx : NULL, c ? s->dests[c->dest].group : NULL);
 	if (c) {
-		o.mx = xstrdup(c->mx);
-		o.group = s->dests[c->dest].group ? xstrdup(s->dests[c->dest].group) : NULL;
 		memcpy(o.peer, c->peer, sizeof(o.peer));
 		memcpy(o.source, c->source, sizeof(o.source));
 	}
@@ -311,9 +422,7 @@ static void message_attempt_done(struct shard *s, struct message *m)
 void shard_leg_done(struct shard *s, struct leg *leg)
 {
 	struct message *m = leg->msg;
-	free(leg->ri);
-	free(leg->rt);
-	free(leg);
+	free(leg); /* ri and rt with it */
 	shard_message_release(s, m);
 }
 
@@ -347,7 +456,7 @@ void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 			leg->rt[i] = RT_RESOLVED;
 		}
 	leg->msg->legs_open++;
-	dest_push_front(&s->dests[leg->dest], l);
+	dest_enqueue(s, leg->dest, l, true);
 }
 
 /* ---- destinations ---- */
@@ -459,43 +568,60 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 	dest_defer_suspended(s, d);
 }
 
+/* Room for cap recipients: the leg, ri[] and rt[] in one block (ri[]
+ * starts at a multiple of 8 bytes: sizeof(struct leg) is one). */
 static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
 {
-	struct leg *l = xcalloc(1, sizeof(*l));
-	l->msg = m;
-	l->dest = dest;
-	l->ri = xmalloc(cap * sizeof(*l->ri));
-	l->rt = xcalloc(cap, 1);
+	_Static_assert(sizeof(struct leg) % _Alignof(uint32_t) == 0, "ri[] after the leg is aligned");
+	struct leg *l = xmalloc(sizeof(*l) + (size_t)cap * (sizeof(*l->ri) + sizeof(*l->rt)));
+	*l = (struct leg){ .msg = m, .dest = dest };
+	l->ri = (uint32_t *)(l + 1);
+	l->rt = (uint8_t *)(l->ri + cap);
+	memset(l->rt, RT_UNKNOWN, cap);
 	return l;
 }
 
+/* Room in the per-destination scratch of queue_legs for every destination
+ * (new entries zero, as all entries are between calls). */
+static void leg_scratch_grow(struct shard *s)
+{
+	if (s->leg_scratch_cap >= s->ndests)
+		return;
+	unsigned cap = s->ndests * 2;
+	s->open_leg = xrealloc(s->open_leg, cap * sizeof(*s->open_leg));
+	s->rcpts_left = xrealloc(s->rcpts_left, cap * sizeof(*s->rcpts_left));
+	memset(s->open_leg + s->leg_scratch_cap, 0, (cap - s->leg_scratch_cap) * sizeof(*s->open_leg));
+	memset(s->rcpts_left + s->leg_scratch_cap, 0,
+	       (cap - s->leg_scratch_cap) * sizeof(*s->rcpts_left));
+	s->leg_scratch_cap = cap;
+}
+
 /* Queues the recipients ri[k] whose dest[k] >= 0 as transactions of at
- * most max_rcpt_per_txn recipients per destination (m->legs_open counts
- * each). */
-static void queue_legs(struct shard *s, struct message *m, const uint32_t *ri, int32_t *dest, uint32_t n)
+ * most max_rcpt_per_txn recipients per destination, in their order (m->
+ * legs_open counts each). Linear: one pass counts each destination's
+ * recipients, one fills its open leg (s->open_leg, by destination),
+ * queued when full or when that destination's last recipient is in. */
+static void queue_legs(struct shard *s, struct message *m, const uint32_t *ri, const int32_t *dest,
+                       uint32_t n)
 {
 	uint32_t max = s->cfg->max_rcpt_per_txn;
+	leg_scratch_grow(s);
+	for (uint32_t k = 0; k < n; k++)
+		if (dest[k] >= 0)
+			s->rcpts_left[dest[k]]++;
 	for (uint32_t k = 0; k < n; k++) {
 		if (dest[k] < 0)
 			continue;
-		int32_t r = dest[k];
-		struct leg *l = NULL;
-		for (uint32_t j = k; j < n; j++) {
-			if (dest[j] != r)
-				continue;
-			if (!l)
-				l = leg_new(m, (uint32_t)r, max < n - j ? max : n - j);
-			l->ri[l->nr++] = ri[j];
-			dest[j] = -1;
-			if (l->nr == max) {
-				m->legs_open++;
-				dest_push(&s->dests[r], l);
-				l = NULL;
-			}
-		}
-		if (l) {
+		uint32_t r = (uint32_t)dest[k];
+		ASSERT(r < s->ndests && s->rcpts_left[r] > 0);
+		struct leg *l = s->open_leg[r];
+		if (!l)
+			l = s->open_leg[r] = leg_new(m, r, max < s->rcpts_left[r] ? max : s->rcpts_left[r]);
+		l->ri[l->nr++] = ri[k];
+		if (--s->rcpts_left[r] == 0 || l->nr == max) {
 			m->legs_open++;
-			dest_push(&s->dests[r], l);
+			dest_enqueue(s, r, l, false);
+			s->open_leg[r] = NULL;
 		}
 	}
 }
@@ -587,7 +713,7 @@ static void on_plan(void *arg, const struct mx_plan *p)
 		free(w); /* stopping: the message stays in the spool */
 		return;
 	}
-	int32_t *dest = xmalloc(w->n * sizeof(*dest));
+	int32_t *dest = xmalloc(w->n * sizeof(*dest)); /* not s->route_dest: may run inside route_recipients */
 	for (uint32_t i = 0; i < w->n; i++)
 		dest[i] = dest_of_plan(s, m, w->ri[i], p);
 	queue_legs(s, m, w->ri, dest, w->n);
@@ -597,14 +723,80 @@ static void on_plan(void *arg, const struct mx_plan *p)
 		message_attempt_done(s, m);
 }
 
+/* ASCII case ignored, as strcasecmp compares. */
+static uint32_t domain_hash(const char *d)
+{
+	uint32_t h = 2166136261u;
+	for (; *d; d++) {
+		unsigned char c = (unsigned char)*d;
+		h = (h ^ (c >= 'A' && c <= 'Z' ? c + 32 : c)) * 16777619u;
+	}
+	return h;
+}
+
+/* The recipients of m at positions k with dest[k] == WAITING, grouped by
+ * domain (ASCII case ignored): one struct dns_wait each, in the order the
+ * domains first appear, each holding its recipients in their order and
+ * one count of m->legs_open; then each domain's plan is asked for.
+ * Linear: a hash table from domain to group. */
+#define WAITING (-2)
+static void wait_for_plans(struct shard *s, struct message *m, const uint32_t *idx, const int32_t *dest,
+                           uint32_t n, uint32_t nwait)
+{
+	uint32_t cap = (uint32_t)pow2_at_least(2 * (uint64_t)nwait);
+	uint32_t *table = xcalloc(cap, sizeof(*table)); /* group + 1, 0: empty */
+	uint32_t *group = xmalloc(n * sizeof(*group));  /* by position, for the waiting */
+	uint32_t *first = xmalloc(nwait * sizeof(*first)), *count = xcalloc(nwait, sizeof(*count));
+	uint32_t ngroups = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		if (dest[k] != WAITING)
+			continue;
+		const char *domain = address_domain(m->rcpt[idx[k]]);
+		uint32_t h = domain_hash(domain) & (cap - 1);
+		while (table[h] &&
+		       strcasecmp(address_domain(m->rcpt[idx[first[table[h] - 1]]]), domain) != 0)
+			h = (h + 1) & (cap - 1);
+		if (!table[h]) {
+			first[ngroups] = k;
+			table[h] = ++ngroups;
+		}
+		group[k] = table[h] - 1;
+		count[group[k]]++;
+	}
+	struct dns_wait **w = xmalloc(ngroups * sizeof(*w));
+	for (uint32_t g = 0; g < ngroups; g++) {
+		w[g] = xmalloc(sizeof(*w[g]) + count[g] * sizeof(w[g]->ri[0]));
+		*w[g] = (struct dns_wait){ .s = s, .m = m };
+	}
+	for (uint32_t k = 0; k < n; k++)
+		if (dest[k] == WAITING)
+			w[group[k]]->ri[w[group[k]]->n++] = idx[k];
+	for (uint32_t g = 0; g < ngroups; g++) {
+		ASSERT(w[g]->n == count[g]);
+		m->legs_open++;
+		mx_lookup(s->mx, address_domain(m->rcpt[idx[first[g]]]), on_plan, w[g]); /* may answer at once */
+	}
+	free(w);
+	free(table);
+	free(group);
+	free(first);
+	free(count);
+}
+
 /* Queues recipients idx[0..n) of m: a route when one matches the domain,
  * else the domain's MX plan; recipients whose plan is not known yet wait
- * for it, grouped by domain. */
+ * for it, grouped by domain. Not reentrant (s->route_dest is scratch). */
 static void route_recipients(struct shard *s, struct message *m, const uint32_t *idx, uint32_t n)
 {
 	const struct config *cfg = s->cfg;
-	int32_t *dest = xmalloc((n ? n : 1) * sizeof(*dest));
-	enum { WAITING = -2, WAIT_QUEUED = -3 };
+	ASSERT(!s->routing);
+	s->routing = true;
+	if (s->route_dest_cap < n) {
+		s->route_dest_cap = n;
+		s->route_dest = xrealloc(s->route_dest, n * sizeof(*s->route_dest));
+	}
+	int32_t *dest = s->route_dest;
+	uint32_t nwait = 0;
 	for (uint32_t k = 0; k < n; k++) {
 		const char *domain = address_domain(m->rcpt[idx[k]]);
 		int r = config_route_for(cfg, domain);
@@ -614,27 +806,14 @@ static void route_recipients(struct shard *s, struct message *m, const uint32_t 
 		}
 		const struct mx_plan *p = mx_lookup(s->mx, domain, NULL, NULL);
 		dest[k] = p ? dest_of_plan(s, m, idx[k], p) : WAITING;
+		nwait += dest[k] == WAITING;
 	}
-	for (uint32_t k = 0; k < n; k++) {
-		if (dest[k] != WAITING)
-			continue;
-		const char *domain = address_domain(m->rcpt[idx[k]]);
-		uint32_t same = 0;
-		for (uint32_t j = k; j < n; j++)
-			same += dest[j] == WAITING && !strcasecmp(address_domain(m->rcpt[idx[j]]), domain);
-		struct dns_wait *w = xmalloc(sizeof(*w) + same * sizeof(w->ri[0]));
-		*w = (struct dns_wait){ .s = s, .m = m };
-		for (uint32_t j = k; j < n; j++)
-			if (dest[j] == WAITING && !strcasecmp(address_domain(m->rcpt[idx[j]]), domain)) {
-				w->ri[w->n++] = idx[j];
-				dest[j] = WAIT_QUEUED;
-			}
-		m->legs_open++;
-		mx_lookup(s->mx, domain, on_plan, w); /* may answer at once */
-	}
-	queue_legs(s, m, idx, dest, n);
-	free(dest);
+	if (nwait)
+		wait_for_plans(s, m, idx, dest, n, nwait);
+	queue_legs(s, m, idx, dest, n); /* the waiting ones are < 0: left out */
+	s->routing = false;
 }
+#undef WAITING
 
 /* Signs m once in this process (on its first attempt here): a message
  * whose signing fails is deferred with the reason, never sent unsigned. */
@@ -663,12 +842,15 @@ static void dispatch(struct shard *s, struct message *m)
 	m->attempt++;
 	ASSERT(m->legs_open == 0); /* the last attempt, and its sends, are over */
 	m->legs_open = 1; /* held until every leg is queued */
-	uint32_t *idx = xmalloc(m->nrcpt * sizeof(*idx)), n = 0;
+	if (s->pending_cap < m->nrcpt) {
+		s->pending_cap = m->nrcpt;
+		s->pending_idx = xrealloc(s->pending_idx, m->nrcpt * sizeof(*s->pending_idx));
+	}
+	uint32_t *idx = s->pending_idx, n = 0;
 	for (uint32_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt_state[i] == RCPT_PENDING)
 			idx[n++] = i;
 	route_recipients(s, m, idx, n);
-	free(idx);
 	if (--m->legs_open == 0)
 		message_attempt_done(s, m);
 }
@@ -677,8 +859,13 @@ static void dispatch(struct shard *s, struct message *m)
  * where the new routes say, within the same attempt. */
 static void reroute_queue(struct shard *s, struct dest *d)
 {
+	/* Taken off d first: routing may find a new DNS destination and move
+	 * s->dests, which d may point into. */
+	struct dest q = { 0 };
 	struct leg *l;
-	while ((l = dest_pop(d))) {
+	while ((l = dest_pop(d)))
+		dest_push(&q, l);
+	while ((l = dest_pop(&q))) {
 		route_recipients(s, l->msg, l->ri, l->nr);
 		shard_leg_done(s, l);
 	}
@@ -691,6 +878,107 @@ static bool same_route(const struct route *a, const struct route *b)
 	return strcasecmp(a->domain, b->domain) == 0 && strcmp(a->label, b->label) == 0;
 }
 
+/* A new table of destinations (nd, room for every route and every old
+ * destination) during apply_config; map: old index -> new, or -1. */
+struct dest_remap {
+	struct dest *nd;
+	unsigned n;
+	int32_t *map;
+	unsigned per_shard;
+};
+
+/* The routes first, in the new order: a route still there keeps its
+ * destination (queue, connections, back-off), a new one starts fresh. */
+static void remap_routes(struct shard *s, const struct config *cfg, struct dest_remap *rm)
+{
+	for (unsigned i = 0; i < cfg->nroutes; i++) {
+		bool kept = false;
+		for (unsigned j = 0; j < s->ndests && !kept; j++)
+			if (rm->map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
+			    same_route(s->dests[j].route, &cfg->routes[i])) {
+				rm->nd[i] = s->dests[j];
+				rm->map[j] = (int32_t)i;
+				kept = true;
+			}
+		rm->nd[i].route = &cfg->routes[i];
+		if (!kept)
+			dest_set_route(&rm->nd[i], &cfg->routes[i]);
+		rm->nd[i].max_conns = rm->per_shard;
+		rm->nd[i].retired = false;
+	}
+	rm->n = cfg->nroutes;
+}
+
+/* Destinations found in DNS stay as they are, after the routes. */
+static void remap_dns_dests(struct shard *s, struct dest_remap *rm)
+{
+	for (unsigned j = 0; j < s->ndests; j++) {
+		struct dest *d = &s->dests[j];
+		if (d->route || d->unused || d->retired)
+			continue;
+		rm->nd[rm->n] = *d;
+		rm->nd[rm->n].max_conns = rm->per_shard;
+		rm->nd[rm->n].site->dest = rm->n;
+		rm->map[j] = (int32_t)rm->n++;
+	}
+}
+
+/* Routes that left: their queues go to orphans (routed anew by the
+ * caller); one with connections stays, retired, until they end. */
+static void remap_retired(struct shard *s, struct dest_remap *rm, struct dest *orphans)
+{
+	bool *referenced = xcalloc(s->ndests ? s->ndests : 1, 1);
+	for (unsigned i = 0; i < s->nconns_max; i++)
+		if (s->conns[i]->state != CS_FREE)
+			referenced[s->conns[i]->dest] = true;
+	for (unsigned j = 0; j < s->ndests; j++) {
+		if (rm->map[j] >= 0 || s->dests[j].unused)
+			continue;
+		struct leg *l;
+		while ((l = dest_pop(&s->dests[j])))
+			dest_push(orphans, l);
+		if (referenced[j] || s->dests[j].nconns) {
+			rm->nd[rm->n] = s->dests[j];
+			rm->nd[rm->n].route = NULL; /* it points into the old configuration */
+			rm->nd[rm->n].max_conns = 0;
+			rm->nd[rm->n].retired = true;
+			rm->map[j] = (int32_t)rm->n++;
+		} else {
+			dest_free(s, &s->dests[j]);
+		}
+	}
+	free(referenced);
+}
+
+/* Connections and queued legs follow their destinations' new indices;
+ * the new table replaces the old, every destination to be looked at. */
+static void remap_install(struct shard *s, struct dest_remap *rm)
+{
+	for (unsigned i = 0; i < s->nconns_max; i++) {
+		struct conn *c = s->conns[i];
+		if (c->state == CS_FREE)
+			continue;
+		/* -1 (UINT32_MAX) only for a closing one whose idle destination
+		 * was released: nothing looks it up any more */
+		c->dest = (uint32_t)rm->map[c->dest];
+		for (int k = 0; k < 2; k++)
+			if (c->txn[k].active)
+				c->txn[k].leg->dest = c->dest;
+		ASSERT(c->state == CS_CLOSING || c->dest < rm->n);
+	}
+	for (unsigned i = 0; i < rm->n; i++)
+		for (struct leg *l = rm->nd[i].qhead; l; l = l->next)
+			l->dest = i;
+	free(s->dests);
+	s->dests = rm->nd;
+	s->ndests = rm->n;
+	s->nwork = 0;
+	for (unsigned i = 0; i < s->ndests; i++) {
+		s->dests[i].listed = s->dests[i].polled = false;
+		dest_note(s, i, true); /* lowered limits: idle connections QUIT */
+	}
+}
+
 /* SIGHUP: takes the new configuration at the top of the loop. A route
  * that is still there keeps its destination: queue, connections and
  * their state. A route that left becomes a retired destination whose
@@ -701,76 +989,21 @@ static bool same_route(const struct route *a, const struct route *b)
  * labels), so the engine can free it once every shard has moved on. */
 static void apply_config(struct shard *s, const struct config *cfg)
 {
-	unsigned nold = s->ndests, nnew = cfg->nroutes, n = nnew;
-	int32_t *map = xmalloc((nold ? nold : 1) * sizeof(*map));
-	bool *referenced = xcalloc(nold ? nold : 1, 1);
-	for (unsigned i = 0; i < s->nconns_max; i++)
-		if (s->conns[i]->state != CS_FREE)
-			referenced[s->conns[i]->dest] = true;
-	struct dest *nd = xcalloc(nnew + nold, sizeof(*nd));
-	unsigned per_shard = conns_per_shard(cfg, s->index), want = 0;
+	unsigned nold = s->ndests;
+	struct dest_remap rm = {
+		.nd = xcalloc(cfg->nroutes + nold, sizeof(*rm.nd)),
+		.map = xmalloc((nold ? nold : 1) * sizeof(*rm.map)),
+		.per_shard = conns_per_shard(cfg, s->index),
+	};
 	for (unsigned j = 0; j < nold; j++)
-		map[j] = -1;
-	for (unsigned i = 0; i < nnew; i++) {
-		bool kept = false;
-		for (unsigned j = 0; j < nold && !kept; j++)
-			if (map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
-			    same_route(s->dests[j].route, &cfg->routes[i])) {
-				nd[i] = s->dests[j];
-				map[j] = (int32_t)i;
-				kept = true;
-			}
-		nd[i].route = &cfg->routes[i];
-		if (!kept)
-			dest_set_route(&nd[i], &cfg->routes[i]);
-		nd[i].max_conns = per_shard;
-		nd[i].retired = false;
-		want += per_shard;
-	}
-	/* destinations found in DNS stay as they are (after the routes) */
-	for (unsigned j = 0; j < nold; j++) {
-		if (s->dests[j].route || s->dests[j].unused || s->dests[j].retired)
-			continue;
-		nd[n] = s->dests[j];
-		nd[n].max_conns = per_shard;
-		nd[n].site->dest = n;
-		map[j] = (int32_t)n++;
-		want += per_shard;
-	}
+		rm.map[j] = -1;
+	remap_routes(s, cfg, &rm);
+	remap_dns_dests(s, &rm);
+	unsigned want = rm.n * rm.per_shard; /* retired ones open none */
 	struct dest orphans = { 0 };
-	for (unsigned j = 0; j < nold; j++) {
-		if (map[j] >= 0 || s->dests[j].unused)
-			continue;
-		struct leg *l;
-		while ((l = dest_pop(&s->dests[j])))
-			dest_push(&orphans, l);
-		if (referenced[j] || s->dests[j].nconns) {
-			nd[n] = s->dests[j];
-			nd[n].route = NULL; /* it points into the old configuration */
-			nd[n].max_conns = 0;
-			nd[n].retired = true;
-			map[j] = (int32_t)n++;
-		} else {
-			dest_free(s, &s->dests[j]);
-		}
-	}
-	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = s->conns[i];
-		if (c->state == CS_FREE)
-			continue;
-		c->dest = (uint32_t)map[c->dest];
-		for (int k = 0; k < 2; k++)
-			if (c->txn[k].active)
-				c->txn[k].leg->dest = c->dest;
-	}
-	for (unsigned i = 0; i < n; i++)
-		for (struct leg *l = nd[i].qhead; l; l = l->next)
-			l->dest = i;
-	free(s->dests);
-	free(map);
-	free(referenced);
-	s->dests = nd;
-	s->ndests = n;
+	remap_retired(s, &rm, &orphans);
+	remap_install(s, &rm);
+	free(rm.map);
 	s->cfg = cfg;
 	struct mx_config mc = mx_config_of(cfg);
 	mx_resolver_configure(s->mx, &mc);
@@ -792,30 +1025,75 @@ void shard_reconfigure(struct shard *s, const struct config *cfg)
 	shard_kick(s);
 }
 
+/* Ready connections of d take its queued legs (or QUIT, when d has more
+ * connections than its limit); refs of connections no longer READY go.
+ * True when an idle one is left while legs wait (conn_take_work gives up
+ * after a bounded number of legs refused before sending). */
+static bool dest_give_work(struct shard *s, struct dest *d)
+{
+	uint32_t keep = 0;
+	bool idle_left = false;
+	for (uint32_t i = 0; i < d->nready_refs; i++) {
+		struct slot_ref r = d->ready[i];
+		struct conn *c = s->conns[r.slot];
+		if (ref_live(s, r) && (d->qlen || d->nconns > d->max_conns))
+			conn_take_work(s, c);
+		if (!ref_live(s, r)) {
+			ref_forget(s, r);
+			continue;
+		}
+		d->ready[keep++] = r;
+		idle_left |= d->qlen && !c->txn[0].active && !c->txn[1].active;
+	}
+	d->nready_refs = keep;
+	return idle_left;
+}
+
+/* One destination's turn: a retired one's queue is routed anew, idle
+ * connections take new legs, a suspended one defers its queue, and
+ * connections are opened up to the limits. True: look again next turn
+ * (it wants connections and has room, or legs wait by an idle one). */
+static bool dest_visit(struct shard *s, uint32_t di)
+{
+	if (s->dests[di].unused)
+		return false;
+	if (s->dests[di].retired && s->dests[di].qlen)
+		reroute_queue(s, &s->dests[di]); /* e.g. the rest after a 452 */
+	struct dest *d = &s->dests[di]; /* routing may have moved s->dests */
+	bool idle_left = false;
+	if (d->new_work || d->nconns > d->max_conns)
+		idle_left = dest_give_work(s, d);
+	d->new_work = idle_left; /* then next turn the idle ones try again */
+	if (dest_suspended(s, d)) {
+		if (d->qlen)
+			dest_defer_suspended(s, d);
+		return false;
+	}
+	while (d->qlen > d->nconns - d->nready && dest_may_open(s, d))
+		conn_open(s, di);
+	return d->qlen && (idle_left || (d->qlen > d->nconns - d->nready && d->nconns < d->max_conns));
+}
+
 /* Puts queued transactions on idle connections and opens connections up
- * to the destination's limit. */
+ * to the destination's limit, for the destinations in s->work (see
+ * dest_note); those to look at again go back there for the next turn. */
 static void schedule(struct shard *s)
 {
 	dest_gc(s);
-	for (unsigned di = 0; di < s->ndests; di++)
-		if (s->dests[di].retired && s->dests[di].qlen)
-			reroute_queue(s, &s->dests[di]); /* e.g. the rest after a 452 */
-	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = s->conns[i];
-		struct dest *d = &s->dests[c->dest];
-		if (c->state == CS_READY && (d->qlen || d->nconns > d->max_conns))
-			conn_take_work(s, c);
-	}
-	for (unsigned di = 0; di < s->ndests; di++) {
-		struct dest *d = &s->dests[di];
-		if (dest_suspended(s, d)) {
-			if (d->qlen)
-				dest_defer_suspended(s, d);
-			continue;
+	for (unsigned i = 0; i < s->nwork; i++) { /* visits may add to s->work */
+		uint32_t di = s->work[i];
+		s->dests[di].listed = false;
+		if (dest_visit(s, di) && !s->dests[di].polled) {
+			s->dests[di].polled = true;
+			index_push(&s->poll, &s->npoll, &s->poll_cap, di);
 		}
-		while (d->qlen > d->nconns - d->nready && dest_may_open(s, d))
-			conn_open(s, di);
 	}
+	s->nwork = 0;
+	for (unsigned i = 0; i < s->npoll; i++) {
+		s->dests[s->poll[i]].polled = false;
+		dest_note(s, s->poll[i], false);
+	}
+	s->npoll = 0;
 }
 
 /* ---- the loop ---- */
@@ -830,7 +1108,20 @@ static void arm_wake(struct shard *s)
 
 static void on_timer(struct timer *t, void *arg)
 {
-	conn_on_timer(arg, container_of(t, struct conn, timer));
+	struct conn *c = container_of(t, struct conn, timer);
+	conn_on_timer(arg, c);
+	conn_noted(arg, c);
+}
+
+/* conn_check_quiet may fail connections: their destinations look again. */
+static void check_quiet(struct shard *s)
+{
+	for (unsigned i = 0; i < s->nquiet; i++) {
+		struct conn *c = s->conns[s->quiet[i].slot];
+		if (c->gen == s->quiet[i].gen && c->state != CS_FREE)
+			conn_noted(s, c);
+	}
+	conn_check_quiet(s);
 }
 
 static void handle_cqes(struct shard *s)
@@ -865,6 +1156,7 @@ static void handle_cqes(struct shard *s)
 			if (conn->gen != ring_ud_gen(c->user_data))
 				continue; /* stale: the slot was reused */
 			conn_on_cqe(s, conn, c);
+			conn_noted(s, conn);
 		}
 		if (n < CQE_BATCH)
 			break;
@@ -966,7 +1258,7 @@ static void *shard_main(void *arg)
 	int64_t stop_deadline = 0;
 	for (;;) {
 		arm_wake(s);
-		conn_check_quiet(s);
+		check_quiet(s);
 		ring_submit_wait(s->ring, wait_ms(s));
 		s->now = now_mono_ms();
 		handle_cqes(s);
@@ -1092,6 +1384,13 @@ void shard_free(struct shard *s)
 		conn_free(s->conns[i]);
 	free(s->spill);
 	free(s->quiet);
+	free(s->ready_gen);
+	free(s->work);
+	free(s->poll);
+	free(s->pending_idx);
+	free(s->route_dest);
+	free(s->open_leg);
+	free(s->rcpts_left);
 	buf_free(&s->trace);
 	free(s->conns);
 	free(s->free_slots);

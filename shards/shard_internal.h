@@ -28,6 +28,8 @@ enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOT
  * stream was in step (see smtp_client.c). */
 enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED, RT_NEXT_TXN, RT_REFUSED };
 
+/* One allocation: ri and rt point into the block that follows the struct
+ * (see leg_new in shard.c; freed with the leg). */
 struct leg {
 	struct message *msg;
 	struct leg *next;          /* destination queue */
@@ -35,6 +37,11 @@ struct leg {
 	uint32_t nr;
 	uint32_t *ri;              /* recipient indices into msg->rcpt */
 	uint8_t *rt;               /* enum rcpt_txn per ri */
+};
+
+/* A connection slot as it was: stale once conns[slot]->gen moved on. */
+struct slot_ref {
+	uint32_t slot, gen;
 };
 
 /* The name under which a DNS destination is found (its MX host set). */
@@ -84,6 +91,12 @@ struct dest {
 	uint16_t fail_code;
 	char fail_enhanced[12];
 	char *fail_why;            /* the last failure, for the deferrals */
+	/* schedule() visits only the destinations in s->work (see there). */
+	bool listed;               /* in s->work */
+	bool polled;               /* in s->poll (during schedule()) */
+	bool new_work;             /* legs queued since the last visit: ready connections look */
+	struct slot_ref *ready;    /* its READY connections (entries of others are stale) */
+	uint32_t nready_refs, ready_cap;
 };
 
 enum conn_state {
@@ -207,6 +220,20 @@ struct shard {
 	 * before the ring submits, their sockets must hold no unread byte. */
 	struct quiet_ref { uint32_t slot, gen; } *quiet;
 	unsigned nquiet;
+	/* Destinations schedule() looks at: those that got legs, whose
+	 * connections had events while they have a queue, or that want more
+	 * connections and have room for them (looked at each turn). */
+	uint32_t *work, *poll;
+	unsigned nwork, npoll, work_cap, poll_cap;
+	uint32_t *ready_gen;       /* by slot: gen + 1 while in its destination's ready refs */
+	/* Scratch of route_recipients and queue_legs, kept between calls. */
+	bool routing;
+	uint32_t *pending_idx, pending_cap;
+	int32_t *route_dest;
+	uint32_t route_dest_cap;
+	struct leg **open_leg;     /* by destination: the leg being filled (NULL between calls) */
+	uint32_t *rcpts_left;      /* by destination: recipients not in a leg yet (0 between calls) */
+	unsigned leg_scratch_cap;
 };
 
 /* shard.c: outcomes and message bookkeeping used by the SMTP client */

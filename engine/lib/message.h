@@ -104,22 +104,25 @@ struct outcome {
 	int64_t ts_ms;           /* wall clock */
 	struct message *msg;
 	char enhanced[12];       /* "5.1.1" or "" */
-	char *response;          /* malloc'd server text (or our reason), may be NULL;
-	                          * NUL-terminated, and may hold NULs from the server */
+	/* response, mx and group share one allocation, laid out in this
+	 * order: the first of them that is not NULL owns it (see
+	 * outcome_free_text). */
+	char *response;          /* server text (or our reason, or the retry state),
+	                          * may be NULL; NUL-terminated, and may hold NULs
+	                          * from the server */
 	uint32_t response_len;   /* its length (RCPT outcomes) */
-	char *mx;                /* malloc'd: MX host name (or the route's HOST:PORT) */
-	char *group;             /* malloc'd: the MX group (provider) of the destination */
+	char *mx;                /* MX host name (or the route's HOST:PORT), or NULL */
+	char *group;             /* the MX group (provider) of the destination, or NULL */
 	char peer[48];
 	char source[48];
 };
 
 void message_free(struct message *m);
-/* Frees the strings an outcome carries (response, mx, group). */
+/* Frees the strings an outcome carries (response, mx, group: one block). */
 static inline void outcome_free_text(struct outcome *o)
 {
-	free(o->response);
-	free(o->mx);
-	free(o->group);
+	free(o->response ? o->response : o->mx ? o->mx : o->group);
+	o->response = o->mx = o->group = NULL;
 }
 /* Bytes of content on the wire before dot-stuffing: signatures + body. */
 static inline size_t message_content_len(const struct message *m)

@@ -45,25 +45,6 @@ static unsigned conns_per_shard(const struct config *cfg, unsigned index)
 	return n ? n : 1;
 }
 
-/* Makes room for n connection slots in all. */
-static void conns_grow(struct shard *s, unsigned n)
-{
-	if (n <= s->nconns_max)
-		return;
-	s->conns = xrealloc(s->conns, n * sizeof(*s->conns));
-	s->free_slots = xrealloc(s->free_slots, n * sizeof(*s->free_slots));
-	s->quiet = xrealloc(s->quiet, n * sizeof(*s->quiet));
-	s->ready_gen = xrealloc(s->ready_gen, n * sizeof(*s->ready_gen));
-	memset(s->ready_gen + s->nconns_max, 0, (n - s->nconns_max) * sizeof(*s->ready_gen));
-	for (unsigned i = n; i-- > s->nconns_max;) {
-		s->conns[i] = xcalloc(1, sizeof(**s->conns));
-		s->conns[i]->slot = i;
-		s->conns[i]->fd = -1;
-		s->free_slots[s->nfree++] = i;
-	}
-	s->nconns_max = n;
-}
-
 /* ---- destination addresses ---- */
 
 static void dest_clear_addrs(struct dest *d)
@@ -160,7 +141,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 		dest_set_route(&s->dests[i], &cfg->routes[i]);
 		s->dests[i].max_conns = per_shard;
 	}
-	conns_grow(s, per_shard * s->ndests);
+	conn_pool_grow(s, per_shard * s->ndests);
 	return s;
 }
 
@@ -184,7 +165,7 @@ static void index_push(uint32_t **a, unsigned *n, unsigned *cap, uint32_t v)
 }
 
 /* Destination di to be visited by the next schedule(); work: legs came. */
-static void dest_note(struct shard *s, uint32_t di, bool work)
+void shard_dest_note(struct shard *s, uint32_t di, bool work)
 {
 	ASSERT(di < s->ndests);
 	struct dest *d = &s->dests[di];
@@ -203,48 +184,7 @@ static void dest_enqueue(struct shard *s, uint32_t di, struct leg *l, bool front
 		dest_push_front(&s->dests[di], l);
 	else
 		dest_push(&s->dests[di], l);
-	dest_note(s, di, true);
-}
-
-static bool ref_live(const struct shard *s, struct slot_ref r)
-{
-	const struct conn *c = s->conns[r.slot];
-	return c->gen == r.gen && c->state == CS_READY;
-}
-
-/* Drops the ref (its connection is no longer READY, or it was reused). */
-static void ref_forget(struct shard *s, struct slot_ref r)
-{
-	if (s->ready_gen[r.slot] == r.gen + 1)
-		s->ready_gen[r.slot] = 0;
-}
-
-/* After an event on c: a connection that got ready joins its destination's
- * ready refs; its destination, when it has a queue, is looked at. */
-static void conn_noted(struct shard *s, struct conn *c)
-{
-	if (c->dest >= s->ndests)
-		return; /* a free slot's old destination, gone with a reload */
-	struct dest *d = &s->dests[c->dest];
-	if (c->state == CS_READY && s->ready_gen[c->slot] != c->gen + 1) {
-		if (d->nready_refs == d->ready_cap) { /* full: first drop the stale ones */
-			uint32_t keep = 0;
-			for (uint32_t i = 0; i < d->nready_refs; i++)
-				if (ref_live(s, d->ready[i]))
-					d->ready[keep++] = d->ready[i];
-				else
-					ref_forget(s, d->ready[i]);
-			d->nready_refs = keep;
-		}
-		if (d->nready_refs == d->ready_cap) {
-			d->ready_cap = d->ready_cap ? d->ready_cap * 2 : 8;
-			d->ready = xrealloc(d->ready, d->ready_cap * sizeof(*d->ready));
-		}
-		d->ready[d->nready_refs++] = (struct slot_ref){ c->slot, c->gen };
-		s->ready_gen[c->slot] = c->gen + 1;
-	}
-	if (d->qlen) /* an idle one with legs waiting gave up (bounded): it looks again */
-		dest_note(s, c->dest, c->state == CS_READY && !c->txn[0].active && !c->txn[1].active);
+	shard_dest_note(s, di, true);
 }
 
 /* ---- outcomes ---- */
@@ -314,10 +254,10 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	o.msg = m;
 	if (enhanced) /* as snprintf("%s") would: cut to fit, NUL-terminated */
 		memcpy(o.enhanced, enhanced, strnlen(enhanced, sizeof(o.enhanced) - 1));
-	outcome_set_text(&o, text, text_len, c ? c->mx : NULL, c ? s->dests[c->dest].group : NULL);
+	outcome_set_text(&o, text, text_len, c ? conn_mx(c) : NULL, c ? s->dests[conn_dest(c)].group : NULL);
 	if (c) {
-		memcpy(o.peer, c->peer, sizeof(o.peer));
-		memcpy(o.source, c->source, sizeof(o.source));
+		snprintf(o.peer, sizeof(o.peer), "%s", conn_peer(c));
+		snprintf(o.source, sizeof(o.source), "%s", conn_source(c));
 	}
 	if (r == RESULT_DELIVERED || r == RESULT_BOUNCED || r == RESULT_EXPIRED) {
 		ASSERT(m->rcpt_state[rcpt] == RCPT_PENDING);
@@ -529,7 +469,7 @@ static bool dest_suspended(const struct shard *s, const struct dest *d)
 
 static bool dest_may_open(const struct shard *s, struct dest *d)
 {
-	if (d->nconns >= d->max_conns || s->nfree == 0) /* schedule() skips suspended ones */
+	if (d->nconns >= d->max_conns || conn_pool_free_slots(s) == 0) /* schedule() skips suspended ones */
 		return false;
 	if (dest_capped(s, d))
 		return false;                     /* the server caps us */
@@ -653,8 +593,8 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p)
 		d->site->site = xstrdup(p->site);
 		d->site->dest = di;
 		strmap_insert(&s->sites, &d->site->node, d->site->site);
-		if (s->nfree < d->max_conns)
-			conns_grow(s, s->nconns_max + d->max_conns - s->nfree);
+		if (conn_pool_free_slots(s) < d->max_conns)
+			conn_pool_grow(s, conn_pool_slots(s) + d->max_conns - conn_pool_free_slots(s));
 	}
 	struct dest *d = &s->dests[di];
 	if (d->plan_serial != p->serial)
@@ -928,9 +868,7 @@ static void remap_dns_dests(struct shard *s, struct dest_remap *rm)
 static void remap_retired(struct shard *s, struct dest_remap *rm, struct dest *orphans)
 {
 	bool *referenced = xcalloc(s->ndests ? s->ndests : 1, 1);
-	for (unsigned i = 0; i < s->nconns_max; i++)
-		if (s->conns[i]->state != CS_FREE)
-			referenced[s->conns[i]->dest] = true;
+	conn_pool_mark_dests(s, referenced);
 	for (unsigned j = 0; j < s->ndests; j++) {
 		if (rm->map[j] >= 0 || s->dests[j].unused)
 			continue;
@@ -954,18 +892,7 @@ static void remap_retired(struct shard *s, struct dest_remap *rm, struct dest *o
  * the new table replaces the old, every destination to be looked at. */
 static void remap_install(struct shard *s, struct dest_remap *rm)
 {
-	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = s->conns[i];
-		if (c->state == CS_FREE)
-			continue;
-		/* -1 (UINT32_MAX) only for a closing one whose idle destination
-		 * was released: nothing looks it up any more */
-		c->dest = (uint32_t)rm->map[c->dest];
-		for (int k = 0; k < 2; k++)
-			if (c->txn[k].active)
-				c->txn[k].leg->dest = c->dest;
-		ASSERT(c->state == CS_CLOSING || c->dest < rm->n);
-	}
+	conn_pool_retarget(s, rm->map, rm->n);
 	for (unsigned i = 0; i < rm->n; i++)
 		for (struct leg *l = rm->nd[i].qhead; l; l = l->next)
 			l->dest = i;
@@ -975,7 +902,7 @@ static void remap_install(struct shard *s, struct dest_remap *rm)
 	s->nwork = 0;
 	for (unsigned i = 0; i < s->ndests; i++) {
 		s->dests[i].listed = s->dests[i].polled = false;
-		dest_note(s, i, true); /* lowered limits: idle connections QUIT */
+		shard_dest_note(s, i, true); /* lowered limits: idle connections QUIT */
 	}
 }
 
@@ -1009,7 +936,7 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	mx_resolver_configure(s->mx, &mc);
 	dkim_signer_free(s->signer); /* keys may have changed */
 	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
-	conns_grow(s, want + (s->nconns_max - s->nfree));
+	conn_pool_grow(s, want + (conn_pool_slots(s) - conn_pool_free_slots(s)));
 	reroute_queue(s, &orphans);
 	atomic_store_explicit(&s->cfg_generation, cfg->generation, memory_order_release);
 }
@@ -1025,30 +952,6 @@ void shard_reconfigure(struct shard *s, const struct config *cfg)
 	shard_kick(s);
 }
 
-/* Ready connections of d take its queued legs (or QUIT, when d has more
- * connections than its limit); refs of connections no longer READY go.
- * True when an idle one is left while legs wait (conn_take_work gives up
- * after a bounded number of legs refused before sending). */
-static bool dest_give_work(struct shard *s, struct dest *d)
-{
-	uint32_t keep = 0;
-	bool idle_left = false;
-	for (uint32_t i = 0; i < d->nready_refs; i++) {
-		struct slot_ref r = d->ready[i];
-		struct conn *c = s->conns[r.slot];
-		if (ref_live(s, r) && (d->qlen || d->nconns > d->max_conns))
-			conn_take_work(s, c);
-		if (!ref_live(s, r)) {
-			ref_forget(s, r);
-			continue;
-		}
-		d->ready[keep++] = r;
-		idle_left |= d->qlen && !c->txn[0].active && !c->txn[1].active;
-	}
-	d->nready_refs = keep;
-	return idle_left;
-}
-
 /* One destination's turn: a retired one's queue is routed anew, idle
  * connections take new legs, a suspended one defers its queue, and
  * connections are opened up to the limits. True: look again next turn
@@ -1062,7 +965,7 @@ static bool dest_visit(struct shard *s, uint32_t di)
 	struct dest *d = &s->dests[di]; /* routing may have moved s->dests */
 	bool idle_left = false;
 	if (d->new_work || d->nconns > d->max_conns)
-		idle_left = dest_give_work(s, d);
+		idle_left = conn_dest_give_work(s, d);
 	d->new_work = idle_left; /* then next turn the idle ones try again */
 	if (dest_suspended(s, d)) {
 		if (d->qlen)
@@ -1091,7 +994,7 @@ static void schedule(struct shard *s)
 	s->nwork = 0;
 	for (unsigned i = 0; i < s->npoll; i++) {
 		s->dests[s->poll[i]].polled = false;
-		dest_note(s, s->poll[i], false);
+		shard_dest_note(s, s->poll[i], false);
 	}
 	s->npoll = 0;
 }
@@ -1104,24 +1007,6 @@ static void arm_wake(struct shard *s)
 		return;
 	ring_read(s->ring, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf), ring_ud(OP_WAKE, 0, 0));
 	s->wake_armed = true;
-}
-
-static void on_timer(struct timer *t, void *arg)
-{
-	struct conn *c = container_of(t, struct conn, timer);
-	conn_on_timer(arg, c);
-	conn_noted(arg, c);
-}
-
-/* conn_check_quiet may fail connections: their destinations look again. */
-static void check_quiet(struct shard *s)
-{
-	for (unsigned i = 0; i < s->nquiet; i++) {
-		struct conn *c = s->conns[s->quiet[i].slot];
-		if (c->gen == s->quiet[i].gen && c->state != CS_FREE)
-			conn_noted(s, c);
-	}
-	conn_check_quiet(s);
 }
 
 static void handle_cqes(struct shard *s)
@@ -1150,13 +1035,7 @@ static void handle_cqes(struct shard *s)
 				dns_on_cqe(s->dns, c, s->now);
 				continue;
 			}
-			uint32_t slot = ring_ud_slot(c->user_data);
-			ASSERT(slot < s->nconns_max);
-			struct conn *conn = s->conns[slot];
-			if (conn->gen != ring_ud_gen(c->user_data))
-				continue; /* stale: the slot was reused */
-			conn_on_cqe(s, conn, c);
-			conn_noted(s, conn);
+			conn_on_cqe(s, c);
 		}
 		if (n < CQE_BATCH)
 			break;
@@ -1205,16 +1084,12 @@ static int wait_ms(struct shard *s)
 
 static unsigned conns_open(struct shard *s)
 {
-	return s->nconns_max - s->nfree;
+	return conn_pool_slots(s) - conn_pool_free_slots(s);
 }
 
 static void stop_all(struct shard *s)
 {
-	for (unsigned i = 0; i < s->nconns_max; i++) {
-		struct conn *c = s->conns[i];
-		if (c->state != CS_FREE && c->state != CS_CLOSING && c->state != CS_QUITTING)
-			conn_shutdown(s, c, true);
-	}
+	conn_pool_shutdown(s, true);
 	for (unsigned di = 0; di < s->ndests; di++) {
 		struct leg *l;
 		while ((l = dest_pop(&s->dests[di])))
@@ -1258,7 +1133,7 @@ static void *shard_main(void *arg)
 	int64_t stop_deadline = 0;
 	for (;;) {
 		arm_wake(s);
-		check_quiet(s);
+		conn_check_quiet(s);
 		ring_submit_wait(s->ring, wait_ms(s));
 		s->now = now_mono_ms();
 		handle_cqes(s);
@@ -1277,7 +1152,7 @@ static void *shard_main(void *arg)
 			take_due_retries(s);
 			schedule(s);
 		}
-		wheel_advance(&s->wheel, s->now, on_timer, s);
+		wheel_advance(&s->wheel, s->now, conn_on_timer, s);
 		conn_trace_flush(s);
 		dns_tick(s->dns, s->now);
 		outbox_flush(s);
@@ -1285,9 +1160,7 @@ static void *shard_main(void *arg)
 	}
 	conn_trace_flush(s); /* what the last turn said */
 	/* Connections still open after the grace period: close them outright. */
-	for (unsigned i = 0; i < s->nconns_max; i++)
-		if (s->conns[i]->fd >= 0)
-			close(s->conns[i]->fd);
+	conn_pool_close_fds(s);
 	dns_counters(s->dns, &s->dns_counters[0], &s->dns_counters[1], &s->dns_counters[2]);
 	mx_resolver_free(s->mx); /* waiting recipients: their files stay */
 	s->mx = NULL;
@@ -1380,11 +1253,8 @@ void shard_free(struct shard *s)
 	for (unsigned i = 0; i < s->ndests; i++)
 		dest_free(s, &s->dests[i]);
 	strmap_free(&s->sites);
-	for (unsigned i = 0; i < s->nconns_max; i++)
-		conn_free(s->conns[i]);
+	conn_pool_free(s);
 	free(s->spill);
-	free(s->quiet);
-	free(s->ready_gen);
 	free(s->work);
 	free(s->poll);
 	free(s->pending_idx);
@@ -1392,8 +1262,6 @@ void shard_free(struct shard *s)
 	free(s->open_leg);
 	free(s->rcpts_left);
 	buf_free(&s->trace);
-	free(s->conns);
-	free(s->free_slots);
 	free(s->dests);
 	spsc_destroy(&s->inbox);
 	spsc_destroy(&s->outbox);

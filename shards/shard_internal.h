@@ -95,84 +95,28 @@ struct dest {
 	bool listed;               /* in s->work */
 	bool polled;               /* in s->poll (during schedule()) */
 	bool new_work;             /* legs queued since the last visit: ready connections look */
-	struct slot_ref *ready;    /* its READY connections (entries of others are stale) */
+	struct slot_ref *ready;    /* its READY connections (entries of others are stale);
+	                            * kept by smtp_client.c */
 	uint32_t nready_refs, ready_cap;
 };
 
-enum conn_state {
-	CS_FREE = 0, CS_CONNECTING, CS_GREETING, CS_READY, CS_QUITTING, CS_CLOSING,
-};
+/* A connection: its fields are the SMTP client's alone (shards/conn.h,
+ * included by smtp_client.c only); the rest of the shard holds opaque
+ * pointers and uses the functions declared below. */
+struct conn;
 
-enum cmd { CMD_BANNER = 1, CMD_EHLO, CMD_HELO, CMD_RSET, CMD_MAIL, CMD_RCPT, CMD_DATA,
-           CMD_DOT, CMD_BDAT, CMD_QUIT };
-
-struct pending {
-	uint8_t cmd;
-	uint8_t txn;               /* index into conn->txn */
-	bool content;              /* BDAT: the message's content follows its line */
-	uint8_t pad;
-	uint32_t idx;              /* recipient position in the leg (RCPT) */
-	uint32_t off, len;         /* bytes in conn->hold (not yet sent) */
-	uint64_t end;              /* where its bytes end in the output stream */
-	uint64_t epoch;            /* ring_submits() when its last bytes went to the ring */
-};
-
-/* A refusal of MAIL or RCPT, logged once the stream is known in step. */
-#define HELD_MAIL UINT32_MAX
-struct held_reply {
-	uint32_t idx;              /* recipient position in the leg, or HELD_MAIL */
-	uint16_t code;
-	char enhanced[12];
-	char *text;
-	size_t len;
-};
-
-struct txn {
-	struct leg *leg;
-	bool active;
-	bool mail_failed;
-	bool data_started;         /* 354 seen or BDAT sent */
-	bool bdat;                 /* content goes as BDAT LAST */
-	uint32_t naccepted;
-	int64_t start_ms;
-	struct held_reply *held;   /* refusals not logged yet (storage kept across txns) */
-	uint32_t nheld, held_cap;
-};
-
-struct conn {
-	uint32_t slot, gen;
-	int fd;
-	enum conn_state state;
-	uint32_t dest;
-	unsigned addr;             /* index into the destination's addresses */
-	char mx[DNS_NAME_MAX + 1];
-	unsigned ops;              /* operations in flight on the ring */
-	struct timer timer;
-	/* server capabilities from EHLO */
-	bool esmtp, pipelining, chunking, eightbit, smtputf8;
-	uint64_t size_max;
-	/* output: commands copied, content referenced (smtp_output.h); hold
-	 * keeps commands not yet sent when the server does not pipeline. */
-	struct smtp_output out;
-	struct buf hold;
-	/* input */
-	char *rbuf;
-	size_t rlen, rcap;
-	bool receiving;
-	/* replies expected, in order (a ring of pq_cap entries, a power of
-	 * two, grown on demand: a transaction needs max-recipients + 3);
-	 * entries [0, pq_flushed) went to the ring, [0, pq_sent) to pbuf */
-	struct pending *pq;
-	unsigned pq_cap, pq_head, pq_len, pq_sent, pq_flushed;
-	struct txn txn[2];
-	uint32_t msgs;             /* transactions started on this connection */
-	bool productive;           /* a transaction ended with a reply on it (not 421) */
-	bool saw_421;              /* the server said it is closing: counts as a failure */
-	bool quiet_pending;        /* in s->quiet: check for unsolicited bytes before submit */
-	uint64_t quiet_epoch;      /* ring_submits() when it was put there */
-	bool need_rset;
-	char peer[48], source[48];
-	struct smtp_reply reply;   /* scratch for parsing */
+/* The shard's connection slots, owned by smtp_client.c: nothing else
+ * reads or changes them (shard.c asks through conn_pool_* below). */
+struct conn_pool {
+	struct conn **conns;       /* by slot; never move (the timer wheel links them) */
+	unsigned max;              /* slots */
+	uint32_t *free_slots;
+	unsigned nfree;
+	uint32_t *ready_gen;       /* by slot: gen + 1 while in its destination's ready refs */
+	/* Connections that queued commands while none was outstanding: just
+	 * before the ring submits, their sockets must hold no unread byte. */
+	struct slot_ref *quiet;
+	unsigned nquiet;
 };
 
 struct shard {
@@ -200,10 +144,7 @@ struct shard {
 	unsigned ndests;
 	_Atomic(const struct config *) new_cfg; /* SIGHUP: to apply at the top of the loop */
 	_Atomic uint64_t cfg_generation; /* of s->cfg, for the engine to free older ones */
-	struct conn **conns;       /* by slot; never move (the timer wheel links them) */
-	unsigned nconns_max;
-	uint32_t *free_slots;
-	unsigned nfree;
+	struct conn_pool pool;     /* smtp_client.c's */
 	struct message *retry_head, *retry_tail; /* in due order */
 	uint64_t rng;              /* retry jitter */
 	struct message held;       /* list head: messages this shard owns */
@@ -216,16 +157,11 @@ struct shard {
 	int64_t now;
 	uint64_t reap_submits;     /* ring_submits() when the CQEs in hand were reaped */
 	struct buf trace;          /* --trace smtp: lines written out once per loop turn */
-	/* Connections that queued commands while none was outstanding: just
-	 * before the ring submits, their sockets must hold no unread byte. */
-	struct quiet_ref { uint32_t slot, gen; } *quiet;
-	unsigned nquiet;
 	/* Destinations schedule() looks at: those that got legs, whose
 	 * connections had events while they have a queue, or that want more
 	 * connections and have room for them (looked at each turn). */
 	uint32_t *work, *poll;
 	unsigned nwork, npoll, work_cap, poll_cap;
-	uint32_t *ready_gen;       /* by slot: gen + 1 while in its destination's ready refs */
 	/* Scratch of route_recipients and queue_legs, kept between calls. */
 	bool routing;
 	uint32_t *pending_idx, pending_cap;
@@ -265,17 +201,44 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
                        const char *enhanced, const char *why, const struct conn *c);
 
-/* smtp_client.c */
+/* Asks schedule() to look at destination di next turn; new_work: legs
+ * were queued (or a ready connection is idle while legs wait). */
+void shard_dest_note(struct shard *s, uint32_t di, bool new_work);
+
+/* smtp_client.c: the connections and their pool. The SMTP client runs in
+ * the shard's context (its ring, timer wheel, clock, configuration and
+ * destinations); the pool and every connection are its alone. */
+/* Makes room for n connection slots in all; the slots not in use. */
+void conn_pool_grow(struct shard *s, unsigned n);
+unsigned conn_pool_slots(const struct shard *s);
+unsigned conn_pool_free_slots(const struct shard *s);
+void conn_pool_free(struct shard *s);
 void conn_open(struct shard *s, uint32_t dest);
-void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe);
-void conn_on_timer(struct shard *s, struct conn *c);
-/* Gives an idle, ready connection its next transaction if there is one. */
-void conn_take_work(struct shard *s, struct conn *c);
-void conn_shutdown(struct shard *s, struct conn *c, bool graceful);
-void conn_free(struct conn *c);
+/* A completion of a connection's operation (stale ones are dropped). */
+void conn_on_cqe(struct shard *s, const struct ring_cqe *cqe);
+/* The timer wheel's callback for connection deadlines (arg: the shard). */
+void conn_on_timer(struct timer *t, void *arg);
+/* d's ready connections take its queued legs (or QUIT, when d has more
+ * connections than its limit). True when an idle one is left while legs
+ * wait (conn_take_work gives up after a bounded number refused). */
+bool conn_dest_give_work(struct shard *s, struct dest *d);
+/* referenced[dest] = true for every destination a connection is on. */
+void conn_pool_mark_dests(const struct shard *s, bool *referenced);
+/* After a reload renumbered the destinations: connections and their
+ * legs follow map (old index -> new, -1: gone, only for closing ones). */
+void conn_pool_retarget(struct shard *s, const int32_t *map, unsigned ndests);
+/* Stop: QUIT idle connections (graceful), end the rest (their legs defer). */
+void conn_pool_shutdown(struct shard *s, bool graceful);
+/* After the grace period: close every socket still open outright. */
+void conn_pool_close_fds(struct shard *s);
+/* What an outcome says of the connection (c may be NULL). */
+const char *conn_mx(const struct conn *c);
+const char *conn_peer(const struct conn *c);
+const char *conn_source(const struct conn *c);
+uint32_t conn_dest(const struct conn *c);
 /* --trace smtp: writes what the connections said this loop turn. */
 void conn_trace_flush(struct shard *s);
-/* Before each submit: fails the connections in s->quiet whose server sent
- * bytes nobody asked for (see THE INVARIANT in smtp_client.c). */
+/* Before each submit: fails the connections in the quiet list whose
+ * server sent bytes nobody asked for (see THE INVARIANT in smtp_client.c). */
 void conn_check_quiet(struct shard *s);
 #endif

@@ -43,7 +43,7 @@
  * nothing of what the server read); with DATA the 354 check still catches
  * a shift. */
 #define _GNU_SOURCE
-#include "shard_internal.h"
+#include "conn.h"
 #include "smtp_output.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,6 +59,8 @@
 
 #define RBUF_MIN 4096
 #define ADDR_DEAD_MS 60000   /* an address that failed to connect/greet is tried last for this long */
+
+static void conn_noted(struct shard *s, struct conn *c);
 
 /* ---- states and the trace ---- */
 
@@ -237,20 +239,20 @@ static void flush_output(struct shard *s, struct conn *c)
 	uint64_t epoch = ring_submits(s->ring);
 	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
 		pq_at(c, c->pq_flushed)->epoch = epoch;
-	if (none_outstanding && !c->quiet_pending && s->nquiet < s->nconns_max) {
+	if (none_outstanding && !c->quiet_pending && s->pool.nquiet < s->pool.max) {
 		/* Every earlier command is answered: until this goes out, the
 		 * server has nothing to say (conn_check_quiet looks). */
 		c->quiet_pending = true;
 		c->quiet_epoch = epoch;
-		s->quiet[s->nquiet++] = (struct quiet_ref){ c->slot, c->gen };
+		s->pool.quiet[s->pool.nquiet++] = (struct slot_ref){ c->slot, c->gen };
 	}
 }
 
 void conn_check_quiet(struct shard *s)
 {
-	for (unsigned i = 0; i < s->nquiet; i++) {
-		struct conn *c = s->conns[s->quiet[i].slot];
-		if (c->gen != s->quiet[i].gen)
+	for (unsigned i = 0; i < s->pool.nquiet; i++) {
+		struct conn *c = s->pool.conns[s->pool.quiet[i].slot];
+		if (c->gen != s->pool.quiet[i].gen)
 			continue;
 		c->quiet_pending = false;
 		int n = 0;
@@ -258,10 +260,12 @@ void conn_check_quiet(struct shard *s)
 		 * fast server may already have answered it. */
 		if (c->state == CS_CLOSING || c->state == CS_FREE || ring_submits(s->ring) != c->quiet_epoch)
 			continue;
-		if (ioctl(c->fd, FIONREAD, &n) == 0 && n > 0)
+		if (ioctl(c->fd, FIONREAD, &n) == 0 && n > 0) {
 			conn_failf(s, c, "server sent data nobody asked for (%d bytes before our next command)", n);
+			conn_noted(s, c); /* its destination looks again */
+		}
 	}
-	s->nquiet = 0;
+	s->pool.nquiet = 0;
 }
 
 static void start_recv(struct shard *s, struct conn *c)
@@ -479,10 +483,10 @@ static void conn_release(struct shard *s, struct conn *c)
 	c->hold.len = 0;
 	c->rlen = 0;
 	c->pq_head = c->pq_len = c->pq_sent = c->pq_flushed = 0;
-	s->free_slots[s->nfree++] = c->slot;
+	s->pool.free_slots[s->pool.nfree++] = c->slot;
 }
 
-void conn_free(struct conn *c)
+static void conn_free(struct conn *c)
 {
 	out_free(&c->out);
 	buf_free(&c->hold);
@@ -652,7 +656,7 @@ static void conn_failf(struct shard *s, struct conn *c, const char *fmt, ...)
 	conn_abort(s, c, FAIL_REMOTE, 451, "4.4.2", why);
 }
 
-void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
+static void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 {
 	if (c->state == CS_CLOSING || c->state == CS_FREE)
 		return;
@@ -674,7 +678,7 @@ void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 void conn_open(struct shard *s, uint32_t dest)
 {
 	struct dest *d = &s->dests[dest];
-	ASSERT(s->nfree > 0 && d->naddrs > 0);
+	ASSERT(s->pool.nfree > 0 && d->naddrs > 0);
 	unsigned ai = first_live_addr(s, d), live = 0;
 	for (unsigned i = ai; i < d->naddrs && d->addrs[i].pref == d->addrs[ai].pref; i++)
 		live += addr_live(s, &d->addrs[i]);
@@ -684,7 +688,7 @@ void conn_open(struct shard *s, uint32_t dest)
 			ai++;
 	}
 	const struct dest_addr *a = &d->addrs[ai];
-	struct conn *c = s->conns[s->free_slots[--s->nfree]];
+	struct conn *c = s->pool.conns[s->pool.free_slots[--s->pool.nfree]];
 	ASSERT(c->state == CS_FREE && c->pq_len == 0);
 	ASSERT(!c->txn[0].active && !c->txn[1].active);
 	c->dest = dest;
@@ -858,7 +862,7 @@ static bool can_start_txn(struct shard *s, const struct conn *c)
 	return !(c->txn[0].active && c->txn[1].active);
 }
 
-void conn_take_work(struct shard *s, struct conn *c)
+static void conn_take_work(struct shard *s, struct conn *c)
 {
 	if (!can_start_txn(s, c))
 		return;
@@ -1124,7 +1128,7 @@ static void resend_rest(struct shard *s, struct conn *c, struct msghdr *rest)
 	}
 }
 
-void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
+static void conn_event(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 {
 	unsigned op = ring_ud_op(cqe->user_data);
 	ASSERT(c->ops > 0);
@@ -1186,7 +1190,7 @@ void conn_on_cqe(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 	flush_output(s, c);
 }
 
-void conn_on_timer(struct shard *s, struct conn *c)
+static void conn_deadline(struct shard *s, struct conn *c)
 {
 	if (c->state == CS_CLOSING || c->state == CS_FREE)
 		return;
@@ -1201,3 +1205,172 @@ void conn_on_timer(struct shard *s, struct conn *c)
 		enter_closing(s, c);
 	}
 }
+
+/* ---- the pool: the shard asks, the SMTP client does ---- */
+
+void conn_pool_grow(struct shard *s, unsigned n)
+{
+	struct conn_pool *p = &s->pool;
+	if (n <= p->max)
+		return;
+	p->conns = xrealloc(p->conns, n * sizeof(*p->conns));
+	p->free_slots = xrealloc(p->free_slots, n * sizeof(*p->free_slots));
+	p->quiet = xrealloc(p->quiet, n * sizeof(*p->quiet));
+	p->ready_gen = xrealloc(p->ready_gen, n * sizeof(*p->ready_gen));
+	memset(p->ready_gen + p->max, 0, (n - p->max) * sizeof(*p->ready_gen));
+	for (unsigned i = n; i-- > p->max;) {
+		p->conns[i] = xcalloc(1, sizeof(**p->conns));
+		p->conns[i]->slot = i;
+		p->conns[i]->fd = -1;
+		p->free_slots[p->nfree++] = i;
+	}
+	p->max = n;
+}
+
+unsigned conn_pool_slots(const struct shard *s)
+{
+	return s->pool.max;
+}
+
+unsigned conn_pool_free_slots(const struct shard *s)
+{
+	return s->pool.nfree;
+}
+
+void conn_pool_free(struct shard *s)
+{
+	struct conn_pool *p = &s->pool;
+	for (unsigned i = 0; i < p->max; i++)
+		conn_free(p->conns[i]);
+	free(p->conns);
+	free(p->free_slots);
+	free(p->quiet);
+	free(p->ready_gen);
+	memset(p, 0, sizeof(*p));
+}
+
+/* A slot reference still names a READY connection (else it is stale). */
+static bool ref_live(const struct shard *s, struct slot_ref r)
+{
+	const struct conn *c = s->pool.conns[r.slot];
+	return c->gen == r.gen && c->state == CS_READY;
+}
+
+/* Drops the ref (its connection is no longer READY, or it was reused). */
+static void ref_forget(struct shard *s, struct slot_ref r)
+{
+	if (s->pool.ready_gen[r.slot] == r.gen + 1)
+		s->pool.ready_gen[r.slot] = 0;
+}
+
+#define CONN_IDLE(c) (!(c)->txn[0].active && !(c)->txn[1].active)
+
+/* After an event on c: a connection that got ready joins its destination's
+ * ready refs; its destination, when it has a queue, is looked at. */
+static void conn_noted(struct shard *s, struct conn *c)
+{
+	if (c->dest >= s->ndests)
+		return; /* a free slot's old destination, gone with a reload */
+	struct dest *d = &s->dests[c->dest];
+	if (c->state == CS_READY && s->pool.ready_gen[c->slot] != c->gen + 1) {
+		if (d->nready_refs == d->ready_cap) { /* full: first drop the stale ones */
+			uint32_t keep = 0;
+			for (uint32_t i = 0; i < d->nready_refs; i++)
+				if (ref_live(s, d->ready[i]))
+					d->ready[keep++] = d->ready[i];
+				else
+					ref_forget(s, d->ready[i]);
+			d->nready_refs = keep;
+		}
+		if (d->nready_refs == d->ready_cap) {
+			d->ready_cap = d->ready_cap ? d->ready_cap * 2 : 8;
+			d->ready = xrealloc(d->ready, d->ready_cap * sizeof(*d->ready));
+		}
+		d->ready[d->nready_refs++] = (struct slot_ref){ c->slot, c->gen };
+		s->pool.ready_gen[c->slot] = c->gen + 1;
+	}
+	if (d->qlen) /* an idle one with legs waiting gave up (bounded): it looks again */
+		shard_dest_note(s, c->dest, c->state == CS_READY && CONN_IDLE(c));
+}
+
+bool conn_dest_give_work(struct shard *s, struct dest *d)
+{
+	uint32_t keep = 0;
+	bool idle_left = false;
+	for (uint32_t i = 0; i < d->nready_refs; i++) {
+		struct slot_ref r = d->ready[i];
+		struct conn *c = s->pool.conns[r.slot];
+		if (ref_live(s, r) && (d->qlen || d->nconns > d->max_conns))
+			conn_take_work(s, c);
+		if (!ref_live(s, r)) {
+			ref_forget(s, r);
+			continue;
+		}
+		d->ready[keep++] = r;
+		idle_left |= d->qlen && CONN_IDLE(c);
+	}
+	d->nready_refs = keep;
+	return idle_left;
+}
+
+void conn_on_cqe(struct shard *s, const struct ring_cqe *cqe)
+{
+	uint32_t slot = ring_ud_slot(cqe->user_data);
+	ASSERT(slot < s->pool.max);
+	struct conn *c = s->pool.conns[slot];
+	if (c->gen != ring_ud_gen(cqe->user_data))
+		return; /* stale: the slot was reused */
+	conn_event(s, c, cqe);
+	conn_noted(s, c);
+}
+
+void conn_on_timer(struct timer *t, void *arg)
+{
+	struct conn *c = container_of(t, struct conn, timer);
+	conn_deadline(arg, c);
+	conn_noted(arg, c);
+}
+
+void conn_pool_mark_dests(const struct shard *s, bool *referenced)
+{
+	for (unsigned i = 0; i < s->pool.max; i++)
+		if (s->pool.conns[i]->state != CS_FREE)
+			referenced[s->pool.conns[i]->dest] = true;
+}
+
+void conn_pool_retarget(struct shard *s, const int32_t *map, unsigned ndests)
+{
+	for (unsigned i = 0; i < s->pool.max; i++) {
+		struct conn *c = s->pool.conns[i];
+		if (c->state == CS_FREE)
+			continue;
+		/* -1 (UINT32_MAX) only for a closing one whose idle destination
+		 * was released: nothing looks it up any more */
+		c->dest = (uint32_t)map[c->dest];
+		for (int k = 0; k < 2; k++)
+			if (c->txn[k].active)
+				c->txn[k].leg->dest = c->dest;
+		ASSERT(c->state == CS_CLOSING || c->dest < ndests);
+	}
+}
+
+void conn_pool_shutdown(struct shard *s, bool graceful)
+{
+	for (unsigned i = 0; i < s->pool.max; i++) {
+		struct conn *c = s->pool.conns[i];
+		if (c->state != CS_FREE && c->state != CS_CLOSING && (c->state != CS_QUITTING || !graceful))
+			conn_shutdown(s, c, graceful);
+	}
+}
+
+void conn_pool_close_fds(struct shard *s)
+{
+	for (unsigned i = 0; i < s->pool.max; i++)
+		if (s->pool.conns[i]->fd >= 0)
+			close(s->pool.conns[i]->fd);
+}
+
+const char *conn_mx(const struct conn *c) { return c->mx; }
+const char *conn_peer(const struct conn *c) { return c->peer; }
+const char *conn_source(const struct conn *c) { return c->source; }
+uint32_t conn_dest(const struct conn *c) { return c->dest; }

@@ -24,6 +24,9 @@ ALLOWED = {
     'bench': {'engine/lib', 'bench'},
 }
 EXCEPTIONS = {('engine/main.c', 'bench/bench.h')}
+# Headers private to one file of their layer (tests may include them too):
+# a connection's fields are the SMTP client's alone.
+PRIVATE = {'shards/conn.h': {'shards/smtp_client.c'}}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -57,6 +60,9 @@ def check(root):
                 elif to not in ALLOWED[layer] and (rel, target) not in EXCEPTIONS:
                     errors.append(f'{rel}:{line}: {layer}/ must not include {target} '
                                   f'({layer}/ may use: {", ".join(sorted(ALLOWED[layer]))})')
+                elif target in PRIVATE and rel not in PRIVATE[target]:
+                    errors.append(f'{rel}:{line}: {target} is private to '
+                                  f'{", ".join(sorted(PRIVATE[target]))}')
     return errors, files
 
 
@@ -69,8 +75,10 @@ def self_test():
         open(os.path.join(t, 'dns/a.c'), 'w').write('#include "../shards/x.h"\n')
         open(os.path.join(t, 'engine/main.c'), 'w').write('#include "../bench/bench.h"\n')
         open(os.path.join(t, 'engine/run.c'), 'w').write('#include "../bench/bench.h"\n')
+        open(os.path.join(t, 'shards/shard.c'), 'w').write('#include "conn.h"\n')
+        open(os.path.join(t, 'shards/smtp_client.c'), 'w').write('#include "conn.h"\n')
         errors, _ = check(t)
-        want = ['engine/lib/util.h', 'dns/a.c', 'engine/run.c']
+        want = ['engine/lib/util.h', 'dns/a.c', 'engine/run.c', 'shards/shard.c']
         got = [e.split(':')[0] for e in errors]
         if sorted(got) != sorted(want):
             print('check_layers self-test failed: got', errors)

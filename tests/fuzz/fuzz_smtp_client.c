@@ -54,7 +54,7 @@
  *    nothing else is in flight on it; the socket is closed at the end;
  *  - no crash, no assertion, no leak (ASan, UBSan, LSan). */
 #define _GNU_SOURCE
-#include "../../shards/shard_internal.h"
+#include "../../shards/conn.h"
 #include "fake_ring.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -325,6 +325,13 @@ void shard_leg_done(struct shard *s, struct leg *leg)
 
 /* Sends of message content in flight (smtp_output references). */
 static unsigned wire_refs;
+
+/* schedule() above looks at the one destination every step anyway. */
+void shard_dest_note(struct shard *s, uint32_t di, bool new_work)
+{
+	CHECK(di < s->ndests);
+	(void)new_work;
+}
 
 void shard_message_hold(struct message *m)
 {
@@ -754,16 +761,11 @@ static void speak(void)
 	on_submit(W.ring, NULL);
 }
 
-static void on_timer(struct timer *t, void *arg)
-{
-	conn_on_timer(arg, container_of(t, struct conn, timer));
-}
-
 static void deliver(struct shard *s, const struct ring_cqe *cqe)
 {
 	uint32_t slot = ring_ud_slot(cqe->user_data);
-	CHECK(slot < s->nconns_max);
-	struct conn *c = s->conns[slot];
+	CHECK(slot < s->pool.max);
+	struct conn *c = s->pool.conns[slot];
 	unsigned op = ring_ud_op(cqe->user_data);
 	long w = -1;
 	if (op == OP_RECV && cqe->res >= 0) {
@@ -774,7 +776,7 @@ static void deliver(struct shard *s, const struct ring_cqe *cqe)
 	if (c->gen != ring_ud_gen(cqe->user_data))
 		return; /* stale */
 	W.cur_w = w;
-	conn_on_cqe(s, c, cqe);
+	conn_on_cqe(s, cqe);
 	W.cur_w = -1;
 }
 
@@ -800,22 +802,21 @@ static void reap(struct shard *s, bool reverse, bool split)
 
 static void fire_timer(struct shard *s)
 {
-	struct conn *c = s->conns[0];
+	struct conn *c = s->pool.conns[0];
 	if (!timer_armed(&c->timer))
 		return;
 	if (s->now < c->timer.expire_ms)
 		s->now = c->timer.expire_ms;
-	wheel_advance(&s->wheel, s->now, on_timer, s);
+	wheel_advance(&s->wheel, s->now, conn_on_timer, s);
 }
 
 /* shard.c's schedule(), for one connection slot. */
 static void schedule(struct shard *s)
 {
 	struct dest *d = &s->dests[0];
-	struct conn *c = s->conns[0];
-	if (c->state == CS_READY && (d->qlen || d->nconns > d->max_conns))
-		conn_take_work(s, c);
-	if (c->state == CS_FREE && d->qlen && d->nconns == 0 && W.opens < 3 && s->nfree > 0) {
+	struct conn *c = s->pool.conns[0];
+	conn_dest_give_work(s, d);
+	if (c->state == CS_FREE && d->qlen && d->nconns == 0 && W.opens < 3 && conn_pool_free_slots(s) > 0) {
 		CHECK(!W.fd_open && W.ring->nops == 0);
 		W.opens++;
 		W.wire.len = 0;
@@ -977,14 +978,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	W.ring = fake_ring_new();
 	W.ring->on_submit = on_submit;
 	s->ring = W.ring;
-	s->nconns_max = 1;
-	s->conns = xcalloc(1, sizeof(*s->conns));
-	s->conns[0] = xcalloc(1, sizeof(**s->conns));
-	s->conns[0]->slot = 0;
-	s->conns[0]->fd = -1;
-	s->free_slots = xcalloc(1, sizeof(*s->free_slots));
-	s->quiet = xcalloc(1, sizeof(*s->quiet));
-	s->free_slots[s->nfree++] = 0;
+	conn_pool_grow(s, 1);
 	s->dests = xcalloc(1, sizeof(*s->dests));
 	s->ndests = 1;
 	struct dest *d = &s->dests[0];
@@ -1022,7 +1016,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (in_pos >= ctl_end && srv_pos >= in_len && ++extra > 64)
 			break;
 		schedule(s);
-		if (s->conns[0]->state == CS_FREE && !d->qlen)
+		if (s->pool.conns[0]->state == CS_FREE && !d->qlen)
 			break;
 		uint8_t a = u8();
 		if (trace)
@@ -1039,19 +1033,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (a == 0xD5) /* SIGTERM: no new transactions (shard_finish) */
 			atomic_store(&s->finishing, 1);
 		if (a == 0xD6) /* the shard stops: QUIT when idle, else abandon (stop_all) */
-			conn_shutdown(s, s->conns[0], true);
+			conn_pool_shutdown(s, true);
 		reap(s, (a & 0x60) == 0x20, W.batch_split && (a & 0x60) == 0x40);
 		s->now += 1;
 	}
 
 	/* the end: the server closes, the client must finish the connection */
 	W.eof = true;
-	struct conn *c = s->conns[0];
+	struct conn *c = s->pool.conns[0];
 	for (unsigned k = 0; k < 64; k++) {
 		if (c->state == CS_FREE && W.ring->nops == 0 && !fake_ring_pending_cqes(W.ring))
 			break;
 		if (k == 16)
-			conn_shutdown(s, c, false);
+			conn_pool_shutdown(s, false);
 		if (k >= 32)
 			fire_timer(s);
 		conn_check_quiet(s);
@@ -1080,10 +1074,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < W.nlegs; i++)
 		CHECK(W.legs[i].done);
 
-	conn_free(c);
-	free(s->conns);
-	free(s->free_slots);
-	free(s->quiet);
+	conn_pool_free(s);
+	free(d->ready);
 	free(d->addrs);
 	free(s->dests);
 	fake_ring_free(W.ring);

@@ -34,6 +34,11 @@ static uint64_t pow2_at_least(uint64_t n)
 	return p;
 }
 
+/* What a message is when it crosses into a shard: parsed, with pending
+ * recipients, and no shard state left from before. */
+#define MESSAGE_FRESH(m) ((m)->nrcpt > 0 && (m)->npending > 0 && (m)->npending <= (m)->nrcpt && \
+                          (m)->legs_open == 0 && (m)->body_len >= 2 && !(m)->next)
+
 /* A destination's connections split over the shards, the remainder to the
  * first ones. Every shard needs one, since messages reach shards round
  * robin: with fewer connections than shards the limit is exceeded (until
@@ -1047,6 +1052,7 @@ static void take_inbox(struct shard *s)
 	struct message *m;
 	unsigned budget = 1024; /* bounded work per loop turn */
 	while (budget-- && spsc_pop(&s->inbox, &m)) {
+		ASSERT(MESSAGE_FRESH(m));
 		m->held_next = s->held.held_next;
 		m->held_prev = &s->held;
 		s->held.held_next->held_prev = m;
@@ -1182,6 +1188,7 @@ void shard_start(struct shard *s)
 
 bool shard_offer(struct shard *s, struct message *m)
 {
+	ASSERT(MESSAGE_FRESH(m));
 	return spsc_push(&s->inbox, &m);
 }
 

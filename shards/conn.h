@@ -68,7 +68,8 @@ struct conn {
 	bool receiving;
 	/* replies expected, in order (a ring of pq_cap entries, a power of
 	 * two, grown on demand: a transaction needs max-recipients + 3);
-	 * entries [0, pq_flushed) went to the ring, [0, pq_sent) to pbuf */
+	 * entries [0, pq_flushed) went to the ring (their bytes maybe in a later
+	 * sendmsg: pending.epoch), [0, pq_sent) to the output */
 	struct pending *pq;
 	unsigned pq_cap, pq_head, pq_len, pq_sent, pq_flushed;
 	struct txn txn[2];

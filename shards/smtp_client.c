@@ -226,6 +226,17 @@ static void rearm_timer(struct shard *s, struct conn *c)
 	}
 }
 
+/* Not yet with the kernel: no reply can answer it (REPLY_MAY_ANSWER). */
+#define NOT_SENT UINT64_MAX
+
+/* A command whose bytes all are in the sendmsg just prepared was sent at
+ * this epoch; one whose bytes end beyond it (a generation of more than
+ * IOV_MAX segments goes in several sendmsg) is not sent yet. */
+static void stamp_sent(struct conn *c, struct pending *p, uint64_t epoch)
+{
+	p->epoch = p->end <= c->out.inflight_end ? epoch : NOT_SENT;
+}
+
 /* Every command added since the last flush goes to the ring: note when
  * (see REPLY_MAY_ANSWER). Read after ring_sendmsg, which may submit on its
  * own. */
@@ -238,7 +249,7 @@ static void flush_output(struct shard *s, struct conn *c)
 	c->ops++;
 	uint64_t epoch = ring_submits(s->ring);
 	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
-		pq_at(c, c->pq_flushed)->epoch = epoch;
+		stamp_sent(c, pq_at(c, c->pq_flushed), epoch);
 	if (none_outstanding && !c->quiet_pending && s->pool.nquiet < s->pool.max) {
 		/* Every earlier command is answered: until this goes out, the
 		 * server has nothing to say (conn_check_quiet looks). */
@@ -1114,8 +1125,9 @@ static void process_input(struct shard *s, struct conn *c)
 	}
 }
 
-/* A short send: the rest goes again. The commands whose bytes end in
- * that rest were not all on the wire: they are sent from now on. */
+/* A short send, or the next IOV_MAX segments: the rest goes again. The
+ * commands whose bytes end in that rest were not all on the wire: they
+ * are sent from now on, or later still when they end beyond this sendmsg. */
 static void resend_rest(struct shard *s, struct conn *c, struct msghdr *rest)
 {
 	ring_sendmsg(s->ring, c->fd, rest, ud(c, OP_SEND));
@@ -1124,7 +1136,7 @@ static void resend_rest(struct shard *s, struct conn *c, struct msghdr *rest)
 	for (unsigned i = 0; i < c->pq_flushed; i++) {
 		struct pending *p = pq_at(c, i);
 		if (p->end > c->out.sent)
-			p->epoch = epoch;
+			stamp_sent(c, p, epoch);
 	}
 }
 

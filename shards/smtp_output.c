@@ -77,6 +77,9 @@ static struct msghdr *msg_from_head(struct smtp_output *o)
 	memset(&o->msg, 0, sizeof(o->msg));
 	o->msg.msg_iov = o->iov + o->iov_head;
 	o->msg.msg_iovlen = n < IOV_MAX ? n : IOV_MAX;
+	o->inflight_end = o->sent;
+	for (size_t i = 0; i < o->msg.msg_iovlen; i++)
+		o->inflight_end += o->msg.msg_iov[i].iov_len;
 	o->sending = true;
 	return &o->msg;
 }

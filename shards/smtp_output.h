@@ -44,6 +44,9 @@ struct smtp_output {
 	struct msghdr msg;         /* what the ring sends: points into iov */
 	uint64_t queued;           /* stream bytes added so far */
 	uint64_t sent;             /* stream bytes the kernel took */
+	uint64_t inflight_end;     /* where the bytes of the sendmsg in flight end: a
+	                            * generation of more than IOV_MAX segments goes
+	                            * in several, so bytes queued may be beyond it */
 	bool sending;              /* a sendmsg of the wire generation is in flight */
 };
 

@@ -879,10 +879,10 @@ static void make_message(unsigned k, uint8_t b)
 	m->id = xstrdup(id);
 	struct bytes body = { 0 };
 	bytes_addf(&body, templates[b & 7], k);
-	if ((b & 7) == 5)
-		for (unsigned i = 0; i < 40; i++)
+	if ((b & 7) == 5) /* message 1: 600 dot lines, more segments than one sendmsg takes */
+		for (unsigned i = 0; i < (k == 1 ? 1200u : 40u); i++)
 			bytes_addf(&body, "%s%u abcdefghijklmnopqrstuvwxyz0123456789 abcdefghijklmnopqrstuvwxyz\r\n",
-			           i % 3 ? "" : ".", i);
+			           i % (k == 1 ? 2 : 3) ? "" : ".", i);
 	m->body = body.p;
 	m->body_len = body.len;
 	m->body_owned = true;

@@ -24,6 +24,7 @@
 #define OUTBOX_CAP 16384
 #define CQE_BATCH 256
 #define STOP_GRACE_MS 2000
+#define STOP_DRAIN_MS 1000 /* after the grace period, for cancelled operations to come back */
 #define DEST_IDLE_MS 60000         /* a DNS destination unused this long goes */
 
 static uint64_t pow2_at_least(uint64_t n)
@@ -1165,7 +1166,14 @@ static void *shard_main(void *arg)
 		notify_engine(s);
 	}
 	conn_trace_flush(s); /* what the last turn said */
-	/* Connections still open after the grace period: close them outright. */
+	/* Connections still open after the grace period: their operations are
+	 * cancelled and reaped (a send may point into a message, which is
+	 * freed after this thread ends), then their sockets closed outright. */
+	conn_pool_cancel_all(s);
+	for (int64_t end = now_mono_ms() + STOP_DRAIN_MS; conn_pool_ops(s) && now_mono_ms() < end;) {
+		ring_submit_wait(s->ring, 10);
+		handle_cqes(s);
+	}
 	conn_pool_close_fds(s);
 	dns_counters(s->dns, &s->dns_counters[0], &s->dns_counters[1], &s->dns_counters[2]);
 	mx_resolver_free(s->mx); /* waiting recipients: their files stay */

@@ -229,7 +229,10 @@ void conn_pool_mark_dests(const struct shard *s, bool *referenced);
 void conn_pool_retarget(struct shard *s, const int32_t *map, unsigned ndests);
 /* Stop: QUIT idle connections (graceful), end the rest (their legs defer). */
 void conn_pool_shutdown(struct shard *s, bool graceful);
-/* After the grace period: close every socket still open outright. */
+/* After the grace period: cancel every connection's operations; count
+ * those still in flight; close every socket still open outright. */
+void conn_pool_cancel_all(struct shard *s);
+unsigned conn_pool_ops(const struct shard *s);
 void conn_pool_close_fds(struct shard *s);
 /* What an outcome says of the connection (c may be NULL). */
 const char *conn_mx(const struct conn *c);

@@ -1375,6 +1375,23 @@ void conn_pool_shutdown(struct shard *s, bool graceful)
 	}
 }
 
+void conn_pool_cancel_all(struct shard *s)
+{
+	for (unsigned i = 0; i < s->pool.max; i++) {
+		struct conn *c = s->pool.conns[i];
+		if (c->state != CS_FREE && c->state != CS_CLOSING)
+			enter_closing(s, c); /* cancels what is in flight */
+	}
+}
+
+unsigned conn_pool_ops(const struct shard *s)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->pool.max; i++)
+		n += s->pool.conns[i]->ops;
+	return n;
+}
+
 void conn_pool_close_fds(struct shard *s)
 {
 	for (unsigned i = 0; i < s->pool.max; i++)

@@ -38,31 +38,42 @@ def layer_of(path):
     return None
 
 
+SKIP = {'tests', 'build', '.git', '.ci'}
+
+
+def sources(root):
+    """Every C source and header of the tree, as paths relative to root."""
+    for d, dirs, files in os.walk(root):
+        rel_d = os.path.relpath(d, root)
+        if rel_d == '.':
+            dirs[:] = [x for x in dirs if x not in SKIP]
+        for name in sorted(files):
+            if name.endswith(('.c', '.h')):
+                yield os.path.normpath(os.path.join(rel_d, name))
+
+
 def check(root):
     errors, files = [], 0
-    for layer in ALLOWED:
-        d = os.path.join(root, layer)
-        if not os.path.isdir(d):
+    for rel in sorted(sources(root)):
+        files += 1
+        layer = layer_of(rel)
+        if layer is None:
+            errors.append(f'{rel}: outside every layer (a folder of its own needs a place in ALLOWED)')
             continue
-        for name in sorted(os.listdir(d)):
-            if not name.endswith(('.c', '.h')):
-                continue
-            files += 1
-            rel = f'{layer}/{name}'
-            with open(os.path.join(d, name), encoding='utf-8', errors='replace') as f:
-                text = f.read()
-            for m in INCLUDE.finditer(text):
-                target = os.path.normpath(os.path.join(layer, m.group(1)))
-                to = layer_of(target)
-                line = text.count('\n', 0, m.start()) + 1
-                if to is None:
-                    errors.append(f'{rel}:{line}: includes "{m.group(1)}", outside every layer')
-                elif to not in ALLOWED[layer] and (rel, target) not in EXCEPTIONS:
-                    errors.append(f'{rel}:{line}: {layer}/ must not include {target} '
-                                  f'({layer}/ may use: {", ".join(sorted(ALLOWED[layer]))})')
-                elif target in PRIVATE and rel not in PRIVATE[target]:
-                    errors.append(f'{rel}:{line}: {target} is private to '
-                                  f'{", ".join(sorted(PRIVATE[target]))}')
+        with open(os.path.join(root, rel), encoding='utf-8', errors='replace') as f:
+            text = f.read()
+        for m in INCLUDE.finditer(text):
+            target = os.path.normpath(os.path.join(os.path.dirname(rel), m.group(1)))
+            to = layer_of(target)
+            line = text.count('\n', 0, m.start()) + 1
+            if to is None:
+                errors.append(f'{rel}:{line}: includes "{m.group(1)}", outside every layer')
+            elif to not in ALLOWED[layer] and (rel, target) not in EXCEPTIONS:
+                errors.append(f'{rel}:{line}: {layer}/ must not include {target} '
+                              f'({layer}/ may use: {", ".join(sorted(ALLOWED[layer]))})')
+            elif target in PRIVATE and rel not in PRIVATE[target]:
+                errors.append(f'{rel}:{line}: {target} is private to '
+                              f'{", ".join(sorted(PRIVATE[target]))}')
     return errors, files
 
 
@@ -77,8 +88,15 @@ def self_test():
         open(os.path.join(t, 'engine/run.c'), 'w').write('#include "../bench/bench.h"\n')
         open(os.path.join(t, 'shards/shard.c'), 'w').write('#include "conn.h"\n')
         open(os.path.join(t, 'shards/smtp_client.c'), 'w').write('#include "conn.h"\n')
+        os.makedirs(os.path.join(t, 'shards/sub'))
+        open(os.path.join(t, 'shards/sub/x.c'), 'w').write('\n')
+        os.makedirs(os.path.join(t, 'tools'))
+        open(os.path.join(t, 'tools/y.c'), 'w').write('\n')
+        os.makedirs(os.path.join(t, 'tests'))
+        open(os.path.join(t, 'tests/t.c'), 'w').write('#include "../shards/conn.h"\n')
         errors, _ = check(t)
-        want = ['engine/lib/util.h', 'dns/a.c', 'engine/run.c', 'shards/shard.c']
+        want = ['engine/lib/util.h', 'dns/a.c', 'engine/run.c', 'shards/shard.c', 'shards/sub/x.c',
+                'tools/y.c']
         got = [e.split(':')[0] for e in errors]
         if sorted(got) != sorted(want):
             print('check_layers self-test failed: got', errors)

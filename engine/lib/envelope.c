@@ -303,6 +303,10 @@ bool envelope_parse(struct message *m, char *why, size_t why_len)
 		fail(why, why_len, "%s", "no message after the envelope lines");
 		return false;
 	}
+	if ((size_t)(end - p) > ENVELOPE_MAX_BODY) { /* dot offsets are 32-bit */
+		fail(why, why_len, "%s", "message larger than 2 GB");
+		return false;
+	}
 	take_body(m, p, (size_t)(end - p));
 	m->rcpt_state = xcalloc(m->nrcpt, 1);
 	m->npending = m->nrcpt;

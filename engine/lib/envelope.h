@@ -6,6 +6,7 @@
 #include "message.h"
 
 #define ENVELOPE_MAX_RCPT 100000
+#define ENVELOPE_MAX_BODY 0x7fffffffu /* normalised, at most twice that: fits 32 bits */
 #define ADDRESS_MAX 256  /* RFC 5321 4.5.3.1.3: path incl. <> */
 
 /* Parses m->raw/raw_len into m's envelope fields and body. On failure

@@ -1116,9 +1116,10 @@ static void notify_engine(struct shard *s)
 	ring_write(s->ring, s->engine_fd, &s->notify_val, sizeof(s->notify_val), ring_ud(OP_NOTIFY, 0, 0));
 }
 
-static void *shard_main(void *arg)
+/* The thread's own resources: pinned to its core, named, its arena,
+ * signer, ring and resolvers. */
+static void shard_setup(struct shard *s)
 {
-	struct shard *s = arg;
 	cpu_set_t set;
 	CPU_ZERO(&set);
 	CPU_SET(s->index % online_cpus(), &set);
@@ -1137,6 +1138,36 @@ static void *shard_main(void *arg)
 	s->mx = mx_resolver_new(s->dns, &mc);
 	s->now = now_mono_ms();
 	wheel_init(&s->wheel, s->now);
+}
+
+/* After the loop: connections still open after the grace period have
+ * their operations cancelled and reaped (a send may point into a message,
+ * which is freed after this thread ends), then their sockets closed
+ * outright; the ring and resolvers go. */
+static void shard_teardown(struct shard *s)
+{
+	conn_trace_flush(s); /* what the last turn said */
+	conn_pool_cancel_all(s);
+	for (int64_t end = now_mono_ms() + STOP_DRAIN_MS; conn_pool_ops(s) && now_mono_ms() < end;) {
+		ring_submit_wait(s->ring, 10);
+		handle_cqes(s);
+	}
+	conn_pool_close_fds(s);
+	dns_counters(s->dns, &s->dns_counters[0], &s->dns_counters[1], &s->dns_counters[2]);
+	mx_resolver_free(s->mx); /* waiting recipients: their files stay */
+	s->mx = NULL;
+	dns_resolver_free(s->dns);
+	s->dns = NULL;
+	ring_free(s->ring);
+	s->ring = NULL;
+	dkim_signer_free(s->signer);
+	s->signer = NULL;
+}
+
+static void *shard_main(void *arg)
+{
+	struct shard *s = arg;
+	shard_setup(s);
 	int64_t stop_deadline = 0;
 	for (;;) {
 		arm_wake(s);
@@ -1165,25 +1196,7 @@ static void *shard_main(void *arg)
 		outbox_flush(s);
 		notify_engine(s);
 	}
-	conn_trace_flush(s); /* what the last turn said */
-	/* Connections still open after the grace period: their operations are
-	 * cancelled and reaped (a send may point into a message, which is
-	 * freed after this thread ends), then their sockets closed outright. */
-	conn_pool_cancel_all(s);
-	for (int64_t end = now_mono_ms() + STOP_DRAIN_MS; conn_pool_ops(s) && now_mono_ms() < end;) {
-		ring_submit_wait(s->ring, 10);
-		handle_cqes(s);
-	}
-	conn_pool_close_fds(s);
-	dns_counters(s->dns, &s->dns_counters[0], &s->dns_counters[1], &s->dns_counters[2]);
-	mx_resolver_free(s->mx); /* waiting recipients: their files stay */
-	s->mx = NULL;
-	dns_resolver_free(s->dns);
-	s->dns = NULL;
-	ring_free(s->ring);
-	s->ring = NULL;
-	dkim_signer_free(s->signer);
-	s->signer = NULL;
+	shard_teardown(s);
 	atomic_store_explicit(&s->exited, 1, memory_order_release);
 	return NULL;
 }

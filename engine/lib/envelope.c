@@ -48,35 +48,6 @@ const char *address_check(const char *a, size_t len, bool allow_empty)
 	return NULL;
 }
 
-char *crlf_normalise(const char *src, size_t len, size_t *out_len)
-{
-	/* Worst case every byte is a bare LF or CR and doubles, plus the final CRLF. */
-	char *out = xmalloc(len * 2 + 3);
-	size_t o = 0, i = 0;
-	while (i < len) {
-		/* Copy the run up to the next line ending in one go. */
-		const char *nl = memchr(src + i, '\n', len - i);
-		size_t end = nl ? (size_t)(nl - src) : len;
-		const char *cr = memchr(src + i, '\r', end - i);
-		if (cr)
-			end = (size_t)(cr - src);
-		memcpy(out + o, src + i, end - i);
-		o += end - i;
-		i = end;
-		if (i == len)
-			break;
-		out[o++] = '\r';
-		out[o++] = '\n';
-		i += (src[i] == '\r' && i + 1 < len && src[i + 1] == '\n') ? 2 : 1;
-	}
-	if (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n') {
-		out[o++] = '\r';
-		out[o++] = '\n';
-	}
-	out[o] = 0;
-	*out_len = o;
-	return out;
-}
 
 /* CR bytes in p, eight at a time: a byte of x = w ^ CRs is zero exactly
  * where w holds a CR, and ((x & 0x7f..) + 0x7f..) | x has its high bit
@@ -151,6 +122,46 @@ static bool any_8bit(const char *p, size_t len)
 	return false;
 }
 
+/* crlf_normalise, noting in m (when not NULL) the output lines that start
+ * with '.': every pass of the loop starts a line. */
+static char *normalise(const char *src, size_t len, size_t *out_len, struct message *m)
+{
+	/* Worst case every byte is a bare LF or CR and doubles, plus the final CRLF. */
+	char *out = xmalloc(len * 2 + 3);
+	size_t o = 0, i = 0;
+	uint32_t cap = 0;
+	while (i < len) {
+		if (m && src[i] == '.')
+			dot_add(m, &cap, o);
+		/* Copy the run up to the next line ending in one go. */
+		const char *nl = memchr(src + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - src) : len;
+		const char *cr = memchr(src + i, '\r', end - i);
+		if (cr)
+			end = (size_t)(cr - src);
+		memcpy(out + o, src + i, end - i);
+		o += end - i;
+		i = end;
+		if (i == len)
+			break;
+		out[o++] = '\r';
+		out[o++] = '\n';
+		i += (src[i] == '\r' && i + 1 < len && src[i + 1] == '\n') ? 2 : 1;
+	}
+	if (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n') {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	out[o] = 0;
+	*out_len = o;
+	return out;
+}
+
+char *crlf_normalise(const char *src, size_t len, size_t *out_len)
+{
+	return normalise(src, len, out_len, NULL);
+}
+
 /* Sets the body: in place when the file's bytes are clean CRLF already
  * (the usual case: sent as they lie in the file), else a normalised copy;
  * with its dot lines and whether it has 8-bit bytes. */
@@ -161,10 +172,8 @@ static void take_body(struct message *m, char *p, size_t len)
 		m->body_len = len;
 		m->body_owned = false;
 	} else {
-		m->body = crlf_normalise(p, len, &m->body_len);
+		m->body = normalise(p, len, &m->body_len, m); /* with its dot lines */
 		m->body_owned = true;
-		bool clean = scan_lines(m, m->body, m->body_len);
-		ASSERT(clean);
 	}
 	ASSERT(m->body_len < UINT32_MAX);
 	m->body_8bit = any_8bit(m->body, m->body_len);

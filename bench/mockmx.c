@@ -227,62 +227,82 @@ static bool path_arg(const char *line, size_t n, const char **a, size_t *alen)
 	return true;
 }
 
-static void on_command(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
+static void on_ehlo(struct mx_thread *t, struct mconn *c, const char *line)
+{
+	int f;
+	if ((f = fault_for(t, F_EHLO))) {
+		reply_fault(c, f, "EHLO");
+		return;
+	}
+	txn_reset(c);
+	if (toupper((unsigned char)line[0]) == 'H') {
+		buf_adds(&c->pbuf, "250 mockmx\r\n");
+		return;
+	}
+	buf_adds(&c->pbuf, "250-mockmx\r\n");
+	if (t->o->pipelining)
+		buf_adds(&c->pbuf, "250-PIPELINING\r\n");
+	if (t->o->chunking)
+		buf_adds(&c->pbuf, "250-CHUNKING\r\n");
+	buf_printf(&c->pbuf, "250-SIZE %llu\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES\r\n",
+	           (unsigned long long)t->o->size_limit, t->o->smtputf8 ? "250-SMTPUTF8\r\n" : "");
+}
+
+static void on_mail(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
 {
 	int f;
 	const char *a;
 	size_t alen;
+	if (c->have_mail) {
+		buf_adds(&c->pbuf, "503 5.5.1 Error: nested MAIL command\r\n");
+	} else if ((f = fault_for(t, F_MAIL))) {
+		reply_fault(c, f, "MAIL");
+	} else if (!path_arg(line, n, &a, &alen)) {
+		buf_adds(&c->pbuf, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
+	} else {
+		c->have_mail = true;
+		buf_add(&c->sender, a, alen);
+		buf_adds(&c->pbuf, "250 2.1.0 Ok\r\n");
+	}
+}
+
+static void on_rcpt(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
+{
+	int f;
+	const char *a;
+	size_t alen;
+	if (!c->have_mail) {
+		buf_adds(&c->pbuf, "503 5.5.1 Error: need MAIL command\r\n");
+	} else if (!path_arg(line, n, &a, &alen)) {
+		buf_adds(&c->pbuf, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+	} else if ((f = fault_for(t, F_RCPT))) {
+		reply_fault(c, f, "RCPT");
+	} else if (t->o->defer_rcpt && memmem(a, alen, t->o->defer_rcpt, strlen(t->o->defer_rcpt))) {
+		buf_adds(&c->pbuf, "451 4.2.0 mockmx: this recipient is deferred (--defer-rcpt)\r\n");
+	} else if (t->o->max_rcpt && c->nrcpt >= t->o->max_rcpt) {
+		buf_adds(&c->pbuf, "452 4.5.3 Error: too many recipients\r\n");
+	} else if (t->o->greylist && grey_first(t, a, alen)) {
+		buf_adds(&c->pbuf, "451 4.7.1 mockmx: greylisted, try again later\r\n");
+	} else {
+		c->nrcpt++;
+		if (t->o->store && c->nrcpt <= RCPT_STORE_MAX) {
+			buf_adds(&c->rcpts, "X-Receiver: <");
+			buf_add(&c->rcpts, a, alen);
+			buf_adds(&c->rcpts, ">\n");
+		}
+		buf_adds(&c->pbuf, "250 2.1.5 Ok\r\n");
+	}
+}
+
+static void on_command(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
+{
+	int f;
 	if (prefix_ci(line, n, "EHLO") || prefix_ci(line, n, "HELO")) {
-		if ((f = fault_for(t, F_EHLO))) {
-			reply_fault(c, f, "EHLO");
-			return;
-		}
-		txn_reset(c);
-		if (toupper((unsigned char)line[0]) == 'H') {
-			buf_adds(&c->pbuf, "250 mockmx\r\n");
-			return;
-		}
-		buf_adds(&c->pbuf, "250-mockmx\r\n");
-		if (t->o->pipelining)
-			buf_adds(&c->pbuf, "250-PIPELINING\r\n");
-		if (t->o->chunking)
-			buf_adds(&c->pbuf, "250-CHUNKING\r\n");
-		buf_printf(&c->pbuf, "250-SIZE %llu\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES\r\n",
-		           (unsigned long long)t->o->size_limit, t->o->smtputf8 ? "250-SMTPUTF8\r\n" : "");
+		on_ehlo(t, c, line);
 	} else if (prefix_ci(line, n, "MAIL FROM:")) {
-		if (c->have_mail) {
-			buf_adds(&c->pbuf, "503 5.5.1 Error: nested MAIL command\r\n");
-		} else if ((f = fault_for(t, F_MAIL))) {
-			reply_fault(c, f, "MAIL");
-		} else if (!path_arg(line, n, &a, &alen)) {
-			buf_adds(&c->pbuf, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
-		} else {
-			c->have_mail = true;
-			buf_add(&c->sender, a, alen);
-			buf_adds(&c->pbuf, "250 2.1.0 Ok\r\n");
-		}
+		on_mail(t, c, line, n);
 	} else if (prefix_ci(line, n, "RCPT TO:")) {
-		if (!c->have_mail) {
-			buf_adds(&c->pbuf, "503 5.5.1 Error: need MAIL command\r\n");
-		} else if (!path_arg(line, n, &a, &alen)) {
-			buf_adds(&c->pbuf, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
-		} else if ((f = fault_for(t, F_RCPT))) {
-			reply_fault(c, f, "RCPT");
-		} else if (t->o->defer_rcpt && memmem(a, alen, t->o->defer_rcpt, strlen(t->o->defer_rcpt))) {
-			buf_adds(&c->pbuf, "451 4.2.0 mockmx: this recipient is deferred (--defer-rcpt)\r\n");
-		} else if (t->o->max_rcpt && c->nrcpt >= t->o->max_rcpt) {
-			buf_adds(&c->pbuf, "452 4.5.3 Error: too many recipients\r\n");
-		} else if (t->o->greylist && grey_first(t, a, alen)) {
-			buf_adds(&c->pbuf, "451 4.7.1 mockmx: greylisted, try again later\r\n");
-		} else {
-			c->nrcpt++;
-			if (t->o->store && c->nrcpt <= RCPT_STORE_MAX) {
-				buf_adds(&c->rcpts, "X-Receiver: <");
-				buf_add(&c->rcpts, a, alen);
-				buf_adds(&c->rcpts, ">\n");
-			}
-			buf_adds(&c->pbuf, "250 2.1.5 Ok\r\n");
-		}
+		on_rcpt(t, c, line, n);
 	} else if (prefix_ci(line, n, "DATA") == n && n == 4) {
 		if (!c->have_mail || c->nrcpt == 0) {
 			buf_adds(&c->pbuf, "554 5.5.1 Error: no valid recipients\r\n");
@@ -493,6 +513,49 @@ static void mx_accept(struct mx_thread *t, int fd)
 	mx_recv(t, c);
 }
 
+/* Bytes came in (res). False when the connection is closed (or closing). */
+static bool mx_received(struct mx_thread *t, struct mconn *c, int res)
+{
+	if (res <= 0) {
+		mx_close(t, c);
+		return false;
+	}
+	c->inlen += (size_t)res;
+	if (t->o->silent) {
+		c->inlen = 0;
+	} else if (!process(t, c)) {
+		atomic_fetch_add(&t->st->disconnects, 1);
+		mx_close(t, c);
+		return false;
+	}
+	if (!c->quit)
+		mx_recv(t, c);
+	return true;
+}
+
+/* A send completed (res bytes). False when nothing more is to be done now
+ * (the rest is on its way, or the connection closed). */
+static bool mx_sent(struct mx_thread *t, struct mconn *c, int res)
+{
+	if (res < 0) {
+		mx_close(t, c);
+		return false;
+	}
+	c->woff += (size_t)res;
+	if (c->woff < c->wbuf.len) {
+		ring_send(t->ring, c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, mud(t, c, MOP_SEND));
+		c->ops++;
+		c->sending = true;
+		return false;
+	}
+	c->wbuf.len = 0;
+	if (c->quit && c->pbuf.len == 0) {
+		mx_close(t, c);
+		return false;
+	}
+	return true;
+}
+
 static void mx_cqe(struct mx_thread *t, const struct ring_cqe *e)
 {
 	unsigned op = ring_ud_op(e->user_data);
@@ -526,38 +589,12 @@ static void mx_cqe(struct mx_thread *t, const struct ring_cqe *e)
 	}
 	switch (op) {
 	case MOP_RECV:
-		if (e->res <= 0) {
-			mx_close(t, c);
+		if (!mx_received(t, c, e->res))
 			return;
-		}
-		c->inlen += (size_t)e->res;
-		if (t->o->silent) {
-			c->inlen = 0;
-		} else if (!process(t, c)) {
-			atomic_fetch_add(&t->st->disconnects, 1);
-			mx_close(t, c);
-			return;
-		}
-		if (!c->quit)
-			mx_recv(t, c);
 		break;
 	case MOP_SEND:
-		if (e->res < 0) {
-			mx_close(t, c);
+		if (!mx_sent(t, c, e->res))
 			return;
-		}
-		c->woff += (size_t)e->res;
-		if (c->woff < c->wbuf.len) {
-			ring_send(t->ring, c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, mud(t, c, MOP_SEND));
-			c->ops++;
-			c->sending = true;
-			return;
-		}
-		c->wbuf.len = 0;
-		if (c->quit && c->pbuf.len == 0) {
-			mx_close(t, c);
-			return;
-		}
 		break;
 	case MOP_SLOW:
 		break;
@@ -712,7 +749,8 @@ static double cpu_self(void)
 	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-int mockmx_main(int argc, char **argv)
+/* Command-line options into o; returns -1 to go on, else the exit code. */
+static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, 0, 'l' }, { "threads", required_argument, 0, 't' },
@@ -726,60 +764,90 @@ int mockmx_main(int argc, char **argv)
 		{ "no-smtputf8", no_argument, 0, 'U' }, { "defer-rcpt", required_argument, 0, 'D' },
 		{ 0, 0, 0, 0 },
 	};
-	static struct mx_opts o;
-	memset(&o, 0, sizeof(o));
-	o.threads = 1;
-	o.pipelining = o.chunking = o.smtputf8 = true;
-	o.size_limit = 104857600;
-	o.seed = 12345;
+	memset(o, 0, sizeof(*o));
+	o->threads = 1;
+	o->pipelining = o->chunking = o->smtputf8 = true;
+	o->size_limit = 104857600;
+	o->seed = 12345;
 	int c;
 	long v;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'l': parse_listen(&o, optarg); break;
+		case 'l': parse_listen(o, optarg); break;
 		case 't':
 			if (!parse_uint(optarg, 1, 256, &v))
 				fatal("mockmx: --threads 1..256");
-			o.threads = (unsigned)v;
+			o->threads = (unsigned)v;
 			break;
-		case 's': o.store = optarg; break;
-		case 'f': parse_fault(&o, optarg); break;
-		case 'g': o.greylist = true; break;
-		case 'd': o.disconnect_data = strtod(optarg, NULL); break;
+		case 's': o->store = optarg; break;
+		case 'f': parse_fault(o, optarg); break;
+		case 'g': o->greylist = true; break;
+		case 'd': o->disconnect_data = strtod(optarg, NULL); break;
 		case 'w':
 			if (!parse_uint(optarg, 0, 600000, &v))
 				fatal("mockmx: --slow MS (0..600000)");
-			o.slow_ms = (int)v;
+			o->slow_ms = (int)v;
 			break;
-		case 'q': o.silent = true; break;
-		case 'P': o.pipelining = false; break;
-		case 'C': o.chunking = false; break;
-		case 'm': o.max_time = strtod(optarg, NULL); break;
-		case 'S': o.stats_path = optarg; break;
-		case 'r': o.seed = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'q': o->silent = true; break;
+		case 'P': o->pipelining = false; break;
+		case 'C': o->chunking = false; break;
+		case 'm': o->max_time = strtod(optarg, NULL); break;
+		case 'S': o->stats_path = optarg; break;
+		case 'r': o->seed = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R':
 			if (!parse_uint(optarg, 1, 100000, &v))
 				fatal("mockmx: --max-rcpt 1..100000");
-			o.max_rcpt = (unsigned)v;
+			o->max_rcpt = (unsigned)v;
 			break;
 		case 'Z':
 			if (!parse_uint(optarg, 1, 1L << 40, &v))
 				fatal("mockmx: --size-limit BYTES");
-			o.size_limit = (uint64_t)v;
+			o->size_limit = (uint64_t)v;
 			break;
-		case 'U': o.smtputf8 = false; break;
-		case 'D': o.defer_rcpt = optarg; break;
+		case 'U': o->smtputf8 = false; break;
+		case 'D': o->defer_rcpt = optarg; break;
 		case 'h': mx_usage(stdout); return 0;
 		default: mx_usage(stderr); return 2;
 		}
 	}
 	if (optind < argc)
 		fatal("mockmx: unexpected argument '%s'", argv[optind]);
-	if (o.nlisten == 0)
+	if (o->nlisten == 0)
 		fatal("mockmx: give at least one --listen ADDR:PORT (see --help)");
-	if (o.store && mkdir(o.store, 0755) != 0 && errno != EEXIST)
-		fatal("mockmx: cannot create %s: %s", o.store, strerror(errno));
+	if (o->store && mkdir(o->store, 0755) != 0 && errno != EEXIST)
+		fatal("mockmx: cannot create %s: %s", o->store, strerror(errno));
+	return -1;
+}
+
+/* The counters as one JSON line, on stdout and into --stats FILE. */
+static void mx_report(const struct mx_opts *o, const struct mx_stats *st, double secs)
+{
+	struct buf j = { 0 };
+	buf_printf(&j, "{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
+	           "\"rejected\":%llu,\"disconnects\":%llu,\"bdat\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
+	           (unsigned long long)st->connections, (unsigned long long)st->messages,
+	           (unsigned long long)st->recipients, (unsigned long long)st->bytes,
+	           (unsigned long long)st->rejected, (unsigned long long)st->disconnects,
+	           (unsigned long long)st->bdat, cpu_self(), secs);
+	fputs(j.p, stdout);
+	fflush(stdout);
+	if (o->stats_path) {
+		FILE *f = fopen(o->stats_path, "w");
+		if (f) {
+			fputs(j.p, f);
+			fclose(f);
+		}
+	}
+	buf_free(&j);
+}
+
+int mockmx_main(int argc, char **argv)
+{
+	static struct mx_opts o;
+	int rc = mx_parse_args(&o, argc, argv);
+	if (rc >= 0)
+		return rc;
 	signal(SIGPIPE, SIG_IGN);
 	struct sigaction sa = { .sa_handler = mx_on_signal };
 	sigaction(SIGTERM, &sa, NULL);
@@ -803,24 +871,7 @@ int mockmx_main(int argc, char **argv)
 			fatal("mockmx: cannot start thread");
 	for (unsigned i = 0; i < o.threads; i++)
 		pthread_join(th[i].tid, NULL);
-	double secs = now_mono_s() - t0;
-	struct buf j = { 0 };
-	buf_printf(&j, "{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
-	           "\"rejected\":%llu,\"disconnects\":%llu,\"bdat\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
-	           (unsigned long long)st.connections, (unsigned long long)st.messages,
-	           (unsigned long long)st.recipients, (unsigned long long)st.bytes,
-	           (unsigned long long)st.rejected, (unsigned long long)st.disconnects,
-	           (unsigned long long)st.bdat, cpu_self(), secs);
-	fputs(j.p, stdout);
-	fflush(stdout);
-	if (o.stats_path) {
-		FILE *f = fopen(o.stats_path, "w");
-		if (f) {
-			fputs(j.p, f);
-			fclose(f);
-		}
-	}
-	buf_free(&j);
+	mx_report(&o, &st, now_mono_s() - t0);
 	for (unsigned i = 0; i < o.threads; i++)
 		for (unsigned k = 0; k < o.nlisten; k++)
 			close(th[i].lfd[k]);

@@ -456,10 +456,9 @@ static void usage(void)
 	exit(2);
 }
 
-int main(int argc, char **argv)
+/* Command-line options into o (usage() and exit on anything wrong). */
+static void parse_opts(struct opts *o, int argc, char **argv)
 {
-	struct opts o = { .runs = 3, .conns = 4, .iovs = 3, .depth = 1, .secs = 20,
-	                  .bytes = 4000ull * 1000 * 1000, .modes = 3 };
 	static const struct option lo[] = {
 		{ "mode", 1, 0, 'm' }, { "runs", 1, 0, 'r' }, { "conns", 1, 0, 'c' },
 		{ "mb", 1, 0, 'b' }, { "secs", 1, 0, 's' }, { "iovs", 1, 0, 'i' },
@@ -469,22 +468,54 @@ int main(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'm':
-			o.modes = !strcmp(optarg, "copy") ? 1 : !strcmp(optarg, "zc") ? 2 :
+			o->modes = !strcmp(optarg, "copy") ? 1 : !strcmp(optarg, "zc") ? 2 :
 			          !strcmp(optarg, "both") ? 3 : 0;
 			break;
-		case 'r': o.runs = atoi(optarg); break;
-		case 'c': o.conns = atoi(optarg); break;
-		case 'b': o.bytes = strtoull(optarg, NULL, 10) * 1000 * 1000; break;
-		case 's': o.secs = atoi(optarg); break;
-		case 'i': o.iovs = atoi(optarg); break;
-		case 'd': o.depth = atoi(optarg); break;
+		case 'r': o->runs = atoi(optarg); break;
+		case 'c': o->conns = atoi(optarg); break;
+		case 'b': o->bytes = strtoull(optarg, NULL, 10) * 1000 * 1000; break;
+		case 's': o->secs = atoi(optarg); break;
+		case 'i': o->iovs = atoi(optarg); break;
+		case 'd': o->depth = atoi(optarg); break;
 		default: usage();
 		}
 	}
-	if (optind != argc || !o.modes || o.runs < 1 || o.runs > MAX_RUNS || o.conns < 1 ||
-	    o.conns > MAX_CONNS || o.iovs < 1 || o.iovs > 3 || o.depth < 1 || o.depth > MAX_DEPTH ||
-	    o.secs < 1 || o.bytes < MSG_BYTES)
+	if (optind != argc || !o->modes || o->runs < 1 || o->runs > MAX_RUNS || o->conns < 1 ||
+	    o->conns > MAX_CONNS || o->iovs < 1 || o->iovs > 3 || o->depth < 1 || o->depth > MAX_DEPTH ||
+	    o->secs < 1 || o->bytes < MSG_BYTES)
 		usage();
+}
+
+/* Median [min-max] of each figure over the runs, per mode. */
+static void print_summary(const struct opts *o, struct run_result res[2][MAX_RUNS])
+{
+	printf("\nmedian [min-max] over %d run(s)\n", o->runs);
+	printf("%-4s %22s %22s %22s %22s\n", "mode", "MB/s", "snd us/MB", "rcv us/MB", "process us/MB");
+	for (int m = 0; m < 2; m++) {
+		if (!(o->modes & (1 << m)))
+			continue;
+		printf("%-4s", mode_name[m]);
+		for (int f = 0; f < 4; f++) {
+			double v[MAX_RUNS], med, lo_, hi;
+			for (int r = 0; r < o->runs; r++) {
+				struct run_result *x = &res[m][r];
+				double cpu = f == 1 ? x->snd_cpu : f == 2 ? x->rcv_cpu : x->proc_cpu;
+				v[r] = f == 0 ? x->mbytes / x->secs : cpu / x->mbytes * 1e6;
+			}
+			stats(v, o->runs, &med, &lo_, &hi);
+			char cell[64];
+			snprintf(cell, sizeof(cell), "%.0f [%.0f-%.0f]", med, lo_, hi);
+			printf(" %22s", cell);
+		}
+		printf("\n");
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .runs = 3, .conns = 4, .iovs = 3, .depth = 1, .secs = 20,
+	                  .bytes = 4000ull * 1000 * 1000, .modes = 3 };
+	parse_opts(&o, argc, argv);
 	int nmodes = o.modes == 3 ? 2 : 1;
 	signal(SIGALRM, on_alarm);
 	alarm((unsigned)(o.runs * nmodes * (o.secs + 15) + 30));
@@ -515,25 +546,6 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 	}
-	printf("\nmedian [min-max] over %d run(s)\n", o.runs);
-	printf("%-4s %22s %22s %22s %22s\n", "mode", "MB/s", "snd us/MB", "rcv us/MB", "process us/MB");
-	for (int m = 0; m < 2; m++) {
-		if (!(o.modes & (1 << m)))
-			continue;
-		printf("%-4s", mode_name[m]);
-		for (int f = 0; f < 4; f++) {
-			double v[MAX_RUNS], med, lo_, hi;
-			for (int r = 0; r < o.runs; r++) {
-				struct run_result *x = &res[m][r];
-				double cpu = f == 1 ? x->snd_cpu : f == 2 ? x->rcv_cpu : x->proc_cpu;
-				v[r] = f == 0 ? x->mbytes / x->secs : cpu / x->mbytes * 1e6;
-			}
-			stats(v, o.runs, &med, &lo_, &hi);
-			char cell[64];
-			snprintf(cell, sizeof(cell), "%.0f [%.0f-%.0f]", med, lo_, hi);
-			printf(" %22s", cell);
-		}
-		printf("\n");
-	}
+	print_summary(&o, res);
 	return 0;
 }

@@ -454,9 +454,7 @@ int spool_state_write(struct spool *sp, const char *name, const char *text)
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
 	int fd = openat(sp->state_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	size_t len = strlen(text);
-	ssize_t n = fd >= 0 ? write(fd, text, len) : -1;
-	int err = n == (ssize_t)len ? 0 : n >= 0 ? ENOSPC : errno;
+	int err = fd >= 0 ? write_all(fd, text, strlen(text)) : errno;
 	if (fd >= 0 && close(fd) != 0 && !err)
 		err = errno;
 	if (!err && renameat(sp->state_fd, tmp, sp->state_fd, name) != 0)

@@ -153,7 +153,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 
 /* ---- what schedule() looks at ----
  * schedule() visits the destinations in s->work, not all of them: one is
- * put there (dest_note) when legs are queued for it, when one of its
+ * put there (shard_dest_note) when legs are queued for it, when one of its
  * connections had an event while it has a queue (a connection closed or
  * got ready: it may open another), and, after a visit, when it still
  * wants connections and has room for them (a free slot, the cap's wait or
@@ -302,9 +302,6 @@ uint64_t shard_random(struct shard *s)
 	return rng_next(&s->rng);
 }
 
-/* The wait before attempt n+1: retry-interval doubled per attempt, capped
- * at retry-max, with +-10% jitter so deferred mail does not come back in
- * one wave. */
 /* base doubled n times, at most max: the waits of retries and back-off. */
 static int64_t doubled_ms(int64_t base, uint32_t n, int64_t max)
 {
@@ -313,6 +310,9 @@ static int64_t doubled_ms(int64_t base, uint32_t n, int64_t max)
 	return base < max ? base : max;
 }
 
+/* The wait before attempt n+1: retry-interval doubled per attempt, capped
+ * at retry-max, with +-10% jitter so deferred mail does not come back in
+ * one wave. */
 static int64_t retry_wait_ms(struct shard *s, uint32_t attempts)
 {
 	int64_t w = doubled_ms(s->cfg->retry_interval_ms, attempts ? attempts - 1 : 0, s->cfg->retry_max_ms);
@@ -985,7 +985,7 @@ static bool dest_visit(struct shard *s, uint32_t di)
 
 /* Puts queued transactions on idle connections and opens connections up
  * to the destination's limit, for the destinations in s->work (see
- * dest_note); those to look at again go back there for the next turn. */
+ * shard_dest_note); those to look at again go back there for the next turn. */
 static void schedule(struct shard *s)
 {
 	dest_gc(s);

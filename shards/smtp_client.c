@@ -100,15 +100,8 @@ static void tracef(struct shard *s, const struct conn *c, char dir, const char *
  * a slow reader of stderr slows the shard while it is on. */
 void conn_trace_flush(struct shard *s)
 {
-	size_t off = 0;
-	while (off < s->trace.len) {
-		ssize_t n = write(2, s->trace.p + off, s->trace.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break; /* stderr gone: the trace is lost, nothing else */
-		off += (size_t)n;
-	}
+	if (s->trace.len)
+		write_all(2, s->trace.p, s->trace.len); /* stderr gone: the trace is lost, nothing else */
 	s->trace.len = 0;
 }
 

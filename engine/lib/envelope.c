@@ -48,7 +48,6 @@ const char *address_check(const char *a, size_t len, bool allow_empty)
 	return NULL;
 }
 
-
 /* CR bytes in p, eight at a time: a byte of x = w ^ CRs is zero exactly
  * where w holds a CR, and ((x & 0x7f..) + 0x7f..) | x has its high bit
  * clear exactly at the zero bytes; multiplying the 0/1 bytes by 0x0101..
@@ -178,9 +177,6 @@ static void take_body(struct message *m, char *p, size_t len)
 	ASSERT(m->body_len < UINT32_MAX);
 	m->body_8bit = any_8bit(m->body, m->body_len);
 }
-
-/* One envelope line: name, value (angle brackets stripped for addresses). */
-struct env_line { const char *name; char *value; size_t value_len; };
 
 static void fail(char *why, size_t why_len, const char *fmt, const char *arg)
 {

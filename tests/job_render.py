@@ -87,6 +87,9 @@ import base64, json, os, re, sys
 
 ADDR_FIELDS = {b'from', b'to', b'cc', b'bcc', b'reply-to', b'sender'}
 RECORD_MAX = 65536
+BAD_HDR_RE = re.compile(rb'[\r\n\x00]')
+HIGH_RE = re.compile(rb'[\x80-\xff]')
+ADDR_OK_RE = re.compile(rb'^[^\x00-\x20\x7f<>]+$')
 NAME_RE = re.compile(rb'^[A-Za-z0-9_-]+$')
 SUBST_RE = re.compile(rb'\{\{([A-Za-z0-9_-]+)(?:\|([^}\r\n]*))?\}\}')
 DATE_RE = re.compile(rb'^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?\d{1,2} '
@@ -162,6 +165,10 @@ def address_check(a):
         return 'empty address'
     if len(a) > 252:
         return 'too long'
+    if ADDR_OK_RE.match(a):
+        at = a.rfind(b'@')
+        if 0 < at < len(a) - 1 and at <= 64:
+            return None
     for c in a:
         if c in (13, 10):
             return 'CR or LF'
@@ -231,6 +238,12 @@ def frame_records(data, base_off, line_of):
         pos = 3
     while pos < n:
         start = pos
+        nl = data.find(b'\n', pos)
+        if nl >= 0 and data.find(b'"', pos, nl) < 0:
+            rec = data[pos:nl - 1] if nl > pos and data[nl - 1] == 0x0d else data[pos:nl]
+            yield rec, line_of(base_off + start), ('too-long' if nl + 1 - pos > RECORD_MAX else None)
+            pos = nl + 1
+            continue
         st = 'start'  # start, unq, q, qq (quote seen inside quotes)
         i = pos
         end = None
@@ -263,6 +276,8 @@ def frame_records(data, base_off, line_of):
 
 def parse_fields(rec):
     """Fields of one record (line end removed), or None if malformed."""
+    if b'"' not in rec:
+        return rec.split(b',')
     fields, i, n = [], 0, len(rec)
     while True:
         if i < n and rec[i] == 0x22:
@@ -312,11 +327,10 @@ def b_encode(text):
     return b'\r\n '.join(pieces)
 
 
-def encode_field(lines):
+def encode_field(raw):
     """A header field (its lines, with line ends), substituted: itself, or
     its RFC 2047 form when it holds 8-bit bytes."""
-    raw = b''.join(lines)
-    if not any(c >= 0x80 for c in raw) or b':' not in lines[0]:
+    if not HIGH_RE.search(raw) or b':' not in raw.split(b'\n', 1)[0]:
         return raw
     name, _, value = raw.partition(b':')
     value = re.sub(rb'\r?\n', b'', value).strip(b' \t')
@@ -327,7 +341,7 @@ def encode_field(lines):
         disp = value[:lt].strip(b' \t')
         if len(disp) >= 2 and disp[:1] == b'"' and disp[-1:] == b'"':
             disp = disp[1:-1]
-        if not any(c >= 0x80 for c in disp):
+        if not HIGH_RE.search(disp):
             return raw
         return name + b': ' + b_encode(disp) + b' ' + value[lt:] + b'\r\n'
     return name + b': ' + b_encode(value) + b'\r\n'
@@ -421,39 +435,64 @@ class Job:
                 continue
             yield row, line, msg, None, email
 
-    def subst(self, part, f, in_header):
-        def rep(m):
-            name, default = m.group(1), m.group(2)
-            v = f[self.col[name]] if name in self.col else b''
-            if v == b'':
-                if default is None:
-                    raise ValueError('missing-field')
-                return default
-            if in_header and (b'\r' in v or b'\n' in v or b'\0' in v):
-                raise ValueError('header-injection')
-            if not in_header and b'\0' in v:
-                raise ValueError('nul-in-body')
-            return v
-        return SUBST_RE.sub(rep, part)
-
-    def render(self, row, f):
-        hdr = self.subst(b''.join(self.hdr_lines), f, True)
-        body = self.subst(self.body, f, False)
-        # Fields: a line and its continuation lines.
+    def compile(self):
+        """The template cut into literal text and substitutions, per header
+        field (a line and its continuation lines) and for the body."""
+        def pieces(part):
+            out, pos = [], 0
+            for m in SUBST_RE.finditer(part):
+                out += [part[pos:m.start()], (self.col.get(m.group(1)), m.group(2))]
+                pos = m.end()
+            return out + [part[pos:]]
         fields = []
-        for line in split_lines(hdr):
+        for line in self.hdr_lines:
             if line[:1] in (b' ', b'\t') and fields:
                 fields[-1].append(line)
             else:
                 fields.append([line])
+        self.fields = []
+        for fl in fields:
+            raw = b''.join(fl)
+            if not raw.endswith(b'\n'):
+                raw += b'\n'
+            p = pieces(raw)
+            self.fields.append((raw, p, len(p) == 1 and not HIGH_RE.search(raw)))
+        self.body_pieces = pieces(self.body)
+
+    @staticmethod
+    def fill(pieces, f, in_header):
+        out = []
+        for i, p in enumerate(pieces):
+            if not i & 1:
+                out.append(p)
+                continue
+            ci, default = p
+            v = f[ci] if ci is not None else b''
+            if not v:
+                if default is None:
+                    raise ValueError('missing-field')
+                out.append(default)
+                continue
+            if in_header and BAD_HDR_RE.search(v):
+                raise ValueError('header-injection')
+            if not in_header and b'\0' in v:
+                raise ValueError('nul-in-body')
+            out.append(v)
+        return b''.join(out)
+
+    def render(self, row, f):
+        if not hasattr(self, 'fields'):
+            self.compile()
         out = [b'Message-ID: <%d.*@' % row + self.domain + b'>\r\n']
         if not self.has_date:
             out.append(b'Date: *\r\n')
-        for fl in fields:
-            fl = list(fl)
-            if not fl[-1].endswith(b'\n'):
-                fl[-1] += b'\n'
-            out.append(encode_field(fl))
+        for raw, pieces, static in self.fields:
+            if static:
+                out.append(raw)
+                continue
+            text = self.fill(pieces, f, True)
+            out.append(encode_field(text) if HIGH_RE.search(text) else text)
+        body = self.fill(self.body_pieces, f, False)
         if self.has_empty:
             out.append(b'\r\n')
             out.append(body)

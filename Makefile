@@ -22,6 +22,7 @@ SRCS := $(LIB_LAYER) \
         shards/shard.c shards/dest_queue.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/inject.c \
+        engine/claims.c engine/reaper.c engine/job_run.c \
         bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.

@@ -14,7 +14,8 @@ JEMALLOC := -ljemalloc
 # engine/lib (the ground floor) < dns, dkim < shards < engine; bench uses
 # the ground floor, and only engine/main.c knows bench exists.
 LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/strmap.c \
-        engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c
+        engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c \
+        engine/lib/job_file.c
 SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
@@ -22,6 +23,7 @@ SRCS := $(LIB_LAYER) \
         shards/shard.c shards/dest_queue.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/inject.c \
+        engine/claims.c engine/reaper.c engine/job_run.c \
         bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
@@ -42,7 +44,8 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
-UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet
+UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
+              test_job_file
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
@@ -152,16 +155,18 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-saniti
 # new trouble). `make fuzz-repro` (part of `make check`) runs the
 # reproducers against harnesses built without these flags.
 FUZZ_KNOWN ?=
-FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_smtp_client
+FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_job_file fuzz_smtp_client
 FUZZ_SRC_fuzz_dns_packet := dns/packet.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
 FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
+FUZZ_SRC_fuzz_job_file := engine/lib/job_file.c engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
 FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/dest_queue.c shards/smtp_reply.c \
                              shards/smtp_output.c shards/timer_wheel.c engine/lib/util.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
 FUZZ_MAXLEN_fuzz_dns_packet := 4096
 FUZZ_MAXLEN_fuzz_smtp_reply := 8192
 FUZZ_MAXLEN_fuzz_envelope := 8192
+FUZZ_MAXLEN_fuzz_job_file := 8192
 FUZZ_MAXLEN_fuzz_smtp_client := 4096
 FUZZ_OPTS = -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=4096 \
             $(if $(wildcard tests/fuzz/$(1).dict),-dict=tests/fuzz/$(1).dict)
@@ -182,6 +187,7 @@ build/fuzz/seeds/.stamp: tests/fuzz/seeds.py tests/fuzz/seeds_mta.py
 	@python3 tests/fuzz/seeds_mta.py build/fuzz/seeds
 	@mv build/fuzz/seeds/reply build/fuzz/seeds/fuzz_smtp_reply
 	@mv build/fuzz/seeds/envelope build/fuzz/seeds/fuzz_envelope
+	@mv build/fuzz/seeds/job build/fuzz/seeds/fuzz_job_file
 	@mv build/fuzz/seeds/client build/fuzz/seeds/fuzz_smtp_client
 	@touch $@
 

@@ -17,8 +17,9 @@ end, which the README does not).
       (job id, file name, domain, counts). A job refused as a whole: exit
       2, OUTDIR/bad.txt with the reason. Prints the counts.
 
-  job_render.py --compare [--allow-dups] OUTDIR RECEIVED...
-      RECEIVED: files or directories of files, each a mockmx --store file
+  job_render.py --compare [--allow-dups] OUTDIR|JOBFILE RECEIVED...
+      (given the job file instead of an OUTDIR, renders it in memory: no
+      file per row.) RECEIVED: files or directories of files, each a mockmx --store file
       (X-Sender/X-Receiver lines, then the exact content) or an smtp-sink
       -d dump (its X-* and Received: lines, the content in LF, one final
       empty line; turned back into CRLF, exact here since every line end
@@ -30,6 +31,9 @@ end, which the README does not).
       must be received, exactly once unless --allow-dups; no refused row
       may be received. Exit 0 if all is well, 1 otherwise, with the first
       differences shown (expected and received bytes).
+
+  job_render.py --rows RECEIVED...
+      Prints the ROW of each captured message, one a line.
 
   job_render.py --selftest
       Checks the renderer against the README's example and hand-made
@@ -569,22 +573,52 @@ def show(b, at, width=120):
     return repr(b[lo:lo + width])
 
 
-def compare(outdir, received, allow_dups=False):
-    meta = json.load(open(os.path.join(outdir, 'job.json')))
-    domain = meta['domain'].encode()
-    env = {}
-    for line in open(os.path.join(outdir, 'envelope.tsv'), 'rb'):
-        r, s, t = line.rstrip(b'\n').split(b'\t')
-        env[int(r)] = (s, t)
-    refused = {int(l.split()[0]) for l in open(os.path.join(outdir, 'refused.txt'))}
+def expected(src):
+    """(domain, {row: (message, sender, rcpt)}, {refused rows}) from an
+    OUTDIR this script wrote, or rendered in memory from a job file."""
+    if not os.path.isdir(src):
+        job = Job(open(src, 'rb').read())
+        want, refused = {}, set()
+        for row, line, msg, reason, rcpt in job.rows():
+            if msg is None:
+                refused.add(row)
+            else:
+                want[row] = (msg, job.sender, rcpt)
+        return job.domain, want, refused
+    meta = json.load(open(os.path.join(src, 'job.json')))
+    want = {}
+    for line in open(os.path.join(src, 'envelope.tsv'), 'rb'):
+        r, snd, rcpt = line.rstrip(b'\n').split(b'\t')
+        want[int(r)] = (open(os.path.join(src, r.decode() + '.eml'), 'rb').read(), snd, rcpt)
+    refused = {int(l.split()[0]) for l in open(os.path.join(src, 'refused.txt'))}
+    return meta['domain'].encode(), want, refused
+
+
+def capture_files(received):
     files = []
     for p in received:
         if os.path.isdir(p):
             files += [os.path.join(p, f) for f in sorted(os.listdir(p))]
         else:
             files.append(p)
+    return files
+
+
+def captured_rows(received):
+    """Prints the ROW of each captured message's Message-ID, one a line."""
+    for path in capture_files(received):
+        cap = read_capture(open(path, 'rb').read())
+        m = cap and re.match(rb'Message-ID: <([0-9]+)\.', cap[2])
+        print(int(m.group(1)) if m else f'? {path}')
+    return 0
+
+
+def compare(src, received, allow_dups=False):
+    """src: an OUTDIR of this script, or the job file itself."""
+    domain, want, refused = expected(src)
+    files = capture_files(received)
     mid_re = re.compile(rb'Message-ID: <([0-9]+)\.([^@>]*)@' + re.escape(domain) + rb'>\r\n')
-    errors, tokens, got, cache = [], set(), {}, {}
+    errors, tokens, got = [], set(), {}
 
     def err(s):
         errors.append(s)
@@ -597,7 +631,7 @@ def compare(outdir, received, allow_dups=False):
         sender, rcpts, content = cap
         m = mid_re.match(content)
         if not m:
-            err(f'{path}: does not start with Message-ID: <ROW.TOKEN@{meta["domain"]}>: '
+            err(f'{path}: does not start with Message-ID: <ROW.TOKEN@{domain.decode()}>: '
                 f'{content[:80]!r}')
             continue
         row = int(m.group(1))
@@ -608,15 +642,15 @@ def compare(outdir, received, allow_dups=False):
         if row in refused:
             err(f'row {row} ({path}): a refused row was delivered')
             continue
-        if row not in env:
+        if row not in want:
             err(f'row {row} ({path}): no such row')
             continue
-        if (sender, rcpts) != (env[row][0], [env[row][1]]):
+        wmsg, wsnd, wrcpt = want[row]
+        if (sender, rcpts) != (wsnd, [wrcpt]):
             err(f'row {row} ({path}): envelope {sender!r} -> {rcpts!r}, want '
-                f'{env[row][0]!r} -> [{env[row][1]!r}]')
-        want = open(os.path.join(outdir, f'{row}.eml'), 'rb').read()
-        wl = want.index(b'\r\n') + 2
-        rest_w, rest_g = want[wl:], content[m.end():]
+                f'{wsnd!r} -> [{wrcpt!r}]')
+        wl = wmsg.index(b'\r\n') + 2
+        rest_w, rest_g = wmsg[wl:], content[m.end():]
         if rest_w.startswith(b'Date: *\r\n'):
             rest_w = rest_w[len(b'Date: *\r\n'):]
             e = rest_g.find(b'\r\n')
@@ -632,14 +666,15 @@ def compare(outdir, received, allow_dups=False):
                 f'      expected: {show(rest_w, i)}\n      received: {show(rest_g, i)}')
     if len(tokens) > 1:
         err(f'{len(tokens)} different TOKENs in one job: {sorted(tokens)[:4]}')
-    missing = sorted(set(env) - set(got))
+    missing = sorted(set(want) - set(got))
     if missing:
         err(f'{len(missing)} rendered rows not received, e.g. {missing[:10]}')
     dups = {r: c for r, c in got.items() if c > 1}
     if dups and not allow_dups:
         err(f'{len(dups)} rows received more than once, e.g. {sorted(dups)[:10]}')
-    print(f'compare: {len(files)} received, {len(env)} expected, {len(missing)} missing, '
-          f'{sum(c - 1 for c in dups.values())} duplicates, {len(errors)} problems')
+    print(f'compare: {len(files)} received, {len(want)} expected, {len(refused)} refused, '
+          f'{len(missing)} missing, {sum(c - 1 for c in dups.values())} duplicates, '
+          f'{len(errors)} problems')
     for e in errors[:10]:
         print('  ' + e)
     return 1 if errors else 0
@@ -763,6 +798,8 @@ def selftest():
 def main(argv):
     if argv[:1] == ['--selftest']:
         return selftest()
+    if argv[:1] == ['--rows']:
+        return captured_rows(argv[1:])
     if argv[:1] == ['--compare']:
         argv = argv[1:]
         allow = False

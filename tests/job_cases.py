@@ -11,22 +11,28 @@
   job_cases.py refused SPOOL NAME      good rows mixed with rows that must be
       refused: header injection by CR, LF, CRLF and NUL (quoted values, in
       Subject, To and another field), a NUL in the body, bad emails, an
-      empty required field, too few / too many fields, a record over 64 KiB;
+      empty required field, too few / too many fields;
       and rows that must go: a line break in a value used only in the body,
       CR/LF/NUL in a column no template field uses. Injected text always
       names a header X-Injected-*.
+  job_cases.py exact-parts DIR N       the same rows as exact, as
+      DIR/template.eml and DIR/recipients.csv (for sluice inject).
+  job_cases.py long SPOOL NAME         four rows, the second a record of
+      70,000 bytes (over the 64 KiB limit).
   job_cases.py kill9 SPOOL NAME N      N plain good rows over 10 domains.
   job_cases.py badhead SPOOL           jobs whose head or columns are wrong,
       named bad-*.job; prints their names.
 
 A job is written into SPOOL/tmp/NAME, then renamed into SPOOL/new/NAME (and
-a copy is kept as SPOOL/../NAME for the renderer). Prints NAME.
+a copy is kept as SPOOL/../NAME for the renderer, and for refused and long
+SPOOL/../NAME.intent: "ROW good|bad" per row, what the generator meant).
+Prints NAME.
 """
 import os, random, sys
 
 
 def write_job(spool, name, template, csv, sender=b'<bounces@shop.example>', job=b'job-test',
-              pool=None, head=None):
+              pool=None, head=None, intent=None):
     if head is None:
         head = b'X-Sluice-Job: 1\nX-Sender: ' + sender + b'\nX-Job: ' + job + b'\n'
         if pool:
@@ -41,6 +47,9 @@ def write_job(spool, name, template, csv, sender=b'<bounces@shop.example>', job=
     with open(os.path.join(os.path.dirname(os.path.abspath(spool)), name), 'wb') as f:
         f.write(data)
     os.rename(tmp, os.path.join(spool, 'new', name))
+    if intent is not None:  # what each row is meant to be: good or bad
+        with open(os.path.join(os.path.dirname(os.path.abspath(spool)), name + '.intent'), 'w') as f:
+            f.writelines(f'{r} {k}\n' for r, k in enumerate(intent, 1))
     return name
 
 
@@ -83,7 +92,7 @@ NOTES = ['', 'Thanks for being with us.', 'Line one\nLine two, with a comma',
          'quotes "here" and ""there""', 'tab\there', 'ends with newline\n', 'ünï çödé\n\n']
 
 
-def exact(spool, name, n):
+def exact(spool, name, n, parts=None):
     rnd = random.Random(42)
     rows = [b'\xef\xbb\xbf' + b'email,first,last,city,code,amount,agent,campaign,note\r\n']
     for i in range(1, n + 1):
@@ -100,6 +109,11 @@ def exact(spool, name, n):
         if i == n:
             end = b''          # the last record without a line end
         rows.append(rec + end)
+    if parts:  # the template and the CSV as files, for sluice inject --template
+        os.makedirs(parts, exist_ok=True)
+        open(os.path.join(parts, 'template.eml'), 'wb').write(EXACT_TEMPLATE)
+        open(os.path.join(parts, 'recipients.csv'), 'wb').write(b''.join(rows))
+        return
     write_job(spool, name, EXACT_TEMPLATE, b''.join(rows), job=b'exact-2026')
 
 
@@ -141,14 +155,14 @@ def refused(spool, name):
         ('good', [b'{e}', b'Bo', b'Multi {i}', b'', b'one\ntwo\r\nthree\n.\n..', b'']),
         ('good', [b'{e}', b'Cy', b'Unused {i}', b'', b'b',
                   b'X-Injected-Unused: no\r\nbut\x00never used']),
-        ('bad', [b'{e}', b'Ann', b'Hi', b'', b'x' * 70000, b'']),   # record over 64 KiB
         ('good', [b'{e}', b'"Quoted, Name"', b'Comma, "quotes" {i}', b'', b'b', b'']),
     ]
     out = [b'email,name,subject,tag,body,unused\n']
-    i = 0
+    i, intent = 0, []
     for rep in range(4):
         for kind, f in kinds:
             i += 1
+            intent.append(kind)
             e = b'user%d@r%d.example' % (i, i % 3)
             if isinstance(f, bytes):
                 rec = f.replace(b'{e}', e)
@@ -156,7 +170,20 @@ def refused(spool, name):
                 rec = b','.join(q(v.replace(b'{e}', e).replace(b'{i}', b'%d' % i)) for v in f)
             out.append(rec + (b'\r\n' if rep % 2 else b'\n'))
         out.append(b'\n')
-    write_job(spool, name, REFUSED_TEMPLATE, b''.join(out), job=b'refused-test')
+    write_job(spool, name, REFUSED_TEMPLATE, b''.join(out), job=b'refused-test', intent=intent)
+
+
+def long_record(spool, name):
+    """Rows 1, 3, 4 good; row 2 a record of 70,000 bytes (over 64 KiB: refused,
+    and the rows after it keep their numbers)."""
+    tpl = b'From: Shop <news@long.example>\nTo: <{{email}}>\nSubject: Row {{n}}\n\n{{text}}\n'
+    csv = (b'email,n,text\n'
+           b'l1@long.example,1,first\n'
+           b'l2@long.example,2,' + b'x' * 70000 + b'\n'
+           b'l3@long.example,3,third\n'
+           b'l4@long.example,4,"fourth, quoted"\n')
+    write_job(spool, name, tpl, csv, sender=b'<bounces@long.example>', job=b'long-test',
+              intent=['good', 'bad', 'good', 'good'])
 
 
 def kill9(spool, name, n):
@@ -203,8 +230,13 @@ if __name__ == '__main__':
     if a[:1] == ['exact'] and len(a) == 4:
         exact(a[1], a[2], int(a[3]))
         print(a[2])
+    elif a[:1] == ['exact-parts'] and len(a) == 3:
+        exact(None, None, int(a[2]), parts=a[1])
     elif a[:1] == ['refused'] and len(a) == 3:
         refused(a[1], a[2])
+        print(a[2])
+    elif a[:1] == ['long'] and len(a) == 3:
+        long_record(a[1], a[2])
         print(a[2])
     elif a[:1] == ['kill9'] and len(a) == 4:
         kill9(a[1], a[2], int(a[3]))

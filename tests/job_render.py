@@ -17,7 +17,7 @@ end, which the README does not).
       (job id, file name, domain, counts). A job refused as a whole: exit
       2, OUTDIR/bad.txt with the reason. Prints the counts.
 
-  job_render.py --compare [--allow-dups] OUTDIR|JOBFILE RECEIVED...
+  job_render.py --compare [--allow-dups] [--sender ADDR] OUTDIR|JOBFILE RECEIVED...
       (given the job file instead of an OUTDIR, renders it in memory: no
       file per row.) RECEIVED: files or directories of files, each a mockmx --store file
       (X-Sender/X-Receiver lines, then the exact content) or an smtp-sink
@@ -29,7 +29,8 @@ end, which the README does not).
       hex digits and the same in every message, the Date an RFC 5322 date.
       The envelope (MAIL FROM, RCPT TO) must match too. Every rendered row
       must be received, exactly once unless --allow-dups; no refused row
-      may be received. Exit 0 if all is well, 1 otherwise, with the first
+      may be received. --sender ADDR: only captures whose MAIL FROM is ADDR
+      are looked at (several jobs in one store). Exit 0 if all is well, 1 otherwise, with the first
       differences shown (expected and received bytes).
 
   job_render.py --rows RECEIVED...
@@ -613,10 +614,17 @@ def captured_rows(received):
     return 0
 
 
-def compare(src, received, allow_dups=False):
-    """src: an OUTDIR of this script, or the job file itself."""
+def compare(src, received, allow_dups=False, only_sender=None):
+    """src: an OUTDIR of this script, or the job file itself. only_sender:
+    captures with another MAIL FROM are left out (other jobs' messages)."""
     domain, want, refused = expected(src)
     files = capture_files(received)
+    if only_sender is not None:
+        def ours(path):
+            with open(path, 'rb') as f:
+                cap = read_capture(f.read(4096) + b'\n\n')
+            return cap is None or cap[0] == only_sender
+        files = [p for p in files if ours(p)]
     mid_re = re.compile(rb'Message-ID: <([0-9]+)\.([^@>]*)@' + re.escape(domain) + rb'>\r\n')
     errors, tokens, got = [], set(), {}
 
@@ -802,12 +810,15 @@ def main(argv):
         return captured_rows(argv[1:])
     if argv[:1] == ['--compare']:
         argv = argv[1:]
-        allow = False
-        if argv[:1] == ['--allow-dups']:
-            allow, argv = True, argv[1:]
+        allow, sender = False, None
+        while argv[:1] in (['--allow-dups'], ['--sender']):
+            if argv[0] == '--allow-dups':
+                allow, argv = True, argv[1:]
+            else:
+                sender, argv = argv[1].encode(), argv[2:]
         if len(argv) < 1:
             sys.exit(__doc__)
-        return compare(argv[0], argv[1:], allow)
+        return compare(argv[0], argv[1:], allow, sender)
     max_bytes = 64 << 20
     if argv[:1] == ['--max-message-bytes']:
         max_bytes, argv = int(argv[1]), argv[2:]

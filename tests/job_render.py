@@ -42,8 +42,8 @@ end, which the README does not).
 
 Readings of the README where it leaves room (the C renderer may differ;
 those cases are kept out of the integration tests' data):
- R1  Head: the first line must be "X-Sluice-Job: 1"; its name is matched
-     without regard to case like the others, its value exactly "1". Head
+ R1  Head: the first line must be exactly "X-Sluice-Job: 1" (case and
+     spacing; sluice agrees), then LF or CRLF. Other head
      values: spaces and tabs around them are stripped; X-Sender's one pair
      of <> is optional (as for a spool file's X-Sender). X-Sender, X-Job
      and X-Pool may come in any order; X-Template-Bytes must be the last
@@ -58,12 +58,15 @@ those cases are kept out of the integration tests' data):
  R4  CSV: a field is quoted only when its first byte is '"'; a '"' inside
      an unquoted field is data. Bytes between a closing quote and the next
      ',' or record end, or a quote still open at the end of the file,
-     refuse the row ("malformed"). Spaces around fields are data. A bare
+     refuse the row ("malformed"). (sluice differs: '"ab"c' gives abc and
+     an open quote at the end of the file gives the rest as the value;
+     RFC 4180 allows neither; the tests avoid both.) Spaces around fields are data. A bare
      CR (not before LF) is data. A record is at most 65,536 bytes with its
      line end; a longer one is a refused row (counted as a row). A line
      holding nothing (LF or CRLF alone) is skipped and is not a row; a
      line holding '""' or spaces is a record. Empty lines before the
-     column names are skipped too. A CSV with no column record refuses
+     column names are skipped too (sluice differs: it refuses the job, the
+     empty line being a column record of one empty name). A CSV with no column record refuses
      the job; one with columns and no rows is a job of 0 messages.
  R5  Substitution is leftmost-first like a regex scan: where "{{" does not
      start a valid {{name}} or {{name|text}}, one '{' is copied and the
@@ -72,7 +75,8 @@ those cases are kept out of the integration tests' data):
      so a {{x}} inside one is never looked at.
  R6  The header/body split is at the template's first empty line (LF or
      CRLF alone). A template without an empty line is all header; its
-     rendered message then has no empty line and no body. The template's
+     rendered message still has the empty line ("the header fields, the
+     empty line and the body"; sluice agrees) and an empty body. The template's
      Date field, if any, is found by the field names of the template
      (case-insensitive), not after substitution.
  R7  The row's email is checked as it is (no stripping of spaces or <>),
@@ -122,8 +126,7 @@ def parse_head(data):
         lines.append(line)
         pos = nl + 1
         if not lines[0:1] or len(lines) == 1:
-            m = re.match(rb'^X-Sluice-Job:[ \t]*(.*?)[ \t]*$', line, re.I | re.S)
-            if not m or m.group(1) != b'1':
+            if line != b'X-Sluice-Job: 1':
                 raise JobRefused('head: first line is not X-Sluice-Job: 1')
             continue
         m = re.match(rb'^([A-Za-z-]+):(.*)$', line, re.S)
@@ -498,9 +501,8 @@ class Job:
             text = self.fill(pieces, f, True)
             out.append(encode_field(text) if HIGH_RE.search(text) else text)
         body = self.fill(self.body_pieces, f, False)
-        if self.has_empty:
-            out.append(b'\r\n')
-            out.append(body)
+        out.append(b'\r\n')
+        out.append(body)
         return crlf_normalise(b''.join(out))
 
 
@@ -779,6 +781,7 @@ def selftest():
 
     # Whole-job refusals.
     for bad in (job_bytes(b'Subject: {{x}}\n\nb\n', b'email\na@b.c\n'),
+                job_bytes(b'S: s\n\nb\n', b'email\na@b.c\n').replace(b'X-Sluice-Job', b'X-SLUICE-JOB'),
                 job_bytes(b'S: s\n\nb\n', b'mail\na@b.c\n'),
                 job_bytes(b'S: s\n\nb\n', b'email,email\na@b.c,d\n'),
                 job_bytes(b'S: s\n\nb\n', b'email,a b\na@b.c,d\n'),
@@ -794,11 +797,14 @@ def selftest():
             continue
         raise AssertionError(f'not refused: {bad!r}')
     # A name that is not a column, with a default; the null sender; BOM; CRLF head.
-    j = Job(b'X-SLUICE-JOB: 1\r\nx-sender: <>\r\nX-Job: j\r\nX-Template-Bytes: 16\r\n'
+    j = Job(b'X-Sluice-Job: 1\r\nx-sender: <>\r\nX-Job: j\r\nX-Template-Bytes: 16\r\n'
             b'S: {{zz|dflt}}\n\n\xef\xbb\xbfemail\r\na@b.c\r\n')
     (r,) = list(j.rows())
     assert r[2] == b'Message-ID: <1.*@sluice.invalid>\r\nDate: *\r\nS: dflt\r\n\r\n', r
     assert r[1] == 8
+    # A template without an empty line: all header, the empty line still made.
+    (r,) = list(Job(job_bytes(b'Subject: s {{a}}\nX-H: h', b'email,a\nu@d.example,V\n')).rows())
+    assert r[2] == b'Message-ID: <1.*@x.example>\r\nDate: *\r\nSubject: s V\r\nX-H: h\r\n\r\n', r
     print('job_render selftest: ok')
     return 0
 

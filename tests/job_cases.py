@@ -19,6 +19,8 @@
       DIR/template.eml and DIR/recipients.csv (for sluice inject).
   job_cases.py long SPOOL NAME         four rows, the second a record of
       70,000 bytes (over the 64 KiB limit).
+  job_cases.py big SPOOL NAME          three rows, the second rendered
+      larger than max-message-bytes (64 MiB).
   job_cases.py kill9 SPOOL NAME N      N plain good rows over 10 domains.
   job_cases.py badhead SPOOL           jobs whose head or columns are wrong,
       named bad-*.job; prints their names.
@@ -186,6 +188,18 @@ def long_record(spool, name):
               intent=['good', 'bad', 'good', 'good'])
 
 
+def big(spool, name):
+    """Row 2 renders to about 72 MB (1,200 uses of a 60,000-byte value):
+    over max-message-bytes (64 MiB), refused; rows 1 and 3 are small."""
+    tpl = b'From: Shop <news@big.example>\nTo: <{{email}}>\nSubject: big\n\n' + b'{{v}}\n' * 1200
+    csv = (b'email,v\n'
+           b'b1@big.example,small\n'
+           b'b2@big.example,' + b'v' * 60000 + b'\n'
+           b'b3@big.example,small too\n')
+    write_job(spool, name, tpl, csv, sender=b'<bounces@big.example>', job=b'big-test',
+              intent=['good', 'bad', 'good'])
+
+
 def kill9(spool, name, n):
     tpl = (b'From: Shop <news@shop.example>\nTo: {{name}} <{{email}}>\n'
            b'Subject: Row {{n}} for {{name}}\n\nHello {{name}}, row {{n}}.\n')
@@ -234,6 +248,9 @@ if __name__ == '__main__':
         exact(None, None, int(a[2]), parts=a[1])
     elif a[:1] == ['refused'] and len(a) == 3:
         refused(a[1], a[2])
+        print(a[2])
+    elif a[:1] == ['big'] and len(a) == 3:
+        big(a[1], a[2])
         print(a[2])
     elif a[:1] == ['long'] and len(a) == 3:
         long_record(a[1], a[2])

@@ -580,7 +580,11 @@ def expected(src):
     """(domain, {row: (message, sender, rcpt)}, {refused rows}) from an
     OUTDIR this script wrote, or rendered in memory from a job file."""
     if not os.path.isdir(src):
-        job = Job(open(src, 'rb').read())
+        try:
+            job = Job(open(src, 'rb').read())
+        except JobRefused as e:
+            print(f'the renderer refuses the whole job: {e}')
+            return b'sluice.invalid', {}, set()
         want, refused = {}, set()
         for row, line, msg, reason, rcpt in job.rows():
             if msg is None:
@@ -684,7 +688,7 @@ def compare(src, received, allow_dups=False, only_sender=None):
         err(f'{len(dups)} rows received more than once, e.g. {sorted(dups)[:10]}')
     print(f'compare: {len(files)} received, {len(want)} expected, {len(refused)} refused, '
           f'{len(missing)} missing, {sum(c - 1 for c in dups.values())} duplicates, '
-          f'{len(errors)} problems')
+          f'{len(errors)} problems, token {",".join(t.decode("ascii", "replace") for t in sorted(tokens)[:3]) or "-"}')
     for e in errors[:10]:
         print('  ' + e)
     return 1 if errors else 0

@@ -12,7 +12,8 @@
 # when it is there, to spare the disk). Every received message must equal
 # what the independent renderer (tests/job_render.py, from the README
 # alone) makes of the job file, byte for byte, except the Message-ID's
-# TOKEN (16 lowercase hex digits, the same for the whole job) and the
+# TOKEN (16 lowercase hex digits, the same for the whole job, another for
+# the other job) and the
 # Date sluice adds (an RFC 5322 date), with the right MAIL FROM and RCPT
 # TO; the accounting log has exactly one line per row, "delivered", with
 # "file", "id" (NAME#ROW), "job" and "row"; the job files are gone from
@@ -94,6 +95,8 @@ python3 "$HERE/job_render.py" --compare --sender bounces@shop.example "$T/exact.
 python3 "$HERE/job_render.py" --compare --sender bounces@inject.example "$T/inject.job" "$DUMP" >"$T/cmp2" \
 	|| { cat "$T/cmp2"; fail "$inj: received messages differ from the renderer's"; }
 ok "byte-exact: $(cat "$T/cmp1")"
+t1=$(sed -n 's/.*, token \([0-9a-f]*\)$/\1/p' "$T/cmp1"); t2=$(sed -n 's/.*, token \([0-9a-f]*\)$/\1/p' "$T/cmp2")
+[ -n "$t1" ] && [ -n "$t2" ] && [ "$t1" != "$t2" ] || fail "two job files, Message-ID tokens '$t1' and '$t2': want two different ones"
 ok "byte-exact (sluice inject --template): $(cat "$T/cmp2")"
 
 [ ! -e "$T/sp/new/exact.job" ] && [ ! -e "$T/sp/new/$inj" ] || fail "a job file is still in SPOOL/new"

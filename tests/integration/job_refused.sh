@@ -11,6 +11,8 @@
 #                commas and quotes. Every injection attempt names a header
 #                X-Injected-*.
 #   long.job     4 rows, the second a 70,000-byte record (over 64 KiB).
+#   big.job      3 rows, the second rendered to 72 MB (over the default
+#                max-message-bytes, 64 MiB).
 #   bad-*.job    heads and column lines that refuse the job as a whole
 #                (no X-Job, version 2, an unknown or repeated head line,
 #                no X-Sluice-Job line, {{x}} without a default where x is
@@ -31,10 +33,11 @@ set -e
 python3 "$HERE/job_render.py" --selftest >/dev/null || fail "job_render.py --selftest"
 python3 "$HERE/job_cases.py" refused "$T/sp" refused.job >/dev/null
 python3 "$HERE/job_cases.py" long "$T/sp" long.job >/dev/null
+python3 "$HERE/job_cases.py" big "$T/sp" big.job >/dev/null
 BAD=$(python3 "$HERE/job_cases.py" badhead "$T/sp")
 
 # The renderer's view, checked against what the generator meant.
-for j in refused long; do
+for j in refused long big; do
 	python3 "$HERE/job_render.py" "$T/$j.job" "$T/want-$j" >/dev/null || fail "renderer refused $j.job"
 	got=$( (awk '{print $1" bad"}' "$T/want-$j/refused.txt"; awk '{print $1" good"}' "$T/want-$j/envelope.tsv") | sort -n)
 	[ "$got" = "$(sort -n "$T/$j.job.intent")" ] || fail "$j.job: the renderer disagrees with the generator's intent"
@@ -79,6 +82,7 @@ check_job() {
 	ok "$name: $(wc -l <"$want/envelope.tsv") messages byte-exact"
 }
 check_job refused.job bounces@shop.example refused-test
+check_job big.job bounces@big.example big-test
 
 # Nothing injected reached the server; the body-only line break stayed in the body.
 ! grep -rl "X-Injected" "$T/store" >/dev/null || fail "an injected header reached the server: $(grep -rl X-Injected "$T/store" | head -3)"

@@ -410,9 +410,7 @@ static void log_refused(struct engine *e, struct message *m, char *reason, unsig
 	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
 	acct_format(&e->log.pending, &o);
 	count_outcome(&e->t, &o);
-	e->t.rows_refused++;
-	if (e->spool.dsn_dir)
-		dsn_note(m, &o);
+	e->t.rows_refused++; /* no DSN: the job's producer has the log, and nothing was sent */
 	free(reason);
 	hold(e, &(struct outcome){ .kind = OUTCOME_MESSAGE_DONE, .msg = m, .lane = lane });
 }

@@ -14,7 +14,8 @@ JEMALLOC := -ljemalloc
 # engine/lib (the ground floor) < dns, dkim < shards < engine; bench uses
 # the ground floor, and only engine/main.c knows bench exists.
 LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/strmap.c \
-        engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c
+        engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c \
+        engine/lib/job_file.c
 SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
@@ -22,6 +23,7 @@ SRCS := $(LIB_LAYER) \
         shards/shard.c shards/dest_queue.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/inject.c \
+        engine/claims.c engine/reaper.c engine/job_run.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
@@ -42,7 +44,8 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
-UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet
+UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
+              test_job_file
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 

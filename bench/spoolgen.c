@@ -83,13 +83,63 @@ static void make_message(struct buf *b, uint64_t i, unsigned nrcpt, unsigned dom
 	buf_printf(b, "-- %sunsubscribe: https://sender.example/u/%llu%s", eol, (unsigned long long)i, eol);
 }
 
+/* A job file (README "Job files") of count rows: a template of about size
+ * bytes with substitutions in headers and body (a default, an 8-bit
+ * display name now and then, values with commas and quotes), then the CSV. */
+static void make_job(struct buf *b, uint64_t count, unsigned domains, size_t size, uint64_t seed)
+{
+	struct buf t = { 0 };
+	uint64_t rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	buf_adds(&t, "From: \"Sender Example\" <news@sender.example>\n");
+	buf_adds(&t, "To: {{name|Customer}} <{{email}}>\n");
+	buf_adds(&t, "Subject: {{name|Hello}}, your {{city|spring}} news\n");
+	buf_adds(&t, "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n");
+	buf_adds(&t, "Content-Transfer-Encoding: 8bit\n");
+	buf_adds(&t, "List-Unsubscribe: <https://sender.example/u/{{code}}>\n");
+	buf_adds(&t, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\n\n");
+	buf_adds(&t, "Hello {{name|there}},\n.this line starts with a dot\nyour code is {{code}}\n");
+	for (unsigned line = 0; t.len < size; line++) {
+		if (line % 17 == 5)
+			buf_adds(&t, ".\n");
+		else
+			add_text_line(&t, &rng, 40 + rng_next(&rng) % 36, "\n");
+	}
+	buf_adds(&t, "-- \nunsubscribe: https://sender.example/u/{{code}}\n");
+	buf_printf(b, "X-Sluice-Job: 1\nX-Sender: <bounces@sender.example>\nX-Job: spoolgen-%llu\n"
+	           "X-Template-Bytes: %zu\n", (unsigned long long)seed, t.len);
+	buf_add(b, t.p, t.len);
+	buf_free(&t);
+	static const char *const names[] = { "Alice", "Bob", "", "Zoë Müller", "Carol \"CC\" Jones",
+	                                     "Smith, John", "José", "" };
+	static const char *const cities[] = { "Paris", "", "Zürich", "Oslo" };
+	buf_adds(b, "email,name,code,city\n");
+	for (uint64_t i = 0; i < count; i++) {
+		const char *n = names[i % ARRAY_LEN(names)];
+		bool quote = strpbrk(n, ",\"") != NULL;
+		buf_printf(b, "user%llu@d%llu.example,", (unsigned long long)i, (unsigned long long)(i % domains));
+		if (quote) {
+			buf_adds(b, "\"");
+			for (const char *p = n; *p; p++)
+				buf_adds(b, *p == '"' ? "\"\"" : (char[]){ *p, 0 });
+			buf_adds(b, "\"");
+		} else {
+			buf_adds(b, n);
+		}
+		buf_printf(b, ",C%llu-%llu,%s\n", (unsigned long long)seed, (unsigned long long)i,
+		           cities[i % ARRAY_LEN(cities)]);
+	}
+}
+
 static void spoolgen_usage(FILE *f)
 {
 	fputs("usage: sluice spoolgen --spool DIR --count N [--size BYTES] [--domains K]\n"
 	      "                       [--recipients R] [--seed S] [--crlf|--lf]\n"
 	      "Writes N messages of about BYTES (default 3000) to SPOOL/new/ via tmp/, with\n"
 	      "distinct recipients over K domains (d0.example ...), R recipients each.\n"
-	      "Line endings: mixed LF and CRLF unless --crlf or --lf.\n", f);
+	      "Line endings: mixed LF and CRLF unless --crlf or --lf.\n"
+	      "       sluice spoolgen --spool DIR --job N [--size BYTES] [--domains K] [--seed S]\n"
+	      "Writes one job file (gS.job) of N rows: a template of about BYTES and a\n"
+	      "CSV recipient list over K domains.\n", f);
 }
 
 int spoolgen_main(int argc, char **argv)
@@ -99,10 +149,10 @@ int spoolgen_main(int argc, char **argv)
 		{ "size", required_argument, 0, 'z' }, { "domains", required_argument, 0, 'd' },
 		{ "recipients", required_argument, 0, 'r' }, { "seed", required_argument, 0, 'e' },
 		{ "crlf", no_argument, 0, 'C' }, { "lf", no_argument, 0, 'L' },
-		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "job", required_argument, 0, 'j' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *spool = NULL;
-	long count = -1, size = 3000, domains = 50, rcpts = 1, seed = 1;
+	long job = -1, count = -1, size = 3000, domains = 50, rcpts = 1, seed = 1;
 	int endings = 0; /* 0 mixed, 1 crlf, 2 lf */
 	int c;
 	optind = 1;
@@ -116,9 +166,22 @@ int spoolgen_main(int argc, char **argv)
 		case 'e': if (!parse_uint(optarg, 0, 1000000000, &seed)) fatal("spoolgen: --seed N"); break;
 		case 'C': endings = 1; break;
 		case 'L': endings = 2; break;
+		case 'j': if (!parse_uint(optarg, 0, 100000000, &job)) fatal("spoolgen: --job 0..1e8"); break;
 		case 'h': spoolgen_usage(stdout); return 0;
 		default: spoolgen_usage(stderr); return 2;
 		}
+	}
+	if (spool && job >= 0 && count < 0) {
+		char err[4200], name[64];
+		struct buf b = { 0 };
+		make_job(&b, (uint64_t)job, (unsigned)domains, (size_t)size, (uint64_t)seed);
+		snprintf(name, sizeof(name), "g%ld.job", seed);
+		if (!spool_writer_prepare(spool, err, sizeof(err)) ||
+		    !spool_writer_put(spool, name, b.p, b.len, false, err, sizeof(err)))
+			fatal("spoolgen: %s", err);
+		buf_free(&b);
+		printf("spoolgen: wrote a job file of %ld row(s) to %s/new/%s\n", job, spool, name);
+		return 0;
 	}
 	if (!spool || count < 0) {
 		spoolgen_usage(stderr);

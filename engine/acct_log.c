@@ -55,6 +55,10 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, m->file);
 	buf_adds(b, ",\"job\":");
 	json_add_cstr(b, m->job);
+	if (m->row)
+		buf_printf(b, ",\"row\":%llu", (unsigned long long)m->row);
+	else
+		buf_adds(b, ",\"row\":null");
 	buf_adds(b, ",\"from\":");
 	json_add_cstr(b, m->sender);
 	buf_adds(b, ",\"rcpt\":");

@@ -36,7 +36,7 @@ void dsn_note(struct message *m, const struct outcome *o)
 
 static void rfc5322_date(struct buf *b, int64_t ms)
 {
-	buf_add_utc(b, "%a, %d %b %Y %H:%M:%S +0000", ms);
+	buf_add_utc(b, RFC5322_DATE, ms);
 }
 
 /* Server text on one line: CR, LF and other controls become spaces. */

@@ -2,6 +2,7 @@
  * calls are fine here: these threads exist so that shards never make them. */
 #define _GNU_SOURCE
 #include "feeder.h"
+#include "lib/envelope.h"
 #include "lib/util.h"
 #include "lib/spsc.h"
 #include <errno.h>
@@ -12,18 +13,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define NAMES_CAP 16384
+#define WORK_CAP 16384
+#define RETURNS_CAP 32768
 #define BATCH 64
 
-struct claim {
-	char *name;                 /* malloc'd by the engine */
+/* One piece of work: a claimed file, or a job's row. */
+struct task {
+	struct claim *claim;
+	struct job_run *job;
+	struct job_row row;
 	uint32_t lane;
-};
-
-/* After-log work, in the order the engine logged it. */
-struct job {
-	struct message *done;       /* final: remove and free */
-	char *name, *state;         /* or: save this retry state (both malloc'd) */
 };
 
 struct feeder {
@@ -34,23 +33,16 @@ struct feeder {
 	pthread_t tid;
 	_Atomic int stop;
 	int wake_fd;
-	struct spsc names;          /* struct claim */
-	struct spsc jobs;           /* struct job */
+	struct spsc tasks;          /* struct task */
+	struct spsc returns;        /* struct claim_return */
 	_Atomic uint64_t *unsent;   /* by lane: bad or gone */
 	_Atomic uint64_t *claimed_bytes; /* by lane: memory of the messages handed over */
-	_Atomic uint64_t *taken;    /* by lane: names dealt with (claimed, bad or gone) */
+	_Atomic uint64_t *taken;    /* by lane: tasks dealt with */
 	_Atomic uint64_t bad;
-	/* The spool's file system is full: a retry state that could not be
-	 * saved waits here (and the jobs behind it wait too), and the engine
-	 * claims nothing new until it is written or claim_again_ms passes. */
-	struct job stalled;
-	_Atomic int has_stalled;
-	int64_t stalled_retry_ms;
-	_Atomic int64_t claim_again_ms;
-	_Atomic int warned_full;    /* said once per episode */
+	struct buf render;          /* a row's text, before it becomes a message */
+	int64_t date_s;             /* the second date_text is for */
+	char date_text[40];
 };
-
-#define FULL_RETRY_MS 500
 
 struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
                           struct shard **shards, unsigned nlanes)
@@ -67,9 +59,19 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 	f->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (f->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
-	spsc_init(&f->names, NAMES_CAP, sizeof(struct claim));
-	spsc_init(&f->jobs, NAMES_CAP * 2, sizeof(struct job));
+	spsc_init(&f->tasks, WORK_CAP, sizeof(struct task));
+	spsc_init(&f->returns, RETURNS_CAP, sizeof(struct claim_return));
 	return f;
+}
+
+/* Waits (bounded by stop) until the engine has room for a record. */
+static void give_back(struct feeder *f, const struct claim_return *r)
+{
+	while (!spsc_push(&f->returns, r)) {
+		if (atomic_load(&f->stop))
+			return;
+		eventfd_wait(f->wake_fd, 5);
+	}
 }
 
 /* Gives m to the shard, waiting while its inbox is full. False at stop. */
@@ -84,96 +86,130 @@ static bool hand_over(struct feeder *f, struct shard *sh, struct message *m)
 	return true;
 }
 
-static void claim_one(struct feeder *f, const struct claim *c)
+static void deliver(struct feeder *f, struct message *m, unsigned lane)
 {
-	char why[1024], esc[ESCAPED_MAX];
+	m->arrival_ms = now_mono_ms();
+	if (!m->first_wall_ms)
+		m->first_wall_ms = now_real_ms();
+	m->claim_bytes = m->raw_len + (m->body_owned ? m->body_len : 0) + m->ndots * sizeof(*m->dots);
+	atomic_fetch_add(&f->claimed_bytes[lane], m->claim_bytes);
+	if (!hand_over(f, f->shards[lane], m))
+		message_free(m); /* stopping: its file stays, read again later */
+}
+
+static void claim_file(struct feeder *f, struct claim *k, unsigned lane)
+{
+	char why[1024];
 	struct message *m;
-	switch (spool_claim(f->sp, c->name, f->cfg->max_message_bytes, &m, why, sizeof(why))) {
+	switch (spool_claim(f->sp, k->name, k->id, f->cfg->max_message_bytes, &m, why, sizeof(why))) {
 	case CLAIM_OK:
 		break;
-	case CLAIM_NO_ROOM: /* it stays in new/ */
-		if (!atomic_exchange(&f->warned_full, 1))
-			warnx_("cannot claim %s: %s; no new messages are claimed until the spool's file "
-			       "system has room again", escape_text(c->name, esc, sizeof(esc)), why);
-		atomic_store(&f->claim_again_ms, now_mono_ms() + FULL_RETRY_MS);
-		atomic_fetch_add(&f->unsent[c->lane], 1);
-		return;
 	case CLAIM_BAD:
 		atomic_fetch_add(&f->bad, 1);
 		/* fall through */
 	case CLAIM_GONE:
-		atomic_fetch_add(&f->unsent[c->lane], 1);
+		atomic_fetch_add(&f->unsent[lane], 1);
+		give_back(f, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
 		return;
 	}
-	m->arrival_ms = now_mono_ms();
+	m->claim = k;
 	spool_state_load(f->sp, m);
 	if (m->npending == 0) {
 		/* Every recipient was final before a crash took the file's removal. */
 		spool_finish(f->sp, m);
-		atomic_fetch_add(&f->unsent[c->lane], 1);
+		atomic_fetch_add(&f->unsent[lane], 1);
+		give_back(f, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
 		return;
 	}
-	if (!m->first_wall_ms)
-		m->first_wall_ms = now_real_ms();
-	m->claim_bytes = m->raw_len + (m->body_owned ? m->body_len : 0) + m->ndots * sizeof(*m->dots);
-	atomic_fetch_add(&f->claimed_bytes[c->lane], m->claim_bytes);
-	if (!hand_over(f, f->shards[c->lane], m))
-		message_free(m); /* stopping: the file stays in active/, recovered later */
+	deliver(f, m, lane);
 }
 
-/* Saves a retry state; on a full disk keeps it as the stalled job. */
-static bool save_state(struct feeder *f, struct job *j)
+static const char *date_now(struct feeder *f)
 {
-	int err = spool_state_write(f->sp, j->name, j->state);
-	if (err) {
-		char esc[ESCAPED_MAX];
-		if (!atomic_exchange(&f->warned_full, 1))
-			warnx_("cannot save the retry state of %s: %s; no new messages are claimed until "
-			       "it can be written", escape_text(j->name, esc, sizeof(esc)), strerror(err));
-		f->stalled = *j;
-		atomic_store(&f->has_stalled, 1);
-		f->stalled_retry_ms = now_mono_ms() + FULL_RETRY_MS;
-		return false;
+	int64_t ms = now_real_ms();
+	if (ms / 1000 != f->date_s) {
+		struct buf b = { 0 };
+		buf_add_utc(&b, RFC5322_DATE, ms);
+		snprintf(f->date_text, sizeof(f->date_text), "%.*s", (int)b.len, b.p);
+		buf_free(&b);
+		f->date_s = ms / 1000;
 	}
-	free(j->name);
-	free(j->state);
-	if (atomic_load(&f->has_stalled)) {
-		atomic_store(&f->has_stalled, 0);
-		atomic_store(&f->warned_full, 0);
-		warnx_("retry states can be saved again: resuming");
-	}
-	return true;
+	return f->date_text;
 }
 
-/* Removes final messages' files, saves retry states, in the order the
- * engine logged them; returns how many. */
-static unsigned run_jobs(struct feeder *f)
+/* A refused row, as a message of one recipient for the log. */
+static void refuse_row(struct feeder *f, struct job_run *j, const struct job_row *r, unsigned lane,
+                       const char *rcpt, const char *why)
 {
-	struct job j;
-	unsigned n = 0;
-	if (atomic_load(&f->has_stalled)) {
-		if (now_mono_ms() < f->stalled_retry_ms)
-			return 0;
-		j = f->stalled;
-		if (!save_state(f, &j))
-			return 0;
-		n++;
+	/* Its strings in its own raw: the job may end before it is freed. */
+	const char *parts[4] = { rcpt, j->head.sender, j->head.job, j->head.pool ? j->head.pool : "" };
+	struct buf raw = { 0 };
+	size_t at[4];
+	for (int i = 0; i < 4; i++) {
+		at[i] = raw.len;
+		buf_add(&raw, parts[i], strlen(parts[i]) + 1);
 	}
-	while (spsc_pop(&f->jobs, &j)) {
-		n++;
-		if (j.done)
-			spool_finish(f->sp, j.done);
-		else if (!save_state(f, &j))
-			break;
-	}
-	return n;
+	struct message *m = xcalloc(1, sizeof(*m));
+	m->raw = raw.p;
+	m->raw_len = raw.len;
+	m->nrcpt = m->npending = 1;
+	m->rcpt = xcalloc(1, sizeof(*m->rcpt));
+	m->rcpt[0] = m->raw + at[0];
+	m->rcpt_state = xcalloc(1, 1);
+	m->sender = m->raw + at[1];
+	m->job = m->raw + at[2];
+	m->pool = j->head.pool ? m->raw + at[3] : NULL;
+	m->job_run = j;
+	m->row = r->row;
+	char id[64];
+	snprintf(id, sizeof(id), "#%llu", (unsigned long long)r->row);
+	m->file = xstrdup(j->name);
+	m->id = xmalloc(strlen(j->name) + strlen(id) + 1);
+	strcpy(stpcpy(m->id, j->name), id);
+	char *reason = xmalloc(strlen(why) + 32);
+	sprintf(reason, "line %u: %s", r->line, why);
+	give_back(f, &(struct claim_return){ .refused = m, .reason = reason, .lane = lane });
 }
 
-static void kick_shards(struct feeder *f)
+static void render_row(struct feeder *f, struct job_run *j, struct job_row *r, unsigned lane)
 {
-	for (unsigned i = 0; i < f->nlanes; i++)
-		if (f->shards[i])
-			shard_kick(f->shards[i]);
+	char why[600], rcpt[ADDRESS_MAX + 1] = "";
+	f->render.len = 0;
+	bool ok = !r->too_long;
+	if (!ok)
+		snprintf(why, sizeof(why), "record longer than %u bytes", JOB_RECORD_MAX);
+	else
+		ok = job_render(&j->head, r->rec, r->len, r->row, j->token, j->head.has_date ? NULL : date_now(f),
+		                &f->render, rcpt, sizeof(rcpt), why, sizeof(why));
+	if (ok && f->render.len > f->cfg->max_message_bytes) {
+		snprintf(why, sizeof(why), "the rendered message of %zu bytes is larger than the limit of %llu",
+		         f->render.len, (unsigned long long)f->cfg->max_message_bytes);
+		ok = false;
+	}
+	struct message *m = NULL;
+	if (ok) {
+		m = xcalloc(1, sizeof(*m));
+		m->raw_len = f->render.len;
+		m->raw = xmalloc(m->raw_len + 1);
+		memcpy(m->raw, f->render.p, m->raw_len);
+		m->raw[m->raw_len] = 0;
+		ok = envelope_parse(m, why, sizeof(why));
+	}
+	if (!ok) {
+		message_free(m);
+		refuse_row(f, j, r, lane, rcpt, why);
+	} else {
+		char id[32];
+		snprintf(id, sizeof(id), "#%llu", (unsigned long long)r->row);
+		m->file = xstrdup(j->name);
+		m->id = xmalloc(strlen(j->name) + strlen(id) + 1);
+		strcpy(stpcpy(m->id, j->name), id);
+		m->job_run = j;
+		m->row = r->row;
+		m->first_wall_ms = j->first_ms;
+		deliver(f, m, lane);
+	}
+	free(r->rec);
 }
 
 static void *feeder_main(void *arg)
@@ -183,20 +219,24 @@ static void *feeder_main(void *arg)
 	snprintf(tname, sizeof(tname), "spool%u", f->index);
 	pthread_setname_np(pthread_self(), tname);
 	while (!atomic_load(&f->stop)) {
-		struct claim c;
-		unsigned claimed = 0, removed = run_jobs(f);
-		while (claimed < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->names, &c)) {
-			claim_one(f, &c);
-			atomic_fetch_add(&f->taken[c.lane], 1);
-			free(c.name);
-			claimed++;
+		struct task t;
+		unsigned done = 0;
+		while (done < BATCH && !atomic_load(&f->stop) && spsc_pop(&f->tasks, &t)) {
+			if (t.job)
+				render_row(f, t.job, &t.row, t.lane);
+			else
+				claim_file(f, t.claim, t.lane);
+			atomic_fetch_add(&f->taken[t.lane], 1);
+			done++;
 		}
-		if (claimed)
-			kick_shards(f);
-		else if (!removed)
+		if (done) {
+			for (unsigned i = 0; i < f->nlanes; i++)
+				if (f->shards[i])
+					shard_kick(f->shards[i]);
+		} else {
 			eventfd_wait(f->wake_fd, 50);
+		}
 	}
-	run_jobs(f); /* everything logged as final leaves the spool, states are saved */
 	return NULL;
 }
 
@@ -206,14 +246,16 @@ void feeder_start(struct feeder *f)
 		fatal("cannot start spool worker %u", f->index);
 }
 
-bool feeder_offer(struct feeder *f, const char *name, unsigned lane)
+bool feeder_offer(struct feeder *f, struct claim *k, unsigned lane)
 {
 	ASSERT(lane < f->nlanes && f->shards[lane]);
-	struct claim c = { xstrdup(name), lane };
-	if (spsc_push(&f->names, &c))
-		return true;
-	free(c.name);
-	return false;
+	return spsc_push(&f->tasks, &(struct task){ .claim = k, .lane = lane });
+}
+
+bool feeder_offer_row(struct feeder *f, struct job_run *j, struct job_row *row, unsigned lane)
+{
+	ASSERT(lane < f->nlanes && f->shards[lane]);
+	return spsc_push(&f->tasks, &(struct task){ .job = j, .row = *row, .lane = lane });
 }
 
 void feeder_kick(struct feeder *f)
@@ -223,30 +265,15 @@ void feeder_kick(struct feeder *f)
 		warnx_("spool worker %u: wake: %s", f->index, strerror(errno));
 }
 
-bool feeder_finish(struct feeder *f, struct message *m)
+bool feeder_returned(struct feeder *f, struct claim_return *out)
 {
-	struct job j = { .done = m };
-	return spsc_push(&f->jobs, &j);
-}
-
-bool feeder_save_state(struct feeder *f, const char *name, char *text)
-{
-	struct job j = { .name = xstrdup(name), .state = text };
-	if (spsc_push(&f->jobs, &j))
-		return true;
-	free(j.name);
-	return false;
+	return spsc_pop(&f->returns, out);
 }
 
 uint64_t feeder_unsent(struct feeder *f, unsigned lane) { return atomic_load(&f->unsent[lane]); }
 uint64_t feeder_claimed_bytes(struct feeder *f, unsigned lane) { return atomic_load(&f->claimed_bytes[lane]); }
 uint64_t feeder_taken(struct feeder *f, unsigned lane) { return atomic_load(&f->taken[lane]); }
 uint64_t feeder_bad_total(struct feeder *f) { return atomic_load(&f->bad); }
-
-bool feeder_spool_full(struct feeder *f)
-{
-	return atomic_load(&f->has_stalled) || now_mono_ms() < atomic_load(&f->claim_again_ms);
-}
 
 void feeder_stop(struct feeder *f)
 {
@@ -259,29 +286,21 @@ void feeder_free(struct feeder *f)
 {
 	if (!f)
 		return;
-	struct claim c;
-	while (spsc_pop(&f->names, &c))
-		free(c.name);
-	run_jobs(f);
-	if (atomic_load(&f->has_stalled)) {
-		char esc[ESCAPED_MAX];
-		warnx_("the retry state of %s was never saved (disk full): a restart may retry it early",
-		       escape_text(f->stalled.name, esc, sizeof(esc)));
-		free(f->stalled.name);
-		free(f->stalled.state);
-		/* What waited behind it: the files stay (sent again after a restart). */
-		struct job j;
-		while (spsc_pop(&f->jobs, &j)) {
-			message_free(j.done);
-			free(j.name);
-			free(j.state);
-		}
+	struct task t;
+	while (spsc_pop(&f->tasks, &t))
+		if (t.job)
+			free(t.row.rec);
+	struct claim_return r;
+	while (spsc_pop(&f->returns, &r)) {
+		message_free(r.refused);
+		free(r.reason);
 	}
-	spsc_destroy(&f->names);
-	spsc_destroy(&f->jobs);
+	spsc_destroy(&f->tasks);
+	spsc_destroy(&f->returns);
 	free(f->unsent);
 	free(f->claimed_bytes);
 	free(f->taken);
+	buf_free(&f->render);
 	close(f->wake_fd);
 	free(f);
 }

@@ -1,16 +1,17 @@
-/* engine/feeder.h - spool workers. Each takes (file name, lane) pairs from
- * the engine, claims the file (rename new/ -> active/), reads and parses
- * it, rejects what is malformed to bad/, and hands the message to the
- * lane's shard; and it removes the files of messages the engine has logged
- * as final. This file-system work is the largest cost per message after
- * the network and keeps every blocking call off the shards' loops. Claims
- * are cross-directory renames, which the kernel serialises per file
- * system, so a few workers serve many shards (spool-workers, default
- * min(shards, 4)): more would only spin on the same locks. Lane k is
- * served by worker k % workers, so each shard's inbox has one producer. */
+/* engine/feeder.h - spool workers. Each takes work for its lanes from the
+ * engine — a claimed file of new/ to read, or a job file's row to render —
+ * parses it, rejects what is malformed to bad/ (or refuses the row), and
+ * hands the message to the lane's shard. They only read the spool's
+ * directories (the reaper alone removes), so several never contend;
+ * spool-workers (default min(shards, 4)) of them serve the shards, lane k
+ * by worker k % workers, so each shard's inbox has one producer. What
+ * they give back (a claim whose file is gone or bad, a refused row) goes
+ * to the engine through their return queue. */
 #ifndef SLUICE_FEEDER_H
 #define SLUICE_FEEDER_H
+#include "claims.h"
 #include "config.h"
+#include "job_run.h"
 #include "spool.h"
 #include "../shards/shard.h"
 
@@ -20,26 +21,22 @@ struct feeder;
 struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
                           struct shard **shards, unsigned nlanes);
 void feeder_start(struct feeder *f);
-/* Engine side: queue a file name (copied) for a lane; false if full. */
-bool feeder_offer(struct feeder *f, const char *name, unsigned lane);
+/* Engine side: read claim k's file for a lane; render a job's row (its
+ * record is taken over) for a lane. False if the queue is full. */
+bool feeder_offer(struct feeder *f, struct claim *k, unsigned lane);
+bool feeder_offer_row(struct feeder *f, struct job_run *j, struct job_row *row, unsigned lane);
 void feeder_kick(struct feeder *f);
-/* Engine side, after the lines are logged, in order: m is final (the
- * worker removes its file and state, and frees it), or m's retry state
- * must be saved (text is taken over). False if the queue is full (the
- * engine then does it itself). */
-bool feeder_finish(struct feeder *f, struct message *m);
-bool feeder_save_state(struct feeder *f, const char *name, char *text);
-/* Names of a lane finished without a message for the shard: malformed
- * (moved to bad/) or gone (another process claimed the file first). */
+/* Records given back; false when none. */
+bool feeder_returned(struct feeder *f, struct claim_return *out);
+/* Work of a lane finished without a message for the shard: a file gone,
+ * or moved to bad/ (refused rows are not counted: they are logged). */
 uint64_t feeder_unsent(struct feeder *f, unsigned lane);
 /* Memory (m->claim_bytes) of all messages a lane was handed so far. */
 uint64_t feeder_claimed_bytes(struct feeder *f, unsigned lane);
-/* Names of a lane dealt with so far (claimed, bad or gone). */
+/* Work of a lane dealt with so far (claimed, bad, gone, rendered, refused). */
 uint64_t feeder_taken(struct feeder *f, unsigned lane);
 uint64_t feeder_bad_total(struct feeder *f);
-/* The spool's file system is full (a retry state or a claim failed for
- * room): claim nothing new until this turns false. */
-bool feeder_spool_full(struct feeder *f);
 void feeder_stop(struct feeder *f);
+/* Frees; records not collected are dropped (the engine frees the claims). */
 void feeder_free(struct feeder *f);
 #endif

@@ -1,17 +1,22 @@
-/* engine/run.c - `sluice run`: the engine thread. It scans SPOOL/new/ and
- * spreads the names over the lanes (a feeder that claims and parses files,
- * in front of a shard that delivers them), round robin so that one
- * destination still uses every core; writes the accounting log from the
- * shards' outcome records and, once all of a message's recipients are
- * final and logged, has its feeder remove the file; prints a summary. In --drain mode it ends when the
+/* engine/run.c - `sluice run`: the engine thread. It scans SPOOL/new/,
+ * claims names in memory (claims.c) and spreads them, and the rows of job
+ * files (job_run.c), over the lanes (a spool worker that reads and parses,
+ * in front of a shard that delivers), round robin so that one destination
+ * still uses every core; writes the accounting log from the shards'
+ * outcome records and, once all of a message's recipients are final and
+ * logged, has the reaper remove its file (a job's row: notes it in the
+ * job's progress); prints a summary. In --drain mode it ends when the
  * spool is empty and nothing is in flight, or at --max-time; whatever is
- * not final then goes back to new/. */
+ * not final stays in new/ for the next run. */
 #define _GNU_SOURCE
 #include "run.h"
 #include "acct_log.h"
+#include "claims.h"
 #include "config.h"
 #include "dsn.h"
 #include "feeder.h"
+#include "job_run.h"
+#include "reaper.h"
 #include "spool.h"
 #include "lib/util.h"
 #include "../shards/shard.h"
@@ -27,6 +32,7 @@
 
 #define COLLECT_BATCH 1024
 #define FEED_BATCH 256
+#define SCAN_BATCH 4096   /* entries of new/ looked at per turn (claimed ones are skipped) */
 
 static volatile sig_atomic_t stop_signal, reload_signal;
 
@@ -40,6 +46,7 @@ static void on_signal(int sig)
 
 struct totals {
 	uint64_t messages_done, delivered, bounced, expired, deferred, bad;
+	uint64_t jobs_started, jobs_done, rows_refused, rows_skipped;
 	uint64_t dns[3];                /* queries over UDP, over TCP; tries timed out */
 };
 
@@ -63,6 +70,11 @@ struct engine {
 	struct feeder **feeders;
 	unsigned nfeeders;
 	struct shard **shards;          /* by lane, as feeders see them */
+	struct reaper *reaper;          /* removes files, saves retry states */
+	bool reaper_running;
+	struct claims claims;           /* files of new/ in flight, identities in use */
+	struct job_run *jobs;           /* job files open */
+	unsigned pass_new;              /* names claimed in the current pass of new/ */
 	int wake_fd;
 	uint64_t per_lane_max;          /* messages in flight per lane */
 	uint64_t per_lane_bytes;        /* and their memory */
@@ -75,6 +87,7 @@ struct engine {
 	double log_retry_at;
 	bool syncing;                   /* an fdatasync of the log is running */
 	size_t nsyncing;                /* held[0, nsyncing) wait for it */
+	size_t njournaled;              /* held[0, njournaled): job rows noted as done */
 	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
 	size_t nheld, held_cap;
 	struct totals t;
@@ -123,36 +136,90 @@ static struct lane *lane_with_room(struct engine *e)
 	return NULL;
 }
 
-static bool spool_full(const struct engine *e)
+static bool is_job_name(const char *name)
 {
-	for (unsigned i = 0; i < e->nfeeders; i++)
-		if (feeder_spool_full(e->feeders[i]))
-			return true;
-	return false;
+	size_t n = strlen(name), k = strlen(JOB_SUFFIX);
+	return n > k && strcmp(name + n - k, JOB_SUFFIX) == 0;
 }
 
-/* Hands up to FEED_BATCH names from new/ to the feeders. While new/ is
- * known to be empty, waits for inotify (or the occasional rescan). */
-static unsigned feed(struct engine *e)
+/* Opens claim k's file as a job, or moves it to bad/. */
+static void open_job(struct engine *e, struct claim *k)
+{
+	char why[1024];
+	struct job_run *j = job_run_open(&e->spool, k, why, sizeof(why));
+	if (!j) {
+		spool_reject(&e->spool, k->name, why);
+		e->t.bad++;
+		claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+		return;
+	}
+	struct job_run **tail = &e->jobs;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = j;
+	e->t.jobs_started++;
+}
+
+/* Hands up to max rows of the open jobs to the spool workers. */
+static unsigned feed_rows(struct engine *e, unsigned max)
 {
 	unsigned n = 0;
 	struct lane *l;
-	if (e->log_blocked || (e->spool_empty && now_mono_s() < e->rescan_at) || spool_full(e))
-		return 0;
-	while (n < FEED_BATCH && (l = lane_with_room(e))) {
-		bool pass_empty = false;
-		const char *name = spool_next(&e->spool, &pass_empty);
-		if (!name) {
-			e->spool_empty = pass_empty;
+	for (struct job_run *j = e->jobs; j && n < max; j = j->next) {
+		struct job_row row;
+		while (n < max && !j->eof && (l = lane_with_room(e)) && job_run_next(j, &row)) {
+			/* room: lane_with_room keeps a feeder's queue far from full */
+			ASSERT(feeder_offer_row(l->feeder, j, &row, l->index));
+			l->handed++;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Hands up to max names from new/ to the feeders, skipping those claimed
+ * already; opens job files. */
+static unsigned feed_names(struct engine *e, unsigned max)
+{
+	unsigned n = 0, looked = 0;
+	struct lane *l;
+	while (n < max && looked < SCAN_BATCH && (l = lane_with_room(e))) {
+		const char *name = spool_next(&e->spool);
+		if (!name) { /* a pass ended: "empty" when it found nothing new */
+			e->spool_empty = e->pass_new == 0;
+			e->pass_new = 0;
 			e->rescan_at = now_mono_s() + 1.0;
 			break;
 		}
+		looked++;
+		struct claim *k = claims_take(&e->claims, name);
+		if (!k || is_job_name(name))
+			e->next_lane = l->index; /* that lane's turn is not taken */
+		if (!k)
+			continue; /* in flight */
+		e->pass_new++;
 		e->spool_empty = false;
-		if (!feeder_offer(l->feeder, name, l->index))
-			break; /* cannot happen while per_lane_max < the name queue; the next pass finds it */
+		if (is_job_name(name)) {
+			open_job(e, k);
+			continue;
+		}
+		ASSERT(feeder_offer(l->feeder, k, l->index)); /* room: as in feed_rows */
 		l->handed++;
 		n++;
 	}
+	return n;
+}
+
+/* Feeds the spool workers: rows of open jobs, and names from new/ (while
+ * new/ is known to hold nothing new, only after inotify or the occasional
+ * rescan), half a batch each when both have work. */
+static unsigned feed(struct engine *e)
+{
+	if (e->log_blocked || reaper_spool_full(e->reaper))
+		return 0;
+	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
+	if (!e->spool_empty || now_mono_s() >= e->rescan_at)
+		n += feed_names(e, FEED_BATCH - n);
 	if (n)
 		for (unsigned i = 0; i < e->nfeeders; i++)
 			feeder_kick(e->feeders[i]);
@@ -169,31 +236,103 @@ static void count_outcome(struct totals *t, const struct outcome *o)
 	}
 }
 
-/* After its lines are written: save a retry state, or remove a final
- * message's file. The lane's feeder does it (after a stop, or when it is
- * behind, the engine itself). */
+/* A deferred message's retry state (text taken over); the first time, its
+ * file also moves from new/ to active/ (spool.h says why). The reaper does
+ * it (after a stop, or when it is behind, the engine itself). */
+static void save_state(struct engine *e, struct message *m, char *text)
+{
+	struct claim *k = m->claim;
+	struct claim *park = k && k->in_new && !k->park_asked ? k : NULL;
+	if (park)
+		park->park_asked = true;
+	if (e->reaper_running && reaper_save_state(e->reaper, m->id, text, park, m->print.ino))
+		return;
+	char esc[ESCAPED_MAX];
+	int err = spool_state_write(&e->spool, m->id, text);
+	free(text);
+	if (err)
+		warnx_("cannot save the retry state of %s: %s (a restart may retry it early)",
+		       escape_text(m->id, esc, sizeof(esc)), strerror(err));
+	if (park) {
+		spool_park(&e->spool, park->name, m->id, m->print.ino);
+		claims_return(&e->claims, &(struct claim_return){ .claim = park, .left_new = true });
+	}
+}
+
+/* After its lines are written and synced: save a retry state, or remove a
+ * final message's file (a job's row has none: its job counts it done). */
 static void after_logged(struct engine *e, const struct outcome *o)
 {
 	ASSERT(o->lane < e->nlanes);
 	struct lane *l = &e->lanes[o->lane];
+	struct message *m = o->msg;
 	if (o->kind == OUTCOME_RETRY_STATE) {
-		if (!(e->feeders_running && feeder_save_state(l->feeder, o->msg->id, o->response))) {
-			int err = spool_state_write(&e->spool, o->msg->id, o->response);
-			char esc[ESCAPED_MAX];
-			if (err)
-				warnx_("cannot save the retry state of %s: %s (a restart may retry it early)",
-				       escape_text(o->msg->id, esc, sizeof(esc)), strerror(err));
-			free(o->response);
-		}
+		if (m->job_run)
+			free(o->response); /* a row is tried afresh after a restart */
+		else
+			save_state(e, m, o->response);
 		return;
 	}
-	struct message *m = o->msg;
 	l->done++;
 	l->done_bytes += m->claim_bytes;
 	e->t.messages_done++;
-	if (e->feeders_running && feeder_finish(l->feeder, m))
+	if (m->job_run)
+		m->job_run->done++;
+	if (e->reaper_running && reaper_finish(e->reaper, m))
 		return;
+	struct claim *k = m->claim;
 	spool_finish(&e->spool, m);
+	claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+}
+
+/* Jobs whose every row is done leave the spool. */
+static void close_done_jobs(struct engine *e)
+{
+	for (struct job_run **p = &e->jobs; *p;) {
+		struct job_run *j = *p;
+		if (!job_run_complete(j)) {
+			p = &j->next;
+			continue;
+		}
+		*p = j->next;
+		e->t.rows_skipped += j->skipped;
+		job_run_remove(&e->spool, j);
+		claims_return(&e->claims, &(struct claim_return){ .claim = j->claim, .left_new = true, .id_free = true });
+		job_run_free(j);
+		e->t.jobs_done++;
+	}
+}
+
+/* The rows whose final lines were just written are done: noted in their
+ * jobs' progress now, before any sync, so that a kill -9 from here on
+ * never sends them again. */
+static void note_rows(struct engine *e)
+{
+	for (size_t i = e->njournaled; i < e->nheld; i++) {
+		const struct outcome *o = &e->held[i];
+		if (o->kind == OUTCOME_MESSAGE_DONE && o->msg->job_run)
+			job_run_mark(o->msg->job_run, o->msg->row);
+	}
+	e->njournaled = e->nheld;
+	for (struct job_run *j = e->jobs; j; j = j->next)
+		job_run_write(j);
+}
+
+/* After the log's sync: the progress written since is synced too. */
+static void sync_jobs(struct engine *e)
+{
+	for (struct job_run *j = e->jobs; j; j = j->next) {
+		if (!j->unsynced)
+			continue;
+		j->unsynced = false;
+		int fd = e->reaper_running ? dup(j->state_fd) : -1;
+		if (fd >= 0 && reaper_sync(e->reaper, fd))
+			continue;
+		if (fd >= 0)
+			close(fd);
+		if (fdatasync(j->state_fd) != 0)
+			warnx_("cannot sync a job's progress: %s", strerror(errno));
+	}
 }
 
 static void hold(struct engine *e, const struct outcome *o)
@@ -229,6 +368,7 @@ static void flush_log(struct engine *e)
 		log_trouble(e, e->log.error, "write");
 		return;
 	}
+	note_rows(e);
 	if (sync_due(e) && acct_sync_start(&e->log)) {
 		e->syncing = true;
 		e->nsyncing = e->nheld;
@@ -254,9 +394,43 @@ static void release_synced(struct engine *e)
 		after_logged(e, &e->held[i]);
 	memmove(e->held, e->held + e->nsyncing, (e->nheld - e->nsyncing) * sizeof(*e->held));
 	e->nheld -= e->nsyncing;
+	e->njournaled -= e->nsyncing;
 	e->nsyncing = 0;
+	sync_jobs(e);
+	close_done_jobs(e);
+	if (e->reaper_running)
+		reaper_kick(e->reaper);
+}
+
+/* A job's row the spool worker refused: its line (bounced, code 0, the
+ * reason), and then it is done like any message. */
+static void log_refused(struct engine *e, struct message *m, char *reason, unsigned lane)
+{
+	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .ts_ms = now_real_ms(), .msg = m,
+	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
+	acct_format(&e->log.pending, &o);
+	count_outcome(&e->t, &o);
+	e->t.rows_refused++;
+	if (e->spool.dsn_dir)
+		dsn_note(m, &o);
+	free(reason);
+	hold(e, &(struct outcome){ .kind = OUTCOME_MESSAGE_DONE, .msg = m, .lane = lane });
+}
+
+/* What the spool workers and the reaper handed back. */
+static size_t take_returns(struct engine *e)
+{
+	struct claim_return r;
+	size_t n = 0;
 	for (unsigned i = 0; i < e->nfeeders; i++)
-		feeder_kick(e->feeders[i]);
+		for (; feeder_returned(e->feeders[i], &r); n++) {
+			if (r.refused)
+				log_refused(e, r.refused, r.reason, r.lane);
+			claims_return(&e->claims, &r);
+		}
+	for (; e->reaper && reaper_returned(e->reaper, &r); n++)
+		claims_return(&e->claims, &r);
+	return n;
 }
 
 /* Logs the shards' outcomes; what must follow the lines (saving a retry
@@ -264,7 +438,7 @@ static void release_synced(struct engine *e)
 static size_t collect(struct engine *e)
 {
 	static struct outcome batch[COLLECT_BATCH];
-	size_t total = 0;
+	size_t total = take_returns(e);
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		size_t n;
 		while ((n = shard_collect(e->lanes[i].shard, batch, COLLECT_BATCH)) > 0) {
@@ -411,6 +585,10 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	printf("  expired           %llu\n", (unsigned long long)t->expired);
 	printf("  deferred attempts %llu\n", (unsigned long long)t->deferred);
 	printf("  bad spool files   %llu\n", (unsigned long long)t->bad);
+	if (t->jobs_started)
+		printf("  job files         %llu started, %llu done (rows: %llu refused, %llu done before)\n",
+		       (unsigned long long)t->jobs_started, (unsigned long long)t->jobs_done,
+		       (unsigned long long)t->rows_refused, (unsigned long long)t->rows_skipped);
 	printf("  not final         %u (left in the spool)\n", left);
 	printf("  dns queries       %llu UDP, %llu TCP, %llu timed out\n", (unsigned long long)t->dns[0],
 	       (unsigned long long)t->dns[1], (unsigned long long)t->dns[2]);
@@ -428,7 +606,7 @@ static void catch_signals(void)
 }
 
 /* Opens the spool (recovering what an earlier run left in active/) and
- * the accounting log, and starts the shards and their feeders. */
+ * the accounting log, and starts the shards, their feeders and the reaper. */
 static void engine_start(struct engine *e, const struct config *cfg)
 {
 	ASSERT(cfg->shards > 0 && cfg->spool_workers > 0); /* config_complete */
@@ -463,6 +641,9 @@ static void engine_start(struct engine *e, const struct config *cfg)
 	for (unsigned k = 0; k < e->nfeeders; k++)
 		feeder_start(e->feeders[k]);
 	e->feeders_running = true;
+	e->reaper = reaper_new(&e->spool);
+	reaper_start(e->reaper);
+	e->reaper_running = true;
 }
 
 /* Feeds, collects and reloads until a signal, --max-time (start's, as
@@ -483,8 +664,8 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 		free_unused_configs(e);
 		uint64_t busy = inflight(e);
 		if (start->max_time_s > 0 && now_mono_s() - t0 >= start->max_time_s)
-			return busy > 0 || !e->spool_empty;
-		if (start->drain && e->spool_empty && busy == 0)
+			return busy > 0 || !e->spool_empty || e->jobs;
+		if (start->drain && e->spool_empty && busy == 0 && !e->jobs)
 			return false;
 		if (!fed && !got)
 			wait_for_work(e, e->spool_empty || !lane_with_room(e) ? 50 : 1);
@@ -509,6 +690,9 @@ static void engine_stop(struct engine *e)
 		if (e->syncing)
 			wait_for_work(e, 20);
 	}
+	reaper_stop(e->reaper); /* after the work queued so far */
+	e->reaper_running = false;
+	take_returns(e);
 }
 
 /* Frees the feeders and shards, keeping their counts in the totals. */
@@ -518,6 +702,7 @@ static void free_lanes(struct engine *e)
 		e->t.bad += feeder_bad_total(e->feeders[k]);
 		feeder_free(e->feeders[k]);
 	}
+	reaper_free(e->reaper);
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		shard_dns_counters(e->lanes[i].shard, e->t.dns);
 		shard_free(e->lanes[i].shard);
@@ -527,7 +712,8 @@ static void free_lanes(struct engine *e)
 	free(e->lanes);
 }
 
-/* The records still held were never logged: their files stay. */
+/* The records still held were never logged: their files stay (a job's
+ * rows too: its progress has them as not done). */
 static void drop_held(struct engine *e)
 {
 	for (size_t i = 0; i < e->nheld; i++)
@@ -564,8 +750,15 @@ int run_main(int argc, char **argv)
 	double secs = now_mono_s() - start;
 	free_lanes(&e);
 	drop_held(&e);
-	/* Whatever is not final goes back to new/ for the next run. */
-	unsigned left = spool_recover(&e.spool);
+	/* Whatever is not final stays in new/ for the next run (waiting ones
+	 * go back there from active/); its claims end with this process. */
+	for (struct job_run *j = e.jobs, *next; j; j = next) {
+		next = j->next;
+		job_run_free(j);
+	}
+	unsigned left = (unsigned)e.claims.n;
+	spool_recover(&e.spool);
+	claims_free(&e.claims);
 	print_summary(&e, secs, left, timed_out);
 	acct_close(&e.log);
 	spool_close(&e.spool);

@@ -111,27 +111,35 @@ static size_t without_suffix(const char *name, size_t n)
 	return k < n && k > 0 && name[k - 1] == '~' ? k - 1 : n;
 }
 
-/* The i-th name to try for a file called name: name itself when short
- * enough, then BASE~N: name without its own ~N, cut to NAME_BASE bytes
- * (at a UTF-8 character boundary). N comes from the spool's counter, or
- * after COUNTED_TRIES from chance: names an earlier run gave out (its
- * counter started at 1 too) cannot hold a move up for long. */
-static void candidate(struct spool *sp, const char *name, unsigned i, char *out, size_t len)
+bool spool_name_keeps(const char *name)
 {
-	size_t n = strlen(name);
-	if (i == 0 && n <= NAME_KEEP) {
-		snprintf(out, len, "%s", name);
-		return;
-	}
-	n = without_suffix(name, n);
+	return strlen(name) <= NAME_KEEP;
+}
+
+void spool_name_variant(const char *name, uint64_t k, char *out, size_t len)
+{
+	size_t n = without_suffix(name, strlen(name));
 	if (n > NAME_BASE)
 		for (n = NAME_BASE; n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80; n--)
 			;
+	snprintf(out, len, "%.*s~%llu", (int)n, name, (unsigned long long)k);
+}
+
+/* The i-th name to try for a file called name: name itself when short
+ * enough, then a variant: N from the spool's counter, or after
+ * COUNTED_TRIES from chance: names an earlier run gave out (its counter
+ * started at 1 too) cannot hold a move up for long. */
+static void candidate(struct spool *sp, const char *name, unsigned i, char *out, size_t len)
+{
+	if (i == 0 && spool_name_keeps(name)) {
+		snprintf(out, len, "%s", name);
+		return;
+	}
 	uint64_t k = atomic_fetch_add(&sp->seq, 1) + 1;
 	uint32_t r;
 	if (i >= COUNTED_TRIES && getrandom(&r, sizeof(r), GRND_NONBLOCK) == (ssize_t)sizeof(r))
 		k = r;
-	snprintf(out, len, "%.*s~%llu", (int)n, name, (unsigned long long)k);
+	spool_name_variant(name, k, out, len);
 }
 
 /* rename(2) that fails with EEXIST instead of replacing what is there. */
@@ -247,23 +255,19 @@ unsigned spool_recover(struct spool *sp)
 	return n;
 }
 
-const char *spool_next(struct spool *sp, bool *pass_empty)
+const char *spool_next(struct spool *sp)
 {
 	if (!sp->scan) {
 		int fd = openat(sp->new_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		sp->scan = fd >= 0 ? fdopendir(fd) : NULL;
 		if (!sp->scan)
 			fatal("cannot read %s/new: %s", sp->dir, strerror(errno));
-		sp->scan_found = 0;
 	}
 	struct dirent *e;
 	while ((e = readdir(sp->scan))) {
-		if (skip_name(e->d_name))
-			continue; /* any other entry is claimed: what is not a file goes to bad/ */
-		sp->scan_found++;
-		return e->d_name;
+		if (!skip_name(e->d_name))
+			return e->d_name; /* what is not a file goes to bad/ when claimed */
 	}
-	*pass_empty = sp->scan_found == 0;
 	closedir(sp->scan);
 	sp->scan = NULL;
 	return NULL;
@@ -307,19 +311,24 @@ static bool name_refused(const char *name, char *why, size_t why_len)
 	return false;
 }
 
-/* Opens active/ID for reading if it is a regular file, without following a
+/* Opens new/NAME for reading if it is a regular file, without following a
  * symlink or waiting on a FIFO: its type is checked before it is opened,
- * and again after (it may have been swapped). -1 with why set if not. */
-static int open_regular(struct spool *sp, const char *id, struct stat *st, char *why, size_t why_len)
+ * and again after (it may have been swapped). -1 with why set if not;
+ * *gone: it is not there (another process took it, or it was removed). */
+static int open_regular(struct spool *sp, const char *name, struct stat *st, bool *gone, char *why,
+                        size_t why_len)
 {
 	int fd = -1;
-	if (fstatat(sp->active_fd, id, st, AT_SYMLINK_NOFOLLOW) != 0) {
+	*gone = false;
+	if (fstatat(sp->new_fd, name, st, AT_SYMLINK_NOFOLLOW) != 0) {
+		*gone = errno == ENOENT;
 		snprintf(why, why_len, "cannot stat: %s", strerror(errno));
 		return -1;
 	}
 	if (S_ISREG(st->st_mode)) {
-		fd = openat(sp->active_fd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+		fd = openat(sp->new_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 		if (fd < 0 || fstat(fd, st) != 0) {
+			*gone = errno == ENOENT;
 			snprintf(why, why_len, "cannot open: %s", strerror(errno));
 			if (fd >= 0)
 				close(fd);
@@ -334,13 +343,14 @@ static int open_regular(struct spool *sp, const char *id, struct stat *st, char 
 	return -1;
 }
 
-/* Reads and parses active/ID (claimed from new/NAME); NULL with why set
- * when it cannot be used. */
-static struct message *read_claimed(struct spool *sp, const char *id, const char *name,
-                                    uint64_t max_bytes, char *why, size_t why_len)
+/* Reads and parses new/NAME as message ID; NULL with why set when it
+ * cannot be used (*gone: it is not there any more). */
+static struct message *read_claimed(struct spool *sp, const char *name, const char *id,
+                                    uint64_t max_bytes, bool *gone, char *why, size_t why_len)
 {
 	struct stat st;
-	int fd = name_refused(name, why, why_len) ? -1 : open_regular(sp, id, &st, why, why_len);
+	*gone = false;
+	int fd = name_refused(name, why, why_len) ? -1 : open_regular(sp, name, &st, gone, why, why_len);
 	if (fd < 0)
 		return NULL;
 	if ((uint64_t)st.st_size > max_bytes) {
@@ -369,15 +379,15 @@ static struct message *read_claimed(struct spool *sp, const char *id, const char
 	return m;
 }
 
-/* Moves active/ID to bad/ (as ID, or ID~N when bad/ has one) with the
- * reason in a .why beside it. */
-static void reject(struct spool *sp, const char *id, const char *why)
+void spool_reject(struct spool *sp, const char *name, const char *why)
 {
 	char e1[ESCAPED_MAX], e2[ESCAPED_MAX];
-	struct move mv = { .kind = MOVE_BAD, .from_fd = sp->active_fd, .to_fd = sp->bad_fd, .name = id };
+	struct move mv = { .kind = MOVE_BAD, .from_fd = sp->new_fd, .to_fd = sp->bad_fd, .name = name };
 	int err = move_noreplace(sp, &mv);
+	if (err == ENOENT)
+		return; /* gone meanwhile: nothing left to keep */
 	if (err)
-		fatal("cannot move %s/active/%s to bad/: %s", sp->dir, escape_text(id, e1, sizeof(e1)), strerror(err));
+		fatal("cannot move %s/new/%s to bad/: %s", sp->dir, escape_text(name, e1, sizeof(e1)), strerror(err));
 	char line[1200];
 	int n = snprintf(line, sizeof(line), "%s\n", why);
 	if (mv.why_fd >= 0) {
@@ -389,36 +399,42 @@ static void reject(struct spool *sp, const char *id, const char *why)
 	if (mv.why_err)
 		warnx_("cannot write %s/bad/%s.why: %s (the reason is the next line)", sp->dir,
 		       escape_text(mv.got, e1, sizeof(e1)), strerror(mv.why_err));
-	warnx_("%s: moved to %s/bad/%s: %s", escape_text(id, e1, sizeof(e1)), sp->dir,
+	warnx_("%s: moved to %s/bad/%s: %s", escape_text(name, e1, sizeof(e1)), sp->dir,
 	       escape_text(mv.got, e2, sizeof(e2)), why);
 }
 
-enum claim_result spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
+enum claim_result spool_claim(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                               struct message **out, char *why, size_t why_len)
 {
-	*out = NULL;
+	bool gone;
 	why[0] = 0;
-	struct move mv = { .kind = MOVE_CLAIM, .from_fd = sp->new_fd, .to_fd = sp->active_fd, .name = name };
-	int err = move_noreplace(sp, &mv);
-	char esc[ESCAPED_MAX];
-	if (err == ENOENT)
-		return CLAIM_GONE;
-	if (err == ENOSPC || err == EDQUOT) { /* stays in new/ for a later pass */
-		snprintf(why, why_len, "%s", strerror(err));
-		return CLAIM_NO_ROOM;
-	}
-	if (err == EEXIST) { /* a later pass tries other names */
-		warnx_("cannot claim %s/new/%s: %u names for it are taken", sp->dir,
-		       escape_text(name, esc, sizeof(esc)), MOVE_TRIES);
-		return CLAIM_GONE;
-	}
-	if (err)
-		fatal("cannot claim %s/new/%s: %s", sp->dir, escape_text(name, esc, sizeof(esc)), strerror(err));
-	*out = read_claimed(sp, mv.got, name, max_bytes, why, why_len);
+	*out = read_claimed(sp, name, id, max_bytes, &gone, why, why_len);
 	if (*out)
 		return CLAIM_OK;
-	reject(sp, mv.got, why);
+	if (gone)
+		return CLAIM_GONE;
+	spool_reject(sp, name, why);
 	return CLAIM_BAD;
+}
+
+/* True if new/NAME is still the file of inode ino (a producer may have
+ * renamed another file over the name since it was read). */
+static bool still_in_new(struct spool *sp, const char *name, uint64_t ino)
+{
+	struct stat st;
+	return fstatat(sp->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == ino;
+}
+
+bool spool_park(struct spool *sp, const char *name, const char *id, uint64_t ino)
+{
+	char e1[ESCAPED_MAX];
+	if (!still_in_new(sp, name, ino))
+		return false;
+	int err = rename_noreplace(sp->new_fd, name, sp->active_fd, id);
+	if (err && err != ENOENT)
+		warnx_("cannot move %s/new/%s to active/ while it waits for a retry: %s", sp->dir,
+		       escape_text(name, e1, sizeof(e1)), strerror(err));
+	return err == 0;
 }
 
 void spool_finish(struct spool *sp, struct message *m)
@@ -427,9 +443,17 @@ void spool_finish(struct spool *sp, struct message *m)
 	if (sp->dsn_dir && m->dsn && !dsn_write(sp->dsn_dir, sp->dsn_mta, m, err, sizeof(err)))
 		warnx_("%s: no DSN for its bounces (they are in the accounting log): %s",
 		       escape_text(m->id, esc, sizeof(esc)), err);
-	if (unlinkat(sp->active_fd, m->id, 0) != 0 && errno != ENOENT)
-		warnx_("cannot remove %s/active/%s: %s", sp->dir, escape_text(m->id, esc, sizeof(esc)),
-		       strerror(errno));
+	if (m->job_run) { /* a job's row: the job file goes when every row is done */
+		message_free(m);
+		return;
+	}
+	/* In new/ (claimed there), or in active/ (parked while it waited). */
+	bool in_new = still_in_new(sp, m->file, m->print.ino);
+	int fd = in_new ? sp->new_fd : sp->active_fd;
+	const char *name = in_new ? m->file : m->id;
+	if (unlinkat(fd, name, 0) != 0 && errno != ENOENT)
+		warnx_("cannot remove %s/%s/%s: %s", sp->dir, in_new ? "new" : "active",
+		       escape_text(name, esc, sizeof(esc)), strerror(errno));
 	if (m->has_state)
 		spool_state_remove(sp, m->id);
 	message_free(m);

@@ -1,14 +1,19 @@
 /* engine/spool.h - the spool directory (the PowerMTA pickup convention):
  *   tmp/     producers write here (sluice never reads it)
- *   new/     producers rename finished files here; sluice claims from it
- *   active/  claimed by a running sluice (rename from new/)
+ *   new/     producers rename finished files here; sluice reads them
+ *            where they are: a claim is a note in the engine's memory
+ *            (one sluice per spool, by the lock), not a file operation
+ *   active/  messages that wait for a retry (moved there from new/ when
+ *            first deferred, so that a producer reusing the name while
+ *            they wait cannot replace them)
  *   bad/     files sluice cannot use, each with a NAME.why beside it
- *   state/   retry states of deferred messages, by ID (name in active/)
+ *   state/   retry states of deferred messages and the progress of job
+ *            files, by ID
  * sluice never replaces a file: each of its moves takes the name, or NAME~N
  * when that is taken (see spool.c).
- * A message leaves the spool (unlink from active/) only after all its
- * recipients are final and logged. Called from the engine and the spool
- * workers (feeder.c), never from a shard loop. */
+ * A message leaves the spool (unlink) only after all its recipients are
+ * final and logged. Called from the engine, the spool workers (feeder.c)
+ * and the reaper, never from a shard loop. */
 #ifndef SLUICE_SPOOL_H
 #define SLUICE_SPOOL_H
 #include "lib/message.h"
@@ -22,7 +27,6 @@ struct spool {
 	int state_fd;         /* state/: retry state of deferred messages, by ID */
 	int watch_fd;         /* inotify on new/: arrivals wake the engine */
 	DIR *scan;            /* open scan of new/, NULL between passes */
-	unsigned scan_found;  /* entries found in the current pass */
 	const char *dsn_dir;  /* spool that receives DSNs for bounces, or NULL */
 	const char *dsn_mta;  /* our name in them */
 	_Atomic uint64_t seq; /* N of the next NAME~N */
@@ -35,32 +39,44 @@ void spool_open(struct spool *sp, const char *dir);
  * clears it: true if anything arrived (or the event queue overflowed). */
 int spool_watch_fd(const struct spool *sp);
 bool spool_watch_drain(struct spool *sp);
-/* After a crash, and at exit: moves everything in active/ back to new/
+/* At start, and at exit: moves everything in active/ back to new/
  * (as ID, or ID~N when new/ID exists; its retry state follows it first).
  * Returns count. */
 unsigned spool_recover(struct spool *sp);
 /* Next name in new/ of any type (static storage), or NULL at the end of a
- * pass; *pass_empty says whether the pass that ended found nothing at all.
- * Names starting with '.' are producers' temporaries and never listed. */
-const char *spool_next(struct spool *sp, bool *pass_empty);
+ * pass (the next call starts another). Names starting with '.' are
+ * producers' temporaries and never listed. */
+const char *spool_next(struct spool *sp);
+
+/* Names: a name longer than 230 bytes is not kept as an identity or a
+ * name in bad/ or active/; a variant is BASE~K, BASE the name without a
+ * ~N of its own and cut to 200 bytes (at a UTF-8 character boundary). */
+bool spool_name_keeps(const char *name);
+void spool_name_variant(const char *name, uint64_t k, char *out, size_t len);
 
 enum claim_result {
-	CLAIM_OK,        /* *out: the message, in active/ under m->id */
-	CLAIM_GONE,      /* another process took it first: nothing to do */
-	CLAIM_NO_ROOM,   /* the file system is full (why says so): it stays in new/ */
+	CLAIM_OK,        /* *out: the message, read from new/NAME */
+	CLAIM_GONE,      /* not there any more: nothing to do */
 	CLAIM_BAD,       /* cannot be used: moved to bad/ with a NAME.why (why says why) */
 };
-/* Claims new/NAME into active/ and reads it. The message's identity
- * (m->id: its name in active/, its retry state, its log lines) is NAME, or
- * NAME~N when a message called NAME is still in active/: a producer that
- * reuses a name only ever adds a message. m->file is NAME. Refused (to
- * bad/): names with control characters, anything but a regular file
- * (symlinks are never followed, FIFOs never opened), files larger than
- * max_bytes, unparsable files. */
-enum claim_result spool_claim(struct spool *sp, const char *name, uint64_t max_bytes,
+/* Reads new/NAME (which the engine has claimed) as the message of identity
+ * id (m->id: its retry state, its log lines, its name in active/ if it
+ * must wait): NAME, or NAME~N while a message called NAME is still in
+ * flight, so that a producer that reuses a name only ever adds a message.
+ * m->file is NAME. Refused (to bad/): names with control characters,
+ * anything but a regular file (symlinks are never followed, FIFOs never
+ * opened), files larger than max_bytes, unparsable files. */
+enum claim_result spool_claim(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                               struct message **out, char *why, size_t why_len);
+/* Moves new/NAME to bad/ (as NAME, or NAME~N) with why in NAME.why. */
+void spool_reject(struct spool *sp, const char *name, const char *why);
+/* A message read from new/NAME (inode ino) waits for a retry: moves it to
+ * active/ID, unless a producer has put another file under NAME since.
+ * True if moved. */
+bool spool_park(struct spool *sp, const char *name, const char *id, uint64_t ino);
 /* m is final and logged: writes its DSN if it has failures and DSNs are
- * on, removes active/ID and its retry state, frees m. */
+ * on, removes its file (new/FILE if still its, else active/ID; a job's
+ * row has none) and its retry state, frees m. */
 void spool_finish(struct spool *sp, struct message *m);
 
 /* Retry state of a deferred message (text: engine/lib/retry_state.h), in

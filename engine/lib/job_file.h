@@ -33,7 +33,8 @@ struct job_head {
 	char *sender;         /* without <>; "" for the null sender */
 	char *job;            /* X-Job */
 	char *pool;           /* X-Pool, or NULL */
-	char *tpl;            /* the template as read, Message-ID fields removed */
+	char *tpl;            /* the template with its line ends made CRLF (LF,
+	                       * CRLF and bare CR alike), Message-ID fields removed */
 	size_t tpl_len;
 	bool has_date;        /* the template has a Date field */
 	struct job_piece *pieces;
@@ -43,7 +44,8 @@ struct job_head {
 	int email_column;
 };
 
-/* Parses the head lines: buf holds the file's first len bytes (at least
+/* Parses the head lines (h is zeroed first; on failure nothing stays
+ * allocated in it): buf holds the file's first len bytes (at least
  * min(file size, JOB_HEAD_MAX)). On success fills h->sender/job/pool and
  * says where the template is (*tpl_off: byte offset in the file, *tpl_len:
  * X-Template-Bytes). False with why if the head is refused. */
@@ -51,9 +53,12 @@ bool job_head_parse(struct job_head *h, const char *buf, size_t len, size_t *tpl
                     size_t *tpl_len, char *why, size_t why_len);
 
 /* Takes the template's bytes (copied) and the CSV's first record (column
- * names: rec/len as job_csv_record framed it, line end included). Checks
- * the columns (names, unique, `email` present) and that every {{name}}
- * without a default names a column. False with why: the job is refused. */
+ * names: rec/len as job_csv_record framed it, line end included; a UTF-8
+ * byte-order mark at its start is skipped here; the caller skips empty
+ * lines before it). Checks the columns (names, unique, `email` present, at
+ * most JOB_COLUMNS_MAX) and that every {{name}} without a default names a
+ * column. False with why: the job is refused. After job_head_parse
+ * succeeded, job_head_free frees h whether this succeeded or not. */
 bool job_head_prepare(struct job_head *h, const char *tpl, size_t tpl_len, const char *rec,
                       size_t rec_len, char *why, size_t why_len);
 
@@ -65,7 +70,9 @@ bool job_head_prepare(struct job_head *h, const char *tpl, size_t tpl_len, const
  * JOB_RECORD_MAX bytes without ending returns JOB_RECORD_MAX with
  * *too_long set (the caller refuses that row and goes on after it: the
  * framing then resumes at the next line break outside quotes, best
- * effort). A UTF-8 byte-order mark is the caller's to skip. */
+ * effort). A UTF-8 byte-order mark before the column names is framed as
+ * data (job_head_prepare skips it). A record at EOF of at most
+ * JOB_RECORD_MAX bytes without a line end is complete, not too long. */
 size_t job_csv_record(const char *buf, size_t len, bool at_eof, unsigned *lines, bool *too_long);
 
 /* True if the record is an empty line (skipped, not a row). */

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+struct job_run;
+
 enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED };
 
 enum result {
@@ -62,8 +64,11 @@ struct message {
 	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
 	char *dkim_sig;          /* DKIM-Signature field(s) sent before body, or NULL */
 	size_t dkim_sig_len;
-	char *id;                /* its name in active/: the identity (log "id", retry state) */
+	char *id;                /* its identity (log "id", retry state, name in active/) */
 	char *file;              /* the producer's name for it in new/ (log "file") */
+	struct job_run *job_run; /* engine-private: the job file it is a row of, or NULL */
+	uint64_t row;            /* its row in that job file (from 1), 0 if none */
+	void *claim;             /* engine-private: its claim record */
 	struct file_print print; /* of its file when claimed */
 	const char *sender;      /* without <>; "" for the null sender */
 	const char *job;         /* X-Job or NULL */

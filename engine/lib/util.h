@@ -63,6 +63,8 @@ struct sockaddr_storage;
 void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len);
 
 /* Appends the UTC time ms (milliseconds since the epoch) in strftime's fmt. */
+/* strftime format of an RFC 5322 date in UTC (Date:, DSNs). */
+#define RFC5322_DATE "%a, %d %b %Y %H:%M:%S +0000"
 void buf_add_utc(struct buf *b, const char *fmt, int64_t ms) __attribute__((format(strftime, 2, 0)));
 
 /* Waits up to ms for an eventfd to be written, then clears it. */

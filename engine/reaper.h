@@ -1,0 +1,38 @@
+/* engine/reaper.h - the one thread that changes the spool's directories
+ * after delivery: it removes the files of final messages, saves retry
+ * states (moving a deferred message's file from new/ to active/), and
+ * syncs job progress files, in the order the engine logged them. One
+ * thread, so that removals never contend for a directory's lock (spool
+ * workers only read); the engine hands it work only after the lines it
+ * follows are written and synced. */
+#ifndef SLUICE_REAPER_H
+#define SLUICE_REAPER_H
+#include "claims.h"
+#include "spool.h"
+
+struct reaper;
+
+struct reaper *reaper_new(struct spool *sp);
+void reaper_start(struct reaper *r);
+/* Engine side; false if the queue is full (the engine then does it
+ * itself, see reaper_do_*). m is final: its file and state go, m is
+ * freed, and its claim comes back (left new/, identity free). */
+bool reaper_finish(struct reaper *r, struct message *m);
+/* Saves the retry state text (taken over) of identity id; then, when
+ * claim is not NULL, moves new/NAME (inode ino) to active/ID and hands the
+ * claim back (left new/). */
+bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, uint64_t ino);
+/* fdatasync(fd), then close(fd): fd is the reaper's (a dup). */
+bool reaper_sync(struct reaper *r, int fd);
+void reaper_kick(struct reaper *r);
+/* Claims handed back; false when none. */
+bool reaper_returned(struct reaper *r, struct claim_return *out);
+/* A retry state could not be saved (the file system is full): claim
+ * nothing new until this turns false. */
+bool reaper_spool_full(struct reaper *r);
+/* Stops the thread after the work queued so far is done. */
+void reaper_stop(struct reaper *r);
+/* Frees; work still queued (possible only when states could not be
+ * saved) is dropped with a warning, its files stay. */
+void reaper_free(struct reaper *r);
+#endif

@@ -549,30 +549,29 @@ def running(pid):
 def follow_log(log, rows, p, bound):
     """Reads the daemon's log as it grows until every row has its final
     line (or the bound passes, or the daemon exits): (first delivered ts,
-    last final ts, counts)."""
+    last final ts, counts). Counts bytes rather than parsing every line:
+    the bench shares the CPUs with the daemon it measures."""
     counts = {'delivered': 0, 'deferred': 0, 'bounced': 0, 'expired': 0}
     first = last = None
     off, end = 0, time.monotonic() + bound
     while time.monotonic() < end and running(p.pid):
+        time.sleep(0.2)
         try:
             with open(log, 'rb') as f:
                 f.seek(off)
                 chunk = f.read()
         except OSError:
-            chunk = b''
+            continue
         chunk = chunk[:chunk.rfind(b'\n') + 1]
         off += len(chunk)
-        for line in chunk.splitlines():
-            o = json.loads(line)
-            counts[o['result']] = counts.get(o['result'], 0) + 1
-            if o['result'] == 'delivered' and first is None:
-                first = o['ts']
-            if o['result'] != 'deferred':
-                last = o['ts']
+        for k in counts:
+            counts[k] += chunk.count(b'"result":"%s"' % k.encode())
+        lines = chunk.splitlines()
+        if first is None:
+            first = next((json.loads(x)['ts'] for x in lines if b'"result":"delivered"' in x), None)
+        last = next((json.loads(x)['ts'] for x in reversed(lines) if b'"result":"deferred"' not in x), last)
         if counts['delivered'] + counts['bounced'] + counts['expired'] >= rows:
             break
-        if not chunk:
-            time.sleep(0.05)
     return first, last, counts
 
 

@@ -43,7 +43,7 @@
 struct sb_opts {
 	const char *dir;
 	long count, size, threads, batch;
-	bool json, keep;
+	bool json, nosync;
 };
 
 struct sb {
@@ -136,7 +136,10 @@ static void populate(struct sb *b, int dfd, long from, long to)
 }
 
 /* A fresh set of all N files in new/ (or split over the own directories),
- * on the disk: written, then the file system synced. */
+ * on the disk: written, then the file system synced (unless --no-sync: then
+ * the files may have no blocks on the disk yet, delayed allocation, and
+ * their removal frees none, as for a file removed seconds after a producer
+ * wrote it without fsync). */
 static void fresh_set(struct sb *b, bool split)
 {
 	if (!split) {
@@ -146,7 +149,7 @@ static void fresh_set(struct sb *b, bool split)
 		for (long k = 0; k < t; k++)
 			populate(b, b->own_fd[k], b->o.count * k / t, b->o.count * (k + 1) / t);
 	}
-	if (syncfs(b->root_fd) != 0)
+	if (!b->o.nosync && syncfs(b->root_fd) != 0)
 		fatal("spoolbench: syncfs: %s", strerror(errno));
 }
 
@@ -415,8 +418,9 @@ static double per(double s, long n)
 
 static void print_text(const struct sb *b, const struct sb_result *r, size_t nr)
 {
-	printf("spoolbench: %ld files of %ld B in %s (%s), %ld removal threads, io_uring batch %ld\n",
-	       b->o.count, b->o.size, b->root, fs_name(b->root_fd), b->o.threads, b->o.batch);
+	printf("spoolbench: %ld files of %ld B in %s (%s), %ld removal threads, io_uring batch %ld, %s\n",
+	       b->o.count, b->o.size, b->root, fs_name(b->root_fd), b->o.threads, b->o.batch,
+	       b->o.nosync ? "not synced" : "synced before each phase");
 	printf("%-14s %8s %10s %10s %10s %10s %10s %7s  %s\n", "phase", "files", "wall µs", "cpu µs",
 	       "user µs", "sys µs", "thread µs", "errors", "(per file)");
 	for (size_t i = 0; i < nr; i++)
@@ -429,7 +433,8 @@ static void print_text(const struct sb *b, const struct sb_result *r, size_t nr)
 static void print_json(const struct sb *b, const struct sb_result *r, size_t nr)
 {
 	printf("{\"dir\":\"%s\",\"fs\":\"%s\",\"count\":%ld,\"size\":%ld,\"threads\":%ld,\"batch\":%ld,"
-	       "\"phases\":[", b->o.dir, fs_name(b->root_fd), b->o.count, b->o.size, b->o.threads, b->o.batch);
+	       "\"synced\":%s,\"phases\":[", b->o.dir, fs_name(b->root_fd), b->o.count, b->o.size, b->o.threads,
+	       b->o.batch, b->o.nosync ? "false" : "true");
 	for (size_t i = 0; i < nr; i++)
 		printf("%s{\"name\":\"%s\",\"what\":\"%s\",\"files\":%ld,\"wall_s\":%.6f,\"user_s\":%.6f,"
 		       "\"sys_s\":%.6f,\"thread_cpu_s\":%.6f,\"wall_us_per_file\":%.3f,\"cpu_us_per_file\":%.3f,"
@@ -444,12 +449,13 @@ static void print_json(const struct sb *b, const struct sb_result *r, size_t nr)
 static void spoolbench_usage(FILE *f)
 {
 	fputs("usage: sluice spoolbench [--dir D] [--count N] [--size BYTES] [--threads T]\n"
-	      "                         [--batch B] [--json]\n"
+	      "                         [--batch B] [--no-sync] [--json]\n"
 	      "Times the spool's file operations per file (CPU user+sys of the process, and\n"
 	      "wall): readdir, open+read+close, rename new/->active/, unlink with 1 thread,\n"
 	      "with T threads in one directory and in one directory each, through io_uring\n"
 	      "(B at a time), and fdatasync of the directory after a rename. Works in a\n"
 	      "scratch spool made under D (default /var/tmp) and removed at the end.\n"
+	      "Each phase gets fresh files, synced to the disk first unless --no-sync.\n"
 	      "Defaults: N 20000, BYTES 3000, T 2, B 64.\n", f);
 }
 
@@ -459,6 +465,7 @@ static void parse_opts(int argc, char **argv, struct sb_opts *o)
 		{ "dir", required_argument, 0, 'd' }, { "count", required_argument, 0, 'n' },
 		{ "size", required_argument, 0, 'z' }, { "threads", required_argument, 0, 't' },
 		{ "batch", required_argument, 0, 'b' }, { "json", no_argument, 0, 'j' },
+		{ "no-sync", no_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	*o = (struct sb_opts){ .dir = "/var/tmp", .count = 20000, .size = 3000, .threads = 2, .batch = 64 };
@@ -472,6 +479,7 @@ static void parse_opts(int argc, char **argv, struct sb_opts *o)
 		case 't': if (!parse_uint(optarg, 1, SB_MAX_THREADS, &o->threads)) fatal("spoolbench: --threads 1..64"); break;
 		case 'b': if (!parse_uint(optarg, 1, 4096, &o->batch)) fatal("spoolbench: --batch 1..4096"); break;
 		case 'j': o->json = true; break;
+		case 'S': o->nosync = true; break;
 		case 'h': spoolbench_usage(stdout); exit(0);
 		default: spoolbench_usage(stderr); exit(2);
 		}

@@ -334,11 +334,13 @@ static void field_copy(struct field *f, struct buf *scratch, const char *from, c
 {
 	if (f->p) {
 		size_t off = scratch->len;
-		buf_add(scratch, f->p, f->len);
+		if (f->len)
+			buf_add(scratch, f->p, f->len);
 		f->p = NULL;
 		f->off = off;
 	}
-	buf_add(scratch, from, (size_t)(to - from));
+	if (to > from) /* buf_add of nothing to an empty buffer: memcpy to NULL */
+		buf_add(scratch, from, (size_t)(to - from));
 	f->len += (size_t)(to - from);
 }
 

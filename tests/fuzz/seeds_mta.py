@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/fuzz/seeds_mta.py DIR - seed corpora for fuzz_smtp_reply,
-fuzz_envelope and fuzz_smtp_client, in DIR/reply, DIR/envelope and
-DIR/client (the input layouts are described at the top of each harness)."""
+fuzz_envelope, fuzz_job_file and fuzz_smtp_client, in DIR/reply,
+DIR/envelope, DIR/job and DIR/client (the input layouts are described at the top of each harness)."""
 import os, sys
 
 out = sys.argv[1]
@@ -60,6 +60,27 @@ envs = {
 }
 for k, v in envs.items():
     write('envelope', k, v)
+
+# ---- fuzz_job_file: a job file ----
+def job(tpl, csv, extra=b''):
+    return (b'X-Sluice-Job: 1\nX-Sender: <bounces@news.example.com>\nX-Job: j1\n' + extra +
+            b'X-Template-Bytes: %d\n' % len(tpl) + tpl + csv)
+
+readme_tpl = (b'From: News <news@news.example.com>\nTo: {{name|Customer}} <{{email}}>\n'
+              b'Subject: {{name|Hello}}, your spring offer\n\nDear {{name|customer}}, your code is {{code}}.\n')
+readme_csv = (b'email,name,code\nalice@example.org,Alice,A-100\nbob@example.net,,B-200\n'
+              b'"carol@example.com","Carol ""CC"" Jones",C-300\n')
+jobs = {
+    'readme': job(readme_tpl, readme_csv, b'X-Pool: warm-ips\n'),
+    'crlf_bom': job(readme_tpl.replace(b'\n', b'\r\n'), b'\xef\xbb\xbf' + readme_csv.replace(b'\n', b'\r\n')),
+    'utf8': job(b'From: "{{name}}" <news@x.example>\nTo: {{name}} <{{email}}>\nSubject: Gr\xc3\xbc\xc3\x9fe {{name}}'
+                b' ' + b'\xe2\x82\xac' * 20 + b'\n\t{{name|x}}\nMessage-ID: <{{x}}>\nDate: now\n\n{{name}}\n',
+                b'email,name\na@b.example,J\xc3\xb6rg\nc@d.example,"x\ny"\n\n"e@f.example","q""\x00"\n'),
+    'refusals': job(b'Subject: {{a}}\n\n{{b}}\n', b'email,a,b\n,a,b\na@b.example,,b\nx y@z,a,b\nq@r.example,1\n'),
+    'null_sender': job(b'S: x', b'email\na@b.example').replace(b'<bounces@news.example.com>', b'<>'),
+}
+for k, v in jobs.items():
+    write('job', k, v)
 
 # ---- fuzz_smtp_client ----
 # Script mode: config (bit 0 set), number of messages, a byte per message,

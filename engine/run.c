@@ -33,6 +33,11 @@
 #define COLLECT_BATCH 1024
 #define FEED_BATCH 256
 #define SCAN_BATCH 4096   /* entries of new/ looked at per turn (claimed ones are skipped) */
+/* Rows of job files in flight per lane: at most a quarter of
+ * inflight-per-shard (1,024 by default). A row is rendered in a
+ * microsecond, so a short pipeline keeps the shards busy, and a job of
+ * millions runs in a few tens of MB. */
+#define ROWS_SHARE 4
 
 static volatile sig_atomic_t stop_signal, reload_signal;
 
@@ -123,11 +128,11 @@ static uint64_t lane_bytes(const struct lane *l)
  * messages waiting for a slow signer or server must not fill memory); its
  * feeder has at most FEED_BATCH names not yet read (so the byte count
  * is never far behind). */
-static struct lane *lane_with_room(struct engine *e)
+static struct lane *lane_with_room(struct engine *e, uint64_t max)
 {
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		struct lane *l = &e->lanes[(e->next_lane + i) % e->nlanes];
-		if (lane_inflight(l) < e->per_lane_max && lane_bytes(l) < e->per_lane_bytes &&
+		if (lane_inflight(l) < max && lane_bytes(l) < e->per_lane_bytes &&
 		    l->handed - feeder_taken(l->feeder, l->index) < FEED_BATCH) {
 			e->next_lane = (e->next_lane + i + 1) % e->nlanes;
 			return l;
@@ -167,7 +172,8 @@ static unsigned feed_rows(struct engine *e, unsigned max)
 	struct lane *l;
 	for (struct job_run *j = e->jobs; j && n < max; j = j->next) {
 		struct job_row row;
-		while (n < max && !j->eof && (l = lane_with_room(e)) && job_run_next(j, &row)) {
+		uint64_t most = e->per_lane_max / ROWS_SHARE;
+		while (n < max && !j->eof && (l = lane_with_room(e, most)) && job_run_next(j, &row)) {
 			/* room: lane_with_room keeps a feeder's queue far from full */
 			ASSERT(feeder_offer_row(l->feeder, j, &row, l->index));
 			l->handed++;
@@ -183,7 +189,7 @@ static unsigned feed_names(struct engine *e, unsigned max)
 {
 	unsigned n = 0, looked = 0;
 	struct lane *l;
-	while (n < max && looked < SCAN_BATCH && (l = lane_with_room(e))) {
+	while (n < max && looked < SCAN_BATCH && (l = lane_with_room(e, e->per_lane_max))) {
 		const char *name = spool_next(&e->spool);
 		if (!name) { /* a pass ended: "empty" when it found nothing new */
 			e->spool_empty = e->pass_new == 0;
@@ -666,7 +672,7 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 		if (start->drain && e->spool_empty && busy == 0 && !e->jobs)
 			return false;
 		if (!fed && !got)
-			wait_for_work(e, e->spool_empty || !lane_with_room(e) ? 50 : 1);
+			wait_for_work(e, e->spool_empty || !lane_with_room(e, e->per_lane_max) ? 50 : 1);
 	}
 }
 

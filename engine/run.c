@@ -38,6 +38,7 @@
  * microsecond, so a short pipeline keeps the shards busy, and a job of
  * millions runs in a few tens of MB. */
 #define ROWS_SHARE 4
+#define REAPER_BACKLOG_MAX 8192
 
 static volatile sig_atomic_t stop_signal, reload_signal;
 
@@ -221,7 +222,9 @@ static unsigned feed_names(struct engine *e, unsigned max)
  * rescan), half a batch each when both have work. */
 static unsigned feed(struct engine *e)
 {
-	if (e->log_blocked || reaper_spool_full(e->reaper))
+	/* The reaper far behind (a disk that blocks on every removal, see
+	 * README): claim nothing new until it catches up. */
+	if (e->log_blocked || reaper_spool_full(e->reaper) || reaper_backlog(e->reaper) > REAPER_BACKLOG_MAX)
 		return 0;
 	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
 	if (!e->spool_empty || now_mono_s() >= e->rescan_at)
@@ -284,6 +287,17 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	e->t.messages_done++;
 	if (m->job_run)
 		m->job_run->done++;
+	if (!m->dsn) { /* the usual case: its memory goes now, its file (if any) soon */
+		struct claim *k = m->claim;
+		uint64_t ino = m->print.ino;
+		bool has_state = m->has_state;
+		message_free(m);
+		if (k && !(e->reaper_running && reaper_remove(e->reaper, k, ino, has_state))) {
+			spool_remove(&e->spool, k->name, k->id, ino, has_state);
+			claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+		}
+		return;
+	}
 	if (e->reaper_running && reaper_finish(e->reaper, m))
 		return;
 	struct claim *k = m->claim;

@@ -24,7 +24,7 @@ SRCS := $(LIB_LAYER) \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
-        bench/mockmx.c bench/spoolgen.c bench/bench_cmd.c
+        bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \

@@ -4,4 +4,5 @@
 int mockmx_main(int argc, char **argv);
 int spoolgen_main(int argc, char **argv);
 int bench_main(int argc, char **argv);
+int spoolbench_main(int argc, char **argv);
 #endif

@@ -9,7 +9,13 @@ same sinks, and reports every sluice figure beside its peer as a ratio
             smtp-sink; a throwaway Postfix MTA delivering from its own queue
             to the mockmx; `openssl speed rsa2048 ed25519` (signing ceiling)
   sluice    `sluice run --drain` on generated spools, a matrix of scenarios:
-            message size, shards, domains, connections, sink
+            message size, shards, domains, connections, sink; job files
+            (one file, N rows) beside the one-file-per-message rows
+  spool     `sluice spoolbench`: the spool's file operations (read, rename,
+            unlink: 1 thread, 2 threads, io_uring) per file, on the disk
+            and on tmpfs
+  million   (--million) a 1,000,000-row job file renamed into an idle
+            daemon's new/: time to the first delivery, peak RSS, rate
 
 Writes bench/results/<timestamp>.json, a table on the terminal (and as
 markdown), PNG plots through gnuplot (rates per scenario; throughput over
@@ -279,14 +285,50 @@ def timeline(stamps, bucket=0.25):
     return out
 
 
+def fs_type(path):
+    """The file system type a path lives on (ext2/ext3 for ext4, tmpfs...), as stat -f says."""
+    try:
+        return subprocess.run(['stat', '-f', '-c', '%T', path], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or '?'
+    except (OSError, subprocess.SubprocessError):
+        return '?'
+
+
+def has_jobs(sluice):
+    """Whether this sluice writes job files (`spoolgen --job`): until the
+    engine has them the job rows are left out and the bench runs on."""
+    try:
+        r = subprocess.run([sluice, 'spoolgen', '--help'], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return '--job' in r.stdout + r.stderr
+
+
+def job_seed(name):
+    return 1 + sum(map(ord, name)) % 1000
+
+
+def spoolgen(a, sc, spool):
+    """Writes the scenario's spool: N files, or one job file of N rows
+    (then the bytes are the N messages' nominal size)."""
+    if sc.get('job'):
+        say(f'{sc["name"]}: generating a job file of {sc["n"]} rows, {sc["size"]} B template, '
+            f'{sc["domains"]} domains')
+        subprocess.run([a.sluice, 'spoolgen', '--spool', spool, '--job', str(sc['n']), '--size', str(sc['size']),
+                        '--domains', str(sc['domains']), '--seed', str(job_seed(sc['name']))],
+                       check=True, stdout=subprocess.DEVNULL)
+        return sc['n'] * sc['size']
+    say(f'{sc["name"]}: generating {sc["n"]} messages of {sc["size"]} B over {sc["domains"]} domains')
+    subprocess.run([a.sluice, 'spoolgen', '--spool', spool, '--count', str(sc['n']), '--size',
+                    str(sc['size']), '--domains', str(sc['domains'])], check=True, stdout=subprocess.DEVNULL)
+    return sum(e.stat().st_size for e in os.scandir(os.path.join(spool, 'new')))
+
+
 def sluice_scenario(a, sc, sinks, work):
     spool = os.path.join(a.spool_dir or work, f'spool-{sc["name"]}')
     log = os.path.join(work, f'acct-{sc["name"]}.jsonl')
     shutil.rmtree(spool, ignore_errors=True)
-    say(f'{sc["name"]}: generating {sc["n"]} messages of {sc["size"]} B over {sc["domains"]} domains')
-    subprocess.run([a.sluice, 'spoolgen', '--spool', spool, '--count', str(sc['n']), '--size',
-                    str(sc['size']), '--domains', str(sc['domains'])], check=True, stdout=subprocess.DEVNULL)
-    total_bytes = sum(e.stat().st_size for e in os.scandir(os.path.join(spool, 'new')))
+    total_bytes = spoolgen(a, sc, spool)
     sink = sinks[sc['sink']]
     where = ['--route', f'*=127.0.0.1:{sink.port}']
     if sc.get('dns'):  # every domain's MX found through NSD, all at the sink
@@ -332,7 +374,7 @@ def sluice_scenario(a, sc, sinks, work):
         say(f'{sc["name"]}: sluice exit {rc}, {counts["delivered"]}/{sc["n"]} delivered\n{out}{err}')
     r = dict(sc)
     r.update({
-        'exit': rc, 'seconds': round(wall, 3), 'msgs_per_s': round(sc['n'] / wall, 1),
+        'spool_fs': fs_type(os.path.dirname(spool)), 'exit': rc, 'seconds': round(wall, 3), 'msgs_per_s': round(sc['n'] / wall, 1),
         'rcpts_per_s': round(counts['delivered'] / wall, 1), 'mb_per_s': round(total_bytes / wall / 1e6, 2),
         'cpu_s': round(cpu, 2), 'cpu_us_per_msg': round(cpu / sc['n'] * 1e6, 1),
         'sink_cpu_s': round(mx_cpu, 2), 'peak_rss_mb': round(rss / 1024, 1),
@@ -454,6 +496,157 @@ def daemon_latency(a, mx, work, drops):
             'max_ms': round(lat[-1], 1) if lat else None}
 
 
+def spool_ops(a):
+    """`sluice spoolbench --json`: the spool's file operations per file, on
+    the disk (--spoolbench-dir, /var/tmp) and on tmpfs (/dev/shm)."""
+    n = a.spoolbench_count or (2000 if a.quick else 5000)
+    out = {}
+    for where, d in (('disk', a.spoolbench_dir), ('tmpfs', '/dev/shm')):
+        if not os.path.isdir(d):
+            out[where] = {'error': f'{d}: not a directory'}
+            continue
+        say(f'spool operations: sluice spoolbench --count {n} --dir {d} ({fs_type(d)})')
+        try:
+            r = subprocess.run(['timeout', '900', a.sluice, 'spoolbench', '--json', '--dir', d, '--count', str(n)],
+                               capture_output=True, text=True, timeout=960)
+            o = json.loads(r.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+            out[where] = {'error': f'spoolbench failed: {e}'}
+            continue
+        o['exit'] = r.returncode
+        o['fs_seen'] = fs_type(d)
+        out[where] = o
+    return out
+
+
+def log_ts(ts):
+    """The accounting log's RFC 3339 stamp as seconds since the epoch."""
+    t = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def wait_locked(spool, pid, timeout=10.0):
+    """Until the daemon holds SPOOL/lock (its pid written there: new/ is watched by then)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if open(os.path.join(spool, 'lock')).read().strip() == str(pid):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def running(pid):
+    """Not exited (a zombie has exited; it is left for wait4 to reap, with its rusage)."""
+    try:
+        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def follow_log(log, rows, p, bound):
+    """Reads the daemon's log as it grows until every row has its final
+    line (or the bound passes, or the daemon exits): (first delivered ts,
+    last final ts, counts). Counts bytes rather than parsing every line:
+    the bench shares the CPUs with the daemon it measures."""
+    counts = {'delivered': 0, 'deferred': 0, 'bounced': 0, 'expired': 0}
+    first = last = None
+    off, end = 0, time.monotonic() + bound
+    while time.monotonic() < end and running(p.pid):
+        time.sleep(0.2)
+        try:
+            with open(log, 'rb') as f:
+                f.seek(off)
+                chunk = f.read()
+        except OSError:
+            continue
+        chunk = chunk[:chunk.rfind(b'\n') + 1]
+        off += len(chunk)
+        for k in counts:
+            counts[k] += chunk.count(b'"result":"%s"' % k.encode())
+        lines = chunk.splitlines()
+        if first is None:
+            first = next((json.loads(x)['ts'] for x in lines if b'"result":"delivered"' in x), None)
+        last = next((json.loads(x)['ts'] for x in reversed(lines) if b'"result":"deferred"' not in x), last)
+        if counts['delivered'] + counts['bounced'] + counts['expired'] >= rows:
+            break
+    return first, last, counts
+
+
+def reap(p, grace=30.0):
+    """SIGTERM (then SIGKILL after grace seconds) and wait: the rusage."""
+    p.terminate()
+    end = time.monotonic() + grace
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > end:
+            p.kill()
+            pid, status, ru = os.wait4(p.pid, 0)
+            break
+        time.sleep(0.05)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return ru
+
+
+def million_job(a, mx, work):
+    """A job file of a million rows (~3 KB messages) renamed into an idle
+    daemon's new/ (`sluice run` without --drain, started first and holding
+    the spool): the time from the rename to the first delivered line in the
+    log (its ts), the rate to the last, the daemon's peak RSS and CPU."""
+    rows = a.million_rows
+    base = a.spool_dir or work
+    stage, spool = os.path.join(base, 'million-stage'), os.path.join(base, 'million-spool')
+    log = os.path.join(work, 'million.jsonl')
+    for d in (stage, spool):
+        shutil.rmtree(d, ignore_errors=True)
+    say(f'million: generating a job file of {rows} rows')
+    t0 = time.monotonic()
+    subprocess.run([a.sluice, 'spoolgen', '--spool', stage, '--job', str(rows), '--size', '3000', '--domains', '50',
+                    '--seed', '7'], check=True, stdout=subprocess.DEVNULL, timeout=900)
+    gen_s = time.monotonic() - t0
+    job = next(e.path for e in os.scandir(os.path.join(stage, 'new')) if e.name.endswith('.job'))
+    res = {'rows': rows, 'job_file_mb': round(os.path.getsize(job) / 1e6, 1), 'spoolgen_s': round(gen_s, 1),
+           'spool_fs': fs_type(base)}
+    for d in ('tmp', 'new'):
+        os.makedirs(os.path.join(spool, d), exist_ok=True)
+    errf = open(os.path.join(work, 'million.err'), 'w+')
+    p = subprocess.Popen([a.sluice, 'run', '--spool', spool, '--route', f'*=127.0.0.1:{mx.port}', '--log', log,
+                          '--shards', str(a.cores), '--max-connections', '20', '--max-time', str(a.max_run_time)],
+                         stdout=subprocess.DEVNULL, stderr=errf)
+    try:
+        if not wait_locked(spool, p.pid):
+            return dict(res, error='the daemon did not take the spool')
+        time.sleep(0.3)  # idle
+        say(f'million: {rows} rows renamed into an idle daemon\'s new/')
+        t_rename = time.time()
+        os.rename(job, os.path.join(spool, 'new', os.path.basename(job)))
+        first, last, counts = follow_log(log, rows, p, a.max_run_time)
+    finally:
+        ru = reap(p)
+        errf.seek(0)
+        err = errf.read()[-2000:]
+        errf.close()
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)
+    cpu = ru.ru_utime + ru.ru_stime
+    res.update({'delivered': counts['delivered'], 'deferred': counts['deferred'], 'bounced': counts['bounced'],
+                'first_delivery_ms': round((log_ts(first) - t_rename) * 1000, 1) if first else None,
+                'last_final_s': round(log_ts(last) - t_rename, 2) if last else None,
+                'peak_rss_mb': round(ru.ru_maxrss / 1024, 1), 'cpu_s': round(cpu, 2),
+                'cpu_us_per_msg': round(cpu / max(1, counts['delivered']) * 1e6, 1)})
+    if last and first:
+        res['msgs_per_s'] = round(counts['delivered'] / max(1e-3, log_ts(last) - t_rename), 1)
+    if counts['delivered'] != rows:
+        res['error'] = f"{counts['delivered']}/{rows} delivered; daemon stderr: {err.strip()}"
+    if os.path.exists(log):
+        os.unlink(log)
+    return res
+
+
 def scenarios(a, cores):
     q = a.quick
     n3 = a.messages or (20000 if q else 200000)
@@ -472,6 +665,12 @@ def scenarios(a, cores):
     out.append(dict(base, name='3KB-domains5000', domains=5000, n=small))
     out.append(dict(base, name='3KB-domains5000-dns', domains=5000, n=small, dns=True, vs='3KB-domains5000'))
     out.append(dict(base, name='3KB-smtp-sink', sink='smtp-sink', n=small))
+    # Job files: one file of N rows (~3 KB messages rendered from a template)
+    # instead of N files; the same counts and sinks as the rows they mirror.
+    if a.jobs:
+        out.append(dict(base, name='job-3KB', n=n3, job=True, files_row='3KB'))
+        out.append(dict(base, name='job-3KB-smtp-sink', sink='smtp-sink', n=small, job=True,
+                        files_row='3KB-smtp-sink'))
     # DKIM: next to one core's `openssl speed` sign/s x shards (the ceiling),
     # and as libopendkim ships (the key parsed again for every message).
     nd = 2000 if q else 10000
@@ -528,13 +727,67 @@ def peer_key(sink, size):
     return f'smtp-source->{sink}' + ('' if size == 3000 else f'@{size // 1000}KB')
 
 
+def job_lines(res):
+    """Each job row beside the one-file-per-message row it mirrors."""
+    rows = {s['name']: s for s in res['sluice']}
+    out = []
+    for s in res['sluice']:
+        f = rows.get(s.get('files_row'))
+        if not f:
+            continue
+        if not out:
+            out.append('\njob files (one file, N rows) vs one file per message, same sink and run:')
+        out.append(f"- {s['name']}: {s['msgs_per_s']:,.0f} msgs/s, {s['cpu_us_per_msg']} µs CPU/msg, "
+                   f"RSS {s['peak_rss_mb']} MB; {f['name']}: {f['msgs_per_s']:,.0f} msgs/s, "
+                   f"{f['cpu_us_per_msg']} µs CPU/msg -> {s['msgs_per_s'] / f['msgs_per_s']:.2f}x the rate, "
+                   f"{s['cpu_us_per_msg'] / max(0.1, f['cpu_us_per_msg']):.2f}x the CPU")
+    return out
+
+
+def spool_ops_lines(so):
+    """The spoolbench section: per file, CPU (user+sys, whole process) and wall."""
+    if not so:
+        return []
+    ok = {k: v for k, v in so.items() if 'phases' in v}
+    out = ['']
+    for k, v in so.items():
+        if 'error' in v:
+            out.append(f'spool operations on {k}: {v["error"]}')
+    if not ok:
+        return out
+    first = next(iter(ok.values()))
+    out.append(f"spool operations per file (sluice spoolbench, {first['count']} files of {first['size']} B, "
+               f"{first['threads']} threads, io_uring batch {first['batch']}; µs CPU user+sys / µs wall):")
+    out.append('| phase | ' + ' | '.join(f"{k} ({v['fs']}) cpu | {k} wall" for k, v in ok.items()) + ' | what |')
+    out.append('|---|' + '---|---|' * len(ok) + '---|')
+    for i, ph in enumerate(first['phases']):
+        cells = []
+        for v in ok.values():
+            x = v['phases'][i]
+            cells.append(f"{x['cpu_us_per_file']:.1f} | {x['wall_us_per_file']:.1f}")
+        out.append(f"| {ph['name']} | " + ' | '.join(cells) + f" | {ph['what']} |")
+    return out
+
+
+def million_line(m):
+    if m.get('first_delivery_ms') is None:
+        return f"\nmillion-row job: {m.get('error', 'no delivery')}"
+    return (f"\nmillion-row job ({m['rows']:,} rows of ~3 KB, {m['job_file_mb']} MB file on {m['spool_fs']}, renamed "
+            f"into an idle daemon's new/): first delivery {m['first_delivery_ms']} ms after the rename, "
+            f"{m['delivered']:,} delivered by {m['last_final_s']} s ({m.get('msgs_per_s', 0):,.0f} msgs/s), "
+            f"peak RSS {m['peak_rss_mb']} MB, {m['cpu_us_per_msg']} µs CPU/msg"
+            + (f"; {m['error']}" if m.get('error') else ''))
+
+
 def table(res):
     peers = res['peers']
-    lines = ['| scenario | msgs | msgs/s | peer msgs/s | ratio | MB/s | sluice cpu µs/msg | sink cpu s | RSS MB | p50/p99 ms | deferred |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| scenario | msgs | msgs/s | peer msgs/s | ratio | MB/s | sluice cpu µs/msg | peer cpu µs/msg | sink cpu s | RSS MB | p50/p99 ms | deferred |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
     speed = peers.get('openssl-speed', {})
     for s in res['sluice']:
-        p = peers.get(peer_key(s['sink'], s['size']), {}).get('msgs_per_s')
+        peer = peers.get(peer_key(s['sink'], s['size']), {})
+        p = peer.get('msgs_per_s')
+        pc = peer.get('sender_cpu_us_per_msg', '-')
         if s.get('vs'):  # the same run without the capability, measured in this session
             p = next((x['msgs_per_s'] for x in res['sluice'] if x['name'] == s['vs']), None)
         if s.get('dkim'):  # the ceiling: one core's openssl sign/s x shards
@@ -544,10 +797,10 @@ def table(res):
         lines.append(f"| {s['name']} ({s['sink']}, {s['shards']} shards, {s['domains']} domains, {s['conns']} conns"
                      f"{', peer: openssl sign/s x shards' if s.get('dkim') else ''}) "
                      f"| {s['n']} | {s['msgs_per_s']:,.0f} | {p:,.0f} | {ratio} | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
-                     f"| {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |"
+                     f"| {pc if not s.get('dkim') and not s.get('vs') else '-'} | {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |"
                      if p else
                      f"| {s['name']} | {s['n']} | {s['msgs_per_s']:,.0f} | - | - | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
-                     f"| {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |")
+                     f"| - | {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |")
     lines.append('')
     lines.append('| peer | msgs | msgs/s | cpu | note |')
     lines.append('|---|---|---|---|---|')
@@ -568,6 +821,11 @@ def table(res):
         lines.append(f"\ndaemon pick-up latency (file renamed into new/ -> 250 from mockmx, idle daemon, "
                      f"{dl['delivered']}/{dl['drops']} drops): p50 {dl['p50_ms']} ms, p99 {dl['p99_ms']} ms, "
                      f"max {dl['max_ms']} ms")
+    lines += job_lines(res)
+    lines += spool_ops_lines(res.get('spool_ops'))
+    mj = res.get('million')
+    if mj:
+        lines.append(million_line(mj))
     head = res['sluice'][0] if res['sluice'] else None
     pf = peers.get('postfix-from-queue->mockmx', {})
     if head and pf.get('msgs_per_s'):
@@ -583,17 +841,32 @@ def main():
     ap.add_argument('--peer-messages', type=int, help='messages smtp-source sends (default 100000; quick 20000)')
     ap.add_argument('--postfix-messages', type=int, help='messages through the throwaway Postfix (default 5000; quick 500)')
     ap.add_argument('--shards', type=int, help='shards for the headline scenarios (default: online CPUs)')
-    ap.add_argument('--only', help='comma-separated scenario names to run')
+    ap.add_argument('--only', help='comma-separated scenario names to run (also: spool-ops, million; job rows: job-3KB, job-3KB-smtp-sink)')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
     ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')
     ap.add_argument('--spool-dir', help='where spools are generated (default: a temp dir; try /dev/shm)')
     ap.add_argument('--results', default=os.path.join(HERE, 'results'), help='output folder')
     ap.add_argument('--max-run-time', type=int, default=300, help='bound on each sluice run, seconds')
+    ap.add_argument('--no-dns', action='store_true', help='skip the DNS resolution measurement')
+    ap.add_argument('--no-spool-ops', action='store_true', help='skip the spool operations (sluice spoolbench)')
+    ap.add_argument('--spoolbench-count', type=int,
+                    help='files per spoolbench phase (default 5000; quick 2000): on a disk mounted with discard '
+                         'the removal of each synced file waits for the device')
+    ap.add_argument('--spoolbench-dir', default='/var/tmp', help='the disk directory for spoolbench (default /var/tmp)')
+    ap.add_argument('--million', action='store_true', help='also the million-row job check (about a minute on 2 cores; not by default)')
+    ap.add_argument('--million-rows', type=int, default=1000000, help='rows of the --million job (default 1000000)')
     a = ap.parse_args()
+    only = set(a.only.split(',')) if a.only else None
+    run_spool_ops = not a.no_spool_ops and (only is None or 'spool-ops' in only)
+    run_million = a.million or (only is not None and 'million' in only)
+    a.jobs = has_jobs(a.sluice)
+    if not a.jobs:
+        say('this sluice has no job files (spoolgen --job): the job rows are left out')
     cores = os.cpu_count() or 1
     if a.shards:
         cores = a.shards
+    a.cores = cores
     q = a.quick
     peer_n = a.peer_messages or (20000 if q else 100000)
     pf_n = a.postfix_messages or (500 if q else 5000)
@@ -620,14 +893,18 @@ def main():
                     'messages': n, 'seconds': round(wall, 3), 'msgs_per_s': round(n / wall, 1),
                     'cpu': f'{cpu:.2f}s + sink {s.cpu() - c0:.2f}s',
                     'sender_cpu_s': round(cpu, 2), 'sink_cpu_s': round(s.cpu() - c0, 2),
+                    'sender_cpu_us_per_msg': round(cpu / n * 1e6, 1),
                     'note': 'no pipelining, connection reuse'}
             if not a.no_postfix:
                 say(f'Postfix delivering {pf_n} messages from its own queue -> mockmx')
                 r = postfix_from_queue(mx.port, pf_n, 3000, work)
                 r['note'] = 'throwaway instance, concurrency 20, relayhost = mockmx'
                 res['peers']['postfix-from-queue->mockmx'] = r
-        say('DNS: cold-cache resolutions of 5,000 domains, sluice resolve vs drill in a loop')
-        res['dns'] = dns_resolutions(a, a.nsd)
+        if not a.no_dns:
+            say('DNS: cold-cache resolutions of 5,000 domains, sluice resolve vs drill in a loop')
+            res['dns'] = dns_resolutions(a, a.nsd)
+        if run_spool_ops:
+            res['spool_ops'] = spool_ops(a)
         sinks = {'mockmx': mx, 'smtp-sink': sink}
         for sc in scenarios(a, cores):
             res['sluice'].append(sluice_scenario(a, sc, sinks, work))
@@ -635,6 +912,8 @@ def main():
             n = 30 if q else 100
             say(f'daemon latency: {n} files dropped one by one into an idle daemon\'s new/')
             res['daemon_latency'] = daemon_latency(a, mx, work, n)
+        if run_million:
+            res['million'] = million_job(a, mx, work)
     finally:
         res['mockmx_totals'] = mx.stop()
         sink.stop()
@@ -655,6 +934,8 @@ def main():
     print(f"\nresults: {stem}.json, {stem}.md" + ''.join(f', {p}' for p in res['plots']))
     print(f"total {res['seconds_total']} s")
     bad = [s['name'] for s in res['sluice'] if s['exit'] != 0 or s['errors']]
+    bad += [f'spool-ops ({k})' for k, v in res.get('spool_ops', {}).items() if 'error' in v or v.get('exit')]
+    bad += ['million'] if res.get('million', {}).get('error') else []
     if bad:
         print(f'scenarios with errors: {", ".join(bad)}')
         return 1

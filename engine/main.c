@@ -14,6 +14,7 @@ static void usage(FILE *f)
 	      "  run        deliver the spool (daemon, or --drain for batch mode)\n"
 	      "  mockmx     fake MX server(s) on loopback for tests and benchmarks\n"
 	      "  spoolgen   write a realistic test spool\n"
+	      "  spoolbench time the spool's file operations (read, rename, unlink)\n"
 	      "  inject     write one message into the spool safely\n"
 	      "  bench      benchmark against mock MXes and real peers (bench.py)\n"
 	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
 		return mockmx_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "spoolgen"))
 		return spoolgen_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "spoolbench"))
+		return spoolbench_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "inject"))
 		return inject_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

@@ -20,6 +20,9 @@
 /* One piece of after-log work. */
 struct work {
 	struct message *done;       /* final: remove and free */
+	struct claim *remove;       /* or: final and freed: remove its file */
+	uint64_t remove_ino;
+	bool remove_state;
 	char *id, *state;           /* or: save this retry state (both malloc'd) */
 	struct claim *park;         /* and then move new/NAME to active/ID */
 	uint64_t ino;
@@ -121,6 +124,9 @@ static unsigned run_work(struct reaper *r)
 		n++;
 		if (w.done) {
 			finish(r, w.done);
+		} else if (w.remove) {
+			spool_remove(r->sp, w.remove->name, w.remove->id, w.remove_ino, w.remove_state);
+			give_back(r, &(struct claim_return){ .claim = w.remove, .left_new = true, .id_free = true });
 		} else if (w.sync_fd >= 0) {
 			if (fdatasync(w.sync_fd) != 0)
 				warnx_("cannot sync a job's progress: %s", strerror(errno));
@@ -157,6 +163,16 @@ static bool push(struct reaper *r, const struct work *w)
 bool reaper_finish(struct reaper *r, struct message *m)
 {
 	return push(r, &(struct work){ .done = m, .sync_fd = -1 });
+}
+
+bool reaper_remove(struct reaper *r, struct claim *k, uint64_t ino, bool has_state)
+{
+	return push(r, &(struct work){ .remove = k, .remove_ino = ino, .remove_state = has_state, .sync_fd = -1 });
+}
+
+uint64_t reaper_backlog(struct reaper *r)
+{
+	return spsc_count(&r->work);
 }
 
 bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, uint64_t ino)

@@ -15,9 +15,14 @@ struct reaper;
 struct reaper *reaper_new(struct spool *sp);
 void reaper_start(struct reaper *r);
 /* Engine side; false if the queue is full (the engine then does it
- * itself, see reaper_do_*). m is final: its file and state go, m is
+ * itself). m is final: its DSN is written, its file and state go, m is
  * freed, and its claim comes back (left new/, identity free). */
 bool reaper_finish(struct reaper *r, struct message *m);
+/* The same for a message freed already (no DSN to write): claim k's file
+ * (inode ino) and retry state go. */
+bool reaper_remove(struct reaper *r, struct claim *k, uint64_t ino, bool has_state);
+/* Work queued and not done yet. */
+uint64_t reaper_backlog(struct reaper *r);
 /* Saves the retry state text (taken over) of identity id; then, when
  * claim is not NULL, moves new/NAME (inode ino) to active/ID and hands the
  * claim back (left new/). */

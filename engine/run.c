@@ -33,6 +33,12 @@
 #define COLLECT_BATCH 1024
 #define FEED_BATCH 256
 #define SCAN_BATCH 4096   /* entries of new/ looked at per turn (claimed ones are skipped) */
+/* Rows of job files in flight per lane: at most a quarter of
+ * inflight-per-shard (1,024 by default). A row is rendered in a
+ * microsecond, so a short pipeline keeps the shards busy, and a job of
+ * millions runs in a few tens of MB. */
+#define ROWS_SHARE 4
+#define REAPER_BACKLOG_MAX 8192
 
 static volatile sig_atomic_t stop_signal, reload_signal;
 
@@ -123,11 +129,11 @@ static uint64_t lane_bytes(const struct lane *l)
  * messages waiting for a slow signer or server must not fill memory); its
  * feeder has at most FEED_BATCH names not yet read (so the byte count
  * is never far behind). */
-static struct lane *lane_with_room(struct engine *e)
+static struct lane *lane_with_room(struct engine *e, uint64_t max)
 {
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		struct lane *l = &e->lanes[(e->next_lane + i) % e->nlanes];
-		if (lane_inflight(l) < e->per_lane_max && lane_bytes(l) < e->per_lane_bytes &&
+		if (lane_inflight(l) < max && lane_bytes(l) < e->per_lane_bytes &&
 		    l->handed - feeder_taken(l->feeder, l->index) < FEED_BATCH) {
 			e->next_lane = (e->next_lane + i + 1) % e->nlanes;
 			return l;
@@ -167,7 +173,8 @@ static unsigned feed_rows(struct engine *e, unsigned max)
 	struct lane *l;
 	for (struct job_run *j = e->jobs; j && n < max; j = j->next) {
 		struct job_row row;
-		while (n < max && !j->eof && (l = lane_with_room(e)) && job_run_next(j, &row)) {
+		uint64_t most = e->per_lane_max / ROWS_SHARE;
+		while (n < max && !j->eof && (l = lane_with_room(e, most)) && job_run_next(j, &row)) {
 			/* room: lane_with_room keeps a feeder's queue far from full */
 			ASSERT(feeder_offer_row(l->feeder, j, &row, l->index));
 			l->handed++;
@@ -183,7 +190,7 @@ static unsigned feed_names(struct engine *e, unsigned max)
 {
 	unsigned n = 0, looked = 0;
 	struct lane *l;
-	while (n < max && looked < SCAN_BATCH && (l = lane_with_room(e))) {
+	while (n < max && looked < SCAN_BATCH && (l = lane_with_room(e, e->per_lane_max))) {
 		const char *name = spool_next(&e->spool);
 		if (!name) { /* a pass ended: "empty" when it found nothing new */
 			e->spool_empty = e->pass_new == 0;
@@ -215,7 +222,9 @@ static unsigned feed_names(struct engine *e, unsigned max)
  * rescan), half a batch each when both have work. */
 static unsigned feed(struct engine *e)
 {
-	if (e->log_blocked || reaper_spool_full(e->reaper))
+	/* The reaper far behind (a disk that blocks on every removal, see
+	 * README): claim nothing new until it catches up. */
+	if (e->log_blocked || reaper_spool_full(e->reaper) || reaper_backlog(e->reaper) > REAPER_BACKLOG_MAX)
 		return 0;
 	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
 	if (!e->spool_empty || now_mono_s() >= e->rescan_at)
@@ -278,6 +287,17 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	e->t.messages_done++;
 	if (m->job_run)
 		m->job_run->done++;
+	if (!m->dsn) { /* the usual case: its memory goes now, its file (if any) soon */
+		struct claim *k = m->claim;
+		uint64_t ino = m->print.ino;
+		bool has_state = m->has_state;
+		message_free(m);
+		if (k && !(e->reaper_running && reaper_remove(e->reaper, k, ino, has_state))) {
+			spool_remove(&e->spool, k->name, k->id, ino, has_state);
+			claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+		}
+		return;
+	}
 	if (e->reaper_running && reaper_finish(e->reaper, m))
 		return;
 	struct claim *k = m->claim;
@@ -410,9 +430,7 @@ static void log_refused(struct engine *e, struct message *m, char *reason, unsig
 	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
 	acct_format(&e->log.pending, &o);
 	count_outcome(&e->t, &o);
-	e->t.rows_refused++;
-	if (e->spool.dsn_dir)
-		dsn_note(m, &o);
+	e->t.rows_refused++; /* no DSN: the job's producer has the log, and nothing was sent */
 	free(reason);
 	hold(e, &(struct outcome){ .kind = OUTCOME_MESSAGE_DONE, .msg = m, .lane = lane });
 }
@@ -668,7 +686,7 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 		if (start->drain && e->spool_empty && busy == 0 && !e->jobs)
 			return false;
 		if (!fed && !got)
-			wait_for_work(e, e->spool_empty || !lane_with_room(e) ? 50 : 1);
+			wait_for_work(e, e->spool_empty || !lane_with_room(e, e->per_lane_max) ? 50 : 1);
 	}
 }
 

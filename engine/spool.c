@@ -437,25 +437,28 @@ bool spool_park(struct spool *sp, const char *name, const char *id, uint64_t ino
 	return err == 0;
 }
 
+void spool_remove(struct spool *sp, const char *name, const char *id, uint64_t ino, bool has_state)
+{
+	char esc[ESCAPED_MAX];
+	/* In new/ (claimed there), or in active/ (parked while it waited). */
+	bool in_new = still_in_new(sp, name, ino);
+	int fd = in_new ? sp->new_fd : sp->active_fd;
+	const char *n = in_new ? name : id;
+	if (unlinkat(fd, n, 0) != 0 && errno != ENOENT)
+		warnx_("cannot remove %s/%s/%s: %s", sp->dir, in_new ? "new" : "active",
+		       escape_text(n, esc, sizeof(esc)), strerror(errno));
+	if (has_state)
+		spool_state_remove(sp, id);
+}
+
 void spool_finish(struct spool *sp, struct message *m)
 {
 	char err[600], esc[ESCAPED_MAX];
 	if (sp->dsn_dir && m->dsn && !dsn_write(sp->dsn_dir, sp->dsn_mta, m, err, sizeof(err)))
 		warnx_("%s: no DSN for its bounces (they are in the accounting log): %s",
 		       escape_text(m->id, esc, sizeof(esc)), err);
-	if (m->job_run) { /* a job's row: the job file goes when every row is done */
-		message_free(m);
-		return;
-	}
-	/* In new/ (claimed there), or in active/ (parked while it waited). */
-	bool in_new = still_in_new(sp, m->file, m->print.ino);
-	int fd = in_new ? sp->new_fd : sp->active_fd;
-	const char *name = in_new ? m->file : m->id;
-	if (unlinkat(fd, name, 0) != 0 && errno != ENOENT)
-		warnx_("cannot remove %s/%s/%s: %s", sp->dir, in_new ? "new" : "active",
-		       escape_text(name, esc, sizeof(esc)), strerror(errno));
-	if (m->has_state)
-		spool_state_remove(sp, m->id);
+	if (!m->job_run) /* a job's row: the job file goes when every row is done */
+		spool_remove(sp, m->file, m->id, m->print.ino, m->has_state);
 	message_free(m);
 }
 

@@ -75,9 +75,13 @@ void spool_reject(struct spool *sp, const char *name, const char *why);
  * True if moved. */
 bool spool_park(struct spool *sp, const char *name, const char *id, uint64_t ino);
 /* m is final and logged: writes its DSN if it has failures and DSNs are
- * on, removes its file (new/FILE if still its, else active/ID; a job's
- * row has none) and its retry state, frees m. */
+ * on, removes its file and retry state (spool_remove; a job's row has
+ * none), frees m. */
 void spool_finish(struct spool *sp, struct message *m);
+/* Removes a final message's file: new/NAME if it is still the file of
+ * inode ino (else a producer put another there: it stays), else
+ * active/ID; and state/ID if it has one. */
+void spool_remove(struct spool *sp, const char *name, const char *id, uint64_t ino, bool has_state);
 
 /* Retry state of a deferred message (text: engine/lib/retry_state.h), in
  * state/ID, replaced atomically. */

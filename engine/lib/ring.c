@@ -195,3 +195,17 @@ void ring_timeout(struct ring *r, struct ring_ts *ts, uint64_t ud)
 	io_uring_prep_timeout(s, (struct __kernel_timespec *)ts, 0, 0);
 	io_uring_sqe_set_data64(s, ud);
 }
+
+void ring_unlinkat(struct ring *r, int dfd, const char *path, int flags, uint64_t ud)
+{
+	struct io_uring_sqe *s = sqe_get(r);
+	io_uring_prep_unlinkat(s, dfd, path, flags);
+	io_uring_sqe_set_data64(s, ud);
+}
+
+int ring_iowq_max_workers(struct ring *r, unsigned bounded, unsigned unbounded)
+{
+	unsigned v[2] = { bounded, unbounded };
+	int rc = io_uring_register_iowq_max_workers(&r->uring, v);
+	return rc < 0 ? -rc : 0;
+}

@@ -62,4 +62,10 @@ void ring_accept_multishot(struct ring *r, int fd, uint64_t ud);
 /* Same layout as the kernel's timespec; must stay valid until completion. */
 struct ring_ts { int64_t tv_sec; long long tv_nsec; };
 void ring_timeout(struct ring *r, struct ring_ts *ts, uint64_t ud);
+/* unlinkat(dfd, path, flags) (kernel 5.11+); path must stay valid until the
+ * CQE. The kernel runs it on its io-wq worker threads (a blocking call). */
+void ring_unlinkat(struct ring *r, int dfd, const char *path, int flags, uint64_t ud);
+/* Caps this ring's io-wq worker threads: bounded (file system work, such
+ * as unlinkat) and unbounded; 0 leaves that limit as it is. 0 or an errno. */
+int ring_iowq_max_workers(struct ring *r, unsigned bounded, unsigned unbounded);
 #endif

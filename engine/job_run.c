@@ -123,10 +123,31 @@ static bool fill(struct job_run *j)
 	}
 }
 
+/* After a record too long to frame: skips what is left of it, up to and
+ * including the next line end (quotes cannot be trusted there: a best
+ * effort that loses at most that one row). False at the end of the file. */
+static bool resync(struct job_run *j)
+{
+	for (;;) {
+		const char *lf = memchr(j->buf + j->pos, '\n', j->len - j->pos);
+		if (lf) {
+			j->pos = (size_t)(lf - j->buf) + 1;
+			j->line++;
+			j->resync = false;
+			return true;
+		}
+		j->pos = j->len;
+		if (!fill(j))
+			return false;
+	}
+}
+
 /* Frames the next record into *rec/len (pointers into buf, valid until
  * the next call); false at the end of the file. */
 static bool next_record(struct job_run *j, const char **rec, size_t *len, unsigned *lines, bool *too_long)
 {
+	if (j->resync && !resync(j))
+		return false;
 	for (;;) {
 		bool at_eof = false;
 		size_t n = job_csv_record(j->buf + j->pos, j->len - j->pos, false, lines, too_long);
@@ -143,6 +164,7 @@ static bool next_record(struct job_run *j, const char **rec, size_t *len, unsign
 		*rec = j->buf + j->pos;
 		*len = n;
 		j->pos += n;
+		j->resync = *too_long && (*rec)[n - 1] != '\n';
 		return true;
 	}
 }
@@ -195,8 +217,12 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 	const char *rec;
 	size_t len;
 	unsigned lines = 0;
-	bool too_long = false;
-	bool ok = next_record(j, &rec, &len, &lines, &too_long);
+	bool too_long = false, ok;
+	do { /* empty lines before the column names are skipped too */
+		j->line += lines;
+		lines = 0;
+		ok = next_record(j, &rec, &len, &lines, &too_long);
+	} while (ok && !too_long && job_csv_blank(rec, len));
 	if (!ok || too_long)
 		snprintf(why, why_len, "%s", ok ? "its first CSV record (the column names) is too long"
 		                                : "no CSV record with the column names after the template");

@@ -25,6 +25,7 @@ struct job_run {
 	char *buf;                     /* its bytes [pos, len) not framed yet */
 	size_t pos, len, cap;
 	unsigned line;                 /* the file's line number at buf[pos] */
+	bool resync;                   /* after a record too long: skip to the next line end */
 	bool eof;                      /* every record framed */
 	uint64_t rows;                 /* rows framed so far */
 	uint64_t handed, done;         /* rows handed out in this run, and done */

@@ -68,9 +68,9 @@ bool job_head_prepare(struct job_head *h, const char *tpl, size_t tpl_len, const
  * 0: no complete record yet; at_eof says buf ends the file, so a last
  * record without a line end is complete. A record that reaches
  * JOB_RECORD_MAX bytes without ending returns JOB_RECORD_MAX with
- * *too_long set (the caller refuses that row and goes on after it: the
- * framing then resumes at the next line break outside quotes, best
- * effort). A UTF-8 byte-order mark before the column names is framed as
+ * *too_long set (the caller refuses that row and goes on after it: it
+ * skips to the next line break, a best effort that loses at most that
+ * row). A UTF-8 byte-order mark before the column names is framed as
  * data (job_head_prepare skips it). A record at EOF of at most
  * JOB_RECORD_MAX bytes without a line end is complete, not too long. */
 size_t job_csv_record(const char *buf, size_t len, bool at_eof, unsigned *lines, bool *too_long);

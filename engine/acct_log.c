@@ -1,6 +1,7 @@
 /* engine/acct_log.c - accounting log lines (see acct_log.h). Written by the
  * engine thread only, never on a shard loop; the timestamp's text is
  * formatted once per second. */
+#define _GNU_SOURCE
 #include "acct_log.h"
 #include "lib/json.h"
 #include <pthread.h>
@@ -92,6 +93,7 @@ void acct_format(struct buf *b, const struct outcome *o)
 static void *syncer_main(void *arg)
 {
 	struct acct_log *l = arg;
+	pthread_setname_np(pthread_self(), "logsync");
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		while (!l->sync_wanted && !l->quit)

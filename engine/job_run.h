@@ -35,6 +35,7 @@ struct job_run {
 	int state_fd;                  /* SPOOL/state/ID */
 	size_t dirty_lo, dirty_hi;     /* bytes of bits not written yet */
 	bool unsynced;                 /* written since the last sync */
+	int64_t synced_ms;             /* monotonic, of the last sync */
 };
 
 /* One row to render. */

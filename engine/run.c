@@ -39,6 +39,7 @@
  * millions runs in a few tens of MB. */
 #define ROWS_SHARE 4
 #define REAPER_BACKLOG_MAX 8192
+#define JOB_SYNC_MS 1000
 
 static volatile sig_atomic_t stop_signal, reload_signal;
 
@@ -338,13 +339,17 @@ static void note_rows(struct engine *e)
 		job_run_write(j);
 }
 
-/* After the log's sync: the progress written since is synced too. */
-static void sync_jobs(struct engine *e)
+/* After the log's sync: the progress written since is synced too, at most
+ * every JOB_SYNC_MS (a kill -9 loses nothing written; only a power loss
+ * can lose that much progress, and then those rows are sent again). */
+static void sync_jobs(struct engine *e, bool now)
 {
+	int64_t t = now_mono_ms();
 	for (struct job_run *j = e->jobs; j; j = j->next) {
-		if (!j->unsynced)
+		if (!j->unsynced || (!now && t - j->synced_ms < JOB_SYNC_MS))
 			continue;
 		j->unsynced = false;
+		j->synced_ms = t;
 		int fd = e->reaper_running ? dup(j->state_fd) : -1;
 		if (fd >= 0 && reaper_sync(e->reaper, fd))
 			continue;
@@ -416,7 +421,7 @@ static void release_synced(struct engine *e)
 	e->nheld -= e->nsyncing;
 	e->njournaled -= e->nsyncing;
 	e->nsyncing = 0;
-	sync_jobs(e);
+	sync_jobs(e, false);
 	close_done_jobs(e);
 	if (e->reaper_running)
 		reaper_kick(e->reaper);
@@ -708,6 +713,7 @@ static void engine_stop(struct engine *e)
 		if (e->syncing)
 			wait_for_work(e, 20);
 	}
+	sync_jobs(e, true);
 	reaper_stop(e->reaper); /* after the work queued so far */
 	e->reaper_running = false;
 	take_returns(e);

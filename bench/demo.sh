@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SLUICE=$PWD/sluice
 N=${DEMO_N:-20000}
+J=${DEMO_JOB:-20000}
 W=$(mktemp -d /tmp/sluice-demo.XXXXXX)
 MX=""
 cleanup() { set +e; [ -n "$MX" ] && kill "$MX" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
@@ -22,6 +23,12 @@ echo "== 2. a spool of $N messages (3 KB, 50 domains), written tmp/ -> new/"
 "$SLUICE" spoolgen --spool "$W/spool" --count "$N" --size 3000 --domains 50
 sed -n '1,6p' "$W/spool/new/$(ls "$W/spool/new" | head -1)" | sed 's/^/     | /'
 
+echo "== 2b. a job file: one template and a CSV of $J recipients, rendered by sluice per row"
+"$SLUICE" spoolgen --spool "$W/spool" --job "$J" --size 3000 --domains 50 --seed 2
+sed -n '1,8p' "$W/spool/new/g2.job" | cut -c1-100 | sed 's/^/     | /'
+echo "     | ... (the template, then the recipients:)"
+grep -m1 -A3 '^email,' "$W/spool/new/g2.job" | sed 's/^/     | /'
+
 echo "== 3. a DKIM key for sender.example (the spool's From: domain)"
 "$SLUICE" dkim keygen --domain sender.example --selector demo --out "$W/demo.key" >"$W/keygen.txt"
 cut -c1-110 "$W/keygen.txt" | sed 's/^/     /; s/$/.../' 
@@ -34,6 +41,9 @@ echo "== 5. the accounting log ($W/acct.jsonl): one JSON line per recipient per 
 jq -r '.result' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
 echo "     a bounce:"
 jq -c -n 'first(inputs | select(.result=="bounced"))' "$W/acct.jsonl" | sed 's/^/     /'
+echo "     a job file's row:"
+jq -c -n 'first(inputs | select(.row != null and .result=="delivered")) | {id,file,job,row,rcpt,result,dkim}' \
+	"$W/acct.jsonl" | sed 's/^/     /'
 echo "     a deferral and its later delivery:"
 id=$(jq -r -n 'first(inputs | select(.result=="deferred")) | .id' "$W/acct.jsonl")
 jq -c --arg id "$id" 'select(.id==$id) | {ts,result,code,response,attempt}' "$W/acct.jsonl" | sed 's/^/     /'
@@ -41,16 +51,23 @@ jq -c --arg id "$id" 'select(.id==$id) | {ts,result,code,response,attempt}' "$W/
 kill -TERM "$MX"; wait "$MX" 2>/dev/null || true; MX=""
 echo "== 6. what the mock MX counted"
 sed 's/^/     /' "$W/mx.json"
-echo "== 7. one captured message checked by python3-dkim, an independent verifier"
+echo "== 7. captured messages checked by python3-dkim, an independent verifier: a spool file's, a job row's"
 rec=$(grep -o '"[^"]*"' "$W/keygen.txt" | tr -d '"\n')   # the TXT record, as DNS would serve it
 /usr/bin/python3 - "$W/store" "$rec" <<'PY' | sed 's/^/     /'
 import os, re, sys
 import dkim
 store, record = sys.argv[1], sys.argv[2].encode()
-f = sorted(os.listdir(store))[0]
-data = re.sub(rb'\A(?:X-(?:Sender|Receiver):[^\n]*\n)+', b'', open(os.path.join(store, f), 'rb').read())
-print(data.split(b'\r\n\r\n')[0].decode(errors='replace').split('\r\nFrom:')[0][:400])
-print('verify:', dkim.verify(data, dnsfunc=lambda name, timeout=5: record))
+shown = set()
+for f in sorted(os.listdir(store)):
+    data = re.sub(rb'\A(?:X-(?:Sender|Receiver):[^\n]*\n)+', b'', open(os.path.join(store, f), 'rb').read())
+    kind = 'job row' if re.search(rb'\r\nMessage-ID: <\d+\.[0-9a-f]{16}@', data) else 'spool file'
+    if kind in shown:
+        continue
+    shown.add(kind)
+    print(kind + ':', data.split(b'\r\n\r\n')[0].decode(errors='replace').split('\r\nFrom:')[0][:300])
+    print('verify:', dkim.verify(data, dnsfunc=lambda name, timeout=5: record))
+    if len(shown) == 2:
+        break
 PY
 left=$(find "$W/spool/new" "$W/spool/active" -type f | wc -l)
 echo "== spool after the run: $left file(s) left (every message reached a final state)"

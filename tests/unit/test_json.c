@@ -49,10 +49,19 @@ static void accounting_line(void **state)
 	acct_format(&b, &o);
 	buf_add(&b, "", 1);
 	assert_string_equal(b.p,
-		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1~2\",\"file\":\"f1\",\"job\":null,\"from\":\"s@x.example\","
+		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1~2\",\"file\":\"f1\",\"job\":null,\"row\":null,\"from\":\"s@x.example\","
 		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"code\":550,\"enhanced\":\"5.1.1\","
 		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"group\":\"gmail\",\"peer\":\"127.0.0.1:25\","
 		"\"source\":null,\"dkim\":null,\"tls\":null,\"attempt\":2,\"ms\":7,\"queue_ms\":9}\n");
+	/* A job file's row: its job and row number. */
+	m.job = "spring";
+	m.row = 7;
+	b.len = 0;
+	acct_format(&b, &o);
+	buf_add(&b, "", 1);
+	assert_non_null(strstr(b.p, ",\"job\":\"spring\",\"row\":7,\"from\":"));
+	m.job = NULL;
+	m.row = 0;
 	/* Signed: domain and selectors. */
 	char dkim[] = "{\"d\":\"x.example\",\"s\":[\"a\",\"b\"]}";
 	m.dkim_log = dkim;

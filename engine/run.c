@@ -167,6 +167,24 @@ static void open_job(struct engine *e, struct claim *k)
 	e->t.jobs_started++;
 }
 
+/* Jobs whose every row is done leave the spool. */
+static void close_done_jobs(struct engine *e)
+{
+	for (struct job_run **p = &e->jobs; *p;) {
+		struct job_run *j = *p;
+		if (!job_run_complete(j)) {
+			p = &j->next;
+			continue;
+		}
+		*p = j->next;
+		e->t.rows_skipped += j->skipped;
+		job_run_remove(&e->spool, j);
+		claims_return(&e->claims, &(struct claim_return){ .claim = j->claim, .left_new = true, .id_free = true });
+		job_run_free(j);
+		e->t.jobs_done++;
+	}
+}
+
 /* Hands up to max rows of the open jobs to the spool workers. */
 static unsigned feed_rows(struct engine *e, unsigned max)
 {
@@ -228,6 +246,7 @@ static unsigned feed(struct engine *e)
 	if (e->log_blocked || reaper_spool_full(e->reaper) || reaper_backlog(e->reaper) > REAPER_BACKLOG_MAX)
 		return 0;
 	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
+	close_done_jobs(e); /* also those with no row left to send (empty, or done before) */
 	if (!e->spool_empty || now_mono_s() >= e->rescan_at)
 		n += feed_names(e, FEED_BATCH - n);
 	if (n)
@@ -304,24 +323,6 @@ static void after_logged(struct engine *e, const struct outcome *o)
 	struct claim *k = m->claim;
 	spool_finish(&e->spool, m);
 	claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
-}
-
-/* Jobs whose every row is done leave the spool. */
-static void close_done_jobs(struct engine *e)
-{
-	for (struct job_run **p = &e->jobs; *p;) {
-		struct job_run *j = *p;
-		if (!job_run_complete(j)) {
-			p = &j->next;
-			continue;
-		}
-		*p = j->next;
-		e->t.rows_skipped += j->skipped;
-		job_run_remove(&e->spool, j);
-		claims_return(&e->claims, &(struct claim_return){ .claim = j->claim, .left_new = true, .id_free = true });
-		job_run_free(j);
-		e->t.jobs_done++;
-	}
 }
 
 /* The rows whose final lines were just written are done: noted in their

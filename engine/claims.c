@@ -18,13 +18,16 @@ struct claim *claims_take(struct claims *c, const char *name)
 		return NULL;
 	size_t n = strlen(name);
 	char id[NAME_MAX + 1];
-	if (spool_name_keeps(name) && !id_taken(c, name)) {
+	if (spool_name_keeps(name)) {
 		snprintf(id, sizeof(id), "%s", name);
 	} else {
-		do
-			spool_name_variant(name, ++c->seq, id, sizeof(id));
-		while (id_taken(c, id) || strmap_find(&c->by_name, id));
+		/* Too long: the same identity in every run (a job file's progress
+		 * and a message's retry state are found by it), from the name's
+		 * hash, while no other claim has it. */
+		spool_name_variant(name, strmap_hash(name) % 1000000000u + 1, id, sizeof(id));
 	}
+	while (id_taken(c, id) || (strcmp(id, name) != 0 && strmap_find(&c->by_name, id)))
+		spool_name_variant(name, ++c->seq, id, sizeof(id));
 	size_t idn = strlen(id);
 	struct claim *k = xcalloc(1, sizeof(*k) + n + 1 + idn + 1);
 	memcpy(k->name, name, n + 1);

@@ -13,8 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define WORK_CAP 16384
-#define RETURNS_CAP 32768
+#define WORK_CAP 4096   /* tasks queued at least (more when it serves many lanes) */
 #define BATCH 64
 
 /* One piece of work: a claimed file, or a job's row. */
@@ -45,7 +44,7 @@ struct feeder {
 };
 
 struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
-                          struct shard **shards, unsigned nlanes)
+                          struct shard **shards, unsigned nlanes, unsigned tasks)
 {
 	struct feeder *f = xcalloc(1, sizeof(*f));
 	f->index = index;
@@ -59,8 +58,13 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 	f->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (f->wake_fd < 0)
 		fatal("eventfd: %s", strerror(errno));
-	spsc_init(&f->tasks, WORK_CAP, sizeof(struct task));
-	spsc_init(&f->returns, RETURNS_CAP, sizeof(struct claim_return));
+	uint64_t cap = WORK_CAP;
+	while (cap < tasks)
+		cap *= 2;
+	spsc_init(&f->tasks, cap, sizeof(struct task));
+	/* Each task gives back at most one record, and the engine takes them
+	 * every turn: twice the tasks is room enough. */
+	spsc_init(&f->returns, 2 * cap, sizeof(struct claim_return));
 	return f;
 }
 
@@ -68,8 +72,11 @@ struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config 
 static void give_back(struct feeder *f, const struct claim_return *r)
 {
 	while (!spsc_push(&f->returns, r)) {
-		if (atomic_load(&f->stop))
+		if (atomic_load(&f->stop)) { /* stopping: the row is not logged, so not done */
+			message_free(r->refused);
+			free(r->reason);
 			return;
+		}
 		eventfd_wait(f->wake_fd, 5);
 	}
 }
@@ -116,10 +123,17 @@ static void claim_file(struct feeder *f, struct claim *k, unsigned lane)
 	spool_state_load(f->sp, m);
 	if (m->npending == 0) {
 		/* Every recipient was final before a crash took the file's removal. */
-		spool_finish(f->sp, m);
+		bool gone = spool_finish(f->sp, m);
 		atomic_fetch_add(&f->unsent[lane], 1);
-		give_back(f, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+		give_back(f, &(struct claim_return){ .claim = k, .left_new = gone, .id_free = gone });
 		return;
+	}
+	if (m->has_state && m->due_wall_ms > now_real_ms()) {
+		/* Back from an earlier run and waiting for its retry: it waits in
+		 * active/, as it did (rare: the one directory change a spool
+		 * worker makes; a park the engine may still ask for finds it
+		 * moved, and does nothing). */
+		give_back(f, &(struct claim_return){ .claim = k, .left_new = spool_park(f->sp, k->name, k->id, &m->print) });
 	}
 	deliver(f, m, lane);
 }

@@ -17,9 +17,10 @@
 
 struct feeder;
 
-/* shards[lane] for every lane this worker serves (the others may be NULL). */
+/* shards[lane] for every lane this worker serves (the others may be NULL);
+ * tasks: at most this many are ever queued (the engine's bound). */
 struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
-                          struct shard **shards, unsigned nlanes);
+                          struct shard **shards, unsigned nlanes, unsigned tasks);
 void feeder_start(struct feeder *f);
 /* Engine side: read claim k's file for a lane; render a job's row (its
  * record is taken over) for a lane. False if the queue is full. */

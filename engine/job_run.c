@@ -64,6 +64,7 @@ static bool load_progress(struct spool *sp, struct job_run *j, char *why, size_t
 	j->state_fd = openat(sp->state_fd, j->claim->id, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (j->state_fd < 0) {
 		snprintf(why, why_len, "cannot open its progress file state/%s: %s", j->claim->id, strerror(errno));
+		j->io_error = true;
 		return false;
 	}
 	char head[PROGRESS_HEAD + 1];
@@ -93,6 +94,7 @@ static bool load_progress(struct spool *sp, struct job_run *j, char *why, size_t
 		err = errno ? errno : ENOSPC;
 	if (err) {
 		snprintf(why, why_len, "cannot write its progress file state/%s: %s", j->claim->id, strerror(err));
+		j->io_error = true;
 		return false;
 	}
 	return true;
@@ -114,7 +116,7 @@ static bool fill(struct job_run *j)
 			char esc[ESCAPED_MAX];
 			warnx_("job %s: read: %s; its rows after line %u wait for a restart",
 			       escape_text(j->name, esc, sizeof(esc)), strerror(errno), j->line);
-			j->eof = true;
+			j->eof = j->failed = true;
 			j->len = j->pos = 0;
 			return false;
 		}
@@ -175,6 +177,7 @@ static bool open_file(struct spool *sp, struct job_run *j, char *why, size_t why
 	j->fd = openat(sp->new_fd, j->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (j->fd < 0 || fstat(j->fd, &st) != 0) {
 		snprintf(why, why_len, "cannot open: %s", strerror(errno));
+		j->io_error = true;
 		return false;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -194,6 +197,7 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 	int err = read_at(j->fd, head, sizeof(head), 0, &got);
 	if (err) {
 		snprintf(why, why_len, "cannot read: %s", strerror(err));
+		j->io_error = true;
 		return false;
 	}
 	if (!job_head_parse(&j->head, head, got, &tpl_off, &tpl_len, why, why_len))
@@ -202,6 +206,7 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 	err = read_at(j->fd, tpl, tpl_len, (off_t)tpl_off, &got);
 	if (err || got != tpl_len) {
 		snprintf(why, why_len, "cannot read its template: %s", err ? strerror(err) : "the file ends inside it");
+		j->io_error = err != 0;
 		free(tpl);
 		return false;
 	}
@@ -211,6 +216,7 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 			j->line++;
 	if (lseek(j->fd, (off_t)(tpl_off + tpl_len), SEEK_SET) < 0) {
 		snprintf(why, why_len, "cannot seek: %s", strerror(errno));
+		j->io_error = true;
 		free(tpl);
 		return false;
 	}
@@ -233,7 +239,7 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 	return ok && !too_long;
 }
 
-struct job_run *job_run_open(struct spool *sp, struct claim *k, char *why, size_t why_len)
+struct job_run *job_run_open(struct spool *sp, struct claim *k, bool *io_error, char *why, size_t why_len)
 {
 	struct job_run *j = xcalloc(1, sizeof(*j));
 	j->claim = k;
@@ -242,6 +248,7 @@ struct job_run *job_run_open(struct spool *sp, struct claim *k, char *why, size_
 	j->cap = STREAM_CAP;
 	j->buf = xmalloc(j->cap);
 	if (!open_file(sp, j, why, why_len) || !read_head(j, why, why_len) || !load_progress(sp, j, why, why_len)) {
+		*io_error = j->io_error;
 		job_run_free(j);
 		return NULL;
 	}
@@ -315,14 +322,20 @@ bool job_run_complete(const struct job_run *j)
 	return j->eof && j->done == j->handed;
 }
 
-void job_run_remove(struct spool *sp, struct job_run *j)
+bool job_run_remove(struct spool *sp, struct job_run *j)
 {
 	char esc[ESCAPED_MAX];
 	struct stat st;
 	if (fstatat(sp->new_fd, j->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == j->print.ino &&
-	    unlinkat(sp->new_fd, j->name, 0) != 0)
-		warnx_("cannot remove %s/new/%s: %s", sp->dir, escape_text(j->name, esc, sizeof(esc)), strerror(errno));
+	    (uint64_t)st.st_size == j->print.size &&
+	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == j->print.mtime_ns &&
+	    unlinkat(sp->new_fd, j->name, 0) != 0 && errno != ENOENT) {
+		warnx_("cannot remove %s/new/%s: %s; its progress stays, so that a restart sends nothing again",
+		       sp->dir, escape_text(j->name, esc, sizeof(esc)), strerror(errno));
+		return false;
+	}
 	spool_state_remove(sp, j->claim->id);
+	return true;
 }
 
 void job_run_free(struct job_run *j)

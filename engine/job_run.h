@@ -26,7 +26,9 @@ struct job_run {
 	size_t pos, len, cap;
 	unsigned line;                 /* the file's line number at buf[pos] */
 	bool resync;                   /* after a record too long: skip to the next line end */
-	bool eof;                      /* every record framed */
+	bool eof;                      /* every record framed (or a read failed) */
+	bool failed;                   /* a read failed: the rest waits for a restart */
+	bool io_error;                 /* job_run_open failed for I/O, not the format */
 	uint64_t rows;                 /* rows framed so far */
 	uint64_t handed, done;         /* rows handed out in this run, and done */
 	uint64_t skipped;              /* rows done in an earlier run */
@@ -48,18 +50,22 @@ struct job_row {
 };
 
 /* Opens new/NAME (claimed as k) as a job: NULL with why when it cannot be
- * used (the caller moves it to bad/); blocking reads, engine thread. */
-struct job_run *job_run_open(struct spool *sp, struct claim *k, char *why, size_t why_len);
+ * used: *io_error says whether for an I/O error (it stays in new/, tried
+ * again later) or for its content (the caller moves it to bad/); blocking
+ * reads, engine thread. */
+struct job_run *job_run_open(struct spool *sp, struct claim *k, bool *io_error, char *why, size_t why_len);
 /* The next row not done yet; false when there is none (then j->eof, or a
  * read failed: said, and the job ends at what it read). */
 bool job_run_next(struct job_run *j, struct job_row *out);
 /* Row done: its line is written. job_run_write writes the bits set since. */
 void job_run_mark(struct job_run *j, uint64_t row);
 void job_run_write(struct job_run *j);
-/* Every row framed, and every row handed out is done. */
+/* Every row framed (or a read failed: j->failed), and every row handed
+ * out is done. */
 bool job_run_complete(const struct job_run *j);
-/* Complete: removes new/NAME (if still this file) and its progress. */
-void job_run_remove(struct spool *sp, struct job_run *j);
+/* Complete: removes new/NAME (if still this file) and its progress. False
+ * if the file could not be removed (said; its progress stays). */
+bool job_run_remove(struct spool *sp, struct job_run *j);
 /* Frees (the claim is the caller's). */
 void job_run_free(struct job_run *j);
 #endif

@@ -14,19 +14,23 @@ struct reaper;
 
 struct reaper *reaper_new(struct spool *sp);
 void reaper_start(struct reaper *r);
-/* Engine side; false if the queue is full (the engine then does it
- * itself). m is final: its DSN is written, its file and state go, m is
- * freed, and its claim comes back (left new/, identity free). */
+/* Engine side; false if the queue is full (the engine keeps the work and
+ * asks again later: while the reaper runs, only it touches the files of
+ * messages in flight). m is final: its DSN is written, its file and state
+ * go, m is freed, and its claim comes back (left new/, identity free;
+ * kept if its file could not be removed from new/). */
 bool reaper_finish(struct reaper *r, struct message *m);
 /* The same for a message freed already (no DSN to write): claim k's file
  * (inode ino) and retry state go. */
-bool reaper_remove(struct reaper *r, struct claim *k, uint64_t ino, bool has_state);
+bool reaper_remove(struct reaper *r, struct claim *k, struct file_print print, bool has_state);
 /* Work queued and not done yet. */
 uint64_t reaper_backlog(struct reaper *r);
-/* Saves the retry state text (taken over) of identity id; then, when
- * claim is not NULL, moves new/NAME (inode ino) to active/ID and hands the
- * claim back (left new/). */
-bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, uint64_t ino);
+/* Saves the retry state text (taken over on success) of identity id;
+ * then, when claim is not NULL, moves new/NAME (the file of print) to
+ * active/ID and hands the claim back (left new/ unless the move failed).
+ * A state that cannot be saved for room waits (reaper_spool_full) while
+ * removals go on; a final removal of the same identity makes it moot. */
+bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, struct file_print print);
 /* fdatasync(fd), then close(fd): fd is the reaper's (a dup). */
 bool reaper_sync(struct reaper *r, int fd);
 void reaper_kick(struct reaper *r);
@@ -37,7 +41,7 @@ bool reaper_returned(struct reaper *r, struct claim_return *out);
 bool reaper_spool_full(struct reaper *r);
 /* Stops the thread after the work queued so far is done. */
 void reaper_stop(struct reaper *r);
-/* Frees; work still queued (possible only when states could not be
- * saved) is dropped with a warning, its files stay. */
+/* Frees; retry states still not saved (disk full) are dropped with a
+ * warning. */
 void reaper_free(struct reaper *r);
 #endif

@@ -40,6 +40,7 @@
 #define ROWS_SHARE 4
 #define REAPER_BACKLOG_MAX 8192
 #define JOB_SYNC_MS 1000
+#define JOB_RETRY_S 10   /* a job file that could not be read: tried again after */
 
 static volatile sig_atomic_t stop_signal, reload_signal;
 
@@ -81,6 +82,8 @@ struct engine {
 	bool reaper_running;
 	struct claims claims;           /* files of new/ in flight, identities in use */
 	struct job_run *jobs;           /* job files open */
+	struct held_claim { struct claim *k; double at; } *held_claims; /* let go at `at` */
+	size_t nheld_claims;
 	unsigned pass_new;              /* names claimed in the current pass of new/ */
 	int wake_fd;
 	uint64_t per_lane_max;          /* messages in flight per lane */
@@ -93,7 +96,9 @@ struct engine {
 	bool log_blocked;
 	double log_retry_at;
 	bool syncing;                   /* an fdatasync of the log is running */
-	size_t nsyncing;                /* held[0, nsyncing) wait for it */
+	size_t nsyncing;                /* held[0, nsyncing) wait for it (or are synced) */
+	size_t nsynced;                 /* held[0, nsynced): synced, to hand on (the
+	                                 * reaper's queue was full) */
 	size_t njournaled;              /* held[0, njournaled): job rows noted as done */
 	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
 	size_t nheld, held_cap;
@@ -149,11 +154,40 @@ static bool is_job_name(const char *name)
 	return n > k && strcmp(name + n - k, JOB_SUFFIX) == 0;
 }
 
-/* Opens claim k's file as a job, or moves it to bad/. */
+/* Claims held back for a while (a job file that could not be read): let
+ * go when due, so that a later pass of new/ tries them again. */
+static void let_go_held_claims(struct engine *e, bool all)
+{
+	double now = now_mono_s();
+	for (size_t i = 0; i < e->nheld_claims;) {
+		if (!all && now < e->held_claims[i].at) {
+			i++;
+			continue;
+		}
+		claims_return(&e->claims, &(struct claim_return){ .claim = e->held_claims[i].k, .left_new = true,
+		                                                  .id_free = true });
+		e->held_claims[i] = e->held_claims[--e->nheld_claims];
+	}
+}
+
+static void hold_claim(struct engine *e, struct claim *k, double secs)
+{
+	e->held_claims = xrealloc(e->held_claims, (e->nheld_claims + 1) * sizeof(*e->held_claims));
+	e->held_claims[e->nheld_claims++] = (struct held_claim){ k, now_mono_s() + secs };
+}
+
+/* Opens claim k's file as a job; one that cannot be used goes to bad/, one
+ * that cannot be read now stays in new/ and is tried again later. */
 static void open_job(struct engine *e, struct claim *k)
 {
-	char why[1024];
-	struct job_run *j = job_run_open(&e->spool, k, why, sizeof(why));
+	char why[1024], esc[ESCAPED_MAX];
+	bool io_error = false;
+	struct job_run *j = job_run_open(&e->spool, k, &io_error, why, sizeof(why));
+	if (!j && io_error) {
+		warnx_("job %s: %s; tried again in %d s", escape_text(k->name, esc, sizeof(esc)), why, JOB_RETRY_S);
+		hold_claim(e, k, JOB_RETRY_S);
+		return;
+	}
 	if (!j) {
 		spool_reject(&e->spool, k->name, why);
 		e->t.bad++;
@@ -178,10 +212,14 @@ static void close_done_jobs(struct engine *e)
 		}
 		*p = j->next;
 		e->t.rows_skipped += j->skipped;
-		job_run_remove(&e->spool, j);
-		claims_return(&e->claims, &(struct claim_return){ .claim = j->claim, .left_new = true, .id_free = true });
+		if (j->failed) /* a read failed: file and progress stay; tried again later */
+			hold_claim(e, j->claim, JOB_RETRY_S);
+		else if (job_run_remove(&e->spool, j)) {
+			claims_return(&e->claims, &(struct claim_return){ .claim = j->claim, .left_new = true,
+			                                                  .id_free = true });
+			e->t.jobs_done++;
+		} /* else its claim stays: not tried again in this run */
 		job_run_free(j);
-		e->t.jobs_done++;
 	}
 }
 
@@ -245,6 +283,7 @@ static unsigned feed(struct engine *e)
 	 * README): claim nothing new until it catches up. */
 	if (e->log_blocked || reaper_spool_full(e->reaper) || reaper_backlog(e->reaper) > REAPER_BACKLOG_MAX)
 		return 0;
+	let_go_held_claims(e, false);
 	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
 	close_done_jobs(e); /* also those with no row left to send (empty, or done before) */
 	if (!e->spool_empty || now_mono_s() >= e->rescan_at)
@@ -267,62 +306,83 @@ static void count_outcome(struct totals *t, const struct outcome *o)
 
 /* A deferred message's retry state (text taken over); the first time, its
  * file also moves from new/ to active/ (spool.h says why). The reaper does
- * it (after a stop, or when it is behind, the engine itself). */
-static void save_state(struct engine *e, struct message *m, char *text)
+ * it; after it stopped, the engine itself. False (nothing done) if the
+ * reaper's queue is full. */
+static bool save_state(struct engine *e, struct message *m, char *text)
 {
 	struct claim *k = m->claim;
 	struct claim *park = k && k->in_new && !k->park_asked ? k : NULL;
-	if (park)
-		park->park_asked = true;
-	if (e->reaper_running && reaper_save_state(e->reaper, m->id, text, park, m->print.ino))
-		return;
+	if (e->reaper_running) {
+		if (!reaper_save_state(e->reaper, m->id, text, park, m->print))
+			return false;
+		if (park)
+			park->park_asked = true;
+		return true;
+	}
 	char esc[ESCAPED_MAX];
 	int err = spool_state_write(&e->spool, m->id, text);
 	free(text);
 	if (err)
 		warnx_("cannot save the retry state of %s: %s (a restart may retry it early)",
 		       escape_text(m->id, esc, sizeof(esc)), strerror(err));
-	if (park) {
-		spool_park(&e->spool, park->name, m->id, m->print.ino);
-		claims_return(&e->claims, &(struct claim_return){ .claim = park, .left_new = true });
+	else if (park) {
+		park->park_asked = true;
+		claims_return(&e->claims, &(struct claim_return){
+			.claim = park, .left_new = spool_park(&e->spool, park->name, m->id, &m->print) });
 	}
+	return true;
+}
+
+/* A final message's file and state go (the reaper does it; after it
+ * stopped, the engine itself); m is freed. False (nothing done) if the
+ * reaper's queue is full. */
+static bool remove_final(struct engine *e, struct message *m)
+{
+	struct claim *k = m->claim;
+	if (e->reaper_running) {
+		if (m->dsn) /* the reaper writes the DSN, then removes */
+			return reaper_finish(e->reaper, m);
+		if (k && !reaper_remove(e->reaper, k, m->print, m->has_state))
+			return false;
+		message_free(m); /* the usual case: its memory goes now, its file soon */
+		return true;
+	}
+	bool gone;
+	if (m->dsn) {
+		gone = spool_finish(&e->spool, m); /* the DSN, the removal; frees m */
+	} else {
+		gone = !k || spool_remove(&e->spool, k->name, k->id, &m->print, m->has_state);
+		message_free(m);
+	}
+	if (k)
+		claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = gone, .id_free = gone });
+	return true;
 }
 
 /* After its lines are written and synced: save a retry state, or remove a
- * final message's file (a job's row has none: its job counts it done). */
-static void after_logged(struct engine *e, const struct outcome *o)
+ * final message's file (a job's row has none: its job counts it done).
+ * False if it must wait (the reaper's queue is full). */
+static bool after_logged(struct engine *e, const struct outcome *o)
 {
 	ASSERT(o->lane < e->nlanes);
 	struct lane *l = &e->lanes[o->lane];
 	struct message *m = o->msg;
 	if (o->kind == OUTCOME_RETRY_STATE) {
-		if (m->job_run)
-			free(o->response); /* a row is tried afresh after a restart */
-		else
-			save_state(e, m, o->response);
-		return;
+		if (!m->job_run)
+			return save_state(e, m, o->response);
+		free(o->response); /* a row is tried afresh after a restart */
+		return true;
 	}
+	uint64_t bytes = m->claim_bytes;
+	struct job_run *j = m->job_run;
+	if (!remove_final(e, m))
+		return false;
 	l->done++;
-	l->done_bytes += m->claim_bytes;
+	l->done_bytes += bytes;
 	e->t.messages_done++;
-	if (m->job_run)
-		m->job_run->done++;
-	if (!m->dsn) { /* the usual case: its memory goes now, its file (if any) soon */
-		struct claim *k = m->claim;
-		uint64_t ino = m->print.ino;
-		bool has_state = m->has_state;
-		message_free(m);
-		if (k && !(e->reaper_running && reaper_remove(e->reaper, k, ino, has_state))) {
-			spool_remove(&e->spool, k->name, k->id, ino, has_state);
-			claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
-		}
-		return;
-	}
-	if (e->reaper_running && reaper_finish(e->reaper, m))
-		return;
-	struct claim *k = m->claim;
-	spool_finish(&e->spool, m);
-	claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+	if (j)
+		j->done++;
+	return true;
 }
 
 /* The rows whose final lines were just written are done: noted in their
@@ -382,7 +442,7 @@ static void log_trouble(struct engine *e, int err, const char *what)
 /* Records wait for their lines and no sync has been started for them. */
 static bool sync_due(const struct engine *e)
 {
-	return e->nheld && !e->syncing;
+	return e->nheld > e->nsyncing && !e->syncing;
 }
 
 /* Writes the pending lines and starts making them durable (see
@@ -408,21 +468,33 @@ static void release_synced(struct engine *e)
 	if (!e->syncing || !acct_sync_done(&e->log, &err))
 		return;
 	e->syncing = false;
-	ASSERT(e->nsyncing <= e->nheld);
+	ASSERT(e->nsynced <= e->nsyncing && e->nsyncing <= e->nheld);
 	if (err) {
+		e->nsyncing = e->nsynced; /* synced again later */
 		log_trouble(e, err, "sync");
 		return;
 	}
 	if (e->log_blocked)
 		warnx_("the accounting log can be written again: resuming");
 	e->log_blocked = false;
-	for (size_t i = 0; i < e->nsyncing; i++)
-		after_logged(e, &e->held[i]);
-	memmove(e->held, e->held + e->nsyncing, (e->nheld - e->nsyncing) * sizeof(*e->held));
-	e->nheld -= e->nsyncing;
-	e->njournaled -= e->nsyncing;
-	e->nsyncing = 0;
+	e->nsynced = e->nsyncing;
 	sync_jobs(e, false);
+}
+
+/* Hands what the log's syncs released on, in order, as far as the
+ * reaper's queue takes it (the rest waits for the next turn). */
+static void hand_on(struct engine *e)
+{
+	size_t k = 0;
+	while (k < e->nsynced && after_logged(e, &e->held[k]))
+		k++;
+	if (!k)
+		return;
+	memmove(e->held, e->held + k, (e->nheld - k) * sizeof(*e->held));
+	e->nheld -= k;
+	e->nsyncing -= k;
+	e->nsynced -= k;
+	e->njournaled -= k;
 	close_done_jobs(e);
 	if (e->reaper_running)
 		reaper_kick(e->reaper);
@@ -483,6 +555,7 @@ static size_t collect(struct engine *e)
 		}
 	}
 	release_synced(e);
+	hand_on(e);
 	if (total || sync_due(e) ||
 	    (e->log_blocked && now_mono_s() >= e->log_retry_at))
 		flush_log(e);
@@ -657,7 +730,9 @@ static void engine_start(struct engine *e, const struct config *cfg)
 		e->lanes[i].index = i;
 	}
 	for (unsigned k = 0; k < e->nfeeders; k++)
-		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes);
+		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes,
+		                           /* lane_with_room keeps each lane's tasks under FEED_BATCH */
+		                           ((e->nlanes + e->nfeeders - 1) / e->nfeeders) * FEED_BATCH);
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		e->lanes[i].feeder = e->feeders[i % e->nfeeders];
 		shard_start(e->lanes[i].shard);
@@ -711,7 +786,7 @@ static void engine_stop(struct engine *e)
 	collect(e);
 	for (double end = now_mono_s() + 10; e->nheld && !e->log_blocked && now_mono_s() < end;) {
 		collect(e);
-		if (e->syncing)
+		if (e->syncing || e->nsynced)
 			wait_for_work(e, 20);
 	}
 	sync_jobs(e, true);
@@ -783,6 +858,7 @@ int run_main(int argc, char **argv)
 	}
 	unsigned left = (unsigned)e.claims.n;
 	spool_recover(&e.spool);
+	free(e.held_claims);
 	claims_free(&e.claims);
 	print_summary(&e, secs, left, timed_out);
 	acct_close(&e.log);

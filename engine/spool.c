@@ -417,49 +417,58 @@ enum claim_result spool_claim(struct spool *sp, const char *name, const char *id
 	return CLAIM_BAD;
 }
 
-/* True if new/NAME is still the file of inode ino (a producer may have
- * renamed another file over the name since it was read). */
-static bool still_in_new(struct spool *sp, const char *name, uint64_t ino)
+/* True if new/NAME is still the file read (inode, size and modification
+ * time: a producer may have renamed another file over the name since). */
+static bool still_in_new(struct spool *sp, const char *name, const struct file_print *print)
 {
 	struct stat st;
-	return fstatat(sp->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == ino;
+	return fstatat(sp->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == print->ino &&
+	       (uint64_t)st.st_size == print->size &&
+	       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == print->mtime_ns;
 }
 
-bool spool_park(struct spool *sp, const char *name, const char *id, uint64_t ino)
+bool spool_park(struct spool *sp, const char *name, const char *id, const struct file_print *print)
 {
 	char e1[ESCAPED_MAX];
-	if (!still_in_new(sp, name, ino))
-		return false;
+	if (!still_in_new(sp, name, print))
+		return true;
 	int err = rename_noreplace(sp->new_fd, name, sp->active_fd, id);
 	if (err && err != ENOENT)
-		warnx_("cannot move %s/new/%s to active/ while it waits for a retry: %s", sp->dir,
-		       escape_text(name, e1, sizeof(e1)), strerror(err));
-	return err == 0;
+		warnx_("cannot move %s/new/%s to active/ while it waits for a retry: %s (it waits in new/)",
+		       sp->dir, escape_text(name, e1, sizeof(e1)), strerror(err));
+	return err == 0 || err == ENOENT;
 }
 
-void spool_remove(struct spool *sp, const char *name, const char *id, uint64_t ino, bool has_state)
+bool spool_remove(struct spool *sp, const char *name, const char *id, const struct file_print *print,
+                  bool has_state)
 {
 	char esc[ESCAPED_MAX];
 	/* In new/ (claimed there), or in active/ (parked while it waited). */
-	bool in_new = still_in_new(sp, name, ino);
+	bool in_new = still_in_new(sp, name, print);
 	int fd = in_new ? sp->new_fd : sp->active_fd;
 	const char *n = in_new ? name : id;
-	if (unlinkat(fd, n, 0) != 0 && errno != ENOENT)
-		warnx_("cannot remove %s/%s/%s: %s", sp->dir, in_new ? "new" : "active",
-		       escape_text(n, esc, sizeof(esc)), strerror(errno));
+	if (unlinkat(fd, n, 0) != 0 && errno != ENOENT) {
+		warnx_("cannot remove %s/%s/%s: %s; it stays claimed until sluice stops, and a restart "
+		       "delivers it again", sp->dir, in_new ? "new" : "active", escape_text(n, esc, sizeof(esc)),
+		       strerror(errno));
+		return !in_new;
+	}
 	if (has_state)
 		spool_state_remove(sp, id);
+	return true;
 }
 
-void spool_finish(struct spool *sp, struct message *m)
+bool spool_finish(struct spool *sp, struct message *m)
 {
 	char err[600], esc[ESCAPED_MAX];
 	if (sp->dsn_dir && m->dsn && !dsn_write(sp->dsn_dir, sp->dsn_mta, m, err, sizeof(err)))
 		warnx_("%s: no DSN for its bounces (they are in the accounting log): %s",
 		       escape_text(m->id, esc, sizeof(esc)), err);
-	if (!m->job_run) /* a job's row: the job file goes when every row is done */
-		spool_remove(sp, m->file, m->id, m->print.ino, m->has_state);
+	bool gone = true; /* a job's row: the job file goes when every row is done */
+	if (!m->job_run)
+		gone = spool_remove(sp, m->file, m->id, &m->print, m->has_state);
 	message_free(m);
+	return gone;
 }
 
 void spool_close(struct spool *sp)

@@ -70,18 +70,22 @@ enum claim_result spool_claim(struct spool *sp, const char *name, const char *id
                               struct message **out, char *why, size_t why_len);
 /* Moves new/NAME to bad/ (as NAME, or NAME~N) with why in NAME.why. */
 void spool_reject(struct spool *sp, const char *name, const char *why);
-/* A message read from new/NAME (inode ino) waits for a retry: moves it to
- * active/ID, unless a producer has put another file under NAME since.
- * True if moved. */
-bool spool_park(struct spool *sp, const char *name, const char *id, uint64_t ino);
+/* A message read from new/NAME (fingerprint print) waits for a retry:
+ * moves it to active/ID, unless a producer has put another file under
+ * NAME since. True when new/NAME no longer holds it (moved, or replaced);
+ * false when the move failed (said; it waits in new/). */
+bool spool_park(struct spool *sp, const char *name, const char *id, const struct file_print *print);
 /* m is final and logged: writes its DSN if it has failures and DSNs are
  * on, removes its file and retry state (spool_remove; a job's row has
- * none), frees m. */
-void spool_finish(struct spool *sp, struct message *m);
-/* Removes a final message's file: new/NAME if it is still the file of
- * inode ino (else a producer put another there: it stays), else
- * active/ID; and state/ID if it has one. */
-void spool_remove(struct spool *sp, const char *name, const char *id, uint64_t ino, bool has_state);
+ * none), frees m. Returns spool_remove's answer (true for a row). */
+bool spool_finish(struct spool *sp, struct message *m);
+/* Removes a final message's file: new/NAME if it is still the file read
+ * (else a producer put another there: it stays), else active/ID; and
+ * state/ID if it has one. True when new/NAME no longer holds it; false
+ * when it could not be removed from new/ (said: it must stay claimed, or
+ * it would be delivered again and again). */
+bool spool_remove(struct spool *sp, const char *name, const char *id, const struct file_print *print,
+                  bool has_state);
 
 /* Retry state of a deferred message (text: engine/lib/retry_state.h), in
  * state/ID, replaced atomically. */

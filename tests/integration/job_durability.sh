@@ -12,19 +12,20 @@
 #     the server got was logged (open transactions finish), a --drain
 #     restart sends exactly the other rows: each row one delivered line over
 #     the two logs, none received twice.
-#  2. Disk full (the log on a small tmpfs, full): rows in flight are sent,
-#     none is marked done, no more are taken, the job file stays; when
-#     space returns every row gets exactly one final line, rows sent twice
-#     are counted and at most what was sent while the log was full.
-#  3. Reload: two logrotate-style renames + SIGHUP (with a changed
+#  2. Reload: two logrotate-style renames + SIGHUP (with a changed
 #     configuration) in the middle of a job: the job goes on (not started
 #     again), lines land in all three files, each row delivered once.
-#  4. Retries: rows deferred (mockmx --greylist and --fail rcpt:451) are
+#  3. Retries: rows deferred (mockmx --greylist and --fail rcpt:451) are
 #     retried with --retry-interval 0.2 and delivered in the run; the job
 #     file leaves only once every row has its final line. With a domain
 #     always deferred (--defer-rcpt) and --max-time stopping the run: exit
 #     1, job file and progress kept (marks = the final rows), the next run
 #     sends only the rows not final (attempt counted from 1 again).
+#  4. Disk full (the log on a small tmpfs, full): rows in flight are sent,
+#     none is marked done, no more are taken, the job file stays; when
+#     space returns every row gets exactly one final line, rows sent twice
+#     are counted and at most what was sent while the log was full.
+#     Needs root (a tmpfs): without it this section is skipped.
 source "$(dirname "$0")/../lib.sh"
 set -e
 RENDER=$HERE/job_render.py
@@ -133,7 +134,7 @@ start_mockmx "$port" --store "$T/store.2"
 run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-time 60 --log "$T/acct.2.jsonl"
 stop_mockmx
 [ "$RC" -eq 0 ] || { tail "$T/run.err"; fail "restart: exit $RC"; }
-grep -q "$done1 done before" "$T/run.out" || fail "restart did not skip the $done1 rows done: $(grep 'job files' "$T/run.out")"
+grep -q "rows: 0 refused, $done1 done before)" "$T/run.out" || fail "restart did not skip the $done1 rows done: $(grep 'job files' "$T/run.out")"
 [ "$(finals "$T/acct.1.jsonl" "$T/acct.2.jsonl")" = "$(seq "$N")" ] ||
 	fail "over both logs, want rows 1..$N one final line each; rows twice: $(finals "$T/acct.1.jsonl" "$T/acct.2.jsonl" | uniq -d | head -5 | tr '\n' ' ')"
 [ "$(rows_logged 'delivered' "$T/acct.1.jsonl" "$T/acct.2.jsonl" | count)" -eq "$N" ] || fail "not every row delivered"
@@ -143,59 +144,8 @@ again=$(comm -12 <(rows_stored "$T/store.1" | sort) <(rows_stored "$T/store.2" |
 wait_gone 1 || fail "job file or progress file left after the restart"
 ok "restart: the other $((N - done1)) rows sent, none twice; job file and state gone"
 
-# ---- 2. Disk full -----------------------------------------------------------
-echo "-- 2. disk full"
-fresh
-small_tmpfs "$T/logfs" 4m
-dd if=/dev/zero of="$T/logfs/filler" bs=64k 2>/dev/null || true   # fills it
-N=3000   # not scaled: the rows in flight must stay well under N
-port=$(free_port)
-start_mockmx "$port" --store "$T/store"
-start_daemon --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/logfs/acct.jsonl" --shards 2
-sleep 0.5
-newjob "$N"
-mv "$T/sp/tmp/kill9.job" "$T/sp/new/kill9.job"
-for _ in $(seq 100); do grep -q "cannot write the accounting log" "$T/d.err" && break; sleep 0.05; done
-grep -q "cannot write the accounting log: No space left on device" "$T/d.err" || fail "no clear message about the full disk"
-# What was handed to the spool workers before the first failed write is
-# still sent: wait until the count holds still for a second.
-sent=-1
-for _ in $(seq 10); do
-	now=$(rows_stored "$T/store" | count)
-	[ "$now" -eq "$sent" ] && break
-	sent=$now
-	sleep 1
-done
-[ "$now" -eq "$sent" ] || fail "rows went on being sent for 10 s while the log was full (now $now)"
-[ "$sent" -gt 0 ] || fail "nothing was delivered"
-# In flight: per shard a quarter of inflight-per-shard (1,024) handed to
-# the shard, plus at most a feed batch (256) queued at its spool worker.
-[ "$sent" -le $((2 * (256 + 256))) ] || fail "$sent rows sent while the log was full: more than were in flight"
-[ -f "$T/sp/new/kill9.job" ] || fail "the job file left new/ while the log was full"
-[ -f "$T/sp/state/kill9.job" ] || fail "no progress file"
-marked=$(rows_marked "$T/sp/state/kill9.job" | count)
-[ "$marked" -eq 0 ] || fail "$marked rows marked done while their lines could not be written"
-[ "$(rows_stored "$T/store" | uniq -d | count)" -eq 0 ] || fail "rows sent twice while the log was full"
-ok "log full: $sent of $N rows sent, none marked done, no more taken, job file kept"
-rm -f "$T/logfs/filler"
-wait_gone 30 || { tail "$T/d.err"; fail "job not done 30 s after space returned"; }
-kill -TERM "$DAEMON"
-wait "$DAEMON" || fail "daemon exit $?"
-stop_mockmx
-asan_check "$T/d.err"
-grep -q "resuming" "$T/d.err" || fail "no message on resuming"
-cp "$T/logfs/acct.jsonl" "$T/acct.jsonl"
-jq . "$T/acct.jsonl" >/dev/null || fail "accounting log is not valid JSON"
-[ "$(finals "$T/acct.jsonl")" = "$(seq "$N")" ] ||
-	fail "want rows 1..$N one final line each; got $(finals "$T/acct.jsonl" | count), rows twice: $(finals "$T/acct.jsonl" | uniq -d | head -5 | tr '\n' ' ')"
-[ "$(rows_logged delivered "$T/acct.jsonl" | count)" -eq "$N" ] || fail "not every row delivered"
-[ "$(rows_stored "$T/store" | uniq)" = "$(seq "$N")" ] || fail "rows never received: $(comm -13 <(rows_stored "$T/store" | sort -u) <(seq "$N" | sort) | head -5 | tr '\n' ' ')"
-dups=$(rows_stored "$T/store" | uniq -d | count)
-[ "$dups" -le "$sent" ] || fail "$dups rows sent twice, more than the $sent in flight while the log was full"
-ok "space returned: rows 1..$N one final line each, none lost; $dups sent twice (<= $sent sent while full); job file and state gone"
-
-# ---- 3. Reload --------------------------------------------------------------
-echo "-- 3. reload"
+# ---- 2. Reload --------------------------------------------------------------
+echo "-- 2. reload"
 fresh
 N=$((4000 / SCALE))
 port=$(free_port)
@@ -241,8 +191,8 @@ split="$(finals "$T/acct.jsonl.1" | count) + $(finals "$T/acct.jsonl.2" | count)
 grep -q "job files  *1 started, 1 done (rows: 0 refused, 0 done before)" "$T/d.out" || fail "the job was started again: $(grep 'job files' "$T/d.out")"
 ok "two rotations + SIGHUP mid-job: lines $split, each row delivered once, the job not restarted"
 
-# ---- 4. Retries -------------------------------------------------------------
-echo "-- 4. retries"
+# ---- 3. Retries -------------------------------------------------------------
+echo "-- 3. retries"
 fresh
 N=$((600 / SCALE))
 port=$(free_port)
@@ -310,3 +260,54 @@ stop_mockmx
 [ "$(rows_stored "$T/store.1" "$T/store.2")" = "$(seq "$N")" ] || fail "over both runs, the server did not get rows 1..$N exactly once"
 wait_gone 1 || fail "job file or progress left after run 2"
 ok "--max-time with $(echo "$k3" | count) rows deferred: exit 1, job and progress kept; next run sent only those, attempt 1"
+
+# ---- 4. Disk full (last: without root it is skipped, and the test ends) -----
+echo "-- 4. disk full"
+fresh
+small_tmpfs "$T/logfs" 4m
+dd if=/dev/zero of="$T/logfs/filler" bs=64k 2>/dev/null || true   # fills it
+N=3000   # not scaled: the rows in flight must stay well under N
+port=$(free_port)
+start_mockmx "$port" --store "$T/store"
+start_daemon --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/logfs/acct.jsonl" --shards 2
+sleep 0.5
+newjob "$N"
+mv "$T/sp/tmp/kill9.job" "$T/sp/new/kill9.job"
+for _ in $(seq 100); do grep -q "cannot write the accounting log" "$T/d.err" && break; sleep 0.05; done
+grep -q "cannot write the accounting log: No space left on device" "$T/d.err" || fail "no clear message about the full disk"
+# What was handed to the spool workers before the first failed write is
+# still sent: wait until the count holds still for a second.
+sent=-1
+for _ in $(seq 10); do
+	now=$(rows_stored "$T/store" | count)
+	[ "$now" -eq "$sent" ] && break
+	sent=$now
+	sleep 1
+done
+[ "$now" -eq "$sent" ] || fail "rows went on being sent for 10 s while the log was full (now $now)"
+[ "$sent" -gt 0 ] || fail "nothing was delivered"
+# In flight: per shard a quarter of inflight-per-shard (1,024) handed to
+# the shard, plus at most a feed batch (256) queued at its spool worker.
+[ "$sent" -le $((2 * (256 + 256))) ] || fail "$sent rows sent while the log was full: more than were in flight"
+[ -f "$T/sp/new/kill9.job" ] || fail "the job file left new/ while the log was full"
+[ -f "$T/sp/state/kill9.job" ] || fail "no progress file"
+marked=$(rows_marked "$T/sp/state/kill9.job" | count)
+[ "$marked" -eq 0 ] || fail "$marked rows marked done while their lines could not be written"
+[ "$(rows_stored "$T/store" | uniq -d | count)" -eq 0 ] || fail "rows sent twice while the log was full"
+ok "log full: $sent of $N rows sent, none marked done, no more taken, job file kept"
+rm -f "$T/logfs/filler"
+wait_gone 30 || { tail "$T/d.err"; fail "job not done 30 s after space returned"; }
+kill -TERM "$DAEMON"
+wait "$DAEMON" || fail "daemon exit $?"
+stop_mockmx
+asan_check "$T/d.err"
+grep -q "resuming" "$T/d.err" || fail "no message on resuming"
+cp "$T/logfs/acct.jsonl" "$T/acct.jsonl"
+jq . "$T/acct.jsonl" >/dev/null || fail "accounting log is not valid JSON"
+[ "$(finals "$T/acct.jsonl")" = "$(seq "$N")" ] ||
+	fail "want rows 1..$N one final line each; got $(finals "$T/acct.jsonl" | count), rows twice: $(finals "$T/acct.jsonl" | uniq -d | head -5 | tr '\n' ' ')"
+[ "$(rows_logged delivered "$T/acct.jsonl" | count)" -eq "$N" ] || fail "not every row delivered"
+[ "$(rows_stored "$T/store" | uniq)" = "$(seq "$N")" ] || fail "rows never received: $(comm -13 <(rows_stored "$T/store" | sort -u) <(seq "$N" | sort) | head -5 | tr '\n' ' ')"
+dups=$(rows_stored "$T/store" | uniq -d | count)
+[ "$dups" -le "$sent" ] || fail "$dups rows sent twice, more than the $sent in flight while the log was full"
+ok "space returned: rows 1..$N one final line each, none lost; $dups sent twice (<= $sent sent while full); job file and state gone"

@@ -35,3 +35,22 @@ check_log_final 40
 [ "$(spool_files "$T/spfs/sp/new")" -eq 0 ] && [ "$(spool_files "$T/spfs/sp/active")" -eq 0 ] &&
 	[ "$(find "$T/spfs/sp/state" -type f | wc -l)" -eq 0 ] || fail "spool not empty after space returned"
 ok "space returned: states saved, the rest claimed, all 40 delivered once, spool empty"
+
+# A retry state that cannot be saved holds no removal back: the files of the
+# messages delivered meanwhile leave the spool (freeing room), and the
+# waiting state is saved once there is room.
+stop_mockmx 2>/dev/null || true
+umount -l "$T/spfs"; rm -rf "$T/spfs" "$T/store" "$T/acct.jsonl"
+small_tmpfs "$T/spfs" 512k
+"$SLUICE" inject --spool "$T/spfs/sp" --from s@sender.example --to wait-late@d.example >/dev/null <<<$'Subject: w\n\nbody'
+"$SLUICE" spoolgen --spool "$T/spfs/sp" --count 30 --seed 4 >/dev/null
+dd if=/dev/zero of="$T/spfs/filler" bs=4k count=200 2>/dev/null || true   # fills it
+start_mockmx "$port" --defer-rcpt late --store "$T/store"
+start_daemon --spool "$T/spfs/sp" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 60
+for _ in $(seq 100); do [ "$(spool_files "$T/spfs/sp/new")$(spool_files "$T/spfs/sp/active")" = 10 ] && break; sleep 0.05; done
+kill -TERM "$DAEMON"
+wait "$DAEMON" || fail "daemon exit $?"
+[ "$(log_count '.result=="delivered"')" -eq 30 ] || fail "want 30 delivered, got $(log_count '.result=="delivered"')"
+[ "$(spool_files "$T/spfs/sp/new")" -eq 1 ] && [ "$(spool_files "$T/spfs/sp/active")" -eq 0 ] ||
+	fail "want only the deferred message left in the spool: $(ls "$T/spfs/sp/new" "$T/spfs/sp/active")"
+ok "a retry state without room holds no removal back: 30 delivered and removed, the deferred one kept"

@@ -106,21 +106,6 @@ static bool scan_lines(struct message *m, const char *p, size_t len)
 	return clean;
 }
 
-static bool any_8bit(const char *p, size_t len)
-{
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		if (w & 0x8080808080808080ull)
-			return true;
-	}
-	for (; i < len; i++)
-		if ((unsigned char)p[i] >= 0x80)
-			return true;
-	return false;
-}
-
 /* crlf_normalise, noting in m (when not NULL) the output lines that start
  * with '.': every pass of the loop starts a line. */
 static char *normalise(const char *src, size_t len, size_t *out_len, struct message *m)
@@ -175,7 +160,7 @@ static void take_body(struct message *m, char *p, size_t len)
 		m->body_owned = true;
 	}
 	ASSERT(m->body_len < UINT32_MAX);
-	m->body_8bit = any_8bit(m->body, m->body_len);
+	m->body_8bit = bytes_8bit(m->body, m->body_len);
 }
 
 static void fail(char *why, size_t why_len, const char *fmt, const char *arg)

@@ -82,21 +82,6 @@ static void strip_wsp(const char **p, size_t *len)
 		(*len)--;
 }
 
-static bool any_8bit(const char *p, size_t len)
-{
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		if (w & 0x8080808080808080ull)
-			return true;
-	}
-	for (; i < len; i++)
-		if ((unsigned char)p[i] >= 0x80)
-			return true;
-	return false;
-}
-
 /* ---- the head ---- */
 
 static bool has_control(const char *p, size_t len)
@@ -753,7 +738,7 @@ static void encode_field(struct buf *out, size_t f, size_t e)
 			d++;
 			dlen -= 2;
 		}
-		if (!lt || !any_8bit(d, dlen)) {
+		if (!lt || !bytes_8bit(d, dlen)) {
 			out->len = u;
 			buf_copy_within(out, f, e - f);
 			return;
@@ -783,7 +768,7 @@ static void encode_header(struct buf *out, size_t base)
 	size_t end = out->len;
 	for (size_t f = base; f < end;) {
 		size_t e = field_next(out->p, end, f);
-		if (any_8bit(out->p + f, e - f))
+		if (bytes_8bit(out->p + f, e - f))
 			encode_field(out, f, e);
 		else
 			buf_copy_within(out, f, e - f);
@@ -895,7 +880,7 @@ bool job_render(const struct job_head *h, const char *rec, size_t rec_len, uint6
 		add_piece_text(out, &h->pieces[k], fs);
 	if (out->len > base && out->p[out->len - 1] != '\n')
 		buf_add(out, "\r\n", 2); /* the template's last line had no line end */
-	if (any_8bit(out->p + base, out->len - base))
+	if (bytes_8bit(out->p + base, out->len - base))
 		encode_header(out, base);
 	buf_add(out, "\r\n", 2);
 	for (; k < h->npieces; k++)

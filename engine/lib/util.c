@@ -291,3 +291,19 @@ int write_all(int fd, const void *p, size_t len)
 	size_t done = 0;
 	return write_rest(fd, p, len, &done);
 }
+
+bool bytes_8bit(const char *p, size_t len)
+{
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w & 0x8080808080808080ull)
+			return true;
+	}
+	for (; i < len; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return true;
+	return false;
+}
+

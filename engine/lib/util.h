@@ -78,6 +78,8 @@ void eventfd_wait(int fd, int ms);
 const char *escape_text(const char *s, char *out, size_t len);
 /* The same escaping for n bytes (NULs included), appended to b. */
 void buf_add_escaped(struct buf *b, const char *p, size_t n);
+/* True if any byte of p[0, len) is 0x80 or more (8-bit text). */
+bool bytes_8bit(const char *p, size_t len);
 
 /* Writes all of p to fd (a file, a pipe or a blocking socket), retrying
  * short writes and EINTR: 0, or the errno (ENOSPC for a write of 0). */

@@ -102,7 +102,8 @@ struct engine {
 	size_t nsyncing;                /* held[0, nsyncing) wait for it (or are synced) */
 	size_t nsynced;                 /* held[0, nsynced): synced, to hand on (the
 	                                 * reaper's queue was full) */
-	size_t njournaled;              /* held[0, njournaled): job rows noted as done */
+	struct row_note { struct job_run *j; uint64_t row; } *notes; /* rows whose final */
+	size_t nnotes, notes_cap;       /* line is formatted: noted once it is written */
 	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
 	size_t nheld, held_cap;
 	struct totals t;
@@ -393,14 +394,25 @@ static bool after_logged(struct engine *e, const struct outcome *o)
  * never sends them again. */
 static void note_rows(struct engine *e)
 {
-	for (size_t i = e->njournaled; i < e->nheld; i++) {
-		const struct outcome *o = &e->held[i];
-		if (o->kind == OUTCOME_MESSAGE_DONE && o->msg->job_run)
-			job_run_mark(o->msg->job_run, o->msg->row);
-	}
-	e->njournaled = e->nheld;
+	for (size_t i = 0; i < e->nnotes; i++)
+		job_run_mark(e->notes[i].j, e->notes[i].row);
+	e->nnotes = 0;
 	for (struct job_run *j = e->jobs; j; j = j->next)
 		job_run_write(j);
+}
+
+/* A job's row got its final line (a row has one recipient): it is noted as
+ * done as soon as that line is written (note_rows), whatever else of its
+ * message is still on its way. */
+static void note_row_final(struct engine *e, const struct outcome *o)
+{
+	if (!o->msg->job_run || o->result == RESULT_DEFERRED)
+		return;
+	if (e->nnotes == e->notes_cap) {
+		e->notes_cap = e->notes_cap ? 2 * e->notes_cap : 1024;
+		e->notes = xrealloc(e->notes, e->notes_cap * sizeof(*e->notes));
+	}
+	e->notes[e->nnotes++] = (struct row_note){ o->msg->job_run, o->msg->row };
 }
 
 /* After the log's sync: the progress written since is synced too, at most
@@ -507,7 +519,6 @@ static void hand_on(struct engine *e)
 	e->nheld -= k;
 	e->nsyncing -= k;
 	e->nsynced -= k;
-	e->njournaled -= k;
 	close_done_jobs(e);
 	if (e->reaper_running)
 		reaper_kick(e->reaper);
@@ -521,6 +532,7 @@ static void log_refused(struct engine *e, struct message *m, char *reason, unsig
 	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
 	acct_format(&e->log.pending, &o);
 	count_outcome(&e->t, &o);
+	note_row_final(e, &o);
 	e->t.rows_refused++; /* no DSN: the job's producer has the log, and nothing was sent */
 	free(reason);
 	hold(e, &(struct outcome){ .kind = OUTCOME_MESSAGE_DONE, .msg = m, .lane = lane });
@@ -560,6 +572,7 @@ static size_t collect(struct engine *e)
 				}
 				acct_format(&e->log.pending, o);
 				count_outcome(&e->t, o);
+				note_row_final(e, o);
 				if (e->spool.dsn_dir && (o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
 					dsn_note(o->msg, o); /* a field the shard never touches */
 				outcome_free_text(o);
@@ -873,6 +886,7 @@ int run_main(int argc, char **argv)
 	unsigned left = (unsigned)e.claims.n;
 	spool_recover(&e.spool);
 	free(e.held_claims);
+	free(e.notes);
 	claims_free(&e.claims);
 	print_summary(&e, secs, left, timed_out);
 	acct_close(&e.log);

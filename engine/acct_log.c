@@ -111,9 +111,7 @@ static void *syncer_main(void *arg)
 		l->sync_running = false;
 		l->sync_finished = true;
 		pthread_cond_broadcast(&l->cv); /* acct_reopen may wait for this */
-		uint64_t one = 1;
-		if (write(l->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			warnx_("accounting log: wake: %s", strerror(errno));
+		eventfd_kick(l->notify_fd);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;

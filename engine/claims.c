@@ -59,6 +59,11 @@ void claims_return(struct claims *c, const struct claim_return *r)
 	}
 }
 
+void claims_release(struct claims *c, struct claim *k)
+{
+	claims_return(c, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+}
+
 void claims_free(struct claims *c)
 {
 	/* Every claim is in by_id until it is freed. */

@@ -42,5 +42,7 @@ struct claim *claims_take(struct claims *c, const char *name);
 /* Applies a returned record; frees the claim once its file has left new/
  * and its identity is free. */
 void claims_return(struct claims *c, const struct claim_return *r);
+/* The same when k's file has left new/ and its identity is free: frees k. */
+void claims_release(struct claims *c, struct claim *k);
 void claims_free(struct claims *c);
 #endif

@@ -151,6 +151,18 @@ static const char *date_now(struct feeder *f)
 	return f->date_text;
 }
 
+/* m is row r of job j: its identity NAME#ROW, its file the job's. */
+static void make_row(struct message *m, struct job_run *j, const struct job_row *r)
+{
+	char row[32];
+	snprintf(row, sizeof(row), "#%llu", (unsigned long long)r->row);
+	m->file = xstrdup(j->name);
+	m->id = xmalloc(strlen(j->name) + strlen(row) + 1);
+	strcpy(stpcpy(m->id, j->name), row);
+	m->job_run = j;
+	m->row = r->row;
+}
+
 /* A refused row, as a message of one recipient for the log. */
 static void refuse_row(struct feeder *f, struct job_run *j, const struct job_row *r, unsigned lane,
                        const char *rcpt, const char *why)
@@ -173,13 +185,7 @@ static void refuse_row(struct feeder *f, struct job_run *j, const struct job_row
 	m->sender = m->raw + at[1];
 	m->job = m->raw + at[2];
 	m->pool = j->head.pool ? m->raw + at[3] : NULL;
-	m->job_run = j;
-	m->row = r->row;
-	char id[64];
-	snprintf(id, sizeof(id), "#%llu", (unsigned long long)r->row);
-	m->file = xstrdup(j->name);
-	m->id = xmalloc(strlen(j->name) + strlen(id) + 1);
-	strcpy(stpcpy(m->id, j->name), id);
+	make_row(m, j, r);
 	char *reason = xmalloc(strlen(why) + 32);
 	sprintf(reason, "line %u: %s", r->line, why);
 	give_back(f, &(struct claim_return){ .refused = m, .reason = reason, .lane = lane });
@@ -213,13 +219,7 @@ static void render_row(struct feeder *f, struct job_run *j, struct job_row *r, u
 		message_free(m);
 		refuse_row(f, j, r, lane, rcpt, why);
 	} else {
-		char id[32];
-		snprintf(id, sizeof(id), "#%llu", (unsigned long long)r->row);
-		m->file = xstrdup(j->name);
-		m->id = xmalloc(strlen(j->name) + strlen(id) + 1);
-		strcpy(stpcpy(m->id, j->name), id);
-		m->job_run = j;
-		m->row = r->row;
+		make_row(m, j, r);
 		m->first_wall_ms = j->first_ms;
 		deliver(f, m, lane);
 	}
@@ -274,9 +274,7 @@ bool feeder_offer_row(struct feeder *f, struct job_run *j, struct job_row *row, 
 
 void feeder_kick(struct feeder *f)
 {
-	uint64_t one = 1;
-	if (write(f->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		warnx_("spool worker %u: wake: %s", f->index, strerror(errno));
+	eventfd_kick(f->wake_fd);
 }
 
 bool feeder_returned(struct feeder *f, struct claim_return *out)

@@ -16,22 +16,6 @@
 #define STREAM_CAP (4 * JOB_RECORD_MAX)
 #define PROGRESS_HEAD 128     /* bytes of text before the bits */
 
-static int read_at(int fd, char *p, size_t len, off_t off, size_t *got)
-{
-	*got = 0;
-	while (*got < len) {
-		ssize_t n = pread(fd, p + *got, len - *got, off + (off_t)*got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno;
-		if (n == 0)
-			break;
-		*got += (size_t)n;
-	}
-	return 0;
-}
-
 /* FNV-1a over the job's name and fingerprint: the Message-ID token. */
 static void make_token(struct job_run *j)
 {
@@ -72,14 +56,14 @@ static bool load_progress(struct spool *sp, struct job_run *j, char *why, size_t
 	unsigned long long ino, size;
 	long long mtime, first;
 	struct stat st;
-	if (read_at(j->state_fd, head, PROGRESS_HEAD, 0, &got) == 0 && got == PROGRESS_HEAD &&
+	if (read_full(j->state_fd, head, PROGRESS_HEAD, 0, &got) == 0 && got == PROGRESS_HEAD &&
 	    (head[PROGRESS_HEAD] = 0, sscanf(head, "sluice-job 1 %llu %llu %lld %lld", &ino, &size, &mtime, &first) == 4) &&
 	    ino == j->print.ino && size == j->print.size && mtime == j->print.mtime_ns &&
 	    fstat(j->state_fd, &st) == 0 && st.st_size > PROGRESS_HEAD) {
 		j->first_ms = first;
 		size_t n = (size_t)st.st_size - PROGRESS_HEAD;
 		grow_bits(j, (uint64_t)n * 8);
-		if (read_at(j->state_fd, (char *)j->bits, n, PROGRESS_HEAD, &got) != 0)
+		if (read_full(j->state_fd, (char *)j->bits, n, PROGRESS_HEAD, &got) != 0)
 			memset(j->bits, 0, n); /* unreadable: every row again (at least once) */
 		return true;
 	}
@@ -171,21 +155,17 @@ static bool next_record(struct job_run *j, const char **rec, size_t *len, unsign
 	}
 }
 
+/* Opened as any spool file is (spool_open_new): a name with control
+ * characters or anything but a regular file is refused (to bad/). */
 static bool open_file(struct spool *sp, struct job_run *j, char *why, size_t why_len)
 {
 	struct stat st;
-	j->fd = openat(sp->new_fd, j->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	if (j->fd < 0 || fstat(j->fd, &st) != 0) {
-		snprintf(why, why_len, "cannot open: %s", strerror(errno));
-		j->io_error = true;
+	int err;
+	j->fd = spool_open_new(sp, j->name, &st, &err, why, why_len);
+	j->io_error = err != 0;
+	if (j->fd < 0)
 		return false;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, why_len, "not a regular file");
-		return false;
-	}
-	j->print = (struct file_print){ (uint64_t)st.st_ino, (uint64_t)st.st_size,
-	                                (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec };
+	j->print = file_print_of(&st);
 	return true;
 }
 
@@ -194,7 +174,7 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 {
 	char head[JOB_HEAD_MAX];
 	size_t got, tpl_off, tpl_len;
-	int err = read_at(j->fd, head, sizeof(head), 0, &got);
+	int err = read_full(j->fd, head, sizeof(head), 0, &got);
 	if (err) {
 		snprintf(why, why_len, "cannot read: %s", strerror(err));
 		j->io_error = true;
@@ -203,7 +183,7 @@ static bool read_head(struct job_run *j, char *why, size_t why_len)
 	if (!job_head_parse(&j->head, head, got, &tpl_off, &tpl_len, why, why_len))
 		return false;
 	char *tpl = xmalloc(tpl_len + 1);
-	err = read_at(j->fd, tpl, tpl_len, (off_t)tpl_off, &got);
+	err = read_full(j->fd, tpl, tpl_len, (off_t)tpl_off, &got);
 	if (err || got != tpl_len) {
 		snprintf(why, why_len, "cannot read its template: %s", err ? strerror(err) : "the file ends inside it");
 		j->io_error = err != 0;
@@ -325,11 +305,7 @@ bool job_run_complete(const struct job_run *j)
 bool job_run_remove(struct spool *sp, struct job_run *j)
 {
 	char esc[ESCAPED_MAX];
-	struct stat st;
-	if (fstatat(sp->new_fd, j->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == j->print.ino &&
-	    (uint64_t)st.st_size == j->print.size &&
-	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == j->print.mtime_ns &&
-	    unlinkat(sp->new_fd, j->name, 0) != 0 && errno != ENOENT) {
+	if (spool_still_in_new(sp, j->name, &j->print) && unlinkat(sp->new_fd, j->name, 0) != 0 && errno != ENOENT) {
 		warnx_("cannot remove %s/new/%s: %s; its progress stays, so that a restart sends nothing again",
 		       sp->dir, escape_text(j->name, esc, sizeof(esc)), strerror(errno));
 		return false;

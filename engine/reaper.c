@@ -259,9 +259,7 @@ bool reaper_sync(struct reaper *r, int fd)
 
 void reaper_kick(struct reaper *r)
 {
-	uint64_t one = 1;
-	if (write(r->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		warnx_("reaper: wake: %s", strerror(errno));
+	eventfd_kick(r->wake_fd);
 }
 
 bool reaper_returned(struct reaper *r, struct claim_return *out)

@@ -160,16 +160,15 @@ static bool is_job_name(const char *name)
 
 /* Claims held back for a while (a job file that could not be read): let
  * go when due, so that a later pass of new/ tries them again. */
-static void let_go_held_claims(struct engine *e, bool all)
+static void let_go_held_claims(struct engine *e)
 {
 	double now = now_mono_s();
 	for (size_t i = 0; i < e->nheld_claims;) {
-		if (!all && now < e->held_claims[i].at) {
+		if (now < e->held_claims[i].at) {
 			i++;
 			continue;
 		}
-		claims_return(&e->claims, &(struct claim_return){ .claim = e->held_claims[i].k, .left_new = true,
-		                                                  .id_free = true });
+		claims_release(&e->claims, e->held_claims[i].k);
 		e->held_claims[i] = e->held_claims[--e->nheld_claims];
 	}
 }
@@ -195,7 +194,7 @@ static void open_job(struct engine *e, struct claim *k)
 	if (!j) {
 		spool_reject(&e->spool, k->name, why);
 		e->t.bad++;
-		claims_return(&e->claims, &(struct claim_return){ .claim = k, .left_new = true, .id_free = true });
+		claims_release(&e->claims, k);
 		return;
 	}
 	struct job_run **tail = &e->jobs;
@@ -219,8 +218,7 @@ static void close_done_jobs(struct engine *e)
 		if (j->failed) /* a read failed: file and progress stay; tried again later */
 			hold_claim(e, j->claim, JOB_RETRY_S);
 		else if (job_run_remove(&e->spool, j)) {
-			claims_return(&e->claims, &(struct claim_return){ .claim = j->claim, .left_new = true,
-			                                                  .id_free = true });
+			claims_release(&e->claims, j->claim);
 			e->t.jobs_done++;
 		} /* else its claim stays: not tried again in this run */
 		job_run_free(j);
@@ -287,7 +285,7 @@ static unsigned feed(struct engine *e)
 	 * README): claim nothing new until it catches up. */
 	if (e->log_blocked || reaper_spool_full(e->reaper) || reaper_backlog(e->reaper) > REAPER_BACKLOG_MAX)
 		return 0;
-	let_go_held_claims(e, false);
+	let_go_held_claims(e);
 	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
 	close_done_jobs(e); /* also those with no row left to send (empty, or done before) */
 	if (!e->spool_empty || now_mono_s() >= e->rescan_at)

@@ -273,20 +273,6 @@ const char *spool_next(struct spool *sp)
 	return NULL;
 }
 
-static bool read_all(int fd, char *p, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, p + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		off += (size_t)n;
-	}
-	return true;
-}
-
 static const char *type_name(mode_t mode)
 {
 	switch (mode & S_IFMT) {
@@ -311,24 +297,32 @@ static bool name_refused(const char *name, char *why, size_t why_len)
 	return false;
 }
 
+struct file_print file_print_of(const struct stat *st)
+{
+	return (struct file_print){ (uint64_t)st->st_ino, (uint64_t)st->st_size,
+	                            (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec };
+}
+
 /* Opens new/NAME for reading if it is a regular file, without following a
  * symlink or waiting on a FIFO: its type is checked before it is opened,
  * and again after (it may have been swapped). -1 with why set if not;
- * *gone: it is not there (another process took it, or it was removed). */
-static int open_regular(struct spool *sp, const char *name, struct stat *st, bool *gone, char *why,
-                        size_t why_len)
+ * *err: the errno when stat or open failed (ENOENT: it is gone), 0 when
+ * it is refused for its name or type. */
+int spool_open_new(struct spool *sp, const char *name, struct stat *st, int *err, char *why, size_t why_len)
 {
 	int fd = -1;
-	*gone = false;
+	*err = 0;
+	if (name_refused(name, why, why_len))
+		return -1;
 	if (fstatat(sp->new_fd, name, st, AT_SYMLINK_NOFOLLOW) != 0) {
-		*gone = errno == ENOENT;
+		*err = errno;
 		snprintf(why, why_len, "cannot stat: %s", strerror(errno));
 		return -1;
 	}
 	if (S_ISREG(st->st_mode)) {
 		fd = openat(sp->new_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 		if (fd < 0 || fstat(fd, st) != 0) {
-			*gone = errno == ENOENT;
+			*err = errno;
 			snprintf(why, why_len, "cannot open: %s", strerror(errno));
 			if (fd >= 0)
 				close(fd);
@@ -349,8 +343,9 @@ static struct message *read_claimed(struct spool *sp, const char *name, const ch
                                     uint64_t max_bytes, bool *gone, char *why, size_t why_len)
 {
 	struct stat st;
-	*gone = false;
-	int fd = name_refused(name, why, why_len) ? -1 : open_regular(sp, name, &st, gone, why, why_len);
+	int err;
+	int fd = spool_open_new(sp, name, &st, &err, why, why_len);
+	*gone = err == ENOENT;
 	if (fd < 0)
 		return NULL;
 	if ((uint64_t)st.st_size > max_bytes) {
@@ -362,16 +357,16 @@ static struct message *read_claimed(struct spool *sp, const char *name, const ch
 	struct message *m = xcalloc(1, sizeof(*m));
 	m->raw_len = (size_t)st.st_size;
 	m->raw = xmalloc(m->raw_len + 1);
-	errno = 0;
-	bool ok = read_all(fd, m->raw, m->raw_len);
+	size_t got;
+	err = read_full(fd, m->raw, m->raw_len, 0, &got);
 	close(fd);
+	bool ok = !err && got == m->raw_len;
 	m->raw[m->raw_len] = 0;
 	m->id = xstrdup(id);
 	m->file = xstrdup(name);
-	m->print = (struct file_print){ (uint64_t)st.st_ino, (uint64_t)st.st_size,
-	                                (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec };
+	m->print = file_print_of(&st);
 	if (!ok)
-		snprintf(why, why_len, "cannot read: %s", errno ? strerror(errno) : "short read");
+		snprintf(why, why_len, "cannot read: %s", err ? strerror(err) : "short read");
 	if (!ok || !envelope_parse(m, why, why_len)) {
 		message_free(m);
 		return NULL;
@@ -417,20 +412,19 @@ enum claim_result spool_claim(struct spool *sp, const char *name, const char *id
 	return CLAIM_BAD;
 }
 
-/* True if new/NAME is still the file read (inode, size and modification
- * time: a producer may have renamed another file over the name since). */
-static bool still_in_new(struct spool *sp, const char *name, const struct file_print *print)
+bool spool_still_in_new(struct spool *sp, const char *name, const struct file_print *print)
 {
 	struct stat st;
-	return fstatat(sp->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == print->ino &&
-	       (uint64_t)st.st_size == print->size &&
-	       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == print->mtime_ns;
+	if (fstatat(sp->new_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return false;
+	struct file_print now = file_print_of(&st);
+	return now.ino == print->ino && now.size == print->size && now.mtime_ns == print->mtime_ns;
 }
 
 bool spool_park(struct spool *sp, const char *name, const char *id, const struct file_print *print)
 {
 	char e1[ESCAPED_MAX];
-	if (!still_in_new(sp, name, print))
+	if (!spool_still_in_new(sp, name, print))
 		return true;
 	int err = rename_noreplace(sp->new_fd, name, sp->active_fd, id);
 	if (err && err != ENOENT)
@@ -444,7 +438,7 @@ bool spool_remove(struct spool *sp, const char *name, const char *id, const stru
 {
 	char esc[ESCAPED_MAX];
 	/* In new/ (claimed there), or in active/ (parked while it waited). */
-	bool in_new = still_in_new(sp, name, print);
+	bool in_new = spool_still_in_new(sp, name, print);
 	int fd = in_new ? sp->new_fd : sp->active_fd;
 	const char *n = in_new ? name : id;
 	if (unlinkat(fd, n, 0) != 0 && errno != ENOENT) {

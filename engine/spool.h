@@ -18,6 +18,7 @@
 #define SLUICE_SPOOL_H
 #include "lib/message.h"
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 
 struct spool {
@@ -68,6 +69,17 @@ enum claim_result {
  * opened), files larger than max_bytes, unparsable files. */
 enum claim_result spool_claim(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                               struct message **out, char *why, size_t why_len);
+/* Opens new/NAME (claimed) for reading if its name is acceptable and it is
+ * a regular file, without following a symlink or waiting on a FIFO (its
+ * type is checked before the open and again after). -1 with why set if
+ * not; *err: the errno when stat or open failed (ENOENT: it is gone), 0
+ * when it is refused for its name or type (it belongs in bad/). */
+int spool_open_new(struct spool *sp, const char *name, struct stat *st, int *err, char *why, size_t why_len);
+/* The fingerprint of a file (what a retry state or a job's progress is
+ * for), and whether new/NAME still is the file of that fingerprint (a
+ * producer may have renamed another file over the name since). */
+struct file_print file_print_of(const struct stat *st);
+bool spool_still_in_new(struct spool *sp, const char *name, const struct file_print *print);
 /* Moves new/NAME to bad/ (as NAME, or NAME~N) with why in NAME.why. */
 void spool_reject(struct spool *sp, const char *name, const char *why);
 /* A message read from new/NAME (fingerprint print) waits for a retry:

@@ -1215,9 +1215,7 @@ bool shard_offer(struct shard *s, struct message *m)
 
 void shard_kick(struct shard *s)
 {
-	uint64_t one = 1;
-	if (write(s->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		warnx_("shard %u: wake: %s", s->index, strerror(errno));
+	eventfd_kick(s->wake_fd);
 }
 
 size_t shard_collect(struct shard *s, struct outcome *out, size_t max)

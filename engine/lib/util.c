@@ -169,6 +169,29 @@ void eventfd_wait(int fd, int ms)
 	}
 }
 
+void eventfd_kick(int fd)
+{
+	uint64_t one = 1;
+	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		warnx_("eventfd write: %s", strerror(errno));
+}
+
+int read_full(int fd, void *p, size_t len, int64_t off, size_t *got)
+{
+	*got = 0;
+	while (*got < len) {
+		ssize_t n = pread(fd, (char *)p + *got, len - *got, (off_t)(off + (int64_t)*got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			break;
+		*got += (size_t)n;
+	}
+	return 0;
+}
+
 void buf_free(struct buf *b)
 {
 	free(b->p);

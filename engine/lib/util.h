@@ -69,6 +69,11 @@ void buf_add_utc(struct buf *b, const char *fmt, int64_t ms) __attribute__((form
 
 /* Waits up to ms for an eventfd to be written, then clears it. */
 void eventfd_wait(int fd, int ms);
+/* Wakes whoever waits on an eventfd (a full counter is awake already). */
+void eventfd_kick(int fd);
+/* Reads len bytes at offset off (pread, EINTR retried) until the end of
+ * the file: 0 or an errno; *got says how many were read. */
+int read_full(int fd, void *p, size_t len, int64_t off, size_t *got);
 
 /* s as printable ASCII, for stderr and mail headers: a backslash and the
  * bytes below 0x20 or from 0x7f up become \\, \n, \r, \t or \xHH; cut

@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 # dkim/exports.list: libopendkim's key parse reaches dkim/keys.c (see there).
-LIBS := -luring -lconfig -lldns -lopendkim -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
+LIBS := -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
 # Layers, each using only those before it (tests/check_layers.py checks):
@@ -15,7 +15,7 @@ JEMALLOC := -ljemalloc
 # the ground floor, and only engine/main.c knows bench exists.
 LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/strmap.c \
         engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c \
-        engine/lib/job_file.c
+        engine/lib/job_file.c engine/lib/tls.c
 SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
@@ -45,7 +45,7 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file
+              test_job_file test_tls
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 

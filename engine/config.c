@@ -5,6 +5,7 @@
 #include "lib/util.h"
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,6 +62,9 @@ void config_defaults(struct config *cfg)
 	cfg->dns_attempts = 2;
 	cfg->dns_cache_size = 20000;
 	cfg->smtp_port = 25;
+	cfg->tls_policy = TLS_POLICY_OPPORTUNISTIC;
+	cfg->tls_plain_fallback = true;
+	cfg->tls_plain_fallback_ms = 3600 * 1000;
 	cfg->timeouts = (struct smtp_timeouts){
 		.connect = 30000, .banner = 300000, .ehlo = 300000, .mail = 300000,
 		.rcpt = 300000, .data = 120000, .data_block = 180000, .dot = 600000,
@@ -74,6 +78,7 @@ static void routes_clear(struct config *cfg)
 		free(cfg->routes[i].domain);
 		free(cfg->routes[i].host);
 		free(cfg->routes[i].label);
+		free(cfg->routes[i].tls_name);
 	}
 	cfg->nroutes = 0;
 }
@@ -121,8 +126,21 @@ static void dkim_clear(struct config *cfg)
 	cfg->ndkim_keys = 0;
 }
 
+static void tls_rules_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ntls_rules; i++) {
+		free(cfg->tls_rules[i].domain);
+		free(cfg->tls_rules[i].group);
+	}
+	free(cfg->tls_rules);
+	cfg->tls_rules = NULL;
+	cfg->ntls_rules = 0;
+}
+
 void config_free(struct config *cfg)
 {
+	tls_rules_clear(cfg);
+	free(cfg->tls_ca);
 	routes_clear(cfg);
 	free(cfg->routes);
 	dkim_clear(cfg);
@@ -315,6 +333,39 @@ static void route_from_file(struct config *cfg, const config_setting_t *r, const
 	const char *err = route_add(cfg, domain, host, port);
 	if (err)
 		fail_at(r, "%s: %s", shown, err);
+	const char *tls_name;
+	if (config_setting_lookup_string(r, "tls-name", &tls_name) == CONFIG_TRUE) {
+		if (!*tls_name || strpbrk(tls_name, " \t\r\n"))
+			fail_at(r, "%s.tls-name must be a host name", shown);
+		cfg->routes[cfg->nroutes - 1].tls_name = xstrdup(tls_name);
+	}
+}
+
+static enum tls_policy policy_of(const config_setting_t *s, const char *v, const char *shown)
+{
+	enum tls_policy p;
+	if (!tls_policy_parse(v, &p))
+		fail_at(s, "%s: '%.40s' must be none, opportunistic, required or verify", shown, v);
+	return p;
+}
+
+static void tls_policy_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	cfg->tls_policy = policy_of(s, config_setting_get_string(s), shown);
+}
+
+static void tls_rule_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	const char *domain = NULL, *group = NULL, *policy;
+	config_setting_lookup_string(r, "domain", &domain);
+	config_setting_lookup_string(r, "group", &group);
+	if (config_setting_lookup_string(r, "policy", &policy) != CONFIG_TRUE || !domain == !group ||
+	    (domain && !*domain) || (group && !*group))
+		fail_at(r, "%s needs policy and one of domain or group", shown);
+	struct tls_rule t = { domain ? xstrdup(domain) : NULL, group ? xstrdup(group) : NULL,
+	                      policy_of(r, policy, shown) };
+	cfg->tls_rules = xrealloc(cfg->tls_rules, (cfg->ntls_rules + 1) * sizeof(*cfg->tls_rules));
+	cfg->tls_rules[cfg->ntls_rules++] = t;
 }
 
 static void dkim_from_file(struct config *cfg, const config_setting_t *k, const char *shown)
@@ -364,7 +415,7 @@ enum {
 	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
 	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM, OPT_TRACE,
 	/* capabilities of later issues: refused until they exist */
-	OPT_SOURCEIP, OPT_TLS, OPT_TLSCA, OPT_MAXRATE,
+	OPT_SOURCEIP, OPT_MAXRATE, OPT_TLS, OPT_TLSCA,
 };
 
 enum kind {
@@ -421,6 +472,7 @@ static const struct knob knobs[] = {
 	MEMBER("routes.domain", K_STR, 0, 0),
 	MEMBER("routes.host", K_STR, 0, 0),
 	MEMBER("routes.port", K_UINT, 1, 65535),
+	MEMBER("routes.tls-name", K_STR, 0, 0),
 	STR("dkim-fallback-domain", OPT_DKIM_FALLBACK, dkim_fallback),
 	LIST("dkim", dkim_from_file),
 	MEMBER("dkim.domain", K_STR, 0, 0),
@@ -451,6 +503,15 @@ static const struct knob knobs[] = {
 	MS("delivery.destination-backoff", 0, dest_backoff_ms, 0.001, 86400),
 	MS("delivery.destination-backoff-max", 0, dest_backoff_max_ms, 0.001, 86400),
 	BOOL("delivery.bounce-on-5xx-greeting", bounce_5xx_greeting),
+	GROUP("tls"),
+	{ "tls.policy", OPT_TLS, K_STR, NOF, 0, 0, tls_policy_from_file, NULL },
+	STR("tls.ca", OPT_TLSCA, tls_ca),
+	BOOL("tls.plain-fallback", tls_plain_fallback),
+	MS("tls.plain-fallback-time", 0, tls_plain_fallback_ms, 1, 7 * 86400),
+	LIST("tls.rules", tls_rule_from_file),
+	MEMBER("tls.rules.domain", K_STR, 0, 0),
+	MEMBER("tls.rules.group", K_STR, 0, 0),
+	MEMBER("tls.rules.policy", K_STR, 0, 0),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),
@@ -786,10 +847,15 @@ static void run_usage(FILE *f)
 	      "  --dsn-spool DIR            for each message with bounced or expired recipients,\n"
 	      "                             write an RFC 3464 report to its sender into DIR/new\n"
 	      "                             (a spool: sluice itself can deliver it)\n"
+	      "  --tls POLICY               STARTTLS where no tls.rules entry says otherwise:\n"
+	      "                             none, opportunistic (default: when offered, the\n"
+	      "                             certificate unchecked), required (defer without),\n"
+	      "                             verify (required, and a chain valid for the MX name)\n"
+	      "  --tls-ca FILE              CA certificates (PEM) for verify, instead of the\n"
+	      "                             system's\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
 	      "  SIGHUP reads the configuration again and reopens the accounting log.\n"
-	      "Not built yet (refused): --source-ip,\n"
-	      "  --tls (other than none), --tls-ca, --max-rate.\n", f);
+	      "Not built yet (refused): --source-ip, --max-rate.\n", f);
 }
 
 static void refuse(const char *flag, const char *what)
@@ -873,10 +939,9 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 		break;
 	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
 	case OPT_TLS:
-		if (strcmp(arg, "none") != 0)
-			refuse("--tls", "STARTTLS is not built; only --tls none works");
+		if (!tls_policy_parse(arg, &cfg->tls_policy))
+			config_fail("--tls %.40s: must be none, opportunistic, required or verify", arg);
 		break;
-	case OPT_TLSCA: refuse("--tls-ca", "STARTTLS is not built"); break;
 	case OPT_MAXRATE: refuse("--max-rate", "rate shaping is not built"); break;
 	case OPT_HELP: run_usage(stdout); exit(0);
 	default: run_usage(stderr); exit(2);
@@ -923,6 +988,8 @@ static void config_complete(struct config *cfg)
 		if (!found)
 			config_fail("dkim-fallback-domain %s: no --dkim key for that domain", cfg->dkim_fallback);
 	}
+	if (cfg->tls_ca && access(cfg->tls_ca, R_OK) != 0)
+		config_fail("tls.ca %s: %s", cfg->tls_ca, strerror(errno));
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
 		            cfg->config_path ? cfg->config_path : "config");

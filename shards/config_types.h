@@ -18,6 +18,19 @@ struct route {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char *label;                  /* "host:port", logged as mx */
+	char *tls_name;               /* the name TLS sends (SNI) and verifies, or NULL */
+};
+
+/* STARTTLS (RFC 3207): none never; opportunistic when offered, the
+ * certificate unchecked; required: defer without it; verify: required and
+ * a chain valid for the MX host name. Ordered: each asks more. */
+enum tls_policy { TLS_POLICY_NONE, TLS_POLICY_OPPORTUNISTIC, TLS_POLICY_REQUIRED, TLS_POLICY_VERIFY };
+
+/* A TLS policy for a recipient domain or an MX group (one of the two set). */
+struct tls_rule {
+	char *domain;
+	char *group;
+	enum tls_policy policy;
 };
 
 struct smtp_timeouts {            /* milliseconds, RFC 5321 4.5.3.2 defaults */
@@ -70,9 +83,28 @@ struct config {
 	bool ipv6;                    /* ask AAAA for MX hosts (default: when routable) */
 	struct mx_group_rule *mx_groups; /* MX host pattern -> provider group */
 	unsigned nmx_groups;
+	/* TLS: the policy where no rule matches, rules (a domain's first, then
+	 * its MX group's), the CA file for verify (NULL: the system's), and
+	 * how long an MX host whose handshake failed gets plaintext
+	 * (opportunistic; 0: never, the failure counts against it) */
+	enum tls_policy tls_policy;
+	struct tls_rule *tls_rules;
+	unsigned ntls_rules;
+	char *tls_ca;
+	bool tls_plain_fallback;
+	int tls_plain_fallback_ms;
 	uint64_t generation;          /* 0 at start, then one more per SIGHUP reload */
 };
 
 /* Index of the route for a recipient domain, or -1 (then DNS decides). */
 int config_route_for(const struct config *cfg, const char *domain);
+/* The TLS policy for a recipient domain (NULL: any) reached through an MX
+ * group (NULL: none): a rule for the domain, else one for the group, else
+ * the default. */
+enum tls_policy config_tls_policy(const struct config *cfg, const char *domain, const char *group);
+/* Does any policy, default or rule, ask for verification? */
+bool config_tls_verifies(const struct config *cfg);
+const char *tls_policy_name(enum tls_policy p);
+/* "none" ... "verify" -> policy; false when the word is none of them. */
+bool tls_policy_parse(const char *word, enum tls_policy *p);
 #endif

@@ -2,6 +2,7 @@
  * uses it) and `sluice run` flags, in that order of precedence. */
 #define _GNU_SOURCE
 #include "config.h"
+#include "lib/tls.h"
 #include "lib/util.h"
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -990,6 +991,13 @@ static void config_complete(struct config *cfg)
 	}
 	if (cfg->tls_ca && access(cfg->tls_ca, R_OK) != 0)
 		config_fail("tls.ca %s: %s", cfg->tls_ca, strerror(errno));
+	if (cfg->tls_ca || config_tls_verifies(cfg)) { /* the certificates load (each shard loads them again) */
+		char err[300];
+		struct tls_ctx *probe = tls_client_ctx_new(cfg->tls_ca, true, err, sizeof(err));
+		if (!probe)
+			config_fail("tls: %s", err);
+		tls_ctx_free(probe);
+	}
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
 		            cfg->config_path ? cfg->config_path : "config");

@@ -28,6 +28,7 @@ struct host_entry {
 
 struct tls_ctx {
 	WOLFSSL_CTX *ctx;
+	unsigned refs;             /* the owner's, and one per connection */
 	bool server;
 	struct strmap hosts;
 	struct dlist lru;
@@ -94,6 +95,7 @@ static struct tls_ctx *ctx_new(bool server, char *err, size_t errlen)
 	}
 	struct tls_ctx *x = xcalloc(1, sizeof(*x));
 	x->ctx = c;
+	x->refs = 1;
 	x->server = server;
 	dlist_init(&x->lru);
 	return x;
@@ -152,7 +154,7 @@ static void host_drop(struct tls_ctx *x, struct host_entry *h)
 
 void tls_ctx_free(struct tls_ctx *x)
 {
-	if (!x)
+	if (!x || --x->refs > 0)
 		return;
 	while (!dlist_empty(&x->lru))
 		host_drop(x, container_of(x->lru.next, struct host_entry, lru));
@@ -241,6 +243,7 @@ static struct tls *conn_new(struct tls_ctx *x)
 		return NULL;
 	struct tls *t = xcalloc(1, sizeof(*t));
 	t->ctx = x;
+	x->refs++;
 	t->ssl = ssl;
 	wolfSSL_SSLSetIORecv(ssl, io_recv);
 	wolfSSL_SSLSetIOSend(ssl, io_send);
@@ -284,6 +287,7 @@ void tls_free(struct tls *t)
 	if (!t)
 		return;
 	wolfSSL_free(t->ssl);
+	tls_ctx_free(t->ctx);
 	buf_free(&t->in);
 	buf_free(&t->out);
 	free(t->host);

@@ -30,6 +30,7 @@ struct tls_ctx *tls_client_ctx_new(const char *ca_file, bool load_cas, char *err
 /* A server context with this certificate chain and key (PEM). */
 struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
                                    size_t errlen);
+/* Lets go of the context: it goes when its last connection does. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /* A client connection. sni: the name sent (NULL: none); verify_name: the

@@ -86,8 +86,9 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, o->source[0] ? o->source : NULL);
 	buf_adds(b, ",\"dkim\":");
 	buf_adds(b, m->dkim_log ? m->dkim_log : "null");
-	buf_printf(b, ",\"tls\":null,\"attempt\":%u,\"ms\":%u,\"queue_ms\":%u}\n", o->attempt, o->ms,
-	           o->queue_ms);
+	buf_adds(b, ",\"tls\":");
+	json_add_cstr(b, o->tls[0] ? o->tls : NULL);
+	buf_printf(b, ",\"attempt\":%u,\"ms\":%u,\"queue_ms\":%u}\n", o->attempt, o->ms, o->queue_ms);
 }
 
 static void *syncer_main(void *arg)

@@ -58,6 +58,7 @@ struct totals {
 	uint64_t messages_done, delivered, bounced, expired, deferred, bad;
 	uint64_t jobs_started, jobs_done, rows_refused, rows_skipped;
 	uint64_t dns[3];                /* queries over UDP, over TCP; tries timed out */
+	uint64_t tls[3];                /* handshakes full, resumed; fallbacks to plaintext */
 };
 
 /* One pipeline per core: a shard, and the spool worker (feeder) that
@@ -713,6 +714,9 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	printf("  not final         %u (left in the spool)\n", left);
 	printf("  dns queries       %llu UDP, %llu TCP, %llu timed out\n", (unsigned long long)t->dns[0],
 	       (unsigned long long)t->dns[1], (unsigned long long)t->dns[2]);
+	printf("  tls connections   %llu (%llu full handshakes, %llu resumed), %llu fell back to plaintext\n",
+	       (unsigned long long)(t->tls[0] + t->tls[1]), (unsigned long long)t->tls[0],
+	       (unsigned long long)t->tls[1], (unsigned long long)t->tls[2]);
 	printf("  cpu               %.2f s\n", cpu_seconds());
 	fflush(stdout);
 }
@@ -830,6 +834,7 @@ static void free_lanes(struct engine *e)
 	reaper_free(e->reaper);
 	for (unsigned i = 0; i < e->nlanes; i++) {
 		shard_dns_counters(e->lanes[i].shard, e->t.dns);
+		shard_tls_counters(e->lanes[i].shard, e->t.tls);
 		shard_free(e->lanes[i].shard);
 	}
 	free(e->feeders);

@@ -11,7 +11,18 @@ enum conn_state {
 };
 
 enum cmd { CMD_BANNER = 1, CMD_EHLO, CMD_HELO, CMD_RSET, CMD_MAIL, CMD_RCPT, CMD_DATA,
-           CMD_DOT, CMD_BDAT, CMD_QUIT };
+           CMD_DOT, CMD_BDAT, CMD_QUIT, CMD_STARTTLS, CMD_HANDSHAKE };
+
+/* STARTTLS: plaintext until the 220, then the handshake, then every byte
+ * through TLS. */
+enum conn_tls { CT_PLAIN = 0, CT_HANDSHAKE, CT_ON };
+
+/* A TLS record not yet all with the kernel: the plaintext it ends at and
+ * where its ciphertext ends (a server can answer a command only once the
+ * whole record holding it arrived). */
+struct rec_mark {
+	uint64_t plain_end, cipher_end;
+};
 
 struct pending {
 	uint8_t cmd;
@@ -79,6 +90,20 @@ struct conn {
 	bool quiet_pending;        /* in s->quiet: check for unsolicited bytes before submit */
 	uint64_t quiet_epoch;      /* ring_submits() when it was put there */
 	bool need_rset;
+	/* TLS (shards/smtp_client.c, "STARTTLS"): the plaintext output is
+	 * encrypted into records and the ciphertext sent from cwire */
+	bool starttls;             /* offered in the EHLO reply */
+	enum conn_tls tls_phase;
+	struct tls *tls;
+	struct msghdr *pt_rest;    /* plaintext of out's wire generation not yet encrypted */
+	struct buf cwire;          /* ciphertext in flight (one send at a time) */
+	size_t cwire_off;          /* bytes of it the kernel took */
+	bool csending;
+	uint64_t c_sent;           /* ciphertext bytes the kernel took */
+	uint64_t p_sent, p_inflight_end; /* plaintext in whole records with the kernel / on the ring */
+	struct rec_mark *marks;    /* records not yet all sent, oldest first */
+	unsigned marks_head, nmarks, marks_cap;
+	char tls_desc[64];         /* "TLSv1.3:TLS_AES_256_GCM_SHA384", or "" */
 	char peer[48], source[48];
 	struct smtp_reply reply;   /* scratch for parsing */
 };

@@ -87,6 +87,12 @@ static struct mx_config mx_config_of(const struct config *cfg)
 	return (struct mx_config){ cfg->smtp_port, cfg->ipv6, cfg->mx_groups, cfg->nmx_groups, cfg->dns_cache_size };
 }
 
+/* A route's TLS policy: its domain's rule, else the default. */
+static enum tls_policy route_tls_policy(const struct config *cfg, const struct route *r)
+{
+	return config_tls_policy(cfg, strcmp(r->domain, "*") ? r->domain : NULL, NULL);
+}
+
 static void dest_set_route(struct dest *d, const struct route *r)
 {
 	dest_clear_addrs(d);
@@ -146,9 +152,28 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	for (unsigned i = 0; i < s->ndests; i++) {
 		dest_set_route(&s->dests[i], &cfg->routes[i]);
 		s->dests[i].max_conns = per_shard;
+		s->dests[i].tls = route_tls_policy(cfg, &cfg->routes[i]);
 	}
 	conn_pool_grow(s, per_shard * s->ndests);
 	return s;
+}
+
+/* The shard's TLS client context for cfg (the system's CA certificates
+ * only when a policy verifies: loading them costs). None: STARTTLS is
+ * skipped where opportunistic, and fails where required. */
+static void shard_tls_setup(struct shard *s, const struct config *cfg)
+{
+	tls_ctx_free(s->tls);
+	s->tls = tls_client_ctx_new(cfg->tls_ca, config_tls_verifies(cfg), s->tls_ctx_error,
+	                            sizeof(s->tls_ctx_error));
+	if (!s->tls)
+		warnx_("shard %u: no TLS: %s", s->index, s->tls_ctx_error);
+}
+
+void shard_tls_counters(const struct shard *s, uint64_t out[3])
+{
+	for (int i = 0; i < 3; i++)
+		out[i] += s->tls_counters[i];
 }
 
 /* ---- what schedule() looks at ----
@@ -261,6 +286,8 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	if (enhanced) /* as snprintf("%s") would: cut to fit, NUL-terminated */
 		memcpy(o.enhanced, enhanced, strnlen(enhanced, sizeof(o.enhanced) - 1));
 	outcome_set_text(&o, text, text_len, c ? conn_mx(c) : NULL, c ? s->dests[conn_dest(c)].group : NULL);
+	if (c && conn_tls(c))
+		snprintf(o.tls, sizeof(o.tls), "%s", conn_tls(c));
 	if (c) {
 		snprintf(o.peer, sizeof(o.peer), "%s", conn_peer(c));
 		snprintf(o.source, sizeof(o.source), "%s", conn_source(c));
@@ -583,10 +610,21 @@ static uint32_t dest_slot(struct shard *s)
 	return s->ndests++;
 }
 
-/* The destination for an MX plan's site, made on first use. */
-static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p)
+/* The destination for an MX plan's site, made on first use. Recipients
+ * whose domain has a TLS rule of its own get a destination of their own
+ * for the site (its key names the policy), so that one connection never
+ * carries mail of two policies. */
+static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const char *domain)
 {
-	struct strmap_node *node = strmap_find(&s->sites, p->site);
+	enum tls_policy pol = config_tls_policy(s->cfg, NULL, p->group);
+	enum tls_policy dpol = config_tls_policy(s->cfg, domain, p->group);
+	char keyed[600];
+	const char *key = p->site;
+	if (dpol != pol) {
+		snprintf(keyed, sizeof(keyed), "%s\ntls=%s", p->site, tls_policy_name(dpol));
+		key = keyed;
+	}
+	struct strmap_node *node = strmap_find(&s->sites, key);
 	uint32_t di;
 	if (node) {
 		di = container_of(node, struct site_ref, node)->dest;
@@ -595,8 +633,10 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p)
 		struct dest *d = &s->dests[di];
 		memset(d, 0, sizeof(*d)); /* a new slot, or one released */
 		d->max_conns = conns_per_shard(s->cfg, s->index);
+		d->tls = dpol;
+		d->tls_by_domain = dpol != pol;
 		d->site = xcalloc(1, sizeof(*d->site));
-		d->site->site = xstrdup(p->site);
+		d->site->site = xstrdup(key);
 		d->site->dest = di;
 		strmap_insert(&s->sites, &d->site->node, d->site->site);
 		if (conn_pool_free_slots(s) < d->max_conns)
@@ -635,7 +675,7 @@ static void dest_gc(struct shard *s)
 static int32_t dest_of_plan(struct shard *s, struct message *m, uint32_t rcpt, const struct mx_plan *p)
 {
 	if (p->kind == MX_DELIVER)
-		return (int32_t)dest_for_plan(s, p);
+		return (int32_t)dest_for_plan(s, p, address_domain(m->rcpt[rcpt]));
 	emit_record(s, m, rcpt, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code,
 	            p->enhanced, p->why, strlen(p->why), NULL, 0);
 	return -1;
@@ -851,12 +891,13 @@ static void remap_routes(struct shard *s, const struct config *cfg, struct dest_
 			dest_set_route(&rm->nd[i], &cfg->routes[i]);
 		rm->nd[i].max_conns = rm->per_shard;
 		rm->nd[i].retired = false;
+		rm->nd[i].tls = route_tls_policy(cfg, &cfg->routes[i]);
 	}
 	rm->n = cfg->nroutes;
 }
 
 /* Destinations found in DNS stay as they are, after the routes. */
-static void remap_dns_dests(struct shard *s, struct dest_remap *rm)
+static void remap_dns_dests(struct shard *s, const struct config *cfg, struct dest_remap *rm)
 {
 	for (unsigned j = 0; j < s->ndests; j++) {
 		struct dest *d = &s->dests[j];
@@ -864,6 +905,8 @@ static void remap_dns_dests(struct shard *s, struct dest_remap *rm)
 			continue;
 		rm->nd[rm->n] = *d;
 		rm->nd[rm->n].max_conns = rm->per_shard;
+		if (!d->tls_by_domain) /* the group's policy as the new configuration says */
+			rm->nd[rm->n].tls = config_tls_policy(cfg, NULL, d->group);
 		rm->nd[rm->n].site->dest = rm->n;
 		rm->map[j] = (int32_t)rm->n++;
 	}
@@ -931,17 +974,21 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	for (unsigned j = 0; j < nold; j++)
 		rm.map[j] = -1;
 	remap_routes(s, cfg, &rm);
-	remap_dns_dests(s, &rm);
+	remap_dns_dests(s, cfg, &rm);
 	unsigned want = rm.n * rm.per_shard; /* retired ones open none */
 	struct dest orphans = { 0 };
 	remap_retired(s, &rm, &orphans);
 	remap_install(s, &rm);
 	free(rm.map);
-	s->cfg = cfg;
 	struct mx_config mc = mx_config_of(cfg);
 	mx_resolver_configure(s->mx, &mc);
 	dkim_signer_free(s->signer); /* keys may have changed */
 	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
+	const struct config *old = s->cfg;
+	if (!s->tls || config_tls_verifies(old) != config_tls_verifies(cfg) ||
+	    !old->tls_ca != !cfg->tls_ca || (old->tls_ca && strcmp(old->tls_ca, cfg->tls_ca)))
+		shard_tls_setup(s, cfg); /* connections keep the old context until they end */
+	s->cfg = cfg;
 	conn_pool_grow(s, want + (conn_pool_slots(s) - conn_pool_free_slots(s)));
 	reroute_queue(s, &orphans);
 	atomic_store_explicit(&s->cfg_generation, cfg->generation, memory_order_release);
@@ -1129,6 +1176,7 @@ static void shard_setup(struct shard *s)
 	pthread_setname_np(pthread_self(), name);
 	alloc_thread_arena();
 	s->signer = dkim_signer_new(s->cfg->dkim_keys, s->cfg->ndkim_keys, s->cfg->dkim_fallback);
+	shard_tls_setup(s, s->cfg);
 	s->ring = ring_new(1024);
 	const struct config *cfg = s->cfg;
 	struct dns_resolver_config dc = { cfg->dns_servers, cfg->ndns_servers, cfg->dns_timeout_ms,
@@ -1162,6 +1210,8 @@ static void shard_teardown(struct shard *s)
 	s->ring = NULL;
 	dkim_signer_free(s->signer);
 	s->signer = NULL;
+	tls_ctx_free(s->tls); /* every connection let go of it above */
+	s->tls = NULL;
 }
 
 static void *shard_main(void *arg)

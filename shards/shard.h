@@ -32,4 +32,7 @@ void shard_stop(struct shard *s);
 void shard_free(struct shard *s);
 /* After shard_stop: adds its DNS queries (UDP, TCP) and timeouts to out. */
 void shard_dns_counters(const struct shard *s, uint64_t out[3]);
+/* After shard_stop: adds its TLS handshakes (full, resumed) and fallbacks
+ * to plaintext (opportunistic, after a failed handshake) to out. */
+void shard_tls_counters(const struct shard *s, uint64_t out[3]);
 #endif

@@ -14,6 +14,7 @@
 #include "../dkim/signer.h"
 #include "../dns/mx.h"
 #include "../engine/lib/strmap.h"
+#include "../engine/lib/tls.h"
 #include "../engine/lib/util.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -64,6 +65,8 @@ struct dest {
 	const struct route *route; /* NULL: found in DNS */
 	struct site_ref *site;     /* DNS destinations */
 	char *group;               /* MX group, logged (throttles key on it) */
+	enum tls_policy tls;       /* STARTTLS policy of its recipients (see dest_for_plan) */
+	bool tls_by_domain;        /* that policy is a recipient domain's rule */
 	struct dest_addr *addrs;   /* in the order to try */
 	unsigned naddrs;
 	uint64_t plan_serial;      /* which MX plan the addresses came from */
@@ -149,6 +152,9 @@ struct shard {
 	uint64_t rng;              /* retry jitter */
 	struct message held;       /* list head: messages this shard owns */
 	struct dkim_signer *signer; /* NULL when no DKIM key is configured */
+	struct tls_ctx *tls;       /* the shard's TLS client context (NULL: none could be made) */
+	char tls_ctx_error[200];   /* why not */
+	uint64_t tls_counters[3];  /* full handshakes, resumed, fallbacks to plaintext */
 	struct dns_resolver *dns;
 	struct mx_resolver *mx;
 	struct strmap sites;       /* site -> struct site_ref */
@@ -236,6 +242,8 @@ unsigned conn_pool_ops(const struct shard *s);
 void conn_pool_close_fds(struct shard *s);
 /* What an outcome says of the connection (c may be NULL). */
 const char *conn_mx(const struct conn *c);
+/* "TLSv1.3:cipher" when the connection is through TLS, else NULL. */
+const char *conn_tls(const struct conn *c);
 const char *conn_peer(const struct conn *c);
 const char *conn_source(const struct conn *c);
 uint32_t conn_dest(const struct conn *c);

@@ -135,7 +135,8 @@ static void conn_enter(struct shard *s, struct conn *c, enum conn_state to)
 static const char *cmd_name(uint8_t cmd)
 {
 	static const char *names[] = { "?", "banner", "EHLO", "HELO", "RSET", "MAIL", "RCPT",
-	                               "DATA", "end of data", "BDAT", "QUIT" };
+	                               "DATA", "end of data", "BDAT", "QUIT", "STARTTLS",
+	                               "TLS handshake" };
 	return cmd < ARRAY_LEN(names) ? names[cmd] : "?";
 }
 
@@ -151,6 +152,7 @@ static int cmd_timeout(const struct shard *s, uint8_t cmd)
 	case CMD_DOT: return t->dot;
 	case CMD_BDAT: return t->dot; /* the whole chunk plus its processing */
 	case CMD_QUIT: return t->quit;
+	case CMD_STARTTLS: case CMD_HANDSHAKE: return t->ehlo;
 	}
 	return t->mail;
 }
@@ -222,19 +224,53 @@ static void rearm_timer(struct shard *s, struct conn *c)
 /* Not yet with the kernel: no reply can answer it (REPLY_MAY_ANSWER). */
 #define NOT_SENT UINT64_MAX
 
-/* A command whose bytes all are in the sendmsg just prepared was sent at
+/* How far the output stream is on the ring (in flight or sent) and with
+ * the kernel, in plaintext bytes. Through TLS only whole records count: a
+ * server cannot read a command before the record that holds it is in. */
+static uint64_t wire_inflight_end(const struct conn *c)
+{
+	return c->tls ? c->p_inflight_end : c->out.inflight_end;
+}
+
+static uint64_t wire_sent(const struct conn *c)
+{
+	return c->tls ? c->p_sent : c->out.sent;
+}
+
+/* A command whose bytes all are in the send just prepared was sent at
  * this epoch; one whose bytes end beyond it (a generation of more than
- * IOV_MAX segments goes in several sendmsg) is not sent yet. */
+ * IOV_MAX segments goes in several sendmsg; through TLS, plaintext not yet
+ * encrypted) is not sent yet. */
 static void stamp_sent(struct conn *c, struct pending *p, uint64_t epoch)
 {
-	p->epoch = p->end <= c->out.inflight_end ? epoch : NOT_SENT;
+	p->epoch = p->end <= wire_inflight_end(c) ? epoch : NOT_SENT;
 }
+
+/* A send went to the ring: commands not yet all with the kernel are
+ * stamped again, those added since the last one for the first time. */
+static void stamp_submitted(struct shard *s, struct conn *c)
+{
+	uint64_t epoch = ring_submits(s->ring);
+	for (unsigned i = 0; i < c->pq_flushed; i++) {
+		struct pending *p = pq_at(c, i);
+		if (p->end > wire_sent(c))
+			stamp_sent(c, p, epoch);
+	}
+	for (; c->pq_flushed < c->pq_sent; c->pq_flushed++)
+		stamp_sent(c, pq_at(c, c->pq_flushed), epoch);
+}
+
+static void tls_send(struct shard *s, struct conn *c);
 
 /* Every command added since the last flush goes to the ring: note when
  * (see REPLY_MAY_ANSWER). Read after ring_sendmsg, which may submit on its
  * own. */
 static void flush_output(struct shard *s, struct conn *c)
 {
+	if (c->tls) {
+		tls_send(s, c);
+		return;
+	}
 	if (c->out.sending || !out_has_next(&c->out) || c->state == CS_CLOSING)
 		return;
 	bool none_outstanding = c->pq_flushed == 0;
@@ -272,15 +308,27 @@ void conn_check_quiet(struct shard *s)
 	s->pool.nquiet = 0;
 }
 
-static void start_recv(struct shard *s, struct conn *c)
+/* Room for replies after what rbuf holds. */
+static void rbuf_room(struct conn *c)
 {
-	if (c->receiving || c->state == CS_CLOSING)
-		return;
 	if (c->rcap - c->rlen < RBUF_MIN / 2) {
 		c->rcap = c->rcap ? c->rcap * 2 : RBUF_MIN;
 		c->rbuf = xrealloc(c->rbuf, c->rcap);
 	}
-	ring_recv(s->ring, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, ud(c, OP_RECV));
+}
+
+static void start_recv(struct shard *s, struct conn *c)
+{
+	if (c->receiving || c->state == CS_CLOSING)
+		return;
+	if (c->tls) { /* ciphertext: into the TLS input */
+		size_t cap;
+		void *p = tls_in_space(c->tls, &cap);
+		ring_recv(s->ring, c->fd, p, cap, ud(c, OP_RECV));
+	} else {
+		rbuf_room(c);
+		ring_recv(s->ring, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, ud(c, OP_RECV));
+	}
 	c->ops++;
 	c->receiving = true;
 }
@@ -359,7 +407,7 @@ static void cmd_push(struct shard *s, struct conn *c, uint8_t cmd, uint8_t txn, 
 	p->content = content;
 	bool send_now = ALL_SENT(c) && may_send_now(s, c);
 	c->pq_len++;
-	if (cmd == CMD_BANNER) { /* the connection itself asked: "sent" at once */
+	if (cmd == CMD_BANNER || cmd == CMD_HANDSHAKE) { /* the connection itself asked: "sent" at once */
 		ASSERT(c->pq_len == 1);
 		c->pq_sent = c->pq_flushed = 1;
 	} else if (send_now) {
@@ -487,6 +535,15 @@ static void conn_release(struct shard *s, struct conn *c)
 	c->hold.len = 0;
 	c->rlen = 0;
 	c->pq_head = c->pq_len = c->pq_sent = c->pq_flushed = 0;
+	tls_free(c->tls); /* nothing of it is on the ring any more */
+	c->tls = NULL;
+	c->tls_phase = CT_PLAIN;
+	c->tls_desc[0] = 0;
+	c->pt_rest = NULL;
+	c->csending = false;
+	buf_free(&c->cwire); /* an idle slot keeps no ciphertext storage */
+	c->cwire_off = 0;
+	c->marks_head = c->nmarks = 0;
 	s->pool.free_slots[s->pool.nfree++] = c->slot;
 }
 
@@ -494,6 +551,9 @@ static void conn_free(struct conn *c)
 {
 	out_free(&c->out);
 	buf_free(&c->hold);
+	tls_free(c->tls);
+	buf_free(&c->cwire);
+	free(c->marks);
 	free(c->rbuf);
 	free(c->pq);
 	for (int i = 0; i < 2; i++) {
@@ -520,6 +580,10 @@ static void enter_closing(struct shard *s, struct conn *c)
 {
 	conn_enter(s, c, CS_CLOSING);
 	drop_unsent(s, c);
+	if (c->pt_rest) { /* through TLS its plaintext was copied: nothing points into it */
+		c->pt_rest = NULL;
+		wire_release(s, c);
+	}
 	wheel_disarm(&c->timer);
 	if (c->ops > 0 && c->fd >= 0) {
 		ring_cancel_fd(s->ring, c->fd, ud(c, OP_CANCEL));
@@ -599,6 +663,7 @@ static bool dest_all_refused(const struct shard *s, const struct dest *d)
 enum fail_kind {
 	FAIL_REMOTE,     /* the server or the network: counts against the destination */
 	FAIL_REFUSED,    /* a 5xx greeting */
+	FAIL_TLS,        /* no TLS where the policy asks for it: counts, never a cap */
 	FAIL_LOCAL,      /* sluice's own doing (shutdown): counts for nothing */
 };
 
@@ -629,7 +694,7 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 		txn_finish(s, t);
 	}
 	struct dest *d = &s->dests[c->dest];
-	if (never_ready && kind != FAIL_LOCAL && d->nready > 0) {
+	if (never_ready && (kind == FAIL_REMOTE || kind == FAIL_REFUSED) && d->nready > 0) {
 		/* Others to d work: a cap on connections (per client IP), not a
 		 * dead server. Nothing counted, nothing bounced; the queue waits. */
 		enter_closing(s, c);
@@ -705,6 +770,7 @@ void conn_open(struct shard *s, uint32_t dest)
 	c->saw_421 = false;
 	c->quiet_pending = false;
 	c->need_rset = false;
+	c->starttls = false;
 	c->source[0] = 0;
 	c->addr = ai;
 	smtp_reply_reset(&c->reply);
@@ -931,6 +997,8 @@ static void ehlo_line(void *arg, uint32_t lineno, const char *p, size_t n)
 		c->eightbit = true;
 	else if (n == 8 && prefix_ci(p, n, "SMTPUTF8"))
 		c->smtputf8 = true;
+	else if (n == 8 && prefix_ci(p, n, "STARTTLS"))
+		c->starttls = true;
 	else if (n >= 4 && prefix_ci(p, n, "SIZE") && (n == 4 || p[4] == ' ')) {
 		uint64_t v = 0;
 		for (size_t i = 5; i < n && p[i] >= '0' && p[i] <= '9' && v < (UINT64_MAX - 9) / 10; i++)
@@ -946,6 +1014,9 @@ static void become_ready(struct shard *s, struct conn *c)
 	conn_take_work(s, c);
 }
 
+static bool tls_before_ready(struct shard *s, struct conn *c);
+static void starttls_reply(struct shard *s, struct conn *c, const struct smtp_reply *r);
+
 static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const struct smtp_reply *r)
 {
 	bool ok = r->code >= 200 && r->code < 300;
@@ -953,12 +1024,18 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 		cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
 	} else if (cmd == CMD_EHLO && ok) {
 		c->esmtp = true; /* the keywords came through ehlo_line */
+		if (c->tls_phase == CT_ON)
+			tls_save_session(c->tls); /* TLS 1.3 tickets came after the handshake */
+		else if (tls_before_ready(s, c))
+			return;
 		become_ready(s, c);
 	} else if (cmd == CMD_EHLO && r->code >= 500) {
-		c->pipelining = c->chunking = c->eightbit = c->smtputf8 = false;
+		c->pipelining = c->chunking = c->eightbit = c->smtputf8 = c->starttls = false;
 		c->size_max = 0;
 		cmd_with_arg(s, c, CMD_HELO, "HELO ", s->cfg->helo);
 	} else if (cmd == CMD_HELO && ok) {
+		if (c->tls_phase != CT_ON && tls_before_ready(s, c))
+			return;
 		become_ready(s, c);
 	} else {
 		char why[SMTP_REPLY_TEXT_MAX + 64];
@@ -1024,6 +1101,9 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	switch (p->cmd) {
 	case CMD_BANNER: case CMD_EHLO: case CMD_HELO:
 		handle_greeting(s, c, p->cmd, r);
+		return;
+	case CMD_STARTTLS:
+		starttls_reply(s, c, r);
 		return;
 	case CMD_QUIT:
 		enter_closing(s, c);
@@ -1109,6 +1189,13 @@ static void process_input(struct shard *s, struct conn *c)
 			c->hold.len = 0;
 		handle_reply(s, c, &p, &c->reply);
 		rearm_timer(s, c);
+		if (c->tls_phase == CT_HANDSHAKE && off < c->rlen && c->state != CS_CLOSING) {
+			/* RFC 3207 and CVE-2011-0411: what came with the 220 was sent
+			 * in clear before TLS; never read as the server's word */
+			conn_failf(s, c, "TLS: the server sent %zu bytes after its 220 to STARTTLS, before "
+			           "the handshake (STARTTLS injection?)", c->rlen - off);
+			return;
+		}
 	}
 	if (c->state == CS_CLOSING)
 		return;
@@ -1116,6 +1203,254 @@ static void process_input(struct shard *s, struct conn *c)
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
 	}
+}
+
+
+/* ---- STARTTLS (RFC 3207) ----
+ * After the EHLO reply offers it and the destination's policy wants it,
+ * STARTTLS goes alone (nothing is queued behind it); on 220 the handshake
+ * runs through the shard's TLS context (engine/lib/tls.c: wolfSSL on
+ * memory buffers, so ciphertext moves only through this ring), then
+ * everything the server said before is forgotten and EHLO goes again.
+ * Output: the plaintext generations of c->out are encrypted in records of
+ * at most TLS_RECORD_MAX, up to TLS_WINDOW ahead of the kernel; each
+ * record's ends are kept (struct rec_mark) so that a command counts as
+ * sent only once the whole record holding it went to the kernel (see
+ * THE INVARIANT: REPLY_MAY_ANSWER works unchanged, in plaintext
+ * positions). The quiet check (FIONREAD) is plaintext's only: through TLS
+ * the socket also carries records that are not replies (session tickets),
+ * and only the server itself can write into the TLS stream. */
+#define TLS_WINDOW (256u << 10)
+
+static __thread char tls_stage[TLS_RECORD_MAX];
+
+/* The name TLS sends (SNI) and verifies: a route's tls-name, else its
+ * domain (not "*"); a DNS destination's MX host name. NULL: none. */
+static const char *conn_tls_name(const struct shard *s, const struct conn *c)
+{
+	const struct route *r = s->dests[c->dest].route;
+	if (!r)
+		return c->mx;
+	if (r->tls_name)
+		return r->tls_name;
+	return strcmp(r->domain, "*") != 0 ? r->domain : NULL;
+}
+
+static void tls_failed(struct shard *s, struct conn *c, const char *fmt, ...)
+{
+	char what[320], why[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	enum tls_policy pol = s->dests[c->dest].tls;
+	snprintf(why, sizeof(why), "TLS %s: %s", tls_policy_name(pol), what);
+	if (s->tls && c->tls)
+		tls_forget_session(s->tls, c->mx); /* in case resuming was the trouble */
+	if (pol == TLS_POLICY_OPPORTUNISTIC && s->cfg->tls_plain_fallback && s->tls) {
+		/* a new connection to this host goes in plaintext for a while */
+		tls_host_set_plain(s->tls, c->mx, s->now + s->cfg->tls_plain_fallback_ms);
+		s->tls_counters[2]++;
+		if (TRACING(s))
+			tracef(s, c, '!', "%s; plaintext to %s for %d s", why, c->mx,
+			       s->cfg->tls_plain_fallback_ms / 1000);
+		conn_abort(s, c, FAIL_LOCAL, 451, "4.7.5", why);
+		return;
+	}
+	conn_abort(s, c, FAIL_TLS, 451, strstr(what, "not offered") ? "4.7.4" : "4.7.5", why);
+}
+
+/* After EHLO (or HELO) in plaintext. True when the connection is not
+ * ready: STARTTLS went, or the policy refused the connection. */
+static bool tls_before_ready(struct shard *s, struct conn *c)
+{
+	enum tls_policy pol = s->dests[c->dest].tls;
+	if (pol == TLS_POLICY_NONE)
+		return false;
+	if (pol == TLS_POLICY_OPPORTUNISTIC && (!s->tls || tls_host_plain_until(s->tls, c->mx, s->now)))
+		return false;
+	if (c->starttls) {
+		CMD_LIT(s, c, CMD_STARTTLS, 0, "STARTTLS\r\n");
+		return true;
+	}
+	if (pol == TLS_POLICY_OPPORTUNISTIC)
+		return false;
+	tls_failed(s, c, "not offered");
+	return true;
+}
+
+static void starttls_reply(struct shard *s, struct conn *c, const struct smtp_reply *r)
+{
+	const struct dest *d = &s->dests[c->dest];
+	if (r->code != 220) {
+		if (d->tls == TLS_POLICY_OPPORTUNISTIC) { /* RFC 3207 4: go on without */
+			become_ready(s, c);
+			return;
+		}
+		tls_failed(s, c, "not offered (STARTTLS refused: %u %.*s)", r->code,
+		           (int)(r->text_len < 200 ? r->text_len : 200), r->text);
+		return;
+	}
+	const char *name = conn_tls_name(s, c);
+	const char *verify = d->tls != TLS_POLICY_VERIFY ? NULL
+	                   : name ? name : d->route ? d->route->host : c->mx;
+	c->tls = s->tls ? tls_client_new(s->tls, name, verify, c->mx) : NULL;
+	if (!c->tls) {
+		tls_failed(s, c, "handshake failed: %s", s->tls ? "cannot start TLS" : s->tls_ctx_error);
+		return;
+	}
+	c->tls_phase = CT_HANDSHAKE;
+	c->p_sent = c->p_inflight_end = c->out.queued; /* the STARTTLS line was answered: all sent */
+	c->c_sent = 0;
+	c->cwire_off = 0;
+	c->cwire.len = 0;
+	c->marks_head = c->nmarks = 0;
+	cmd_push(s, c, CMD_HANDSHAKE, 0, 0, NULL, 0, false);
+	if (tls_handshake(c->tls) == TLS_FAIL) /* the ClientHello goes with flush_output */
+		tls_failed(s, c, "handshake failed: %s", tls_error(c->tls));
+}
+
+static void tls_established(struct shard *s, struct conn *c)
+{
+	ASSERT(c->pq_len == 1 && pq_at(c, 0)->cmd == CMD_HANDSHAKE);
+	pq_pop(c);
+	c->tls_phase = CT_ON;
+	bool resumed = tls_resumed(c->tls);
+	s->tls_counters[resumed ? 1 : 0]++;
+	tls_describe(c->tls, c->tls_desc, sizeof(c->tls_desc));
+	if (TRACING(s))
+		tracef(s, c, '*', "TLS %s%s", c->tls_desc, resumed ? " (resumed)" : "");
+	/* RFC 3207 4.2: forget what the server said in clear; EHLO again */
+	c->esmtp = c->pipelining = c->chunking = c->eightbit = c->smtputf8 = c->starttls = false;
+	c->size_max = 0;
+	cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
+}
+
+/* Ciphertext came in: the handshake goes on, or records become replies. */
+static void tls_input(struct shard *s, struct conn *c)
+{
+	if (c->tls_phase == CT_HANDSHAKE) {
+		int rc = tls_handshake(c->tls);
+		if (rc == TLS_FAIL) {
+			tls_failed(s, c, "%s%s", tls_cert_failed(c->tls) ? "" : "handshake failed: ",
+			           tls_error(c->tls));
+			return;
+		}
+		if (rc == TLS_AGAIN)
+			return;
+		tls_established(s, c);
+	}
+	while (c->state != CS_CLOSING) {
+		rbuf_room(c);
+		long n = tls_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen);
+		if (n == TLS_AGAIN)
+			return;
+		if (n == TLS_CLOSED && c->state == CS_QUITTING) {
+			enter_closing(s, c);
+			return;
+		}
+		if (n < 0) {
+			conn_failf(s, c, "TLS: %s while waiting for reply to %s", tls_error(c->tls),
+			           c->pq_len ? cmd_name(pq_at(c, 0)->cmd) : "nothing");
+			return;
+		}
+		c->rlen += (size_t)n;
+		process_input(s, c);
+	}
+}
+
+static void mark_push(struct conn *c, uint64_t plain_end, uint64_t cipher_end)
+{
+	if (c->nmarks == c->marks_cap && c->marks_head > 0) {
+		memmove(c->marks, c->marks + c->marks_head, (c->nmarks - c->marks_head) * sizeof(*c->marks));
+		c->nmarks -= c->marks_head;
+		c->marks_head = 0;
+	}
+	if (c->nmarks == c->marks_cap) {
+		c->marks_cap = c->marks_cap ? c->marks_cap * 2 : 16;
+		c->marks = xrealloc(c->marks, c->marks_cap * sizeof(*c->marks));
+	}
+	c->marks[c->nmarks++] = (struct rec_mark){ plain_end, cipher_end };
+}
+
+/* Encrypts queued plaintext until TLS_WINDOW of ciphertext waits. False
+ * when the connection failed. */
+static bool tls_encrypt(struct shard *s, struct conn *c)
+{
+	while (tls_out_pending(c->tls) < TLS_WINDOW) {
+		if (!c->pt_rest) {
+			if (!out_has_next(&c->out))
+				return true;
+			c->pt_rest = out_flush(&c->out);
+		}
+		const struct msghdr *m = c->pt_rest;
+		const char *p = m->msg_iov[0].iov_base;
+		size_t n = m->msg_iov[0].iov_len;
+		if (n < TLS_RECORD_MAX && m->msg_iovlen > 1) { /* pieces: one record of them */
+			n = 0;
+			for (size_t i = 0; i < m->msg_iovlen && n < TLS_RECORD_MAX; i++) {
+				size_t k = m->msg_iov[i].iov_len < TLS_RECORD_MAX - n ? m->msg_iov[i].iov_len
+				                                                      : TLS_RECORD_MAX - n;
+				memcpy(tls_stage + n, m->msg_iov[i].iov_base, k);
+				n += k;
+			}
+			p = tls_stage;
+		} else if (n > TLS_RECORD_MAX) {
+			n = TLS_RECORD_MAX;
+		}
+		if (tls_write(c->tls, p, n) != TLS_OK) {
+			conn_failf(s, c, "TLS: cannot encrypt: %s", tls_error(c->tls));
+			return false;
+		}
+		mark_push(c, c->out.sent + n, tls_out_total(c->tls));
+		c->pt_rest = out_sent(&c->out, n);
+		if (!c->pt_rest) /* copied into records: the content is free to go */
+			wire_release(s, c);
+	}
+	return true;
+}
+
+static void tls_send(struct shard *s, struct conn *c)
+{
+	/* one send at a time; a plaintext one (the STARTTLS line) may still be out */
+	if (c->csending || (c->out.sending && !c->pt_rest) || c->state == CS_CLOSING)
+		return;
+	if (c->tls_phase == CT_ON && !tls_encrypt(s, c))
+		return;
+	if (tls_out_pending(c->tls) == 0)
+		return;
+	c->cwire.len = 0;
+	c->cwire_off = 0;
+	tls_out_take(c->tls, &c->cwire);
+	uint64_t inflight_end = c->c_sent + c->cwire.len;
+	for (unsigned i = c->marks_head; i < c->nmarks && c->marks[i].cipher_end <= inflight_end; i++)
+		c->p_inflight_end = c->marks[i].plain_end;
+	ring_send(s->ring, c->fd, c->cwire.p, c->cwire.len, ud(c, OP_SEND));
+	c->ops++;
+	c->csending = true;
+	stamp_submitted(s, c);
+}
+
+static void tls_sent(struct shard *s, struct conn *c, int res)
+{
+	c->csending = false;
+	if (res <= 0) {
+		conn_failf(s, c, "send failed: %s", res ? strerror(-res) : "nothing sent");
+		return;
+	}
+	c->cwire_off += (size_t)res;
+	c->c_sent += (uint64_t)res;
+	while (c->marks_head < c->nmarks && c->marks[c->marks_head].cipher_end <= c->c_sent)
+		c->p_sent = c->marks[c->marks_head++].plain_end;
+	if (c->cwire_off < c->cwire.len) { /* short: the rest, from now on */
+		ring_send(s->ring, c->fd, c->cwire.p + c->cwire_off, c->cwire.len - c->cwire_off,
+		          ud(c, OP_SEND));
+		c->ops++;
+		c->csending = true;
+		stamp_submitted(s, c);
+		return;
+	}
+	c->cwire.len = 0; /* flush_output sends what waits */
 }
 
 /* A short send, or the next IOV_MAX segments: the rest goes again. The
@@ -1132,6 +1467,11 @@ static void resend_rest(struct shard *s, struct conn *c, struct msghdr *rest)
 			stamp_sent(c, p, epoch);
 	}
 }
+
+static void tls_input(struct shard *s, struct conn *c);
+static void tls_sent(struct shard *s, struct conn *c, int res);
+static void tls_failed(struct shard *s, struct conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void conn_event(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 {
@@ -1163,6 +1503,11 @@ static void conn_event(struct shard *s, struct conn *c, const struct ring_cqe *c
 		break;
 	case OP_RECV:
 		c->receiving = false;
+		if (cqe->res <= 0 && c->tls_phase == CT_HANDSHAKE) {
+			tls_failed(s, c, "handshake failed: %s", cqe->res ? strerror(-cqe->res)
+			                                                  : "the server closed the connection");
+			return;
+		}
 		if (cqe->res <= 0) {
 			if (c->state == CS_QUITTING) {
 				enter_closing(s, c);
@@ -1174,11 +1519,20 @@ static void conn_event(struct shard *s, struct conn *c, const struct ring_cqe *c
 			           c->pq_len ? cmd_name(pq_at(c, 0)->cmd) : "nothing");
 			return;
 		}
-		c->rlen += (size_t)cqe->res;
-		process_input(s, c);
+		if (c->tls) {
+			tls_in_commit(c->tls, (size_t)cqe->res);
+			tls_input(s, c);
+		} else {
+			c->rlen += (size_t)cqe->res;
+			process_input(s, c);
+		}
 		start_recv(s, c);
 		break;
 	case OP_SEND:
+		if (c->csending) {
+			tls_sent(s, c, cqe->res);
+			break;
+		}
 		if (cqe->res <= 0) {
 			wire_release(s, c);
 			conn_failf(s, c, "send failed: %s", cqe->res ? strerror(-cqe->res) : "nothing sent");
@@ -1201,6 +1555,9 @@ static void conn_deadline(struct shard *s, struct conn *c)
 		return;
 	if (c->state == CS_CONNECTING) {
 		conn_failf(s, c, "connect to %s timed out", c->peer);
+	} else if (c->pq_len && (pq_at(c, 0)->cmd == CMD_HANDSHAKE || pq_at(c, 0)->cmd == CMD_STARTTLS)) {
+		tls_failed(s, c, "handshake failed: no answer to %s in %d s", cmd_name(pq_at(c, 0)->cmd),
+		           cmd_timeout(s, pq_at(c, 0)->cmd) / 1000);
 	} else if (c->pq_len) {
 		conn_failf(s, c, "timeout after %d s waiting for reply to %s",
 		           cmd_timeout(s, pq_at(c, 0)->cmd) / 1000, cmd_name(pq_at(c, 0)->cmd));
@@ -1393,6 +1750,7 @@ void conn_pool_close_fds(struct shard *s)
 }
 
 const char *conn_mx(const struct conn *c) { return c->mx; }
+const char *conn_tls(const struct conn *c) { return c->tls_phase == CT_ON ? c->tls_desc : NULL; }
 const char *conn_peer(const struct conn *c) { return c->peer; }
 const char *conn_source(const struct conn *c) { return c->source; }
 uint32_t conn_dest(const struct conn *c) { return c->dest; }

@@ -120,6 +120,7 @@ struct outcome {
 	char *group;             /* the MX group (provider) of the destination, or NULL */
 	char peer[48];
 	char source[48];
+	char tls[64];            /* "TLSv1.3:TLS_AES_256_GCM_SHA384", "" for plaintext */
 };
 
 void message_free(struct message *m);

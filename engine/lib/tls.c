@@ -220,6 +220,23 @@ void tls_forget_session(struct tls_ctx *x, const char *host)
 
 /* ---- connections ---- */
 
+/* A certificate error in words: wolfSSL reports its own codes (negative)
+ * or OpenSSL's X509_V_ERR numbers, and names few of the latter. */
+static const char *cert_error_text(int e)
+{
+	switch (e) {
+	case DOMAIN_NAME_MISMATCH: case 62: return "the name does not match";
+	case ASN_NO_SIGNER_E: case 20: case 21: return "no trusted issuer (unknown CA)";
+	case 18: return "self-signed certificate, not trusted";
+	case 19: return "self-signed certificate in the chain, not trusted";
+	case ASN_AFTER_DATE_E: case 10: return "certificate expired";
+	case ASN_BEFORE_DATE_E: case 9: return "certificate not yet valid";
+	case ASN_SIG_CONFIRM_E: case 7: return "bad signature";
+	}
+	const char *w = wolfSSL_X509_verify_cert_error_string(e);
+	return w && !strstr(w, "unknown") ? w : "not valid";
+}
+
 /* Certificate checks (verify only): the first failure's reason is kept;
  * returning preverify lets wolfSSL fail the handshake on it. */
 static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
@@ -227,11 +244,8 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	struct tls *t = store ? store->userCtx : NULL;
 	if (!preverify && t && !t->cert_failed) {
 		t->cert_failed = true;
-		const char *why = store->error == DOMAIN_NAME_MISMATCH
-			? "the name does not match"
-			: wolfSSL_X509_verify_cert_error_string(store->error);
 		snprintf(t->cert_why, sizeof(t->cert_why), "%s (error %d, depth %d)",
-		         why ? why : "not valid", store->error, store->error_depth);
+		         cert_error_text(store->error), store->error, store->error_depth);
 	}
 	return preverify;
 }

@@ -1014,6 +1014,8 @@ static void become_ready(struct shard *s, struct conn *c)
 	conn_take_work(s, c);
 }
 
+static void tls_failed(struct shard *s, struct conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static bool tls_before_ready(struct shard *s, struct conn *c);
 static void starttls_reply(struct shard *s, struct conn *c, const struct smtp_reply *r);
 
@@ -1024,8 +1026,10 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 		cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
 	} else if (cmd == CMD_EHLO && ok) {
 		c->esmtp = true; /* the keywords came through ehlo_line */
-		if (c->tls_phase == CT_ON)
-			tls_save_session(c->tls); /* TLS 1.3 tickets came after the handshake */
+		if (c->tls_phase == CT_ON && !tls_resumed(c->tls))
+			tls_save_session(c->tls); /* TLS 1.3 tickets came after the handshake; a
+			                           * resumed session is not kept again: wolfSSL's
+			                           * copy of it fails the next binder check */
 		else if (tls_before_ready(s, c))
 			return;
 		become_ready(s, c);
@@ -1096,6 +1100,16 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	if (!reply_fits(p->cmd, r->code)) {
 		conn_failf(s, c, "reply out of step with the commands: %u to %s (%.*s)", r->code,
 		           cmd_name(p->cmd), (int)(r->text_len < 200 ? r->text_len : 200), r->text);
+		return;
+	}
+	if (r->code == 530 && c->tls_phase == CT_PLAIN && p->cmd >= CMD_RSET && p->cmd <= CMD_BDAT) {
+		/* "must issue STARTTLS first" (or authenticate): the connection's
+		 * fault, not the recipients'. Their mail is deferred, and the host
+		 * is no longer marked for plaintext: the next connection tries TLS. */
+		if (s->tls)
+			tls_host_set_plain(s->tls, c->mx, 0);
+		conn_failf(s, c, "the server refuses mail in plaintext: %u %.*s", r->code,
+		           (int)(r->text_len < 200 ? r->text_len : 200), r->text);
 		return;
 	}
 	switch (p->cmd) {
@@ -1192,8 +1206,8 @@ static void process_input(struct shard *s, struct conn *c)
 		if (c->tls_phase == CT_HANDSHAKE && off < c->rlen && c->state != CS_CLOSING) {
 			/* RFC 3207 and CVE-2011-0411: what came with the 220 was sent
 			 * in clear before TLS; never read as the server's word */
-			conn_failf(s, c, "TLS: the server sent %zu bytes after its 220 to STARTTLS, before "
-			           "the handshake (STARTTLS injection?)", c->rlen - off);
+			tls_failed(s, c, "handshake failed: the server sent %zu bytes after its 220 to "
+			           "STARTTLS, before the handshake (STARTTLS injection?)", c->rlen - off);
 			return;
 		}
 	}
@@ -1245,8 +1259,8 @@ static void tls_failed(struct shard *s, struct conn *c, const char *fmt, ...)
 	va_end(ap);
 	enum tls_policy pol = s->dests[c->dest].tls;
 	snprintf(why, sizeof(why), "TLS %s: %s", tls_policy_name(pol), what);
-	if (s->tls && c->tls)
-		tls_forget_session(s->tls, c->mx); /* in case resuming was the trouble */
+	if (c->tls)
+		tls_forget_session(c->tls); /* in case resuming was the trouble */
 	if (pol == TLS_POLICY_OPPORTUNISTIC && s->cfg->tls_plain_fallback && s->tls) {
 		/* a new connection to this host goes in plaintext for a while */
 		tls_host_set_plain(s->tls, c->mx, s->now + s->cfg->tls_plain_fallback_ms);
@@ -1470,8 +1484,6 @@ static void resend_rest(struct shard *s, struct conn *c, struct msghdr *rest)
 
 static void tls_input(struct shard *s, struct conn *c);
 static void tls_sent(struct shard *s, struct conn *c, int res);
-static void tls_failed(struct shard *s, struct conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 static void conn_event(struct shard *s, struct conn *c, const struct ring_cqe *cqe)
 {

@@ -207,9 +207,9 @@ int64_t tls_host_plain_until(struct tls_ctx *x, const char *host, int64_t now)
 	return h->plain_until > now ? h->plain_until : 0;
 }
 
-void tls_forget_session(struct tls_ctx *x, const char *host)
+void tls_forget_session(struct tls *t)
 {
-	struct strmap_node *n = strmap_find(&x->hosts, host);
+	struct strmap_node *n = t->host ? strmap_find(&t->ctx->hosts, t->host) : NULL;
 	if (!n)
 		return;
 	struct host_entry *h = container_of(n, struct host_entry, node);
@@ -282,9 +282,12 @@ struct tls *tls_client_new(struct tls_ctx *x, const char *sni, const char *verif
 		if (*verify_name)
 			wolfSSL_check_domain_name(t->ssl, verify_name);
 	}
-	if (host) {
-		t->host = xstrdup(host);
-		struct host_entry *h = host_find(x, host);
+	if (host) { /* a session made unverified never serves a connection that verifies */
+		struct buf key = { 0 };
+		buf_printf(&key, "%s\n%s%s", host, verify_name ? "verified:" : "unverified",
+		           verify_name ? verify_name : "");
+		t->host = key.p;
+		struct host_entry *h = host_find(x, t->host);
 		if (h && h->session)
 			wolfSSL_set_session(t->ssl, h->session);
 	}

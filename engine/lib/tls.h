@@ -35,7 +35,10 @@ void tls_ctx_free(struct tls_ctx *ctx);
 
 /* A client connection. sni: the name sent (NULL: none); verify_name: the
  * name the certificate chain must be valid for (NULL: not verified);
- * host: the key of the session cache (NULL: no resumption). */
+ * host: the session cache's key (NULL: no resumption), kept apart for
+ * each verify_name and for unverified sessions: resuming skips the
+ * certificate, so only a session verified for that name may be resumed
+ * where verification is asked. */
 struct tls *tls_client_new(struct tls_ctx *ctx, const char *sni, const char *verify_name,
                            const char *host);
 struct tls *tls_server_new(struct tls_ctx *ctx);
@@ -77,8 +80,8 @@ bool tls_resumed(struct tls *t);
 /* Keeps the connection's session for its host (call after the peer's
  * first application data: TLS 1.3 tickets come after the handshake). */
 void tls_save_session(struct tls *t);
-/* Drops the host's session (a resumption that failed). */
-void tls_forget_session(struct tls_ctx *ctx, const char *host);
+/* Drops the session t's host would resume (its handshake failed). */
+void tls_forget_session(struct tls *t);
 
 /* Opportunistic TLS: a host whose handshake failed gets plaintext until
  * 'until' (ms, the caller's clock); 0 when not (or no longer). */

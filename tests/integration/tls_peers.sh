@@ -1,0 +1,95 @@
+# STARTTLS with real peers, policy opportunistic: aiosmtpd that requires
+# STARTTLS before MAIL (what it stored is what the log says was delivered,
+# over TLS), aiosmtpd without STARTTLS (delivered in clear, tls null), and a
+# private Postfix smtpd with smtpd_tls_security_level = encrypt (delivered
+# into its Maildir, one file per recipient). Several connections to one
+# host (--max-per-connection 5, one shard): sessions are resumed, and the
+# servers agree on what the summary counts.
+source "$(dirname "$0")/../lib.sh"
+source "$HERE/tls_lib.sh"
+set -e
+make_cert mx ec mx.test.example
+make_cert mxrsa rsa mx.test.example
+
+# ---- 1. aiosmtpd, STARTTLS required before MAIL (EC P-256 certificate)
+N=$((40 / SCALE))
+mkspool "$T/sp1" "$N" peers.example 2
+spool_pairs "$T/sp1" >"$T/sp1.before"
+grep -hi '^message-id:' "$T/sp1"/new/* | sed 's/^[^:]*: *//; s/\r$//' | sort >"$T/sp1.msgids"
+start_tls_server a starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
+trun a --spool "$T/sp1" --route "*=127.0.0.1:$TPORT" --tls opportunistic --shards 1 \
+	--max-per-connection 5 --retry-interval 0.5 --max-time 30
+stop_tls_server "$TPID"
+[ "$RC" -eq 0 ] || fail "aiosmtpd: exit $RC, $(tlc a '.result=="delivered"') delivered; deferrals: $(responses a)"
+accounted a "$T/sp1" "$T/sp1.before"
+[ "$(tlc a '.result=="delivered"')" -eq $((2 * N)) ] || fail "aiosmtpd: want $((2 * N)) delivered"
+bad=$(jq -c 'select(.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]:[A-Z0-9_-]+$") | not)) | {rcpt, tls}' "$T/a.acct" | head -3)
+[ -z "$bad" ] || fail "aiosmtpd: delivered lines without a TLSv1.2/1.3 protocol:cipher in tls: $bad"
+[ "$(ls "$T/a.md/new" | wc -l)" -eq "$N" ] || fail "aiosmtpd stored $(ls "$T/a.md/new" | wc -l) messages, want $N"
+[ "$(stored_rcpts "$T/a.md")" = "$(cut -d' ' -f2 "$T/sp1.before" | sort)" ] ||
+	fail "aiosmtpd: the envelope recipients it stored differ from the spool's: $(diff <(stored_rcpts "$T/a.md") <(cut -d' ' -f2 "$T/sp1.before" | sort) | head -4 | tr '\n' ' ')"
+[ "$(jq -r 'select(.ev=="message") | .message_id' "$T/a.rec" | sort)" = "$(cat "$T/sp1.msgids")" ] ||
+	fail "aiosmtpd: the Message-IDs it received differ from the spool's"
+[ "$(grep -c '^X-Peer-TLS: none' "$T/a.md"/new/* | awk -F: '{s += $NF} END {print s + 0}')" -eq 0 ] ||
+	fail "aiosmtpd stored messages received in clear"
+clear=$(jq -r 'select(.ev=="cmd" and (.tls|not) and (.line|test("^(MAIL|RCPT|DATA)"; "i"))) | .line' "$T/a.rec" | head -2)
+[ -z "$clear" ] || fail "aiosmtpd: commands sent in clear before STARTTLS: ${clear//$'\n'/, }"
+# Every tls value in the log names a protocol:cipher the server negotiated.
+bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/a.acct" | sort -u) \
+	<(jq -r 'select(.ev=="tls") | .proto+":"+.cipher' "$T/a.rec" | sort -u))
+[ -z "$bad" ] || fail "aiosmtpd: the log's tls says $bad, which the server never negotiated"
+tls_summary a
+srv_tls=$(jq -s 'map(select(.ev=="tls")) | length' "$T/a.rec")
+srv_res=$(jq -s 'map(select(.ev=="tls" and .resumed)) | length' "$T/a.rec")
+[ "$TLS_CONNS" -ge $(((N + 4) / 5)) ] || fail "aiosmtpd: summary counts $TLS_CONNS tls connections for $N messages at 5 per connection"
+[ $((TLS_FULL + TLS_RESUMED)) -eq "$TLS_CONNS" ] || fail "aiosmtpd: summary: $TLS_FULL full + $TLS_RESUMED resumed != $TLS_CONNS"
+[ "$TLS_CONNS" -eq "$srv_tls" ] || fail "aiosmtpd: summary counts $TLS_CONNS tls connections, the server completed $srv_tls handshakes"
+[ "$TLS_RESUMED" -ge 1 ] || fail "aiosmtpd: no session resumed over $TLS_CONNS connections to one host (the server resumed $srv_res)"
+[ "$TLS_RESUMED" -eq "$srv_res" ] || fail "aiosmtpd: summary says $TLS_RESUMED resumed, the server saw $srv_res"
+ok "aiosmtpd (STARTTLS required): $((2 * N)) recipients delivered over $(jq -r 'select(.tls != null) | .tls' "$T/a.acct" | sort -u | tr '\n' ' ')stored as sent; $TLS_CONNS tls connections, $TLS_RESUMED resumed (the server agrees)"
+
+# ---- 2. aiosmtpd without STARTTLS, the default policy: delivered in clear
+N2=$((20 / SCALE))
+mkspool "$T/sp2" "$N2" plain.example 1
+spool_pairs "$T/sp2" >"$T/sp2.before"
+start_tls_server p plain
+trun p --spool "$T/sp2" --route "*=127.0.0.1:$TPORT" --shards 1 --retry-interval 0.5 --max-time 20
+stop_tls_server "$TPID"
+[ "$RC" -eq 0 ] || fail "plain: exit $RC; deferrals: $(responses p)"
+accounted p "$T/sp2" "$T/sp2.before"
+[ "$(tlc p '.result=="delivered" and .tls == null')" -eq "$N2" ] ||
+	fail "plain: want $N2 delivered with tls null, got $(tlc p '.result=="delivered" and .tls == null') ($(tlc p '.tls != null') with tls set)"
+[ "$(ls "$T/p.md/new" | wc -l)" -eq "$N2" ] || fail "plain server stored $(ls "$T/p.md/new" | wc -l), want $N2"
+[ "$(stored_rcpts "$T/p.md")" = "$(cut -d' ' -f2 "$T/sp2.before" | sort)" ] || fail "plain: stored recipients differ from the spool's"
+[ "$(jq -s 'map(select(.ev=="cmd" and (.line|test("^STARTTLS"; "i")))) | length' "$T/p.rec")" -eq 0 ] ||
+	fail "plain: STARTTLS sent to a server that did not offer it"
+tls_summary p
+[ "$TLS_CONNS" -eq 0 ] || fail "plain: summary counts $TLS_CONNS tls connections to a server without STARTTLS"
+ok "server without STARTTLS: $N2 delivered in clear (tls null), STARTTLS never sent"
+
+# ---- 3. Postfix smtpd, smtpd_tls_security_level = encrypt (RSA 2048)
+N3=$((30 / SCALE))
+start_postfix "$T/certs/mxrsa.pem" "$T/certs/mxrsa.key" test.example
+mkspool "$T/sp3" "$N3" test.example 2
+spool_pairs "$T/sp3" >"$T/sp3.before"
+trun pf --spool "$T/sp3" --route "test.example=127.0.0.1:$PF_PORT" --shards 1 \
+	--max-per-connection 5 --retry-interval 0.5 --max-time 30
+[ "$RC" -eq 0 ] || fail "postfix: exit $RC; deferrals: $(responses pf); maillog: $(grep -c reject "$PF_DIR/maillog") rejections"
+accounted pf "$T/sp3" "$T/sp3.before"
+[ "$(tlc pf '.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]:"))')" -eq $((2 * N3)) ] ||
+	fail "postfix: want $((2 * N3)) delivered with tls set, got $(tlc pf '.result=="delivered" and .tls != null') of $(tlc pf '.result=="delivered"')"
+pf_wait $((2 * N3))
+[ "$PF_COUNT" -eq $((2 * N3)) ] || fail "postfix delivered $PF_COUNT files into its Maildir, want $((2 * N3)) (maillog: $(grep -E 'status=|fatal' "$PF_DIR/maillog" | grep -v status=sent | tail -2))"
+[ "$(cat "$PF_MAIL"/* | tr -d '\r' | sed -n 's/^Delivered-To: //p' | sort)" = "$(cut -d' ' -f2 "$T/sp3.before" | sort)" ] ||
+	fail "postfix: the Maildir's Delivered-To differ from the spool's recipients"
+notls=$(grep -L 'using TLSv1\.[23] with cipher' "$PF_MAIL"/* | head -1)
+[ -z "$notls" ] || fail "postfix: a message without 'using TLSv1.x with cipher' in its Received: $(grep -m1 -A2 '^Received:' "$notls" | tr -s '\n\t' ' ')"
+bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/pf.acct" | sort -u) \
+	<(cat "$PF_MAIL"/* | tr -d '\r' | sed -n 's/.*(using \(TLSv1\.[23]\) with cipher \([A-Z0-9_-]*\) .*/\1:\2/p' | sort -u))
+[ -z "$bad" ] || fail "postfix: the log's tls says $bad, Postfix's Received headers do not"
+tls_summary pf
+pf_tls=$(grep -c 'TLS connection established from' "$PF_DIR/maillog" || true)
+[ "$TLS_CONNS" -eq "$pf_tls" ] || fail "postfix: summary counts $TLS_CONNS tls connections, Postfix logged $pf_tls"
+[ "$TLS_CONNS" -ge $(((N3 + 4) / 5)) ] || fail "postfix: $TLS_CONNS tls connections for $N3 messages at 5 per connection"
+[ "$TLS_RESUMED" -ge 1 ] || fail "postfix: no session resumed over $TLS_CONNS connections (Postfix issues session tickets)"
+ok "postfix encrypt: $((2 * N3)) recipients delivered into its Maildir over TLS, $TLS_CONNS connections, $TLS_RESUMED resumed"

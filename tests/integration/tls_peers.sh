@@ -3,7 +3,8 @@
 # over TLS), aiosmtpd without STARTTLS (delivered in clear, tls null), and a
 # private Postfix smtpd with smtpd_tls_security_level = encrypt (delivered
 # into its Maildir, one file per recipient). Several connections to one
-# host (--max-per-connection 5, one shard): sessions are resumed, and the
+# host, one after the other (--max-per-connection 5, --max-connections 1,
+# one shard): sessions are resumed, and the
 # servers agree on what the summary counts.
 source "$(dirname "$0")/../lib.sh"
 source "$HERE/tls_lib.sh"
@@ -17,7 +18,7 @@ mkspool "$T/sp1" "$N" peers.example 2
 spool_pairs "$T/sp1" >"$T/sp1.before"
 grep -hi '^message-id:' "$T/sp1"/new/* | sed 's/^[^:]*: *//; s/\r$//' | sort >"$T/sp1.msgids"
 start_tls_server a starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
-trun a --spool "$T/sp1" --route "*=127.0.0.1:$TPORT" --tls opportunistic --shards 1 \
+trun a --spool "$T/sp1" --route "*=127.0.0.1:$TPORT" --tls opportunistic --shards 1 --max-connections 1 \
 	--max-per-connection 5 --retry-interval 0.5 --max-time 30
 stop_tls_server "$TPID"
 [ "$RC" -eq 0 ] || fail "aiosmtpd: exit $RC, $(tlc a '.result=="delivered"') delivered; deferrals: $(responses a)"
@@ -72,7 +73,7 @@ N3=$((30 / SCALE))
 start_postfix "$T/certs/mxrsa.pem" "$T/certs/mxrsa.key" test.example
 mkspool "$T/sp3" "$N3" test.example 2
 spool_pairs "$T/sp3" >"$T/sp3.before"
-trun pf --spool "$T/sp3" --route "test.example=127.0.0.1:$PF_PORT" --shards 1 \
+trun pf --spool "$T/sp3" --route "test.example=127.0.0.1:$PF_PORT" --shards 1 --max-connections 1 \
 	--max-per-connection 5 --retry-interval 0.5 --max-time 30
 [ "$RC" -eq 0 ] || fail "postfix: exit $RC; deferrals: $(responses pf); maillog: $(grep -c reject "$PF_DIR/maillog") rejections"
 accounted pf "$T/sp3" "$T/sp3.before"

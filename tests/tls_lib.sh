@@ -131,7 +131,8 @@ stored_rcpts() {
 PF_DIR=
 start_postfix() {
 	local cert=$1 key=$2 dom=$3 uid gid
-	command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || fail "postfix missing (apt-get install postfix)"
+	PF_BIN=$(command -v postfix || echo /usr/sbin/postfix)
+	[ -x "$PF_BIN" ] || fail "postfix missing (apt-get install postfix)"
 	[ "$(id -u)" = 0 ] || { echo "  skipped: a private Postfix instance needs root"; exit 0; }
 	uid=$(id -u postfix) && gid=$(id -g postfix) || fail "no postfix user"
 	PF_DIR=$T/pf
@@ -204,8 +205,12 @@ start_postfix() {
 	scache    unix  - - n - 1 scache
 	postlog   unix-dgram n - n - 1 postlogd
 	EOF
-	timeout 60 postfix -c "$PF_DIR/etc" start >"$PF_DIR/start.out" 2>&1 ||
+	timeout 60 "$PF_BIN" -c "$PF_DIR/etc" start >"$PF_DIR/start.out" 2>&1 ||
 		{ cat "$PF_DIR/start.out" "$PF_DIR/maillog" >&2 2>/dev/null; fail "postfix did not start"; }
+	# Bounded like everything else: should this script die without its
+	# EXIT trap (SIGKILL), the instance stops by itself after 300 s.
+	timeout 310 bash -c "sleep 300; '$PF_BIN' -c '$PF_DIR/etc' stop" >/dev/null 2>&1 &
+	PIDS+=($!)
 	for _ in $(seq 100); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT") 2>/dev/null && return 0
 		sleep 0.1
@@ -227,7 +232,7 @@ stop_postfix() {
 	[ -n "$PF_DIR" ] && [ -d "$PF_DIR/etc" ] || return 0
 	local pid
 	pid=$(tr -dc 0-9 <"$PF_DIR/queue/pid/master.pid" 2>/dev/null)
-	timeout 30 postfix -c "$PF_DIR/etc" stop >/dev/null 2>&1
+	timeout 30 "$PF_BIN" -c "$PF_DIR/etc" stop >/dev/null 2>&1
 	# master exits on its own; wait for it (a zombie counts as gone), then
 	# make sure, by its own pid, that it is gone.
 	if [ -n "$pid" ]; then
@@ -242,8 +247,13 @@ stop_postfix() {
 }
 tls_cleanup() {
 	local rc=$?
+	set +e   # (under set -e, the "(exit $rc)" below would end the trap)
 	stop_postfix
 	(exit $rc)
 	cleanup
 }
 trap tls_cleanup EXIT
+# run-integration.sh's timeout sends SIGTERM: exit through the EXIT trap
+# (which stops Postfix) instead of dying without it.
+trap 'exit 143' TERM
+trap 'exit 130' INT

@@ -59,6 +59,7 @@ Record (--record FILE, JSON lines, appended and flushed at once):
      "messages": [{"from", "rcpts", "message_id", "tls": null}]}
   Addresses in records are bare (no <>).
   A line "listening 127.0.0.1:PORT" goes to stdout once it accepts.
+--tls-max 1.2 makes any mode's TLS server a TLS 1.2-only one.
 """
 import argparse
 import json
@@ -84,6 +85,8 @@ ap.add_argument('--max-time', type=float, default=60.0)
 ap.add_argument('--conn-time', type=float, default=20.0,
                 help='seconds a hostile connection may last')
 ap.add_argument('--accept-plain', action='store_true')
+ap.add_argument('--tls-max', choices=('1.2', '1.3'), default='1.3',
+                help='highest TLS version offered (1.2: a TLS 1.2-only server)')
 opt = ap.parse_args()
 
 lock = threading.RLock()
@@ -139,6 +142,8 @@ def tls_context():
         sys.exit('%s needs --cert and --key' % opt.mode)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(opt.cert, opt.key)
+    if opt.tls_max == '1.2':
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 

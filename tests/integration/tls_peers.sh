@@ -49,6 +49,28 @@ srv_res=$(jq -s 'map(select(.ev=="tls" and .resumed)) | length' "$T/a.rec")
 [ "$TLS_RESUMED" -eq "$srv_res" ] || fail "aiosmtpd: summary says $TLS_RESUMED resumed, the server saw $srv_res"
 ok "aiosmtpd (STARTTLS required): $((2 * N)) recipients delivered over $(jq -r 'select(.tls != null) | .tls' "$T/a.acct" | sort -u | tr '\n' ' ')stored as sent; $TLS_CONNS tls connections, $TLS_RESUMED resumed (the server agrees)"
 
+# ---- 1b. the same, a TLS 1.2-only server: "TLSv1.2:<cipher>", resumed
+N12=10
+mkspool "$T/sp12" "$N12" peers12.example 1
+spool_pairs "$T/sp12" >"$T/sp12.before"
+start_tls_server a12 starttls --tls-max 1.2 --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
+trun a12 --spool "$T/sp12" --route "*=127.0.0.1:$TPORT" --shards 1 --max-connections 1 \
+	--max-per-connection 5 --retry-interval 0.5 --max-time 20
+stop_tls_server "$TPID"
+[ "$RC" -eq 0 ] || fail "TLS 1.2 server: exit $RC; deferrals: $(responses a12)"
+accounted a12 "$T/sp12" "$T/sp12.before"
+[ "$(tlc a12 '.result=="delivered" and ((.tls // "") | test("^TLSv1\\.2:[A-Z0-9_-]+$"))')" -eq "$N12" ] ||
+	fail "TLS 1.2 server: want $N12 delivered with tls TLSv1.2:<cipher>, got: $(jq -r '.result+" "+(.tls // "null")' "$T/a12.acct" | sort | uniq -c | tr -s ' \n' ' ')"
+[ "$(stored_rcpts "$T/a12.md")" = "$(cut -d' ' -f2 "$T/sp12.before" | sort)" ] || fail "TLS 1.2 server: stored recipients differ from the spool's"
+bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/a12.acct" | sort -u) \
+	<(jq -r 'select(.ev=="tls") | .proto+":"+.cipher' "$T/a12.rec" | sort -u))
+[ -z "$bad" ] || fail "TLS 1.2 server: the log's tls says $bad, which the server never negotiated"
+tls_summary a12
+srv_res=$(jq -s 'map(select(.ev=="tls" and .resumed)) | length' "$T/a12.rec")
+[ "$TLS_RESUMED" -ge 1 ] && [ "$TLS_RESUMED" -eq "$srv_res" ] ||
+	fail "TLS 1.2 server: summary says $TLS_RESUMED of $TLS_CONNS resumed, the server saw $srv_res resumed (want >= 1, the same)"
+ok "TLS 1.2-only server: $N12 delivered over $(jq -r 'select(.tls != null) | .tls' "$T/a12.acct" | sort -u | tr '\n' ' ')$TLS_CONNS connections, $TLS_RESUMED resumed"
+
 # ---- 2. aiosmtpd without STARTTLS, the default policy: delivered in clear
 N2=$((20 / SCALE))
 mkspool "$T/sp2" "$N2" plain.example 1

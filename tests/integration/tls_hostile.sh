@@ -93,7 +93,7 @@ check_fallback() {
 # hostile MODE REGEX [extra sluice args]: the three runs at once.
 hostile() {
 	local mode=$1 re=$2; shift 2
-	local maxt=3 ways=(R F P) w tag pids=() spids=() rcs=() i
+	local maxt=3 ways=(R F P) w tag pids=() spids=() i
 	[ "$mode" = stall ] && maxt=6
 	[ "$mode" = refuse454 ] && ways=(R P)
 	for w in "${ways[@]}"; do

@@ -4,8 +4,8 @@
 # private Postfix smtpd with smtpd_tls_security_level = encrypt (delivered
 # into its Maildir, one file per recipient). Several connections to one
 # host, one after the other (--max-per-connection 5, --max-connections 1,
-# one shard): sessions are resumed, and the
-# servers agree on what the summary counts.
+# one shard): sessions are resumed, and the servers agree on what the
+# summary counts. Then sluice's own mockmx with STARTTLS, when it has it.
 source "$(dirname "$0")/../lib.sh"
 source "$HERE/tls_lib.sh"
 set -e
@@ -116,3 +116,27 @@ pf_tls=$(grep -c 'TLS connection established from' "$PF_DIR/maillog" || true)
 [ "$TLS_CONNS" -ge $(((N3 + 4) / 5)) ] || fail "postfix: $TLS_CONNS tls connections for $N3 messages at 5 per connection"
 [ "$TLS_RESUMED" -ge 1 ] || fail "postfix: no session resumed over $TLS_CONNS connections (Postfix issues session tickets)"
 ok "postfix encrypt: $((2 * N3)) recipients delivered into its Maildir over TLS, $TLS_CONNS connections, $TLS_RESUMED resumed"
+
+# ---- 4. sluice's own mockmx with STARTTLS (once it has --tls-cert): two
+# shards, several connections at once; everything delivered over TLS.
+if "$SLUICE" mockmx --help 2>&1 | grep -q -- '--tls-cert'; then
+	N4=$((50 / SCALE))
+	mkspool "$T/sp4" "$N4" mock.example 2
+	spool_pairs "$T/sp4" >"$T/sp4.before"
+	mkdir -p "$T/mockstore"
+	port=$(free_port)
+	start_mockmx "$port" --tls-cert "$T/certs/mx.pem" --tls-key "$T/certs/mx.key" --store "$T/mockstore"
+	trun mock --spool "$T/sp4" --route "*=127.0.0.1:$port" --shards 2 --max-per-connection 10 \
+		--retry-interval 0.5 --max-time 30
+	stop_mockmx
+	[ "$RC" -eq 0 ] || fail "mockmx: exit $RC; deferrals: $(responses mock)"
+	accounted mock "$T/sp4" "$T/sp4.before"
+	[ "$(tlc mock '.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]:"))')" -eq $((2 * N4)) ] ||
+		fail "mockmx: want $((2 * N4)) delivered over TLS, got $(tlc mock '.result=="delivered" and .tls != null') of $(tlc mock '.result=="delivered"')"
+	[ "$(mx_stat "$port" messages)" -eq "$N4" ] || fail "mockmx counted $(mx_stat "$port" messages) messages, want $N4"
+	tls_summary mock
+	[ $((TLS_FULL + TLS_RESUMED)) -eq "$TLS_CONNS" ] && [ "$TLS_CONNS" -ge 1 ] || fail "mockmx: summary $TLS_CONNS tls connections, $TLS_FULL full, $TLS_RESUMED resumed"
+	ok "mockmx with STARTTLS: $((2 * N4)) delivered over TLS, 2 shards, $TLS_CONNS connections ($TLS_RESUMED resumed)"
+else
+	echo "  skipped: sluice mockmx has no --tls-cert yet"
+fi

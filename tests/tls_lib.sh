@@ -93,6 +93,18 @@ tls_summary() {
 	read -r TLS_CONNS TLS_FULL TLS_RESUMED < <(echo "$line" |
 		sed -E 's/.*tls connections +([0-9]+) \(([0-9]+) full handshakes, ([0-9]+) resumed\).*/\1 \2 \3/')
 }
+# outcomes TAG: the most frequent result/tls/response triples (for messages).
+outcomes() { jq -r '.result+" tls="+(.tls // "null")+" "+.response' "$T/$1.acct" | cut -c1-110 | sort | uniq -c | sort -rn | head -3 | tr -s ' \n' ' '; }
+# openssl_names: PROTO:CIPHER lines on stdin, out with the cipher in
+# OpenSSL's naming, as Python's ssl and Postfix write it: an IANA name
+# (TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, as wolfSSL names TLS 1.2
+# suites) becomes ECDHE-ECDSA-AES256-GCM-SHA384 (`openssl ciphers
+# -stdname`); TLS 1.3 suites have one name in both.
+openssl_names() {
+	[ -s "$T/cipher.map" ] || openssl ciphers -stdname ALL 2>/dev/null | awk '$2 == "-" { print $1, $3 }' >"$T/cipher.map"
+	awk 'NR == FNR { m[$1] = $2; next }
+	     { i = index($0, ":"); p = substr($0, 1, i); c = substr($0, i + 1); print p ((c in m) ? m[c] : c) }' "$T/cipher.map" -
+}
 # responses TAG: the distinct responses of the deferrals (for messages).
 responses() { jq -r 'select(.result=="deferred") | .response' "$T/$1.acct" | cut -c1-120 | sort | uniq -c | sort -rn | head -3 | tr -s ' \n' ' '; }
 

@@ -23,7 +23,7 @@ trun a --spool "$T/sp1" --route "*=127.0.0.1:$TPORT" --tls opportunistic --shard
 stop_tls_server "$TPID"
 [ "$RC" -eq 0 ] || fail "aiosmtpd: exit $RC, $(tlc a '.result=="delivered"') delivered; deferrals: $(responses a)"
 accounted a "$T/sp1" "$T/sp1.before"
-[ "$(tlc a '.result=="delivered"')" -eq $((2 * N)) ] || fail "aiosmtpd: want $((2 * N)) delivered"
+[ "$(tlc a '.result=="delivered"')" -eq $((2 * N)) ] || fail "aiosmtpd: want $((2 * N)) delivered; log: $(outcomes a)"
 bad=$(jq -c 'select(.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]:[A-Z0-9_-]+$") | not)) | {rcpt, tls}' "$T/a.acct" | head -3)
 [ -z "$bad" ] || fail "aiosmtpd: delivered lines without a TLSv1.2/1.3 protocol:cipher in tls: $bad"
 [ "$(ls "$T/a.md/new" | wc -l)" -eq "$N" ] || fail "aiosmtpd stored $(ls "$T/a.md/new" | wc -l) messages, want $N"
@@ -35,8 +35,9 @@ bad=$(jq -c 'select(.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]
 	fail "aiosmtpd stored messages received in clear"
 clear=$(jq -r 'select(.ev=="cmd" and (.tls|not) and (.line|test("^(MAIL|RCPT|DATA)"; "i"))) | .line' "$T/a.rec" | head -2)
 [ -z "$clear" ] || fail "aiosmtpd: commands sent in clear before STARTTLS: ${clear//$'\n'/, }"
-# Every tls value in the log names a protocol:cipher the server negotiated.
-bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/a.acct" | sort -u) \
+# Every tls value in the log names a protocol:cipher the server negotiated
+# (the cipher in either naming: IANA or OpenSSL).
+bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/a.acct" | openssl_names | sort -u) \
 	<(jq -r 'select(.ev=="tls") | .proto+":"+.cipher' "$T/a.rec" | sort -u))
 [ -z "$bad" ] || fail "aiosmtpd: the log's tls says $bad, which the server never negotiated"
 tls_summary a
@@ -62,7 +63,7 @@ accounted a12 "$T/sp12" "$T/sp12.before"
 [ "$(tlc a12 '.result=="delivered" and ((.tls // "") | test("^TLSv1\\.2:[A-Z0-9_-]+$"))')" -eq "$N12" ] ||
 	fail "TLS 1.2 server: want $N12 delivered with tls TLSv1.2:<cipher>, got: $(jq -r '.result+" "+(.tls // "null")' "$T/a12.acct" | sort | uniq -c | tr -s ' \n' ' ')"
 [ "$(stored_rcpts "$T/a12.md")" = "$(cut -d' ' -f2 "$T/sp12.before" | sort)" ] || fail "TLS 1.2 server: stored recipients differ from the spool's"
-bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/a12.acct" | sort -u) \
+bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/a12.acct" | openssl_names | sort -u) \
 	<(jq -r 'select(.ev=="tls") | .proto+":"+.cipher' "$T/a12.rec" | sort -u))
 [ -z "$bad" ] || fail "TLS 1.2 server: the log's tls says $bad, which the server never negotiated"
 tls_summary a12
@@ -100,14 +101,14 @@ trun pf --spool "$T/sp3" --route "test.example=127.0.0.1:$PF_PORT" --shards 1 --
 [ "$RC" -eq 0 ] || fail "postfix: exit $RC; deferrals: $(responses pf); maillog: $(grep -c reject "$PF_DIR/maillog") rejections"
 accounted pf "$T/sp3" "$T/sp3.before"
 [ "$(tlc pf '.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]:"))')" -eq $((2 * N3)) ] ||
-	fail "postfix: want $((2 * N3)) delivered with tls set, got $(tlc pf '.result=="delivered" and .tls != null') of $(tlc pf '.result=="delivered"')"
+	fail "postfix: want $((2 * N3)) delivered with tls set, got $(tlc pf '.result=="delivered" and .tls != null') of $(tlc pf '.result=="delivered"'); log: $(outcomes pf); maillog: $(grep -m2 -E 'SSL_accept error|TLS library problem' "$PF_DIR/maillog" | sed 's/.*: //' | tr '\n' ' ')"
 pf_wait $((2 * N3))
 [ "$PF_COUNT" -eq $((2 * N3)) ] || fail "postfix delivered $PF_COUNT files into its Maildir, want $((2 * N3)) (maillog: $(grep -E 'status=|fatal' "$PF_DIR/maillog" | grep -v status=sent | tail -2))"
 [ "$(cat "$PF_MAIL"/* | tr -d '\r' | sed -n 's/^Delivered-To: //p' | sort)" = "$(cut -d' ' -f2 "$T/sp3.before" | sort)" ] ||
 	fail "postfix: the Maildir's Delivered-To differ from the spool's recipients"
 notls=$(grep -L 'using TLSv1\.[23] with cipher' "$PF_MAIL"/* | head -1)
 [ -z "$notls" ] || fail "postfix: a message without 'using TLSv1.x with cipher' in its Received: $(grep -m1 -A2 '^Received:' "$notls" | tr -s '\n\t' ' ')"
-bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/pf.acct" | sort -u) \
+bad=$(comm -23 <(jq -r 'select(.tls != null) | .tls' "$T/pf.acct" | openssl_names | sort -u) \
 	<(cat "$PF_MAIL"/* | tr -d '\r' | sed -n 's/.*(using \(TLSv1\.[23]\) with cipher \([A-Z0-9_-]*\) .*/\1:\2/p' | sort -u))
 [ -z "$bad" ] || fail "postfix: the log's tls says $bad, Postfix's Received headers do not"
 tls_summary pf

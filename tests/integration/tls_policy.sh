@@ -14,10 +14,12 @@ FAILED=()
 make_cert mx ec mx.test.example
 make_cert other ec other.example
 CA_MX=$T/certs/mx.pem
-# No destination back-off: every connection meets the server, so every
-# deferral carries the TLS reason. One attempt per recipient (retry 100 s).
-NOBACKOFF='delivery = { destination-failures = 100; destination-backoff = 0.001; destination-backoff-max = 0.001; };'
-printf '%s\n' "$NOBACKOFF" >"$T/nobackoff.conf"
+# The first failed connection suspends the destination and defers its
+# mail, the reason in the response ("delivery suspended ...; last: TLS
+# ..."): few connections, and every deferral says why. One attempt per
+# recipient (retry 100 s).
+FAIL1='delivery = { destination-failures = 1; };'
+printf '%s\n' "$FAIL1" >"$T/fail1.conf"
 
 case_() {   # NAME FUNCTION
 	[ -z "${CASES:-}" ] || [[ " $CASES " == *" ${1%% *} "* ]] || return 0
@@ -81,7 +83,7 @@ starttls_seen() {   # TAG: sluice sent STARTTLS (it tried)
 t_untrusted() {
 	fresh untrusted 10 mx.test.example
 	start_tls_server untrusted starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
-	trun untrusted -c "$T/nobackoff.conf" --spool "$T/sp-untrusted" --route "mx.test.example=127.0.0.1:$TPORT" \
+	trun untrusted -c "$T/fail1.conf" --spool "$T/sp-untrusted" --route "mx.test.example=127.0.0.1:$TPORT" \
 		--tls verify --shards 1 --retry-interval 100 --max-time 3
 	stop_tls_server "$TPID"
 	deferred_all untrusted 'certificate'
@@ -108,7 +110,7 @@ t_tlsname() {
 	fresh tlsname 10 test.example
 	start_tls_server tlsname starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
 	cat >"$T/tlsname.conf" <<-EOF
-	$NOBACKOFF
+	$FAIL1
 	tls = { policy = "verify"; ca = "$CA_MX"; };
 	routes = ( { domain = "test.example"; host = "127.0.0.1"; port = $TPORT; tls-name = "mx.test.example"; } );
 	EOF
@@ -134,7 +136,7 @@ t_tlsname() {
 t_othername() {
 	fresh othername 10 mx.test.example
 	start_tls_server othername starttls --cert "$T/certs/other.pem" --key "$T/certs/other.key"
-	trun othername -c "$T/nobackoff.conf" --spool "$T/sp-othername" --route "mx.test.example=127.0.0.1:$TPORT" \
+	trun othername -c "$T/fail1.conf" --spool "$T/sp-othername" --route "mx.test.example=127.0.0.1:$TPORT" \
 		--tls verify --tls-ca "$T/certs/other.pem" --shards 1 --retry-interval 100 --max-time 3
 	stop_tls_server "$TPID"
 	deferred_all othername 'certificate'
@@ -151,7 +153,7 @@ t_notoffered() {
 		start_tls_server "no-$pol" plain
 		local ca=()
 		[ "$pol" = verify ] && ca=(--tls-ca "$CA_MX")
-		trun "no-$pol" -c "$T/nobackoff.conf" --spool "$T/sp-no-$pol" --route "mx.test.example=127.0.0.1:$TPORT" \
+		trun "no-$pol" -c "$T/fail1.conf" --spool "$T/sp-no-$pol" --route "mx.test.example=127.0.0.1:$TPORT" \
 			--tls "$pol" "${ca[@]}" --shards 1 --retry-interval 100 --max-time 3
 		stop_tls_server "$TPID"
 		deferred_all "no-$pol" 'not offered'
@@ -169,7 +171,7 @@ t_notoffered() {
 t_none() {
 	fresh none 10 mx.test.example
 	start_tls_server none starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
-	trun none -c "$T/nobackoff.conf" --spool "$T/sp-none" --route "*=127.0.0.1:$TPORT" --tls none \
+	trun none -c "$T/fail1.conf" --spool "$T/sp-none" --route "*=127.0.0.1:$TPORT" --tls none \
 		--shards 1 --retry-interval 100 --max-time 3
 	stop_tls_server "$TPID"
 	accounted none "$T/sp-none" "$T/none.before"
@@ -187,7 +189,10 @@ t_none() {
 
 # 7. Config rules: opportunistic by default; strict-req.example required,
 # strict-verify.example verify (no CA: the self-signed certificate fails).
-# Two servers: one without STARTTLS, one with STARTTLS required.
+# Two servers: one without STARTTLS, one with STARTTLS required; each
+# serves a strict and a loose domain at the same address, so a connection
+# opened (and checked) under one domain's policy must not carry the mail
+# of a domain whose policy is stricter.
 t_rules() {
 	rm -rf "$T/sp-rules"
 	local d
@@ -197,8 +202,9 @@ t_rules() {
 	local pplain=$TPORT ppid=$TPID
 	start_tls_server rules-tls starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
 	local ptls=$TPORT tpid=$TPID
+	# The default back-off here: destination-failures = 1 hid a leak of
+	# strict-verify mail onto loose-tls connections (b6b4e70).
 	cat >"$T/rules.conf" <<-EOF
-	$NOBACKOFF
 	tls = { policy = "opportunistic";
 	        rules = ( { domain = "strict-req.example"; policy = "required"; },
 	                  { domain = "strict-verify.example"; policy = "verify"; } ); };

@@ -1212,6 +1212,7 @@ static void shard_teardown(struct shard *s)
 	s->signer = NULL;
 	tls_ctx_free(s->tls); /* every connection let go of it above */
 	s->tls = NULL;
+	tls_thread_done();
 }
 
 static void *shard_main(void *arg)

@@ -13,6 +13,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #define IN_CHUNK 4096      /* ciphertext received per recv: wolfSSL assembles records itself */
 #define HOSTS_MAX 4096     /* hosts remembered per context */
@@ -462,4 +463,11 @@ void tls_save_session(struct tls *t)
 	if (h->session)
 		wolfSSL_SESSION_free(h->session);
 	h->session = s;
+}
+
+void tls_thread_done(void)
+{
+#ifdef FP_ECC
+	wc_ecc_fp_free(); /* the thread's cache of fixed-point tables (Debian builds with FP_ECC) */
+#endif
 }

@@ -87,6 +87,9 @@ void tls_forget_session(struct tls *t);
  * 'until' (ms, the caller's clock); 0 when not (or no longer). */
 void tls_host_set_plain(struct tls_ctx *ctx, const char *host, int64_t until);
 int64_t tls_host_plain_until(struct tls_ctx *ctx, const char *host, int64_t now);
+/* A thread that used TLS ends: wolfSSL's per-thread ECC tables go (else
+ * they leak, megabytes per thread). */
+void tls_thread_done(void);
 /* Hosts remembered now (sessions or plaintext marks). */
 unsigned tls_ctx_hosts(const struct tls_ctx *ctx);
 #endif

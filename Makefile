@@ -162,7 +162,7 @@ FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/
 FUZZ_SRC_fuzz_job_file := engine/lib/job_file.c engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
 FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/dest_queue.c shards/smtp_reply.c \
                              shards/smtp_output.c shards/timer_wheel.c engine/lib/util.c \
-                             shards/config_types.c engine/lib/tls.c engine/lib/strmap.c
+                             shards/config_types.c engine/lib/tls.c engine/lib/strmap.c engine/lib/envelope.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
 FUZZ_LIBS_fuzz_smtp_client := -lwolfssl
 FUZZ_MAXLEN_fuzz_dns_packet := 4096

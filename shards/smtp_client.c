@@ -45,6 +45,7 @@
 #define _GNU_SOURCE
 #include "conn.h"
 #include "smtp_output.h"
+#include "../engine/lib/envelope.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -872,6 +873,20 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	}
 }
 
+/* A route carries every domain it matches ("*": all) at its own policy:
+ * a recipient whose domain's rule asks more than this connection gives
+ * waits (deferred) rather than going with less. */
+static bool tls_short_of(const struct shard *s, const struct conn *c, const char *rcpt)
+{
+	const struct dest *d = &s->dests[c->dest];
+	if (!d->route || s->cfg->ntls_rules == 0)
+		return false; /* DNS destinations are made per policy (dest_for_plan) */
+	enum tls_policy want = config_tls_policy(s->cfg, address_domain(rcpt), NULL);
+	if (want <= TLS_POLICY_OPPORTUNISTIC)
+		return false;
+	return c->tls_phase != CT_ON || (want == TLS_POLICY_VERIFY && d->tls != TLS_POLICY_VERIFY);
+}
+
 /* Settles the whole leg without sending when the server cannot take it:
  * larger than its SIZE (RFC 1870), or an address that needs SMTPUTF8
  * (RFC 6531 3.2) which it does not offer. Returns true if settled. */
@@ -897,6 +912,14 @@ static bool leg_refused_before_sending(struct shard *s, struct conn *c, struct l
 				static const char w[] = "the recipient address needs SMTPUTF8, which the server does not offer";
 				leg->rt[i] = RT_RESOLVED;
 				shard_emit(s, leg, i, RESULT_BOUNCED, 553, "5.6.7", w, sizeof(w) - 1, c, s->now);
+				refused = true;
+			} else if (tls_short_of(s, c, m->rcpt[leg->ri[i]])) {
+				snprintf(why, sizeof(why), "TLS %s: this route's connection is %s (give the domain "
+				         "a route of its own)", tls_policy_name(config_tls_policy(
+				         s->cfg, address_domain(m->rcpt[leg->ri[i]]), NULL)),
+				         c->tls_phase == CT_ON ? "not verified" : "not encrypted");
+				leg->rt[i] = RT_RESOLVED;
+				shard_emit(s, leg, i, RESULT_DEFERRED, 451, "4.7.5", why, strlen(why), c, s->now);
 				refused = true;
 			}
 		if (!refused)
@@ -1026,12 +1049,14 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 		cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
 	} else if (cmd == CMD_EHLO && ok) {
 		c->esmtp = true; /* the keywords came through ehlo_line */
-		if (c->tls_phase == CT_ON && !tls_resumed(c->tls))
-			tls_save_session(c->tls); /* TLS 1.3 tickets came after the handshake; a
+		if (c->tls_phase == CT_ON) {
+			if (!tls_resumed(c->tls)) /* TLS 1.3 tickets came after the handshake; a
 			                           * resumed session is not kept again: wolfSSL's
 			                           * copy of it fails the next binder check */
-		else if (tls_before_ready(s, c))
+				tls_save_session(c->tls);
+		} else if (tls_before_ready(s, c)) {
 			return;
+		}
 		become_ready(s, c);
 	} else if (cmd == CMD_EHLO && r->code >= 500) {
 		c->pipelining = c->chunking = c->eightbit = c->smtputf8 = c->starttls = false;
@@ -1279,7 +1304,7 @@ static void tls_failed(struct shard *s, struct conn *c, const char *fmt, ...)
 static bool tls_before_ready(struct shard *s, struct conn *c)
 {
 	enum tls_policy pol = s->dests[c->dest].tls;
-	if (pol == TLS_POLICY_NONE)
+	if (pol == TLS_POLICY_NONE || c->tls_phase != CT_PLAIN)
 		return false;
 	if (pol == TLS_POLICY_OPPORTUNISTIC && (!s->tls || tls_host_plain_until(s->tls, c->mx, s->now)))
 		return false;
@@ -1296,6 +1321,11 @@ static bool tls_before_ready(struct shard *s, struct conn *c)
 static void starttls_reply(struct shard *s, struct conn *c, const struct smtp_reply *r)
 {
 	const struct dest *d = &s->dests[c->dest];
+	if (r->code == 421) { /* closing: nothing more on this connection */
+		conn_failf(s, c, "STARTTLS refused: %u %.*s", r->code,
+		           (int)(r->text_len < 200 ? r->text_len : 200), r->text);
+		return;
+	}
 	if (r->code != 220) {
 		if (d->tls == TLS_POLICY_OPPORTUNISTIC) { /* RFC 3207 4: go on without */
 			become_ready(s, c);
@@ -1357,7 +1387,7 @@ static void tls_input(struct shard *s, struct conn *c)
 	while (c->state != CS_CLOSING) {
 		rbuf_room(c);
 		long n = tls_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen);
-		if (n == TLS_AGAIN)
+		if (n == 0)
 			return;
 		if (n == TLS_CLOSED && c->state == CS_QUITTING) {
 			enter_closing(s, c);

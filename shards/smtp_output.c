@@ -146,6 +146,11 @@ static unsigned gen_clear(struct out_gen *g, struct message ***refs)
 
 unsigned out_wire_done(struct smtp_output *o, struct message ***refs)
 {
+	/* all sent, or dropped unsent (the connection ends): either way the
+	 * stream goes on after it, so the connection that reuses this output
+	 * counts its commands from where the queue is */
+	o->sent = o->queued - o->next.len;
+	o->inflight_end = o->sent;
 	o->sending = false;
 	o->niov = o->iov_head = 0;
 	if (o->iov_cap > KEEP_SEGS) {

@@ -196,7 +196,13 @@ unsigned tls_ctx_hosts(const struct tls_ctx *x)
 
 void tls_host_set_plain(struct tls_ctx *x, const char *host, int64_t until)
 {
-	host_get(x, host)->plain_until = until;
+	if (until) {
+		host_get(x, host)->plain_until = until;
+		return;
+	}
+	struct strmap_node *n = strmap_find(&x->hosts, host); /* clearing adds no entry */
+	if (n)
+		container_of(n, struct host_entry, node)->plain_until = 0;
 }
 
 int64_t tls_host_plain_until(struct tls_ctx *x, const char *host, int64_t now)
@@ -381,7 +387,7 @@ long tls_read(struct tls *t, void *buf, size_t cap)
 		return n;
 	int e = wolfSSL_get_error(t->ssl, n);
 	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
-		return TLS_AGAIN;
+		return 0;
 	if (e == WOLFSSL_ERROR_ZERO_RETURN) {
 		snprintf(t->err, sizeof(t->err), "the peer ended TLS (close_notify)");
 		return TLS_CLOSED;

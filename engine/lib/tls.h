@@ -54,8 +54,8 @@ size_t tls_in_pending(const struct tls *t);
 /* Advances the handshake over the input in hand: TLS_OK once done,
  * TLS_AGAIN when it needs more input, TLS_FAIL (see tls_error). */
 int tls_handshake(struct tls *t);
-/* Decrypted bytes into buf: > 0, or TLS_AGAIN (0) when the input in hand
- * holds no more, TLS_CLOSED when the peer closed (close_notify), TLS_FAIL. */
+/* Decrypted bytes into buf: > 0, or 0 when the input in hand holds no
+ * more, TLS_CLOSED when the peer closed (close_notify), TLS_FAIL. */
 long tls_read(struct tls *t, void *buf, size_t cap);
 /* Encrypts n plaintext bytes (n <= TLS_RECORD_MAX: one record) into the
  * output. TLS_OK or TLS_FAIL. */

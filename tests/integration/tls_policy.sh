@@ -236,6 +236,49 @@ t_rules() {
 	ok "tls.rules: required and verify domains deferred, the opportunistic ones delivered (in clear / over TLS) by the same servers"
 }
 
+# 8. required and verify with one message per connection: every connection
+# after the first resumes, and a resumed connection is as good as a full
+# one (its EHLO after TLS offers no STARTTLS: that is not "not offered").
+t_resumed_required() {
+	local pol
+	for pol in required verify; do
+		fresh "res-$pol" 6 mx.test.example
+		start_tls_server "res-$pol" starttls --cert "$T/certs/mx.pem" --key "$T/certs/mx.key"
+		trun "res-$pol" --spool "$T/sp-res-$pol" --route "mx.test.example=127.0.0.1:$TPORT" --tls "$pol" \
+			--tls-ca "$CA_MX" --max-per-connection 1 --max-connections 1 --shards 1 --retry-interval 100 --max-time 15
+		stop_tls_server "$TPID"
+		delivered_tls "res-$pol"
+		tls_summary "res-$pol"
+		[ "$TLS_CONNS" -eq 6 ] && [ "$TLS_RESUMED" -ge 3 ] ||
+			fail "res-$pol: want 6 TLS connections, most resumed; got $TLS_CONNS ($TLS_FULL full, $TLS_RESUMED resumed)"
+	done
+	ok "required and verify, one message per connection: all delivered over TLS, resumed connections too"
+}
+
+# 9. A "*" route carries every domain at the route's policy: a domain whose
+# rule asks more (required) than the connection gives (a server without
+# STARTTLS) is deferred, never sent in clear; the others go.
+t_star_rule() {
+	rm -rf "$T/sp-star"
+	mkspool "$T/sp-star" 5 strict.example 2
+	mkspool "$T/sp-star" 5 loose.example 2
+	spool_pairs "$T/sp-star" >"$T/star.before"
+	start_tls_server star plain
+	cat >"$T/star.conf" <<-EOF
+	tls = { rules = ( { domain = "strict.example"; policy = "required"; } ); };
+	routes = ( { domain = "*"; host = "127.0.0.1"; port = $TPORT; } );
+	EOF
+	trun star -c "$T/star.conf" --spool "$T/sp-star" --shards 1 --retry-interval 100 --max-time 4
+	stop_tls_server "$TPID"
+	accounted star "$T/sp-star" "$T/star.before"
+	[ "$(tlc star '.result=="delivered" and (.rcpt|endswith("@loose.example"))')" -eq 10 ] || fail "star: loose.example not all delivered: $(outcomes star)"
+	[ "$(tlc star '.result=="deferred" and (.rcpt|endswith("@strict.example")) and (.response|test("TLS required.*not encrypted"))')" -eq 10 ] ||
+		fail "star: strict.example not all deferred 'not encrypted': $(outcomes star)"
+	[ "$(jq -r 'select(.ev=="cmd" and (.line|test("^RCPT"; "i"))) | .line' "$T/star.rec" | grep -ci 'strict\.example' || true)" -eq 0 ] ||
+		fail "star: the server got RCPT for strict.example in clear"
+	ok "'*' route with a stricter domain rule: that domain deferred (never in clear), the rest delivered"
+}
+
 case_ "1 verify, untrusted certificate" t_untrusted
 case_ "2 verify with --tls-ca" t_ca
 case_ "3 config verify + ca, route tls-name" t_tlsname
@@ -243,4 +286,6 @@ case_ "4 trusted certificate for another name" t_othername
 case_ "5 required/verify, STARTTLS not offered" t_notoffered
 case_ "6 --tls none against STARTTLS required" t_none
 case_ "7 config tls.rules per domain" t_rules
+case_ "8 required/verify with resumed sessions" t_resumed_required
+case_ "9 a * route and a stricter domain rule" t_star_rule
 [ ${#FAILED[@]} -eq 0 ] || fail "${#FAILED[@]} TLS policy case(s) failed: ${FAILED[*]}"

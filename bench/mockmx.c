@@ -73,6 +73,7 @@ struct mx_opts {
 	unsigned seed;
 	const char *tls_cert, *tls_key; /* STARTTLS offered when both are given */
 	enum tls_fault tls_fault;
+	bool tls_no_resume;       /* every handshake a full one */
 };
 
 struct mx_stats {
@@ -902,6 +903,7 @@ static void mx_usage(FILE *f)
 	      "  --tls-fault F             after STARTTLS: close-after-hello (close when the\n"
 	      "                            ClientHello comes), garbage (answer it with text, not\n"
 	      "                            TLS), inject (\"220 ready\" and \"250 injected\" in one write)\n"
+	      "  --tls-no-resume           no session cache, no tickets: every handshake is full\n"
 	      "The counters are printed as JSON on standard output at exit (SIGTERM/SIGINT).\n", f);
 }
 
@@ -927,7 +929,7 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		{ "max-rcpt", required_argument, 0, 'R' }, { "size-limit", required_argument, 0, 'Z' },
 		{ "no-smtputf8", no_argument, 0, 'U' }, { "defer-rcpt", required_argument, 0, 'D' },
 		{ "tls-cert", required_argument, 0, 'c' }, { "tls-key", required_argument, 0, 'k' },
-		{ "tls-fault", required_argument, 0, 'F' },
+		{ "tls-fault", required_argument, 0, 'F' }, { "tls-no-resume", no_argument, 0, 'N' },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -974,6 +976,7 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		case 'U': o->smtputf8 = false; break;
 		case 'D': o->defer_rcpt = optarg; break;
 		case 'c': o->tls_cert = optarg; break;
+		case 'N': o->tls_no_resume = true; break;
 		case 'k': o->tls_key = optarg; break;
 		case 'F': {
 			unsigned k;
@@ -995,8 +998,8 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		fatal("mockmx: give at least one --listen ADDR:PORT (see --help)");
 	if (!o->tls_cert != !o->tls_key)
 		fatal("mockmx: --tls-cert and --tls-key go together");
-	if (o->tls_fault && !o->tls_cert)
-		fatal("mockmx: --tls-fault needs --tls-cert and --tls-key");
+	if ((o->tls_fault || o->tls_no_resume) && !o->tls_cert)
+		fatal("mockmx: --tls-fault and --tls-no-resume need --tls-cert and --tls-key");
 	if (o->store && mkdir(o->store, 0755) != 0 && errno != EEXIST)
 		fatal("mockmx: cannot create %s: %s", o->store, strerror(errno));
 	return -1;
@@ -1048,6 +1051,8 @@ int mockmx_main(int argc, char **argv)
 			char err[256];
 			if (!(th[i].tls_ctx = tls_server_ctx_new(o.tls_cert, o.tls_key, err, sizeof(err))))
 				fatal("mockmx: %s", err);
+			if (o.tls_no_resume)
+				tls_server_ctx_no_resumption(th[i].tls_ctx);
 		}
 		for (unsigned k = 0; k < o.nlisten; k++)
 			th[i].lfd[k] = listen_on(&o.listen[k], o.listen_len[k], o.threads > 1);

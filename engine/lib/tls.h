@@ -31,6 +31,9 @@ struct tls_ctx *tls_client_ctx_new(const char *ca_file, bool load_cas, char *err
 struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
                                    size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
+/* A server context that resumes nothing: no session cache, no tickets
+ * (TLS 1.2 or 1.3), so every handshake is a full one (benchmarks). */
+void tls_server_ctx_no_resumption(struct tls_ctx *ctx);
 
 /* A client connection. sni: the name sent (NULL: none); verify_name: the
  * name the certificate chain must be valid for (NULL: not verified);

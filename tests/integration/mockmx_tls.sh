@@ -3,7 +3,8 @@
 # connection with the same session resumes, EHLO offers STARTTLS only in
 # clear, RFC 3207's refusals (inside a transaction, twice, before EHLO),
 # plaintext pipelined after STARTTLS discarded; the three --tls-fault
-# modes fail the way they say; the counters in --stats.
+# modes fail the way they say; --tls-no-resume resumes nothing; the
+# counters in --stats.
 source "$(dirname "$0")/../lib.sh"
 set -e
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=mx.test.example \
@@ -45,7 +46,7 @@ def raw_reply(sock):
         buf += d
     return buf
 
-if mode == 'deliver':
+if mode in ('deliver', 'no-resume'):
     for ver in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         ctx, sess = ctx_for(ver), None
         for i in range(2):
@@ -60,7 +61,7 @@ if mode == 'deliver':
             s.ehlo('client.example')
             assert not s.has_extn('starttls'), 'STARTTLS offered again inside TLS'
             assert s.sock.version() == {'TLSv1_2': 'TLSv1.2', 'TLSv1_3': 'TLSv1.3'}[ver.name], s.sock.version()
-            assert s.sock.session_reused == (i == 1), (ver.name, i, s.sock.session_reused)
+            assert s.sock.session_reused == (i == 1 and mode == 'deliver'), (ver.name, i, s.sock.session_reused)
             for k in range(3):
                 s.sendmail('sender@client.example', ['rcpt%d@dest.example' % k],
                            'Subject: %s %d %d\r\n\r\nline\r\n.dot\r\n' % (ver.name, i, k) + 'x' * 40000 + '\r\n')
@@ -161,6 +162,14 @@ for f in close-after-hello garbage inject; do
 	[ "$(mx_stat "$port" tls_connections)" -eq 0 ] || fail "$f: a handshake completed"
 	ok "--tls-fault $f"
 done
+
+port=$(free_port)
+start_mockmx "$port" "${TLS[@]}" --tls-no-resume
+client no-resume "$port"
+stop_mockmx
+[ "$(mx_stat "$port" tls_connections)" -eq 4 ] && [ "$(mx_stat "$port" tls_resumed)" -eq 0 ] \
+	|| fail "--tls-no-resume: $(mx_stat "$port" tls_resumed) of $(mx_stat "$port" tls_connections) resumed"
+ok "--tls-no-resume: 4 full handshakes though the client offered its sessions"
 
 # Without --tls-cert STARTTLS is neither offered nor understood.
 port=$(free_port)

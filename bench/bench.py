@@ -10,7 +10,10 @@ same sinks, and reports every sluice figure beside its peer as a ratio
             to the mockmx; `openssl speed rsa2048 ed25519` (signing ceiling)
   sluice    `sluice run --drain` on generated spools, a matrix of scenarios:
             message size, shards, domains, connections, sink; job files
-            (one file, N rows) beside the one-file-per-message rows
+            (one file, N rows) beside the one-file-per-message rows; STARTTLS
+            (3KB-tls beside 3KB-tls-none against the same mockmx with a
+            certificate; handshakes per second per core, full and resumed,
+            beside `openssl speed ecdhp256 ecdsap256`)
   spool     `sluice spoolbench`: the spool's file operations (read, rename,
             unlink: 1 thread, 2 threads, io_uring) per file, on the disk
             and on tmpfs
@@ -28,6 +31,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -131,9 +135,9 @@ class Sink:
 
 
 class MockMX(Sink):
-    def __init__(self, sluice, threads=1):
+    def __init__(self, sluice, threads=1, extra=()):
         super().__init__('mockmx', lambda p: [sluice, 'mockmx', '--listen', f'127.0.0.1:{p}',
-                                              '--threads', str(threads), '--max-time', '2900'],
+                                              '--threads', str(threads), '--max-time', '2900', *extra],
                          subprocess.PIPE)
 
     def stop(self):
@@ -176,6 +180,66 @@ def openssl_speed(seconds):
         if 'Ed25519' in line and len(f) >= 7:
             res['ed25519_sign_per_s'] = float(f[-2])
     return res
+
+
+def openssl_speed_p256(seconds):
+    """One core's P-256 ECDH derivations and ECDSA signs/verifies per second
+    (the key type of the bench's certificate): the public-key work of a full
+    handshake, for the client about 2 ECDH + 1 verify (ephemeral key,
+    shared secret, the server's signature)."""
+    try:
+        out = subprocess.run(['openssl', 'speed', '-seconds', str(seconds), 'ecdhp256', 'ecdsap256'],
+                             capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return {'error': str(e)}
+    res = {}
+    for line in out.splitlines():
+        f = line.split()
+        if 'ecdsa (nistp256)' in line and len(f) >= 2:
+            res['ecdsa_p256_sign_per_s'], res['ecdsa_p256_verify_per_s'] = float(f[-2]), float(f[-1])
+        if 'ecdh (nistp256)' in line:
+            res['ecdh_p256_per_s'] = float(f[-1])
+    if {'ecdh_p256_per_s', 'ecdsa_p256_verify_per_s'} <= res.keys():
+        res['client_full_handshake_ceiling_per_s'] = round(
+            1 / (2 / res['ecdh_p256_per_s'] + 1 / res['ecdsa_p256_verify_per_s']), 1)
+    return res
+
+
+def tls_support(sluice, work):
+    """(True, '') when this sluice accepts `--tls opportunistic`; else
+    (False, why): until the client has STARTTLS the TLS rows are left out
+    and the bench runs on."""
+    spool = os.path.join(work, 'tls-probe-spool')
+    try:
+        r = subprocess.run([sluice, 'run', '--drain', '--tls', 'opportunistic', '--spool', spool,
+                            '--route', '*=127.0.0.1:9', '--max-time', '10'],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, str(e)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+    if r.returncode == 0:
+        return True, ''
+    why = (r.stderr.strip().splitlines() or [f'exit {r.returncode}'])[-1]
+    return False, why
+
+
+def tls_cert(a, work):
+    """A P-256 self-signed certificate for mockmx (made once per run)."""
+    cert, key = os.path.join(work, 'mx-cert.pem'), os.path.join(work, 'mx-key.pem')
+    if not os.path.exists(cert):
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+                        '-nodes', '-days', '2', '-subj', '/CN=mx.test.example',
+                        '-addext', 'subjectAltName=DNS:mx.test.example', '-keyout', key, '-out', cert],
+                       check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def sluice_tls_summary(text):
+    """sluice's summary line `tls connections N (F full handshakes, R
+    resumed)`, when this sluice prints it."""
+    m = re.search(r'tls connections\s+(\d+)\s*\((\d+) full handshakes?,\s*(\d+) resumed\)', text)
+    return {'tls_connections': int(m[1]), 'full': int(m[2]), 'resumed': int(m[3])} if m else None
 
 
 def postfix_from_queue(sink_port, n, size, work):
@@ -329,13 +393,24 @@ def sluice_scenario(a, sc, sinks, work):
     log = os.path.join(work, f'acct-{sc["name"]}.jsonl')
     shutil.rmtree(spool, ignore_errors=True)
     total_bytes = spoolgen(a, sc, spool)
-    sink = sinks[sc['sink']]
+    own = None
+    if sc.get('mx_tls'):  # a mockmx of its own with a certificate: its counters are this row's
+        cert, key = tls_cert(a, work)
+        own = MockMX(a.sluice, extra=['--tls-cert', cert, '--tls-key', key] +
+                     (['--tls-no-resume'] if sc['mx_tls'] == 'full' else []))
+        sink = own
+    else:
+        sink = sinks[sc['sink']]
     where = ['--route', f'*=127.0.0.1:{sink.port}']
     if sc.get('dns'):  # every domain's MX found through NSD, all at the sink
         where = ['--dns-server', a.nsd.server, '--smtp-port', str(sink.port)]
     cmd = [a.sluice, 'run', '--drain', '--spool', spool, *where,
            '--shards', str(sc['shards']), '--max-connections', str(sc['conns']), '--log', log,
            '--max-time', str(a.max_run_time)]
+    if sc.get('tls'):
+        cmd += ['--tls', sc['tls']]
+    if sc.get('mpc'):
+        cmd += ['--max-per-connection', str(sc['mpc'])]
     env = None
     if sc.get('dkim'):
         cmd += ['--dkim', f'sender.example:{sc["dkim"]}:{dkim_key(a, work, sc["dkim"])}']
@@ -366,8 +441,11 @@ def sluice_scenario(a, sc, sinks, work):
               f'deferred {seen["deferred"]} ETA {eta:.0f}s', end='', file=sys.stderr, flush=True)
 
     c0 = sink.cpu()
-    rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress, env=env)
-    mx_cpu = sink.cpu() - c0
+    try:
+        rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress, env=env)
+        mx_cpu = sink.cpu() - c0
+    finally:
+        mx_stats = own.stop() if own else None
     counts, p50, p99, stamps = analyze_log(log, sc['n'])
     shutil.rmtree(spool, ignore_errors=True)
     if rc != 0 or counts['delivered'] != sc['n']:
@@ -384,6 +462,17 @@ def sluice_scenario(a, sc, sinks, work):
     })
     if sc.get('timeline'):
         r['timeline'] = timeline(stamps)
+    if mx_stats is not None:
+        r['mockmx'] = {k: mx_stats.get(k) for k in ('connections', 'tls_connections', 'tls_resumed', 'tls_failures')}
+        r['sluice_tls'] = sluice_tls_summary(out + err)
+        hs = mx_stats.get('tls_connections', 0)
+        if sc.get('mpc'):  # one message per connection: handshakes per second of sluice's CPU
+            r['handshakes'] = hs
+            r['handshakes_per_s'] = round(hs / wall, 1)
+            r['handshakes_per_core_s'] = round(hs / cpu, 1) if cpu > 0 else None
+        if sc.get('tls') not in (None, 'none') and hs == 0:
+            r['note'] = 'mockmx saw no TLS handshake: sluice sent in clear'
+            say(f'{sc["name"]}: {r["note"]}')
     os.unlink(log)
     return r
 
@@ -679,8 +768,30 @@ def scenarios(a, cores):
     out.append(dict(base, name='3KB-dkim-ed25519', n=nd * 2, dkim='ed25519'))
     out.append(dict(base, name='3KB-dkim-rsa-reparse', n=nd // 2, dkim='rsa', reparse=True))
     out.append(dict(base, name='3KB-dkim-ed25519-reparse', n=nd // 2, dkim='ed25519', reparse=True))
-    if a.only:
-        out = [s for s in out if s['name'] in a.only.split(',')]
+    # STARTTLS: every row against a mockmx of its own with a P-256
+    # certificate (its counters: handshakes, of which resumed). 3KB-tls
+    # beside 3KB-tls-none: the same kind of mockmx, sluice with and without
+    # TLS. Handshakes: one message per connection, full (mockmx resumes
+    # nothing) and resumed (the shard's session cache), and the same in
+    # clear (tls-conn1-none) to net out what a connection costs anyway.
+    nt, nh = max(1000, n3 // 4), 1000 if q else 5000
+    tbase = dict(base, sink='mockmx+tls', mx_tls='resume', tls='opportunistic')
+    tls_rows = [dict(tbase, name='3KB-tls-none', n=nt, tls='none'),
+                dict(tbase, name='3KB-tls', n=nt, vs='3KB-tls-none'),
+                dict(tbase, name='tls-conn1-none', n=nh, mpc=1, tls='none'),
+                dict(tbase, name='tls-handshakes-full', n=nh, mpc=1, mx_tls='full'),
+                dict(tbase, name='tls-handshakes-resumed', n=nh, mpc=1)]
+    only = a.only.split(',') if a.only else None
+    if only and 'tls' in only:
+        only += [s['name'] for s in tls_rows]
+    wanted = [s for s in tls_rows if only is None or s['name'] in only]
+    if wanted and not a.tls:
+        a.notes.append(f"TLS rows left out ({', '.join(s['name'] for s in wanted)}): this sluice refuses "
+                       f"--tls opportunistic ({a.tls_why})")
+    elif wanted:
+        out += tls_rows
+    if only:
+        out = [s for s in out if s['name'] in only]
     return out
 
 
@@ -741,6 +852,51 @@ def job_lines(res):
                    f"RSS {s['peak_rss_mb']} MB; {f['name']}: {f['msgs_per_s']:,.0f} msgs/s, "
                    f"{f['cpu_us_per_msg']} µs CPU/msg -> {s['msgs_per_s'] / f['msgs_per_s']:.2f}x the rate, "
                    f"{s['cpu_us_per_msg'] / max(0.1, f['cpu_us_per_msg']):.2f}x the CPU")
+    return out
+
+
+def tls_lines(res):
+    """STARTTLS: 3KB-tls beside 3KB-tls-none (rate and CPU), handshakes
+    per second per core of sluice's CPU, full and resumed, beside one
+    core's openssl P-256 figures."""
+    rows = {s['name']: s for s in res['sluice'] if s.get('mx_tls')}
+    out = []
+    if not rows:
+        return out
+    out.append('\nSTARTTLS (mockmx with a P-256 certificate, sluice --tls opportunistic vs --tls none, same run):')
+    t, p = rows.get('3KB-tls'), rows.get('3KB-tls-none')
+    if t and p:
+        mx = t.get('mockmx') or {}
+        out.append(f"- 3KB-tls: {t['msgs_per_s']:,.0f} msgs/s, {t['cpu_us_per_msg']} µs CPU/msg; 3KB-tls-none: "
+                   f"{p['msgs_per_s']:,.0f} msgs/s, {p['cpu_us_per_msg']} µs CPU/msg -> "
+                   f"{t['msgs_per_s'] / p['msgs_per_s']:.2f}x the rate (target >= 0.8x), "
+                   f"{t['cpu_us_per_msg'] / max(0.1, p['cpu_us_per_msg']):.2f}x the CPU; mockmx: "
+                   f"{mx.get('tls_connections')} TLS of {mx.get('connections')} connections"
+                   + (f"; {t['note']}" if t.get('note') else ''))
+    base = rows.get('tls-conn1-none')
+    for kind in ('full', 'resumed'):
+        h = rows.get(f'tls-handshakes-{kind}')
+        if not h:
+            continue
+        mx = h.get('mockmx') or {}
+        st = h.get('sluice_tls')
+        said = (f"sluice: tls connections {st['tls_connections']} ({st['full']} full, {st['resumed']} resumed)"
+                if st else 'sluice printed no tls summary line')
+        line = (f"- handshakes {kind} (--max-per-connection 1, {h['n']} messages): {h.get('handshakes')} done "
+                f"(mockmx: {mx.get('tls_resumed')} resumed; {said}), {h.get('handshakes_per_s', 0):,.0f}/s, "
+                f"{h.get('handshakes_per_core_s') or 0:,.0f} per second of sluice CPU")
+        if base and h.get('handshakes') and base['n'] == h['n']:
+            extra_us = (h['cpu_s'] - base['cpu_s']) / h['handshakes'] * 1e6
+            if extra_us > 0:
+                line += (f"; net of a connection in clear (tls-conn1-none, {base['cpu_us_per_msg']} µs/msg): "
+                         f"{extra_us:,.0f} µs -> {1e6 / extra_us:,.0f} per core-second")
+        out.append(line + (f"; {h['note']}" if h.get('note') else ''))
+    sp = res['peers'].get('openssl-speed-p256', {})
+    if sp.get('client_full_handshake_ceiling_per_s'):
+        out.append(f"- openssl speed, one core: ECDH P-256 {sp['ecdh_p256_per_s']:,.0f}/s, ECDSA P-256 sign "
+                   f"{sp['ecdsa_p256_sign_per_s']:,.0f}/s verify {sp['ecdsa_p256_verify_per_s']:,.0f}/s -> a client's "
+                   f"public-key work (2 ECDH + 1 verify) caps full handshakes near "
+                   f"{sp['client_full_handshake_ceiling_per_s']:,.0f}/s per core")
     return out
 
 
@@ -822,6 +978,7 @@ def table(res):
                      f"{dl['delivered']}/{dl['drops']} drops): p50 {dl['p50_ms']} ms, p99 {dl['p99_ms']} ms, "
                      f"max {dl['max_ms']} ms")
     lines += job_lines(res)
+    lines += tls_lines(res)
     lines += spool_ops_lines(res.get('spool_ops'))
     mj = res.get('million')
     if mj:
@@ -830,6 +987,8 @@ def table(res):
     pf = peers.get('postfix-from-queue->mockmx', {})
     if head and pf.get('msgs_per_s'):
         lines.append(f"\nsluice {head['name']} / Postfix from its queue: {head['msgs_per_s'] / pf['msgs_per_s']:.1f}x")
+    for n in res.get('notes', []):
+        lines.append(f'\nnote: {n}')
     return '\n'.join(lines)
 
 
@@ -841,7 +1000,9 @@ def main():
     ap.add_argument('--peer-messages', type=int, help='messages smtp-source sends (default 100000; quick 20000)')
     ap.add_argument('--postfix-messages', type=int, help='messages through the throwaway Postfix (default 5000; quick 500)')
     ap.add_argument('--shards', type=int, help='shards for the headline scenarios (default: online CPUs)')
-    ap.add_argument('--only', help='comma-separated scenario names to run (also: spool-ops, million; job rows: job-3KB, job-3KB-smtp-sink)')
+    ap.add_argument('--only', help='comma-separated scenario names to run (also: spool-ops, million; job rows: job-3KB, '
+                    'job-3KB-smtp-sink; TLS rows: 3KB-tls, 3KB-tls-none, tls-conn1-none, tls-handshakes-full, '
+                    'tls-handshakes-resumed, or tls for all five)')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
     ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')
@@ -877,6 +1038,10 @@ def main():
     started = time.monotonic()
     work = tempfile.mkdtemp(prefix='sluice-bench.')
     os.chmod(work, 0o755)
+    a.notes = []
+    a.tls, a.tls_why = tls_support(a.sluice, work)
+    if not a.tls:
+        say(f'this sluice refuses --tls opportunistic ({a.tls_why}): the TLS rows are left out')
     mx = MockMX(a.sluice)
     sink = SmtpSink()
     a.nsd = Nsd(work, 5000)
@@ -906,7 +1071,11 @@ def main():
         if run_spool_ops:
             res['spool_ops'] = spool_ops(a)
         sinks = {'mockmx': mx, 'smtp-sink': sink}
-        for sc in scenarios(a, cores):
+        scs = scenarios(a, cores)
+        if any(sc.get('mpc') and sc.get('tls') != 'none' for sc in scs):
+            say('openssl speed ecdhp256 ecdsap256 (one core)')
+            res['peers']['openssl-speed-p256'] = openssl_speed_p256(1)
+        for sc in scs:
             res['sluice'].append(sluice_scenario(a, sc, sinks, work))
         if not a.no_latency:
             n = 30 if q else 100
@@ -919,6 +1088,7 @@ def main():
         sink.stop()
         a.nsd.stop()
         shutil.rmtree(work, ignore_errors=True)
+    res['notes'] = a.notes
     res['seconds_total'] = round(time.monotonic() - started, 1)
     os.makedirs(a.results, exist_ok=True)
     stem = os.path.join(a.results, res['timestamp'].replace(':', ''))

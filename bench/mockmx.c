@@ -4,12 +4,22 @@
  * injects faults: reply codes per command with a probability, greylisting,
  * disconnects in the middle of DATA, slow replies, silence. It must cost
  * less per message than any sender it measures, so it parses in place and
- * answers a whole pipelined batch with one send. */
+ * answers a whole pipelined batch with one send.
+ *
+ * STARTTLS (--tls-cert/--tls-key, RFC 3207): after "220 2.0.0 ready to
+ * start TLS" every byte of the connection is ciphertext through its struct
+ * tls (engine/lib/tls.h, on memory buffers): the ciphertext is received at
+ * the free tail of c->in, copied into the TLS input, and decrypted back
+ * into c->in at the same place, so the SMTP parser runs unchanged on the
+ * plaintext; a batch of replies (pbuf) is encrypted in records and the
+ * ciphertext goes out as wbuf. Plaintext that came after the STARTTLS
+ * line in the same read is discarded, as RFC 3207 says. */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "../engine/lib/rng.h"
 #include "../engine/lib/util.h"
 #include "../engine/lib/ring.h"
+#include "../engine/lib/tls.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -39,6 +49,10 @@ static const char *const fcmd_names[F_NCMDS] = { "connect", "ehlo", "mail", "rcp
 
 struct fault { int cmd; int code; double prob; };
 
+/* --tls-fault: what goes wrong once a client has said STARTTLS. */
+enum tls_fault { TF_NONE, TF_CLOSE_AFTER_HELLO, TF_GARBAGE, TF_INJECT };
+static const char *const tls_fault_names[] = { "none", "close-after-hello", "garbage", "inject" };
+
 struct mx_opts {
 	struct sockaddr_storage listen[MAX_LISTEN];
 	socklen_t listen_len[MAX_LISTEN];
@@ -57,9 +71,15 @@ struct mx_opts {
 	double max_time;
 	const char *stats_path;
 	unsigned seed;
+	const char *tls_cert, *tls_key; /* STARTTLS offered when both are given */
+	enum tls_fault tls_fault;
+	bool tls_no_resume;       /* every handshake a full one */
 };
 
-struct mx_stats { _Atomic uint64_t connections, messages, recipients, bytes, rejected, disconnects, bdat; };
+struct mx_stats {
+	_Atomic uint64_t connections, messages, recipients, bytes, rejected, disconnects, bdat;
+	_Atomic uint64_t tls_connections, tls_resumed, tls_failures;
+};
 
 enum mstate { M_CMD, M_DATA, M_BDAT, M_CLOSING };
 
@@ -82,6 +102,11 @@ struct mconn {
 	uint64_t bdat_left;
 	bool bdat_last, bdat_fail;
 	struct ring_ts slow_ts;
+	/* STARTTLS: tls from the 220 on (every later byte is ciphertext);
+	 * tls_up once the handshake is done; starttls_now: stop parsing (the
+	 * rest of the read is discarded); tls_hello_seen: ciphertext came. */
+	struct tls *tls;
+	bool tls_up, starttls_now, tls_hello_seen, ehlo_seen;
 };
 
 struct mx_thread {
@@ -97,6 +122,7 @@ struct mx_thread {
 	uint64_t stored;
 	uint64_t *grey;      /* open-addressing set of recipient hashes */
 	size_t grey_cap, grey_n;
+	struct tls_ctx *tls_ctx; /* this thread's server context (--tls-cert), or NULL */
 };
 
 static volatile sig_atomic_t mx_stop;
@@ -235,6 +261,7 @@ static void on_ehlo(struct mx_thread *t, struct mconn *c, const char *line)
 		return;
 	}
 	txn_reset(c);
+	c->ehlo_seen = true;
 	if (toupper((unsigned char)line[0]) == 'H') {
 		buf_adds(&c->pbuf, "250 mockmx\r\n");
 		return;
@@ -244,6 +271,8 @@ static void on_ehlo(struct mx_thread *t, struct mconn *c, const char *line)
 		buf_adds(&c->pbuf, "250-PIPELINING\r\n");
 	if (t->o->chunking)
 		buf_adds(&c->pbuf, "250-CHUNKING\r\n");
+	if (t->tls_ctx && !c->tls)
+		buf_adds(&c->pbuf, "250-STARTTLS\r\n");
 	buf_printf(&c->pbuf, "250-SIZE %llu\r\n250-8BITMIME\r\n%s250 ENHANCEDSTATUSCODES\r\n",
 	           (unsigned long long)t->o->size_limit, t->o->smtputf8 ? "250-SMTPUTF8\r\n" : "");
 }
@@ -294,6 +323,29 @@ static void on_rcpt(struct mx_thread *t, struct mconn *c, const char *line, size
 	}
 }
 
+/* RFC 3207: the 220, then TLS from the next byte on; refused inside TLS
+ * (554), inside a mail transaction or before EHLO (503), with an argument
+ * (501). */
+static void on_starttls(struct mx_thread *t, struct mconn *c, size_t n)
+{
+	if (n != 8) {
+		buf_adds(&c->pbuf, "501 5.5.4 Syntax: STARTTLS\r\n");
+	} else if (c->tls) {
+		buf_adds(&c->pbuf, "554 5.5.1 Error: TLS already active\r\n");
+	} else if (c->have_mail) {
+		buf_adds(&c->pbuf, "503 5.5.1 Error: MAIL transaction in progress\r\n");
+	} else if (!c->ehlo_seen) {
+		buf_adds(&c->pbuf, "503 5.5.1 Error: send EHLO first\r\n");
+	} else if (!(c->tls = tls_server_new(t->tls_ctx))) {
+		buf_adds(&c->pbuf, "454 4.7.0 mockmx: TLS not available now\r\n");
+	} else {
+		buf_adds(&c->pbuf, t->o->tls_fault == TF_INJECT ? "220 ready\r\n250 injected\r\n"
+		                                               : "220 2.0.0 ready to start TLS\r\n");
+		c->starttls_now = true;
+		c->ehlo_seen = false;
+	}
+}
+
 static void on_command(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
 {
 	int f;
@@ -323,6 +375,8 @@ static void on_command(struct mx_thread *t, struct mconn *c, const char *line, s
 		c->bdat_fail = !c->have_mail || c->nrcpt == 0;
 		c->state = M_BDAT;
 		c->drop_in_data = rnd(t) < t->o->disconnect_data;
+	} else if (t->tls_ctx && prefix_ci(line, n, "STARTTLS")) {
+		on_starttls(t, c, n);
 	} else if (prefix_ci(line, n, "RSET")) {
 		txn_reset(c);
 		buf_adds(&c->pbuf, "250 2.0.0 Ok\r\n");
@@ -355,7 +409,7 @@ static bool on_data_line(struct mx_thread *t, struct mconn *c, const char *line,
 static bool process(struct mx_thread *t, struct mconn *c)
 {
 	size_t off = 0;
-	while (off < c->inlen && !c->quit) {
+	while (off < c->inlen && !c->quit && !c->starttls_now) {
 		char *p = c->in + off;
 		size_t avail = c->inlen - off;
 		if (c->state == M_BDAT) {
@@ -402,6 +456,10 @@ static bool process(struct mx_thread *t, struct mconn *c)
 			ln--;
 		on_command(t, c, p, ln);
 	}
+	if (c->starttls_now) { /* what came after STARTTLS was sent in clear: gone */
+		c->starttls_now = false;
+		off = c->inlen;
+	}
 	if (off) {
 		memmove(c->in, c->in + off, c->inlen - off);
 		c->inlen -= off;
@@ -431,6 +489,8 @@ static void mx_close(struct mx_thread *t, struct mconn *c)
 {
 	if (c->state != M_CLOSING) {
 		c->state = M_CLOSING;
+		tls_free(c->tls); /* nothing touches it once closing */
+		c->tls = NULL;
 		if (c->ops) {
 			ring_cancel_fd(t->ring, c->fd, mud(t, c, MOP_CANCEL));
 			c->ops++;
@@ -443,10 +503,46 @@ static void mx_close(struct mx_thread *t, struct mconn *c)
 	}
 }
 
-/* Puts the collected replies on the wire (pbuf becomes wbuf). */
+/* Whether anything waits to go out: replies, or TLS handshake records. */
+static bool mx_has_output(const struct mconn *c)
+{
+	return c->pbuf.len || (c->tls && tls_out_pending(c->tls));
+}
+
+/* Encrypts the collected replies (records of at most TLS_RECORD_MAX);
+ * after QUIT's reply, a close_notify. False when wolfSSL fails. */
+static bool mx_encrypt(struct mconn *c)
+{
+	for (size_t off = 0; off < c->pbuf.len;) {
+		size_t n = c->pbuf.len - off < TLS_RECORD_MAX ? c->pbuf.len - off : TLS_RECORD_MAX;
+		if (tls_write(c->tls, c->pbuf.p + off, n) != TLS_OK)
+			return false;
+		off += n;
+	}
+	c->pbuf.len = 0;
+	if (c->quit)
+		tls_close_notify(c->tls);
+	return true;
+}
+
+/* Puts the collected replies on the wire (pbuf becomes wbuf). Under TLS:
+ * what was written before the handshake ended goes in clear (the 220 to
+ * STARTTLS, --tls-fault garbage), then the ciphertext. */
 static void mx_send_pending(struct mx_thread *t, struct mconn *c)
 {
-	buf_swap_out(&c->wbuf, &c->pbuf);
+	if (c->tls && (c->tls_up || c->pbuf.len == 0)) {
+		if (c->tls_up && !mx_encrypt(c)) {
+			atomic_fetch_add(&t->st->tls_failures, 1);
+			mx_close(t, c);
+			return;
+		}
+		c->wbuf.len = 0;
+		tls_out_take(c->tls, &c->wbuf);
+		if (c->wbuf.len == 0)
+			return;
+	} else {
+		buf_swap_out(&c->wbuf, &c->pbuf);
+	}
 	c->woff = 0;
 	ring_send(t->ring, c->fd, c->wbuf.p, c->wbuf.len, mud(t, c, MOP_SEND));
 	c->ops++;
@@ -455,7 +551,7 @@ static void mx_send_pending(struct mx_thread *t, struct mconn *c)
 
 static void mx_flush(struct mx_thread *t, struct mconn *c)
 {
-	if (c->sending || c->pbuf.len == 0 || c->state == M_CLOSING || c->slow_pending)
+	if (c->sending || !mx_has_output(c) || c->state == M_CLOSING || c->slow_pending)
 		return;
 	if (t->o->slow_ms > 0) {
 		/* Slow server: hold the replies for slow_ms, then send. */
@@ -513,6 +609,58 @@ static void mx_accept(struct mx_thread *t, int fd)
 	mx_recv(t, c);
 }
 
+/* Ciphertext came at the tail of c->in (res bytes): into the TLS input,
+ * the handshake advanced, and what it decrypts to appended to c->in in
+ * its place. False when the connection must drop. */
+static bool mx_tls_received(struct mx_thread *t, struct mconn *c, size_t res)
+{
+	const char *ct = c->in + c->inlen;
+	if (!c->tls_hello_seen) {
+		c->tls_hello_seen = true;
+		if (t->o->tls_fault == TF_CLOSE_AFTER_HELLO)
+			return false;
+		if (t->o->tls_fault == TF_GARBAGE) { /* in clear: not a ServerHello */
+			buf_adds(&c->pbuf, "mockmx: this is not TLS, just --tls-fault garbage\r\n");
+			c->quit = true;
+			return true;
+		}
+	}
+	for (size_t off = 0; off < res;) {
+		size_t cap;
+		char *sp = tls_in_space(c->tls, &cap);
+		size_t n = res - off < cap ? res - off : cap;
+		memcpy(sp, ct + off, n);
+		tls_in_commit(c->tls, n);
+		off += n;
+	}
+	if (!c->tls_up) {
+		int rc = tls_handshake(c->tls);
+		if (rc == TLS_AGAIN)
+			return true;
+		if (rc != TLS_OK) {
+			atomic_fetch_add(&t->st->tls_failures, 1);
+			return false;
+		}
+		c->tls_up = true; /* RFC 3207: forget everything said in clear */
+		txn_reset(c);
+		atomic_fetch_add(&t->st->tls_connections, 1);
+		if (tls_resumed(c->tls))
+			atomic_fetch_add(&t->st->tls_resumed, 1);
+	}
+	for (;;) {
+		if (c->incap - c->inlen < 4096) {
+			c->incap *= 2;
+			c->in = xrealloc(c->in, c->incap);
+		}
+		long n = tls_read(c->tls, c->in + c->inlen, c->incap - c->inlen);
+		if (n == TLS_AGAIN)
+			return true;
+		if (n < 0) /* close_notify, or a failure */
+			return false;
+		c->inlen += (size_t)n;
+	}
+}
+
 /* Bytes came in (res). False when the connection is closed (or closing). */
 static bool mx_received(struct mx_thread *t, struct mconn *c, int res)
 {
@@ -520,7 +668,16 @@ static bool mx_received(struct mx_thread *t, struct mconn *c, int res)
 		mx_close(t, c);
 		return false;
 	}
-	c->inlen += (size_t)res;
+	if (c->tls) {
+		if (c->quit) /* --tls-fault garbage: nothing more is read */
+			return true;
+		if (!mx_tls_received(t, c, (size_t)res)) {
+			mx_close(t, c);
+			return false;
+		}
+	} else {
+		c->inlen += (size_t)res;
+	}
 	if (t->o->silent) {
 		c->inlen = 0;
 	} else if (!process(t, c)) {
@@ -549,7 +706,7 @@ static bool mx_sent(struct mx_thread *t, struct mconn *c, int res)
 		return false;
 	}
 	c->wbuf.len = 0;
-	if (c->quit && c->pbuf.len == 0) {
+	if (c->quit && !mx_has_output(c)) {
 		mx_close(t, c);
 		return false;
 	}
@@ -599,7 +756,7 @@ static void mx_cqe(struct mx_thread *t, const struct ring_cqe *e)
 	case MOP_SLOW:
 		break;
 	}
-	if (op == MOP_SLOW && c->pbuf.len && !c->sending) {
+	if (op == MOP_SLOW && mx_has_output(c) && !c->sending) {
 		mx_send_pending(t, c); /* the delay is over */
 		return;
 	}
@@ -642,6 +799,7 @@ static void *mx_thread_main(void *arg)
 		struct mconn *c = &t->conns[i];
 		if (c->used && c->fd >= 0)
 			close(c->fd);
+		tls_free(c->tls);
 		free(c->in);
 		buf_free(&c->wbuf);
 		buf_free(&c->pbuf);
@@ -651,6 +809,7 @@ static void *mx_thread_main(void *arg)
 	}
 	free(t->conns);
 	free(t->grey);
+	tls_ctx_free(t->tls_ctx);
 	ring_free(t->ring);
 	return NULL;
 }
@@ -738,6 +897,13 @@ static void mx_usage(FILE *f)
 	      "  --stats FILE              write the counters as JSON to FILE at exit\n"
 	      "                            (\"bdat\": messages that came by BDAT LAST)\n"
 	      "  --seed N                  seed for the fault dice\n"
+	      "  --tls-cert FILE --tls-key FILE   offer STARTTLS with this certificate chain and\n"
+	      "                            key (PEM); counted as tls_connections, tls_resumed\n"
+	      "                            (handshakes done, of which resumed), tls_failures\n"
+	      "  --tls-fault F             after STARTTLS: close-after-hello (close when the\n"
+	      "                            ClientHello comes), garbage (answer it with text, not\n"
+	      "                            TLS), inject (\"220 ready\" and \"250 injected\" in one write)\n"
+	      "  --tls-no-resume           no session cache, no tickets: every handshake is full\n"
 	      "The counters are printed as JSON on standard output at exit (SIGTERM/SIGINT).\n", f);
 }
 
@@ -762,6 +928,8 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		{ "seed", required_argument, 0, 'r' }, { "help", no_argument, 0, 'h' },
 		{ "max-rcpt", required_argument, 0, 'R' }, { "size-limit", required_argument, 0, 'Z' },
 		{ "no-smtputf8", no_argument, 0, 'U' }, { "defer-rcpt", required_argument, 0, 'D' },
+		{ "tls-cert", required_argument, 0, 'c' }, { "tls-key", required_argument, 0, 'k' },
+		{ "tls-fault", required_argument, 0, 'F' }, { "tls-no-resume", no_argument, 0, 'N' },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -807,6 +975,19 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 			break;
 		case 'U': o->smtputf8 = false; break;
 		case 'D': o->defer_rcpt = optarg; break;
+		case 'c': o->tls_cert = optarg; break;
+		case 'N': o->tls_no_resume = true; break;
+		case 'k': o->tls_key = optarg; break;
+		case 'F': {
+			unsigned k;
+			for (k = 1; k < sizeof(tls_fault_names) / sizeof(*tls_fault_names); k++)
+				if (!strcmp(optarg, tls_fault_names[k]))
+					break;
+			if (k == sizeof(tls_fault_names) / sizeof(*tls_fault_names))
+				fatal("mockmx: --tls-fault is close-after-hello, garbage or inject");
+			o->tls_fault = (enum tls_fault)k;
+			break;
+		}
 		case 'h': mx_usage(stdout); return 0;
 		default: mx_usage(stderr); return 2;
 		}
@@ -815,6 +996,10 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		fatal("mockmx: unexpected argument '%s'", argv[optind]);
 	if (o->nlisten == 0)
 		fatal("mockmx: give at least one --listen ADDR:PORT (see --help)");
+	if (!o->tls_cert != !o->tls_key)
+		fatal("mockmx: --tls-cert and --tls-key go together");
+	if ((o->tls_fault || o->tls_no_resume) && !o->tls_cert)
+		fatal("mockmx: --tls-fault and --tls-no-resume need --tls-cert and --tls-key");
 	if (o->store && mkdir(o->store, 0755) != 0 && errno != EEXIST)
 		fatal("mockmx: cannot create %s: %s", o->store, strerror(errno));
 	return -1;
@@ -825,11 +1010,13 @@ static void mx_report(const struct mx_opts *o, const struct mx_stats *st, double
 {
 	struct buf j = { 0 };
 	buf_printf(&j, "{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
-	           "\"rejected\":%llu,\"disconnects\":%llu,\"bdat\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
+	           "\"rejected\":%llu,\"disconnects\":%llu,\"bdat\":%llu,\"tls_connections\":%llu,"
+	           "\"tls_resumed\":%llu,\"tls_failures\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
 	           (unsigned long long)st->connections, (unsigned long long)st->messages,
 	           (unsigned long long)st->recipients, (unsigned long long)st->bytes,
 	           (unsigned long long)st->rejected, (unsigned long long)st->disconnects,
-	           (unsigned long long)st->bdat, cpu_self(), secs);
+	           (unsigned long long)st->bdat, (unsigned long long)st->tls_connections,
+	           (unsigned long long)st->tls_resumed, (unsigned long long)st->tls_failures, cpu_self(), secs);
 	fputs(j.p, stdout);
 	fflush(stdout);
 	if (o->stats_path) {
@@ -860,6 +1047,13 @@ int mockmx_main(int argc, char **argv)
 		th[i].o = &o;
 		th[i].st = &st;
 		th[i].rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)o.seed * 2654435761u + i + 1);
+		if (o.tls_cert) { /* made here so that a bad file stops the start; used by its thread only */
+			char err[256];
+			if (!(th[i].tls_ctx = tls_server_ctx_new(o.tls_cert, o.tls_key, err, sizeof(err))))
+				fatal("mockmx: %s", err);
+			if (o.tls_no_resume)
+				tls_server_ctx_no_resumption(th[i].tls_ctx);
+		}
 		for (unsigned k = 0; k < o.nlisten; k++)
 			th[i].lfd[k] = listen_on(&o.listen[k], o.listen_len[k], o.threads > 1);
 	}

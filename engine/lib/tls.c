@@ -142,6 +142,13 @@ struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, 
 	return x;
 }
 
+void tls_server_ctx_no_resumption(struct tls_ctx *x)
+{
+	wolfSSL_CTX_set_session_cache_mode(x->ctx, WOLFSSL_SESS_CACHE_OFF);
+	wolfSSL_CTX_NoTicketTLSv12(x->ctx);
+	wolfSSL_CTX_no_ticket_TLSv13(x->ctx);
+}
+
 static void host_drop(struct tls_ctx *x, struct host_entry *h)
 {
 	strmap_remove(&x->hosts, &h->node);

@@ -32,6 +32,9 @@ struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, 
                                    size_t errlen);
 /* Lets go of the context: it goes when its last connection does. */
 void tls_ctx_free(struct tls_ctx *ctx);
+/* A server context that resumes nothing: no session cache, no tickets
+ * (TLS 1.2 or 1.3), so every handshake is a full one (benchmarks). */
+void tls_server_ctx_no_resumption(struct tls_ctx *ctx);
 
 /* A client connection. sni: the name sent (NULL: none); verify_name: the
  * name the certificate chain must be valid for (NULL: not verified);

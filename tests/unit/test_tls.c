@@ -199,6 +199,34 @@ static void test_garbage_and_close(void **state)
 	tls_ctx_free(cc);
 }
 
+/* A server context without resumption: the client's saved session is
+ * offered and not taken, every handshake is full. */
+static void test_server_no_resumption(void **state)
+{
+	char err[256];
+	struct tls_ctx *cc = tls_client_ctx_new(NULL, false, err, sizeof(err));
+	struct tls_ctx *sc = tls_server_ctx_new(cert, key, err, sizeof(err));
+	assert_non_null(cc);
+	assert_non_null(sc);
+	tls_server_ctx_no_resumption(sc);
+	for (int i = 0; i < 2; i++) {
+		struct tls *c = tls_client_new(cc, "mx.test.example", NULL, "mx.test.example");
+		struct tls *s = tls_server_new(sc);
+		assert_int_equal(handshake(c, s, NULL), TLS_OK);
+		assert_false(tls_resumed(c));
+		assert_false(tls_resumed(s));
+		char got[16];
+		assert_int_equal(tls_write(s, "250 ok\r\n", 8), TLS_OK);
+		pass(s, c, 1000);
+		assert_int_equal(tls_read(c, got, sizeof(got)), 8);
+		tls_save_session(c);
+		tls_free(c);
+		tls_free(s);
+	}
+	tls_ctx_free(cc);
+	tls_ctx_free(sc);
+}
+
 static void test_host_memory(void **state)
 {
 	char err[256];
@@ -226,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_verify),
 		cmocka_unit_test(test_garbage_and_close),
 		cmocka_unit_test(test_host_memory),
+		cmocka_unit_test(test_server_no_resumption),
 	};
 	return cmocka_run_group_tests(tests, make_cert, remove_cert);
 }

@@ -653,7 +653,7 @@ static bool mx_tls_received(struct mx_thread *t, struct mconn *c, size_t res)
 			c->in = xrealloc(c->in, c->incap);
 		}
 		long n = tls_read(c->tls, c->in + c->inlen, c->incap - c->inlen);
-		if (n == TLS_AGAIN)
+		if (n == 0)
 			return true;
 		if (n < 0) /* close_notify, or a failure */
 			return false;
@@ -810,6 +810,7 @@ static void *mx_thread_main(void *arg)
 	free(t->conns);
 	free(t->grey);
 	tls_ctx_free(t->tls_ctx);
+	tls_thread_done();
 	ring_free(t->ring);
 	return NULL;
 }

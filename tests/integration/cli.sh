@@ -6,13 +6,23 @@ set -e
 for c in run mockmx spoolgen inject bench dkim resolve; do
 	"$SLUICE" $c --help | grep -qi usage || fail "$c --help"
 done
-for f in "--source-ip 127.0.0.2" "--tls required" "--tls-ca /x" "--max-rate 10/s"; do
+for f in "--source-ip 127.0.0.2" "--max-rate 10/s"; do
 	set +e
 	# shellcheck disable=SC2086
 	out=$("$SLUICE" run --spool "$T/sp" --route '*=127.0.0.1:9' $f 2>&1); rc=$?
 	set -e
 	[ "$rc" -ne 0 ] || fail "$f was accepted"
 	echo "$out" | grep -q "not available yet" || fail "$f: unclear refusal: $out"
+done
+# TLS flags: a word that is no policy, a CA file that is not there or not
+# PEM certificates: a clear error, nothing sent.
+for f in "--tls sometimes" "--tls-ca $T/none.pem" "--tls-ca /etc/hostname"; do
+	set +e
+	# shellcheck disable=SC2086
+	out=$(timeout 10 "$SLUICE" run --spool "$T/sp" --route '*=127.0.0.1:9' $f 2>&1); rc=$?
+	set -e
+	[ "$rc" -eq 2 ] || fail "$f: want exit 2, got $rc: $out"
+	echo "$out" | grep -qE "none, opportunistic, required or verify|tls.ca|CA certificates" || fail "$f: unclear refusal: $out"
 done
 for f in "--dns-server dns.example:53" "--dns-server 127.0.0.1:0" "--smtp-port 0" "--dns-timeout -1"; do
 	set +e

@@ -955,6 +955,20 @@ static void remap_install(struct shard *s, struct dest_remap *rm)
 	}
 }
 
+/* Do two configurations give every domain and group the same TLS policy? */
+static bool tls_config_same(const struct config *a, const struct config *b)
+{
+	if (a->tls_policy != b->tls_policy || a->ntls_rules != b->ntls_rules)
+		return false;
+	for (unsigned i = 0; i < a->ntls_rules; i++) {
+		const struct tls_rule *x = &a->tls_rules[i], *y = &b->tls_rules[i];
+		if (x->policy != y->policy || !x->domain != !y->domain || !x->group != !y->group ||
+		    (x->domain && strcasecmp(x->domain, y->domain)) || (x->group && strcmp(x->group, y->group)))
+			return false;
+	}
+	return true;
+}
+
 /* SIGHUP: takes the new configuration at the top of the loop. A route
  * that is still there keeps its destination: queue, connections and
  * their state. A route that left becomes a retired destination whose
@@ -985,9 +999,18 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	dkim_signer_free(s->signer); /* keys may have changed */
 	s->signer = dkim_signer_new(cfg->dkim_keys, cfg->ndkim_keys, cfg->dkim_fallback);
 	const struct config *old = s->cfg;
-	if (!s->tls || config_tls_verifies(old) != config_tls_verifies(cfg) ||
-	    !old->tls_ca != !cfg->tls_ca || (old->tls_ca && strcmp(old->tls_ca, cfg->tls_ca)))
-		shard_tls_setup(s, cfg); /* connections keep the old context until they end */
+	/* CA files are read again (the same path may hold new certificates);
+	 * without verification the context, its sessions and plaintext marks
+	 * stay. Connections keep the old context until they end. */
+	if (!s->tls || config_tls_verifies(old) || config_tls_verifies(cfg) || old->tls_ca || cfg->tls_ca)
+		shard_tls_setup(s, cfg);
+	if (!tls_config_same(old, cfg)) /* queued mail goes where the new policies say */
+		for (unsigned i = cfg->nroutes; i < s->ndests; i++)
+			if (!s->dests[i].unused && !s->dests[i].retired) {
+				struct leg *l;
+				while ((l = dest_pop(&s->dests[i])))
+					dest_push(&orphans, l);
+			}
 	s->cfg = cfg;
 	conn_pool_grow(s, want + (conn_pool_slots(s) - conn_pool_free_slots(s)));
 	reroute_queue(s, &orphans);

@@ -1258,7 +1258,12 @@ static void process_input(struct shard *s, struct conn *c)
  * THE INVARIANT: REPLY_MAY_ANSWER works unchanged, in plaintext
  * positions). The quiet check (FIONREAD) is plaintext's only: through TLS
  * the socket also carries records that are not replies (session tickets),
- * and only the server itself can write into the TLS stream. */
+ * and only the server itself can write into the TLS stream. Residual: a
+ * reply is checked when its record is decrypted, so a record whose first
+ * bytes arrived before a command was submitted and whose last bytes came
+ * after is judged by the later arrival (TLS 1.3 hides which records are
+ * replies: tickets travel as application data too); the 354 and the
+ * reply_fits checks still hold. */
 #define TLS_WINDOW (256u << 10)
 
 static __thread char tls_stage[TLS_RECORD_MAX];

@@ -48,8 +48,10 @@ struct tls *tls_server_new(struct tls_ctx *ctx);
 void tls_free(struct tls *t);
 
 /* Input: received ciphertext goes at tls_in_space (room for *cap bytes,
- * at least 4 KiB; the pointer stays valid until the next call on t), and
- * tls_in_commit says how many came. */
+ * at least 4 KiB), and tls_in_commit says how many came. The space stays
+ * where it is until the next tls_in_space, tls_handshake or tls_read on t
+ * (tls_write and tls_out_take never touch the input: a recv may be in
+ * flight into it while the connection sends). */
 void *tls_in_space(struct tls *t, size_t *cap);
 void tls_in_commit(struct tls *t, size_t n);
 size_t tls_in_pending(const struct tls *t);

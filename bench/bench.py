@@ -855,6 +855,18 @@ def job_lines(res):
     return out
 
 
+def tls_memory(a, n=1000):
+    """bench/tls_memory.sh: sluice's RSS holding n idle connections to a
+    TLS mockmx, with and without --tls (one JSON line)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tls_memory.sh')
+    try:
+        r = subprocess.run(['bash', script, str(n)], capture_output=True, text=True, timeout=280,
+                           env=dict(os.environ, SLUICE=a.sluice))
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except Exception as e:  # noqa: BLE001 - reported in the table
+        return {'error': f'{type(e).__name__}: {e}'}
+
+
 def tls_lines(res):
     """STARTTLS: 3KB-tls beside 3KB-tls-none (rate and CPU), handshakes
     per second per core of sluice's CPU, full and resumed, beside one
@@ -891,6 +903,13 @@ def tls_lines(res):
                 line += (f"; net of a connection in clear (tls-conn1-none, {base['cpu_us_per_msg']} µs/msg): "
                          f"{extra_us:,.0f} µs -> {1e6 / extra_us:,.0f} per core-second")
         out.append(line + (f"; {h['note']}" if h.get('note') else ''))
+    m = res.get('tls_memory')
+    if m and 'error' not in m:
+        out.append(f"- idle connections ({m['connections']:,}, one shard): RSS {m['plain_rss_kb'] / 1024:.1f} MB in clear, "
+                   f"{m['tls_rss_kb'] / 1024:.1f} MB with TLS -> {m['bytes_per_idle_tls_connection'] / 1024:.1f} KB more "
+                   f"per idle TLS connection ({m['tls_open']} open; {m['summary']})")
+    elif m:
+        out.append(f"- idle connections: {m['error']}")
     sp = res['peers'].get('openssl-speed-p256', {})
     if sp.get('client_full_handshake_ceiling_per_s'):
         out.append(f"- openssl speed, one core: ECDH P-256 {sp['ecdh_p256_per_s']:,.0f}/s, ECDSA P-256 sign "
@@ -1077,6 +1096,9 @@ def main():
             res['peers']['openssl-speed-p256'] = openssl_speed_p256(1)
         for sc in scs:
             res['sluice'].append(sluice_scenario(a, sc, sinks, work))
+        if any(sc.get('mx_tls') and sc.get('tls') != 'none' for sc in scs):
+            say('bytes per idle TLS connection: sluice RSS with 1,000 idle TLS vs 1,000 plaintext connections')
+            res['tls_memory'] = tls_memory(a)
         if not a.no_latency:
             n = 30 if q else 100
             say(f'daemon latency: {n} files dropped one by one into an idle daemon\'s new/')

@@ -28,7 +28,7 @@ rss_with() {   # POLICY: sluice's VmRSS (kB) with N idle connections
 	local tpid=$! pid=""
 	for _ in $(seq 50); do pid=$(pgrep -P "$tpid" -x sluice || true); [ -n "$pid" ] && break; sleep 0.1; done
 	for _ in $(seq 600); do
-		[ "$(grep -c '"delivered"' "$log" 2>/dev/null || echo 0)" -ge "$N" ] && break
+		[ "$(cat "$log" 2>/dev/null | grep -c '"delivered"')" -ge "$N" ] && break
 		sleep 0.1
 	done
 	sleep 2 # every connection idle

@@ -1499,7 +1499,7 @@ static void tls_sent(struct shard *s, struct conn *c, int res)
 		stamp_submitted(s, c);
 		return;
 	}
-	c->cwire.len = 0; /* flush_output sends what waits */
+	buf_free(&c->cwire); /* flush_output sends what waits; idle, nothing is kept */
 }
 
 /* A short send, or the next IOV_MAX segments: the rest goes again. The

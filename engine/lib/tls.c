@@ -35,13 +35,15 @@
 
 #define IN_CHUNK 4096      /* ciphertext received per recv: wolfSSL assembles records itself */
 #define HOSTS_MAX 4096     /* hosts remembered per context */
-#define KEEP_OUT (64u << 10) /* output storage kept between sends */
 
 struct host_entry {
 	struct strmap_node node;
 	struct dlist lru;          /* most recently used first */
 	char *host;
-	WOLFSSL_SESSION *session;
+	unsigned char *session;    /* the session to resume, serialised (DER): a
+	                            * WOLFSSL_SESSION is 37 KB in Debian's build
+	                            * (SESSION_CERTS), its DER a few hundred bytes */
+	int session_len;
 	int64_t plain_until;
 };
 
@@ -177,8 +179,7 @@ static void host_drop(struct tls_ctx *x, struct host_entry *h)
 {
 	strmap_remove(&x->hosts, &h->node);
 	dlist_unlink(&h->lru);
-	if (h->session)
-		wolfSSL_SESSION_free(h->session);
+	free(h->session);
 	free(h->host);
 	free(h);
 	x->nhosts--;
@@ -251,9 +252,9 @@ void tls_forget_session(struct tls *t)
 	if (!n)
 		return;
 	struct host_entry *h = container_of(n, struct host_entry, node);
-	if (h->session)
-		wolfSSL_SESSION_free(h->session);
+	free(h->session);
 	h->session = NULL;
+	h->session_len = 0;
 }
 
 /* ---- connections ---- */
@@ -326,8 +327,14 @@ struct tls *tls_client_new(struct tls_ctx *x, const char *sni, const char *verif
 		           verify_name ? verify_name : "");
 		t->host = key.p;
 		struct host_entry *h = host_find(x, t->host);
-		if (h && h->session)
-			wolfSSL_set_session(t->ssl, h->session);
+		if (h && h->session) {
+			const unsigned char *p = h->session;
+			WOLFSSL_SESSION *sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, h->session_len);
+			if (sess) {
+				wolfSSL_set_session(t->ssl, sess); /* copied into the connection */
+				wolfSSL_SESSION_free(sess);
+			}
+		}
 	}
 	return t;
 }
@@ -450,11 +457,9 @@ size_t tls_out_pending(const struct tls *t)
 void tls_out_take(struct tls *t, struct buf *wire)
 {
 	ASSERT(wire->len == 0);
-	if (wire->cap > KEEP_OUT)
-		buf_free(wire);
-	struct buf b = *wire;
+	buf_free(wire); /* an idle connection keeps no ciphertext storage */
 	*wire = t->out;
-	t->out = b;
+	memset(&t->out, 0, sizeof(t->out));
 }
 
 uint64_t tls_out_total(const struct tls *t)
@@ -492,14 +497,19 @@ void tls_save_session(struct tls *t)
 	WOLFSSL_SESSION *s = wolfSSL_get1_session(t->ssl);
 	if (!s)
 		return;
-	if (!wolfSSL_SESSION_is_resumable(s)) {
-		wolfSSL_SESSION_free(s);
-		return;
+	int len = wolfSSL_SESSION_is_resumable(s) ? wolfSSL_i2d_SSL_SESSION(s, NULL) : 0;
+	unsigned char *der = len > 0 ? xmalloc((size_t)len) : NULL, *p = der;
+	if (der && wolfSSL_i2d_SSL_SESSION(s, &p) != len) {
+		free(der);
+		der = NULL;
 	}
+	wolfSSL_SESSION_free(s);
+	if (!der)
+		return;
 	struct host_entry *h = host_get(t->ctx, t->host);
-	if (h->session)
-		wolfSSL_SESSION_free(h->session);
-	h->session = s;
+	free(h->session);
+	h->session = der;
+	h->session_len = len;
 }
 
 void tls_thread_done(void)

@@ -68,8 +68,8 @@ int tls_write(struct tls *t, const void *p, size_t n);
 /* close_notify into the output (best effort). */
 void tls_close_notify(struct tls *t);
 
-/* Output: ciphertext produced and not yet taken; tls_out_take swaps it
- * into *wire (which must be empty; its storage is reused). tls_out_total
+/* Output: ciphertext produced and not yet taken; tls_out_take moves it
+ * into *wire (which must be empty; its storage is freed). tls_out_total
  * counts every byte produced since the start. */
 size_t tls_out_pending(const struct tls *t);
 void tls_out_take(struct tls *t, struct buf *wire);

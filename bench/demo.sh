@@ -13,9 +13,12 @@ cleanup() { set +e; [ -n "$MX" ] && kill "$MX" 2>/dev/null; wait 2>/dev/null; rm
 trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-echo "== 1. a mock MX on 127.0.0.1:$PORT that defers 2% of recipients (451) and rejects 0.5% (550)"
+echo "== 1. a mock MX on 127.0.0.1:$PORT that offers STARTTLS (a self-signed certificate made now),"
+echo "      defers 2% of recipients (451) and rejects 0.5% (550)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=mx.demo.example \
+	-keyout "$W/mx.key" -out "$W/mx.pem" 2>/dev/null
 timeout 300 "$SLUICE" mockmx --listen "127.0.0.1:$PORT" --fail rcpt:451:0.02 --fail rcpt:550:0.005 \
-	--store "$W/store" --max-time 290 >"$W/mx.json" 2>"$W/mx.err" &
+	--tls-cert "$W/mx.pem" --tls-key "$W/mx.key" --store "$W/store" --max-time 290 >"$W/mx.json" 2>"$W/mx.err" &
 MX=$!
 for _ in $(seq 100); do grep -q listening "$W/mx.err" 2>/dev/null && break; sleep 0.05; done
 
@@ -39,6 +42,8 @@ echo "== 4. sluice run --drain --route '*=127.0.0.1:$PORT' --retry-interval 1 --
 
 echo "== 5. the accounting log ($W/acct.jsonl): one JSON line per recipient per attempt"
 jq -r '.result' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
+echo "     over TLS (STARTTLS, opportunistic: the default):"
+jq -r '.tls // "plaintext"' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
 echo "     a bounce:"
 jq -c -n 'first(inputs | select(.result=="bounced"))' "$W/acct.jsonl" | sed 's/^/     /'
 echo "     a job file's row:"

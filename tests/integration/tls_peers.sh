@@ -153,6 +153,20 @@ if "$SLUICE" mockmx --help 2>&1 | grep -q -- '--tls-cert'; then
 	[ "$(tlc big '.result=="delivered" and ((.tls // "") | test("^TLSv1\\.[23]:"))')" -eq "$(tlc big 'true')" ] || fail "large over TLS: not all delivered over TLS: $(outcomes big)"
 	python3 "$HERE/check_bodies.py" "$T/orig5" "$T/store5" mockmx || fail "large over TLS: bodies differ"
 	ok "large messages over TLS: $N5 of 3 MB delivered to mockmx byte for byte"
+	# BDAT over TLS: a server without PIPELINING but with CHUNKING.
+	rm -rf "$T/sp6" "$T/store6" "$T/orig6"
+	"$SLUICE" spoolgen --spool "$T/sp6" --count 10 --size 200000 --domains 1 --seed 6 >/dev/null
+	cp -r "$T/sp6/new" "$T/orig6"
+	mkdir -p "$T/store6"
+	port=$(free_port)
+	start_mockmx "$port" --tls-cert "$T/certs/mx.pem" --tls-key "$T/certs/mx.key" --no-pipelining --store "$T/store6"
+	trun bdat --spool "$T/sp6" --route "*=127.0.0.1:$port" --shards 1 --retry-interval 0.5 --max-time 30
+	stop_mockmx
+	[ "$RC" -eq 0 ] || fail "BDAT over TLS: exit $RC; $(outcomes bdat)"
+	[ "$(mx_stat "$port" bdat)" -eq 10 ] || fail "BDAT over TLS: mockmx saw $(mx_stat "$port" bdat) BDAT transactions, want 10"
+	[ "$(tlc bdat '.result=="delivered" and .tls != null')" -eq 10 ] || fail "BDAT over TLS: $(outcomes bdat)"
+	python3 "$HERE/check_bodies.py" "$T/orig6" "$T/store6" mockmx || fail "BDAT over TLS: bodies differ"
+	ok "BDAT LAST over TLS (no PIPELINING): 10 messages of 200 KB byte for byte"
 else
 	echo "  skipped: sluice mockmx has no --tls-cert yet"
 fi

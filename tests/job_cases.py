@@ -231,6 +231,11 @@ def badhead(spool):
     names.append(write_job(spool, 'bad-notcolumn.job',
                            b'From: a@b.example\nSubject: {{x}}\n\nbody\n', csv))
     names.append(write_job(spool, 'bad-noemail.job', t, b'mail,s\nu1@bad.example,x\n'))
+    # A placeholder as a field's name: a row's value would be a field of its own.
+    names.append(write_job(spool, 'bad-fieldname.job',
+                           b'From: a@b.example\nX-{{s}}: y\nSubject: hi\n\nbody\n', csv))
+    names.append(write_job(spool, 'bad-fieldline.job',
+                           b'From: a@b.example\n{{s|X-A: b}}\nSubject: hi\n\nbody\n', csv))
     names.append(write_job(spool, 'bad-dupcolumn.job', t, b'email,s,s\nu1@bad.example,x,y\n'))
     names.append(write_job(spool, 'bad-colname.job', t, b'email,s t\nu1@bad.example,x\n'))
     # X-Template-Bytes past the end of the file.

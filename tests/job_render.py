@@ -232,6 +232,20 @@ def split_template(tpl):
     return out, has_empty, body
 
 
+def check_field_names(tpl):
+    """A header field's first line with {{ before its colon (or with no
+    colon) refuses the job."""
+    lines = split_lines(tpl)
+    for n, line in enumerate(lines, 1):
+        if is_blank(line):
+            return
+        if line[:1] in (b' ', b'\t'):
+            continue
+        name = line.split(b':', 1)[0] if b':' in line else line
+        if b'{{' in name:
+            raise JobRefused(f"template line {n}: a header field's name holds {{{{")
+
+
 def field_names(hdr_lines):
     return [l.split(b':', 1)[0].lower() for l in hdr_lines
             if l[:1] not in (b' ', b'\t') and b':' in l]
@@ -369,6 +383,7 @@ class Job:
         self.domain = (self.sender[self.sender.rfind(b'@') + 1:] if self.sender
                        else b'sluice.invalid')
         tpl = data[off:off + n]
+        check_field_names(tpl)
         self.hdr_lines, self.has_empty, self.body = split_template(tpl)
         self.has_date = b'date' in field_names(self.hdr_lines)
         self._data = data

@@ -52,6 +52,7 @@
  *    and starts and ends with '"' (nothing inside is unescaped). A field
  *    whose stripped value is empty (the 8-bit byte was in its name)
  *    becomes "Name: " (no encoded word). */
+#define _GNU_SOURCE
 #include "job_file.h"
 #include "envelope.h"
 #include <stdio.h>
@@ -568,6 +569,15 @@ out:
 	return ok;
 }
 
+/* The template's line (from 1) that holds byte i. */
+static size_t line_of_offset(const char *t, size_t i)
+{
+	size_t n = 1;
+	for (size_t k = 0; k < i; k++)
+		n += t[k] == '\n';
+	return n;
+}
+
 bool job_head_prepare(struct job_head *h, const char *tpl, size_t tpl_len, const char *rec,
                       size_t rec_len, char *why, size_t why_len)
 {
@@ -579,10 +589,21 @@ bool job_head_prepare(struct job_head *h, const char *tpl, size_t tpl_len, const
 	size_t hdr = 0;
 	while (hdr < len && !(t[hdr] == '\r' && hdr + 1 < len && t[hdr + 1] == '\n'))
 		hdr = line_next(t, len, hdr);
-	/* drop the Message-ID fields, note a Date field */
+	/* drop the Message-ID fields, note a Date field; a field's name is
+	 * written out: a {{...}} before its colon could make a row's value a
+	 * field of its own (a second Message-ID, a Date, a Bcc) */
 	size_t o = 0, i = 0;
 	while (i < hdr) {
 		size_t e = field_next(t, hdr, i);
+		size_t line_end = line_next(t, e, i);
+		const char *colon = memchr(t + i, ':', line_end - i);
+		const char *subst = memmem(t + i, (colon ? (size_t)(colon - t) : line_end) - i, "{{", 2);
+		if (t[i] != ' ' && t[i] != '\t' && subst) {
+			WHY("template line %zu: a header field's name holds {{: write the name out, only its value may be "
+			    "filled in", line_of_offset(t, i));
+			free(t);
+			return false;
+		}
 		if (prefix_ci(t + i, e - i, "Message-ID:"))
 			;
 		else {

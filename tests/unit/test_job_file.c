@@ -333,6 +333,12 @@ static void columns(void **state)
 	job_refused(tpl, "email,na\xc3\xafve\n", "column 2's name 'na\\xc3\\xafve' is not letters");
 	job_refused("Subject: {{nope}}\n\n", "email\n", "uses {{nope}} (no default) but there is no column nope");
 	job_refused("Subject: x\n\n{{Name}}", "email,name\n", "no column Name");
+	/* a field's name is written out: a row's value never becomes a field */
+	job_refused("Subject: x\n{{name}}\n\nb", "email,name\n", "template line 2: a header field's name holds {{");
+	job_refused("X-{{name}}: v\n\nb", "email,name\n", "template line 1: a header field's name holds {{");
+	struct job ok;
+	job_ok(&ok, "Subject: x\n X-{{name}}: folded, a value\nX-A: {{name}}: fine\n\n{{name}}: body", "email,name\n");
+	job_close(&ok);
 	/* too many columns */
 	struct buf c = { 0 };
 	buf_adds(&c, "email");

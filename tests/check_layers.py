@@ -28,6 +28,12 @@ EXCEPTIONS = {('engine/main.c', 'bench/bench.h')}
 # a connection's fields are the SMTP client's alone.
 PRIVATE = {'shards/conn.h': {'shards/smtp_client.c'}}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# Each third-party library is wrapped by exactly one module; wolfSSL's
+# OpenSSL-compatible headers clash with OpenSSL's (which dkim/keys.c uses).
+LIBRARY = re.compile(r'^\s*#\s*include\s+<(wolfssl|openssl|opendkim|liburing|ldns)[/.]', re.M)
+WRAPPERS = {'wolfssl': {'engine/lib/tls.c'}, 'openssl': {'dkim/keys.c'},
+            'opendkim': {'dkim/signer.c'}, 'liburing': {'engine/lib/ring.c'},
+            'ldns': {'dns/packet.c'}}
 
 
 def layer_of(path):
@@ -74,6 +80,11 @@ def check(root):
             elif target in PRIVATE and rel not in PRIVATE[target]:
                 errors.append(f'{rel}:{line}: {target} is private to '
                               f'{", ".join(sorted(PRIVATE[target]))}')
+        for m in LIBRARY.finditer(text):
+            if rel not in WRAPPERS[m.group(1)]:
+                line = text.count('\n', 0, m.start()) + 1
+                errors.append(f'{rel}:{line}: includes {m.group(1)}, which only '
+                              f'{", ".join(sorted(WRAPPERS[m.group(1)]))} may')
     return errors, files
 
 
@@ -94,9 +105,10 @@ def self_test():
         open(os.path.join(t, 'tools/y.c'), 'w').write('\n')
         os.makedirs(os.path.join(t, 'tests'))
         open(os.path.join(t, 'tests/t.c'), 'w').write('#include "../shards/conn.h"\n')
+        open(os.path.join(t, 'dkim/keys.c'), 'w').write('#include <openssl/evp.h>\n#include <wolfssl/ssl.h>\n')
         errors, _ = check(t)
         want = ['engine/lib/util.h', 'dns/a.c', 'engine/run.c', 'shards/shard.c', 'shards/sub/x.c',
-                'tools/y.c']
+                'tools/y.c', 'dkim/keys.c']
         got = [e.split(':')[0] for e in errors]
         if sorted(got) != sorted(want):
             print('check_layers self-test failed: got', errors)

@@ -13,6 +13,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #define IN_CHUNK 4096      /* ciphertext received per recv: wolfSSL assembles records itself */
 #define HOSTS_MAX 4096     /* hosts remembered per context */
@@ -144,6 +145,13 @@ void tls_server_ctx_no_resumption(struct tls_ctx *x)
 	wolfSSL_CTX_set_session_cache_mode(x->ctx, WOLFSSL_SESS_CACHE_OFF);
 	wolfSSL_CTX_NoTicketTLSv12(x->ctx);
 	wolfSSL_CTX_no_ticket_TLSv13(x->ctx);
+}
+
+void tls_thread_done(void)
+{
+#ifdef FP_ECC
+	wc_ecc_fp_free();
+#endif
 }
 
 static void host_drop(struct tls_ctx *x, struct host_entry *h)

@@ -34,6 +34,9 @@ void tls_ctx_free(struct tls_ctx *ctx);
 /* A server context that resumes nothing: no session cache, no tickets
  * (TLS 1.2 or 1.3), so every handshake is a full one (benchmarks). */
 void tls_server_ctx_no_resumption(struct tls_ctx *ctx);
+/* Frees what wolfSSL keeps per thread (its ECC fixed-point cache, about
+ * 800 KiB per key seen often): call as a thread that did TLS ends. */
+void tls_thread_done(void);
 
 /* A client connection. sni: the name sent (NULL: none); verify_name: the
  * name the certificate chain must be valid for (NULL: not verified);

@@ -609,6 +609,18 @@ static void mx_accept(struct mx_thread *t, int fd)
 	mx_recv(t, c);
 }
 
+/* A handshake or a record failed: the alert wolfSSL wrote goes out before
+ * the close (then nothing more is read), or the connection drops now. */
+static bool mx_tls_failed(struct mx_thread *t, struct mconn *c)
+{
+	atomic_fetch_add(&t->st->tls_failures, 1);
+	c->pbuf.len = 0;
+	if (tls_out_pending(c->tls) == 0)
+		return false;
+	c->quit = true;
+	return true;
+}
+
 /* Ciphertext came at the tail of c->in (res bytes): into the TLS input,
  * the handshake advanced, and what it decrypts to appended to c->in in
  * its place. False when the connection must drop. */
@@ -637,10 +649,8 @@ static bool mx_tls_received(struct mx_thread *t, struct mconn *c, size_t res)
 		int rc = tls_handshake(c->tls);
 		if (rc == TLS_AGAIN)
 			return true;
-		if (rc != TLS_OK) {
-			atomic_fetch_add(&t->st->tls_failures, 1);
-			return false;
-		}
+		if (rc != TLS_OK)
+			return mx_tls_failed(t, c);
 		c->tls_up = true; /* RFC 3207: forget everything said in clear */
 		txn_reset(c);
 		atomic_fetch_add(&t->st->tls_connections, 1);
@@ -655,8 +665,10 @@ static bool mx_tls_received(struct mx_thread *t, struct mconn *c, size_t res)
 		long n = tls_read(c->tls, c->in + c->inlen, c->incap - c->inlen);
 		if (n == 0)
 			return true;
-		if (n < 0) /* close_notify, or a failure */
+		if (n == TLS_CLOSED)
 			return false;
+		if (n < 0)
+			return mx_tls_failed(t, c);
 		c->inlen += (size_t)n;
 	}
 }
@@ -809,8 +821,10 @@ static void *mx_thread_main(void *arg)
 	}
 	free(t->conns);
 	free(t->grey);
-	tls_ctx_free(t->tls_ctx);
-	tls_thread_done();
+	if (t->tls_ctx) {
+		tls_ctx_free(t->tls_ctx);
+		tls_thread_done();
+	}
 	ring_free(t->ring);
 	return NULL;
 }

@@ -96,8 +96,17 @@ elif mode == 'refusals':
     t.sendall(b'RCPT TO:<r@dest.example>\r\n')
     r = raw_reply(t)
     assert r.startswith(b'503'), ('the MAIL after STARTTLS was not discarded', r)
-    t.close()
-    print('refusals: 503 before EHLO, 503 in a transaction, 501 with an argument, pipelined MAIL discarded')
+    # a record that does not decrypt: mockmx sends an alert and closes
+    raw = socket.socket(fileno=t.detach())
+    raw.settimeout(5)
+    raw.sendall(b'\x17\x03\x03\x00\x20' + b'\x55' * 32)
+    alert = raw.recv(100)
+    # an alert (TLS 1.3: encrypted, an application_data record of 2+1+16 bytes)
+    assert alert == b'' or alert[:1] == b'\x15' or alert[:5] == b'\x17\x03\x03\x00\x13', alert
+    assert raw.recv(100) == b'', 'mockmx did not close after a bad record'
+    raw.close()
+    print('refusals: 503 before EHLO, 503 in a transaction, 501 with an argument, pipelined MAIL discarded; '
+          'a bad record got %s and the close' % ('an alert' if alert else 'no alert'))
 elif mode in ('close-after-hello', 'garbage'):
     s = smtp()
     s.ehlo('client.example')
@@ -148,7 +157,7 @@ stop_mockmx
 [ "$(mx_stat "$port" messages)" -eq 12 ] || fail "mockmx counted $(mx_stat "$port" messages) messages, want 12"
 [ "$(mx_stat "$port" tls_connections)" -eq 5 ] || fail "tls_connections $(mx_stat "$port" tls_connections), want 5"
 [ "$(mx_stat "$port" tls_resumed)" -eq 2 ] || fail "tls_resumed $(mx_stat "$port" tls_resumed), want 2"
-[ "$(mx_stat "$port" tls_failures)" -eq 0 ] || fail "tls_failures $(mx_stat "$port" tls_failures)"
+[ "$(mx_stat "$port" tls_failures)" -eq 1 ] || fail "tls_failures $(mx_stat "$port" tls_failures), want 1 (the bad record)"
 [ "$(ls "$T/store" | wc -l)" -eq 12 ] || fail "stored $(ls "$T/store" | wc -l) messages, want 12"
 grep -q '^\.dot' "$T"/store/0-0.eml || fail "the dot-stuffed line did not come back intact"
 grep -q '^Subject: TLSv1_3 1 2' "$T"/store/*.eml || fail "a TLS 1.3 message is missing from the store"

@@ -1,6 +1,8 @@
 /* shards/config_types.c - lookups over the run configuration that shards
  * make while delivering (see config_types.h). */
 #include "config_types.h"
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -55,4 +57,107 @@ bool tls_policy_parse(const char *word, enum tls_policy *p)
 			return true;
 		}
 	return false;
+}
+
+/* ---- sources, pools and limits ---- */
+
+int config_source_index(const struct config *cfg, const char *text)
+{
+	for (unsigned i = 0; text && i < cfg->nsources; i++)
+		if (strcmp(cfg->sources[i].text, text) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int pool_index(const struct config *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->npools; i++)
+		if (strcmp(cfg->pools[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int config_pool_for(const struct config *cfg, const char *xpool, const char *job, const char *sender)
+{
+	if (cfg->npools == 0)
+		return xpool ? CONFIG_UNKNOWN_POOL : CONFIG_NO_POOL;
+	if (xpool) {
+		int p = pool_index(cfg, xpool);
+		return p >= 0 ? p : CONFIG_UNKNOWN_POOL;
+	}
+	const char *at = sender ? strrchr(sender, '@') : NULL;
+	for (unsigned i = 0; job && i < cfg->npool_rules; i++)
+		if (cfg->pool_rules[i].job && strcmp(cfg->pool_rules[i].job, job) == 0)
+			return (int)cfg->pool_rules[i].pool;
+	for (unsigned i = 0; at && i < cfg->npool_rules; i++)
+		if (cfg->pool_rules[i].sender_domain && strcasecmp(cfg->pool_rules[i].sender_domain, at + 1) == 0)
+			return (int)cfg->pool_rules[i].pool;
+	return cfg->default_pool >= 0 ? cfg->default_pool : 0;
+}
+
+static bool in_pool(const struct config *cfg, const char *pool, int source)
+{
+	int p = pool_index(cfg, pool);
+	for (unsigned i = 0; p >= 0 && i < cfg->pools[p].nmembers; i++)
+		if ((int)cfg->pools[p].members[i].source == source)
+			return true;
+	return false;
+}
+
+/* How specific a rule is for this pair (higher wins), or -1 if it does
+ * not apply. */
+static int rule_rank(const struct config *cfg, const struct shape_rule *r, int source, const char *group)
+{
+	if (r->group && (!group || strcmp(r->group, group) != 0))
+		return -1;
+	if (r->source && (source < 0 || strcmp(cfg->sources[source].text, r->source) != 0))
+		return -1;
+	if (r->pool && (source < 0 || !in_pool(cfg, r->pool, source)))
+		return -1;
+	int rank = r->shipped ? 0 : 1;
+	rank = rank * 2 + (r->group != NULL);
+	return rank * 3 + (r->source ? 2 : r->pool ? 1 : 0);
+}
+
+static void limits_apply(struct shape_limits *out, const struct shape_rule *r)
+{
+	if (r->set & SHAPE_MAXCONN)
+		out->max_connections = r->lim.max_connections;
+	if (r->set & SHAPE_PERCONN)
+		out->max_per_connection = r->lim.max_per_connection;
+	if (r->set & SHAPE_RATE)
+		out->max_rate = r->lim.max_rate;
+	if (r->set & SHAPE_BURST)
+		out->burst = r->lim.burst;
+	if (r->set & SHAPE_NEWCONN)
+		out->max_new_conn_rate = r->lim.max_new_conn_rate;
+}
+
+void config_pair_limits(const struct config *cfg, int source, const char *group, struct shape_limits *out)
+{
+	*out = (struct shape_limits){ cfg->max_connections, cfg->max_per_connection, cfg->max_rate,
+	                              cfg->rate_burst, cfg->max_new_conn_rate };
+	enum { RANKS = 12 };
+	for (int rank = 0; rank < RANKS; rank++) /* least specific first; few rules */
+		for (unsigned i = 0; i < cfg->nshape_rules; i++)
+			if (rule_rank(cfg, &cfg->shape_rules[i], source, group) == rank)
+				limits_apply(out, &cfg->shape_rules[i]);
+	/* A tenth of a second's worth: the bucket smooths, a provider
+	 * counting per second or minute never sees a burst. */
+	if (out->burst == 0)
+		out->burst = out->max_rate > 10 ? (unsigned)ceil(out->max_rate / 10) : 1;
+}
+
+bool config_rate_parse(const char *spec, double *per_second)
+{
+	char *end;
+	double n = strtod(spec, &end);
+	if (end == spec || !(n > 0) || !isfinite(n) || end[0] != '/' || !end[1] || end[2])
+		return false;
+	switch (end[1]) {
+	case 's': *per_second = n; return true;
+	case 'm': *per_second = n / 60; return true;
+	case 'h': *per_second = n / 3600; return true;
+	default: return false;
+	}
 }

@@ -19,6 +19,57 @@ struct route {
 	socklen_t addr_len;
 	char *label;                  /* "host:port", logged as mx */
 	char *tls_name;               /* the name TLS sends (SNI) and verifies, or NULL */
+	char *group;                  /* its MX group (throttles key on it); NULL: label */
+};
+
+/* A source IP: connections from it are bound to it before connect and
+ * say its EHLO name. */
+struct source_ip {
+	char *text;                   /* canonical numeric text ("127.0.0.10", "::1") */
+	struct sockaddr_storage addr; /* port 0 */
+	socklen_t addr_len;
+	char *helo;                   /* its EHLO name; NULL: cfg->helo */
+};
+
+/* A pool: source IPs (indices into cfg->sources) and their weights. */
+struct pool_member {
+	unsigned source;
+	unsigned weight;              /* >= 1 */
+};
+struct pool {
+	char *name;
+	struct pool_member *members;  /* at least one */
+	unsigned nmembers;
+};
+
+/* The pool for mail without X-Pool: by its job (X-Job), else by its
+ * sender's domain (exactly one of job, sender_domain set). */
+struct pool_rule {
+	char *job;
+	char *sender_domain;
+	unsigned pool;                /* index into cfg->pools */
+};
+
+/* The limits of one (source IP, MX group) pair. */
+struct shape_limits {
+	unsigned max_connections;     /* open at once */
+	unsigned max_per_connection;  /* messages (transactions) before QUIT */
+	double max_rate;              /* messages per second; 0: no limit */
+	unsigned burst;               /* bucket depth in messages; 0: automatic */
+	double max_new_conn_rate;     /* connections opened per second; 0: no limit */
+};
+
+/* A refinement of the limits: for one MX group (NULL: every group), and
+ * optionally only for one source IP or one pool's IPs. Only the fields in
+ * set apply (SHAPE_*). */
+enum { SHAPE_MAXCONN = 1, SHAPE_PERCONN = 2, SHAPE_RATE = 4, SHAPE_BURST = 8, SHAPE_NEWCONN = 16 };
+struct shape_rule {
+	char *group;
+	char *source;                 /* canonical source IP text, or NULL */
+	char *pool;                   /* pool name, or NULL */
+	unsigned set;
+	struct shape_limits lim;
+	bool shipped;                 /* from the providers file (weaker than the config's) */
 };
 
 /* STARTTLS (RFC 3207): none never; opportunistic when offered, the
@@ -46,8 +97,24 @@ struct config {
 	unsigned spool_workers;       /* 0 = min(shards, 4) */
 	struct route *routes;
 	unsigned nroutes;
-	unsigned max_connections;     /* per destination, all shards together */
+	/* Default limits of every (source IP, MX group) pair (flags and
+	 * delivery.*), refined by shape_rules (config_pair_limits). */
+	unsigned max_connections;     /* per pair, all shards together */
 	unsigned max_per_connection;  /* messages per connection */
+	double max_rate;              /* messages per second; 0: no limit */
+	unsigned rate_burst;          /* 0: automatic (see config_pair_limits) */
+	double max_new_conn_rate;     /* connections per second; 0: no limit */
+	struct shape_rule *shape_rules; /* providers file first, then the config's */
+	unsigned nshape_rules;
+	char *providers_path;         /* the providers file read, or NULL (none, or built in) */
+	/* Source IPs (none: the kernel picks, one unbound source) and pools. */
+	struct source_ip *sources;
+	unsigned nsources;
+	struct pool *pools;
+	unsigned npools;
+	int default_pool;             /* index, or -1 when there are no pools */
+	struct pool_rule *pool_rules;
+	unsigned npool_rules;
 	unsigned max_rcpt_per_txn;
 	int retry_interval_ms;          /* first wait before a retry, doubled per attempt */
 	int retry_max_ms;               /* cap on that wait */
@@ -95,6 +162,24 @@ struct config {
 	int tls_plain_fallback_ms;
 	uint64_t generation;          /* 0 at start, then one more per SIGHUP reload */
 };
+
+/* The limits of the pair (source IP index, or -1 for the unbound
+ * source; MX group): the defaults, then the matching rules from least to
+ * most specific (shipped, then config: any group, group; then pool, then
+ * source IP), each setting only its fields. burst is never 0 on return. */
+void config_pair_limits(const struct config *cfg, int source, const char *group,
+                        struct shape_limits *out);
+/* The pool a message goes out of: its X-Pool (xpool, may be NULL), else a
+ * rule for its job, else for its sender's domain, else the default.
+ * Returns the pool index; CONFIG_NO_POOL when no pool is configured (one
+ * unbound source); CONFIG_UNKNOWN_POOL when xpool names none. */
+#define CONFIG_NO_POOL (-1)
+#define CONFIG_UNKNOWN_POOL (-2)
+int config_pool_for(const struct config *cfg, const char *xpool, const char *job, const char *sender);
+/* The source index of a canonical IP text, or -1. */
+int config_source_index(const struct config *cfg, const char *text);
+/* "100/s", "6000/m", "50000/h" -> messages per second; false when malformed. */
+bool config_rate_parse(const char *spec, double *per_second);
 
 /* Index of the route for a recipient domain, or -1 (then DNS decides). */
 int config_route_for(const struct config *cfg, const char *domain);

@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 # dkim/exports.list: libopendkim's key parse reaches dkim/keys.c (see there).
-LIBS := -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
+LIBS := -lm -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
 # Layers, each using only those before it (tests/check_layers.py checks):
@@ -20,7 +20,7 @@ SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
-        shards/shard.c shards/dest_queue.c shards/smtp_client.c \
+        shards/shard.c shards/dest_queue.c shards/throttle.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/spool.c engine/run.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \

@@ -757,6 +757,7 @@ static void engine_start(struct engine *e, const struct config *cfg)
 		e->shards[i] = e->lanes[i].shard = shard_new(i, cfg, e->wake_fd);
 		e->lanes[i].index = i;
 	}
+	shard_link(e->shards, e->nlanes); /* each pair of shards gets its rings */
 	for (unsigned k = 0; k < e->nfeeders; k++)
 		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes,
 		                           /* lane_with_room keeps each lane's tasks under FEED_BATCH */

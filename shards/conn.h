@@ -105,6 +105,7 @@ struct conn {
 	unsigned marks_head, nmarks, marks_cap;
 	char tls_desc[64];         /* "TLSv1.3:TLS_AES_256_GCM_SHA384", or "" */
 	char peer[48], source[48];
+	char helo[256];            /* the EHLO name of its source IP */
 	struct smtp_reply reply;   /* scratch for parsing */
 };
 #endif

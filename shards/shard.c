@@ -40,15 +40,47 @@ static uint64_t pow2_at_least(uint64_t n)
 #define MESSAGE_FRESH(m) ((m)->nrcpt > 0 && (m)->npending > 0 && (m)->npending <= (m)->nrcpt && \
                           (m)->legs_open == 0 && (m)->body_len >= 2 && !(m)->next)
 
-/* A destination's connections split over the shards, the remainder to the
- * first ones. Every shard needs one, since messages reach shards round
- * robin: with fewer connections than shards the limit is exceeded (until
- * shaping gives each destination one owner shard). */
-static unsigned conns_per_shard(const struct config *cfg, unsigned index)
+/* ---- pairs and their owners ----
+ * Every destination belongs to a (source IP, MX group) pair, and every
+ * pair to exactly one shard: pair (source IP number i in the
+ * configuration, group g) lives on shard (i + hash(g)) mod N. Its
+ * throttle, connections and queue are there. A message is signed and
+ * routed on the shard the engine gave it to (its origin); each of its
+ * legs (one transaction) then goes to the shard that owns its pair,
+ * through a ring of its own for that pair of shards, and comes back once
+ * over (see struct leg). With several source IPs a provider's traffic
+ * spreads over consecutive shards; with one IP it all goes through one
+ * shard, whose limits then hold exactly however many shards run. */
+
+static unsigned src_slots(const struct config *cfg)
 {
-	unsigned n = cfg->max_connections / cfg->shards +
-	             (index < cfg->max_connections % cfg->shards ? 1 : 0);
-	return n ? n : 1;
+	return cfg->nsources ? cfg->nsources : 1;
+}
+
+/* Routes are the first destinations: one per (route, source IP). */
+static unsigned route_dests(const struct config *cfg)
+{
+	return cfg->nroutes * src_slots(cfg);
+}
+
+static uint32_t route_dest_index(const struct config *cfg, int route, int src)
+{
+	return (uint32_t)route * src_slots(cfg) + (src < 0 ? 0 : (uint32_t)src);
+}
+
+static const char *route_group(const struct route *r)
+{
+	return r->group ? r->group : r->label;
+}
+
+static uint32_t domain_hash(const char *d);
+static void cross_send(struct shard *s, unsigned to, struct leg *l);
+static void source_check(struct shard *s, struct message *m);
+
+static uint16_t pair_owner(const struct shard *s, int src, const char *group)
+{
+	uint32_t n = s->npeers ? s->npeers : 1;
+	return (uint16_t)(((uint32_t)(src < 0 ? 0 : src) + domain_hash(group)) % n);
 }
 
 /* ---- destination addresses ---- */
@@ -74,6 +106,12 @@ static void dest_free(struct shard *s, struct dest *d)
 	dest_clear_addrs(d);
 	free(d->group);
 	d->group = NULL;
+	free(d->source);
+	free(d->helo);
+	d->source = d->helo = NULL;
+	if (d->thr)
+		throttle_put(s, d->thr);
+	d->thr = NULL;
 	free(d->fail_why);
 	d->fail_why = NULL;
 	free(d->ready);
@@ -103,7 +141,38 @@ static void dest_set_route(struct dest *d, const struct route *r)
 	d->addrs[0].len = r->addr_len;
 	d->addrs[0].mx = xstrdup(r->label);
 	free(d->group);
-	d->group = xstrdup(r->label);
+	d->group = xstrdup(route_group(r));
+}
+
+/* The source IP d binds to (src: index in s->cfg, -1: unbound). */
+static void dest_set_source(struct shard *s, struct dest *d, int src)
+{
+	free(d->source);
+	free(d->helo);
+	d->source = d->helo = NULL;
+	if (src < 0)
+		return;
+	d->source = xstrdup(s->cfg->sources[src].text);
+	if (s->cfg->sources[src].helo)
+		d->helo = xstrdup(s->cfg->sources[src].helo);
+}
+
+/* d's pair, its owner and, on the owner, its throttle (the connections d
+ * has open move to the new one). Elsewhere d only gathers legs to cross. */
+static void dest_bind_pair(struct shard *s, struct dest *d)
+{
+	int src = d->source ? config_source_index(s->cfg, d->source) : -1;
+	d->owner = pair_owner(s, src, d->group);
+	struct throttle *old = d->thr;
+	d->thr = d->owner == s->index && !d->retired ? throttle_get(s, d->source, d->group) : NULL;
+	if (old) {
+		ASSERT(old->nconns >= d->nconns);
+		old->nconns -= d->nconns;
+		throttle_put(s, old);
+	}
+	if (d->thr)
+		d->thr->nconns += d->nconns;
+	d->max_conns = d->thr ? d->thr->lim.max_connections : 0;
 }
 
 /* The plan's addresses, in its order; dead marks of addresses that stay
@@ -146,16 +215,18 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 		fatal("eventfd: %s", strerror(errno));
 	spsc_init(&s->inbox, pow2_at_least(cfg->inflight_per_shard * 2u), sizeof(struct message *));
 	spsc_init(&s->outbox, OUTBOX_CAP, sizeof(struct outcome));
-	s->ndests = cfg->nroutes;
-	s->dests = xcalloc(s->ndests, sizeof(*s->dests));
-	unsigned per_shard = conns_per_shard(cfg, index);
-	for (unsigned i = 0; i < s->ndests; i++) {
-		dest_set_route(&s->dests[i], &cfg->routes[i]);
-		s->dests[i].max_conns = per_shard;
-		s->dests[i].tls = route_tls_policy(cfg, &cfg->routes[i]);
-	}
-	conn_pool_grow(s, per_shard * s->ndests);
-	return s;
+	s->live.live_next = s->live.live_prev = &s->live;
+	s->npeers = 1;
+	s->ndests = route_dests(cfg);
+	s->dests = xcalloc(s->ndests ? s->ndests : 1, sizeof(*s->dests));
+	for (unsigned r = 0; r < cfg->nroutes; r++)
+		for (unsigned k = 0; k < src_slots(cfg); k++) {
+			struct dest *d = &s->dests[route_dest_index(cfg, (int)r, (int)k)];
+			dest_set_route(d, &cfg->routes[r]);
+			dest_set_source(s, d, cfg->nsources ? (int)k : -1);
+			d->tls = route_tls_policy(cfg, &cfg->routes[r]);
+		}
+	return s; /* pairs are bound once the shards are linked (shard_setup) */
 }
 
 /* The shard's TLS client context for cfg (the system's CA certificates
@@ -210,7 +281,11 @@ void shard_dest_note(struct shard *s, uint32_t di, bool work)
 /* Queues l on destination di (at the front: the rest of a transaction). */
 static void dest_enqueue(struct shard *s, uint32_t di, struct leg *l, bool front)
 {
-	ASSERT(l->dest == di && l->nr > 0 && l->msg->legs_open > 0);
+	ASSERT(l->dest == di && l->nr > 0);
+	if (s->dests[di].owner != s->index && !l->parent) { /* a child stays (dest_visit) */
+		cross_send(s, s->dests[di].owner, l);
+		return;
+	}
 	if (front)
 		dest_push_front(&s->dests[di], l);
 	else
@@ -268,9 +343,11 @@ static void outcome_set_text(struct outcome *o, const char *text, size_t text_le
 		o->group = memcpy(p, group, group_len);
 }
 
-static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum result r,
-                        uint16_t code, const char *enhanced, const char *text, size_t text_len,
-                        const struct conn *c, int64_t start_ms)
+/* An outcome record for recipient rcpt of m; reads m, changes nothing
+ * (it may run on a shard that does not own m: see struct leg). */
+static void outcome_make(struct shard *s, struct outcome *out, const struct message *m, uint32_t rcpt,
+                         enum result r, uint16_t code, const char *enhanced, const char *text,
+                         size_t text_len, const struct conn *c, int64_t start_ms)
 {
 	struct outcome o;
 	memset(&o, 0, sizeof(o));
@@ -282,7 +359,7 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	o.ts_ms = now_real_ms();
 	o.ms = start_ms ? (uint32_t)(s->now - start_ms) : 0;
 	o.queue_ms = (uint32_t)(s->now - m->arrival_ms);
-	o.msg = m;
+	o.msg = (struct message *)m;
 	if (enhanced) /* as snprintf("%s") would: cut to fit, NUL-terminated */
 		memcpy(o.enhanced, enhanced, strnlen(enhanced, sizeof(o.enhanced) - 1));
 	outcome_set_text(&o, text, text_len, c ? conn_mx(c) : NULL, c ? s->dests[conn_dest(c)].group : NULL);
@@ -292,14 +369,40 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 		snprintf(o.peer, sizeof(o.peer), "%s", conn_peer(c));
 		snprintf(o.source, sizeof(o.source), "%s", conn_source(c));
 	}
+	*out = o;
+}
+
+/* On m's own shard: the recipient's state follows the outcome, which goes
+ * to the engine. */
+static void outcome_commit(struct shard *s, struct message *m, const struct outcome *o)
+{
+	enum result r = (enum result)o->result;
 	if (r == RESULT_DELIVERED || r == RESULT_BOUNCED || r == RESULT_EXPIRED) {
-		ASSERT(m->rcpt_state[rcpt] == RCPT_PENDING);
-		m->rcpt_state[rcpt] = r == RESULT_DELIVERED ? RCPT_DELIVERED
-		                    : r == RESULT_BOUNCED ? RCPT_BOUNCED : RCPT_EXPIRED;
+		ASSERT(m->rcpt_state[o->rcpt] == RCPT_PENDING);
+		m->rcpt_state[o->rcpt] = r == RESULT_DELIVERED ? RCPT_DELIVERED
+		                       : r == RESULT_BOUNCED ? RCPT_BOUNCED : RCPT_EXPIRED;
 		ASSERT(m->npending > 0);
 		m->npending--;
 	}
-	outbox_put(s, &o);
+	outbox_put(s, o);
+}
+
+static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum result r,
+                        uint16_t code, const char *enhanced, const char *text, size_t text_len,
+                        const struct conn *c, int64_t start_ms)
+{
+	struct outcome o;
+	outcome_make(s, &o, m, rcpt, r, code, enhanced, text, text_len, c, start_ms);
+	outcome_commit(s, m, &o);
+}
+
+static void leg_out_push(struct leg *l, const struct outcome *o)
+{
+	if (l->nout == l->out_cap) {
+		l->out_cap = l->out_cap ? l->out_cap * 2 : (l->nr < 4 ? 4 : l->nr);
+		l->out = xrealloc(l->out, l->out_cap * sizeof(*l->out));
+	}
+	l->out[l->nout++] = *o;
 }
 
 void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
@@ -309,7 +412,13 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
 	ASSERT(pos < leg->nr);
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
 		return; /* stopping: the engine keeps the message in the spool */
-	emit_record(s, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, start_ms);
+	if (leg->origin == s->index) {
+		emit_record(s, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, start_ms);
+		return;
+	}
+	struct outcome o; /* applied when the leg is home */
+	outcome_make(s, &o, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, start_ms);
+	leg_out_push(leg, &o);
 }
 
 static void message_done(struct shard *s, struct message *m)
@@ -392,28 +501,90 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	outbox_put(s, &o);
 }
 
+/* ---- a leg's life ----
+ * A leg is over when its transaction ended (done), no send of its content
+ * is in flight (holds) and the rest of it after a 452 is over (children;
+ * a child gives its outcomes to its parent). Then, on its origin, the
+ * message's count of open legs drops; elsewhere it goes home with its
+ * outcomes. Every leg a shard holds is on its live list (queued, in a
+ * transaction, waiting for DNS), so that shard_free finds them all. */
+
+static void live_link(struct shard *s, struct leg *l)
+{
+	l->live_next = s->live.live_next;
+	l->live_prev = &s->live;
+	s->live.live_next->live_prev = l;
+	s->live.live_next = l;
+}
+
+static void live_unlink(struct leg *l)
+{
+	l->live_prev->live_next = l->live_next;
+	l->live_next->live_prev = l->live_prev;
+	l->live_prev = l->live_next = NULL;
+}
+
+static void leg_free(struct leg *l)
+{
+	for (uint32_t i = 0; i < l->nout; i++)
+		outcome_free_text(&l->out[i]);
+	free(l->out);
+	free(l); /* ri and rt with it */
+}
+
+static void cross_send(struct shard *s, unsigned to, struct leg *l);
+static void leg_send_back(struct shard *s, struct leg *l, const char *why);
+
+static void leg_try_finish(struct shard *s, struct leg *l)
+{
+	if (!l->done || l->holds || l->children)
+		return;
+	struct message *m = l->msg;
+	live_unlink(l);
+	if (atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		leg_free(l); /* stopping: the messages stay in the spool */
+		return;
+	}
+	struct leg *parent = l->parent;
+	if (parent) {
+		for (uint32_t i = 0; i < l->nout; i++)
+			leg_out_push(parent, &l->out[i]);
+		l->nout = 0;
+		leg_free(l);
+		ASSERT(parent->children > 0);
+		parent->children--;
+		leg_try_finish(s, parent);
+	} else if (l->origin == s->index) {
+		leg_free(l);
+		ASSERT(m->legs_open > 0);
+		if (--m->legs_open == 0)
+			message_attempt_done(s, m);
+	} else {
+		l->home = true;
+		cross_send(s, l->origin, l);
+	}
+}
+
 void shard_leg_done(struct shard *s, struct leg *leg)
 {
-	struct message *m = leg->msg;
-	free(leg); /* ri and rt with it */
-	shard_message_release(s, m);
+	ASSERT(!leg->done);
+	leg->done = true;
+	leg_try_finish(s, leg);
 }
 
-void shard_message_hold(struct message *m)
+void shard_leg_hold(struct leg *leg)
 {
-	m->legs_open++;
+	leg->holds++;
 }
 
-void shard_message_release(struct shard *s, struct message *m)
+void shard_leg_release(struct shard *s, struct leg *leg)
 {
-	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
-		return;
-	ASSERT(m->legs_open > 0);
-	if (--m->legs_open == 0)
-		message_attempt_done(s, m);
+	ASSERT(leg->holds > 0);
+	leg->holds--;
+	leg_try_finish(s, leg);
 }
 
-static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap);
+static struct leg *leg_new(struct shard *s, struct message *m, uint32_t dest, uint32_t cap);
 
 void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 {
@@ -422,13 +593,16 @@ void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 		n += leg->rt[i] == RT_NEXT_TXN;
 	if (n == 0)
 		return;
-	struct leg *l = leg_new(leg->msg, leg->dest, n);
+	struct leg *l = leg_new(s, leg->msg, leg->dest, n);
+	l->origin = leg->origin;
+	memcpy(l->source, leg->source, sizeof(l->source));
 	for (uint32_t i = 0; i < leg->nr; i++)
 		if (leg->rt[i] == RT_NEXT_TXN) {
 			l->ri[l->nr++] = leg->ri[i];
 			leg->rt[i] = RT_RESOLVED;
 		}
-	leg->msg->legs_open++;
+	l->parent = leg;
+	leg->children++;
 	dest_enqueue(s, leg->dest, l, true);
 }
 
@@ -502,7 +676,7 @@ static bool dest_suspended(const struct shard *s, const struct dest *d)
 
 static bool dest_may_open(const struct shard *s, struct dest *d)
 {
-	if (d->nconns >= d->max_conns || conn_pool_free_slots(s) == 0) /* schedule() skips suspended ones */
+	if (d->nconns >= d->max_conns) /* schedule() skips suspended ones */
 		return false;
 	if (dest_capped(s, d))
 		return false;                     /* the server caps us */
@@ -543,11 +717,14 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 
 /* Room for cap recipients: the leg, ri[] and rt[] in one block (ri[]
  * starts at a multiple of 8 bytes: sizeof(struct leg) is one). */
-static struct leg *leg_new(struct message *m, uint32_t dest, uint32_t cap)
+static struct leg *leg_new(struct shard *s, struct message *m, uint32_t dest, uint32_t cap)
 {
 	_Static_assert(sizeof(struct leg) % _Alignof(uint32_t) == 0, "ri[] after the leg is aligned");
 	struct leg *l = xmalloc(sizeof(*l) + (size_t)cap * (sizeof(*l->ri) + sizeof(*l->rt)));
-	*l = (struct leg){ .msg = m, .dest = dest };
+	*l = (struct leg){ .msg = m, .dest = dest, .origin = (uint16_t)s->index };
+	live_link(s, l);
+	if (s->dests[dest].source)
+		snprintf(l->source, sizeof(l->source), "%s", s->dests[dest].source);
 	l->ri = (uint32_t *)(l + 1);
 	l->rt = (uint8_t *)(l->ri + cap);
 	memset(l->rt, RT_UNKNOWN, cap);
@@ -589,7 +766,7 @@ static void queue_legs(struct shard *s, struct message *m, const uint32_t *ri, c
 		ASSERT(r < s->ndests && s->rcpts_left[r] > 0);
 		struct leg *l = s->open_leg[r];
 		if (!l)
-			l = s->open_leg[r] = leg_new(m, r, max < s->rcpts_left[r] ? max : s->rcpts_left[r]);
+			l = s->open_leg[r] = leg_new(s, m, r, max < s->rcpts_left[r] ? max : s->rcpts_left[r]);
 		l->ri[l->nr++] = ri[k];
 		if (--s->rcpts_left[r] == 0 || l->nr == max) {
 			m->legs_open++;
@@ -603,7 +780,7 @@ static void queue_legs(struct shard *s, struct message *m, const uint32_t *ri, c
 
 static uint32_t dest_slot(struct shard *s)
 {
-	for (unsigned i = s->cfg->nroutes; i < s->ndests; i++)
+	for (unsigned i = route_dests(s->cfg); i < s->ndests; i++)
 		if (s->dests[i].unused)
 			return i;
 	s->dests = xrealloc(s->dests, (s->ndests + 1) * sizeof(*s->dests));
@@ -614,14 +791,16 @@ static uint32_t dest_slot(struct shard *s)
  * whose domain has a TLS rule of its own get a destination of their own
  * for the site (its key names the policy), so that one connection never
  * carries mail of two policies. */
-static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const char *domain)
+static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const char *domain, int src)
 {
 	enum tls_policy pol = config_tls_policy(s->cfg, NULL, p->group);
 	enum tls_policy dpol = config_tls_policy(s->cfg, domain, p->group);
-	char keyed[600];
+	char keyed[700];
 	const char *key = p->site;
-	if (dpol != pol) {
-		snprintf(keyed, sizeof(keyed), "%s\ntls=%s", p->site, tls_policy_name(dpol));
+	if (dpol != pol || src >= 0) {
+		snprintf(keyed, sizeof(keyed), "%s%s%s%s%s", p->site, dpol != pol ? "\ntls=" : "",
+		         dpol != pol ? tls_policy_name(dpol) : "", src >= 0 ? "\nsrc=" : "",
+		         src >= 0 ? s->cfg->sources[src].text : "");
 		key = keyed;
 	}
 	struct strmap_node *node = strmap_find(&s->sites, key);
@@ -632,19 +811,19 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const ch
 		di = dest_slot(s);
 		struct dest *d = &s->dests[di];
 		memset(d, 0, sizeof(*d)); /* a new slot, or one released */
-		d->max_conns = conns_per_shard(s->cfg, s->index);
+		dest_set_source(s, d, src);
 		d->tls = dpol;
 		d->tls_by_domain = dpol != pol;
 		d->site = xcalloc(1, sizeof(*d->site));
 		d->site->site = xstrdup(key);
 		d->site->dest = di;
 		strmap_insert(&s->sites, &d->site->node, d->site->site);
-		if (conn_pool_free_slots(s) < d->max_conns)
-			conn_pool_grow(s, conn_pool_slots(s) + d->max_conns - conn_pool_free_slots(s));
 	}
 	struct dest *d = &s->dests[di];
-	if (d->plan_serial != p->serial)
+	if (d->plan_serial != p->serial) {
 		dest_set_plan(d, p);
+		dest_bind_pair(s, d); /* the group may have changed */
+	}
 	d->used_ms = s->now;
 	return di;
 }
@@ -662,7 +841,8 @@ static void dest_gc(struct shard *s)
 	if (s->now < s->next_gc)
 		return;
 	s->next_gc = s->now + DEST_IDLE_MS / 4;
-	for (unsigned i = s->cfg->nroutes; i < s->ndests; i++) {
+	throttles_refresh(s, true);
+	for (unsigned i = route_dests(s->cfg); i < s->ndests; i++) {
 		struct dest *d = &s->dests[i];
 		if (d->site && !d->qlen && !d->nconns && s->now - d->used_ms > DEST_IDLE_MS &&
 		    !d->fail_streak && !dest_suspended(s, d)) /* keep what back-off learnt */
@@ -675,7 +855,7 @@ static void dest_gc(struct shard *s)
 static int32_t dest_of_plan(struct shard *s, struct message *m, uint32_t rcpt, const struct mx_plan *p)
 {
 	if (p->kind == MX_DELIVER)
-		return (int32_t)dest_for_plan(s, p, address_domain(m->rcpt[rcpt]));
+		return (int32_t)dest_for_plan(s, p, address_domain(m->rcpt[rcpt]), m->source);
 	emit_record(s, m, rcpt, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code,
 	            p->enhanced, p->why, strlen(p->why), NULL, 0);
 	return -1;
@@ -700,6 +880,7 @@ static void on_plan(void *arg, const struct mx_plan *p)
 		return;
 	}
 	int32_t *dest = xmalloc(w->n * sizeof(*dest)); /* not s->route_dest: may run inside route_recipients */
+	source_check(s, m);
 	for (uint32_t i = 0; i < w->n; i++)
 		dest[i] = dest_of_plan(s, m, w->ri[i], p);
 	queue_legs(s, m, w->ri, dest, w->n);
@@ -783,11 +964,12 @@ static void route_recipients(struct shard *s, struct message *m, const uint32_t 
 	}
 	int32_t *dest = s->route_dest;
 	uint32_t nwait = 0;
+	source_check(s, m);
 	for (uint32_t k = 0; k < n; k++) {
 		const char *domain = address_domain(m->rcpt[idx[k]]);
 		int r = config_route_for(cfg, domain);
 		if (r >= 0) {
-			dest[k] = r; /* routes are the first destinations */
+			dest[k] = (int32_t)route_dest_index(cfg, r, m->source);
 			continue;
 		}
 		const struct mx_plan *p = mx_lookup(s->mx, domain, NULL, NULL);
@@ -820,12 +1002,82 @@ static bool sign(struct shard *s, struct message *m)
 	return true;
 }
 
+/* ---- source IPs ----
+ * A message goes out of its pool (config_pool_for: X-Pool, else its job's
+ * or sender domain's, else the default), through one of the pool's IPs
+ * picked by smooth weighted round robin (nginx's: each pick adds every
+ * member's weight to its counter, takes the largest and subtracts the
+ * total), per shard: over any run of picks each IP gets its share within
+ * one message. The pick holds for the whole attempt. */
+
+static unsigned pool_offset(const struct config *cfg, unsigned pool)
+{
+	unsigned off = 0;
+	for (unsigned i = 0; i < pool; i++)
+		off += cfg->pools[i].nmembers;
+	return off;
+}
+
+static int pick_source(struct shard *s, unsigned pool)
+{
+	const struct config *cfg = s->cfg;
+	unsigned need = pool_offset(cfg, cfg->npools);
+	if (s->nswrr != need) { /* first use, or a reload changed the pools */
+		free(s->swrr);
+		s->swrr = xcalloc(need ? need : 1, sizeof(*s->swrr));
+		s->nswrr = need;
+	}
+	const struct pool *p = &cfg->pools[pool];
+	int32_t *cur = s->swrr + pool_offset(cfg, pool);
+	int32_t total = 0;
+	unsigned best = 0;
+	for (unsigned i = 0; i < p->nmembers; i++) {
+		cur[i] += (int32_t)p->members[i].weight;
+		total += (int32_t)p->members[i].weight;
+		if (cur[i] > cur[best])
+			best = i;
+	}
+	cur[best] -= total;
+	return (int)p->members[best].source;
+}
+
+/* m->source for this attempt; false (m deferred, logged) when its X-Pool
+ * names no pool: a clear error for the producer, and a reload that adds
+ * the pool lets it go; never another pool silently. */
+static bool choose_source(struct shard *s, struct message *m)
+{
+	int pool = config_pool_for(s->cfg, m->pool, m->job, m->sender);
+	if (pool == CONFIG_UNKNOWN_POOL) {
+		char why[300];
+		snprintf(why, sizeof(why), "X-Pool \"%.200s\" names no pool of the configuration", m->pool);
+		for (uint32_t i = 0; i < m->nrcpt; i++)
+			if (m->rcpt_state[i] == RCPT_PENDING)
+				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.5", why, strlen(why), NULL, 0);
+		return false;
+	}
+	m->source = pool >= 0 ? pick_source(s, (unsigned)pool) : -1;
+	return true;
+}
+
+/* A source index from before a reload may name another IP now: pick again. */
+static void source_check(struct shard *s, struct message *m)
+{
+	if (m->source < (int32_t)s->cfg->nsources)
+		return;
+	int pool = config_pool_for(s->cfg, m->pool, m->job, m->sender);
+	m->source = pool >= 0 ? pick_source(s, (unsigned)pool) : -1; /* its pool left: unbound this once */
+}
+
 /* Starts one delivery attempt for the pending recipients. */
 static void dispatch(struct shard *s, struct message *m)
 {
 	if (!sign(s, m))
 		return;
 	m->attempt++;
+	if (!choose_source(s, m)) {
+		message_attempt_done(s, m);
+		return;
+	}
 	ASSERT(m->legs_open == 0); /* the last attempt, and its sends, are over */
 	m->legs_open = 1; /* held until every leg is queued */
 	if (s->pending_cap < m->nrcpt) {
@@ -852,8 +1104,215 @@ static void reroute_queue(struct shard *s, struct dest *d)
 	while ((l = dest_pop(d)))
 		dest_push(&q, l);
 	while ((l = dest_pop(&q))) {
+		if (l->origin != s->index) {
+			leg_send_back(s, l, "its route left the configuration");
+			continue;
+		}
 		route_recipients(s, l->msg, l->ri, l->nr);
 		shard_leg_done(s, l);
+	}
+}
+
+/* A reload gave d's pair to another shard: what d holds goes there (the
+ * rest of a transaction cut short by 452 is deferred: its parent is here). */
+static void dest_forward_queue(struct shard *s, struct dest *d)
+{
+	struct dest q = { 0 };
+	struct leg *l;
+	while ((l = dest_pop(d)))
+		dest_push(&q, l);
+	while ((l = dest_pop(&q))) {
+		if (l->parent)
+			leg_send_back(s, l, "a reload moved its (source IP, MX group) pair to another shard");
+		else
+			cross_send(s, d->owner, l);
+	}
+}
+
+/* ---- legs crossing between shards ----
+ * Shard k's legs for shard j go through j's ring xin[k] (one producer,
+ * one consumer: no lock); when it is full they wait in k's xout[j], in
+ * order, and go at the next turn. A leg on the way is on no live list:
+ * shard_free of the receiving shard frees what is left in its rings. */
+
+#define XRING_CAP 1024
+#define XTAKE_BUDGET 1024 /* legs taken per ring and loop turn */
+
+void shard_link(struct shard **all, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct shard *s = all[i];
+		s->peers = all;
+		s->npeers = n;
+		s->xin = xcalloc(n, sizeof(*s->xin));
+		s->xout = xcalloc(n, sizeof(*s->xout));
+		s->xkick = xcalloc(n, sizeof(*s->xkick));
+		for (unsigned k = 0; k < n; k++)
+			if (k != i)
+				spsc_init(&s->xin[k], XRING_CAP, sizeof(struct leg *));
+	}
+}
+
+static void cross_send(struct shard *s, unsigned to, struct leg *l)
+{
+	ASSERT(to != s->index && to < s->npeers);
+	live_unlink(l);
+	struct dest *q = &s->xout[to];
+	if (!q->qlen && spsc_push(&s->peers[to]->xin[s->index], &l)) {
+		s->xkick[to] = true;
+		return;
+	}
+	l->next = NULL; /* dest_push wants nr > 0, which a leg has */
+	dest_push(q, l);
+}
+
+/* What waited for room goes; the shards that got legs are woken. */
+static void cross_flush(struct shard *s)
+{
+	for (unsigned k = 0; k < s->npeers; k++) {
+		struct dest *q = &s->xout[k];
+		while (q->qhead && spsc_push(&s->peers[k]->xin[s->index], &q->qhead)) {
+			dest_pop(q);
+			s->xkick[k] = true;
+		}
+		if (s->xkick[k]) {
+			s->xkick[k] = false;
+			shard_kick(s->peers[k]);
+		}
+	}
+}
+
+static void leg_arrived(struct shard *s, struct leg *l);
+static void leg_came_home(struct shard *s, struct leg *l);
+
+static void cross_take(struct shard *s)
+{
+	for (unsigned k = 0; k < s->npeers; k++) {
+		if (k == s->index)
+			continue;
+		struct leg *l;
+		for (unsigned budget = XTAKE_BUDGET; budget-- && spsc_pop(&s->xin[k], &l);) {
+			live_link(s, l);
+			if (l->home)
+				leg_came_home(s, l);
+			else
+				leg_arrived(s, l);
+		}
+	}
+}
+
+/* Back on its origin: its outcomes apply to the message; recipients of a
+ * leg whose route left go where the routes say now. */
+static void leg_came_home(struct shard *s, struct leg *l)
+{
+	struct message *m = l->msg;
+	for (uint32_t i = 0; i < l->nout; i++)
+		outcome_commit(s, m, &l->out[i]);
+	l->nout = 0; /* their text is the engine's now */
+	if (l->reroute) {
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < l->nr; i++)
+			if (l->rt[i] != RT_RESOLVED)
+				l->ri[n++] = l->ri[i];
+		if (n)
+			route_recipients(s, m, l->ri, n);
+	}
+	l->home = l->reroute = false;
+	l->done = true;
+	leg_try_finish(s, l);
+}
+
+/* A leg whose route or source left while it was away goes home to be
+ * routed anew (a rest after a 452 is deferred instead: its parent is
+ * here). */
+static void leg_send_back(struct shard *s, struct leg *l, const char *why)
+{
+	if (l->origin == s->index || l->parent) {
+		for (uint32_t i = 0; i < l->nr; i++)
+			if (l->rt[i] != RT_RESOLVED) {
+				l->rt[i] = RT_RESOLVED;
+				shard_emit(s, l, i, RESULT_DEFERRED, 451, "4.4.0", why, strlen(why), NULL, 0);
+			}
+		shard_leg_done(s, l);
+		return;
+	}
+	l->reroute = true;
+	l->done = true;
+	leg_try_finish(s, l);
+}
+
+struct leg_wait {
+	struct shard *s;
+	struct leg *leg;
+};
+
+/* The leg's plan is known on this shard: its destination here, unless the
+ * plan puts it in another pair than the origin's did (DNS changed in
+ * between): then it is deferred, not sent on again. */
+static void leg_place(struct shard *s, struct leg *l, const struct mx_plan *p, int src)
+{
+	const char *domain = address_domain(l->msg->rcpt[l->ri[0]]);
+	if (p->kind != MX_DELIVER) {
+		for (uint32_t i = 0; i < l->nr; i++) {
+			l->rt[i] = RT_RESOLVED;
+			shard_emit(s, l, i, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code,
+			           p->enhanced, p->why, strlen(p->why), NULL, 0);
+		}
+		shard_leg_done(s, l);
+		return;
+	}
+	uint32_t di = dest_for_plan(s, p, domain, src);
+	if (s->dests[di].owner != s->index) {
+		leg_send_back(s, l, "its MX group changed while it crossed shards; retried");
+		return;
+	}
+	l->dest = di;
+	dest_enqueue(s, di, l, false);
+}
+
+static void on_leg_plan(void *arg, const struct mx_plan *p)
+{
+	struct leg_wait *w = arg;
+	if (p && !atomic_load_explicit(&w->s->stop, memory_order_relaxed)) {
+		struct leg *l = w->leg;
+		int src = l->source[0] ? config_source_index(w->s->cfg, l->source) : -1;
+		if (l->source[0] && src < 0)
+			leg_send_back(w->s, l, "its source IP left the configuration");
+		else
+			leg_place(w->s, l, p, src);
+	} /* else stopping: the leg stays on the live list, freed with the shard */
+	free(w);
+}
+
+/* A leg for a pair this shard owns: to its destination here (found as on
+ * the origin: the route for its domain, else the domain's MX plan from
+ * this shard's own resolver, cached after the first). */
+static void leg_arrived(struct shard *s, struct leg *l)
+{
+	const struct config *cfg = s->cfg;
+	int src = l->source[0] ? config_source_index(cfg, l->source) : -1;
+	if (l->source[0] && src < 0) {
+		leg_send_back(s, l, "its source IP left the configuration");
+		return;
+	}
+	const char *domain = address_domain(l->msg->rcpt[l->ri[0]]);
+	int r = config_route_for(cfg, domain);
+	if (r >= 0) {
+		uint32_t di = route_dest_index(cfg, r, src);
+		if (s->dests[di].owner != s->index) {
+			leg_send_back(s, l, "its MX group changed while it crossed shards; retried");
+			return;
+		}
+		l->dest = di;
+		dest_enqueue(s, di, l, false);
+		return;
+	}
+	struct leg_wait *w = xmalloc(sizeof(*w));
+	*w = (struct leg_wait){ s, l };
+	const struct mx_plan *p = mx_lookup(s->mx, domain, on_leg_plan, w);
+	if (p) {
+		free(w);
+		leg_place(s, l, p, src);
 	}
 }
 
@@ -870,30 +1329,45 @@ struct dest_remap {
 	struct dest *nd;
 	unsigned n;
 	int32_t *map;
-	unsigned per_shard;
 };
 
-/* The routes first, in the new order: a route still there keeps its
- * destination (queue, connections, back-off), a new one starts fresh. */
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The routes first, in the new order, one per source IP: a (route,
+ * source IP) still there keeps its destination (queue, connections,
+ * back-off), a new one starts fresh. */
 static void remap_routes(struct shard *s, const struct config *cfg, struct dest_remap *rm)
 {
-	for (unsigned i = 0; i < cfg->nroutes; i++) {
-		bool kept = false;
-		for (unsigned j = 0; j < s->ndests && !kept; j++)
-			if (rm->map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
-			    same_route(s->dests[j].route, &cfg->routes[i])) {
-				rm->nd[i] = s->dests[j];
-				rm->map[j] = (int32_t)i;
-				kept = true;
+	for (unsigned r = 0; r < cfg->nroutes; r++)
+		for (unsigned k = 0; k < src_slots(cfg); k++) {
+			uint32_t i = route_dest_index(cfg, (int)r, (int)k);
+			const char *src = cfg->nsources ? cfg->sources[k].text : NULL;
+			bool kept = false;
+			for (unsigned j = 0; j < s->ndests && !kept; j++)
+				if (rm->map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
+				    same_route(s->dests[j].route, &cfg->routes[r]) &&
+				    same_text(s->dests[j].source, src)) {
+					rm->nd[i] = s->dests[j];
+					rm->map[j] = (int32_t)i;
+					kept = true;
+				}
+			rm->nd[i].route = &cfg->routes[r];
+			if (!kept) {
+				dest_set_route(&rm->nd[i], &cfg->routes[r]);
+				rm->nd[i].source = src ? xstrdup(src) : NULL;
+			} else if (strcmp(rm->nd[i].group, route_group(&cfg->routes[r]))) {
+				free(rm->nd[i].group);
+				rm->nd[i].group = xstrdup(route_group(&cfg->routes[r]));
 			}
-		rm->nd[i].route = &cfg->routes[i];
-		if (!kept)
-			dest_set_route(&rm->nd[i], &cfg->routes[i]);
-		rm->nd[i].max_conns = rm->per_shard;
-		rm->nd[i].retired = false;
-		rm->nd[i].tls = route_tls_policy(cfg, &cfg->routes[i]);
-	}
-	rm->n = cfg->nroutes;
+			free(rm->nd[i].helo); /* the IP's EHLO name as configured now */
+			rm->nd[i].helo = src && cfg->sources[k].helo ? xstrdup(cfg->sources[k].helo) : NULL;
+			rm->nd[i].retired = false;
+			rm->nd[i].tls = route_tls_policy(cfg, &cfg->routes[r]);
+		}
+	rm->n = route_dests(cfg);
 }
 
 /* Destinations found in DNS stay as they are, after the routes. */
@@ -904,7 +1378,6 @@ static void remap_dns_dests(struct shard *s, const struct config *cfg, struct de
 		if (d->route || d->unused || d->retired)
 			continue;
 		rm->nd[rm->n] = *d;
-		rm->nd[rm->n].max_conns = rm->per_shard;
 		if (!d->tls_by_domain) /* the group's policy as the new configuration says */
 			rm->nd[rm->n].tls = config_tls_policy(cfg, NULL, d->group);
 		rm->nd[rm->n].site->dest = rm->n;
@@ -981,15 +1454,13 @@ static void apply_config(struct shard *s, const struct config *cfg)
 {
 	unsigned nold = s->ndests;
 	struct dest_remap rm = {
-		.nd = xcalloc(cfg->nroutes + nold, sizeof(*rm.nd)),
+		.nd = xcalloc(route_dests(cfg) + nold + 1, sizeof(*rm.nd)),
 		.map = xmalloc((nold ? nold : 1) * sizeof(*rm.map)),
-		.per_shard = conns_per_shard(cfg, s->index),
 	};
 	for (unsigned j = 0; j < nold; j++)
 		rm.map[j] = -1;
 	remap_routes(s, cfg, &rm);
 	remap_dns_dests(s, cfg, &rm);
-	unsigned want = rm.n * rm.per_shard; /* retired ones open none */
 	struct dest orphans = { 0 };
 	remap_retired(s, &rm, &orphans);
 	remap_install(s, &rm);
@@ -1005,14 +1476,19 @@ static void apply_config(struct shard *s, const struct config *cfg)
 	if (!s->tls || config_tls_verifies(old) || config_tls_verifies(cfg) || old->tls_ca || cfg->tls_ca)
 		shard_tls_setup(s, cfg);
 	if (!tls_config_same(old, cfg)) /* queued mail goes where the new policies say */
-		for (unsigned i = cfg->nroutes; i < s->ndests; i++)
+		for (unsigned i = route_dests(cfg); i < s->ndests; i++)
 			if (!s->dests[i].unused && !s->dests[i].retired) {
 				struct leg *l;
 				while ((l = dest_pop(&s->dests[i])))
 					dest_push(&orphans, l);
 			}
 	s->cfg = cfg;
-	conn_pool_grow(s, want + (conn_pool_slots(s) - conn_pool_free_slots(s)));
+	/* Limits, owners and throttles as the new configuration says; a pair
+	 * now owned elsewhere sends its queue there (dest_visit). */
+	throttles_refresh(s, false);
+	for (unsigned i = 0; i < s->ndests; i++)
+		if (!s->dests[i].unused)
+			dest_bind_pair(s, &s->dests[i]);
 	reroute_queue(s, &orphans);
 	atomic_store_explicit(&s->cfg_generation, cfg->generation, memory_order_release);
 }
@@ -1039,6 +1515,11 @@ static bool dest_visit(struct shard *s, uint32_t di)
 	if (s->dests[di].retired && s->dests[di].qlen)
 		reroute_queue(s, &s->dests[di]); /* e.g. the rest after a 452 */
 	struct dest *d = &s->dests[di]; /* routing may have moved s->dests */
+	if (d->owner != s->index) {
+		if (d->qlen)
+			dest_forward_queue(s, d);
+		return false;
+	}
 	bool idle_left = false;
 	if (d->new_work || d->nconns > d->max_conns)
 		idle_left = conn_dest_give_work(s, d);
@@ -1048,8 +1529,11 @@ static bool dest_visit(struct shard *s, uint32_t di)
 			dest_defer_suspended(s, d);
 		return false;
 	}
-	while (d->qlen > d->nconns - d->nready && dest_may_open(s, d))
+	while (d->qlen > d->nconns - d->nready && dest_may_open(s, d) && throttle_open_conn(s, d)) {
+		if (conn_pool_free_slots(s) == 0)
+			conn_pool_grow(s, conn_pool_slots(s) + 16);
 		conn_open(s, di);
+	}
 	return d->qlen && (idle_left || (d->qlen > d->nconns - d->nready && d->nconns < d->max_conns));
 }
 
@@ -1058,6 +1542,7 @@ static bool dest_visit(struct shard *s, uint32_t di)
  * shard_dest_note); those to look at again go back there for the next turn. */
 static void schedule(struct shard *s)
 {
+	s->wake_at = 0; /* throttles out of tokens set it again */
 	dest_gc(s);
 	for (unsigned i = 0; i < s->nwork; i++) { /* visits may add to s->work */
 		uint32_t di = s->work[i];
@@ -1151,6 +1636,8 @@ static void take_due_retries(struct shard *s)
 static int wait_ms(struct shard *s)
 {
 	int ms = WHEEL_TICK_MS;
+	if (s->wake_at && s->wake_at - s->now < ms)
+		ms = s->wake_at <= s->now ? 0 : (int)(s->wake_at - s->now);
 	if (s->retry_head) {
 		int64_t d = s->retry_head->next_attempt_ms - s->now;
 		if (d < ms)
@@ -1209,6 +1696,8 @@ static void shard_setup(struct shard *s)
 	s->mx = mx_resolver_new(s->dns, &mc);
 	s->now = now_mono_ms();
 	wheel_init(&s->wheel, s->now);
+	for (unsigned i = 0; i < s->ndests; i++)
+		dest_bind_pair(s, &s->dests[i]);
 }
 
 /* After the loop: connections still open after the grace period have
@@ -1261,6 +1750,7 @@ static void *shard_main(void *arg)
 			if (ncfg)
 				apply_config(s, ncfg);
 			take_inbox(s);
+			cross_take(s);
 			take_due_retries(s);
 			schedule(s);
 		}
@@ -1269,6 +1759,7 @@ static void *shard_main(void *arg)
 		dns_tick(s->dns, s->now);
 		outbox_flush(s);
 		notify_engine(s);
+		cross_flush(s);
 	}
 	shard_teardown(s);
 	atomic_store_explicit(&s->exited, 1, memory_order_release);
@@ -1350,9 +1841,30 @@ void shard_free(struct shard *s)
 	}
 	for (size_t i = 0; i < s->nspill; i++)
 		outcome_free_text(&s->spill[i]);
+	/* Legs: those it held, those on their way to it, those waiting to go. */
+	while (s->live.live_next != &s->live) {
+		struct leg *l = s->live.live_next;
+		live_unlink(l);
+		leg_free(l);
+	}
+	for (unsigned k = 0; s->xin && k < s->npeers; k++) {
+		struct leg *l;
+		if (k == s->index)
+			continue;
+		while (spsc_pop(&s->xin[k], &l))
+			leg_free(l);
+		while ((l = dest_pop(&s->xout[k])))
+			leg_free(l);
+		spsc_destroy(&s->xin[k]);
+	}
+	free(s->xin);
+	free(s->xout);
+	free(s->xkick);
+	free(s->swrr);
 	for (unsigned i = 0; i < s->ndests; i++)
 		dest_free(s, &s->dests[i]);
 	strmap_free(&s->sites);
+	throttles_free(s);
 	conn_pool_free(s);
 	free(s->spill);
 	free(s->work);

@@ -9,6 +9,9 @@
 struct shard;
 
 struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wake_fd);
+/* Before any shard starts: gives the shards their rings to each other
+ * (legs cross to the shard that owns their (source IP, MX group) pair). */
+void shard_link(struct shard **all, unsigned n);
 void shard_start(struct shard *s);
 /* Engine side: queue a message (false: the shard's inbox is full). */
 bool shard_offer(struct shard *s, struct message *m);

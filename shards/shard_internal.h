@@ -30,14 +30,51 @@ enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOT
 enum rcpt_txn { RT_UNKNOWN = 0, RT_ACCEPTED, RT_RESOLVED, RT_NEXT_TXN, RT_REFUSED };
 
 /* One allocation: ri and rt point into the block that follows the struct
- * (see leg_new in shard.c; freed with the leg). */
+ * (see leg_new in shard.c; freed with the leg).
+ *
+ * A leg is made on its message's shard (origin) and carried out by the
+ * shard that owns its (source IP, MX group) pair: when that is another
+ * shard, the leg crosses to it through the pair of shards' ring (see
+ * "Pairs and their owners" in shard.c), and comes back once it is over
+ * with the outcomes it collected (out), which only the origin may apply
+ * to the message. The message's content and envelope are read-only while
+ * any leg of it is away. */
 struct leg {
 	struct message *msg;
-	struct leg *next;          /* destination queue */
+	struct leg *next;          /* destination queue, or a crossing queue */
+	struct leg *live_prev, *live_next; /* the shard's live legs (freed at shard_free) */
 	uint32_t dest;
 	uint32_t nr;
 	uint32_t *ri;              /* recipient indices into msg->rcpt */
 	uint8_t *rt;               /* enum rcpt_txn per ri */
+	uint16_t origin;           /* index of the shard that owns msg */
+	bool done;                 /* its transaction ended (shard_leg_done) */
+	bool home;                 /* crossing back to its origin */
+	bool reroute;              /* home: route its recipients anew (its route left) */
+	uint32_t holds;            /* sends of its content in flight */
+	uint32_t children;         /* the rest of it after a 452, not done yet */
+	struct leg *parent;        /* that it is the rest of, or NULL */
+	char source[48];           /* the source IP it goes out of ("": unbound) */
+	struct outcome *out;       /* away from its origin: outcomes to apply there */
+	uint32_t nout, out_cap;
+};
+
+/* The throttle of one (source IP, MX group) pair, on the shard that owns
+ * the pair: every destination of the pair (one per route or MX site, and
+ * TLS policy) counts against it. */
+struct throttle {
+	struct strmap_node node;
+	char *key;                 /* "SOURCE\nGROUP" */
+	char *source;              /* "" when unbound */
+	char *group;
+	struct shape_limits lim;
+	double tokens;             /* messages that may start now */
+	int64_t tokens_ms;         /* when tokens was last topped up */
+	double conn_tokens;        /* connections that may open now */
+	int64_t conn_tokens_ms;
+	uint32_t nconns;           /* sockets open (connecting .. closed) */
+	uint32_t refs;             /* destinations using it */
+	int64_t idle_since;        /* refs fell to 0 */
 };
 
 /* A connection slot as it was: stale once conns[slot]->gen moved on. */
@@ -65,6 +102,10 @@ struct dest {
 	const struct route *route; /* NULL: found in DNS */
 	struct site_ref *site;     /* DNS destinations */
 	char *group;               /* MX group, logged (throttles key on it) */
+	char *source;              /* source IP it binds to (NULL: unbound) */
+	char *helo;                /* that IP's EHLO name (NULL: cfg->helo) */
+	struct throttle *thr;      /* its pair's (on the owner shard) */
+	uint16_t owner;            /* the shard that owns its pair */
 	enum tls_policy tls;       /* STARTTLS policy of its recipients (see dest_for_plan) */
 	bool tls_by_domain;        /* that policy is a recipient domain's rule */
 	struct dest_addr *addrs;   /* in the order to try */
@@ -145,6 +186,20 @@ struct shard {
 	struct timer_wheel wheel;
 	struct dest *dests;
 	unsigned ndests;
+	/* Pairs and their owners (shard.c): legs from shard k arrive in
+	 * xin[k]; legs for shard k wait in xout[k] when its ring is full. */
+	struct shard **peers;
+	unsigned npeers;
+	struct spsc *xin;
+	struct dest *xout;         /* only qhead/qtail/qlen used */
+	bool *xkick;               /* peer k has new legs: wake it */
+	struct strmap throttles;   /* key -> struct throttle */
+	struct throttle **thrs;    /* the same, to walk */
+	unsigned nthrs, thrs_cap;
+	int64_t wake_at;           /* a throttle refills then (0: none) */
+	int32_t *swrr;             /* smooth weighted round robin, per pool member */
+	unsigned nswrr;
+	struct leg live;           /* list head: legs this shard holds */
 	_Atomic(const struct config *) new_cfg; /* SIGHUP: to apply at the top of the loop */
 	_Atomic uint64_t cfg_generation; /* of s->cfg, for the engine to free older ones */
 	struct conn_pool pool;     /* smtp_client.c's */
@@ -184,10 +239,26 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
                 uint16_t code, const char *enhanced, const char *text, size_t text_len,
                 const struct conn *c, int64_t start_ms);
 void shard_leg_done(struct shard *s, struct leg *leg);
-/* The SMTP client's send of m's content is in flight (hold) or over
- * (release): the attempt does not end, and m is not handed back, before. */
-void shard_message_hold(struct message *m);
-void shard_message_release(struct shard *s, struct message *m);
+/* The SMTP client's send of the leg's content is in flight (hold) or over
+ * (release): the leg does not end, nor go home, before. */
+void shard_leg_hold(struct leg *leg);
+void shard_leg_release(struct shard *s, struct leg *leg);
+/* Throttles (shard.c): may a transaction start on d now (takes a token);
+ * the message limit per connection of d's pair. */
+bool throttle_take_message(struct shard *s, struct dest *d);
+unsigned dest_max_per_connection(const struct shard *s, const struct dest *d);
+/* A socket of d's pair opened (+1) or closed (-1). */
+void throttle_conn_count(struct dest *d, int delta);
+/* Is a message token there (the loop wakes when one is due if not)? */
+bool throttle_has_message(struct shard *s, struct dest *d);
+/* May d's pair open one more connection now (takes its token)? */
+bool throttle_open_conn(struct shard *s, struct dest *d);
+/* The pair's throttle, made on first use; put when a destination lets go. */
+struct throttle *throttle_get(struct shard *s, const char *source, const char *group);
+void throttle_put(struct shard *s, struct throttle *t);
+/* New limits from s->cfg (unless gc_only); unused pairs go after a while. */
+void throttles_refresh(struct shard *s, bool gc_only);
+void throttles_free(struct shard *s);
 /* Queues the leg's RT_NEXT_TXN recipients as a new transaction, first in line. */
 void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 /* dest_queue.c */

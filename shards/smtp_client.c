@@ -126,6 +126,8 @@ static void conn_enter(struct shard *s, struct conn *c, enum conn_state to)
 		struct dest *d = &s->dests[c->dest];
 		ASSERT((open >= 0 || d->nconns > 0) && (ready >= 0 || d->nready > 0));
 		d->nconns = open > 0 ? d->nconns + 1 : open < 0 ? d->nconns - 1 : d->nconns;
+		if (open)
+			throttle_conn_count(d, open);
 		d->nready = ready > 0 ? d->nready + 1 : ready < 0 ? d->nready - 1 : d->nready;
 	}
 	c->state = to;
@@ -343,24 +345,26 @@ static bool may_send_now(const struct shard *s, const struct conn *c)
 
 /* ---- output: commands copied, content referenced (smtp_output.c) ---- */
 
-/* Adds m's content to the output; the message stays with the shard until
- * the send that carries it has ended (wire_release / drop_unsent). */
-static void add_content(struct shard *s, struct conn *c, struct message *m, bool stuff)
+/* Adds the leg's message content to the output; the leg (and so its
+ * message) stays until the send that carries it has ended (wire_release /
+ * drop_unsent). */
+static void add_content(struct shard *s, struct conn *c, struct leg *leg, bool stuff)
 {
-	shard_message_hold(m);
-	out_content(&c->out, m, stuff);
+	(void)s;
+	shard_leg_hold(leg);
+	out_content(&c->out, leg->msg, leg, stuff);
 }
 
-static void release_refs(struct shard *s, struct message **refs, unsigned n)
+static void release_refs(struct shard *s, void **refs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		shard_message_release(s, refs[i]);
+		shard_leg_release(s, refs[i]);
 }
 
 /* Nothing of the wire generation is in flight any more. */
 static void wire_release(struct shard *s, struct conn *c)
 {
-	struct message **refs;
+	void **refs;
 	unsigned n = out_wire_done(&c->out, &refs);
 	release_refs(s, refs, n);
 }
@@ -368,7 +372,7 @@ static void wire_release(struct shard *s, struct conn *c)
 /* The connection ends: what was never handed to the ring never will be. */
 static void drop_unsent(struct shard *s, struct conn *c)
 {
-	struct message **refs;
+	void **refs;
 	unsigned n = out_drop_next(&c->out, &refs);
 	release_refs(s, refs, n);
 	c->hold.len = 0;
@@ -381,7 +385,7 @@ static void cmd_bytes_out(struct shard *s, struct conn *c, struct pending *p, co
 	if (len)
 		out_add(&c->out, bytes, len);
 	if (p->content)
-		add_content(s, c, c->txn[p->txn].leg->msg, false);
+		add_content(s, c, c->txn[p->txn].leg, false);
 	p->end = c->out.queued; /* the dot: the content added before it */
 	c->pq_sent++;
 }
@@ -745,6 +749,28 @@ static void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
 /* A new connection goes to the best preference that has live addresses,
  * to one of them at random, so that equal-preference MX hosts share the
  * load (RFC 5321 5.1) even when one plan serves every message. */
+/* Binds the socket to the source IP before connect (a plain syscall at
+ * set-up; IP_BIND_ADDRESS_NO_PORT leaves the port to connect(), so the
+ * ephemeral ports of one IP are shared by every destination, not used up
+ * by binds). False: the connection failed, with the reason. */
+static bool bind_source(struct shard *s, struct conn *c, const char *source, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	memset(&ss, 0, sizeof(ss));
+	if (!sockaddr_parse_ip(source, &ss, &len) || ss.ss_family != family) {
+		conn_failf(s, c, "source IP %s cannot reach %s (address family)", source, c->peer);
+		return false;
+	}
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(c->fd, (const struct sockaddr *)&ss, len) != 0) {
+		conn_failf(s, c, "cannot bind to source IP %s: %s", source, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
 void conn_open(struct shard *s, uint32_t dest)
 {
 	struct dest *d = &s->dests[dest];
@@ -788,6 +814,9 @@ void conn_open(struct shard *s, uint32_t dest)
 	}
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	snprintf(c->helo, sizeof(c->helo), "%s", d->helo ? d->helo : s->cfg->helo);
+	if (d->source && !bind_source(s, c, d->source, a->sa.ss_family))
+		return;
 	ring_connect(s->ring, c->fd, (const struct sockaddr *)&a->sa, a->len, ud(c, OP_CONNECT));
 	c->ops++;
 	rearm_timer(s, c);
@@ -962,16 +991,21 @@ static void conn_take_work(struct shard *s, struct conn *c)
 	struct dest *d = &s->dests[c->dest];
 	/* Limit reached, or more connections than a reload allows (or none,
 	 * for a route that left): QUIT when idle; schedule() opens a fresh one. */
-	if (c->msgs >= s->cfg->max_per_connection || d->nconns > d->max_conns) {
+	if (c->msgs >= dest_max_per_connection(s, d) || d->nconns > d->max_conns) {
 		if (!c->txn[0].active && !c->txn[1].active)
 			conn_shutdown(s, c, true);
 		return;
 	}
-	struct leg *leg;
+	struct leg *leg = NULL;
 	unsigned budget = 64; /* bounded: refused legs do not keep the loop here */
-	while ((leg = dest_pop(d)) && leg_refused_before_sending(s, c, leg) && --budget)
-		;
+	/* Without a token of the pair's rate it waits (schedule looks again). */
+	if (d->qhead && throttle_has_message(s, d))
+		while ((leg = dest_pop(d)) && leg_refused_before_sending(s, c, leg) && --budget)
+			;
 	if (leg && budget) {
+		bool token = throttle_take_message(s, d);
+		ASSERT(token); /* there was one, and the clock did not move */
+		(void)token;
 		txn_start(s, c, leg);
 		flush_output(s, c);
 	} else if (!c->txn[0].active && !c->txn[1].active) {
@@ -1046,7 +1080,7 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 {
 	bool ok = r->code >= 200 && r->code < 300;
 	if (cmd == CMD_BANNER && ok) {
-		cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
+		cmd_with_arg(s, c, CMD_EHLO, "EHLO ", c->helo);
 	} else if (cmd == CMD_EHLO && ok) {
 		c->esmtp = true; /* the keywords came through ehlo_line */
 		if (c->tls_phase == CT_ON) {
@@ -1061,7 +1095,7 @@ static void handle_greeting(struct shard *s, struct conn *c, uint8_t cmd, const 
 	} else if (cmd == CMD_EHLO && r->code >= 500) {
 		c->pipelining = c->chunking = c->eightbit = c->smtputf8 = c->starttls = false;
 		c->size_max = 0;
-		cmd_with_arg(s, c, CMD_HELO, "HELO ", s->cfg->helo);
+		cmd_with_arg(s, c, CMD_HELO, "HELO ", c->helo);
 	} else if (cmd == CMD_HELO && ok) {
 		if (c->tls_phase != CT_ON && tls_before_ready(s, c))
 			return;
@@ -1100,7 +1134,7 @@ static void handle_data_reply(struct shard *s, struct conn *c, const struct pend
 		 * nothing, since every earlier command was answered. */
 		ASSERT(c->pq_len == 0);
 		if (t->naccepted)
-			add_content(s, c, t->leg->msg, true);
+			add_content(s, c, t->leg, true);
 		else
 			out_add(&c->out, ".\r\n", 3); /* RFC 2920 3.1: 354 with no recipient */
 		if (TRACING(s))
@@ -1372,7 +1406,7 @@ static void tls_established(struct shard *s, struct conn *c)
 	/* RFC 3207 4.2: forget what the server said in clear; EHLO again */
 	c->esmtp = c->pipelining = c->chunking = c->eightbit = c->smtputf8 = c->starttls = false;
 	c->size_max = 0;
-	cmd_with_arg(s, c, CMD_EHLO, "EHLO ", s->cfg->helo);
+	cmd_with_arg(s, c, CMD_EHLO, "EHLO ", c->helo);
 }
 
 /* Ciphertext came in: the handshake goes on, or records become replies. */

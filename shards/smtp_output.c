@@ -44,14 +44,14 @@ static void out_ref(struct smtp_output *o, const char *p, size_t n)
 	o->queued += n;
 }
 
-void out_content(struct smtp_output *o, struct message *m, bool stuff)
+void out_content(struct smtp_output *o, const struct message *m, void *ref, bool stuff)
 {
 	struct out_gen *g = &o->next;
 	if (g->nrefs == g->refs_cap) {
 		g->refs_cap = g->refs_cap ? g->refs_cap * 2 : 4;
 		g->refs = xrealloc(g->refs, g->refs_cap * sizeof(*g->refs));
 	}
-	g->refs[g->nrefs++] = m;
+	g->refs[g->nrefs++] = ref;
 	if (m->dkim_sig) { /* header fields: no line of them starts with '.' */
 		ASSERT(m->dkim_sig[0] != '.');
 		out_ref(o, m->dkim_sig, m->dkim_sig_len);
@@ -126,7 +126,7 @@ struct msghdr *out_sent(struct smtp_output *o, size_t n)
 	return o->iov_head < o->niov ? msg_from_head(o) : NULL;
 }
 
-static unsigned gen_clear(struct out_gen *g, struct message ***refs)
+static unsigned gen_clear(struct out_gen *g, void ***refs)
 {
 	unsigned n = g->nrefs;
 	*refs = g->refs;
@@ -144,7 +144,7 @@ static unsigned gen_clear(struct out_gen *g, struct message ***refs)
 	return n;
 }
 
-unsigned out_wire_done(struct smtp_output *o, struct message ***refs)
+unsigned out_wire_done(struct smtp_output *o, void ***refs)
 {
 	/* all sent, or dropped unsent (the connection ends): either way the
 	 * stream goes on after it, so the connection that reuses this output
@@ -161,7 +161,7 @@ unsigned out_wire_done(struct smtp_output *o, struct message ***refs)
 	return gen_clear(&o->wire, refs);
 }
 
-unsigned out_drop_next(struct smtp_output *o, struct message ***refs)
+unsigned out_drop_next(struct smtp_output *o, void ***refs)
 {
 	o->queued -= o->next.len;
 	return gen_clear(&o->next, refs);

@@ -10,9 +10,10 @@
  * (queued: every byte added; sent: every byte the kernel took), so a
  * command's end is one number however its bytes were split.
  *
- * Content is referenced, so its message must outlive the send: every
- * message added is recorded as a reference that the caller releases when
- * out_wire_done() / out_drop() hand it back. Pure (no ring, no shard):
+ * Content is referenced, so its message must outlive the send: with every
+ * message added the caller names a reference (what keeps the message:
+ * the shard's leg) that it releases when out_wire_done() / out_drop()
+ * hand it back. Pure (no ring, no shard):
  * unit-tested on its own. */
 #ifndef SLUICE_SMTP_OUTPUT_H
 #define SLUICE_SMTP_OUTPUT_H
@@ -32,7 +33,7 @@ struct out_gen {
 	struct buf bytes;          /* copied command bytes */
 	struct out_seg *seg;
 	unsigned nseg, seg_cap;
-	struct message **refs;     /* messages whose content the segments point into */
+	void **refs;               /* owners of the content the segments point into */
 	unsigned nrefs, refs_cap;
 	uint64_t len;              /* bytes in the segments */
 };
@@ -54,8 +55,8 @@ struct smtp_output {
 void out_add(struct smtp_output *o, const void *p, size_t n);
 /* Appends the message's content: its DKIM signature then its body; for
  * DATA (stuff) each line starting with '.' gets another '.' in front and
- * ".\r\n" ends it. References m (released through out_wire_done/out_drop). */
-void out_content(struct smtp_output *o, struct message *m, bool stuff);
+ * ".\r\n" ends it. Records ref (handed back through out_wire_done/out_drop). */
+void out_content(struct smtp_output *o, const struct message *m, void *ref, bool stuff);
 /* Bytes added and not yet handed to out_flush. */
 static inline bool out_has_next(const struct smtp_output *o) { return o->next.len > 0; }
 /* Makes the next generation the wire one and returns the msghdr to send
@@ -68,9 +69,9 @@ struct msghdr *out_sent(struct smtp_output *o, size_t n);
 /* References of the wire generation, to release once nothing of it is in
  * flight any more (all sent, or its send failed or was cancelled); clears
  * the generation. Returns the count; *refs is valid until the next call. */
-unsigned out_wire_done(struct smtp_output *o, struct message ***refs);
+unsigned out_wire_done(struct smtp_output *o, void ***refs);
 /* The same for the next generation (never sent: the connection ends). */
-unsigned out_drop_next(struct smtp_output *o, struct message ***refs);
+unsigned out_drop_next(struct smtp_output *o, void ***refs);
 /* Frees the storage; references not handed back are forgotten (the
  * shard is stopping and frees its messages itself). */
 void out_free(struct smtp_output *o);

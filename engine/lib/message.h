@@ -83,8 +83,9 @@ struct message {
 	int64_t due_wall_ms;     /* from a saved state: not to be tried before this */
 	bool has_state;          /* a retry state file exists for it */
 	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
-	uint32_t legs_open;      /* shard-private: transactions not finished, and
-	                          * sends of its content still in flight */
+	uint32_t legs_open;      /* shard-private: transactions not finished (each
+	                          * leg counts until its content sends are over) */
+	int32_t source;          /* shard-private: source IP index of this attempt (-1: unbound) */
 	struct message *next;    /* shard-private list link (retry queue) */
 	struct dsn_failure *dsn; /* engine-private: final failures, for a DSN */
 	struct message *held_prev, *held_next; /* shard-private: messages it holds */

@@ -69,7 +69,7 @@ static unsigned drain(struct smtp_output *o, struct buf *wire, size_t chunk, uns
 			(*nsends)++;
 			msg = out_sent(o, took);
 		}
-		struct message **r;
+		void **r;
 		refs += out_wire_done(o, &r);
 	}
 	return refs;
@@ -80,7 +80,7 @@ static void check_body(const char *body, const char *sig, size_t chunk)
 	struct message *m = parse(body, sig);
 	struct smtp_output o = { 0 };
 	out_add(&o, "MAIL FROM:<a>\r\n", 15);
-	out_content(&o, m, true);
+	out_content(&o, m, m, true);
 	out_add(&o, "QUIT\r\n", 6);
 	struct buf want = { 0 }, wire = { 0 };
 	buf_adds(&want, "MAIL FROM:<a>\r\n");
@@ -95,7 +95,7 @@ static void check_body(const char *body, const char *sig, size_t chunk)
 	assert_int_equal(o.sent, o.queued);
 	assert_int_equal(o.queued, want.len);
 	/* BDAT: the same content, not stuffed */
-	out_content(&o, m, false);
+	out_content(&o, m, m, false);
 	wire.len = 0;
 	assert_int_equal(drain(&o, &wire, chunk, &sends), 1);
 	assert_int_equal(wire.len, message_content_len(m));
@@ -149,7 +149,7 @@ static void many_dots_need_several_sends(void **state)
 	struct message *m = parse(body.p, NULL);
 	assert_int_equal(m->ndots, 3000);
 	struct smtp_output o = { 0 };
-	out_content(&o, m, true);
+	out_content(&o, m, m, true);
 	struct buf want = { 0 }, wire = { 0 };
 	reference_stuff(&want, m->body, m->body_len);
 	unsigned sends = 0;
@@ -169,11 +169,11 @@ static void unsent_references_come_back(void **state)
 	struct message *a = parse("Subject: a\r\n\r\na\r\n", NULL);
 	struct message *b = parse("Subject: b\r\n\r\nb\r\n", NULL);
 	struct smtp_output o = { 0 };
-	out_content(&o, a, true);
+	out_content(&o, a, a, true);
 	struct msghdr *msg = out_flush(&o);
 	assert_non_null(msg);
-	out_content(&o, b, false); /* next generation, never sent */
-	struct message **r;
+	out_content(&o, b, b, false); /* next generation, never sent */
+	void **r;
 	assert_int_equal(out_drop_next(&o, &r), 1);
 	assert_ptr_equal(r[0], b);
 	assert_int_equal(out_wire_done(&o, &r), 1); /* the send failed */

@@ -1,0 +1,198 @@
+/* shards/throttle.c - the throttle of each (source IP, MX group) pair a
+ * shard owns: how many connections it may have open, how many messages
+ * each may carry, and two token buckets, one for messages (a transaction
+ * takes a token when it starts) and one for new connections. A pair
+ * lives on one shard only (see "Pairs and their owners" in shard.c), so
+ * nothing here is shared or locked: the limits hold exactly, whatever the
+ * number of shards.
+ *
+ * The buckets start full and hold at most `burst` tokens (by default a
+ * tenth of a second's worth, see config_pair_limits): a provider that
+ * counts per second or per minute sees a steady stream, never a burst. A
+ * pair out of tokens keeps its legs queued and asks the loop to wake when
+ * the next token is due (s->wake_at); other pairs go on. */
+#include "shard_internal.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define THROTTLE_IDLE_MS 600000 /* a pair without destinations this long is forgotten */
+
+static void bucket_fill(double *tokens, int64_t *at, double rate, double depth, int64_t now)
+{
+	if (now > *at) {
+		*tokens += rate * (double)(now - *at) / 1000.0;
+		*at = now;
+	}
+	if (*tokens > depth)
+		*tokens = depth;
+}
+
+/* ms until the bucket holds one token (0: now). */
+static int64_t bucket_wait(double tokens, double rate)
+{
+	if (tokens >= 1.0)
+		return 0;
+	int64_t ms = (int64_t)ceil((1.0 - tokens) * 1000.0 / rate);
+	return ms > 0 ? ms : 1;
+}
+
+static double conn_depth(const struct shape_limits *l)
+{
+	/* A tenth of a minute's worth of new connections at most at once. */
+	double d = ceil(l->max_new_conn_rate * 6.0);
+	return d < 1 ? 1 : d;
+}
+
+static void wake_at(struct shard *s, int64_t wait)
+{
+	int64_t t = s->now + wait;
+	if (!s->wake_at || t < s->wake_at)
+		s->wake_at = t;
+}
+
+static void throttle_limits(struct shard *s, struct throttle *t)
+{
+	int src = t->source[0] ? config_source_index(s->cfg, t->source) : -1;
+	config_pair_limits(s->cfg, src, t->group, &t->lim);
+}
+
+/* The pair's throttle, made on first use (one more destination uses it). */
+struct throttle *throttle_get(struct shard *s, const char *source, const char *group)
+{
+	char key[300];
+	snprintf(key, sizeof(key), "%s\n%s", source ? source : "", group);
+	struct strmap_node *n = strmap_find(&s->throttles, key);
+	struct throttle *t;
+	if (n) {
+		t = container_of(n, struct throttle, node);
+	} else {
+		t = xcalloc(1, sizeof(*t));
+		t->key = xstrdup(key);
+		t->source = xstrdup(source ? source : "");
+		t->group = xstrdup(group);
+		throttle_limits(s, t);
+		t->tokens = t->lim.burst;
+		t->conn_tokens = conn_depth(&t->lim);
+		t->tokens_ms = t->conn_tokens_ms = s->now;
+		strmap_insert(&s->throttles, &t->node, t->key);
+		if (s->nthrs == s->thrs_cap) {
+			s->thrs_cap = s->thrs_cap ? s->thrs_cap * 2 : 16;
+			s->thrs = xrealloc(s->thrs, s->thrs_cap * sizeof(*s->thrs));
+		}
+		s->thrs[s->nthrs++] = t;
+	}
+	t->refs++;
+	return t;
+}
+
+void throttle_put(struct shard *s, struct throttle *t)
+{
+	(void)s;
+	ASSERT(t->refs > 0);
+	if (--t->refs == 0)
+		t->idle_since = s->now;
+}
+
+static void throttle_free(struct throttle *t)
+{
+	free(t->key);
+	free(t->source);
+	free(t->group);
+	free(t);
+}
+
+/* After a reload: every pair's limits as the new configuration says
+ * (tokens in hand are kept, cut to the new depth); pairs unused for a
+ * while go. */
+void throttles_refresh(struct shard *s, bool gc_only)
+{
+	unsigned keep = 0;
+	for (unsigned i = 0; i < s->nthrs; i++) {
+		struct throttle *t = s->thrs[i];
+		if (!t->refs && !t->nconns && s->now - t->idle_since > THROTTLE_IDLE_MS) {
+			strmap_remove(&s->throttles, &t->node);
+			throttle_free(t);
+			continue;
+		}
+		if (!gc_only) {
+			throttle_limits(s, t);
+			if (t->tokens > t->lim.burst)
+				t->tokens = t->lim.burst;
+		}
+		s->thrs[keep++] = t;
+	}
+	s->nthrs = keep;
+}
+
+void throttles_free(struct shard *s)
+{
+	for (unsigned i = 0; i < s->nthrs; i++)
+		throttle_free(s->thrs[i]);
+	free(s->thrs);
+	s->thrs = NULL;
+	s->nthrs = s->thrs_cap = 0;
+	strmap_free(&s->throttles);
+}
+
+bool throttle_take_message(struct shard *s, struct dest *d)
+{
+	struct throttle *t = d->thr;
+	if (!t || t->lim.max_rate <= 0)
+		return true;
+	bucket_fill(&t->tokens, &t->tokens_ms, t->lim.max_rate, t->lim.burst, s->now);
+	if (t->tokens >= 1.0) {
+		t->tokens -= 1.0;
+		return true;
+	}
+	wake_at(s, bucket_wait(t->tokens, t->lim.max_rate));
+	return false;
+}
+
+/* Is a message token there (without taking it)? Else the loop wakes
+ * when one is due. */
+bool throttle_has_message(struct shard *s, struct dest *d)
+{
+	struct throttle *t = d->thr;
+	if (!t || t->lim.max_rate <= 0)
+		return true;
+	bucket_fill(&t->tokens, &t->tokens_ms, t->lim.max_rate, t->lim.burst, s->now);
+	if (t->tokens >= 1.0)
+		return true;
+	wake_at(s, bucket_wait(t->tokens, t->lim.max_rate));
+	return false;
+}
+
+/* May d's pair open one more connection now? (Takes the new-connection
+ * token when it may; the caller opens it.) */
+bool throttle_open_conn(struct shard *s, struct dest *d)
+{
+	struct throttle *t = d->thr;
+	if (!t)
+		return true;
+	if (t->nconns >= t->lim.max_connections)
+		return false; /* a closing one wakes the destination (conn_noted) */
+	if (t->lim.max_new_conn_rate <= 0)
+		return true;
+	bucket_fill(&t->conn_tokens, &t->conn_tokens_ms, t->lim.max_new_conn_rate, conn_depth(&t->lim), s->now);
+	if (t->conn_tokens >= 1.0) {
+		t->conn_tokens -= 1.0;
+		return true;
+	}
+	wake_at(s, bucket_wait(t->conn_tokens, t->lim.max_new_conn_rate));
+	return false;
+}
+
+unsigned dest_max_per_connection(const struct shard *s, const struct dest *d)
+{
+	return d->thr ? d->thr->lim.max_per_connection : s->cfg->max_per_connection;
+}
+
+void throttle_conn_count(struct dest *d, int delta)
+{
+	if (!d->thr)
+		return;
+	ASSERT(delta > 0 || d->thr->nconns > 0);
+	d->thr->nconns = (uint32_t)((int64_t)d->thr->nconns + delta);
+}

@@ -540,12 +540,18 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 	if (!l->done || l->holds || l->children)
 		return;
 	struct message *m = l->msg;
-	live_unlink(l);
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		live_unlink(l);
 		leg_free(l); /* stopping: the messages stay in the spool */
 		return;
 	}
 	struct leg *parent = l->parent;
+	if (!parent && l->origin != s->index) {
+		l->home = true;
+		cross_send(s, l->origin, l); /* off the live list there */
+		return;
+	}
+	live_unlink(l);
 	if (parent) {
 		for (uint32_t i = 0; i < l->nout; i++)
 			leg_out_push(parent, &l->out[i]);
@@ -554,14 +560,11 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 		ASSERT(parent->children > 0);
 		parent->children--;
 		leg_try_finish(s, parent);
-	} else if (l->origin == s->index) {
+	} else {
 		leg_free(l);
 		ASSERT(m->legs_open > 0);
 		if (--m->legs_open == 0)
 			message_attempt_done(s, m);
-	} else {
-		l->home = true;
-		cross_send(s, l->origin, l);
 	}
 }
 

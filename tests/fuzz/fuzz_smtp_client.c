@@ -175,7 +175,7 @@ struct msgrec {
 struct legrec {
 	struct leg *leg;
 	struct msgrec *mr;
-	bool done, delivered;
+	bool done, freed, delivered;
 	uint8_t outcomes[NRCPT_MAX];
 	bool moved[NRCPT_MAX];
 };
@@ -220,12 +220,12 @@ static struct world {
 
 /* ---- fake shard.c ---- */
 
-/* The record of a live leg (a done leg's memory may be reused by a new
- * one; using a done leg is ASan's to catch). */
+/* The record of a live leg (a freed leg's memory may be reused by a new
+ * one; using a freed leg is ASan's to catch). */
 static struct legrec *leg_rec(const struct leg *leg)
 {
 	for (unsigned i = W.nlegs; i-- > 0;)
-		if (W.legs[i].leg == leg && !W.legs[i].done)
+		if (W.legs[i].leg == leg && !W.legs[i].freed)
 			return &W.legs[i];
 	CHECK(!"unknown leg");
 	return NULL;
@@ -252,6 +252,21 @@ static void leg_free(struct leg *l)
 	free(l->ri);
 	free(l->rt);
 	free(l);
+}
+
+/* Sends of message content in flight (smtp_output references). */
+static unsigned wire_refs;
+
+/* As shard.c: a leg is over once done and no send of its content is in
+ * flight; then its message's count drops. */
+static void leg_try_free(struct legrec *lr)
+{
+	if (!lr->done || lr->leg->holds)
+		return;
+	CHECK(lr->leg->msg->legs_open > 0);
+	lr->leg->msg->legs_open--;
+	lr->freed = true;
+	leg_free(lr->leg);
 }
 
 uint64_t shard_random(struct shard *s)
@@ -318,13 +333,8 @@ void shard_leg_done(struct shard *s, struct leg *leg)
 	for (struct leg *q = s->dests[0].qhead; q; q = q->next)
 		CHECK(q != leg);
 	lr->done = true;
-	CHECK(leg->msg->legs_open > 0);
-	leg->msg->legs_open--;
-	leg_free(leg);
+	leg_try_free(lr);
 }
-
-/* Sends of message content in flight (smtp_output references). */
-static unsigned wire_refs;
 
 /* schedule() above looks at the one destination every step anyway. */
 void shard_dest_note(struct shard *s, uint32_t di, bool new_work)
@@ -333,19 +343,32 @@ void shard_dest_note(struct shard *s, uint32_t di, bool new_work)
 	(void)new_work;
 }
 
-void shard_message_hold(struct message *m)
+void shard_leg_hold(struct leg *leg)
 {
-	m->legs_open++;
+	leg_rec(leg);
+	leg->holds++;
 	wire_refs++;
 }
 
-void shard_message_release(struct shard *s, struct message *m)
+void shard_leg_release(struct shard *s, struct leg *leg)
 {
 	(void)s;
-	CHECK(m->legs_open > 0 && wire_refs > 0);
-	m->legs_open--;
+	struct legrec *lr = leg_rec(leg);
+	CHECK(leg->holds > 0 && wire_refs > 0);
+	leg->holds--;
 	wire_refs--;
+	leg_try_free(lr);
 }
+
+/* No throttle in the harness: the connection's own limits only. */
+bool throttle_has_message(struct shard *s, struct dest *d) { (void)s; (void)d; return true; }
+bool throttle_take_message(struct shard *s, struct dest *d) { (void)s; (void)d; return true; }
+unsigned dest_max_per_connection(const struct shard *s, const struct dest *d)
+{
+	(void)d;
+	return s->cfg->max_per_connection;
+}
+void throttle_conn_count(struct dest *d, int delta) { (void)d; (void)delta; }
 
 void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 {

@@ -13,7 +13,13 @@
  * into c->in at the same place, so the SMTP parser runs unchanged on the
  * plaintext; a batch of replies (pbuf) is encrypted in records and the
  * ciphertext goes out as wbuf. Plaintext that came after the STARTTLS
- * line in the same read is discarded, as RFC 3207 says. */
+ * line in the same read is discarded, as RFC 3207 says.
+ *
+ * --police-conns/--police-per-conn/--police-rate make it a mailbox
+ * provider that polices each client source IP (concurrent connections,
+ * MAIL FROMs per connection, a token bucket of MAIL FROMs per second),
+ * answering 421 and closing; the counts per source go into the JSON. They
+ * share one mutex across threads, taken only when one of them is given. */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "../engine/lib/rng.h"
@@ -74,6 +80,9 @@ struct mx_opts {
 	const char *tls_cert, *tls_key; /* STARTTLS offered when both are given */
 	enum tls_fault tls_fault;
 	bool tls_no_resume;       /* every handshake a full one */
+	unsigned police_conns;    /* --police-conns: concurrent connections per source IP; 0 = none */
+	unsigned police_per_conn; /* --police-per-conn: MAIL FROMs per connection; 0 = none */
+	double police_rate;       /* --police-rate: MAIL FROMs per second per source IP; 0 = none */
 };
 
 struct mx_stats {
@@ -107,6 +116,11 @@ struct mconn {
 	 * rest of the read is discarded); tls_hello_seen: ciphertext came. */
 	struct tls *tls;
 	bool tls_up, starttls_now, tls_hello_seen, ehlo_seen;
+	/* --police-*: the source's entry, whether this connection counts as one
+	 * of its concurrent ones, MAIL FROMs accepted on it */
+	struct psrc *src;
+	bool src_held;
+	unsigned nmail;
 };
 
 struct mx_thread {
@@ -123,6 +137,7 @@ struct mx_thread {
 	uint64_t *grey;      /* open-addressing set of recipient hashes */
 	size_t grey_cap, grey_n;
 	struct tls_ctx *tls_ctx; /* this thread's server context (--tls-cert), or NULL */
+	struct police *pol;       /* shared by all threads; NULL without --police-* */
 };
 
 static volatile sig_atomic_t mx_stop;
@@ -187,6 +202,184 @@ static bool grey_first(struct mx_thread *t, const char *s, size_t n)
 	return true;
 }
 
+/* --police-*: a mailbox provider's limits per client source IP (the peer
+ * address of the accepted socket), shared by all threads under one mutex;
+ * t->pol is NULL without a --police option, and then none of this runs.
+ * A "mail" is a MAIL FROM that passed policing (the sender spent its token
+ * when it started the transaction); a "message" is one completed with 250
+ * after DATA or BDAT LAST. */
+#define POLICE_HELO_MAX 4
+#define POLICE_HELO_LEN 64
+#define POLICE_BUCKETS 256
+
+struct psrc {
+	struct psrc *next; /* hash chain */
+	char ip[INET6_ADDRSTRLEN];
+	uint64_t connections, mails, messages;
+	unsigned cur, max_concurrent;
+	uint64_t v_conns, v_per_conn, v_rate;
+	double tokens, refill_s;  /* --police-rate bucket, refilled at refill_s */
+	int64_t first_ms, last_ms; /* first/last accepted MAIL FROM since the start; -1: none */
+	unsigned nhelo;
+	char helo[POLICE_HELO_MAX][POLICE_HELO_LEN];
+};
+
+struct police {
+	pthread_mutex_t mu;
+	double t0;
+	unsigned conns_max, per_conn_max;
+	double rate, depth; /* tokens per second; bucket depth max(1, rate) */
+	struct psrc *bucket[POLICE_BUCKETS];
+	struct psrc **list; /* in order of first connection */
+	size_t n, cap;
+	uint64_t v_conns, v_per_conn, v_rate;
+};
+
+/* The source's entry (made on first sight); under p->mu. */
+static struct psrc *police_src(struct police *p, const char *ip)
+{
+	size_t h = (size_t)hash_str(ip, strlen(ip)) % POLICE_BUCKETS;
+	for (struct psrc *s = p->bucket[h]; s; s = s->next)
+		if (!strcmp(s->ip, ip))
+			return s;
+	struct psrc *s = xcalloc(1, sizeof(*s));
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	s->tokens = p->depth; /* starts full */
+	s->refill_s = now_mono_s();
+	s->first_ms = s->last_ms = -1;
+	s->next = p->bucket[h];
+	p->bucket[h] = s;
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 16;
+		p->list = xrealloc(p->list, p->cap * sizeof(*p->list));
+	}
+	p->list[p->n++] = s;
+	return s;
+}
+
+/* The peer address of fd as text ("127.0.0.10"; an IPv4-mapped IPv6 address
+ * as its IPv4 form). */
+static void peer_ip(int fd, char *ip, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	snprintf(ip, len, "?");
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+	if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+		inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], ip, (socklen_t)len);
+		return;
+	}
+	sockaddr_text(&ss, false, ip, len);
+}
+
+/* A new connection: counted for its source; false (a "conns" violation)
+ * when the source already has --police-conns connections open. */
+static bool police_connect(struct police *p, struct mconn *c)
+{
+	char ip[INET6_ADDRSTRLEN];
+	peer_ip(c->fd, ip, sizeof(ip));
+	pthread_mutex_lock(&p->mu);
+	struct psrc *s = police_src(p, ip);
+	c->src = s;
+	s->connections++;
+	bool ok = !p->conns_max || s->cur < p->conns_max;
+	if (ok) {
+		c->src_held = true;
+		if (++s->cur > s->max_concurrent)
+			s->max_concurrent = s->cur;
+	} else {
+		s->v_conns++;
+		p->v_conns++;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+/* The connection no longer counts as concurrent (QUIT said, or closing). */
+static void police_release(struct police *p, struct mconn *c)
+{
+	if (!c->src_held)
+		return;
+	c->src_held = false;
+	pthread_mutex_lock(&p->mu);
+	c->src->cur--;
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* The EHLO/HELO name (the first word after the verb) among the source's
+ * distinct names, the first POLICE_HELO_MAX of them; bytes outside
+ * printable ASCII, '"' and '\\' are kept as '?'. */
+static void police_helo(struct police *p, struct mconn *c, const char *line, size_t n)
+{
+	char name[POLICE_HELO_LEN];
+	size_t i = 4, k = 0;
+	while (i < n && line[i] == ' ')
+		i++;
+	for (; i < n && line[i] != ' ' && k + 1 < sizeof(name); i++) {
+		unsigned char b = (unsigned char)line[i];
+		name[k++] = b > 0x20 && b < 0x7f && b != '"' && b != '\\' ? (char)b : '?';
+	}
+	name[k] = 0;
+	pthread_mutex_lock(&p->mu);
+	struct psrc *s = c->src;
+	unsigned j;
+	for (j = 0; j < s->nhelo && strcmp(s->helo[j], name); j++)
+		;
+	if (j == s->nhelo && j < POLICE_HELO_MAX)
+		memcpy(s->helo[s->nhelo++], name, k + 1);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* A MAIL FROM about to be accepted: false, with the 421 in pbuf, when it
+ * is one too many on this connection (--police-per-conn) or its source has
+ * no token left (--police-rate). */
+static bool police_mail(struct police *p, struct mconn *c)
+{
+	struct psrc *s = c->src;
+	if (p->per_conn_max && c->nmail >= p->per_conn_max) {
+		pthread_mutex_lock(&p->mu);
+		s->v_per_conn++;
+		p->v_per_conn++;
+		pthread_mutex_unlock(&p->mu);
+		buf_adds(&c->pbuf, "421 4.7.0 Too many messages on one connection (mockmx --police-per-conn)\r\n");
+		return false;
+	}
+	pthread_mutex_lock(&p->mu);
+	double now = now_mono_s();
+	if (p->rate > 0) {
+		s->tokens += (now - s->refill_s) * p->rate;
+		if (s->tokens > p->depth)
+			s->tokens = p->depth;
+		s->refill_s = now;
+		if (s->tokens < 1 - 1e-9) {
+			s->v_rate++;
+			p->v_rate++;
+			pthread_mutex_unlock(&p->mu);
+			buf_printf(&c->pbuf, "421 4.7.0 [TSS04] Messages from %s temporarily deferred due to "
+			           "unexpected volume or user complaints (mockmx --police-rate)\r\n", s->ip);
+			return false;
+		}
+		s->tokens -= 1;
+	}
+	c->nmail++;
+	s->mails++;
+	int64_t ms = (int64_t)((now - p->t0) * 1000);
+	if (s->first_ms < 0)
+		s->first_ms = ms;
+	s->last_ms = ms;
+	pthread_mutex_unlock(&p->mu);
+	return true;
+}
+
+static void police_message(struct police *p, struct mconn *c)
+{
+	pthread_mutex_lock(&p->mu);
+	c->src->messages++;
+	pthread_mutex_unlock(&p->mu);
+}
+
 static void txn_reset(struct mconn *c)
 {
 	c->have_mail = false;
@@ -229,6 +422,8 @@ static void message_complete(struct mx_thread *t, struct mconn *c, bool bdat)
 		atomic_fetch_add(&t->st->rejected, 1);
 	} else {
 		atomic_fetch_add(&t->st->messages, 1);
+		if (c->src)
+			police_message(t->pol, c);
 		atomic_fetch_add(&t->st->bdat, bdat);
 		atomic_fetch_add(&t->st->recipients, c->nrcpt);
 		atomic_fetch_add(&t->st->bytes, c->data_bytes);
@@ -253,9 +448,11 @@ static bool path_arg(const char *line, size_t n, const char **a, size_t *alen)
 	return true;
 }
 
-static void on_ehlo(struct mx_thread *t, struct mconn *c, const char *line)
+static void on_ehlo(struct mx_thread *t, struct mconn *c, const char *line, size_t n)
 {
 	int f;
+	if (c->src)
+		police_helo(t->pol, c, line, n);
 	if ((f = fault_for(t, F_EHLO))) {
 		reply_fault(c, f, "EHLO");
 		return;
@@ -284,6 +481,8 @@ static void on_mail(struct mx_thread *t, struct mconn *c, const char *line, size
 	size_t alen;
 	if (c->have_mail) {
 		buf_adds(&c->pbuf, "503 5.5.1 Error: nested MAIL command\r\n");
+	} else if (c->src && path_arg(line, n, &a, &alen) && !police_mail(t->pol, c)) {
+		c->quit = true; /* the 421 is the last reply: the connection closes */
 	} else if ((f = fault_for(t, F_MAIL))) {
 		reply_fault(c, f, "MAIL");
 	} else if (!path_arg(line, n, &a, &alen)) {
@@ -350,7 +549,7 @@ static void on_command(struct mx_thread *t, struct mconn *c, const char *line, s
 {
 	int f;
 	if (prefix_ci(line, n, "EHLO") || prefix_ci(line, n, "HELO")) {
-		on_ehlo(t, c, line);
+		on_ehlo(t, c, line, n);
 	} else if (prefix_ci(line, n, "MAIL FROM:")) {
 		on_mail(t, c, line, n);
 	} else if (prefix_ci(line, n, "RCPT TO:")) {
@@ -385,6 +584,8 @@ static void on_command(struct mx_thread *t, struct mconn *c, const char *line, s
 	} else if (prefix_ci(line, n, "QUIT")) {
 		buf_adds(&c->pbuf, "221 2.0.0 Bye\r\n");
 		c->quit = true;
+		if (c->src) /* done: its connection slot is free before it reads the 221 */
+			police_release(t->pol, c);
 	} else {
 		buf_adds(&c->pbuf, "502 5.5.2 Error: command not recognized\r\n");
 	}
@@ -489,6 +690,8 @@ static void mx_close(struct mx_thread *t, struct mconn *c)
 {
 	if (c->state != M_CLOSING) {
 		c->state = M_CLOSING;
+		if (c->src)
+			police_release(t->pol, c);
 		tls_free(c->tls); /* nothing touches it once closing */
 		c->tls = NULL;
 		if (c->ops) {
@@ -596,9 +799,18 @@ static void mx_accept(struct mx_thread *t, int fd)
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	atomic_fetch_add(&t->st->connections, 1);
+	bool police_ok = !t->pol || police_connect(t->pol, c);
+	if (!police_ok && t->o->silent) {
+		mx_close(t, c);
+		return;
+	}
 	if (!t->o->silent) {
-		int f = fault_for(t, F_CONNECT);
-		if (f) {
+		int f = police_ok ? fault_for(t, F_CONNECT) : 0;
+		if (!police_ok) {
+			buf_printf(&c->pbuf, "421 4.7.0 [TSS09] Too many concurrent connections from %s; "
+			           "mockmx --police-conns\r\n", c->src->ip);
+			c->quit = true;
+		} else if (f) {
 			reply_fault(c, f, "connect");
 			c->quit = true;
 		} else {
@@ -919,7 +1131,30 @@ static void mx_usage(FILE *f)
 	      "                            ClientHello comes), garbage (answer it with text, not\n"
 	      "                            TLS), inject (\"220 ready\" and \"250 injected\" in one write)\n"
 	      "  --tls-no-resume           no session cache, no tickets: every handshake is full\n"
+	      "Policing per client source IP (the peer address), like a mailbox provider,\n"
+	      "shared by all threads; any of these also adds \"police\" and \"sources\" to\n"
+	      "the JSON and a line per source on standard error at exit:\n"
+	      "  --police-conns N          at most N concurrent connections per source IP; the\n"
+	      "                            next is answered 421 4.7.0 [TSS09] at greeting\n"
+	      "  --police-per-conn N       at most N MAIL FROM per connection; the next gets\n"
+	      "                            421 4.7.0 and the connection closes\n"
+	      "  --police-rate R           MAIL FROM per second per source IP (also R/s, R/m,\n"
+	      "                            R/h): a token bucket of depth max(1, R), full at the\n"
+	      "                            start; a MAIL without a token gets 421 4.7.0 [TSS04]\n"
+	      "                            and the connection closes\n"
 	      "The counters are printed as JSON on standard output at exit (SIGTERM/SIGINT).\n", f);
+}
+
+/* --police-rate R, R/s, R/m or R/h: messages per second, positive. */
+static double parse_police_rate(const char *spec)
+{
+	char *end;
+	double r = strtod(spec, &end);
+	double per = !strcmp(end, "") || !strcmp(end, "/s") ? 1 : !strcmp(end, "/m") ? 60
+	           : !strcmp(end, "/h") ? 3600 : 0;
+	if (end == spec || per == 0 || !(r > 0) || r > 1e9)
+		fatal("mockmx: --police-rate %s: expected a positive R, R/s, R/m or R/h", spec);
+	return r / per;
 }
 
 static double cpu_self(void)
@@ -945,6 +1180,8 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		{ "no-smtputf8", no_argument, 0, 'U' }, { "defer-rcpt", required_argument, 0, 'D' },
 		{ "tls-cert", required_argument, 0, 'c' }, { "tls-key", required_argument, 0, 'k' },
 		{ "tls-fault", required_argument, 0, 'F' }, { "tls-no-resume", no_argument, 0, 'N' },
+		{ "police-conns", required_argument, 0, 'x' }, { "police-per-conn", required_argument, 0, 'y' },
+		{ "police-rate", required_argument, 0, 'z' },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -1003,6 +1240,17 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 			o->tls_fault = (enum tls_fault)k;
 			break;
 		}
+		case 'x':
+			if (!parse_uint(optarg, 1, 1000000, &v))
+				fatal("mockmx: --police-conns 1..1000000");
+			o->police_conns = (unsigned)v;
+			break;
+		case 'y':
+			if (!parse_uint(optarg, 1, 1000000, &v))
+				fatal("mockmx: --police-per-conn 1..1000000");
+			o->police_per_conn = (unsigned)v;
+			break;
+		case 'z': o->police_rate = parse_police_rate(optarg); break;
 		case 'h': mx_usage(stdout); return 0;
 		default: mx_usage(stderr); return 2;
 		}
@@ -1020,24 +1268,84 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 	return -1;
 }
 
+/* --police-*: the totals and limits, then every source, as JSON members
+ * (",\"police\":{...},\"sources\":{...}"); a line per source on stderr. */
+static void police_report(struct police *p, struct buf *j)
+{
+	pthread_mutex_lock(&p->mu);
+	buf_printf(j, ",\"police\":{\"conns\":%llu,\"per_conn\":%llu,\"rate\":%llu,"
+	           "\"limits\":{\"conns\":%u,\"per_conn\":%u,\"rate\":%.6g}},\"sources\":{",
+	           (unsigned long long)p->v_conns, (unsigned long long)p->v_per_conn,
+	           (unsigned long long)p->v_rate, p->conns_max, p->per_conn_max, p->rate);
+	fprintf(stderr, "mockmx: police: %zu source%s; violations conns %llu, per_conn %llu, rate %llu "
+	        "(limits: conns %u, per-conn %u, rate %.6g/s; 0 = none)\n", p->n, p->n == 1 ? "" : "s",
+	        (unsigned long long)p->v_conns, (unsigned long long)p->v_per_conn,
+	        (unsigned long long)p->v_rate, p->conns_max, p->per_conn_max, p->rate);
+	for (size_t i = 0; i < p->n; i++) {
+		const struct psrc *s = p->list[i];
+		buf_printf(j, "%s\"%s\":{\"connections\":%llu,\"mails\":%llu,\"messages\":%llu,"
+		           "\"max_concurrent\":%u,\"violations\":{\"conns\":%llu,\"per_conn\":%llu,"
+		           "\"rate\":%llu},\"helo\":[", i ? "," : "", s->ip,
+		           (unsigned long long)s->connections, (unsigned long long)s->mails,
+		           (unsigned long long)s->messages, s->max_concurrent,
+		           (unsigned long long)s->v_conns, (unsigned long long)s->v_per_conn,
+		           (unsigned long long)s->v_rate);
+		struct buf names = { 0 };
+		for (unsigned k = 0; k < s->nhelo; k++) {
+			buf_printf(j, "%s\"%s\"", k ? "," : "", s->helo[k]);
+			buf_printf(&names, "%s%s", k ? "," : "", s->helo[k]);
+		}
+		if (s->first_ms < 0)
+			buf_adds(j, "],\"first_ms\":null,\"last_ms\":null}");
+		else
+			buf_printf(j, "],\"first_ms\":%lld,\"last_ms\":%lld}", (long long)s->first_ms,
+			           (long long)s->last_ms);
+		double span = (double)(s->last_ms - s->first_ms) / 1000;
+		fprintf(stderr, "mockmx: police %s: %llu connections (max %u concurrent), %llu MAIL FROM "
+		        "accepted, %llu messages, violations conns %llu per_conn %llu rate %llu, "
+		        "MAIL FROM rate %.2f/s over %.3f s, helo %s\n", s->ip,
+		        (unsigned long long)s->connections, s->max_concurrent, (unsigned long long)s->mails,
+		        (unsigned long long)s->messages, (unsigned long long)s->v_conns,
+		        (unsigned long long)s->v_per_conn, (unsigned long long)s->v_rate,
+		        s->mails >= 2 && span > 0 ? (double)(s->mails - 1) / span : 0, s->mails ? span : 0,
+		        names.len ? names.p : "-");
+		buf_free(&names);
+	}
+	buf_adds(j, "}");
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void police_free(struct police *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->list[i]);
+	free(p->list);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
 /* The counters as one JSON line, on stdout and into --stats FILE. */
-static void mx_report(const struct mx_opts *o, const struct mx_stats *st, double secs)
+static void mx_report(const struct mx_opts *o, const struct mx_stats *st, struct police *pol,
+                      double secs)
 {
 	struct buf j = { 0 };
 	buf_printf(&j, "{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
 	           "\"rejected\":%llu,\"disconnects\":%llu,\"bdat\":%llu,\"tls_connections\":%llu,"
-	           "\"tls_resumed\":%llu,\"tls_failures\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f}\n",
+	           "\"tls_resumed\":%llu,\"tls_failures\":%llu,\"cpu_s\":%.3f,\"seconds\":%.3f",
 	           (unsigned long long)st->connections, (unsigned long long)st->messages,
 	           (unsigned long long)st->recipients, (unsigned long long)st->bytes,
 	           (unsigned long long)st->rejected, (unsigned long long)st->disconnects,
 	           (unsigned long long)st->bdat, (unsigned long long)st->tls_connections,
 	           (unsigned long long)st->tls_resumed, (unsigned long long)st->tls_failures, cpu_self(), secs);
-	fputs(j.p, stdout);
+	if (pol)
+		police_report(pol, &j);
+	buf_adds(&j, "}\n");
+	fwrite(j.p, 1, j.len, stdout); /* buf_adds does not NUL-terminate */
 	fflush(stdout);
 	if (o->stats_path) {
 		FILE *f = fopen(o->stats_path, "w");
 		if (f) {
-			fputs(j.p, f);
+			fwrite(j.p, 1, j.len, f);
 			fclose(f);
 		}
 	}
@@ -1056,11 +1364,21 @@ int mockmx_main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	static struct mx_stats st;
+	struct police *pol = NULL;
+	if (o.police_conns || o.police_per_conn || o.police_rate > 0) {
+		pol = xcalloc(1, sizeof(*pol));
+		pthread_mutex_init(&pol->mu, NULL);
+		pol->conns_max = o.police_conns;
+		pol->per_conn_max = o.police_per_conn;
+		pol->rate = o.police_rate;
+		pol->depth = o.police_rate > 1 ? o.police_rate : 1;
+	}
 	struct mx_thread *th = xcalloc(o.threads, sizeof(*th));
 	for (unsigned i = 0; i < o.threads; i++) {
 		th[i].index = i;
 		th[i].o = &o;
 		th[i].st = &st;
+		th[i].pol = pol;
 		th[i].rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)o.seed * 2654435761u + i + 1);
 		if (o.tls_cert) { /* made here so that a bad file stops the start; used by its thread only */
 			char err[256];
@@ -1075,12 +1393,16 @@ int mockmx_main(int argc, char **argv)
 	fprintf(stderr, "mockmx: listening (%u listener%s, %u thread%s)\n", o.nlisten,
 	        o.nlisten == 1 ? "" : "s", o.threads, o.threads == 1 ? "" : "s");
 	double t0 = now_mono_s();
+	if (pol)
+		pol->t0 = t0;
 	for (unsigned i = 0; i < o.threads; i++)
 		if (pthread_create(&th[i].tid, NULL, mx_thread_main, &th[i]) != 0)
 			fatal("mockmx: cannot start thread");
 	for (unsigned i = 0; i < o.threads; i++)
 		pthread_join(th[i].tid, NULL);
-	mx_report(&o, &st, now_mono_s() - t0);
+	mx_report(&o, &st, pol, now_mono_s() - t0);
+	if (pol)
+		police_free(pol);
 	for (unsigned i = 0; i < o.threads; i++)
 		for (unsigned k = 0; k < o.nlisten; k++)
 			close(th[i].lfd[k]);

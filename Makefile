@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 # dkim/exports.list: libopendkim's key parse reaches dkim/keys.c (see there).
-LIBS := -lm -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -pthread -Wl,--dynamic-list=dkim/exports.list
+LIBS := -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -lm -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
 # Layers, each using only those before it (tests/check_layers.py checks):
@@ -22,7 +22,7 @@ SRCS := $(LIB_LAYER) \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
         shards/shard.c shards/dest_queue.c shards/throttle.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
-        engine/config.c engine/spool.c engine/run.c engine/inject.c \
+        engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
@@ -45,7 +45,7 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls
+              test_job_file test_tls test_config_limits
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
@@ -67,6 +67,11 @@ build/sluice-asan: $(ASAN_OBJS)
 	$(CC) -fsanitize=address,undefined -o $@ $(ASAN_OBJS) $(LIBS)
 
 -include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+
+# The shipped providers file is built into the binary (.incbin, which the
+# compiler's dependency files do not see).
+PROVIDERS := share/sluice/providers.conf
+$(BUILD)/engine/providers_embed.o $(ASAN_BUILD)/engine/providers_embed.o: $(PROVIDERS)
 
 # deps: install the Debian packages when root, else print the command.
 deps:
@@ -128,6 +133,7 @@ install: sluice
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/sluice $(DESTDIR)$(PREFIX)/share/sluice
 	install -m 0755 sluice $(DESTDIR)$(PREFIX)/bin/sluice
 	install -m 0755 bench/bench.py $(DESTDIR)$(PREFIX)/share/sluice/bench.py
+	install -m 0644 $(PROVIDERS) $(DESTDIR)$(PREFIX)/share/sluice/providers.conf
 	install -m 0644 sluice.conf README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
 
 clean:

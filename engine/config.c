@@ -2,6 +2,7 @@
  * uses it) and `sluice run` flags, in that order of precedence. */
 #define _GNU_SOURCE
 #include "config.h"
+#include "providers_embed.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 #include <arpa/inet.h>
@@ -45,6 +46,7 @@ void config_defaults(struct config *cfg)
 	cfg->helo = NULL;
 	cfg->max_connections = 20;
 	cfg->max_per_connection = 1000;
+	cfg->default_pool = -1;
 	cfg->max_rcpt_per_txn = 100;
 	cfg->retry_interval_ms = 300000;
 	cfg->retry_max_ms = 4 * 3600 * 1000;
@@ -80,6 +82,7 @@ static void routes_clear(struct config *cfg)
 		free(cfg->routes[i].host);
 		free(cfg->routes[i].label);
 		free(cfg->routes[i].tls_name);
+		free(cfg->routes[i].group);
 	}
 	cfg->nroutes = 0;
 }
@@ -138,8 +141,49 @@ static void tls_rules_clear(struct config *cfg)
 	cfg->ntls_rules = 0;
 }
 
+static void sources_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nsources; i++) {
+		free(cfg->sources[i].text);
+		free(cfg->sources[i].helo);
+	}
+	free(cfg->sources);
+	cfg->sources = NULL;
+	cfg->nsources = 0;
+	for (unsigned i = 0; i < cfg->npools; i++) {
+		free(cfg->pools[i].name);
+		free(cfg->pools[i].members);
+	}
+	free(cfg->pools);
+	cfg->pools = NULL;
+	cfg->npools = 0;
+	cfg->default_pool = -1;
+	for (unsigned i = 0; i < cfg->npool_rules; i++) {
+		free(cfg->pool_rules[i].job);
+		free(cfg->pool_rules[i].sender_domain);
+	}
+	free(cfg->pool_rules);
+	cfg->pool_rules = NULL;
+	cfg->npool_rules = 0;
+}
+
+static void shape_rules_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nshape_rules; i++) {
+		free(cfg->shape_rules[i].group);
+		free(cfg->shape_rules[i].source);
+		free(cfg->shape_rules[i].pool);
+	}
+	free(cfg->shape_rules);
+	cfg->shape_rules = NULL;
+	cfg->nshape_rules = 0;
+}
+
 void config_free(struct config *cfg)
 {
+	sources_clear(cfg);
+	shape_rules_clear(cfg);
+	free(cfg->providers_path);
 	tls_rules_clear(cfg);
 	free(cfg->tls_ca);
 	routes_clear(cfg);
@@ -340,6 +384,12 @@ static void route_from_file(struct config *cfg, const config_setting_t *r, const
 			fail_at(r, "%s.tls-name must be a host name", shown);
 		cfg->routes[cfg->nroutes - 1].tls_name = xstrdup(tls_name);
 	}
+	const char *group;
+	if (config_setting_lookup_string(r, "group", &group) == CONFIG_TRUE) {
+		if (!*group || strcmp(group, "*") == 0)
+			fail_at(r, "%s.group must be a group name", shown);
+		cfg->routes[cfg->nroutes - 1].group = xstrdup(group);
+	}
 }
 
 static enum tls_policy policy_of(const config_setting_t *s, const char *v, const char *shown)
@@ -406,6 +456,344 @@ static void ipv6_from_file(struct config *cfg, const config_setting_t *s, const 
 	ipv6_set = config_setting_get_bool(s) ? 1 : 0;
 }
 
+/* ---- source IPs, pools and shaping ---- */
+
+static bool flag_pool;            /* --source-ip made the pool "default" (index 0) */
+static bool file_default_seen;    /* the file's pool "default", replaced by it */
+static bool providers_given;      /* shaping.providers was set */
+
+/* A numeric address into sa (port 0) and its canonical text; false if
+ * text is not a numeric IPv4 or IPv6 address. */
+static bool source_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, char *canon, size_t clen)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
+	memset(sa, 0, sizeof(*sa));
+	if (inet_pton(AF_INET, text, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		*len = sizeof(*a4);
+		return inet_ntop(AF_INET, &a4->sin_addr, canon, (socklen_t)clen) != NULL;
+	}
+	if (inet_pton(AF_INET6, text, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		*len = sizeof(*a6);
+		return inet_ntop(AF_INET6, &a6->sin6_addr, canon, (socklen_t)clen) != NULL;
+	}
+	return false;
+}
+
+/* Can connections be bound to sa? (A bind to port 0 is what the
+ * shards will do; nothing is sent.) Writes why not. */
+static bool source_local(const struct sockaddr_storage *sa, socklen_t len, const char *canon, char *why, size_t wlen)
+{
+	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int err = fd < 0 ? errno : bind(fd, (const struct sockaddr *)sa, len) == 0 ? 0 : errno;
+	if (fd >= 0)
+		close(fd);
+	if (err == EADDRNOTAVAIL)
+		snprintf(why, wlen, "source IP %s is not an address of this machine", canon);
+	else if (err)
+		snprintf(why, wlen, "source IP %s cannot be used: %s", canon, strerror(err));
+	return err == 0;
+}
+
+/* The index of the source IP text in cfg->sources, added when new
+ * (checked: numeric, an address of this machine); -1 with why set if
+ * refused. One EHLO name per IP: helo (NULL: the global helo) must agree
+ * with an earlier explicit one. */
+static int source_add(struct config *cfg, const char *text, const char *helo, char *why, size_t wlen)
+{
+	struct source_ip src;
+	char canon[INET6_ADDRSTRLEN];
+	memset(&src, 0, sizeof(src));
+	if (!source_parse(text, &src.addr, &src.addr_len, canon, sizeof(canon))) {
+		snprintf(why, wlen, "source IP '%.60s' must be a numeric IPv4 or IPv6 address", text);
+		return -1;
+	}
+	int i = config_source_index(cfg, canon);
+	if (i >= 0) {
+		struct source_ip *old = &cfg->sources[i];
+		if (helo && old->helo && strcasecmp(helo, old->helo) != 0) {
+			snprintf(why, wlen, "source IP %s has EHLO name '%.80s' here and '%.80s' before (one name per IP)",
+			         canon, helo, old->helo);
+			return -1;
+		}
+		if (helo && !old->helo)
+			old->helo = xstrdup(helo);
+		return i;
+	}
+	if (!source_local(&src.addr, src.addr_len, canon, why, wlen))
+		return -1;
+	src.text = xstrdup(canon);
+	src.helo = helo ? xstrdup(helo) : NULL;
+	cfg->sources = xrealloc(cfg->sources, (cfg->nsources + 1) * sizeof(*cfg->sources));
+	cfg->sources[cfg->nsources] = src;
+	return (int)cfg->nsources++;
+}
+
+static int pool_find(const struct config *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->npools; i++)
+		if (strcmp(cfg->pools[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* A new pool, without members yet (room for n). */
+static struct pool *pool_new(struct config *cfg, const char *name, unsigned n)
+{
+	cfg->pools = xrealloc(cfg->pools, (cfg->npools + 1) * sizeof(*cfg->pools));
+	struct pool *p = &cfg->pools[cfg->npools++];
+	p->name = xstrdup(name);
+	p->members = xcalloc(n ? n : 1, sizeof(*p->members));
+	p->nmembers = 0;
+	return p;
+}
+
+static bool pool_has(const struct pool *p, int source)
+{
+	for (unsigned i = 0; i < p->nmembers; i++)
+		if ((int)p->members[i].source == source)
+			return true;
+	return false;
+}
+
+/* --source-ip: the IPs of the pool "default", which is the default pool
+ * and replaces the file's of that name. Read before the file, so that
+ * these IPs come first in cfg->sources. */
+static void source_from_flag(struct config *cfg, const char *arg)
+{
+	char why[300];
+	int s = source_add(cfg, arg, NULL, why, sizeof(why));
+	if (s < 0)
+		config_fail("--source-ip: %s", why);
+	if (!flag_pool) {
+		ASSERT(cfg->npools == 0);
+		pool_new(cfg, "default", 0);
+		flag_pool = true;
+	}
+	struct pool *p = &cfg->pools[0];
+	if (pool_has(p, s))
+		return;
+	p->members = xrealloc(p->members, (p->nmembers + 1) * sizeof(*p->members));
+	p->members[p->nmembers++] = (struct pool_member){ (unsigned)s, 1 };
+}
+
+/* A pool name, as X-Pool and the rules give it. */
+static bool pool_name_ok(const char *v)
+{
+	if (!*v || strlen(v) > 64)
+		return false;
+	for (; *v; v++)
+		if (!ldh(*v) && *v != '_' && *v != '.')
+			return false;
+	return true;
+}
+
+static void pool_from_file(struct config *cfg, const config_setting_t *p, const char *shown)
+{
+	const char *name;
+	const config_setting_t *ips = config_setting_get_member(p, "ips");
+	if (config_setting_lookup_string(p, "name", &name) != CONFIG_TRUE)
+		fail_at(p, "%s needs name = \"NAME\" and ips = ( { ip = \"ADDR\"; }, ... )", shown);
+	if (!pool_name_ok(name))
+		fail_at(p, "%s.name '%.64s': a pool name is letters, digits, '-', '_' and '.' (64 at most)", shown, name);
+	if (flag_pool && strcmp(name, "default") == 0) { /* --source-ip replaces it */
+		if (file_default_seen)
+			fail_at(p, "%s: pool name 'default' is used twice", shown);
+		file_default_seen = true;
+		return;
+	}
+	if (pool_find(cfg, name) >= 0)
+		fail_at(p, "%s: pool name '%s' is used twice", shown, name);
+	int n = ips ? config_setting_length(ips) : 0;
+	if (n == 0)
+		fail_at(p, "%s: pool '%s' has no IPs (ips = ( { ip = \"ADDR\"; }, ... ))", shown, name);
+	struct pool *pl = pool_new(cfg, name, (unsigned)n);
+	for (int j = 0; j < n; j++) {
+		const config_setting_t *e = config_setting_get_elem(ips, (unsigned)j);
+		const char *ip, *helo = NULL;
+		int weight = 1;
+		if (config_setting_lookup_string(e, "ip", &ip) != CONFIG_TRUE)
+			fail_at(e, "%s.ips[%d] needs ip = \"ADDR\"", shown, j);
+		config_setting_lookup_string(e, "helo", &helo);
+		config_setting_lookup_int(e, "weight", &weight); /* 1.. (the schema) */
+		char why[300];
+		int s = source_add(cfg, ip, helo, why, sizeof(why));
+		if (s < 0)
+			fail_at(config_setting_get_member(e, "ip"), "%s.ips[%d].ip: %s", shown, j, why);
+		if (pool_has(pl, s))
+			fail_at(e, "%s.ips[%d]: %s is listed twice in pool '%s'", shown, j, cfg->sources[s].text, name);
+		pl->members[pl->nmembers++] = (struct pool_member){ (unsigned)s, (unsigned)weight };
+	}
+}
+
+static void pool_rule_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	const char *job = NULL, *domain = NULL, *pool;
+	config_setting_lookup_string(r, "job", &job);
+	config_setting_lookup_string(r, "sender-domain", &domain);
+	if (config_setting_lookup_string(r, "pool", &pool) != CONFIG_TRUE || !job == !domain ||
+	    (job && !*job) || (domain && !*domain))
+		fail_at(r, "%s needs pool and one of job or sender-domain", shown);
+	/* the pool (by name, in the file) is found once every pool is known */
+	struct pool_rule pr = { job ? xstrdup(job) : NULL, domain ? xstrdup(domain) : NULL, UINT32_MAX };
+	cfg->pool_rules = xrealloc(cfg->pool_rules, (cfg->npool_rules + 1) * sizeof(*cfg->pool_rules));
+	cfg->pool_rules[cfg->npool_rules++] = pr;
+}
+
+static const char *rate_invalid(const char *v)
+{
+	static char why[120];
+	double r;
+	if (config_rate_parse(v, &r))
+		return NULL;
+	snprintf(why, sizeof(why), "'%.30s' is not a rate: N/s, N/m or N/h with N > 0 (e.g. \"100/s\", \"60/m\")", v);
+	return why;
+}
+
+/* A shaping rule (config: shaping.rules[i]; shipped: providers[i] of the
+ * providers file): the limits it sets, for its group ("*" or none: every
+ * group) and its source IP or pool; its MX patterns join the MX groups. */
+static void shape_rule_add(struct config *cfg, const config_setting_t *r, const char *shown, bool shipped)
+{
+	const char *group = NULL, *source = NULL, *pool = NULL, *rate;
+	int n;
+	config_setting_lookup_string(r, "group", &group);
+	config_setting_lookup_string(r, "source", &source);
+	config_setting_lookup_string(r, "pool", &pool);
+	if (group && !*group)
+		fail_at(r, "%s.group must be a group name or \"*\" (every group)", shown);
+	if (group && strcmp(group, "*") == 0)
+		group = NULL;
+	if (shipped && !group)
+		fail_at(r, "%s needs group = \"NAME\"", shown);
+	if (source && pool)
+		fail_at(r, "%s: source and pool exclude each other (a rule is for one source IP or one pool)", shown);
+	char canon[INET6_ADDRSTRLEN];
+	if (source) {
+		struct sockaddr_storage sa;
+		socklen_t len;
+		if (!source_parse(source, &sa, &len, canon, sizeof(canon)))
+			fail_at(r, "%s.source '%.60s' must be a numeric IPv4 or IPv6 address", shown, source);
+		source = canon; /* it is one of the source IPs: checked once all are known */
+	}
+	const config_setting_t *mx = config_setting_get_member(r, "mx");
+	if (mx && !group)
+		fail_at(mx, "%s.mx needs a group name (not \"*\") to put its MX hosts in", shown);
+	struct shape_rule sr;
+	memset(&sr, 0, sizeof(sr));
+	sr.shipped = shipped;
+	if (config_setting_lookup_int(r, "max-connections", &n) == CONFIG_TRUE) {
+		sr.set |= SHAPE_MAXCONN;
+		sr.lim.max_connections = (unsigned)n;
+	}
+	if (config_setting_lookup_int(r, "max-per-connection", &n) == CONFIG_TRUE) {
+		sr.set |= SHAPE_PERCONN;
+		sr.lim.max_per_connection = (unsigned)n;
+	}
+	if (config_setting_lookup_int(r, "burst", &n) == CONFIG_TRUE) {
+		sr.set |= SHAPE_BURST;
+		sr.lim.burst = (unsigned)n;
+	}
+	if (config_setting_lookup_string(r, "max-rate", &rate) == CONFIG_TRUE &&
+	    config_rate_parse(rate, &sr.lim.max_rate)) /* checked against the schema */
+		sr.set |= SHAPE_RATE;
+	if (config_setting_lookup_string(r, "max-new-connections", &rate) == CONFIG_TRUE &&
+	    config_rate_parse(rate, &sr.lim.max_new_conn_rate))
+		sr.set |= SHAPE_NEWCONN;
+	sr.group = group ? xstrdup(group) : NULL;
+	sr.source = source ? xstrdup(source) : NULL;
+	sr.pool = pool ? xstrdup(pool) : NULL;
+	cfg->shape_rules = xrealloc(cfg->shape_rules, (cfg->nshape_rules + 1) * sizeof(*cfg->shape_rules));
+	cfg->shape_rules[cfg->nshape_rules++] = sr;
+	for (int j = 0; mx && j < config_setting_length(mx); j++) {
+		const char *pat = config_setting_get_string_elem(mx, (unsigned)j);
+		if (!*pat)
+			fail_at(mx, "%s.mx[%d] must be a host pattern", shown, j);
+		cfg->mx_groups = xrealloc(cfg->mx_groups, (cfg->nmx_groups + 1) * sizeof(*cfg->mx_groups));
+		cfg->mx_groups[cfg->nmx_groups++] = (struct mx_group_rule){ xstrdup(pat), xstrdup(group) };
+	}
+}
+
+static void shape_rule_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	shape_rule_add(cfg, r, shown, false);
+}
+
+static void provider_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	shape_rule_add(cfg, r, shown, true);
+}
+
+static void providers_path_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	set_str(&cfg->providers_path, config_setting_get_string(s));
+	providers_given = true;
+}
+
+/* "a, b, c": the pool names, for an error. */
+static const char *pool_names(const struct config *cfg, char *out, size_t len)
+{
+	size_t n = 0;
+	out[0] = 0;
+	for (unsigned i = 0; i < cfg->npools && n < len; i++)
+		n += (size_t)snprintf(out + n, len - n, "%s%s", i ? ", " : "", cfg->pools[i].name);
+	if (!cfg->npools)
+		snprintf(out, len, "none");
+	return out;
+}
+
+static int pool_named(const struct config *cfg, const config_setting_t *s, const char *shown, const char *name)
+{
+	char names[200];
+	int p = pool_find(cfg, name);
+	if (p < 0)
+		fail_at(s, "%s: no pool named '%.64s' (pools: %s)", shown, name, pool_names(cfg, names, sizeof(names)));
+	return p;
+}
+
+/* Once the file is read (its tree still there, for lines): the names it
+ * gives pools and source IPs, which may come before the pools, point at
+ * some; then the default pool. */
+static void pools_resolve(struct config *cfg, const config_t *tree)
+{
+	const config_setting_t *s, *e;
+	const char *name;
+	char shown[64];
+	if (tree && (s = config_lookup(tree, "default-pool"))) {
+		int p = pool_named(cfg, s, "default-pool", config_setting_get_string(s));
+		if (!flag_pool) /* else --source-ip's pool is the default */
+			cfg->default_pool = p;
+	}
+	if (tree && (s = config_lookup(tree, "pool-rules"))) {
+		ASSERT((unsigned)config_setting_length(s) == cfg->npool_rules);
+		for (unsigned i = 0; i < cfg->npool_rules; i++) {
+			e = config_setting_get_elem(s, i);
+			config_setting_lookup_string(e, "pool", &name);
+			snprintf(shown, sizeof(shown), "pool-rules[%u].pool", i);
+			cfg->pool_rules[i].pool = (unsigned)pool_named(cfg, e, shown, name);
+		}
+	}
+	if (tree && (s = config_lookup(tree, "shaping.rules")))
+		for (int i = 0; i < config_setting_length(s); i++) {
+			e = config_setting_get_elem(s, (unsigned)i);
+			snprintf(shown, sizeof(shown), "shaping.rules[%d]", i);
+			if (config_setting_lookup_string(e, "pool", &name) == CONFIG_TRUE)
+				pool_named(cfg, e, shown, name);
+			if (config_setting_lookup_string(e, "source", &name) == CONFIG_TRUE) {
+				struct sockaddr_storage sa;
+				socklen_t len;
+				char canon[INET6_ADDRSTRLEN];
+				source_parse(name, &sa, &len, canon, sizeof(canon));
+				if (config_source_index(cfg, canon) < 0)
+					fail_at(e, "%s.source %s is not one of the source IPs (pools, --source-ip)", shown, canon);
+			}
+		}
+	if (cfg->default_pool < 0 && cfg->npools)
+		cfg->default_pool = 0; /* --source-ip's, else the file's first */
+}
+
 /* ---- the schema: every setting of the file, and the flags that share
  * its bounds. The file is checked against it (unknown settings, types,
  * bounds, with file and line) and a flag's value against the same row. */
@@ -415,7 +803,6 @@ enum {
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
 	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
 	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM, OPT_TRACE,
-	/* capabilities of later issues: refused until they exist */
 	OPT_SOURCEIP, OPT_MAXRATE, OPT_TLS, OPT_TLSCA,
 };
 
@@ -430,6 +817,7 @@ enum kind {
 	K_MIB,      /* uint64_t bytes, given in MiB */
 	K_MS,       /* int milliseconds, given in seconds */
 	K_SECS,     /* double seconds */
+	K_RATE,     /* double per second, given as "N/s", "N/m" or "N/h" */
 };
 
 struct knob {
@@ -451,12 +839,24 @@ struct knob {
 #define UINT(p, o, f, lo, hi)    { p, o, K_UINT, FIELD(unsigned, f), lo, hi, NULL, NULL }
 #define MS(p, o, f, ...)         { p, o, K_MS, FIELD(int, f), __VA_ARGS__, NULL, NULL }
 #define SECS(p, o, f, lo, hi)    { p, o, K_SECS, FIELD(double, f), lo, hi, NULL, NULL }
+#define RATE(p, o, f)            { p, o, K_RATE, FIELD(double, f), 0, 0, NULL, rate_invalid }
 #define GROUP(p)                 { p, 0, K_GROUP, NOF, 0, 0, NULL, NULL }
 #define LIST(p, fn)              { p, 0, K_LIST, NOF, 0, 0, fn, NULL }
 #define STRINGS(p, fn)           { p, 0, K_STRINGS, NOF, 0, 0, fn, NULL }
 /* read by the apply() of its list element */
 #define MEMBER(p, k, lo, hi)     { p, 0, k, NOF, lo, hi, NULL, NULL }
+#define RATE_MEMBER(p)           { p, 0, K_RATE, NOF, 0, 0, NULL, rate_invalid }
+/* The limits a shaping rule may set (shaping.rules, the providers file). */
+#define SHAPE_MEMBERS(p) \
+	MEMBER(p ".group", K_STR, 0, 0), \
+	MEMBER(p ".mx", K_STRINGS, 0, 0), \
+	MEMBER(p ".max-connections", K_UINT, 1, 100000), \
+	MEMBER(p ".max-per-connection", K_UINT, 1, 10000000), \
+	RATE_MEMBER(p ".max-rate"), \
+	MEMBER(p ".burst", K_UINT, 1, 1000000), \
+	RATE_MEMBER(p ".max-new-connections")
 #define TIMEOUT 0.001, 86400     /* every SMTP timeout, seconds */
+#define PROVIDERS_ROOT "@providers"
 
 static const struct knob knobs[] = {
 	STR("spool", OPT_SPOOL, spool),
@@ -474,6 +874,7 @@ static const struct knob knobs[] = {
 	MEMBER("routes.host", K_STR, 0, 0),
 	MEMBER("routes.port", K_UINT, 1, 65535),
 	MEMBER("routes.tls-name", K_STR, 0, 0),
+	MEMBER("routes.group", K_STR, 0, 0),
 	STR("dkim-fallback-domain", OPT_DKIM_FALLBACK, dkim_fallback),
 	LIST("dkim", dkim_from_file),
 	MEMBER("dkim.domain", K_STR, 0, 0),
@@ -491,6 +892,9 @@ static const struct knob knobs[] = {
 	GROUP("delivery"),
 	UINT("delivery.max-connections", OPT_MAXCONN, max_connections, 1, 100000),
 	UINT("delivery.max-per-connection", OPT_MAXPERCONN, max_per_connection, 1, 10000000),
+	RATE("delivery.max-rate", OPT_MAXRATE, max_rate),
+	UINT("delivery.rate-burst", 0, rate_burst, 1, 1000000),
+	RATE("delivery.max-new-connections", 0, max_new_conn_rate),
 	UINT("delivery.max-recipients-per-transaction", 0, max_rcpt_per_txn, 1, 1000),
 	MS("delivery.retry-interval", OPT_RETRY, retry_interval_ms, 0.001, 86400),
 	MS("delivery.retry-max", 0, retry_max_ms, 0.001, 86400),
@@ -513,6 +917,27 @@ static const struct knob knobs[] = {
 	MEMBER("tls.rules.domain", K_STR, 0, 0),
 	MEMBER("tls.rules.group", K_STR, 0, 0),
 	MEMBER("tls.rules.policy", K_STR, 0, 0),
+	LIST("pools", pool_from_file),
+	MEMBER("pools.name", K_STR, 0, 0),
+	MEMBER("pools.ips", K_LIST, 0, 0),
+	MEMBER("pools.ips.ip", K_STR, 0, 0),
+	{ "pools.ips.helo", 0, K_STR, NOF, 0, 0, NULL, helo_invalid },
+	MEMBER("pools.ips.weight", K_UINT, 1, 1000000),
+	{ "default-pool", 0, K_STR, NOF, 0, 0, NULL, NULL },  /* pools_resolve() */
+	LIST("pool-rules", pool_rule_from_file),
+	MEMBER("pool-rules.job", K_STR, 0, 0),
+	MEMBER("pool-rules.sender-domain", K_STR, 0, 0),
+	MEMBER("pool-rules.pool", K_STR, 0, 0),
+	GROUP("shaping"),
+	{ "shaping.providers", 0, K_STR, NOF, 0, 0, providers_path_from_file, NULL },
+	LIST("shaping.rules", shape_rule_from_file),
+	SHAPE_MEMBERS("shaping.rules"),
+	MEMBER("shaping.rules.source", K_STR, 0, 0),
+	MEMBER("shaping.rules.pool", K_STR, 0, 0),
+	/* The providers file (providers_load()): '@' is in no setting name,
+	 * so the configuration cannot reach these rows. */
+	LIST(PROVIDERS_ROOT ".providers", provider_from_file),
+	SHAPE_MEMBERS(PROVIDERS_ROOT ".providers"),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),
@@ -654,6 +1079,7 @@ static bool type_fits(enum kind k, int t)
 	case K_STRINGS: return t == CONFIG_TYPE_ARRAY;
 	case K_STR: return t == CONFIG_TYPE_STRING;
 	case K_BOOL: return t == CONFIG_TYPE_BOOL;
+	case K_RATE: return t == CONFIG_TYPE_STRING;
 	case K_MS: case K_SECS: return whole || t == CONFIG_TYPE_FLOAT;
 	default: return whole;
 	}
@@ -664,6 +1090,7 @@ static const char *const kind_text[] = {
 	[K_STRINGS] = "an array of strings: [ \"...\", ... ]", [K_STR] = "a string",
 	[K_BOOL] = "true or false", [K_UINT] = "a whole number", [K_PORT] = "a whole number",
 	[K_MIB] = "a whole number", [K_MS] = "a number of seconds", [K_SECS] = "a number of seconds",
+	[K_RATE] = "a rate: \"N/s\", \"N/m\" or \"N/h\"",
 };
 
 /* The type and value of a setting against its row; file and line if wrong. */
@@ -690,6 +1117,8 @@ static void apply_setting(struct config *cfg, const struct knob *k, const config
 		;
 	else if (k->kind == K_STR)
 		set_str((char **)((char *)cfg + k->off), config_setting_get_string(s));
+	else if (k->kind == K_RATE)
+		config_rate_parse(config_setting_get_string(s), (double *)((char *)cfg + k->off)); /* checked */
 	else if (k->kind == K_BOOL)
 		*(bool *)((char *)cfg + k->off) = config_setting_get_bool(s);
 	else
@@ -770,8 +1199,47 @@ static void config_load_file(struct config *cfg, const char *path)
 		config_fail("%s:%d: %s", config_error_file(loading) ? config_error_file(loading) : path,
 		            config_error_line(loading), config_error_text(loading));
 	walk_group(cfg, config_root_setting(loading), "", "");
+	pools_resolve(cfg, loading);
 	loading = NULL;
 	config_destroy(&file_tree);
+}
+
+/* The providers file: shaping.providers ("": none), else the installed
+ * one, else the copy built into the binary. Its rules come first in
+ * cfg->shape_rules (the config's are more specific), its MX patterns
+ * after the config's (the config's win). */
+static void providers_load(struct config *cfg)
+{
+	static const char installed[] = SLUICE_DATADIR "/providers.conf";
+	if (providers_given && !*cfg->providers_path) {
+		set_str(&cfg->providers_path, NULL);
+		return;
+	}
+	if (!providers_given && access(installed, F_OK) == 0)
+		set_str(&cfg->providers_path, installed);
+	const char *path = cfg->providers_path;
+	if (path && access(path, R_OK) != 0)
+		config_fail("%s%sshaping.providers %s: %s", providers_given ? cfg->config_path : "",
+		            providers_given ? ": " : "", path, strerror(errno));
+	unsigned first = cfg->nshape_rules;
+	ASSERT(!loading);
+	config_init(&file_tree);
+	loading = &file_tree;
+	loading_path = path ? path : "providers.conf (built in)";
+	if ((path ? config_read_file(loading, path) : config_read_string(loading, sluice_providers_conf)) != CONFIG_TRUE)
+		config_fail("%s:%d: %s", config_error_file(loading) ? config_error_file(loading) : loading_path,
+		            config_error_line(loading), config_error_text(loading));
+	walk_group(cfg, config_root_setting(loading), PROVIDERS_ROOT, "");
+	loading = NULL;
+	config_destroy(&file_tree);
+	unsigned n = cfg->nshape_rules - first;
+	if (n && first) { /* shipped rules to the front */
+		struct shape_rule *r = xmalloc(cfg->nshape_rules * sizeof(*r));
+		memcpy(r, cfg->shape_rules + first, n * sizeof(*r));
+		memcpy(r + n, cfg->shape_rules, first * sizeof(*r));
+		free(cfg->shape_rules);
+		cfg->shape_rules = r;
+	}
 }
 
 /* ---- flags ---- */
@@ -826,8 +1294,15 @@ static void run_usage(FILE *f)
 	      "  --shards N                 delivery threads (default: online CPUs)\n"
 	      "  --spool-workers N          threads that claim and remove spool files\n"
 	      "                             (default: min(shards, 4))\n"
-	      "  --max-connections N        connections per destination, all shards (20)\n"
+	      "  --source-ip ADDR           send from this local address (repeatable): together\n"
+	      "                             they are the pool \"default\" (weight 1 each, EHLO\n"
+	      "                             name --helo), which replaces the file's pool of that\n"
+	      "                             name and takes the mail no X-Pool or rule places\n"
+	      "  --max-connections N        connections per (source IP, MX group), all shards (20)\n"
 	      "  --max-per-connection N     messages per connection before QUIT (1000)\n"
+	      "  --max-rate N/s|N/m|N/h     messages per second, minute or hour per (source IP,\n"
+	      "                             MX group) (default: no limit); the providers file\n"
+	      "                             and shaping.rules refine these three per group\n"
 	      "  --drain                    deliver what is in the spool, then exit\n"
 	      "  --max-time SECONDS         stop after this long (drain: exit 1 if not all final)\n"
 	      "  --stop-timeout SECONDS     on SIGTERM/SIGINT, let open transactions end for\n"
@@ -855,13 +1330,7 @@ static void run_usage(FILE *f)
 	      "  --tls-ca FILE              CA certificates (PEM) for verify, instead of the\n"
 	      "                             system's\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
-	      "  SIGHUP reads the configuration again and reopens the accounting log.\n"
-	      "Not built yet (refused): --source-ip, --max-rate.\n", f);
-}
-
-static void refuse(const char *flag, const char *what)
-{
-	config_fail("%s is not available yet: %s. Nothing was sent.", flag, what);
+	      "  SIGHUP reads the configuration again and reopens the accounting log.\n", f);
 }
 
 static const char *flag_name(int opt)
@@ -898,6 +1367,8 @@ static void knob_from_flag(struct config *cfg, const struct knob *k, const char 
 		config_fail("--%s %s", flag_name(k->opt), why);
 	if (k->kind == K_STR)
 		set_str((char **)((char *)cfg + k->off), arg);
+	else if (k->kind == K_RATE)
+		config_rate_parse(arg, (double *)((char *)cfg + k->off)); /* checked */
 	else
 		knob_store(cfg, k, flag_number(k, arg));
 }
@@ -938,12 +1409,11 @@ static void apply_flag(struct config *cfg, int opt, const char *arg)
 			config_fail("--trace %s: the only trace is 'smtp'", arg);
 		cfg->trace_smtp = true;
 		break;
-	case OPT_SOURCEIP: refuse("--source-ip", "source IP pools are not built"); break;
+	case OPT_SOURCEIP: break; /* read before the file (source_from_flag) */
 	case OPT_TLS:
 		if (!tls_policy_parse(arg, &cfg->tls_policy))
 			config_fail("--tls %.40s: must be none, opportunistic, required or verify", arg);
 		break;
-	case OPT_MAXRATE: refuse("--max-rate", "rate shaping is not built"); break;
 	case OPT_HELP: run_usage(stdout); exit(0);
 	default: run_usage(stderr); exit(2);
 	}
@@ -998,6 +1468,7 @@ static void config_complete(struct config *cfg)
 			config_fail("tls: %s", err);
 		tls_ctx_free(probe);
 	}
+	providers_load(cfg);
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
 		            cfg->config_path ? cfg->config_path : "config");
@@ -1016,15 +1487,23 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 {
 	config_defaults(cfg);
 	ipv6_set = -1;
-	/* First pass: the config file, so that flags override it. */
+	flag_pool = file_default_seen = providers_given = false;
+	/* First pass: the config file, so that flags override it; and the
+	 * source IPs of flags, which come first (and replace the file's pool
+	 * "default"). */
 	int opt;
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1)
+	while ((opt = getopt_long(argc, argv, "c:", run_opts, NULL)) != -1) {
 		if (opt == 'c')
 			set_str(&cfg->config_path, optarg);
+		if (opt == OPT_SOURCEIP)
+			source_from_flag(cfg, optarg);
+	}
 	if (cfg->config_path)
 		config_load_file(cfg, cfg->config_path);
+	else
+		pools_resolve(cfg, NULL);
 	/* Routes and keys from flags replace the file's, as any flag does. */
 	bool flag_routes = false, flag_keys = false, flag_dns = false;
 	optind = 1;

@@ -1,8 +1,11 @@
 # A strict configuration: unknown or mistyped settings, wrong types and
 # values out of range are refused with the file and line (exit 2, nothing
 # sent, the spool untouched), the same bounds hold for a flag and its file
-# key, EHLO names are checked; the shipped sluice.conf with every setting
-# is accepted; on SIGHUP a bad file leaves the running configuration.
+# key, EHLO names are checked; source IPs, pools, pool rules, rates and
+# shaping rules are checked (a source IP must be an address of this
+# machine), and so is the providers file; the shipped sluice.conf with
+# every setting is accepted, with the shipped providers.conf; on SIGHUP a
+# bad file (a bad key, helo or pool) leaves the running configuration.
 source "$(dirname "$0")/../lib.sh"
 set -e
 a=$(free_port); start_mockmx "$a"; A=$MX_PID
@@ -64,9 +67,44 @@ refused "helo must be a host name" '' --helo "[300.1.1.1]"
 refused "bad.conf:1: helo must be a host name" 'helo = "mta1 example.com";'
 refused "bad.conf:1: helo must be a host name" "helo = \"$long\";"
 ok "EHLO names: over 255 octets, spaces, CR, long labels, bad literals refused"
+# Source IPs, pools, rules and rates.
+P='pools = ( { name = "p"; ips = ( { ip = "127.0.0.10"; helo = "mta10.example.com"; } ); } );'
+refused "bad.conf:2: pools\[0\].ips\[0\].ip: source IP 192.0.2.1 is not an address of this machine" \
+	"$(printf 'shards = 1;\npools = ( { name = "p"; ips = ( { ip = "192.0.2.1"; } ); } );')"
+refused "^sluice: --source-ip: source IP 192.0.2.1 is not an address of this machine" '' --source-ip 192.0.2.1
+refused "source IP 2001:db8::25 \(is not an address of this machine\|cannot be used\)" '' --source-ip 127.0.0.2 --source-ip 2001:db8::25
+refused "--source-ip: source IP 'mx.example.com' must be a numeric IPv4 or IPv6 address" '' --source-ip mx.example.com
+refused "bad.conf:1: pools\[0\].ips\[0\].ip: source IP '127.0.0.1.5' must be a numeric" \
+	'pools = ( { name = "p"; ips = ( { ip = "127.0.0.1.5"; } ); } );'
+for r in abc 10/x 0/s -1/s; do
+	refused "--max-rate '$r' is not a rate: N/s, N/m or N/h" '' --max-rate "$r"
+	refused "bad.conf:1: delivery.max-rate '$r' is not a rate" "delivery: { max-rate = \"$r\"; };"
+done
+refused "bad.conf:1: delivery.max-new-connections '6/d' is not a rate" 'delivery: { max-new-connections = "6/d"; };'
+refused "bad.conf:1: delivery.rate-burst must be 1..1000000" 'delivery: { rate-burst = 0; };'
+refused "bad.conf:1: shaping.rules\[0\].max-rate 'fast' is not a rate" 'shaping: { rules = ( { group = "g"; max-rate = "fast"; } ); };'
+refused "bad.conf:1: pools\[0\]: pool 'p' has no IPs" 'pools = ( { name = "p"; ips = ( ); } );'
+refused "bad.conf:1: pools\[0\].ips\[0\].weight must be 1..1000000" \
+	'pools = ( { name = "p"; ips = ( { ip = "127.0.0.10"; weight = 0; } ); } );'
+refused "bad.conf:2: pools\[1\]: pool name 'p' is used twice" \
+	"$(printf 'pools = ( { name = "p"; ips = ( { ip = "127.0.0.10"; } ); },\n  { name = "p"; ips = ( { ip = "127.0.0.11"; } ); } );')"
+refused "bad.conf:2: default-pool: no pool named 'x' (pools: p)" "$(printf '%s\ndefault-pool = "x";' "$P")"
+refused "bad.conf:2: pool-rules\[0\].pool: no pool named 'q' (pools: p)" \
+	"$(printf '%s\npool-rules = ( { job = "j"; pool = "q"; } );' "$P")"
+refused "bad.conf:2: shaping.rules\[0\]: no pool named 'q'" \
+	"$(printf '%s\nshaping: { rules = ( { group = "g"; pool = "q"; max-connections = 1; } ); };' "$P")"
+refused "bad.conf:2: shaping.rules\[0\]: source and pool exclude each other" \
+	"$(printf '%s\nshaping: { rules = ( { pool = "p"; source = "127.0.0.10"; max-connections = 1; } ); };' "$P")"
+refused "bad.conf:2: shaping.rules\[0\].source 127.0.0.11 is not one of the source IPs" \
+	"$(printf '%s\nshaping: { rules = ( { source = "127.0.0.11"; max-connections = 1; } ); };' "$P")"
+printf 'providers = (\n  { group = "g"; max-connections = 0; }\n);\n' >"$T/prov.conf"
+refused "prov.conf:2: providers\[0\].max-connections must be 1..100000" "shaping: { providers = \"$T/prov.conf\"; };"
+refused "bad.conf: shaping.providers $T/none.conf: No such file" "shaping: { providers = \"$T/none.conf\"; };"
+ok "source IPs, pools, pool rules, rates, shaping rules, providers file: refused with file:line"
 # Valid names and address literals are accepted (a short drain of the 3).
 run_sluice --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60 \
-	--helo "$(printf 'a%.0s' $(seq 63)).example.com" --retry-interval 0.5 --max-connections 1
+	--helo "$(printf 'a%.0s' $(seq 63)).example.com" --retry-interval 0.5 --max-connections 1 \
+	--source-ip 127.0.0.1 --max-rate 6000/m
 [ "$RC" -eq 0 ] || fail "valid flags refused: $(cat "$T/run.err")"
 for h in "[127.0.0.1]" "[IPv6:::1]" "mta-1.Example.COM"; do
 	"$SLUICE" spoolgen --spool "$T/sp" --count 1 --seed 7 >/dev/null
@@ -74,22 +112,39 @@ for h in "[127.0.0.1]" "[IPv6:::1]" "mta-1.Example.COM"; do
 	[ "$RC" -eq 0 ] || fail "--helo $h refused: $(cat "$T/run.err")"
 done
 ok "valid EHLO names and address literals accepted"
-# The shipped sluice.conf, every commented setting switched on.
+# The shipped sluice.conf, every commented setting switched on (its
+# documentation addresses, 192.0.2.x, made loopback ones; its providers
+# file the shipped one).
 "$SLUICE" dkim keygen --domain example.com --selector s2025 --out "$T/dkim.key" >/dev/null
 mkdir -p "$T/dsn/new" "$T/dsn/tmp"
 sed -E -e 's/^(\s*)# ([a-z][a-z0-9-]* = .*;)/\1\2/' \
 	-e 's/^(\s*)# (\{ (domain|group) = .*(selector|mx) = .*)$/\1\2/' \
+	-e 's/^(\s*)# (\{ (name|job|sender-domain|group) = .*(ips|pool|source) = .*)$/\1\2/' \
+	-e '/(ip|source) = /s/192\.0\.2\./127.0.0./g' \
+	-e "s|/usr/local/share/sluice/providers.conf|$HERE/../share/sluice/providers.conf|" \
 	-e "s|/etc/sluice/dkim/example.com.pem|$T/dkim.key|" \
 	-e "s|/var/spool/sluice-dsn|$T/dsn|" "$HERE/../sluice.conf" >"$T/all.conf"
 for k in dsn-spool helo servers ipv6 dkim-fallback-domain 'selector = "s2025"' 'group = "gmail"' \
-	destination-failures destination-backoff destination-backoff-max; do
+	destination-failures destination-backoff destination-backoff-max \
+	'name = "marketing"' 'name = "transactional"' default-pool 'job = "spring-sale"' 'sender-domain = ' \
+	'pool = "marketing"; max' 'source = "127.0.0.12"' 'providers = "/' max-rate rate-burst max-new-connections; do
 	grep -v '^\s*#' "$T/all.conf" | grep -q -- "$k" || fail "sluice.conf: '$k' not found or not switched on"
 done
 "$SLUICE" spoolgen --spool "$T/sp" --count 5 --seed 8 >/dev/null
 run_sluice -c "$T/all.conf" --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60
 [ "$RC" -eq 0 ] || fail "the full sluice.conf was refused: $(cat "$T/run.err")"
 [ "$(log_count '.result=="delivered"')" -ge 5 ] || fail "the full sluice.conf: not delivered"
-ok "the shipped sluice.conf with every setting is accepted"
+ok "the shipped sluice.conf with every setting is accepted (pools, rules, the shipped providers.conf)"
+# Without shaping.providers: the installed providers.conf, else the copy
+# built in, parses; an empty one too.
+"$SLUICE" spoolgen --spool "$T/sp" --count 2 --seed 9 >/dev/null
+run_sluice --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60
+[ "$RC" -eq 0 ] || fail "the providers file built in (or installed) was refused: $(cat "$T/run.err")"
+echo 'providers = ( );' >"$T/empty-prov.conf"
+echo "shaping: { providers = \"$T/empty-prov.conf\"; };" >"$T/ep.conf"
+run_sluice -c "$T/ep.conf" --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60
+[ "$RC" -eq 0 ] || fail "an empty providers file was refused: $(cat "$T/run.err")"
+ok "the providers file: built in or installed, and an empty one"
 MX_PID=$A; stop_mockmx
 # SIGHUP with a bad file keeps the running configuration.
 b=$(free_port); start_mockmx "$b"
@@ -120,6 +175,14 @@ printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\nhelo = "a
 hup 2
 grep -q "reload: .*live.conf:2: helo must be a host name.*the running configuration is kept" "$T/d.err" ||
 	fail "bad helo on reload not reported: $(cat "$T/d.err")"
+printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\npools = ( { name = "p"; ips = ( { ip = "192.0.2.1"; } ); } );\n' >"$T/live.conf"
+hup 3
+grep -q "reload: .*live.conf:2: pools\[0\].ips\[0\].ip: source IP 192.0.2.1 is not an address of this machine.*the running configuration is kept" "$T/d.err" ||
+	fail "bad pool on reload not reported: $(cat "$T/d.err")"
+printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\nshaping: { rules = ( { group = "g"; max-rate = "10/x"; } ); };\n' >"$T/live.conf"
+hup 4
+grep -q "reload: .*live.conf:2: shaping.rules\[0\].max-rate '10/x' is not a rate.*the running configuration is kept" "$T/d.err" ||
+	fail "bad rate on reload not reported: $(cat "$T/d.err")"
 drop 12 4
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "daemon exit $?"
@@ -127,4 +190,4 @@ stop_mockmx
 [ "$(jq -r 'select(.result=="delivered") | .mx' "$T/acct.jsonl" | sort -u)" = "127.0.0.1:$b" ] ||
 	fail "after bad reloads, mail did not go on to the running route"
 ! grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/d.err" || { cat "$T/d.err"; fail "sanitizer report"; }
-ok "SIGHUP with a bad key or a bad helo: the running configuration is kept"
+ok "SIGHUP with a bad key, helo, pool or rate: the running configuration is kept"

@@ -8,14 +8,13 @@ source "$(dirname "$0")/../lib.sh"
 set -e
 PY=/usr/bin/python3
 port=$(free_port)
-start_mockmx "127.0.0.2:$port"
+start_mockmx "127.0.0.2:$port" --police-conns 1000 # (policing on: counts per source IP)
 cat >"$T/pools.conf" <<EOF
 pools = (
   { name = "main"; ips = ( { ip = "127.0.0.10"; helo = "main10.sender.test"; weight = 3; },
                            { ip = "127.0.0.11"; helo = "main11.sender.test"; weight = 1; } ); },
   { name = "camp"; ips = ( { ip = "127.0.0.12"; helo = "camp12.sender.test"; } ); },
-  { name = "trans"; ips = ( { ip = "127.0.0.13"; helo = "trans13.sender.test"; } ); },
-  { name = "explicit"; ips = ( { ip = "::1"; helo = "six.sender.test"; } ); }
+  { name = "trans"; ips = ( { ip = "127.0.0.13"; helo = "trans13.sender.test"; } ); }
 );
 default-pool = "main";
 pool-rules = ( { job = "spring"; pool = "camp"; },
@@ -28,9 +27,11 @@ EOF
 # X-Pool over the job's rule, an X-Pool naming no pool
 $PY "$HERE/shaping_spool.py" "$T/sp" "d.test:400" "d.test:20:-:spring" \
 	"d.test:20:-:-:bill@receipts.test" "d.test:10:trans:spring" "d.test:5:nosuch" >/dev/null
-run_sluice -c "$T/pools.conf" --spool "$T/sp" --shards 2 --max-time 60 --retry-interval 600
+# The deferred ones wait for their retry (10 minutes): the run ends at
+# --max-time with them in the spool (exit 1, "not final 5").
+run_sluice -c "$T/pools.conf" --spool "$T/sp" --shards 2 --max-time 8 --retry-interval 600
 stop_mockmx
-[ "$RC" -eq 0 ] || { cat "$T/run.err"; fail "exit $RC"; }
+[ "$RC" -eq 1 ] && grep -q "not final         5 " "$T/run.out" || { cat "$T/run.out" "$T/run.err"; fail "exit $RC"; }
 src_count() { log_count ".result==\"delivered\" and .source==\"$1\""; }
 a=$(src_count 127.0.0.10) b=$(src_count 127.0.0.11)
 [ $((a + b)) -eq 400 ] || fail "default pool: $a + $b delivered, want 400"
@@ -46,8 +47,7 @@ ok "job rule: X-Job spring from pool camp"
 ok "sender-domain rule (case ignored), and X-Pool before the job's rule"
 [ "$(log_count '.result=="deferred" and (.response|test("X-Pool \"nosuch\" names no pool")) and .code==451')" -eq 5 ] ||
 	fail "unknown pool: want 5 deferrals naming it"
-[ "$(log_count '.result=="delivered" and (.rcpt|test("user45[5-9]@|user4[6-9][0-9]@"))')" -ge 0 ] || true
-[ "$(spool_files "$T/sp/new")" -eq 5 ] || [ "$(ls "$T/sp/new" "$T/sp/active" 2>/dev/null | grep -c '^m')" -ge 5 ] ||
+[ "$(find "$T/sp/new" "$T/sp/active" -type f -name 'm*' | wc -l)" -eq 5 ] ||
 	fail "unknown pool: the 5 messages are not kept in the spool"
 ok "X-Pool naming no pool: deferred with the reason, kept"
 for s in 10:main10 11:main11 12:camp12 13:trans13; do

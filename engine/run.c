@@ -811,6 +811,8 @@ static void engine_stop(struct engine *e)
 	e->feeders_running = false;
 	if (stop_signal)
 		finish_open_transactions(e);
+	for (unsigned i = 0; i < e->nlanes; i++) /* all at once (see shard_stop) */
+		shard_stop_begin(e->lanes[i].shard);
 	for (unsigned i = 0; i < e->nlanes; i++)
 		shard_stop(e->lanes[i].shard);
 	collect(e);

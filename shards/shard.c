@@ -547,6 +547,9 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 	}
 	struct leg *parent = l->parent;
 	if (!parent && l->origin != s->index) {
+		/* Counted as open on its origin until its outcomes are there
+		 * (shard_idle: SIGTERM waits for them to be logged). */
+		atomic_fetch_add_explicit(&s->peers[l->origin]->txns_open, 1, memory_order_relaxed);
 		l->home = true;
 		cross_send(s, l->origin, l); /* off the live list there */
 		return;
@@ -798,13 +801,21 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const ch
 {
 	enum tls_policy pol = config_tls_policy(s->cfg, NULL, p->group);
 	enum tls_policy dpol = config_tls_policy(s->cfg, domain, p->group);
-	char keyed[700];
+	struct buf keyed = s->key_scratch; /* as long as the site is: never cut */
+	keyed.len = 0;
 	const char *key = p->site;
 	if (dpol != pol || src >= 0) {
-		snprintf(keyed, sizeof(keyed), "%s%s%s%s%s", p->site, dpol != pol ? "\ntls=" : "",
-		         dpol != pol ? tls_policy_name(dpol) : "", src >= 0 ? "\nsrc=" : "",
-		         src >= 0 ? s->cfg->sources[src].text : "");
-		key = keyed;
+		buf_adds(&keyed, p->site);
+		if (dpol != pol) {
+			buf_adds(&keyed, "\ntls=");
+			buf_adds(&keyed, tls_policy_name(dpol));
+		}
+		if (src >= 0) {
+			buf_adds(&keyed, "\nsrc=");
+			buf_adds(&keyed, s->cfg->sources[src].text);
+		}
+		buf_add(&keyed, "", 1);
+		key = keyed.p;
 	}
 	struct strmap_node *node = strmap_find(&s->sites, key);
 	uint32_t di;
@@ -828,6 +839,7 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const ch
 		dest_bind_pair(s, d); /* the group may have changed */
 	}
 	d->used_ms = s->now;
+	s->key_scratch = keyed; /* kept for the next call */
 	return di;
 }
 
@@ -1174,8 +1186,14 @@ static void cross_flush(struct shard *s)
 {
 	for (unsigned k = 0; k < s->npeers; k++) {
 		struct dest *q = &s->xout[k];
-		while (q->qhead && spsc_push(&s->peers[k]->xin[s->index], &q->qhead)) {
-			dest_pop(q);
+		while (q->qhead) {
+			/* Off the queue before the push: once pushed, the leg is
+			 * the peer's, and its next field with it. */
+			struct leg *l = dest_pop(q);
+			if (!spsc_push(&s->peers[k]->xin[s->index], &l)) {
+				dest_push_front(q, l);
+				break;
+			}
 			s->xkick[k] = true;
 		}
 		if (s->xkick[k]) {
@@ -1194,13 +1212,16 @@ static void cross_take(struct shard *s)
 		if (k == s->index)
 			continue;
 		struct leg *l;
-		for (unsigned budget = XTAKE_BUDGET; budget-- && spsc_pop(&s->xin[k], &l);) {
+		unsigned budget = XTAKE_BUDGET;
+		for (; budget && spsc_pop(&s->xin[k], &l); budget--) {
 			live_link(s, l);
 			if (l->home)
 				leg_came_home(s, l);
 			else
 				leg_arrived(s, l);
 		}
+		if (!budget)
+			s->wake_at = s->now; /* more waiting: the next turn does not sleep */
 	}
 }
 
@@ -1222,21 +1243,30 @@ static void leg_came_home(struct shard *s, struct leg *l)
 	}
 	l->home = l->reroute = false;
 	l->done = true;
+	atomic_fetch_sub_explicit(&s->txns_open, 1, memory_order_relaxed);
 	leg_try_finish(s, l);
 }
 
 /* A leg whose route or source left while it was away goes home to be
  * routed anew (a rest after a 452 is deferred instead: its parent is
  * here). */
+/* Its recipients not settled yet are deferred with why (retried later;
+ * never sent on to yet another shard, which could go on for as long as two
+ * shards' DNS caches disagree). */
+static void leg_defer_here(struct shard *s, struct leg *l, const char *why)
+{
+	for (uint32_t i = 0; i < l->nr; i++)
+		if (l->rt[i] != RT_RESOLVED) {
+			l->rt[i] = RT_RESOLVED;
+			shard_emit(s, l, i, RESULT_DEFERRED, 451, "4.4.0", why, strlen(why), NULL, 0);
+		}
+	shard_leg_done(s, l);
+}
+
 static void leg_send_back(struct shard *s, struct leg *l, const char *why)
 {
 	if (l->origin == s->index || l->parent) {
-		for (uint32_t i = 0; i < l->nr; i++)
-			if (l->rt[i] != RT_RESOLVED) {
-				l->rt[i] = RT_RESOLVED;
-				shard_emit(s, l, i, RESULT_DEFERRED, 451, "4.4.0", why, strlen(why), NULL, 0);
-			}
-		shard_leg_done(s, l);
+		leg_defer_here(s, l, why);
 		return;
 	}
 	l->reroute = true;
@@ -1251,7 +1281,7 @@ struct leg_wait {
 
 /* The leg's plan is known on this shard: its destination here, unless the
  * plan puts it in another pair than the origin's did (DNS changed in
- * between): then it is deferred, not sent on again. */
+ * between): then it is deferred here, not sent on again. */
 static void leg_place(struct shard *s, struct leg *l, const struct mx_plan *p, int src)
 {
 	const char *domain = address_domain(l->msg->rcpt[l->ri[0]]);
@@ -1266,7 +1296,7 @@ static void leg_place(struct shard *s, struct leg *l, const struct mx_plan *p, i
 	}
 	uint32_t di = dest_for_plan(s, p, domain, src);
 	if (s->dests[di].owner != s->index) {
-		leg_send_back(s, l, "its MX group changed while it crossed shards; retried");
+		leg_defer_here(s, l, "its MX group changed while it crossed shards (DNS); retried");
 		return;
 	}
 	l->dest = di;
@@ -1302,8 +1332,8 @@ static void leg_arrived(struct shard *s, struct leg *l)
 	int r = config_route_for(cfg, domain);
 	if (r >= 0) {
 		uint32_t di = route_dest_index(cfg, r, src);
-		if (s->dests[di].owner != s->index) {
-			leg_send_back(s, l, "its MX group changed while it crossed shards; retried");
+		if (s->dests[di].owner != s->index) { /* a reload changed groups or IPs in between */
+			leg_defer_here(s, l, "its MX group changed while it crossed shards (reload); retried");
 			return;
 		}
 		l->dest = di;
@@ -1380,6 +1410,8 @@ static void remap_dns_dests(struct shard *s, const struct config *cfg, struct de
 		struct dest *d = &s->dests[j];
 		if (d->route || d->unused || d->retired)
 			continue;
+		if (d->source && config_source_index(cfg, d->source) < 0)
+			continue; /* its source IP left: retired (remap_retired) */
 		rm->nd[rm->n] = *d;
 		if (!d->tls_by_domain) /* the group's policy as the new configuration says */
 			rm->nd[rm->n].tls = config_tls_policy(cfg, NULL, d->group);
@@ -1401,6 +1433,13 @@ static void remap_retired(struct shard *s, struct dest_remap *rm, struct dest *o
 		while ((l = dest_pop(&s->dests[j])))
 			dest_push(orphans, l);
 		if (referenced[j] || s->dests[j].nconns) {
+			struct site_ref *site = s->dests[j].site;
+			if (site) { /* nothing is routed to it again */
+				strmap_remove(&s->sites, &site->node);
+				free(site->site);
+				free(site);
+				s->dests[j].site = NULL;
+			}
 			rm->nd[rm->n] = s->dests[j];
 			rm->nd[rm->n].route = NULL; /* it points into the old configuration */
 			rm->nd[rm->n].max_conns = 0;
@@ -1532,7 +1571,10 @@ static bool dest_visit(struct shard *s, uint32_t di)
 			dest_defer_suspended(s, d);
 		return false;
 	}
-	while (d->qlen > d->nconns - d->nready && dest_may_open(s, d) && throttle_open_conn(s, d)) {
+	/* More connections only while every ready one is busy (an idle one
+	 * left waits for its pair's token: another would wait too). */
+	while (!idle_left && d->qlen > d->nconns - d->nready && dest_may_open(s, d) &&
+	       throttle_open_conn(s, d)) {
 		if (conn_pool_free_slots(s) == 0)
 			conn_pool_grow(s, conn_pool_slots(s) + 16);
 		conn_open(s, di);
@@ -1639,8 +1681,12 @@ static void take_due_retries(struct shard *s)
 static int wait_ms(struct shard *s)
 {
 	int ms = WHEEL_TICK_MS;
-	if (s->wake_at && s->wake_at - s->now < ms)
-		ms = s->wake_at <= s->now ? 0 : (int)(s->wake_at - s->now);
+	if (s->wake_at && s->wake_at <= s->now) {
+		ms = 0;
+		s->wake_at = 0; /* once: schedule() sets it again if still out of tokens */
+	} else if (s->wake_at && s->wake_at - s->now < ms) {
+		ms = (int)(s->wake_at - s->now);
+	}
 	if (s->retry_head) {
 		int64_t d = s->retry_head->next_attempt_ms - s->now;
 		if (d < ms)
@@ -1756,13 +1802,16 @@ static void *shard_main(void *arg)
 			cross_take(s);
 			take_due_retries(s);
 			schedule(s);
+		} else {
+			cross_take(s); /* SIGTERM: legs coming home bring outcomes to log */
 		}
 		wheel_advance(&s->wheel, s->now, conn_on_timer, s);
 		conn_trace_flush(s);
 		dns_tick(s->dns, s->now);
 		outbox_flush(s);
 		notify_engine(s);
-		cross_flush(s);
+		if (!atomic_load_explicit(&s->stop, memory_order_relaxed))
+			cross_flush(s); /* stopping: what waits to cross is freed with the shard */
 	}
 	shard_teardown(s);
 	atomic_store_explicit(&s->exited, 1, memory_order_release);
@@ -1812,10 +1861,15 @@ bool shard_idle(struct shard *s)
 	return atomic_load(&s->txns_open) == 0;
 }
 
-void shard_stop(struct shard *s)
+void shard_stop_begin(struct shard *s)
 {
 	atomic_store_explicit(&s->stop, 1, memory_order_release);
 	shard_kick(s);
+}
+
+void shard_stop(struct shard *s)
+{
+	shard_stop_begin(s);
 	pthread_join(s->thread, NULL);
 }
 
@@ -1877,6 +1931,7 @@ void shard_free(struct shard *s)
 	free(s->open_leg);
 	free(s->rcpts_left);
 	buf_free(&s->trace);
+	buf_free(&s->key_scratch);
 	free(s->dests);
 	spsc_destroy(&s->inbox);
 	spsc_destroy(&s->outbox);

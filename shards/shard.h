@@ -30,7 +30,11 @@ uint64_t shard_config_generation(struct shard *s);
 void shard_finish(struct shard *s);
 bool shard_idle(struct shard *s);
 /* Engine side: ask the shard to stop (QUIT idle connections, abandon the
- * rest: their messages stay in the spool) and join the thread. */
+ * rest: their messages stay in the spool) and join the thread. Ask every
+ * shard first (shard_stop_begin), then join each: a shard still running
+ * would carry on transactions for one that stopped, whose outcomes could
+ * not be logged. */
+void shard_stop_begin(struct shard *s);
 void shard_stop(struct shard *s);
 void shard_free(struct shard *s);
 /* After shard_stop: adds its DNS queries (UDP, TCP) and timeouts to out. */

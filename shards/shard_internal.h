@@ -218,6 +218,7 @@ struct shard {
 	int64_t now;
 	uint64_t reap_submits;     /* ring_submits() when the CQEs in hand were reaped */
 	struct buf trace;          /* --trace smtp: lines written out once per loop turn */
+	struct buf key_scratch;    /* dest_for_plan's site keys */
 	/* Destinations schedule() looks at: those that got legs, whose
 	 * connections had events while they have a queue, or that want more
 	 * connections and have room for them (looked at each turn). */

@@ -1008,8 +1008,9 @@ static void conn_take_work(struct shard *s, struct conn *c)
 		(void)token;
 		txn_start(s, c, leg);
 		flush_output(s, c);
-	} else if (!c->txn[0].active && !c->txn[1].active) {
-		rearm_timer(s, c);
+	} else if (!c->txn[0].active && !c->txn[1].active && !d->qhead) {
+		rearm_timer(s, c); /* idle from now (waiting for a token, it keeps the
+		                    * deadline it had: a slow pair's connections end) */
 	}
 }
 

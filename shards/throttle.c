@@ -120,6 +120,8 @@ void throttles_refresh(struct shard *s, bool gc_only)
 			throttle_limits(s, t);
 			if (t->tokens > t->lim.burst)
 				t->tokens = t->lim.burst;
+			if (t->conn_tokens > conn_depth(&t->lim))
+				t->conn_tokens = conn_depth(&t->lim);
 		}
 		s->thrs[keep++] = t;
 	}

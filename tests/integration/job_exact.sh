@@ -58,7 +58,9 @@ PIDS+=($!)
 sink=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 start=$(date +%s)
-run_sluice --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-time 240
+# The injected job says X-Pool: warm (a pool must exist: an unknown one is deferred)
+echo 'pools = ( { name = "warm"; ips = ( { ip = "127.0.0.1"; } ); } );' >"$T/warm.conf"
+run_sluice -c "$T/warm.conf" --spool "$T/sp" --route "*=127.0.0.1:$port" --shards 2 --max-time 240
 [ "$RC" -eq 0 ] || { tail -20 "$T/run.err"; fail "exit $RC"; }
 ok "$((N + M)) rows delivered in $(( $(date +%s) - start )) s"
 # smtp-sink finishes a dump after its 250: wait until the count settles.

@@ -13,7 +13,9 @@ same sinks, and reports every sluice figure beside its peer as a ratio
             (one file, N rows) beside the one-file-per-message rows; STARTTLS
             (3KB-tls beside 3KB-tls-none against the same mockmx with a
             certificate; handshakes per second per core, full and resumed,
-            beside `openssl speed ecdhp256 ecdsap256`)
+            beside `openssl speed ecdhp256 ecdsap256`); traffic shaping
+            (3KB-shaped beside 3KB-unshaped; 4 source IPs and 1 over 1 and
+            2 shards; a mockmx policing each source IP, --only shaping)
   spool     `sluice spoolbench`: the spool's file operations (read, rename,
             unlink: 1 thread, 2 threads, io_uring) per file, on the disk
             and on tmpfs
@@ -77,11 +79,33 @@ def cpu_of(pid):
         return 0.0
 
 
-def run_timed(cmd, timeout, poll=None, env=None):
+def thread_cpu(pid):
+    """User+system CPU seconds of each of pid's threads, by name (shard0,
+    spool0, reaper, ...; /proc/PID/task), threads of one name summed."""
+    out = {}
+    try:
+        tasks = os.listdir(f'/proc/{pid}/task')
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f'/proc/{pid}/task/{t}/stat') as f:
+                st = f.read()
+        except OSError:
+            continue
+        name, f = st[st.index('(') + 1:st.rindex(')')], st.rsplit(')', 1)[1].split()
+        out[name] = out.get(name, 0) + (int(f[11]) + int(f[12])) / CLK
+    return out
+
+
+def run_timed(cmd, timeout, poll=None, env=None, threads=None):
     """Runs cmd; returns (rc, wall_s, cpu_s, maxrss_kb). poll() is called
-    every 0.25 s while it runs (the live progress line)."""
+    every 0.25 s while it runs (the live progress line). With a dict as
+    threads, every 0.05 s instead, and the dict holds the last sample of
+    thread_cpu (what a thread did after the last sample is missing)."""
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    tick = 0
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
         if pid:
@@ -90,9 +114,12 @@ def run_timed(cmd, timeout, poll=None, env=None):
             p.kill()
             pid, status, ru = os.wait4(p.pid, 0)
             break
-        if poll:
+        if threads is not None:
+            threads.update(thread_cpu(p.pid))
+        if poll and (threads is None or tick % 5 == 0):
             poll(time.monotonic() - t0)
-        time.sleep(0.25)
+        tick += 1
+        time.sleep(0.25 if threads is None else 0.05)
     wall = time.monotonic() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     out = p.stdout.read().decode(errors='replace')
@@ -388,13 +415,88 @@ def spoolgen(a, sc, spool):
     return sum(e.stat().st_size for e in os.scandir(os.path.join(spool, 'new')))
 
 
+def spool_base(a, sc, work):
+    """Where a row's spool goes: --spool-dir, else the work directory; the
+    template rows (shaping) on tmpfs when there is one: they compare sluice
+    with sluice (throttle, shards), and on a shared machine other tenants'
+    disk traffic stalls the unlinks of a spool on disk for seconds at a
+    time, which would swamp what they measure (spool_fs says which)."""
+    if a.spool_dir or not sc.get('tpl'):
+        return a.spool_dir or work
+    if a.shm_dir is None:
+        try:
+            a.shm_dir = tempfile.mkdtemp(prefix='sluice-bench.', dir='/dev/shm')
+        except OSError:
+            a.shm_dir = ''
+    return a.shm_dir or work
+
+
+def spool_from_template(a, sc, spool, work):
+    """The first sc['n'] files of a spool generated once for all the rows
+    of template sc['tpl'] (sc['tpl_n'] messages), hard-linked into this
+    row's new/: sluice only renames and unlinks spool files, so the
+    template outlives each run, and linking tens of thousands of files
+    costs a fraction of writing them (the ABBA rows run the same spool 16
+    times). Returns the bytes, as spoolgen."""
+    key = (sc['tpl'], sc['tpl_n'], sc['size'], sc['domains'])
+    if key not in a.templates:
+        tpl = os.path.join(spool_base(a, sc, work), f'template-{sc["tpl"]}')
+        shutil.rmtree(tpl, ignore_errors=True)
+        spoolgen(a, dict(sc, name=f'template {sc["tpl"]}', n=sc['tpl_n']), tpl)
+        a.templates[key] = (tpl, sorted(os.listdir(os.path.join(tpl, 'new'))))
+    tpl, names = a.templates[key]
+    say(f'{sc["name"]}: linking {sc["n"]} messages from template {sc["tpl"]}')
+    for d in ('tmp', 'new'):
+        os.makedirs(os.path.join(spool, d), exist_ok=True)
+    total = 0
+    for name in names[:sc['n']]:
+        src = os.path.join(tpl, 'new', name)
+        os.link(src, os.path.join(spool, 'new', name))
+        total += os.stat(src).st_size
+    return total
+
+
+def police_result(sc, mx_stats):
+    """A policed row's verdict from its mockmx's counters: the violations
+    it counted (421 answers: too many connections of a source IP, messages
+    on a connection, MAIL FROM past the rate), each source IP's share;
+    'failed' when there was a violation or the sources are not sluice's."""
+    pol, srcs = mx_stats.get('police') or {}, mx_stats.get('sources') or {}
+    viol = {k: pol.get(k) for k in ('conns', 'per_conn', 'rate')}
+    r = {'mockmx_police': {'violations': viol, 'limits': pol.get('limits')},
+         'violations': sum(v or 0 for v in viol.values()),
+         'expected_msgs_per_s': sc['police']['rate'] * len(sc['sources']), 'sources_seen': {}}
+    srcs = {ip: s for ip, s in srcs.items() if s.get('mails')}  # not the bench's port probe
+    for ip, s in srcs.items():
+        span = ((s.get('last_ms') or 0) - (s.get('first_ms') or 0)) / 1000
+        r['sources_seen'][ip] = {
+            'connections': s.get('connections'), 'messages': s.get('messages'),
+            'max_concurrent': s.get('max_concurrent'), 'violations': s.get('violations'),
+            'mail_per_s': round((s['mails'] - 1) / span, 1) if s.get('mails', 0) >= 2 and span > 0 else None}
+    why = []
+    if not pol:
+        why.append('mockmx reported no police counters')
+    elif r['violations']:
+        why.append('mockmx counted violations: ' + ', '.join(f'{k} {v}' for k, v in viol.items() if v))
+    if pol and set(srcs) != set(sc['sources']):
+        why.append(f"mockmx saw sources {', '.join(sorted(srcs)) or 'none'}, not {', '.join(sc['sources'])}")
+    if why:
+        r['failed'] = '; '.join(why)
+    return r
+
+
 def sluice_scenario(a, sc, sinks, work):
-    spool = os.path.join(a.spool_dir or work, f'spool-{sc["name"]}')
+    spool = os.path.join(spool_base(a, sc, work), f'spool-{sc["name"]}')
     log = os.path.join(work, f'acct-{sc["name"]}.jsonl')
     shutil.rmtree(spool, ignore_errors=True)
-    total_bytes = spoolgen(a, sc, spool)
+    total_bytes = spool_from_template(a, sc, spool, work) if sc.get('tpl') else spoolgen(a, sc, spool)
     own = None
-    if sc.get('mx_tls'):  # a mockmx of its own with a certificate: its counters are this row's
+    if sc.get('police'):  # a mockmx of its own that polices each source IP: its counters are this row's
+        pl = sc['police']
+        own = MockMX(a.sluice, extra=['--police-rate', str(pl['rate']), '--police-conns', str(pl['conns']),
+                                      '--police-per-conn', str(pl['per_conn'])])
+        sink = own
+    elif sc.get('mx_tls'):  # a mockmx of its own with a certificate: its counters are this row's
         cert, key = tls_cert(a, work)
         own = MockMX(a.sluice, extra=['--tls-cert', cert, '--tls-key', key] +
                      (['--tls-no-resume'] if sc['mx_tls'] == 'full' else []))
@@ -411,6 +513,14 @@ def sluice_scenario(a, sc, sinks, work):
         cmd += ['--tls', sc['tls']]
     if sc.get('mpc'):
         cmd += ['--max-per-connection', str(sc['mpc'])]
+    for ip in sc.get('sources', ()):
+        cmd += ['--source-ip', ip]
+    if sc.get('max_rate'):
+        cmd += ['--max-rate', sc['max_rate']]
+    if sc.get('police'):  # a 421 from the police retried soon, the run bounded: a failure does not stall the bench
+        bound = min(a.max_run_time, int(sc['n'] / (sc['police']['rate'] * len(sc['sources'])) * 3) + 30)
+        cmd[cmd.index('--max-time') + 1] = str(bound)
+        cmd += ['--retry-interval', '1']
     env = None
     if sc.get('dkim'):
         cmd += ['--dkim', f'sender.example:{sc["dkim"]}:{dkim_key(a, work, sc["dkim"])}']
@@ -441,8 +551,9 @@ def sluice_scenario(a, sc, sinks, work):
               f'deferred {seen["deferred"]} ETA {eta:.0f}s', end='', file=sys.stderr, flush=True)
 
     c0 = sink.cpu()
+    threads = {} if sc.get('tpl') else None  # shaping rows: which threads had the CPU
     try:
-        rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress, env=env)
+        rc, wall, cpu, rss, out, err = run_timed(cmd, a.max_run_time + 60, progress, env=env, threads=threads)
         mx_cpu = sink.cpu() - c0
     finally:
         mx_stats = own.stop() if own else None
@@ -462,7 +573,15 @@ def sluice_scenario(a, sc, sinks, work):
     })
     if sc.get('timeline'):
         r['timeline'] = timeline(stamps)
-    if mx_stats is not None:
+    if sc.get('tpl'):  # sluice and the mockmx, in cores: on 2 cores they compete
+        r['cores_busy'] = round((cpu + mx_cpu) / wall, 2)
+        r['sink_cpu_us_per_msg'] = round(mx_cpu / sc['n'] * 1e6, 1)
+        r['threads_cpu_s'] = {k: round(v, 2) for k, v in sorted(threads.items())}  # sampled every 50 ms
+    if sc.get('police'):
+        r.update(police_result(sc, mx_stats or {}))
+        if r.get('failed'):
+            say(f'{sc["name"]}: FAILED: {r["failed"]}')
+    if mx_stats is not None and sc.get('mx_tls'):
         r['mockmx'] = {k: mx_stats.get(k) for k in ('connections', 'tls_connections', 'tls_resumed', 'tls_failures')}
         r['sluice_tls'] = sluice_tls_summary(out + err)
         hs = mx_stats.get('tls_connections', 0)
@@ -795,8 +914,43 @@ def scenarios(a, cores):
                        f"--tls opportunistic ({a.tls_why})")
     elif wanted:
         out += tls_rows
+    # Traffic shaping: limits per (source IP, MX group) pair; one route is
+    # one MX group. 3KB-shaped beside 3KB-unshaped: the same spool and
+    # mockmx, sluice with limits far above what the machine does vs none,
+    # in the order unshaped, shaped, shaped, unshaped (ABBA, as the TLS
+    # rows, twice: the difference sought is smaller than the noise of
+    # one pair): what the throttle costs. ips4-/ips1-shards1/2: a pair lives
+    # on one shard, so 4 source IPs spread the route over the shards and
+    # one cannot (ABBA each). policed: a mockmx policing each source IP
+    # like a provider (421 and a counted violation beyond), sluice with 4
+    # source IPs and the same limits: near 4R msgs/s, no violation (else
+    # the row fails). All link their spools from one template.
+    ns = max(2000, n3 // 5)
+    ips4 = [f'127.0.0.{10 + i}' for i in range(4)]
+    sbase = dict(base, tpl='shaping')
+    shaping_rows = []
+    if not q:
+        un = dict(sbase, name='3KB-unshaped', n=ns)
+        sh = dict(sbase, name='3KB-shaped', n=ns, vs='3KB-unshaped', max_rate='10000000/s', mpc=1000000)
+        shaping_rows += [dict(x, part=k) for x, k in ((un, 1), (sh, 1), (sh, 2), (un, 2), (un, 3), (sh, 3), (sh, 4), (un, 4))]
+        for k, ips in (('ips4', ips4), ('ips1', ips4[:1])):
+            one = dict(sbase, name=f'{k}-shards1', n=ns, shards=1, sources=ips)
+            two = dict(one, name=f'{k}-shards2', shards=2, vs=f'{k}-shards1')
+            shaping_rows += [dict(one, part=1), dict(two, part=1), dict(two, part=2), dict(one, part=2)]
+    # policed: about 5 s at 4R (quick: a 1 s check of the wiring)
+    rate, conns, per_conn, secs = (250, 4, 100, 1) if q else (500, 4, 100, 5)
+    shaping_rows.append(dict(sbase, name='policed', n=4 * rate * secs, sink='mockmx+police', sources=ips4,
+                             conns=conns, mpc=per_conn, max_rate=f'{rate}/s',
+                             police={'rate': rate, 'conns': conns, 'per_conn': per_conn}))
+    if only and 'shaping' in only:
+        only += [s['name'] for s in shaping_rows]
+    out += shaping_rows
     if only:
         out = [s for s in out if s['name'] in only]
+    tpl_n = max((s['n'] for s in out if s.get('tpl')), default=0)  # one template serves them all
+    for s in out:
+        if s.get('tpl'):
+            s['tpl_n'] = tpl_n
     return out
 
 
@@ -934,6 +1088,74 @@ def tls_lines(res):
     return out
 
 
+def parts_of(res, name):
+    """The runs of a row (ABBA parts) as one: messages / wall, CPU per
+    message of sluice and of the mockmx, the cores both kept busy."""
+    ps = [s for s in res['sluice'] if s['name'] == name]
+    if not ps:
+        return None
+    n, wall = sum(s['n'] for s in ps), sum(s['seconds'] for s in ps)
+    cpu, mx = sum(s['cpu_s'] for s in ps), sum(s['sink_cpu_s'] for s in ps)
+    th = {}
+    for s in ps:
+        for k, v in (s.get('threads_cpu_s') or {}).items():
+            th[k] = th.get(k, 0) + v
+    shard = sum(v for k, v in th.items() if k.startswith('shard'))
+    return {'name': name, 'parts': len(ps), 'n': n, 'msgs_per_s': n / wall, 'cpu_us_per_msg': round(cpu / n * 1e6, 1),
+            'sink_cpu_us_per_msg': round(mx / n * 1e6, 1), 'cores_busy': round((cpu + mx) / wall, 2),
+            'shard_share': shard / sum(th.values()) if th else None,
+            'busiest_shard_share': max((v for k, v in th.items() if k.startswith('shard')), default=0) / sum(th.values())
+            if th else None}
+
+
+def shaping_lines(res):
+    """Traffic shaping: 3KB-shaped beside 3KB-unshaped (what the throttle
+    costs), the rate over 1 and 2 shards with 4 source IPs and with 1 (a
+    (source IP, MX group) pair lives on one shard), and the policed row:
+    the rate beside R x source IPs, and the violations mockmx counted."""
+    out = []
+    rows = [s for s in res['sluice'] if s.get('tpl') == 'shaping']
+    if not rows:
+        return out
+    out.append('\ntraffic shaping (one route = one MX group; limits per (source IP, MX group) pair, '
+               f"each pair on one shard; spool on {rows[0]['spool_fs']}; sluice and mockmx share the machine):")
+    desc = lambda x: (f"{x['msgs_per_s']:,.0f} msgs/s, {x['cpu_us_per_msg']} µs CPU/msg "
+                      f"(mockmx {x['sink_cpu_us_per_msg']}), {x['cores_busy']} cores busy")
+    u, sh = parts_of(res, '3KB-unshaped'), parts_of(res, '3KB-shaped')
+    if u and sh:
+        r = sh['msgs_per_s'] / u['msgs_per_s']
+        x = next(s for s in rows if s['name'] == '3KB-shaped')
+        out.append(f"- 3KB-shaped (--max-rate {x['max_rate']} --max-connections {x['conns']} --max-per-connection {x['mpc']}): "
+                   f"{desc(sh)}; 3KB-unshaped: {desc(u)} ({sh['parts']} + {u['parts']} runs, ABBA) -> "
+                   f"{r:.2f}x the rate (target >= 0.95x{'' if r >= 0.95 else ': BELOW'}), "
+                   f"{sh['cpu_us_per_msg'] / max(0.1, u['cpu_us_per_msg']):.2f}x the CPU")
+    for k, what, target in (('ips4', '4 source IPs (127.0.0.10-13)', 'target >= 1.7x'),
+                            ('ips1', '1 source IP (127.0.0.10)', 'expected flat: one pair, one shard')):
+        one, two = parts_of(res, f'{k}-shards1'), parts_of(res, f'{k}-shards2')
+        if not (one and two):
+            continue
+        shares = lambda x: (f"; shard threads {x['shard_share']:.0%} of sluice's CPU (sampled), the busiest "
+                            f"{x['busiest_shard_share']:.0%}" if x['shard_share'] is not None else '')
+        out.append(f"- {what}: shards 1: {desc(one)}{shares(one)}; shards 2: {desc(two)}{shares(two)} ({one['parts']} + "
+                   f"{two['parts']} runs, ABBA) -> shards2/shards1 {two['msgs_per_s'] / one['msgs_per_s']:.2f}x ({target})")
+    for s in res['sluice']:
+        if not s.get('police'):
+            continue
+        pl = s['police']
+        per = '; '.join(f"{ip}: {v['messages']} msgs in {v['connections']} conns, max {v['max_concurrent']} "
+                        f"concurrent, MAIL FROM {v['mail_per_s'] or 0:,.0f}/s" for ip, v in s.get('sources_seen', {}).items())
+        vi = (s.get('mockmx_police') or {}).get('violations') or {}
+        out.append(f"- policed (mockmx --police-rate {pl['rate']} --police-conns {pl['conns']} --police-per-conn "
+                   f"{pl['per_conn']} per source IP; sluice with {len(s['sources'])} source IPs, --max-rate "
+                   f"{s['max_rate']} --max-connections {s['conns']} --max-per-connection {s['mpc']}): "
+                   f"{s['n']} messages, {s['msgs_per_s']:,.0f} msgs/s of {s['expected_msgs_per_s']:,} expected "
+                   f"({s['msgs_per_s'] / s['expected_msgs_per_s']:.2f}x), {s['cpu_us_per_msg']} µs CPU/msg; "
+                   f"violations {s.get('violations')} (conns {vi.get('conns')}, per-conn {vi.get('per_conn')}, "
+                   f"rate {vi.get('rate')}) -> {'FAILED: ' + s['failed'] if s.get('failed') else 'ok'}"
+                   + (f"\n  per source IP: {per}" if per else ''))
+    return out
+
+
 def spool_ops_lines(so):
     """The spoolbench section: per file, CPU (user+sys, whole process) and wall."""
     if not so:
@@ -983,11 +1205,15 @@ def table(res):
         if s.get('dkim'):  # the ceiling: one core's openssl sign/s x shards
             one = speed.get(f"{'rsa2048' if s['dkim'] == 'rsa' else 'ed25519'}_sign_per_s")
             p = one * s['shards'] if one else None
+        if s.get('expected_msgs_per_s'):  # policed: the rate allowed, R x source IPs
+            p = s['expected_msgs_per_s']
         ratio = f"{s['msgs_per_s'] / p:.2f}x" if p else '-'
+        srcs = f", {len(s['sources'])} source IP{'s' if len(s['sources']) > 1 else ''}" if s.get('sources') else ''
         lines.append(f"| {s['name']}{' #' + str(s['part']) if s.get('part') else ''} ({s['sink']}, {s['shards']} shards, {s['domains']} domains, {s['conns']} conns"
-                     f"{', peer: openssl sign/s x shards' if s.get('dkim') else ''}) "
+                     f"{', peer: openssl sign/s x shards' if s.get('dkim') else ''}"
+                     f"{srcs}{', peer: the police rate x source IPs' if s.get('expected_msgs_per_s') else ''}) "
                      f"| {s['n']} | {s['msgs_per_s']:,.0f} | {p:,.0f} | {ratio} | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
-                     f"| {pc if not s.get('dkim') and not s.get('vs') else '-'} | {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |"
+                     f"| {pc if not s.get('dkim') and not s.get('vs') and not s.get('expected_msgs_per_s') else '-'} | {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |"
                      if p else
                      f"| {s['name']}{' #' + str(s['part']) if s.get('part') else ''} | {s['n']} | {s['msgs_per_s']:,.0f} | - | - | {s['mb_per_s']} | {s['cpu_us_per_msg']} "
                      f"| - | {s['sink_cpu_s']} | {s['peak_rss_mb']} | {s['latency_ms_p50']}/{s['latency_ms_p99']} | {s['deferred']} |")
@@ -1013,6 +1239,7 @@ def table(res):
                      f"max {dl['max_ms']} ms")
     lines += job_lines(res)
     lines += tls_lines(res)
+    lines += shaping_lines(res)
     lines += spool_ops_lines(res.get('spool_ops'))
     mj = res.get('million')
     if mj:
@@ -1036,11 +1263,13 @@ def main():
     ap.add_argument('--shards', type=int, help='shards for the headline scenarios (default: online CPUs)')
     ap.add_argument('--only', help='comma-separated scenario names to run (also: spool-ops, million; job rows: job-3KB, '
                     'job-3KB-smtp-sink; TLS rows: 3KB-tls, 3KB-tls-none (each run twice), tls-conn1-none, '
-                    'tls-handshakes-full, tls-handshakes-resumed, or tls for all of them)')
+                    'tls-handshakes-full, tls-handshakes-resumed, or tls for all of them; shaping rows: '
+                    '3KB-unshaped, 3KB-shaped (each run 4 times), ips4-shards1, ips4-shards2, ips1-shards1, '
+                    'ips1-shards2 (each run twice), policed, or shaping for all of them)')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
     ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')
-    ap.add_argument('--spool-dir', help='where spools are generated (default: a temp dir; try /dev/shm)')
+    ap.add_argument('--spool-dir', help='where spools are generated (default: a temp dir, the shaping rows /dev/shm; try /dev/shm)')
     ap.add_argument('--results', default=os.path.join(HERE, 'results'), help='output folder')
     ap.add_argument('--max-run-time', type=int, default=300, help='bound on each sluice run, seconds')
     ap.add_argument('--no-dns', action='store_true', help='skip the DNS resolution measurement')
@@ -1073,6 +1302,7 @@ def main():
     work = tempfile.mkdtemp(prefix='sluice-bench.')
     os.chmod(work, 0o755)
     a.notes = []
+    a.templates, a.shm_dir = {}, None
     a.tls, a.tls_why = tls_support(a.sluice, work)
     if not a.tls:
         say(f'this sluice refuses --tls opportunistic ({a.tls_why}): the TLS rows are left out')
@@ -1106,7 +1336,7 @@ def main():
             res['spool_ops'] = spool_ops(a)
         sinks = {'mockmx': mx, 'smtp-sink': sink}
         scs = scenarios(a, cores)
-        if any(sc.get('mpc') and sc.get('tls') != 'none' for sc in scs):
+        if any(sc.get('mpc') and sc.get('mx_tls') and sc.get('tls') != 'none' for sc in scs):
             say('openssl speed ecdhp256 ecdsap256 (one core)')
             res['peers']['openssl-speed-p256'] = openssl_speed_p256(1)
         for sc in scs:
@@ -1124,6 +1354,10 @@ def main():
         res['mockmx_totals'] = mx.stop()
         sink.stop()
         a.nsd.stop()
+        for tpl, _ in a.templates.values():  # under --spool-dir, outside work
+            shutil.rmtree(tpl, ignore_errors=True)
+        if a.shm_dir:
+            shutil.rmtree(a.shm_dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     res['notes'] = a.notes
     res['seconds_total'] = round(time.monotonic() - started, 1)
@@ -1140,7 +1374,8 @@ def main():
     print(t)
     print(f"\nresults: {stem}.json, {stem}.md" + ''.join(f', {p}' for p in res['plots']))
     print(f"total {res['seconds_total']} s")
-    bad = [s['name'] for s in res['sluice'] if s['exit'] != 0 or s['errors']]
+    bad = [s['name'] + (f" ({s['failed']})" if s.get('failed') else '') for s in res['sluice']
+           if s['exit'] != 0 or s['errors'] or s.get('failed')]
     bad += [f'spool-ops ({k})' for k, v in res.get('spool_ops', {}).items() if 'error' in v or v.get('exit')]
     bad += ['million'] if res.get('million', {}).get('error') else []
     if bad:

@@ -94,3 +94,26 @@ for shards in 1 2 3; do
 		fail "one IP, $shards shards: rate not within 15% of 100/s"
 	ok "one IP, --shards $shards: 3 connections / 10 per connection / 100 msg/s never exceeded"
 done
+
+# ---- 3. new connections per minute ----
+# One message per connection, at most 600 new connections a minute (10/s;
+# the bucket holds a tenth of a minute's worth, 60): 120 messages need 120
+# connections, the last 60 of them at 10/s: about 6 s (unlimited: well
+# under one).
+rm -rf "$T/sp" "$T/acct.jsonl"
+port=$(free_port)
+start_mockmx "127.0.0.2:$port" --police-conns 1000
+cat >"$T/newconn.conf" <<EOF2
+delivery = { max-new-connections = "600/m"; max-per-connection = 1; };
+EOF2
+n=$($PY "$HERE/shaping_spool.py" "$T/sp" "one.test:120")
+run_sluice -c "$T/newconn.conf" --spool "$T/sp" --route "one.test=127.0.0.2:$port" --source-ip 127.0.0.10 \
+	--tls none --shards 2 --max-time 60
+stop_mockmx
+[ "$RC" -eq 0 ] || { cat "$T/run.err"; fail "new connections: exit $RC"; }
+check_log_final "$n"
+conns=$(jq -r '.sources["127.0.0.10"].connections' "$T/mx-127.0.0.2-$port.json")
+[ "$conns" -eq 120 ] || fail "new connections: $conns connections, want 120 (one message each)"
+span=$(jq -rs '[.[] | select(.result=="delivered") | .ts | sub("\\.[0-9]+Z$"; "Z") | fromdate] | max - min' "$T/acct.jsonl")
+[ "$span" -ge 4 ] && [ "$span" -le 9 ] || fail "new connections: 120 connections took ${span} s, want about 6"
+ok "600 new connections a minute: 120 one-message connections over ${span} s"

@@ -32,6 +32,13 @@ void dest_push(struct dest *d, struct leg *l)
 	d->qlen++;
 }
 
+void dest_move_all(struct dest *from, struct dest *to)
+{
+	struct leg *l;
+	while ((l = dest_pop(from)))
+		dest_push(to, l);
+}
+
 void dest_push_front(struct dest *d, struct leg *l)
 {
 	l->next = d->qhead;

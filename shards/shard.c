@@ -1116,8 +1116,7 @@ static void reroute_queue(struct shard *s, struct dest *d)
 	 * s->dests, which d may point into. */
 	struct dest q = { 0 };
 	struct leg *l;
-	while ((l = dest_pop(d)))
-		dest_push(&q, l);
+	dest_move_all(d, &q);
 	while ((l = dest_pop(&q))) {
 		if (l->origin != s->index) {
 			leg_send_back(s, l, "its route left the configuration");
@@ -1134,8 +1133,7 @@ static void dest_forward_queue(struct shard *s, struct dest *d)
 {
 	struct dest q = { 0 };
 	struct leg *l;
-	while ((l = dest_pop(d)))
-		dest_push(&q, l);
+	dest_move_all(d, &q);
 	while ((l = dest_pop(&q))) {
 		if (l->parent)
 			leg_send_back(s, l, "a reload moved its (source IP, MX group) pair to another shard");
@@ -1429,9 +1427,7 @@ static void remap_retired(struct shard *s, struct dest_remap *rm, struct dest *o
 	for (unsigned j = 0; j < s->ndests; j++) {
 		if (rm->map[j] >= 0 || s->dests[j].unused)
 			continue;
-		struct leg *l;
-		while ((l = dest_pop(&s->dests[j])))
-			dest_push(orphans, l);
+		dest_move_all(&s->dests[j], orphans);
 		if (referenced[j] || s->dests[j].nconns) {
 			struct site_ref *site = s->dests[j].site;
 			if (site) { /* nothing is routed to it again */
@@ -1519,11 +1515,8 @@ static void apply_config(struct shard *s, const struct config *cfg)
 		shard_tls_setup(s, cfg);
 	if (!tls_config_same(old, cfg)) /* queued mail goes where the new policies say */
 		for (unsigned i = route_dests(cfg); i < s->ndests; i++)
-			if (!s->dests[i].unused && !s->dests[i].retired) {
-				struct leg *l;
-				while ((l = dest_pop(&s->dests[i])))
-					dest_push(&orphans, l);
-			}
+			if (!s->dests[i].unused && !s->dests[i].retired)
+				dest_move_all(&s->dests[i], &orphans);
 	s->cfg = cfg;
 	/* Limits, owners and throttles as the new configuration says; a pair
 	 * now owned elsewhere sends its queue there (dest_visit). */

@@ -266,6 +266,8 @@ void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 struct leg *dest_pop(struct dest *d);
 void dest_push(struct dest *d, struct leg *leg);
 void dest_push_front(struct dest *d, struct leg *leg);
+/* Appends every leg of from to to, in order (from ends empty). */
+void dest_move_all(struct dest *from, struct dest *to);
 /* Back-off bookkeeping (shard.c owns struct dest): a connection got past
  * EHLO; a transaction ended with a reply; a connection failed before
  * completing one (may suspend the destination and defer its queue). */

@@ -150,9 +150,11 @@ static void dest_set_source(struct shard *s, struct dest *d, int src)
 	free(d->source);
 	free(d->helo);
 	d->source = d->helo = NULL;
+	d->source_family = 0;
 	if (src < 0)
 		return;
 	d->source = xstrdup(s->cfg->sources[src].text);
+	d->source_family = s->cfg->sources[src].addr.ss_family;
 	if (s->cfg->sources[src].helo)
 		d->helo = xstrdup(s->cfg->sources[src].helo);
 }
@@ -1389,6 +1391,7 @@ static void remap_routes(struct shard *s, const struct config *cfg, struct dest_
 			if (!kept) {
 				dest_set_route(&rm->nd[i], &cfg->routes[r]);
 				rm->nd[i].source = src ? xstrdup(src) : NULL;
+				rm->nd[i].source_family = src ? cfg->sources[k].addr.ss_family : 0;
 			} else if (strcmp(rm->nd[i].group, route_group(&cfg->routes[r]))) {
 				free(rm->nd[i].group);
 				rm->nd[i].group = xstrdup(route_group(&cfg->routes[r]));

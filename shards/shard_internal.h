@@ -104,6 +104,7 @@ struct dest {
 	char *group;               /* MX group, logged (throttles key on it) */
 	char *source;              /* source IP it binds to (NULL: unbound) */
 	char *helo;                /* that IP's EHLO name (NULL: cfg->helo) */
+	int source_family;         /* AF_INET or AF_INET6 of source; 0: unbound */
 	struct throttle *thr;      /* its pair's (on the owner shard) */
 	uint16_t owner;            /* the shard that owns its pair */
 	enum tls_policy tls;       /* STARTTLS policy of its recipients (see dest_for_plan) */

@@ -641,16 +641,21 @@ static void leg_defer_unsettled(struct shard *s, struct conn *c, struct leg *leg
 		}
 }
 
-static bool addr_live(const struct shard *s, const struct dest_addr *a)
+/* Not marked dead, and reachable from d's source IP (its address family). */
+static bool addr_live(const struct shard *s, const struct dest *d, const struct dest_addr *a)
 {
-	return a->dead_until <= s->now;
+	return a->dead_until <= s->now && (!d->source_family || a->sa.ss_family == d->source_family);
 }
 
-/* The first address not marked dead (all dead: the first). */
+/* The first live address (none: the first of the source's family, else
+ * the first: binding then says why it cannot be reached). */
 static unsigned first_live_addr(const struct shard *s, const struct dest *d)
 {
 	for (unsigned i = 0; i < d->naddrs; i++)
-		if (addr_live(s, &d->addrs[i]))
+		if (addr_live(s, d, &d->addrs[i]))
+			return i;
+	for (unsigned i = 0; i < d->naddrs; i++)
+		if (!d->source_family || d->addrs[i].sa.ss_family == d->source_family)
 			return i;
 	return 0;
 }
@@ -777,10 +782,10 @@ void conn_open(struct shard *s, uint32_t dest)
 	ASSERT(s->pool.nfree > 0 && d->naddrs > 0);
 	unsigned ai = first_live_addr(s, d), live = 0;
 	for (unsigned i = ai; i < d->naddrs && d->addrs[i].pref == d->addrs[ai].pref; i++)
-		live += addr_live(s, &d->addrs[i]);
+		live += addr_live(s, d, &d->addrs[i]);
 	if (live > 1) { /* the pick-th live address of that preference */
 		unsigned pick = (unsigned)(shard_random(s) % live);
-		while (!addr_live(s, &d->addrs[ai]) || pick--)
+		while (!addr_live(s, d, &d->addrs[ai]) || pick--)
 			ai++;
 	}
 	const struct dest_addr *a = &d->addrs[ai];
@@ -991,7 +996,8 @@ static void conn_take_work(struct shard *s, struct conn *c)
 	struct dest *d = &s->dests[c->dest];
 	/* Limit reached, or more connections than a reload allows (or none,
 	 * for a route that left): QUIT when idle; schedule() opens a fresh one. */
-	if (c->msgs >= dest_max_per_connection(s, d) || d->nconns > d->max_conns) {
+	if (c->msgs >= dest_max_per_connection(s, d) || d->nconns > d->max_conns ||
+	    (d->thr && d->thr->nconns > d->thr->lim.max_connections)) { /* a reload lowered it */
 		if (!c->txn[0].active && !c->txn[1].active)
 			conn_shutdown(s, c, true);
 		return;

@@ -36,12 +36,18 @@ echo "== 3. a DKIM key for sender.example (the spool's From: domain)"
 "$SLUICE" dkim keygen --domain sender.example --selector demo --out "$W/demo.key" >"$W/keygen.txt"
 cut -c1-110 "$W/keygen.txt" | sed 's/^/     /; s/$/.../' 
 
-echo "== 4. sluice run --drain --route '*=127.0.0.1:$PORT' --retry-interval 1 --dkim sender.example:demo:KEY"
+echo "== 4. sluice run --drain --route '*=127.0.0.1:$PORT' --source-ip 127.0.0.10 --source-ip 127.0.0.11"
+echo "        --max-rate 20000/s --retry-interval 1 --dkim sender.example:demo:KEY"
+echo "     (two source IPs on loopback, a pool: each (source IP, MX group) pair has its own"
+echo "      limits and lives on one shard)"
 "$SLUICE" run --drain --spool "$W/spool" --route "*=127.0.0.1:$PORT" --log "$W/acct.jsonl" \
+	--source-ip 127.0.0.10 --source-ip 127.0.0.11 --max-rate 20000/s \
 	--retry-interval 1 --max-time 120 --dkim "sender.example:demo:$W/demo.key"
 
 echo "== 5. the accounting log ($W/acct.jsonl): one JSON line per recipient per attempt"
 jq -r '.result' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
+echo "     by source IP (the pool's two addresses, in turn):"
+jq -r 'select(.result=="delivered") | .source' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
 echo "     over TLS (STARTTLS, opportunistic: the default):"
 jq -r '.tls // "plaintext"' "$W/acct.jsonl" | sort | uniq -c | sed 's/^/     /'
 echo "     a bounce:"

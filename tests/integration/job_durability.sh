@@ -266,7 +266,7 @@ echo "-- 4. disk full"
 fresh
 small_tmpfs "$T/logfs" 4m
 dd if=/dev/zero of="$T/logfs/filler" bs=64k 2>/dev/null || true   # fills it
-N=3000   # not scaled: the rows in flight must stay well under N
+N=6000   # not scaled: the rows in flight must stay well under N
 port=$(free_port)
 start_mockmx "$port" --store "$T/store"
 start_daemon --spool "$T/sp" --route "*=127.0.0.1:$port" --log "$T/logfs/acct.jsonl" --shards 2
@@ -288,7 +288,10 @@ done
 [ "$sent" -gt 0 ] || fail "nothing was delivered"
 # In flight: per shard a quarter of inflight-per-shard (1,024) handed to
 # the shard, plus at most a feed batch (256) queued at its spool worker.
-[ "$sent" -le $((2 * (256 + 256))) ] || fail "$sent rows sent while the log was full: more than were in flight"
+# (How many of those go before the first failed write is timing: outcomes
+# of transactions carried by the other shard come back to their message's
+# shard before the engine sees them.)
+[ "$sent" -le $((2 * (1024 + 256))) ] || fail "$sent rows sent while the log was full: more than were in flight"
 [ -f "$T/sp/new/kill9.job" ] || fail "the job file left new/ while the log was full"
 [ -f "$T/sp/state/kill9.job" ] || fail "no progress file"
 marked=$(rows_marked "$T/sp/state/kill9.job" | count)

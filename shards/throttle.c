@@ -19,23 +19,34 @@
 
 #define THROTTLE_IDLE_MS 600000 /* a pair without destinations this long is forgotten */
 
-static void bucket_fill(double *tokens, int64_t *at, double rate, double depth, int64_t now)
+static void wake_at(struct shard *s, int64_t wait)
 {
-	if (now > *at) {
-		*tokens += rate * (double)(now - *at) / 1000.0;
-		*at = now;
-	}
-	if (*tokens > depth)
-		*tokens = depth;
+	int64_t t = s->now + wait;
+	if (!s->wake_at || t < s->wake_at)
+		s->wake_at = t;
 }
 
-/* ms until the bucket holds one token (0: now). */
-static int64_t bucket_wait(double tokens, double rate)
+/* Tops b up at rate (tokens per second) to at most depth: true when it
+ * holds a token now; else the loop wakes when one is due. */
+static bool bucket_ready(struct shard *s, struct bucket *b, double rate, double depth)
 {
-	if (tokens >= 1.0)
-		return 0;
-	int64_t ms = (int64_t)ceil((1.0 - tokens) * 1000.0 / rate);
-	return ms > 0 ? ms : 1;
+	if (s->now > b->at_ms) {
+		b->tokens += rate * (double)(s->now - b->at_ms) / 1000.0;
+		b->at_ms = s->now;
+	}
+	if (b->tokens > depth)
+		b->tokens = depth;
+	if (b->tokens >= 1.0)
+		return true;
+	int64_t ms = (int64_t)ceil((1.0 - b->tokens) * 1000.0 / rate);
+	wake_at(s, ms > 0 ? ms : 1);
+	return false;
+}
+
+static void bucket_start(struct bucket *b, double depth, int64_t now)
+{
+	b->tokens = depth; /* full */
+	b->at_ms = now;
 }
 
 static double conn_depth(const struct shape_limits *l)
@@ -43,13 +54,6 @@ static double conn_depth(const struct shape_limits *l)
 	/* A tenth of a minute's worth of new connections at most at once. */
 	double d = ceil(l->max_new_conn_rate * 6.0);
 	return d < 1 ? 1 : d;
-}
-
-static void wake_at(struct shard *s, int64_t wait)
-{
-	int64_t t = s->now + wait;
-	if (!s->wake_at || t < s->wake_at)
-		s->wake_at = t;
 }
 
 static void throttle_limits(struct shard *s, struct throttle *t)
@@ -73,9 +77,8 @@ struct throttle *throttle_get(struct shard *s, const char *source, const char *g
 		t->source = xstrdup(source ? source : "");
 		t->group = xstrdup(group);
 		throttle_limits(s, t);
-		t->tokens = t->lim.burst;
-		t->conn_tokens = conn_depth(&t->lim);
-		t->tokens_ms = t->conn_tokens_ms = s->now;
+		bucket_start(&t->msgs, t->lim.burst, s->now);
+		bucket_start(&t->conns, conn_depth(&t->lim), s->now);
 		strmap_insert(&s->throttles, &t->node, t->key);
 		if (s->nthrs == s->thrs_cap) {
 			s->thrs_cap = s->thrs_cap ? s->thrs_cap * 2 : 16;
@@ -118,10 +121,10 @@ void throttles_refresh(struct shard *s, bool gc_only)
 		}
 		if (!gc_only) {
 			throttle_limits(s, t);
-			if (t->tokens > t->lim.burst)
-				t->tokens = t->lim.burst;
-			if (t->conn_tokens > conn_depth(&t->lim))
-				t->conn_tokens = conn_depth(&t->lim);
+			if (t->msgs.tokens > t->lim.burst)
+				t->msgs.tokens = t->lim.burst;
+			if (t->conns.tokens > conn_depth(&t->lim))
+				t->conns.tokens = conn_depth(&t->lim);
 		}
 		s->thrs[keep++] = t;
 	}
@@ -138,32 +141,21 @@ void throttles_free(struct shard *s)
 	strmap_free(&s->throttles);
 }
 
-bool throttle_take_message(struct shard *s, struct dest *d)
-{
-	struct throttle *t = d->thr;
-	if (!t || t->lim.max_rate <= 0)
-		return true;
-	bucket_fill(&t->tokens, &t->tokens_ms, t->lim.max_rate, t->lim.burst, s->now);
-	if (t->tokens >= 1.0) {
-		t->tokens -= 1.0;
-		return true;
-	}
-	wake_at(s, bucket_wait(t->tokens, t->lim.max_rate));
-	return false;
-}
-
 /* Is a message token there (without taking it)? Else the loop wakes
  * when one is due. */
 bool throttle_has_message(struct shard *s, struct dest *d)
 {
 	struct throttle *t = d->thr;
-	if (!t || t->lim.max_rate <= 0)
-		return true;
-	bucket_fill(&t->tokens, &t->tokens_ms, t->lim.max_rate, t->lim.burst, s->now);
-	if (t->tokens >= 1.0)
-		return true;
-	wake_at(s, bucket_wait(t->tokens, t->lim.max_rate));
-	return false;
+	return !t || t->lim.max_rate <= 0 || bucket_ready(s, &t->msgs, t->lim.max_rate, t->lim.burst);
+}
+
+bool throttle_take_message(struct shard *s, struct dest *d)
+{
+	if (!throttle_has_message(s, d))
+		return false;
+	if (d->thr && d->thr->lim.max_rate > 0)
+		d->thr->msgs.tokens -= 1.0;
+	return true;
 }
 
 /* May d's pair open one more connection now? (Takes the new-connection
@@ -177,13 +169,10 @@ bool throttle_open_conn(struct shard *s, struct dest *d)
 		return false; /* a closing one wakes the destination (conn_noted) */
 	if (t->lim.max_new_conn_rate <= 0)
 		return true;
-	bucket_fill(&t->conn_tokens, &t->conn_tokens_ms, t->lim.max_new_conn_rate, conn_depth(&t->lim), s->now);
-	if (t->conn_tokens >= 1.0) {
-		t->conn_tokens -= 1.0;
-		return true;
-	}
-	wake_at(s, bucket_wait(t->conn_tokens, t->lim.max_new_conn_rate));
-	return false;
+	if (!bucket_ready(s, &t->conns, t->lim.max_new_conn_rate, conn_depth(&t->lim)))
+		return false;
+	t->conns.tokens -= 1.0;
+	return true;
 }
 
 unsigned dest_max_per_connection(const struct shard *s, const struct dest *d)

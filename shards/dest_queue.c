@@ -48,17 +48,22 @@ void dest_push_front(struct dest *d, struct leg *l)
 	d->qlen++;
 }
 
+void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, const char *enhanced,
+                const char *why, const struct conn *c)
+{
+	size_t len = strlen(why);
+	for (uint32_t i = 0; i < l->nr; i++)
+		if (l->rt[i] != RT_RESOLVED) {
+			l->rt[i] = RT_RESOLVED;
+			shard_emit(s, l, i, r, code, enhanced, why, len, c, 0);
+		}
+	shard_leg_done(s, l);
+}
+
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
                        const char *enhanced, const char *why, const struct conn *c)
 {
 	struct leg *l;
-	size_t len = strlen(why);
-	while ((l = dest_pop(d))) {
-		for (uint32_t i = 0; i < l->nr; i++)
-			if (l->rt[i] != RT_RESOLVED) {
-				l->rt[i] = RT_RESOLVED;
-				shard_emit(s, l, i, r, code, enhanced, why, len, c, 0);
-			}
-		shard_leg_done(s, l);
-	}
+	while ((l = dest_pop(d)))
+		leg_settle(s, l, r, code, enhanced, why, c);
 }

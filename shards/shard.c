@@ -79,8 +79,7 @@ static void source_check(struct shard *s, struct message *m);
 
 static uint16_t pair_owner(const struct shard *s, int src, const char *group)
 {
-	uint32_t n = s->npeers ? s->npeers : 1;
-	return (uint16_t)(((uint32_t)(src < 0 ? 0 : src) + domain_hash(group)) % n);
+	return (uint16_t)(((uint32_t)(src < 0 ? 0 : src) + domain_hash(group)) % s->npeers);
 }
 
 /* ---- destination addresses ---- */
@@ -144,19 +143,22 @@ static void dest_set_route(struct dest *d, const struct route *r)
 	d->group = xstrdup(route_group(r));
 }
 
-/* The source IP d binds to (src: index in s->cfg, -1: unbound). */
-static void dest_set_source(struct shard *s, struct dest *d, int src)
+/* The source IP d binds to, and its EHLO name, as cfg says (src: index
+ * in cfg->sources, -1: unbound). */
+static void dest_set_source(const struct config *cfg, struct dest *d, int src)
 {
 	free(d->source);
 	free(d->helo);
 	d->source = d->helo = NULL;
-	d->source_family = 0;
+	d->source_len = 0;
 	if (src < 0)
 		return;
-	d->source = xstrdup(s->cfg->sources[src].text);
-	d->source_family = s->cfg->sources[src].addr.ss_family;
-	if (s->cfg->sources[src].helo)
-		d->helo = xstrdup(s->cfg->sources[src].helo);
+	const struct source_ip *ip = &cfg->sources[src];
+	d->source = xstrdup(ip->text);
+	d->source_sa = ip->addr;
+	d->source_len = ip->addr_len;
+	if (ip->helo)
+		d->helo = xstrdup(ip->helo);
 }
 
 /* d's pair, its owner and, on the owner, its throttle (the connections d
@@ -225,7 +227,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 		for (unsigned k = 0; k < src_slots(cfg); k++) {
 			struct dest *d = &s->dests[route_dest_index(cfg, (int)r, (int)k)];
 			dest_set_route(d, &cfg->routes[r]);
-			dest_set_source(s, d, cfg->nsources ? (int)k : -1);
+			dest_set_source(cfg, d, cfg->nsources ? (int)k : -1);
 			d->tls = route_tls_policy(cfg, &cfg->routes[r]);
 		}
 	return s; /* pairs are bound once the shards are linked (shard_setup) */
@@ -601,9 +603,8 @@ void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 		n += leg->rt[i] == RT_NEXT_TXN;
 	if (n == 0)
 		return;
-	struct leg *l = leg_new(s, leg->msg, leg->dest, n);
+	struct leg *l = leg_new(s, leg->msg, leg->dest, n); /* its source: the destination's */
 	l->origin = leg->origin;
-	memcpy(l->source, leg->source, sizeof(l->source));
 	for (uint32_t i = 0; i < leg->nr; i++)
 		if (leg->rt[i] == RT_NEXT_TXN) {
 			l->ri[l->nr++] = leg->ri[i];
@@ -827,7 +828,7 @@ static uint32_t dest_for_plan(struct shard *s, const struct mx_plan *p, const ch
 		di = dest_slot(s);
 		struct dest *d = &s->dests[di];
 		memset(d, 0, sizeof(*d)); /* a new slot, or one released */
-		dest_set_source(s, d, src);
+		dest_set_source(s->cfg, d, src);
 		d->tls = dpol;
 		d->tls_by_domain = dpol != pol;
 		d->site = xcalloc(1, sizeof(*d->site));
@@ -1058,13 +1059,21 @@ static int pick_source(struct shard *s, unsigned pool)
 	return (int)p->members[best].source;
 }
 
+/* m's pool (config_pool_for) and m->source, one of its IPs (-1: no pool,
+ * or none known: unbound). */
+static int pool_pick(struct shard *s, struct message *m)
+{
+	int pool = config_pool_for(s->cfg, m->pool, m->job, m->sender);
+	m->source = pool >= 0 ? pick_source(s, (unsigned)pool) : -1;
+	return pool;
+}
+
 /* m->source for this attempt; false (m deferred, logged) when its X-Pool
  * names no pool: a clear error for the producer, and a reload that adds
  * the pool lets it go; never another pool silently. */
 static bool choose_source(struct shard *s, struct message *m)
 {
-	int pool = config_pool_for(s->cfg, m->pool, m->job, m->sender);
-	if (pool == CONFIG_UNKNOWN_POOL) {
+	if (pool_pick(s, m) == CONFIG_UNKNOWN_POOL) {
 		char why[300];
 		snprintf(why, sizeof(why), "X-Pool \"%.200s\" names no pool of the configuration", m->pool);
 		for (uint32_t i = 0; i < m->nrcpt; i++)
@@ -1072,17 +1081,15 @@ static bool choose_source(struct shard *s, struct message *m)
 				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.5", why, strlen(why), NULL, 0);
 		return false;
 	}
-	m->source = pool >= 0 ? pick_source(s, (unsigned)pool) : -1;
 	return true;
 }
 
-/* A source index from before a reload may name another IP now: pick again. */
+/* A source index from before a reload may name another IP now: pick again
+ * (its pool left: unbound this once). */
 static void source_check(struct shard *s, struct message *m)
 {
-	if (m->source < (int32_t)s->cfg->nsources)
-		return;
-	int pool = config_pool_for(s->cfg, m->pool, m->job, m->sender);
-	m->source = pool >= 0 ? pick_source(s, (unsigned)pool) : -1; /* its pool left: unbound this once */
+	if (m->source >= (int32_t)s->cfg->nsources)
+		pool_pick(s, m);
 }
 
 /* Starts one delivery attempt for the pending recipients. */
@@ -1177,7 +1184,6 @@ static void cross_send(struct shard *s, unsigned to, struct leg *l)
 		s->xkick[to] = true;
 		return;
 	}
-	l->next = NULL; /* dest_push wants nr > 0, which a leg has */
 	dest_push(q, l);
 }
 
@@ -1247,22 +1253,17 @@ static void leg_came_home(struct shard *s, struct leg *l)
 	leg_try_finish(s, l);
 }
 
-/* A leg whose route or source left while it was away goes home to be
- * routed anew (a rest after a 452 is deferred instead: its parent is
- * here). */
 /* Its recipients not settled yet are deferred with why (retried later;
  * never sent on to yet another shard, which could go on for as long as two
  * shards' DNS caches disagree). */
 static void leg_defer_here(struct shard *s, struct leg *l, const char *why)
 {
-	for (uint32_t i = 0; i < l->nr; i++)
-		if (l->rt[i] != RT_RESOLVED) {
-			l->rt[i] = RT_RESOLVED;
-			shard_emit(s, l, i, RESULT_DEFERRED, 451, "4.4.0", why, strlen(why), NULL, 0);
-		}
-	shard_leg_done(s, l);
+	leg_settle(s, l, RESULT_DEFERRED, 451, "4.4.0", why, NULL);
 }
 
+/* A leg whose route or source left while it was away goes home to be
+ * routed anew (a rest after a 452 is deferred instead: its parent is
+ * here). */
 static void leg_send_back(struct shard *s, struct leg *l, const char *why)
 {
 	if (l->origin == s->index || l->parent) {
@@ -1286,12 +1287,8 @@ static void leg_place(struct shard *s, struct leg *l, const struct mx_plan *p, i
 {
 	const char *domain = address_domain(l->msg->rcpt[l->ri[0]]);
 	if (p->kind != MX_DELIVER) {
-		for (uint32_t i = 0; i < l->nr; i++) {
-			l->rt[i] = RT_RESOLVED;
-			shard_emit(s, l, i, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code,
-			           p->enhanced, p->why, strlen(p->why), NULL, 0);
-		}
-		shard_leg_done(s, l);
+		leg_settle(s, l, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code, p->enhanced,
+		           p->why, NULL);
 		return;
 	}
 	uint32_t di = dest_for_plan(s, p, domain, src);
@@ -1303,17 +1300,25 @@ static void leg_place(struct shard *s, struct leg *l, const struct mx_plan *p, i
 	dest_enqueue(s, di, l, false);
 }
 
+/* The index here of the leg's source IP (-1: unbound); false when that
+ * IP left the configuration: then the leg went back. */
+static bool leg_source_here(struct shard *s, struct leg *l, int *src)
+{
+	*src = l->source[0] ? config_source_index(s->cfg, l->source) : -1;
+	if (l->source[0] && *src < 0) {
+		leg_send_back(s, l, "its source IP left the configuration");
+		return false;
+	}
+	return true;
+}
+
 static void on_leg_plan(void *arg, const struct mx_plan *p)
 {
 	struct leg_wait *w = arg;
-	if (p && !atomic_load_explicit(&w->s->stop, memory_order_relaxed)) {
-		struct leg *l = w->leg;
-		int src = l->source[0] ? config_source_index(w->s->cfg, l->source) : -1;
-		if (l->source[0] && src < 0)
-			leg_send_back(w->s, l, "its source IP left the configuration");
-		else
-			leg_place(w->s, l, p, src);
-	} /* else stopping: the leg stays on the live list, freed with the shard */
+	int src;
+	if (p && !atomic_load_explicit(&w->s->stop, memory_order_relaxed) && leg_source_here(w->s, w->leg, &src))
+		leg_place(w->s, w->leg, p, src);
+	/* stopping: the leg stays on the live list, freed with the shard */
 	free(w);
 }
 
@@ -1323,11 +1328,9 @@ static void on_leg_plan(void *arg, const struct mx_plan *p)
 static void leg_arrived(struct shard *s, struct leg *l)
 {
 	const struct config *cfg = s->cfg;
-	int src = l->source[0] ? config_source_index(cfg, l->source) : -1;
-	if (l->source[0] && src < 0) {
-		leg_send_back(s, l, "its source IP left the configuration");
+	int src;
+	if (!leg_source_here(s, l, &src))
 		return;
-	}
 	const char *domain = address_domain(l->msg->rcpt[l->ri[0]]);
 	int r = config_route_for(cfg, domain);
 	if (r >= 0) {
@@ -1377,12 +1380,12 @@ static void remap_routes(struct shard *s, const struct config *cfg, struct dest_
 	for (unsigned r = 0; r < cfg->nroutes; r++)
 		for (unsigned k = 0; k < src_slots(cfg); k++) {
 			uint32_t i = route_dest_index(cfg, (int)r, (int)k);
-			const char *src = cfg->nsources ? cfg->sources[k].text : NULL;
+			int src = cfg->nsources ? (int)k : -1;
 			bool kept = false;
 			for (unsigned j = 0; j < s->ndests && !kept; j++)
 				if (rm->map[j] < 0 && s->dests[j].route && !s->dests[j].retired &&
 				    same_route(s->dests[j].route, &cfg->routes[r]) &&
-				    same_text(s->dests[j].source, src)) {
+				    same_text(s->dests[j].source, src >= 0 ? cfg->sources[src].text : NULL)) {
 					rm->nd[i] = s->dests[j];
 					rm->map[j] = (int32_t)i;
 					kept = true;
@@ -1390,14 +1393,11 @@ static void remap_routes(struct shard *s, const struct config *cfg, struct dest_
 			rm->nd[i].route = &cfg->routes[r];
 			if (!kept) {
 				dest_set_route(&rm->nd[i], &cfg->routes[r]);
-				rm->nd[i].source = src ? xstrdup(src) : NULL;
-				rm->nd[i].source_family = src ? cfg->sources[k].addr.ss_family : 0;
 			} else if (strcmp(rm->nd[i].group, route_group(&cfg->routes[r]))) {
 				free(rm->nd[i].group);
 				rm->nd[i].group = xstrdup(route_group(&cfg->routes[r]));
 			}
-			free(rm->nd[i].helo); /* the IP's EHLO name as configured now */
-			rm->nd[i].helo = src && cfg->sources[k].helo ? xstrdup(cfg->sources[k].helo) : NULL;
+			dest_set_source(cfg, &rm->nd[i], src); /* EHLO name as configured now */
 			rm->nd[i].retired = false;
 			rm->nd[i].tls = route_tls_policy(cfg, &cfg->routes[r]);
 		}

@@ -59,6 +59,12 @@ struct leg {
 	uint32_t nout, out_cap;
 };
 
+/* A token bucket (shards/throttle.c): tokens in hand, topped up at. */
+struct bucket {
+	double tokens;
+	int64_t at_ms;
+};
+
 /* The throttle of one (source IP, MX group) pair, on the shard that owns
  * the pair: every destination of the pair (one per route or MX site, and
  * TLS policy) counts against it. */
@@ -68,10 +74,8 @@ struct throttle {
 	char *source;              /* "" when unbound */
 	char *group;
 	struct shape_limits lim;
-	double tokens;             /* messages that may start now */
-	int64_t tokens_ms;         /* when tokens was last topped up */
-	double conn_tokens;        /* connections that may open now */
-	int64_t conn_tokens_ms;
+	struct bucket msgs;        /* messages that may start now */
+	struct bucket conns;       /* connections that may open now */
 	uint32_t nconns;           /* sockets open (connecting .. closed) */
 	uint32_t refs;             /* destinations using it */
 	int64_t idle_since;        /* refs fell to 0 */
@@ -104,7 +108,8 @@ struct dest {
 	char *group;               /* MX group, logged (throttles key on it) */
 	char *source;              /* source IP it binds to (NULL: unbound) */
 	char *helo;                /* that IP's EHLO name (NULL: cfg->helo) */
-	int source_family;         /* AF_INET or AF_INET6 of source; 0: unbound */
+	struct sockaddr_storage source_sa; /* source as an address (port 0) */
+	socklen_t source_len;      /* 0: unbound */
 	struct throttle *thr;      /* its pair's (on the owner shard) */
 	uint16_t owner;            /* the shard that owns its pair */
 	enum tls_policy tls;       /* STARTTLS policy of its recipients (see dest_for_plan) */
@@ -277,6 +282,10 @@ void dest_txn_done(struct dest *d);
 void dest_conn_capped(struct shard *s, struct dest *d);
 void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char *enhanced,
                       const char *why);
+/* Settles the leg's recipients not settled yet with this result and
+ * reason, and ends it (shard_leg_done). */
+void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, const char *enhanced,
+                const char *why, const struct conn *c);
 /* Settles every queued transaction of d with this result (deferred or
  * bounced) and reason. */
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,

@@ -641,10 +641,16 @@ static void leg_defer_unsettled(struct shard *s, struct conn *c, struct leg *leg
 		}
 }
 
-/* Not marked dead, and reachable from d's source IP (its address family). */
+/* Of the family of d's source IP (any when unbound). */
+static bool addr_reachable(const struct dest *d, const struct dest_addr *a)
+{
+	return !d->source_len || a->sa.ss_family == d->source_sa.ss_family;
+}
+
+/* Not marked dead, and reachable from d's source IP. */
 static bool addr_live(const struct shard *s, const struct dest *d, const struct dest_addr *a)
 {
-	return a->dead_until <= s->now && (!d->source_family || a->sa.ss_family == d->source_family);
+	return a->dead_until <= s->now && addr_reachable(d, a);
 }
 
 /* The first live address (none: the first of the source's family, else
@@ -655,7 +661,7 @@ static unsigned first_live_addr(const struct shard *s, const struct dest *d)
 		if (addr_live(s, d, &d->addrs[i]))
 			return i;
 	for (unsigned i = 0; i < d->naddrs; i++)
-		if (!d->source_family || d->addrs[i].sa.ss_family == d->source_family)
+		if (addr_reachable(d, &d->addrs[i]))
 			return i;
 	return 0;
 }
@@ -758,19 +764,16 @@ static void conn_shutdown(struct shard *s, struct conn *c, bool graceful)
  * set-up; IP_BIND_ADDRESS_NO_PORT leaves the port to connect(), so the
  * ephemeral ports of one IP are shared by every destination, not used up
  * by binds). False: the connection failed, with the reason. */
-static bool bind_source(struct shard *s, struct conn *c, const char *source, int family)
+static bool bind_source(struct shard *s, struct conn *c, const struct dest *d, const struct dest_addr *a)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	memset(&ss, 0, sizeof(ss));
-	if (!sockaddr_parse_ip(source, &ss, &len) || ss.ss_family != family) {
-		conn_failf(s, c, "source IP %s cannot reach %s (address family)", source, c->peer);
+	if (!addr_reachable(d, a)) {
+		conn_failf(s, c, "source IP %s cannot reach %s (address family)", d->source, c->peer);
 		return false;
 	}
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-	if (bind(c->fd, (const struct sockaddr *)&ss, len) != 0) {
-		conn_failf(s, c, "cannot bind to source IP %s: %s", source, strerror(errno));
+	if (bind(c->fd, (const struct sockaddr *)&d->source_sa, d->source_len) != 0) {
+		conn_failf(s, c, "cannot bind to source IP %s: %s", d->source, strerror(errno));
 		return false;
 	}
 	return true;
@@ -820,7 +823,7 @@ void conn_open(struct shard *s, uint32_t dest)
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	snprintf(c->helo, sizeof(c->helo), "%s", d->helo ? d->helo : s->cfg->helo);
-	if (d->source && !bind_source(s, c, d->source, a->sa.ss_family))
+	if (d->source_len && !bind_source(s, c, d, a))
 		return;
 	ring_connect(s->ring, c->fd, (const struct sockaddr *)&a->sa, a->len, ud(c, OP_CONNECT));
 	c->ops++;

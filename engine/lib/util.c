@@ -222,24 +222,6 @@ void buf_add_utc(struct buf *b, const char *fmt, int64_t ms)
 	buf_add(b, s, n);
 }
 
-bool sockaddr_parse_ip(const char *text, struct sockaddr_storage *ss, socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		*len = sizeof(*v4);
-		return true;
-	}
-	if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		*len = sizeof(*v6);
-		return true;
-	}
-	return false;
-}
-
 void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";

@@ -23,7 +23,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
-#include <sys/socket.h>
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -61,8 +60,6 @@ void buf_swap_out(struct buf *out, struct buf *next);
 
 /* "192.0.2.1" / "2001:db8::1", with ":25" / "[..]:25" when with_port. */
 struct sockaddr_storage;
-/* A numeric IPv4 or IPv6 address (port 0); false when it is none. */
-bool sockaddr_parse_ip(const char *text, struct sockaddr_storage *ss, socklen_t *len);
 void sockaddr_text(const struct sockaddr_storage *ss, bool with_port, char *out, size_t len);
 
 /* Appends the UTC time ms (milliseconds since the epoch) in strftime's fmt. */

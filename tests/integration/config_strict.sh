@@ -166,23 +166,21 @@ hup() { # hup N: SIGHUP, wait for the N-th "reload:" line
 	for _ in $(seq 100); do [ "$(grep -c 'reload:' "$T/d.err")" -ge "$1" ] && return 0; sleep 0.05; done
 	fail "no reload message"
 }
+refused_reload() { # refused_reload N LINE PATTERN WHAT: a route to port 9 and LINE,
+	# reloaded (the N-th reload); its error must match PATTERN and the
+	# running configuration stay
+	printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\n%s\n' "$2" >"$T/live.conf"
+	hup "$1"
+	grep -q "reload: .*live.conf:2: $3.*the running configuration is kept" "$T/d.err" ||
+		fail "$4 on reload not reported: $(cat "$T/d.err")"
+}
 drop 11 4
-printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\ndelivery: { retry-intervall = 1; };\n' >"$T/live.conf"
-hup 1
-grep -q "reload: .*live.conf:2: unknown setting 'delivery.retry-intervall'.*the running configuration is kept" "$T/d.err" ||
-	fail "bad key on reload not reported: $(cat "$T/d.err")"
-printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\nhelo = "a b";\n' >"$T/live.conf"
-hup 2
-grep -q "reload: .*live.conf:2: helo must be a host name.*the running configuration is kept" "$T/d.err" ||
-	fail "bad helo on reload not reported: $(cat "$T/d.err")"
-printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\npools = ( { name = "p"; ips = ( { ip = "192.0.2.1"; } ); } );\n' >"$T/live.conf"
-hup 3
-grep -q "reload: .*live.conf:2: pools\[0\].ips\[0\].ip: source IP 192.0.2.1 is not an address of this machine.*the running configuration is kept" "$T/d.err" ||
-	fail "bad pool on reload not reported: $(cat "$T/d.err")"
-printf 'routes = ( { domain = "*"; host = "127.0.0.1"; port = 9; } );\nshaping: { rules = ( { group = "g"; max-rate = "10/x"; } ); };\n' >"$T/live.conf"
-hup 4
-grep -q "reload: .*live.conf:2: shaping.rules\[0\].max-rate '10/x' is not a rate.*the running configuration is kept" "$T/d.err" ||
-	fail "bad rate on reload not reported: $(cat "$T/d.err")"
+refused_reload 1 'delivery: { retry-intervall = 1; };' "unknown setting 'delivery.retry-intervall'" "bad key"
+refused_reload 2 'helo = "a b";' "helo must be a host name" "bad helo"
+refused_reload 3 'pools = ( { name = "p"; ips = ( { ip = "192.0.2.1"; } ); } );' \
+	"pools\[0\].ips\[0\].ip: source IP 192.0.2.1 is not an address of this machine" "bad pool"
+refused_reload 4 'shaping: { rules = ( { group = "g"; max-rate = "10/x"; } ); };' \
+	"shaping.rules\[0\].max-rate '10/x' is not a rate" "bad rate"
 drop 12 4
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "daemon exit $?"

@@ -20,9 +20,9 @@ SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
-        shards/shard.c shards/dest_queue.c shards/throttle.c shards/smtp_client.c \
+        shards/shard.c shards/dest_queue.c shards/throttle.c shards/adapt.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
-        engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/inject.c \
+        engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/adaptation.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
@@ -70,7 +70,7 @@ build/sluice-asan: $(ASAN_OBJS)
 
 # The shipped providers file is built into the binary (.incbin, which the
 # compiler's dependency files do not see).
-PROVIDERS := share/sluice/providers.conf
+PROVIDERS := share/sluice/providers.conf share/sluice/responses.conf
 $(BUILD)/engine/providers_embed.o $(ASAN_BUILD)/engine/providers_embed.o: $(PROVIDERS)
 
 # deps: install the Debian packages when root, else print the command.
@@ -133,7 +133,7 @@ install: sluice
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/sluice $(DESTDIR)$(PREFIX)/share/sluice
 	install -m 0755 sluice $(DESTDIR)$(PREFIX)/bin/sluice
 	install -m 0755 bench/bench.py $(DESTDIR)$(PREFIX)/share/sluice/bench.py
-	install -m 0644 $(PROVIDERS) $(DESTDIR)$(PREFIX)/share/sluice/providers.conf
+	install -m 0644 $(PROVIDERS) $(DESTDIR)$(PREFIX)/share/sluice/
 	install -m 0644 sluice.conf README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
 
 clean:

@@ -91,6 +91,45 @@ void acct_format(struct buf *b, const struct outcome *o)
 	buf_printf(b, ",\"attempt\":%u,\"ms\":%u,\"queue_ms\":%u}\n", o->attempt, o->ms, o->queue_ms);
 }
 
+/* An adaptation's line (OUTCOME_EVENT): "event" instead of "result". */
+void acct_format_event(struct buf *b, const struct outcome *o)
+{
+	static const char *const scopes[] = { "pair", "group", "source" };
+	enum adapt_event ev = (enum adapt_event)o->result;
+	buf_adds(b, "{\"ts\":");
+	add_ts(b, o->ts_ms);
+	buf_printf(b, ",\"event\":\"%s\",\"source\":", adapt_event_name(ev));
+	json_add_cstr(b, o->source[0] ? o->source : NULL);
+	buf_adds(b, ",\"group\":");
+	json_add_cstr(b, o->group);
+	if (ev == EVENT_SUSPEND || ev == EVENT_RESUME)
+		buf_printf(b, ",\"scope\":\"%s\"", o->scope < ARRAY_LEN(scopes) ? scopes[o->scope] : "pair");
+	if (ev == EVENT_SUSPEND) {
+		buf_adds(b, ",\"until\":");
+		add_ts(b, o->until_ms);
+	}
+	if (ev == EVENT_SLOW || ev == EVENT_SPEEDUP || ev == EVENT_RESTORE) {
+		/* messages per second; a restored pair without a configured rate has none */
+		if (o->rate > 0)
+			buf_printf(b, ",\"rate\":%.4g", o->rate);
+		else
+			buf_adds(b, ",\"rate\":null");
+		buf_printf(b, ",\"rate_before\":%.4g", o->rate_before);
+	}
+	buf_adds(b, ",\"rule\":");
+	json_add_cstr(b, o->mx);
+	buf_adds(b, ",\"code\":");
+	if (o->code)
+		buf_printf(b, "%u", o->code);
+	else
+		buf_adds(b, "null");
+	buf_adds(b, ",\"enhanced\":");
+	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
+	buf_adds(b, ",\"response\":");
+	json_add_string(b, o->response, o->response ? o->response_len : 0);
+	buf_adds(b, "}\n");
+}
+
 static void *syncer_main(void *arg)
 {
 	struct acct_log *l = arg;

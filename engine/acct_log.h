@@ -9,6 +9,10 @@
 
 /* Appends the JSON line (with '\n') for one outcome. */
 void acct_format(struct buf *b, const struct outcome *o);
+/* An adaptation's line (OUTCOME_EVENT): ts, event, source, group, scope
+ * and until (suspensions), rate and rate_before (messages per second),
+ * rule, code, enhanced, response. */
+void acct_format_event(struct buf *b, const struct outcome *o);
 
 struct acct_log {
 	int fd;          /* -1: no log file */

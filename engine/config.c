@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <libconfig.h>
@@ -68,6 +69,14 @@ void config_defaults(struct config *cfg)
 	cfg->tls_policy = TLS_POLICY_OPPORTUNISTIC;
 	cfg->tls_plain_fallback = true;
 	cfg->tls_plain_fallback_ms = 3600 * 1000;
+	/* Slow-downs halve the rate and climb back by a tenth of it a minute
+	 * (a halving is made up in five minutes of clean replies). */
+	cfg->adapt.slow_factor = 0.5;
+	cfg->adapt.floor = 1.0 / 60;
+	cfg->adapt.increase = 0.1;
+	cfg->adapt.increase_every_ms = 60000;
+	cfg->adapt.holdoff_ms = 2000;
+	cfg->adapt.suspend_ms = 3600 * 1000;
 	cfg->timeouts = (struct smtp_timeouts){
 		.connect = 30000, .banner = 300000, .ehlo = 300000, .mail = 300000,
 		.rcpt = 300000, .data = 120000, .data_block = 180000, .dot = 600000,
@@ -179,11 +188,27 @@ static void shape_rules_clear(struct config *cfg)
 	cfg->nshape_rules = 0;
 }
 
+static void reply_rules_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nreply_rules; i++) {
+		struct reply_rule *r = &cfg->reply_rules[i];
+		free(r->name);
+		free(r->group);
+		free(r->enhanced);
+		free(r->text);
+	}
+	free(cfg->reply_rules);
+	cfg->reply_rules = NULL;
+	cfg->nreply_rules = 0;
+}
+
 void config_free(struct config *cfg)
 {
 	sources_clear(cfg);
 	shape_rules_clear(cfg);
 	free(cfg->providers_path);
+	reply_rules_clear(cfg);
+	free(cfg->responses_path);
 	tls_rules_clear(cfg);
 	free(cfg->tls_ca);
 	routes_clear(cfg);
@@ -461,6 +486,7 @@ static void ipv6_from_file(struct config *cfg, const config_setting_t *s, const 
 static bool flag_pool;            /* --source-ip made the pool "default" (index 0) */
 static bool file_default_seen;    /* the file's pool "default", replaced by it */
 static bool providers_given;      /* shaping.providers was set */
+static bool responses_given;      /* adaptation.responses was set */
 
 /* A numeric address into sa (port 0) and its canonical text; false if
  * text is not a numeric IPv4 or IPv6 address. */
@@ -732,6 +758,106 @@ static void providers_path_from_file(struct config *cfg, const config_setting_t 
 	providers_given = true;
 }
 
+/* A reply rule (config: adaptation.rules[i]; shipped: responses[i] of
+ * the responses file): checked here, with the file and line of what is
+ * wrong, so that a shard can only be given rules that work. */
+static void reply_rule_add(struct config *cfg, const config_setting_t *r, const char *shown, bool shipped)
+{
+	const char *name = NULL, *group = NULL, *code = NULL, *enh = NULL, *text = NULL, *action = NULL,
+	           *scope = NULL;
+	config_setting_lookup_string(r, "name", &name);
+	config_setting_lookup_string(r, "group", &group);
+	config_setting_lookup_string(r, "code", &code);
+	config_setting_lookup_string(r, "enhanced", &enh);
+	config_setting_lookup_string(r, "text", &text);
+	config_setting_lookup_string(r, "action", &action);
+	config_setting_lookup_string(r, "scope", &scope);
+	struct reply_rule rr;
+	memset(&rr, 0, sizeof(rr));
+	rr.shipped = shipped;
+	if (!name || !*name)
+		fail_at(r, "%s needs name = \"...\" (it is logged with each action)", shown);
+	for (unsigned i = 0; i < cfg->nreply_rules; i++)
+		if (cfg->reply_rules[i].shipped == shipped && strcmp(cfg->reply_rules[i].name, name) == 0)
+			fail_at(r, "%s: a second rule named '%.60s'", shown, name);
+	if (!action)
+		fail_at(r, "%s needs action = \"slow\", \"suspend\", \"bounce\" or \"defer\"", shown);
+	static const char *const actions[] = { [REPLY_SLOW] = "slow", [REPLY_SUSPEND] = "suspend",
+	                                       [REPLY_BOUNCE] = "bounce", [REPLY_DEFER] = "defer" };
+	for (unsigned i = REPLY_SLOW; i < ARRAY_LEN(actions); i++)
+		if (strcmp(action, actions[i]) == 0)
+			rr.action = (enum reply_action)i;
+	if (!rr.action)
+		fail_at(r, "%s.action '%.40s' is not one of slow, suspend, bounce, defer", shown, action);
+	if (code) {
+		char *end;
+		long v = strtol(code, &end, 10);
+		if (strlen(code) == 3 && (code[0] == '4' || code[0] == '5') && strcmp(code + 1, "xx") == 0)
+			rr.code_class = (uint8_t)(code[0] - '0');
+		else if (end != code && !*end && v >= 400 && v <= 599)
+			rr.code = (uint16_t)v;
+		else
+			fail_at(r, "%s.code '%.20s' must be a reply code from 400 to 599, \"4xx\" or \"5xx\"", shown, code);
+	}
+	if (!code && !enh && !text)
+		fail_at(r, "%s matches every refusal: give it a code, an enhanced code or a text", shown);
+	if (text) {
+		regex_t re;
+		int err = regcomp(&re, text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+		if (err) {
+			char why[160];
+			regerror(err, &re, why, sizeof(why));
+			fail_at(r, "%s.text is not a regular expression (POSIX extended): %s", shown, why);
+		}
+		regfree(&re);
+	}
+	const char *dur = NULL;
+	if (config_setting_lookup_string(r, "duration", &dur) == CONFIG_TRUE &&
+	    !config_duration_parse(dur, &rr.duration_ms))
+		fail_at(r, "%s.duration '%.20s' must be \"N\" seconds, or \"Ns\", \"Nm\", \"Nh\", \"Nd\" (at most a year)",
+		        shown, dur);
+	rr.scope = SCOPE_PAIR;
+	if (scope && strcmp(scope, "pair") != 0) {
+		if (strcmp(scope, "group") == 0)
+			rr.scope = SCOPE_GROUP;
+		else if (strcmp(scope, "source") == 0)
+			rr.scope = SCOPE_SOURCE;
+		else
+			fail_at(r, "%s.scope '%.40s' is not one of pair, group, source", shown, scope);
+	}
+	if ((scope || dur) && rr.action != REPLY_SUSPEND)
+		fail_at(r, "%s: scope and duration are for action = \"suspend\"", shown);
+	double f;
+	if (config_setting_lookup_float(r, "factor", &f) == CONFIG_TRUE) {
+		if (rr.action != REPLY_SLOW)
+			fail_at(r, "%s: factor is for action = \"slow\"", shown);
+		rr.factor = f;
+	}
+	rr.name = xstrdup(name);
+	rr.group = group ? xstrdup(group) : NULL;
+	rr.enhanced = enh ? xstrdup(enh) : NULL;
+	rr.text = text ? xstrdup(text) : NULL;
+	cfg->reply_rules = xrealloc(cfg->reply_rules, (cfg->nreply_rules + 1) * sizeof(*cfg->reply_rules));
+	cfg->reply_rules[cfg->nreply_rules++] = rr;
+}
+
+static void reply_rule_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	reply_rule_add(cfg, r, shown, false);
+}
+
+static void shipped_reply_rule(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	reply_rule_add(cfg, r, shown, true);
+}
+
+static void responses_path_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	(void)shown;
+	set_str(&cfg->responses_path, config_setting_get_string(s));
+	responses_given = true;
+}
+
 /* "a, b, c": the pool names, for an error. */
 static const char *pool_names(const struct config *cfg, char *out, size_t len)
 {
@@ -817,6 +943,7 @@ enum kind {
 	K_MIB,      /* uint64_t bytes, given in MiB */
 	K_MS,       /* int milliseconds, given in seconds */
 	K_SECS,     /* double seconds */
+	K_REAL,     /* double */
 	K_RATE,     /* double per second, given as "N/s", "N/m" or "N/h" */
 };
 
@@ -840,6 +967,7 @@ struct knob {
 #define MS(p, o, f, ...)         { p, o, K_MS, FIELD(int, f), __VA_ARGS__, NULL, NULL }
 #define SECS(p, o, f, lo, hi)    { p, o, K_SECS, FIELD(double, f), lo, hi, NULL, NULL }
 #define RATE(p, o, f)            { p, o, K_RATE, FIELD(double, f), 0, 0, NULL, rate_invalid }
+#define REAL(p, f, lo, hi)       { p, 0, K_REAL, FIELD(double, f), lo, hi, NULL, NULL }
 #define GROUP(p)                 { p, 0, K_GROUP, NOF, 0, 0, NULL, NULL }
 #define LIST(p, fn)              { p, 0, K_LIST, NOF, 0, 0, fn, NULL }
 #define STRINGS(p, fn)           { p, 0, K_STRINGS, NOF, 0, 0, fn, NULL }
@@ -855,8 +983,20 @@ struct knob {
 	RATE_MEMBER(p ".max-rate"), \
 	MEMBER(p ".burst", K_UINT, 1, 1000000), \
 	RATE_MEMBER(p ".max-new-connections")
+/* The fields of a reply rule (adaptation.rules, the responses file). */
+#define REPLY_MEMBERS(p) \
+	MEMBER(p ".name", K_STR, 0, 0), \
+	MEMBER(p ".group", K_STR, 0, 0), \
+	MEMBER(p ".code", K_STR, 0, 0), \
+	MEMBER(p ".enhanced", K_STR, 0, 0), \
+	MEMBER(p ".text", K_STR, 0, 0), \
+	MEMBER(p ".action", K_STR, 0, 0), \
+	MEMBER(p ".scope", K_STR, 0, 0), \
+	MEMBER(p ".duration", K_STR, 0, 0), \
+	MEMBER(p ".factor", K_REAL, 0.01, 0.99)
 #define TIMEOUT 0.001, 86400     /* every SMTP timeout, seconds */
 #define PROVIDERS_ROOT "@providers"
+#define RESPONSES_ROOT "@responses"
 
 static const struct knob knobs[] = {
 	STR("spool", OPT_SPOOL, spool),
@@ -938,6 +1078,18 @@ static const struct knob knobs[] = {
 	 * so the configuration cannot reach these rows. */
 	LIST(PROVIDERS_ROOT ".providers", provider_from_file),
 	SHAPE_MEMBERS(PROVIDERS_ROOT ".providers"),
+	GROUP("adaptation"),
+	{ "adaptation.responses", 0, K_STR, NOF, 0, 0, responses_path_from_file, NULL },
+	REAL("adaptation.slow-factor", adapt.slow_factor, 0.01, 0.99),
+	RATE("adaptation.floor", 0, adapt.floor),
+	REAL("adaptation.increase", adapt.increase, 0.001, 1),
+	MS("adaptation.increase-every", 0, adapt.increase_every_ms, 0.1, 86400),
+	MS("adaptation.holdoff", 0, adapt.holdoff_ms, 0, 3600),
+	MS("adaptation.suspend-time", 0, adapt.suspend_ms, 1, 366 * 86400.0),
+	LIST("adaptation.rules", reply_rule_from_file),
+	REPLY_MEMBERS("adaptation.rules"),
+	LIST(RESPONSES_ROOT ".responses", shipped_reply_rule),
+	REPLY_MEMBERS(RESPONSES_ROOT ".responses"),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),
@@ -970,6 +1122,7 @@ static const struct knob *knob_of_flag(int opt)
 
 static bool integral(enum kind k) { return k == K_UINT || k == K_PORT || k == K_MIB; }
 static bool seconds(enum kind k) { return k == K_MS || k == K_SECS; }
+static bool real(enum kind k) { return seconds(k) || k == K_REAL; }
 /* A list or an array: its elements are walked one by one. */
 static bool has_elements(enum kind k) { return k == K_LIST || k == K_STRINGS; }
 
@@ -988,7 +1141,7 @@ static void knob_store(struct config *cfg, const struct knob *k, double v)
 	case K_PORT: *(uint16_t *)f = (uint16_t)v; break;
 	case K_MIB: *(uint64_t *)f = (uint64_t)v << 20; break;
 	case K_MS: *(int *)f = (int)(v * 1000 + 0.5); break;
-	case K_SECS: *(double *)f = v; break;
+	case K_SECS: case K_REAL: *(double *)f = v; break;
 	default: ASSERT(!"a number");
 	}
 }
@@ -1080,7 +1233,7 @@ static bool type_fits(enum kind k, int t)
 	case K_STR: return t == CONFIG_TYPE_STRING;
 	case K_BOOL: return t == CONFIG_TYPE_BOOL;
 	case K_RATE: return t == CONFIG_TYPE_STRING;
-	case K_MS: case K_SECS: return whole || t == CONFIG_TYPE_FLOAT;
+	case K_MS: case K_SECS: case K_REAL: return whole || t == CONFIG_TYPE_FLOAT;
 	default: return whole;
 	}
 }
@@ -1090,6 +1243,7 @@ static const char *const kind_text[] = {
 	[K_STRINGS] = "an array of strings: [ \"...\", ... ]", [K_STR] = "a string",
 	[K_BOOL] = "true or false", [K_UINT] = "a whole number", [K_PORT] = "a whole number",
 	[K_MIB] = "a whole number", [K_MS] = "a number of seconds", [K_SECS] = "a number of seconds",
+	[K_REAL] = "a number",
 	[K_RATE] = "a rate: \"N/s\", \"N/m\" or \"N/h\"",
 };
 
@@ -1099,7 +1253,7 @@ static void check_setting(const struct knob *k, const config_setting_t *s, const
 	char b[64];
 	if (!type_fits(k->kind, config_setting_type(s)))
 		fail_at(s, "%s must be %s", shown, kind_text[k->kind]);
-	if (integral(k->kind) || seconds(k->kind)) {
+	if (integral(k->kind) || real(k->kind)) {
 		double v = setting_number(s);
 		if (!(v >= k->min && v <= k->max))
 			fail_at(s, "%s must be %s", shown, bounds_text(k, b, sizeof(b)));
@@ -1204,34 +1358,46 @@ static void config_load_file(struct config *cfg, const char *path)
 	config_destroy(&file_tree);
 }
 
-/* The providers file: shaping.providers ("": none), else the installed
- * one, else the copy built into the binary. Its rules come first in
+/* A shipped rules file: the one the configuration names ("": none),
+ * else the installed one (SLUICE_DATADIR/name), else the copy built into
+ * the binary. Its settings are walked under root (which no setting of the
+ * configuration can reach). */
+static void shipped_load(struct config *cfg, bool given, char **path_field, const char *setting,
+                         const char *name, const char *built_in, const char *root)
+{
+	char installed[300], shown[80];
+	snprintf(installed, sizeof(installed), "%s/%s", SLUICE_DATADIR, name);
+	snprintf(shown, sizeof(shown), "%s (built in)", name);
+	if (given && !**path_field) {
+		set_str(path_field, NULL);
+		return;
+	}
+	if (!given && access(installed, F_OK) == 0)
+		set_str(path_field, installed);
+	const char *path = *path_field;
+	if (path && access(path, R_OK) != 0)
+		config_fail("%s%s%s %s: %s", given ? cfg->config_path : "", given ? ": " : "", setting, path,
+		            strerror(errno));
+	ASSERT(!loading);
+	config_init(&file_tree);
+	loading = &file_tree;
+	loading_path = path ? path : shown;
+	if ((path ? config_read_file(loading, path) : config_read_string(loading, built_in)) != CONFIG_TRUE)
+		config_fail("%s:%d: %s", config_error_file(loading) ? config_error_file(loading) : loading_path,
+		            config_error_line(loading), config_error_text(loading));
+	walk_group(cfg, config_root_setting(loading), root, "");
+	loading = NULL;
+	config_destroy(&file_tree);
+}
+
+/* The providers file (shaping.providers). Its rules come first in
  * cfg->shape_rules (the config's are more specific), its MX patterns
  * after the config's (the config's win). */
 static void providers_load(struct config *cfg)
 {
-	static const char installed[] = SLUICE_DATADIR "/providers.conf";
-	if (providers_given && !*cfg->providers_path) {
-		set_str(&cfg->providers_path, NULL);
-		return;
-	}
-	if (!providers_given && access(installed, F_OK) == 0)
-		set_str(&cfg->providers_path, installed);
-	const char *path = cfg->providers_path;
-	if (path && access(path, R_OK) != 0)
-		config_fail("%s%sshaping.providers %s: %s", providers_given ? cfg->config_path : "",
-		            providers_given ? ": " : "", path, strerror(errno));
 	unsigned first = cfg->nshape_rules;
-	ASSERT(!loading);
-	config_init(&file_tree);
-	loading = &file_tree;
-	loading_path = path ? path : "providers.conf (built in)";
-	if ((path ? config_read_file(loading, path) : config_read_string(loading, sluice_providers_conf)) != CONFIG_TRUE)
-		config_fail("%s:%d: %s", config_error_file(loading) ? config_error_file(loading) : loading_path,
-		            config_error_line(loading), config_error_text(loading));
-	walk_group(cfg, config_root_setting(loading), PROVIDERS_ROOT, "");
-	loading = NULL;
-	config_destroy(&file_tree);
+	shipped_load(cfg, providers_given, &cfg->providers_path, "shaping.providers", "providers.conf",
+	             sluice_providers_conf, PROVIDERS_ROOT);
 	unsigned n = cfg->nshape_rules - first;
 	if (n && first) { /* shipped rules to the front */
 		struct shape_rule *r = xmalloc(cfg->nshape_rules * sizeof(*r));
@@ -1240,6 +1406,14 @@ static void providers_load(struct config *cfg)
 		free(cfg->shape_rules);
 		cfg->shape_rules = r;
 	}
+}
+
+/* The responses file (adaptation.responses): its rules after the
+ * configuration's, which are tried first. */
+static void responses_load(struct config *cfg)
+{
+	shipped_load(cfg, responses_given, &cfg->responses_path, "adaptation.responses", "responses.conf",
+	             sluice_responses_conf, RESPONSES_ROOT);
 }
 
 /* ---- flags ---- */
@@ -1469,6 +1643,7 @@ static void config_complete(struct config *cfg)
 		tls_ctx_free(probe);
 	}
 	providers_load(cfg);
+	responses_load(cfg);
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
 		            cfg->config_path ? cfg->config_path : "config");
@@ -1487,7 +1662,7 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 {
 	config_defaults(cfg);
 	ipv6_set = -1;
-	flag_pool = file_default_seen = providers_given = false;
+	flag_pool = file_default_seen = providers_given = responses_given = false;
 	/* First pass: the config file, so that flags override it; and the
 	 * source IPs of flags, which come first (and replace the file's pool
 	 * "default"). */

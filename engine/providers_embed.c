@@ -1,5 +1,6 @@
-/* engine/providers_embed.c - share/sluice/providers.conf as a string in
- * the binary (see providers_embed.h). The assembler reads the file
+/* engine/providers_embed.c - the shipped rules files of share/sluice
+ * (providers.conf, responses.conf) as strings in the binary (see
+ * providers_embed.h). The assembler reads the file
  * (relative to the repository root, where make runs); the Makefile makes
  * this object depend on it. */
 #include "providers_embed.h"
@@ -12,4 +13,14 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"share/sluice/providers.conf\"\n"
         ".byte 0\n"
         ".size sluice_providers_conf, . - sluice_providers_conf\n"
+        ".popsection\n");
+
+__asm__(".pushsection .rodata\n"
+        ".global sluice_responses_conf\n"
+        ".type sluice_responses_conf, @object\n"
+        ".balign 16\n"
+        "sluice_responses_conf:\n"
+        ".incbin \"share/sluice/responses.conf\"\n"
+        ".byte 0\n"
+        ".size sluice_responses_conf, . - sluice_responses_conf\n"
         ".popsection\n");

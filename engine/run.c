@@ -10,6 +10,7 @@
  * not final stays in new/ for the next run. */
 #define _GNU_SOURCE
 #include "run.h"
+#include "adaptation.h"
 #include "acct_log.h"
 #include "claims.h"
 #include "config.h"
@@ -82,6 +83,7 @@ struct engine {
 	unsigned nfeeders;
 	struct shard **shards;          /* by lane, as feeders see them */
 	struct reaper *reaper;          /* removes files, saves retry states */
+	struct adaptation *adapt;       /* suspensions and slow-downs in force */
 	bool reaper_running;
 	struct claims claims;           /* files of new/ in flight, identities in use */
 	struct job_run *jobs;           /* job files open */
@@ -565,6 +567,11 @@ static size_t collect(struct engine *e)
 			for (size_t k = 0; k < n; k++) {
 				struct outcome *o = &batch[k];
 				o->lane = i;
+				if (o->kind == OUTCOME_EVENT) {
+					adaptation_note(e->adapt, o, &e->log.pending, e->shards, e->nlanes);
+					outcome_free_text(o);
+					continue;
+				}
 				if (o->kind != OUTCOME_RCPT) {
 					hold(e, o);
 					continue;
@@ -581,6 +588,8 @@ static size_t collect(struct engine *e)
 	}
 	release_synced(e);
 	hand_on(e);
+	if (adaptation_tick(e->adapt, &e->log.pending, e->shards, e->nlanes, false))
+		total++; /* a resume line to write */
 	if (total || sync_due(e) ||
 	    (e->log_blocked && now_mono_s() >= e->log_retry_at))
 		flush_log(e);
@@ -717,6 +726,13 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	printf("  tls connections   %llu (%llu full handshakes, %llu resumed), %llu fell back to plaintext\n",
 	       (unsigned long long)(t->tls[0] + t->tls[1]), (unsigned long long)t->tls[0],
 	       (unsigned long long)t->tls[1], (unsigned long long)t->tls[2]);
+	const uint64_t *ev = adaptation_counts(e->adapt);
+	if (ev[EVENT_SLOW] || ev[EVENT_SUSPEND])
+		printf("  adaptation        %llu slow-downs (%llu steps back up, %llu restored), "
+		       "%llu suspensions (%llu resumed)\n",
+		       (unsigned long long)ev[EVENT_SLOW], (unsigned long long)ev[EVENT_SPEEDUP],
+		       (unsigned long long)ev[EVENT_RESTORE], (unsigned long long)ev[EVENT_SUSPEND],
+		       (unsigned long long)ev[EVENT_RESUME]);
 	printf("  cpu               %.2f s\n", cpu_seconds());
 	fflush(stdout);
 }
@@ -739,6 +755,7 @@ static void engine_start(struct engine *e, const struct config *cfg)
 	e->spool.dsn_dir = cfg->dsn_spool;   /* the start configuration lives until exit */
 	e->spool.dsn_mta = cfg->helo;
 	unsigned recovered = spool_recover(&e->spool);
+	e->adapt = adaptation_open(&e->spool);
 	if (recovered)
 		warnx_("recovered %u message(s) left in %s/active by an earlier run", recovered, cfg->spool);
 	e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -758,6 +775,7 @@ static void engine_start(struct engine *e, const struct config *cfg)
 		e->lanes[i].index = i;
 	}
 	shard_link(e->shards, e->nlanes); /* each pair of shards gets its rings */
+	adaptation_send_kept(e->adapt, e->shards, e->nlanes); /* before any pair is made */
 	for (unsigned k = 0; k < e->nfeeders; k++)
 		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes,
 		                           /* lane_with_room keeps each lane's tasks under FEED_BATCH */
@@ -821,6 +839,8 @@ static void engine_stop(struct engine *e)
 		if (e->syncing || e->nsynced)
 			wait_for_work(e, 20);
 	}
+	adaptation_tick(e->adapt, &e->log.pending, e->shards, e->nlanes, true);
+	collect(e); /* its lines */
 	sync_jobs(e, true);
 	reaper_stop(e->reaper); /* after the work queued so far */
 	e->reaper_running = false;
@@ -895,6 +915,7 @@ int run_main(int argc, char **argv)
 	free(e.notes);
 	claims_free(&e.claims);
 	print_summary(&e, secs, left, timed_out);
+	adaptation_close(e.adapt);
 	acct_close(&e.log);
 	spool_close(&e.spool);
 	close(e.wake_fd);

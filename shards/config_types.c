@@ -161,3 +161,23 @@ bool config_rate_parse(const char *spec, double *per_second)
 	default: return false;
 	}
 }
+
+bool config_duration_parse(const char *spec, int64_t *ms)
+{
+	char *end;
+	double n = strtod(spec, &end);
+	if (end == spec || !(n > 0) || !isfinite(n) || n > 366 * 86400.0 || (end[0] && end[1]))
+		return false;
+	double unit;
+	switch (end[0]) {
+	case 0: case 's': unit = 1; break;
+	case 'm': unit = 60; break;
+	case 'h': unit = 3600; break;
+	case 'd': unit = 86400; break;
+	default: return false;
+	}
+	if (n * unit > 366 * 86400.0)
+		return false;
+	*ms = (int64_t)(n * unit * 1000 + 0.5);
+	return *ms > 0;
+}

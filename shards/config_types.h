@@ -72,6 +72,38 @@ struct shape_rule {
 	bool shipped;                 /* from the providers file (weaker than the config's) */
 };
 
+/* Reply rules (adaptation): what sluice does when a server's reply
+ * matches one (shipped in share/sluice/responses.conf; the configuration's
+ * adaptation.rules are tried first; the first match wins). slow: the
+ * pair's rate falls by a factor, then climbs back while replies stay clean
+ * (AIMD); suspend: a pair, a group (every source IP) or a source IP
+ * (every group) sends nothing for a while, its queue waits; bounce / defer:
+ * the recipient's result whatever the code says. */
+enum reply_action { REPLY_SLOW = 1, REPLY_SUSPEND, REPLY_BOUNCE, REPLY_DEFER };
+enum adapt_scope { SCOPE_PAIR = 0, SCOPE_GROUP, SCOPE_SOURCE };
+struct reply_rule {
+	char *name;                   /* logged as "rule" */
+	char *group;                  /* MX group (fnmatch pattern), NULL: any */
+	uint16_t code;                /* exact code; 0: code_class */
+	uint8_t code_class;           /* 4 or 5 ("4xx"); 0 with code 0: any >= 400 */
+	char *enhanced;               /* fnmatch pattern on the enhanced code, NULL: any */
+	char *text;                   /* POSIX ERE, case ignored, NULL: any (each shard compiles it) */
+	enum reply_action action;
+	enum adapt_scope scope;       /* suspend */
+	int64_t duration_ms;          /* suspend; 0: adaptation.suspend-time */
+	double factor;                /* slow; 0: adaptation.slow-factor */
+	bool shipped;
+};
+/* adaptation.*: the AIMD steps and the defaults of the rules. */
+struct adapt_params {
+	double slow_factor;           /* rate multiplied by this on "slow" */
+	double floor;                 /* never below (messages per second) */
+	double increase;              /* then + this share of the configured rate... */
+	int increase_every_ms;        /* ...after this long without a slow-down */
+	int holdoff_ms;               /* replies this soon after a slow-down are the same overshoot */
+	int suspend_ms;               /* a suspend rule without a duration */
+};
+
 /* STARTTLS (RFC 3207): none never; opportunistic when offered, the
  * certificate unchecked; required: defer without it; verify: required and
  * a chain valid for the MX host name. Ordered: each asks more. */
@@ -107,6 +139,10 @@ struct config {
 	struct shape_rule *shape_rules; /* providers file first, then the config's */
 	unsigned nshape_rules;
 	char *providers_path;         /* the providers file read, or NULL (none, or built in) */
+	struct reply_rule *reply_rules; /* the configuration's, then the responses file's */
+	unsigned nreply_rules;
+	char *responses_path;         /* the responses file read, or NULL (none, or built in) */
+	struct adapt_params adapt;
 	/* Source IPs (none: the kernel picks, one unbound source) and pools. */
 	struct source_ip *sources;
 	unsigned nsources;
@@ -180,6 +216,8 @@ int config_pool_for(const struct config *cfg, const char *xpool, const char *job
 int config_source_index(const struct config *cfg, const char *text);
 /* "100/s", "6000/m", "50000/h" -> messages per second; false when malformed. */
 bool config_rate_parse(const char *spec, double *per_second);
+/* "90", "90s", "30m", "2h", "1d" -> milliseconds (> 0); false if not one. */
+bool config_duration_parse(const char *spec, int64_t *ms);
 
 /* Index of the route for a recipient domain, or -1 (then DNS decides). */
 int config_route_for(const struct config *cfg, const char *domain);

@@ -39,6 +39,7 @@ struct pending {
 #define HELD_MAIL UINT32_MAX
 struct held_reply {
 	uint32_t idx;              /* recipient position in the leg, or HELD_MAIL */
+	uint8_t verdict;           /* a reply rule's (VERDICT_*) */
 	uint16_t code;
 	char enhanced[12];
 	char *text;
@@ -87,6 +88,7 @@ struct conn {
 	uint32_t msgs;             /* transactions started on this connection */
 	bool productive;           /* a transaction ended with a reply on it (not 421) */
 	bool saw_421;              /* the server said it is closing: counts as a failure */
+	bool paced;                /* a reply rule slowed or suspended its pair (VERDICT_PACED) */
 	bool quiet_pending;        /* in s->quiet: check for unsolicited bytes before submit */
 	uint64_t quiet_epoch;      /* ring_submits() when it was put there */
 	bool need_rset;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #define OUTBOX_CAP 16384
+#define ADAPT_IN_CAP 1024 /* engine -> shard adaptations waiting (rare: events) */
 #define CQE_BATCH 256
 #define STOP_GRACE_MS 2000
 #define STOP_DRAIN_MS 1000 /* after the grace period, for cancelled operations to come back */
@@ -219,6 +220,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 		fatal("eventfd: %s", strerror(errno));
 	spsc_init(&s->inbox, pow2_at_least(cfg->inflight_per_shard * 2u), sizeof(struct message *));
 	spsc_init(&s->outbox, OUTBOX_CAP, sizeof(struct outcome));
+	spsc_init(&s->adapt_in, ADAPT_IN_CAP, sizeof(struct adapt_cmd));
 	s->live.live_next = s->live.live_prev = &s->live;
 	s->npeers = 1;
 	s->ndests = route_dests(cfg);
@@ -299,7 +301,7 @@ static void dest_enqueue(struct shard *s, uint32_t di, struct leg *l, bool front
 
 /* ---- outcomes ---- */
 
-static void outbox_put(struct shard *s, const struct outcome *o)
+void shard_outbox_put(struct shard *s, const struct outcome *o)
 {
 	s->unnotified++;
 	if (s->nspill == 0 && spsc_push(&s->outbox, o))
@@ -323,8 +325,7 @@ static bool outbox_flush(struct shard *s)
 	return i > 0;
 }
 
-/* The outcome's strings in one block: response (NULs and all), mx, group. */
-static void outcome_set_text(struct outcome *o, const char *text, size_t text_len, const char *mx,
+void outcome_set_text(struct outcome *o, const char *text, size_t text_len, const char *mx,
                              const char *group)
 {
 	size_t mx_len = mx ? strlen(mx) + 1 : 0, group_len = group ? strlen(group) + 1 : 0;
@@ -388,7 +389,7 @@ static void outcome_commit(struct shard *s, struct message *m, const struct outc
 		ASSERT(m->npending > 0);
 		m->npending--;
 	}
-	outbox_put(s, o);
+	shard_outbox_put(s, o);
 }
 
 static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum result r,
@@ -434,7 +435,7 @@ static void message_done(struct shard *s, struct message *m)
 	m->held_prev->held_next = m->held_next;
 	m->held_next->held_prev = m->held_prev;
 	m->held_prev = m->held_next = NULL;
-	outbox_put(s, &o);
+	shard_outbox_put(s, &o);
 }
 
 uint64_t shard_random(struct shard *s)
@@ -502,7 +503,7 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	o.msg = m;
 	o.response = retry_state_format(m, wall + wait);
 	m->has_state = true;
-	outbox_put(s, &o);
+	shard_outbox_put(s, &o);
 }
 
 /* ---- a leg's life ----
@@ -1521,6 +1522,7 @@ static void apply_config(struct shard *s, const struct config *cfg)
 			if (!s->dests[i].unused && !s->dests[i].retired)
 				dest_move_all(&s->dests[i], &orphans);
 	s->cfg = cfg;
+	adapt_rules_compile(s);
 	/* Limits, owners and throttles as the new configuration says; a pair
 	 * now owned elsewhere sends its queue there (dest_visit). */
 	throttles_refresh(s, false);
@@ -1741,6 +1743,8 @@ static void shard_setup(struct shard *s)
 	s->mx = mx_resolver_new(s->dns, &mc);
 	s->now = now_mono_ms();
 	wheel_init(&s->wheel, s->now);
+	adapt_rules_compile(s);
+	adapt_take_commands(s); /* what the spool's state kept, before any pair is made */
 	for (unsigned i = 0; i < s->ndests; i++)
 		dest_bind_pair(s, &s->dests[i]);
 }
@@ -1794,6 +1798,7 @@ static void *shard_main(void *arg)
 			const struct config *ncfg = atomic_exchange_explicit(&s->new_cfg, NULL, memory_order_acq_rel);
 			if (ncfg)
 				apply_config(s, ncfg);
+			adapt_take_commands(s);
 			take_inbox(s);
 			cross_take(s);
 			take_due_retries(s);
@@ -1818,6 +1823,14 @@ void shard_start(struct shard *s)
 {
 	if (pthread_create(&s->thread, NULL, shard_main, s) != 0)
 		fatal("cannot start shard thread %u", s->index);
+}
+
+bool shard_adapt(struct shard *s, const struct adapt_cmd *c)
+{
+	if (!spsc_push(&s->adapt_in, c))
+		return false;
+	shard_kick(s);
+	return true;
 }
 
 bool shard_offer(struct shard *s, struct message *m)
@@ -1931,6 +1944,8 @@ void shard_free(struct shard *s)
 	free(s->dests);
 	spsc_destroy(&s->inbox);
 	spsc_destroy(&s->outbox);
+	spsc_destroy(&s->adapt_in);
+	adapt_free(s);
 	close(s->wake_fd);
 	free(s);
 }

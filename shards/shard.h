@@ -25,6 +25,20 @@ size_t shard_collect(struct shard *s, struct outcome *out, size_t max);
  * used by no shard any more (a shard only ever moves to the newest). */
 void shard_reconfigure(struct shard *s, const struct config *cfg);
 uint64_t shard_config_generation(struct shard *s);
+/* Engine -> shard: an adaptation in force (see shards/adapt.c): a
+ * suspension of a group or a source IP made on another shard, or, at
+ * start, a suspension or slowed rate the spool's state kept. */
+enum { ADAPT_CMD_SUSPEND = 1, ADAPT_CMD_SLOW };
+struct adapt_cmd {
+	uint8_t kind;
+	uint8_t scope;             /* enum adapt_scope */
+	char source[48];           /* "" for a group's */
+	char group[256];           /* "" for a source IP's */
+	int64_t until_wall_ms;     /* ADAPT_CMD_SUSPEND */
+	double rate, base;         /* ADAPT_CMD_SLOW: the rate, and what it climbs back to */
+};
+/* False when the shard's queue of them is full (try again later). */
+bool shard_adapt(struct shard *s, const struct adapt_cmd *c);
 /* Engine side, on SIGTERM: start no new transaction, let the open ones
  * end; shard_idle() says when none is left. */
 void shard_finish(struct shard *s);

@@ -17,6 +17,7 @@
 #include "../engine/lib/tls.h"
 #include "../engine/lib/util.h"
 #include <pthread.h>
+#include <regex.h>
 #include <stdatomic.h>
 
 enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOTIFY,
@@ -79,7 +80,34 @@ struct throttle {
 	uint32_t nconns;           /* sockets open (connecting .. closed) */
 	uint32_t refs;             /* destinations using it */
 	int64_t idle_since;        /* refs fell to 0 */
+	/* Adaptation (adapt.c) */
+	double slow_rate;          /* > 0: slowed down to this (messages per second) */
+	double base_rate;          /* with no configured rate: where it was slowed from */
+	int64_t slowed_at;         /* the last step down */
+	int64_t stepped_at;        /* the last step down or up */
+	int64_t suspended_until;   /* sends nothing before */
+	uint32_t meter_n;          /* messages started since meter_at... */
+	int64_t meter_at;
+	double meter_rate;         /* ...and per second in the window before */
 };
+
+/* An adaptation in force on a shard that covers throttles made later
+ * too: a suspension of a group or a source IP, or one the engine kept
+ * across a restart; a slowed rate kept across a restart. */
+struct adapt_ban {
+	uint8_t kind;              /* ADAPT_CMD_* */
+	uint8_t scope;             /* enum adapt_scope */
+	char source[48];           /* "" for a group's */
+	char group[256];           /* "" for a source IP's */
+	int64_t until;             /* shard clock */
+	double rate, base;         /* ADAPT_CMD_SLOW */
+};
+
+/* What a reply rule says (adapt_on_reply): of the recipient's result
+ * (bounce, defer), or that a slow-down or suspension took charge (paced:
+ * the refusal is the pace the provider asks for, not a failure of the
+ * destination: no back-off, no address marked dead). */
+enum { VERDICT_NONE = 0, VERDICT_BOUNCE, VERDICT_DEFER, VERDICT_PACED };
 
 /* A connection slot as it was: stale once conns[slot]->gen moved on. */
 struct slot_ref {
@@ -203,6 +231,14 @@ struct shard {
 	struct throttle **thrs;    /* the same, to walk */
 	unsigned nthrs, thrs_cap;
 	int64_t wake_at;           /* a throttle refills then (0: none) */
+	/* Adaptation (adapt.c): the reply rules' expressions compiled for this
+	 * shard, and the actions in force that reach beyond one pair. */
+	regex_t *rule_re;
+	bool *rule_ok;
+	unsigned nrules;
+	struct adapt_ban *bans;
+	unsigned nbans, bans_cap;
+	struct spsc adapt_in;      /* struct adapt_cmd, from the engine */
 	int32_t *swrr;             /* smooth weighted round robin, per pool member */
 	unsigned nswrr;
 	struct leg live;           /* list head: legs this shard holds */
@@ -241,6 +277,10 @@ struct shard {
 };
 
 /* shard.c: outcomes and message bookkeeping used by the SMTP client */
+void shard_outbox_put(struct shard *s, const struct outcome *o);
+/* The outcome's strings in one block: response (NULs and all), mx, group. */
+void outcome_set_text(struct outcome *o, const char *text, size_t text_len, const char *mx,
+                      const char *group);
 uint64_t shard_random(struct shard *s);
 void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
                 uint16_t code, const char *enhanced, const char *text, size_t text_len,
@@ -266,6 +306,22 @@ void throttle_put(struct shard *s, struct throttle *t);
 /* New limits from s->cfg (unless gc_only); unused pairs go after a while. */
 void throttles_refresh(struct shard *s, bool gc_only);
 void throttles_free(struct shard *s);
+/* The pair's rate (or its suspension) changed: tokens in hand are cut to
+ * the new depth. */
+void throttle_rate_changed(struct throttle *t);
+/* Is the pair suspended? (The loop wakes when it ends.) */
+bool throttle_suspended(struct shard *s, const struct throttle *t);
+/* adapt.c (see there) */
+void adapt_rules_compile(struct shard *s);
+void adapt_rules_free(struct shard *s);
+int adapt_rule_for(const struct shard *s, const char *group, const struct smtp_reply *r);
+/* A refusal on d: the first rule it matches acts; returns a VERDICT_*. */
+uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r);
+void adapt_meter(struct shard *s, struct throttle *t);
+void adapt_climb(struct shard *s, struct throttle *t);
+void adapt_throttle_new(struct shard *s, struct throttle *t);
+void adapt_take_commands(struct shard *s);
+void adapt_free(struct shard *s);
 /* Queues the leg's RT_NEXT_TXN recipients as a new transaction, first in line. */
 void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 /* dest_queue.c */

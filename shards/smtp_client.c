@@ -480,7 +480,7 @@ static void cmd_with_arg(struct shard *s, struct conn *c, uint8_t cmd, const cha
 
 /* ---- refusals held until the stream is known in step ---- */
 
-static void txn_hold(struct txn *t, uint32_t idx, const struct smtp_reply *r)
+static void txn_hold(struct txn *t, uint32_t idx, const struct smtp_reply *r, uint8_t verdict)
 {
 	if (t->nheld == t->held_cap) {
 		t->held_cap = t->held_cap ? t->held_cap * 2 : 8;
@@ -488,6 +488,7 @@ static void txn_hold(struct txn *t, uint32_t idx, const struct smtp_reply *r)
 	}
 	struct held_reply *h = &t->held[t->nheld++];
 	h->idx = idx;
+	h->verdict = verdict;
 	h->code = r->code;
 	memcpy(h->enhanced, r->enhanced, sizeof(h->enhanced));
 	h->text = xstrndup(r->text, r->text_len);
@@ -501,10 +502,16 @@ static void txn_drop_held(struct txn *t)
 	t->nheld = 0;
 }
 
-static enum result result_of(uint16_t code)
+/* A refusal's result: its code's, unless a reply rule said otherwise
+ * (verdict, see adapt_on_reply): a refusal that slowed down or suspended
+ * the pair is about the sender's pace or reputation, not the address: it
+ * is deferred, even a 5xx (a blocklist answer). */
+static enum result result_of(uint16_t code, uint8_t verdict)
 {
 	if (code >= 200 && code < 300)
 		return RESULT_DELIVERED;
+	if (verdict != VERDICT_NONE)
+		return verdict == VERDICT_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED;
 	return code >= 500 ? RESULT_BOUNCED : RESULT_DEFERRED;
 }
 
@@ -522,8 +529,8 @@ static void txn_release_held(struct shard *s, struct conn *c, struct txn *t)
 			if (leg->rt[i] == RT_RESOLVED)
 				continue;
 			leg->rt[i] = RT_RESOLVED;
-			shard_emit(s, leg, i, result_of(h->code), h->code, h->enhanced, h->text, h->len, c,
-			           t->start_ms);
+			shard_emit(s, leg, i, result_of(h->code, h->verdict), h->code, h->enhanced, h->text, h->len,
+			           c, t->start_ms);
 		}
 	}
 	txn_drop_held(t);
@@ -710,6 +717,10 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 		txn_finish(s, t);
 	}
 	struct dest *d = &s->dests[c->dest];
+	if (c->paced) { /* a reply rule slowed or suspended the pair: that is the answer */
+		enter_closing(s, c);
+		return;
+	}
 	if (never_ready && (kind == FAIL_REMOTE || kind == FAIL_REFUSED) && d->nready > 0) {
 		/* Others to d work: a cap on connections (per client IP), not a
 		 * dead server. Nothing counted, nothing bounced; the queue waits. */
@@ -803,6 +814,7 @@ void conn_open(struct shard *s, uint32_t dest)
 	c->msgs = 0;
 	c->productive = false;
 	c->saw_421 = false;
+	c->paced = false;
 	c->quiet_pending = false;
 	c->need_rset = false;
 	c->starttls = false;
@@ -1000,7 +1012,8 @@ static void conn_take_work(struct shard *s, struct conn *c)
 	/* Limit reached, or more connections than a reload allows (or none,
 	 * for a route that left): QUIT when idle; schedule() opens a fresh one. */
 	if (c->msgs >= dest_max_per_connection(s, d) || d->nconns > d->max_conns ||
-	    (d->thr && d->thr->nconns > d->thr->lim.max_connections)) { /* a reload lowered it */
+	    (d->thr && d->thr->nconns > d->thr->lim.max_connections) || /* a reload lowered it */
+	    (d->thr && throttle_suspended(s, d->thr))) { /* the provider asked for a pause */
 		if (!c->txn[0].active && !c->txn[1].active)
 			conn_shutdown(s, c, true);
 		return;
@@ -1026,10 +1039,10 @@ static void conn_take_work(struct shard *s, struct conn *c)
 /* Settles every accepted recipient of t with the reply to DATA, the dot
  * or BDAT; the invariant is asserted here, where deliveries are born. */
 static void txn_settle_accepted(struct shard *s, struct conn *c, struct txn *t,
-                                const struct pending *p, const struct smtp_reply *r)
+                                const struct pending *p, const struct smtp_reply *r, uint8_t verdict)
 {
 	struct leg *leg = t->leg;
-	enum result res = result_of(r->code);
+	enum result res = result_of(r->code, verdict);
 	ASSERT(res != RESULT_DELIVERED || p->cmd == CMD_DOT || p->cmd == CMD_BDAT);
 	ASSERT(res != RESULT_DELIVERED || p->epoch < s->reap_submits);
 	for (uint32_t i = 0; i < leg->nr; i++)
@@ -1133,7 +1146,7 @@ static bool reply_fits(uint8_t cmd, uint16_t code)
 /* The reply to DATA: 354 sends the content (and, pipelining, the next
  * transaction's commands behind it); a refusal settles the transaction. */
 static void handle_data_reply(struct shard *s, struct conn *c, const struct pending *p,
-                              const struct smtp_reply *r)
+                              const struct smtp_reply *r, uint8_t verdict)
 {
 	struct txn *t = &c->txn[p->txn];
 	txn_release_held(s, c, t);
@@ -1154,7 +1167,7 @@ static void handle_data_reply(struct shard *s, struct conn *c, const struct pend
 		conn_take_work(s, c); /* pipelining: next MAIL in the same write */
 		return;
 	}
-	txn_settle_accepted(s, c, t, p, r);
+	txn_settle_accepted(s, c, t, p, r, verdict);
 	c->need_rset = true;
 	txn_complete(s, c, t);
 	conn_take_work(s, c);
@@ -1166,6 +1179,10 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	bool ok = r->code >= 200 && r->code < 300;
 	if (r->code == 421) /* RFC 5321 3.8: the server is closing the channel */
 		c->saw_421 = true;
+	/* Reply rules look at refusals only: nothing runs on a 2xx or 3xx. */
+	uint8_t verdict = r->code >= 400 && s->nrules ? adapt_on_reply(s, &s->dests[c->dest], r) : VERDICT_NONE;
+	if (verdict == VERDICT_PACED)
+		c->paced = true;
 	if (!reply_fits(p->cmd, r->code)) {
 		conn_failf(s, c, "reply out of step with the commands: %u to %s (%.*s)", r->code,
 		           cmd_name(p->cmd), (int)(r->text_len < 200 ? r->text_len : 200), r->text);
@@ -1198,7 +1215,7 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	case CMD_MAIL:
 		if (!ok) {
 			t->mail_failed = true;
-			txn_hold(t, HELD_MAIL, r);
+			txn_hold(t, HELD_MAIL, r, verdict);
 		}
 		return;
 	case CMD_RCPT:
@@ -1211,16 +1228,16 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 			t->leg->rt[p->idx] = RT_NEXT_TXN;
 		} else {
 			t->leg->rt[p->idx] = RT_REFUSED;
-			txn_hold(t, p->idx, r);
+			txn_hold(t, p->idx, r, verdict);
 		}
 		return;
 	case CMD_DATA:
-		handle_data_reply(s, c, p, r);
+		handle_data_reply(s, c, p, r, verdict);
 		return;
 	case CMD_DOT:
 	case CMD_BDAT:
 		txn_release_held(s, c, t);
-		txn_settle_accepted(s, c, t, p, r);
+		txn_settle_accepted(s, c, t, p, r, verdict);
 		if (!ok)
 			c->need_rset = p->cmd == CMD_BDAT;
 		txn_complete(s, c, t);

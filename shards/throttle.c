@@ -79,12 +79,14 @@ struct throttle *throttle_get(struct shard *s, const char *source, const char *g
 		throttle_limits(s, t);
 		bucket_start(&t->msgs, t->lim.burst, s->now);
 		bucket_start(&t->conns, conn_depth(&t->lim), s->now);
+		t->meter_at = s->now;
 		strmap_insert(&s->throttles, &t->node, t->key);
 		if (s->nthrs == s->thrs_cap) {
 			s->thrs_cap = s->thrs_cap ? s->thrs_cap * 2 : 16;
 			s->thrs = xrealloc(s->thrs, s->thrs_cap * sizeof(*s->thrs));
 		}
 		s->thrs[s->nthrs++] = t;
+		adapt_throttle_new(s, t);
 	}
 	t->refs++;
 	return t;
@@ -114,15 +116,15 @@ void throttles_refresh(struct shard *s, bool gc_only)
 	unsigned keep = 0;
 	for (unsigned i = 0; i < s->nthrs; i++) {
 		struct throttle *t = s->thrs[i];
-		if (!t->refs && !t->nconns && s->now - t->idle_since > THROTTLE_IDLE_MS) {
+		if (!t->refs && !t->nconns && s->now - t->idle_since > THROTTLE_IDLE_MS &&
+		    t->slow_rate <= 0 && t->suspended_until <= s->now) { /* adaptations are kept */
 			strmap_remove(&s->throttles, &t->node);
 			throttle_free(t);
 			continue;
 		}
 		if (!gc_only) {
 			throttle_limits(s, t);
-			if (t->msgs.tokens > t->lim.burst)
-				t->msgs.tokens = t->lim.burst;
+			throttle_rate_changed(t);
 			if (t->conns.tokens > conn_depth(&t->lim))
 				t->conns.tokens = conn_depth(&t->lim);
 		}
@@ -141,20 +143,58 @@ void throttles_free(struct shard *s)
 	strmap_free(&s->throttles);
 }
 
+/* The pair's rate now (0: none) and its bucket's depth: a slowed pair's
+ * depth is a tenth of a second's worth at its slow rate. */
+static double pair_rate(const struct throttle *t)
+{
+	return t->slow_rate > 0 ? t->slow_rate : t->lim.max_rate;
+}
+
+static double pair_depth(const struct throttle *t)
+{
+	if (t->slow_rate <= 0)
+		return t->lim.burst;
+	double d = ceil(t->slow_rate / 10);
+	return d < 1 ? 1 : d < t->lim.burst ? d : t->lim.burst;
+}
+
+void throttle_rate_changed(struct throttle *t)
+{
+	if (t->msgs.tokens > pair_depth(t))
+		t->msgs.tokens = pair_depth(t);
+}
+
+bool throttle_suspended(struct shard *s, const struct throttle *t)
+{
+	if (t->suspended_until <= s->now)
+		return false;
+	wake_at(s, t->suspended_until - s->now);
+	return true;
+}
+
 /* Is a message token there (without taking it)? Else the loop wakes
  * when one is due. */
 bool throttle_has_message(struct shard *s, struct dest *d)
 {
 	struct throttle *t = d->thr;
-	return !t || t->lim.max_rate <= 0 || bucket_ready(s, &t->msgs, t->lim.max_rate, t->lim.burst);
+	if (!t)
+		return true;
+	if (throttle_suspended(s, t))
+		return false;
+	adapt_climb(s, t);
+	double rate = pair_rate(t);
+	return rate <= 0 || bucket_ready(s, &t->msgs, rate, pair_depth(t));
 }
 
 bool throttle_take_message(struct shard *s, struct dest *d)
 {
 	if (!throttle_has_message(s, d))
 		return false;
-	if (d->thr && d->thr->lim.max_rate > 0)
-		d->thr->msgs.tokens -= 1.0;
+	if (d->thr) {
+		if (pair_rate(d->thr) > 0)
+			d->thr->msgs.tokens -= 1.0;
+		adapt_meter(s, d->thr);
+	}
 	return true;
 }
 
@@ -167,6 +207,8 @@ bool throttle_open_conn(struct shard *s, struct dest *d)
 		return true;
 	if (t->nconns >= t->lim.max_connections)
 		return false; /* a closing one wakes the destination (conn_noted) */
+	if (throttle_suspended(s, t))
+		return false;
 	if (t->lim.max_new_conn_rate <= 0)
 		return true;
 	if (!bucket_ready(s, &t->conns, t->lim.max_new_conn_rate, conn_depth(&t->lim)))

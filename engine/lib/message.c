@@ -10,6 +10,12 @@ const char *result_name(enum result r)
 	return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
 }
 
+const char *adapt_event_name(enum adapt_event e)
+{
+	static const char *names[] = { "slow", "speedup", "restore", "suspend", "resume" };
+	return (unsigned)e < ARRAY_LEN(names) ? names[e] : "unknown";
+}
+
 void message_free(struct message *m)
 {
 	if (!m)

@@ -95,7 +95,13 @@ struct message {
  * response holds the state to save (see spool_state_*), written before the
  * next attempt so that a restart neither retries early nor resends to the
  * recipients already final. */
-enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE, OUTCOME_RETRY_STATE };
+enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE, OUTCOME_RETRY_STATE, OUTCOME_EVENT };
+
+/* OUTCOME_EVENT: an automatic action of adaptation (shards/adapt.c), a
+ * line of its own in the log: result holds the enum adapt_event, msg is
+ * NULL, mx holds the rule's name, response the reply that set it off. */
+enum adapt_event { EVENT_SLOW = 0, EVENT_SPEEDUP, EVENT_RESTORE, EVENT_SUSPEND, EVENT_RESUME };
+const char *adapt_event_name(enum adapt_event e);
 
 /* One line of the accounting log, produced on a shard, written by the engine. */
 struct outcome {
@@ -122,6 +128,11 @@ struct outcome {
 	char peer[48];
 	char source[48];
 	char tls[64];            /* "TLSv1.3:TLS_AES_256_GCM_SHA384", "" for plaintext */
+	/* OUTCOME_EVENT only */
+	uint8_t scope;           /* enum adapt_scope of a suspension */
+	double rate, rate_before; /* messages per second after and before (slow-downs) */
+	double base_rate;        /* what a slowed pair climbs back to */
+	int64_t until_ms;        /* wall clock end of a suspension */
 };
 
 void message_free(struct message *m);

@@ -1,0 +1,276 @@
+/* engine/adaptation.c - the adaptations in force, as the engine records
+ * them (see adaptation.h). The state file, state/.adaptation (a name no
+ * spool file can have: names starting with '.' are never listed), is
+ * text, one adaptation a line, fields separated by tabs ("-": empty):
+ *   suspend SCOPE SOURCE GROUP UNTIL_MS RULE
+ *   slow    SOURCE GROUP RATE BASE
+ * (UNTIL_MS: wall clock milliseconds; RATE, BASE: messages per second).
+ * It is replaced atomically, as retry states are. */
+#include "adaptation.h"
+#include "acct_log.h"
+#include "lib/util.h"
+#include "../shards/config_types.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATE_NAME ".adaptation"
+#define STATE_MAX (1 << 20)
+#define SAVE_GAP_MS 1000
+
+struct kept {
+	struct adapt_cmd c;         /* what a shard is told */
+	char rule[64];              /* suspensions: the rule, for the resume line */
+};
+
+struct adaptation {
+	struct spool *sp;
+	struct kept *k;
+	unsigned n, cap;
+	struct adapt_cmd *unsent;   /* refused by a full queue, to go again... */
+	unsigned *unsent_to;        /* ...to these shards */
+	unsigned nunsent, unsent_cap;
+	bool dirty;
+	int64_t saved_ms;
+	uint64_t counts[EVENT_RESUME + 1];
+};
+
+static const char *or_dash(const char *v)
+{
+	return v && *v ? v : "-";
+}
+
+static void undash(char *v)
+{
+	if (strcmp(v, "-") == 0)
+		v[0] = 0;
+}
+
+/* The record of this suspension or slow-down (same kind, scope and
+ * names), or NULL. */
+static struct kept *find(struct adaptation *a, uint8_t kind, uint8_t scope, const char *source,
+                         const char *group)
+{
+	for (unsigned i = 0; i < a->n; i++) {
+		struct adapt_cmd *c = &a->k[i].c;
+		if (c->kind == kind && c->scope == scope && strcmp(c->source, source) == 0 &&
+		    strcmp(c->group, group) == 0)
+			return &a->k[i];
+	}
+	return NULL;
+}
+
+static struct kept *add(struct adaptation *a, uint8_t kind, uint8_t scope, const char *source,
+                        const char *group)
+{
+	struct kept *k = find(a, kind, scope, source, group);
+	if (k)
+		return k;
+	if (a->n == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 16;
+		a->k = xrealloc(a->k, a->cap * sizeof(*a->k));
+	}
+	k = &a->k[a->n++];
+	memset(k, 0, sizeof(*k));
+	k->c.kind = kind;
+	k->c.scope = scope;
+	snprintf(k->c.source, sizeof(k->c.source), "%s", source);
+	snprintf(k->c.group, sizeof(k->c.group), "%s", group);
+	return k;
+}
+
+static void drop(struct adaptation *a, struct kept *k)
+{
+	*k = a->k[--a->n];
+}
+
+/* ---- the state file ---- */
+
+static void load(struct adaptation *a)
+{
+	int fd = openat(a->sp->state_fd, STATE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	char *text = xmalloc(STATE_MAX + 1);
+	ssize_t got = read(fd, text, STATE_MAX);
+	close(fd);
+	text[got > 0 ? got : 0] = 0;
+	int64_t now = now_real_ms();
+	unsigned bad = 0;
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		char f[6][300];
+		int nf = sscanf(line, "%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]", f[0], f[1],
+		                f[2], f[3], f[4], f[5]);
+		for (int i = 0; i < nf; i++)
+			undash(f[i]);
+		if (nf == 6 && strcmp(f[0], "suspend") == 0) {
+			uint8_t scope = strcmp(f[1], "group") == 0 ? SCOPE_GROUP
+			              : strcmp(f[1], "source") == 0 ? SCOPE_SOURCE : SCOPE_PAIR;
+			long long until = strtoll(f[4], NULL, 10);
+			if (until <= now)
+				continue; /* over while sluice was not running */
+			struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, f[2], f[3]);
+			k->c.until_wall_ms = until;
+			snprintf(k->rule, sizeof(k->rule), "%.63s", f[5]);
+		} else if (nf == 5 && strcmp(f[0], "slow") == 0) {
+			struct kept *k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, f[1], f[2]);
+			k->c.rate = strtod(f[3], NULL);
+			k->c.base = strtod(f[4], NULL);
+			if (!(k->c.rate > 0))
+				drop(a, k);
+		} else if (*line) {
+			bad++;
+		}
+	}
+	free(text);
+	if (bad)
+		warnx_("%s/state/%s: %u line(s) not understood, ignored", a->sp->dir, STATE_NAME, bad);
+}
+
+static void save(struct adaptation *a)
+{
+	static const char *const scopes[] = { "pair", "group", "source" };
+	struct buf b = { 0 };
+	for (unsigned i = 0; i < a->n; i++) {
+		const struct adapt_cmd *c = &a->k[i].c;
+		if (c->kind == ADAPT_CMD_SUSPEND)
+			buf_printf(&b, "suspend\t%s\t%s\t%s\t%lld\t%s\n", scopes[c->scope % 3], or_dash(c->source),
+			           or_dash(c->group), (long long)c->until_wall_ms, or_dash(a->k[i].rule));
+		else
+			buf_printf(&b, "slow\t%s\t%s\t%.6g\t%.6g\n", or_dash(c->source), or_dash(c->group), c->rate,
+			           c->base);
+	}
+	buf_add(&b, "", 1); /* NUL */
+	int err = spool_state_write(a->sp, STATE_NAME, b.p);
+	if (err)
+		warnx_("cannot save %s/state/%s: %s (a restart may forget suspensions and slow-downs)",
+		       a->sp->dir, STATE_NAME, strerror(err));
+	buf_free(&b);
+	a->dirty = false;
+	a->saved_ms = now_real_ms();
+}
+
+/* ---- telling the shards ---- */
+
+static void send_to(struct adaptation *a, const struct adapt_cmd *c, struct shard **shards, unsigned to)
+{
+	if (shard_adapt(shards[to], c))
+		return;
+	if (a->nunsent == a->unsent_cap) {
+		a->unsent_cap = a->unsent_cap ? a->unsent_cap * 2 : 16;
+		a->unsent = xrealloc(a->unsent, a->unsent_cap * sizeof(*a->unsent));
+		a->unsent_to = xrealloc(a->unsent_to, a->unsent_cap * sizeof(*a->unsent_to));
+	}
+	a->unsent[a->nunsent] = *c;
+	a->unsent_to[a->nunsent++] = to;
+}
+
+static void send_all(struct adaptation *a, const struct adapt_cmd *c, struct shard **shards, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		send_to(a, c, shards, i);
+}
+
+struct adaptation *adaptation_open(struct spool *sp)
+{
+	struct adaptation *a = xcalloc(1, sizeof(*a));
+	a->sp = sp;
+	load(a);
+	return a;
+}
+
+void adaptation_send_kept(struct adaptation *a, struct shard **shards, unsigned n)
+{
+	for (unsigned i = 0; i < a->n; i++)
+		send_all(a, &a->k[i].c, shards, n);
+}
+
+void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *log,
+                     struct shard **shards, unsigned n)
+{
+	acct_format_event(log, o);
+	enum adapt_event ev = (enum adapt_event)o->result;
+	if ((unsigned)ev <= EVENT_RESUME)
+		a->counts[ev]++;
+	const char *group = o->group ? o->group : "";
+	struct kept *k;
+	switch (ev) {
+	case EVENT_SLOW:
+	case EVENT_SPEEDUP:
+		k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, o->source, group);
+		k->c.rate = o->rate;
+		k->c.base = o->base_rate;
+		break;
+	case EVENT_RESTORE:
+		if ((k = find(a, ADAPT_CMD_SLOW, SCOPE_PAIR, o->source, group)))
+			drop(a, k);
+		break;
+	case EVENT_SUSPEND:
+		k = add(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group);
+		if (o->until_ms > k->c.until_wall_ms)
+			k->c.until_wall_ms = o->until_ms;
+		snprintf(k->rule, sizeof(k->rule), "%.63s", o->mx ? o->mx : "");
+		if (o->scope != SCOPE_PAIR) /* the other shards own other pairs of it */
+			send_all(a, &k->c, shards, n);
+		break;
+	case EVENT_RESUME:
+		break;
+	}
+	a->dirty = true;
+}
+
+bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shards, unsigned n, bool force)
+{
+	size_t was = log->len;
+	int64_t now = now_real_ms();
+	for (unsigned i = 0; i < a->n;) {
+		struct kept *k = &a->k[i];
+		if (k->c.kind != ADAPT_CMD_SUSPEND || k->c.until_wall_ms > now) {
+			i++;
+			continue;
+		}
+		struct outcome o; /* the shards lift it by their own clocks */
+		memset(&o, 0, sizeof(o));
+		o.kind = OUTCOME_EVENT;
+		o.result = EVENT_RESUME;
+		o.ts_ms = now;
+		o.scope = k->c.scope;
+		snprintf(o.source, sizeof(o.source), "%s", k->c.source);
+		o.group = k->c.group[0] ? k->c.group : NULL;
+		o.mx = k->rule[0] ? k->rule : NULL;
+		acct_format_event(log, &o);
+		a->counts[EVENT_RESUME]++;
+		drop(a, k);
+		a->dirty = true;
+	}
+	unsigned left = a->nunsent;
+	a->nunsent = 0;
+	for (unsigned i = 0; i < left && n; i++) /* again, in order; refused ones queue again */
+		send_to(a, &a->unsent[i], shards, a->unsent_to[i] % n);
+	if (a->dirty && (force || now - a->saved_ms >= SAVE_GAP_MS))
+		save(a);
+	return log->len > was;
+}
+
+const uint64_t *adaptation_counts(const struct adaptation *a)
+{
+	return a->counts;
+}
+
+void adaptation_close(struct adaptation *a)
+{
+	if (!a)
+		return;
+	if (a->dirty)
+		save(a);
+	free(a->k);
+	free(a->unsent);
+	free(a->unsent_to);
+	free(a);
+}

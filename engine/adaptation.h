@@ -1,0 +1,31 @@
+/* engine/adaptation.h - the engine's record of the adaptations in force
+ * (suspensions, slowed rates; see shards/adapt.c): what the shards'
+ * events say, written to the accounting log as they come, kept in the
+ * spool's state (state/.adaptation) so that a restart keeps them, sent to
+ * every shard when they reach beyond one pair, and ended ("resume") when
+ * their time is over. Engine thread only. */
+#ifndef SLUICE_ADAPTATION_H
+#define SLUICE_ADAPTATION_H
+#include "lib/util.h"
+#include "lib/message.h"
+#include "spool.h"
+#include "../shards/shard.h"
+
+struct adaptation;
+
+/* Reads the spool's state (what is over is dropped). */
+struct adaptation *adaptation_open(struct spool *sp);
+/* At start, before the shards run: what the state kept, to every shard. */
+void adaptation_send_kept(struct adaptation *a, struct shard **shards, unsigned n);
+/* An event outcome from a shard: its line goes to log, the record follows. */
+void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *log,
+                     struct shard **shards, unsigned n);
+/* Once a loop turn: suspensions whose time is over end (their "resume"
+ * line goes to log), commands a full queue refused go again, and the
+ * state is saved when it changed (at most once a second unless force).
+ * True when it wrote lines. */
+bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shards, unsigned n, bool force);
+/* Events by enum adapt_event, for the summary. */
+const uint64_t *adaptation_counts(const struct adaptation *a);
+void adaptation_close(struct adaptation *a);
+#endif

@@ -19,7 +19,16 @@
  * provider that polices each client source IP (concurrent connections,
  * MAIL FROMs per connection, a token bucket of MAIL FROMs per second),
  * answering 421 and closing; the counts per source go into the JSON. They
- * share one mutex across threads, taken only when one of them is given. */
+ * share one mutex across threads, taken only when one of them is given.
+ *
+ * --blocklist IP,... makes it a provider that lists some sources on a DNS
+ * blocklist: their connections get a Spamhaus-style refusal (or
+ * --blocklist-text) at the greeting, to MAIL FROM or to every RCPT TO
+ * (--blocklist-at), and none of their messages is ever accepted. With
+ * policing or a blocklist every source also gets a timeline: messages
+ * accepted and refusals (421s and blocklist replies) per whole second
+ * since the start, the first TIMELINE_MAX seconds, so that a plot shows
+ * how a sender adapts to the provider's answers. Same mutex. */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "../engine/lib/rng.h"
@@ -59,6 +68,14 @@ struct fault { int cmd; int code; double prob; };
 enum tls_fault { TF_NONE, TF_CLOSE_AFTER_HELLO, TF_GARBAGE, TF_INJECT };
 static const char *const tls_fault_names[] = { "none", "close-after-hello", "garbage", "inject" };
 
+/* --blocklist-at: the reply that refuses a blocklisted source. */
+enum block_at { BA_RCPT, BA_MAIL, BA_BANNER };
+static const char *const block_at_names[] = { "rcpt", "mail", "banner" };
+/* The default refusal; each %s becomes the client's IP. */
+#define BLOCKLIST_TEXT "554 5.7.1 Service unavailable; Client host [%s] blocked using zen.spamhaus.org; " \
+                       "https://www.spamhaus.org/query/ip/%s"
+#define BLOCKLIST_TEXT_MAX 400
+
 struct mx_opts {
 	struct sockaddr_storage listen[MAX_LISTEN];
 	socklen_t listen_len[MAX_LISTEN];
@@ -83,6 +100,10 @@ struct mx_opts {
 	unsigned police_conns;    /* --police-conns: concurrent connections per source IP; 0 = none */
 	unsigned police_per_conn; /* --police-per-conn: MAIL FROMs per connection; 0 = none */
 	double police_rate;       /* --police-rate: MAIL FROMs per second per source IP; 0 = none */
+	char (*blocklist)[INET6_ADDRSTRLEN]; /* --blocklist: source IPs refused, as peer_ip writes them */
+	unsigned nblocklist;
+	enum block_at blocklist_at; /* --blocklist-at: where they are refused */
+	const char *blocklist_text; /* --blocklist-text, or NULL for BLOCKLIST_TEXT */
 };
 
 struct mx_stats {
@@ -202,15 +223,16 @@ static bool grey_first(struct mx_thread *t, const char *s, size_t n)
 	return true;
 }
 
-/* --police-*: a mailbox provider's limits per client source IP (the peer
- * address of the accepted socket), shared by all threads under one mutex;
- * t->pol is NULL without a --police option, and then none of this runs.
- * A "mail" is a MAIL FROM that passed policing (the sender spent its token
- * when it started the transaction); a "message" is one completed with 250
- * after DATA or BDAT LAST. */
+/* --police-* and --blocklist: a mailbox provider's limits and blocklist per
+ * client source IP (the peer address of the accepted socket), shared by all
+ * threads under one mutex; t->pol is NULL without one of these options, and
+ * then none of this runs. A "mail" is a MAIL FROM that passed policing (the
+ * sender spent its token when it started the transaction); a "message" is
+ * one completed with 250 after DATA or BDAT LAST. */
 #define POLICE_HELO_MAX 4
 #define POLICE_HELO_LEN 64
 #define POLICE_BUCKETS 256
+#define TIMELINE_MAX 3600 /* seconds of per-second counts kept per source */
 
 struct psrc {
 	struct psrc *next; /* hash chain */
@@ -222,6 +244,13 @@ struct psrc {
 	int64_t first_ms, last_ms; /* first/last accepted MAIL FROM since the start; -1: none */
 	unsigned nhelo;
 	char helo[POLICE_HELO_MAX][POLICE_HELO_LEN];
+	/* --blocklist: set when the entry is made, read without the mutex after */
+	char *block_reply;         /* the refusal with its CRLF, or NULL: not listed */
+	uint64_t blocklisted;      /* refusals sent */
+	/* the timeline: messages accepted and refusals in second k since the
+	 * start, for k < nsec (grown as needed, at most TIMELINE_MAX) */
+	uint32_t *ok_s, *refused_s;
+	size_t nsec;
 };
 
 struct police {
@@ -233,7 +262,29 @@ struct police {
 	struct psrc **list; /* in order of first connection */
 	size_t n, cap;
 	uint64_t v_conns, v_per_conn, v_rate;
+	const struct mx_opts *o; /* its --blocklist* */
+	uint64_t blocklisted;
 };
+
+/* The refusal for a blocklisted ip: TEXT (or BLOCKLIST_TEXT) with each %s
+ * replaced by the IP, and CRLF. */
+static char *block_reply_for(const struct mx_opts *o, const char *ip)
+{
+	const char *text = o->blocklist_text ? o->blocklist_text : BLOCKLIST_TEXT;
+	struct buf b = { 0 };
+	for (const char *q = text; *q;) {
+		const char *pc = strstr(q, "%s");
+		size_t n = pc ? (size_t)(pc - q) : strlen(q);
+		buf_add(&b, q, n);
+		q += n;
+		if (pc) {
+			buf_adds(&b, ip);
+			q += 2;
+		}
+	}
+	buf_add(&b, "\r\n", 3); /* with its NUL */
+	return b.p;
+}
 
 /* The source's entry (made on first sight); under p->mu. */
 static struct psrc *police_src(struct police *p, const char *ip)
@@ -247,6 +298,9 @@ static struct psrc *police_src(struct police *p, const char *ip)
 	s->tokens = p->depth; /* starts full */
 	s->refill_s = now_mono_s();
 	s->first_ms = s->last_ms = -1;
+	for (unsigned i = 0; i < p->o->nblocklist; i++)
+		if (!strcmp(p->o->blocklist[i], ip))
+			s->block_reply = block_reply_for(p->o, ip);
 	s->next = p->bucket[h];
 	p->bucket[h] = s;
 	if (p->n == p->cap) {
@@ -255,6 +309,38 @@ static struct psrc *police_src(struct police *p, const char *ip)
 	}
 	p->list[p->n++] = s;
 	return s;
+}
+
+/* One more message accepted (or, refused, one more refusal) by the source in
+ * the current second since the start, if within the first TIMELINE_MAX;
+ * under p->mu. */
+static void timeline_add(struct police *p, struct psrc *s, bool refused)
+{
+	double d = now_mono_s() - p->t0;
+	size_t k = d > 0 ? (size_t)d : 0;
+	if (k >= TIMELINE_MAX)
+		return;
+	if (k >= s->nsec) {
+		size_t n = s->nsec ? s->nsec * 2 : 64;
+		while (n <= k)
+			n *= 2;
+		if (n > TIMELINE_MAX)
+			n = TIMELINE_MAX;
+		s->ok_s = xrealloc(s->ok_s, n * sizeof(*s->ok_s));
+		s->refused_s = xrealloc(s->refused_s, n * sizeof(*s->refused_s));
+		memset(s->ok_s + s->nsec, 0, (n - s->nsec) * sizeof(*s->ok_s));
+		memset(s->refused_s + s->nsec, 0, (n - s->nsec) * sizeof(*s->refused_s));
+		s->nsec = n;
+	}
+	(refused ? s->refused_s : s->ok_s)[k]++;
+}
+
+/* A blocklist refusal sent to the source: counted; under p->mu. */
+static void block_count(struct police *p, struct psrc *s)
+{
+	s->blocklisted++;
+	p->blocklisted++;
+	timeline_add(p, s, true);
 }
 
 /* The peer address of fd as text ("127.0.0.10"; an IPv4-mapped IPv6 address
@@ -274,8 +360,9 @@ static void peer_ip(int fd, char *ip, size_t len)
 	sockaddr_text(&ss, false, ip, len);
 }
 
-/* A new connection: counted for its source; false (a "conns" violation)
- * when the source already has --police-conns connections open. */
+/* A new connection: counted for its source; false, with the refusal in
+ * pbuf, when the source is blocklisted at the banner or (a "conns"
+ * violation) already has --police-conns connections open. */
 static bool police_connect(struct police *p, struct mconn *c)
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -284,17 +371,40 @@ static bool police_connect(struct police *p, struct mconn *c)
 	struct psrc *s = police_src(p, ip);
 	c->src = s;
 	s->connections++;
-	bool ok = !p->conns_max || s->cur < p->conns_max;
+	bool blocked = s->block_reply && p->o->blocklist_at == BA_BANNER;
+	bool ok = !blocked && (!p->conns_max || s->cur < p->conns_max);
 	if (ok) {
 		c->src_held = true;
 		if (++s->cur > s->max_concurrent)
 			s->max_concurrent = s->cur;
+	} else if (blocked) {
+		block_count(p, s);
 	} else {
 		s->v_conns++;
 		p->v_conns++;
+		timeline_add(p, s, true);
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (blocked)
+		buf_adds(&c->pbuf, s->block_reply);
+	else if (!ok)
+		buf_printf(&c->pbuf, "421 4.7.0 [TSS09] Too many concurrent connections from %s; "
+		           "mockmx --police-conns\r\n", s->ip);
 	return ok;
+}
+
+/* Whether the source of c is blocklisted at `at` (MAIL or RCPT); if so the
+ * refusal is in pbuf and counted. */
+static bool police_blocked(struct police *p, struct mconn *c, enum block_at at)
+{
+	struct psrc *s = c->src;
+	if (!s->block_reply || p->o->blocklist_at != at)
+		return false;
+	pthread_mutex_lock(&p->mu);
+	block_count(p, s);
+	pthread_mutex_unlock(&p->mu);
+	buf_adds(&c->pbuf, s->block_reply);
+	return true;
 }
 
 /* The connection no longer counts as concurrent (QUIT said, or closing). */
@@ -342,6 +452,7 @@ static bool police_mail(struct police *p, struct mconn *c)
 		pthread_mutex_lock(&p->mu);
 		s->v_per_conn++;
 		p->v_per_conn++;
+		timeline_add(p, s, true);
 		pthread_mutex_unlock(&p->mu);
 		buf_adds(&c->pbuf, "421 4.7.0 Too many messages on one connection (mockmx --police-per-conn)\r\n");
 		return false;
@@ -356,6 +467,7 @@ static bool police_mail(struct police *p, struct mconn *c)
 		if (s->tokens < 1 - 1e-9) {
 			s->v_rate++;
 			p->v_rate++;
+			timeline_add(p, s, true);
 			pthread_mutex_unlock(&p->mu);
 			buf_printf(&c->pbuf, "421 4.7.0 [TSS04] Messages from %s temporarily deferred due to "
 			           "unexpected volume or user complaints (mockmx --police-rate)\r\n", s->ip);
@@ -373,10 +485,12 @@ static bool police_mail(struct police *p, struct mconn *c)
 	return true;
 }
 
+/* A message accepted from the source: counted, and in its timeline. */
 static void police_message(struct police *p, struct mconn *c)
 {
 	pthread_mutex_lock(&p->mu);
 	c->src->messages++;
+	timeline_add(p, c->src, false);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -481,6 +595,8 @@ static void on_mail(struct mx_thread *t, struct mconn *c, const char *line, size
 	size_t alen;
 	if (c->have_mail) {
 		buf_adds(&c->pbuf, "503 5.5.1 Error: nested MAIL command\r\n");
+	} else if (c->src && police_blocked(t->pol, c, BA_MAIL)) {
+		/* refused; the connection stays open */
 	} else if (c->src && path_arg(line, n, &a, &alen) && !police_mail(t->pol, c)) {
 		c->quit = true; /* the 421 is the last reply: the connection closes */
 	} else if ((f = fault_for(t, F_MAIL))) {
@@ -503,6 +619,8 @@ static void on_rcpt(struct mx_thread *t, struct mconn *c, const char *line, size
 		buf_adds(&c->pbuf, "503 5.5.1 Error: need MAIL command\r\n");
 	} else if (!path_arg(line, n, &a, &alen)) {
 		buf_adds(&c->pbuf, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+	} else if (c->src && police_blocked(t->pol, c, BA_RCPT)) {
+		/* refused: with no recipient, DATA and BDAT get 554 */
 	} else if ((f = fault_for(t, F_RCPT))) {
 		reply_fault(c, f, "RCPT");
 	} else if (t->o->defer_rcpt && memmem(a, alen, t->o->defer_rcpt, strlen(t->o->defer_rcpt))) {
@@ -799,16 +917,15 @@ static void mx_accept(struct mx_thread *t, int fd)
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	atomic_fetch_add(&t->st->connections, 1);
-	bool police_ok = !t->pol || police_connect(t->pol, c);
+	bool police_ok = !t->pol || police_connect(t->pol, c); /* false: its refusal in pbuf */
 	if (!police_ok && t->o->silent) {
+		c->pbuf.len = 0;
 		mx_close(t, c);
 		return;
 	}
 	if (!t->o->silent) {
 		int f = police_ok ? fault_for(t, F_CONNECT) : 0;
 		if (!police_ok) {
-			buf_printf(&c->pbuf, "421 4.7.0 [TSS09] Too many concurrent connections from %s; "
-			           "mockmx --police-conns\r\n", c->src->ip);
 			c->quit = true;
 		} else if (f) {
 			reply_fault(c, f, "connect");
@@ -1142,6 +1259,20 @@ static void mx_usage(FILE *f)
 	      "                            R/h): a token bucket of depth max(1, R), full at the\n"
 	      "                            start; a MAIL without a token gets 421 4.7.0 [TSS04]\n"
 	      "                            and the connection closes\n"
+	      "A provider's blocklist (adds \"police\" and \"sources\" to the JSON too):\n"
+	      "  --blocklist IP[,IP...]    client source IPs listed (repeatable): they are\n"
+	      "                            refused, and no message of theirs is accepted\n"
+	      "  --blocklist-at WHERE      banner (the greeting, then close), mail (every MAIL\n"
+	      "                            FROM) or rcpt (every RCPT TO; the default)\n"
+	      "  --blocklist-text TEXT     the refusal, code included (4xx or 5xx, one line);\n"
+	      "                            each %s becomes the client IP; the default, one line:\n"
+	      "                            554 5.7.1 Service unavailable; Client host [%s]\n"
+	      "                            blocked using zen.spamhaus.org;\n"
+	      "                            https://www.spamhaus.org/query/ip/%s\n"
+	      "With policing or a blocklist, each source in \"sources\" has \"blocklisted\"\n"
+	      "(refusals sent), \"per_second\" (messages accepted in each whole second since\n"
+	      "the start) and \"refused_per_second\" (421s and blocklist refusals), both for\n"
+	      "the first 3600 seconds only; \"blocklisted\" at the top is the total.\n"
 	      "The counters are printed as JSON on standard output at exit (SIGTERM/SIGINT).\n", f);
 }
 
@@ -1155,6 +1286,50 @@ static double parse_police_rate(const char *spec)
 	if (end == spec || per == 0 || !(r > 0) || r > 1e9)
 		fatal("mockmx: --police-rate %s: expected a positive R, R/s, R/m or R/h", spec);
 	return r / per;
+}
+
+/* --blocklist IP[,IP...]: each numeric address appended to o->blocklist in
+ * the form peer_ip gives (an IPv4-mapped IPv6 address as IPv4). */
+static void parse_blocklist(struct mx_opts *o, const char *spec)
+{
+	const char *q = spec;
+	for (;;) {
+		size_t n = strcspn(q, ",");
+		char ip[INET6_ADDRSTRLEN];
+		struct in_addr a4;
+		struct in6_addr a6;
+		if (n == 0 || n >= sizeof(ip))
+			fatal("mockmx: --blocklist %s: expected IP[,IP...]", spec);
+		memcpy(ip, q, n);
+		ip[n] = 0;
+		o->blocklist = xrealloc(o->blocklist, (o->nblocklist + 1) * sizeof(*o->blocklist));
+		char *out = o->blocklist[o->nblocklist++];
+		if (inet_pton(AF_INET, ip, &a4) == 1)
+			inet_ntop(AF_INET, &a4, out, INET6_ADDRSTRLEN);
+		else if (inet_pton(AF_INET6, ip, &a6) != 1)
+			fatal("mockmx: --blocklist %s: '%s' is not a numeric IP address", spec, ip);
+		else if (IN6_IS_ADDR_V4MAPPED(&a6))
+			inet_ntop(AF_INET, &a6.s6_addr[12], out, INET6_ADDRSTRLEN);
+		else
+			inet_ntop(AF_INET6, &a6, out, INET6_ADDRSTRLEN);
+		if (!q[n])
+			return;
+		q += n + 1;
+	}
+}
+
+/* --blocklist-text: one line starting with a 4xx or 5xx code and a space (or
+ * nothing more), printable, at most BLOCKLIST_TEXT_MAX bytes. */
+static void check_blocklist_text(const char *text)
+{
+	bool ok = strlen(text) <= BLOCKLIST_TEXT_MAX && (text[0] == '4' || text[0] == '5') &&
+	          isdigit((unsigned char)text[1]) && isdigit((unsigned char)text[2]) &&
+	          (text[3] == ' ' || text[3] == 0);
+	for (const char *q = text; ok && *q; q++)
+		ok = (unsigned char)*q >= 0x20 && *q != 0x7f;
+	if (!ok)
+		fatal("mockmx: --blocklist-text: one printable line of at most %d bytes starting with "
+		      "a 4xx or 5xx code, e.g. \"550 5.7.1 %%s is listed\"", BLOCKLIST_TEXT_MAX);
 }
 
 static double cpu_self(void)
@@ -1181,7 +1356,8 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		{ "tls-cert", required_argument, 0, 'c' }, { "tls-key", required_argument, 0, 'k' },
 		{ "tls-fault", required_argument, 0, 'F' }, { "tls-no-resume", no_argument, 0, 'N' },
 		{ "police-conns", required_argument, 0, 'x' }, { "police-per-conn", required_argument, 0, 'y' },
-		{ "police-rate", required_argument, 0, 'z' },
+		{ "police-rate", required_argument, 0, 'z' }, { "blocklist", required_argument, 0, 'b' },
+		{ "blocklist-at", required_argument, 0, 'a' }, { "blocklist-text", required_argument, 0, 'T' },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -1191,6 +1367,7 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 	o->seed = 12345;
 	int c;
 	long v;
+	bool blocklist_opts = false; /* --blocklist-at or --blocklist-text given */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -1251,6 +1428,23 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 			o->police_per_conn = (unsigned)v;
 			break;
 		case 'z': o->police_rate = parse_police_rate(optarg); break;
+		case 'b': parse_blocklist(o, optarg); break;
+		case 'a': {
+			unsigned k;
+			for (k = 0; k < sizeof(block_at_names) / sizeof(*block_at_names); k++)
+				if (!strcmp(optarg, block_at_names[k]))
+					break;
+			if (k == sizeof(block_at_names) / sizeof(*block_at_names))
+				fatal("mockmx: --blocklist-at is banner, mail or rcpt");
+			o->blocklist_at = (enum block_at)k;
+			blocklist_opts = true;
+			break;
+		}
+		case 'T':
+			check_blocklist_text(optarg);
+			o->blocklist_text = optarg;
+			blocklist_opts = true;
+			break;
 		case 'h': mx_usage(stdout); return 0;
 		default: mx_usage(stderr); return 2;
 		}
@@ -1263,20 +1457,43 @@ static int mx_parse_args(struct mx_opts *o, int argc, char **argv)
 		fatal("mockmx: --tls-cert and --tls-key go together");
 	if ((o->tls_fault || o->tls_no_resume) && !o->tls_cert)
 		fatal("mockmx: --tls-fault and --tls-no-resume need --tls-cert and --tls-key");
+	if (blocklist_opts && !o->nblocklist)
+		fatal("mockmx: --blocklist-at and --blocklist-text need --blocklist");
 	if (o->store && mkdir(o->store, 0755) != 0 && errno != EEXIST)
 		fatal("mockmx: cannot create %s: %s", o->store, strerror(errno));
 	return -1;
 }
 
-/* --police-*: the totals and limits, then every source, as JSON members
- * (",\"police\":{...},\"sources\":{...}"); a line per source on stderr. */
+/* The source's timeline as JSON members ",\"per_second\":[...],
+ * \"refused_per_second\":[...]", nsec seconds each (zeros where nothing
+ * happened). */
+static void timeline_report(const struct psrc *s, size_t nsec, struct buf *j)
+{
+	for (int refused = 0; refused < 2; refused++) {
+		const uint32_t *v = refused ? s->refused_s : s->ok_s;
+		buf_adds(j, refused ? ",\"refused_per_second\":[" : ",\"per_second\":[");
+		for (size_t k = 0; k < nsec; k++)
+			buf_printf(j, "%s%u", k ? "," : "", k < s->nsec ? v[k] : 0);
+		buf_adds(j, "]");
+	}
+}
+
+/* --police-* and --blocklist: the totals and limits, then every source, as
+ * JSON members (",\"police\":{...},\"blocklisted\":N,\"sources\":{...}"),
+ * each timeline as long as the run (at most TIMELINE_MAX seconds); a line
+ * per source on stderr. */
 static void police_report(struct police *p, struct buf *j)
 {
 	pthread_mutex_lock(&p->mu);
+	double secs = now_mono_s() - p->t0;
+	size_t nsec = secs > 0 ? (size_t)secs + 1 : 1;
+	if (nsec > TIMELINE_MAX)
+		nsec = TIMELINE_MAX;
 	buf_printf(j, ",\"police\":{\"conns\":%llu,\"per_conn\":%llu,\"rate\":%llu,"
-	           "\"limits\":{\"conns\":%u,\"per_conn\":%u,\"rate\":%.6g}},\"sources\":{",
-	           (unsigned long long)p->v_conns, (unsigned long long)p->v_per_conn,
-	           (unsigned long long)p->v_rate, p->conns_max, p->per_conn_max, p->rate);
+	           "\"limits\":{\"conns\":%u,\"per_conn\":%u,\"rate\":%.6g}},\"blocklisted\":%llu,"
+	           "\"sources\":{", (unsigned long long)p->v_conns, (unsigned long long)p->v_per_conn,
+	           (unsigned long long)p->v_rate, p->conns_max, p->per_conn_max, p->rate,
+	           (unsigned long long)p->blocklisted);
 	fprintf(stderr, "mockmx: police: %zu source%s; violations conns %llu, per_conn %llu, rate %llu "
 	        "(limits: conns %u, per-conn %u, rate %.6g/s; 0 = none)\n", p->n, p->n == 1 ? "" : "s",
 	        (unsigned long long)p->v_conns, (unsigned long long)p->v_per_conn,
@@ -1296,10 +1513,13 @@ static void police_report(struct police *p, struct buf *j)
 			buf_printf(&names, "%s%s", k ? "," : "", s->helo[k]);
 		}
 		if (s->first_ms < 0)
-			buf_adds(j, "],\"first_ms\":null,\"last_ms\":null}");
+			buf_adds(j, "],\"first_ms\":null,\"last_ms\":null");
 		else
-			buf_printf(j, "],\"first_ms\":%lld,\"last_ms\":%lld}", (long long)s->first_ms,
+			buf_printf(j, "],\"first_ms\":%lld,\"last_ms\":%lld", (long long)s->first_ms,
 			           (long long)s->last_ms);
+		buf_printf(j, ",\"blocklisted\":%llu", (unsigned long long)s->blocklisted);
+		timeline_report(s, nsec, j);
+		buf_adds(j, "}");
 		double span = (double)(s->last_ms - s->first_ms) / 1000;
 		fprintf(stderr, "mockmx: police %s: %llu connections (max %u concurrent), %llu MAIL FROM "
 		        "accepted, %llu messages, violations conns %llu per_conn %llu rate %llu, "
@@ -1309,6 +1529,9 @@ static void police_report(struct police *p, struct buf *j)
 		        (unsigned long long)s->v_per_conn, (unsigned long long)s->v_rate,
 		        s->mails >= 2 && span > 0 ? (double)(s->mails - 1) / span : 0, s->mails ? span : 0,
 		        names.len ? names.p : "-");
+		if (s->block_reply)
+			fprintf(stderr, "mockmx: blocklist %s: listed, %llu refusals\n", s->ip,
+			        (unsigned long long)s->blocklisted);
 		buf_free(&names);
 	}
 	buf_adds(j, "}");
@@ -1317,8 +1540,12 @@ static void police_report(struct police *p, struct buf *j)
 
 static void police_free(struct police *p)
 {
-	for (size_t i = 0; i < p->n; i++)
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->list[i]->block_reply);
+		free(p->list[i]->ok_s);
+		free(p->list[i]->refused_s);
 		free(p->list[i]);
+	}
 	free(p->list);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -1365,9 +1592,10 @@ int mockmx_main(int argc, char **argv)
 
 	static struct mx_stats st;
 	struct police *pol = NULL;
-	if (o.police_conns || o.police_per_conn || o.police_rate > 0) {
+	if (o.police_conns || o.police_per_conn || o.police_rate > 0 || o.nblocklist) {
 		pol = xcalloc(1, sizeof(*pol));
 		pthread_mutex_init(&pol->mu, NULL);
+		pol->o = &o;
 		pol->conns_max = o.police_conns;
 		pol->per_conn_max = o.police_per_conn;
 		pol->rate = o.police_rate;
@@ -1407,5 +1635,6 @@ int mockmx_main(int argc, char **argv)
 		for (unsigned k = 0; k < o.nlisten; k++)
 			close(th[i].lfd[k]);
 	free(th);
+	free(o.blocklist);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #define STATE_NAME ".adaptation"
 #define STATE_MAX (1 << 20)
 #define SAVE_GAP_MS 1000
+#define CLOCK_SLACK_MS 100
 
 struct kept {
 	struct adapt_cmd c;         /* what a shard is told */
@@ -191,10 +192,28 @@ void adaptation_send_kept(struct adaptation *a, struct shard **shards, unsigned 
 		send_all(a, &a->k[i].c, shards, n);
 }
 
+/* A suspension's time is over: its "resume" line (the shards lift it by
+ * their own clocks), and the record goes. */
+static void resume(struct adaptation *a, struct kept *k, struct buf *log, int64_t now)
+{
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	o.kind = OUTCOME_EVENT;
+	o.result = EVENT_RESUME;
+	o.ts_ms = now;
+	o.scope = k->c.scope;
+	snprintf(o.source, sizeof(o.source), "%s", k->c.source);
+	o.group = k->c.group[0] ? k->c.group : NULL;
+	o.mx = k->rule[0] ? k->rule : NULL;
+	acct_format_event(log, &o);
+	a->counts[EVENT_RESUME]++;
+	drop(a, k);
+	a->dirty = true;
+}
+
 void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *log,
                      struct shard **shards, unsigned n)
 {
-	acct_format_event(log, o);
 	enum adapt_event ev = (enum adapt_event)o->result;
 	if ((unsigned)ev <= EVENT_RESUME)
 		a->counts[ev]++;
@@ -212,6 +231,11 @@ void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *
 			drop(a, k);
 		break;
 	case EVENT_SUSPEND:
+		/* A shard may see the end of the last one before this thread does
+		 * (its clock is not the wall clock: a little slack). */
+		if ((k = find(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group)) &&
+		    k->c.until_wall_ms <= o->ts_ms + CLOCK_SLACK_MS)
+			resume(a, k, log, o->ts_ms);
 		k = add(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group);
 		if (o->until_ms > k->c.until_wall_ms)
 			k->c.until_wall_ms = o->until_ms;
@@ -222,6 +246,7 @@ void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *
 	case EVENT_RESUME:
 		break;
 	}
+	acct_format_event(log, o); /* after the resume it may have ended */
 	a->dirty = true;
 }
 
@@ -231,23 +256,10 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 	int64_t now = now_real_ms();
 	for (unsigned i = 0; i < a->n;) {
 		struct kept *k = &a->k[i];
-		if (k->c.kind != ADAPT_CMD_SUSPEND || k->c.until_wall_ms > now) {
+		if (k->c.kind != ADAPT_CMD_SUSPEND || k->c.until_wall_ms > now)
 			i++;
-			continue;
-		}
-		struct outcome o; /* the shards lift it by their own clocks */
-		memset(&o, 0, sizeof(o));
-		o.kind = OUTCOME_EVENT;
-		o.result = EVENT_RESUME;
-		o.ts_ms = now;
-		o.scope = k->c.scope;
-		snprintf(o.source, sizeof(o.source), "%s", k->c.source);
-		o.group = k->c.group[0] ? k->c.group : NULL;
-		o.mx = k->rule[0] ? k->rule : NULL;
-		acct_format_event(log, &o);
-		a->counts[EVENT_RESUME]++;
-		drop(a, k);
-		a->dirty = true;
+		else
+			resume(a, k, log, now);
 	}
 	unsigned left = a->nunsent;
 	a->nunsent = 0;

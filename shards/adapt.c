@@ -269,7 +269,9 @@ static void suspend(struct shard *s, struct throttle *t, const struct reply_rule
 	event_new(&o, EVENT_SUSPEND, rule->scope == SCOPE_GROUP ? "" : t->source,
 	          rule->scope == SCOPE_SOURCE ? "" : t->group, rule, r);
 	o.scope = (uint8_t)rule->scope;
-	o.until_ms = o.ts_ms + (until - s->now);
+	/* The wall clock when s->now was read (the loop turn's start), plus
+	 * the duration: when this shard lifts it. */
+	o.until_ms = o.ts_ms - (now_mono_ms() - s->now) + (until - s->now);
 	shard_outbox_put(s, &o);
 }
 

@@ -20,7 +20,7 @@ SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
-        shards/shard.c shards/dest_queue.c shards/throttle.c shards/adapt.c shards/smtp_client.c \
+        shards/shard.c shards/dest_queue.c shards/throttle.c shards/adapt.c shards/reply_rules.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/adaptation.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
@@ -45,7 +45,7 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls test_config_limits
+              test_job_file test_tls test_config_limits test_reply_rules
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
@@ -109,6 +109,7 @@ integration: deps sluice
 
 check: deps
 	@python3 tests/check_layers.py
+	@python3 tests/check_reply_rules.py
 	@$(MAKE) --no-print-directory sluice $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 	@SLUICE=$(CURDIR)/sluice tests/run-integration.sh

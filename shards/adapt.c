@@ -2,7 +2,8 @@
  * matches a reply rule (config adaptation.rules, then the shipped
  * responses.conf; the first match wins), and the state that follows on
  * the throttles of the (source IP, MX group) pairs it owns:
- *   slow     the pair's rate is multiplied by the rule's factor (at most
+ *   slow     the pair's rate (and with it its connections) is multiplied
+ *            by the rule's factor (at most
  *            once per holdoff: the replies to one overshoot are one event),
  *            then climbs back by a share of the configured rate after each
  *            increase-every without another slow-down (AIMD), until it is
@@ -11,10 +12,10 @@
  *            sends nothing until the rule's duration has passed: its queue
  *            waits, its idle connections QUIT;
  *   bounce / defer  the recipient's result, whatever the code says.
- * Only refusals (code >= 400) are matched, and each rule's code and
- * enhanced code are looked at before its regular expression: clean
- * traffic costs nothing here. Each shard compiles the rules' expressions
- * for itself (glibc's regexec locks a compiled expression).
+ * Only refusals (code >= 400) are matched (reply_rules.c), each rule's
+ * code and enhanced code before its regular expression: clean traffic
+ * costs nothing here. Each shard compiles the rules' expressions for
+ * itself (glibc's regexec locks a compiled expression).
  *
  * Every action is an event outcome (a line of its own in the accounting
  * log). The engine keeps the actions in force in the spool's state and
@@ -22,11 +23,8 @@
  * other shards own other pairs of that group or IP. At start it sends
  * what the state kept, so that a restart keeps suspensions and slowed
  * rates. */
-#define _GNU_SOURCE /* FNM_CASEFOLD */
 #include "shard_internal.h"
-#include <fnmatch.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,54 +33,8 @@
 
 void adapt_rules_compile(struct shard *s)
 {
-	adapt_rules_free(s);
-	const struct config *cfg = s->cfg;
-	if (!cfg->nreply_rules)
-		return;
-	s->rule_re = xcalloc(cfg->nreply_rules, sizeof(*s->rule_re));
-	s->rule_ok = xcalloc(cfg->nreply_rules, sizeof(*s->rule_ok));
-	s->nrules = cfg->nreply_rules;
-	for (unsigned i = 0; i < cfg->nreply_rules; i++)
-		if (cfg->reply_rules[i].text) /* checked by the configuration: cannot fail */
-			s->rule_ok[i] = regcomp(&s->rule_re[i], cfg->reply_rules[i].text,
-			                        REG_EXTENDED | REG_ICASE | REG_NOSUB) == 0;
-}
-
-void adapt_rules_free(struct shard *s)
-{
-	for (unsigned i = 0; i < s->nrules; i++)
-		if (s->rule_ok[i])
-			regfree(&s->rule_re[i]);
-	free(s->rule_re);
-	free(s->rule_ok);
-	s->rule_re = NULL;
-	s->rule_ok = NULL;
-	s->nrules = 0;
-}
-
-static bool rule_matches(const struct shard *s, unsigned i, const char *group, const struct smtp_reply *r)
-{
-	const struct reply_rule *rule = &s->cfg->reply_rules[i];
-	if (rule->code ? r->code != rule->code : rule->code_class && r->code / 100 != rule->code_class)
-		return false;
-	if (rule->enhanced && fnmatch(rule->enhanced, r->enhanced, 0) != 0)
-		return false;
-	if (rule->group && (!group || fnmatch(rule->group, group, FNM_CASEFOLD) != 0))
-		return false;
-	if (rule->text && (!s->rule_ok[i] || regexec(&s->rule_re[i], r->text, 0, NULL, 0) != 0))
-		return false;
-	return true;
-}
-
-/* The first rule r matches for a destination of this group, or -1. */
-int adapt_rule_for(const struct shard *s, const char *group, const struct smtp_reply *r)
-{
-	if (r->code < 400)
-		return -1;
-	for (unsigned i = 0; i < s->nrules; i++)
-		if (rule_matches(s, i, group, r))
-			return (int)i;
-	return -1;
+	reply_matcher_free(&s->rules);
+	reply_matcher_init(&s->rules, s->cfg->reply_rules, s->cfg->nreply_rules);
 }
 
 /* ---- events ---- */
@@ -279,7 +231,7 @@ static void suspend(struct shard *s, struct throttle *t, const struct reply_rule
 
 uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r)
 {
-	int i = adapt_rule_for(s, d->group, r);
+	int i = reply_matcher_find(&s->rules, d->group, r);
 	if (i < 0)
 		return VERDICT_NONE;
 	const struct reply_rule *rule = &s->cfg->reply_rules[i];
@@ -288,12 +240,12 @@ uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply 
 		if (!d->thr)
 			return VERDICT_NONE;
 		slow_down(s, d->thr, rule, r);
-		return VERDICT_PACED;
+		return VERDICT_SLOWED;
 	case REPLY_SUSPEND:
 		if (!d->thr)
 			return VERDICT_NONE;
 		suspend(s, d->thr, rule, r);
-		return VERDICT_PACED;
+		return VERDICT_SUSPENDED;
 	case REPLY_BOUNCE:
 		return VERDICT_BOUNCE;
 	case REPLY_DEFER:
@@ -317,7 +269,7 @@ void adapt_take_commands(struct shard *s)
 
 void adapt_free(struct shard *s)
 {
-	adapt_rules_free(s);
+	reply_matcher_free(&s->rules);
 	free(s->bans);
 	s->bans = NULL;
 	s->nbans = s->bans_cap = 0;

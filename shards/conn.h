@@ -88,7 +88,7 @@ struct conn {
 	uint32_t msgs;             /* transactions started on this connection */
 	bool productive;           /* a transaction ended with a reply on it (not 421) */
 	bool saw_421;              /* the server said it is closing: counts as a failure */
-	bool paced;                /* a reply rule slowed or suspended its pair (VERDICT_PACED) */
+	bool paced;                /* a reply rule slowed or suspended its pair: not a failure */
 	bool quiet_pending;        /* in s->quiet: check for unsolicited bytes before submit */
 	uint64_t quiet_epoch;      /* ring_submits() when it was put there */
 	bool need_rset;

@@ -17,7 +17,7 @@
 #include "../engine/lib/tls.h"
 #include "../engine/lib/util.h"
 #include <pthread.h>
-#include <regex.h>
+#include "reply_rules.h"
 #include <stdatomic.h>
 
 enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL, OP_CLOSE, OP_WAKE, OP_NOTIFY,
@@ -104,10 +104,11 @@ struct adapt_ban {
 };
 
 /* What a reply rule says (adapt_on_reply): of the recipient's result
- * (bounce, defer), or that a slow-down or suspension took charge (paced:
- * the refusal is the pace the provider asks for, not a failure of the
- * destination: no back-off, no address marked dead). */
-enum { VERDICT_NONE = 0, VERDICT_BOUNCE, VERDICT_DEFER, VERDICT_PACED };
+ * (bounce; defer; suspended: deferred too, the address is fine), or that
+ * the pair was slowed down (the result is the code's). Slowed and
+ * suspended: the refusal is the pace the provider asks for, not a failure
+ * of the destination (no back-off, no address marked dead). */
+enum { VERDICT_NONE = 0, VERDICT_BOUNCE, VERDICT_DEFER, VERDICT_SLOWED, VERDICT_SUSPENDED };
 
 /* A connection slot as it was: stale once conns[slot]->gen moved on. */
 struct slot_ref {
@@ -233,9 +234,7 @@ struct shard {
 	int64_t wake_at;           /* a throttle refills then (0: none) */
 	/* Adaptation (adapt.c): the reply rules' expressions compiled for this
 	 * shard, and the actions in force that reach beyond one pair. */
-	regex_t *rule_re;
-	bool *rule_ok;
-	unsigned nrules;
+	struct reply_matcher rules;
 	struct adapt_ban *bans;
 	unsigned nbans, bans_cap;
 	struct spsc adapt_in;      /* struct adapt_cmd, from the engine */
@@ -309,12 +308,12 @@ void throttles_free(struct shard *s);
 /* The pair's rate (or its suspension) changed: tokens in hand are cut to
  * the new depth. */
 void throttle_rate_changed(struct throttle *t);
+/* The connections the pair may have open now (fewer while slowed). */
+unsigned throttle_max_conns(const struct throttle *t);
 /* Is the pair suspended? (The loop wakes when it ends.) */
 bool throttle_suspended(struct shard *s, const struct throttle *t);
 /* adapt.c (see there) */
 void adapt_rules_compile(struct shard *s);
-void adapt_rules_free(struct shard *s);
-int adapt_rule_for(const struct shard *s, const char *group, const struct smtp_reply *r);
 /* A refusal on d: the first rule it matches acts; returns a VERDICT_*. */
 uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r);
 void adapt_meter(struct shard *s, struct throttle *t);

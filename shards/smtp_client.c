@@ -503,15 +503,17 @@ static void txn_drop_held(struct txn *t)
 }
 
 /* A refusal's result: its code's, unless a reply rule said otherwise
- * (verdict, see adapt_on_reply): a refusal that slowed down or suspended
- * the pair is about the sender's pace or reputation, not the address: it
- * is deferred, even a 5xx (a blocklist answer). */
+ * (verdict, see adapt_on_reply): a refusal that suspended the pair is
+ * about the sender's IP, not the address: deferred, even a 5xx (a
+ * blocklist answer). */
 static enum result result_of(uint16_t code, uint8_t verdict)
 {
 	if (code >= 200 && code < 300)
 		return RESULT_DELIVERED;
-	if (verdict != VERDICT_NONE)
-		return verdict == VERDICT_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED;
+	if (verdict == VERDICT_BOUNCE)
+		return RESULT_BOUNCED;
+	if (verdict == VERDICT_DEFER || verdict == VERDICT_SUSPENDED)
+		return RESULT_DEFERRED;
 	return code >= 500 ? RESULT_BOUNCED : RESULT_DEFERRED;
 }
 
@@ -1012,7 +1014,7 @@ static void conn_take_work(struct shard *s, struct conn *c)
 	/* Limit reached, or more connections than a reload allows (or none,
 	 * for a route that left): QUIT when idle; schedule() opens a fresh one. */
 	if (c->msgs >= dest_max_per_connection(s, d) || d->nconns > d->max_conns ||
-	    (d->thr && d->thr->nconns > d->thr->lim.max_connections) || /* a reload lowered it */
+	    (d->thr && d->thr->nconns > throttle_max_conns(d->thr)) || /* a reload or a slow-down lowered it */
 	    (d->thr && throttle_suspended(s, d->thr))) { /* the provider asked for a pause */
 		if (!c->txn[0].active && !c->txn[1].active)
 			conn_shutdown(s, c, true);
@@ -1180,8 +1182,8 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	if (r->code == 421) /* RFC 5321 3.8: the server is closing the channel */
 		c->saw_421 = true;
 	/* Reply rules look at refusals only: nothing runs on a 2xx or 3xx. */
-	uint8_t verdict = r->code >= 400 && s->nrules ? adapt_on_reply(s, &s->dests[c->dest], r) : VERDICT_NONE;
-	if (verdict == VERDICT_PACED)
+	uint8_t verdict = r->code >= 400 && s->rules.n ? adapt_on_reply(s, &s->dests[c->dest], r) : VERDICT_NONE;
+	if (verdict == VERDICT_SLOWED || verdict == VERDICT_SUSPENDED)
 		c->paced = true;
 	if (!reply_fits(p->cmd, r->code)) {
 		conn_failf(s, c, "reply out of step with the commands: %u to %s (%.*s)", r->code,

@@ -158,6 +158,16 @@ static double pair_depth(const struct throttle *t)
 	return d < 1 ? 1 : d < t->lim.burst ? d : t->lim.burst;
 }
 
+/* A slowed pair's connections shrink with its rate (at least one). */
+unsigned throttle_max_conns(const struct throttle *t)
+{
+	if (t->slow_rate <= 0)
+		return t->lim.max_connections;
+	double target = t->lim.max_rate > 0 ? t->lim.max_rate : t->base_rate;
+	double n = target > 0 ? ceil(t->lim.max_connections * t->slow_rate / target) : t->lim.max_connections;
+	return n < 1 ? 1 : n < t->lim.max_connections ? (unsigned)n : t->lim.max_connections;
+}
+
 void throttle_rate_changed(struct throttle *t)
 {
 	if (t->msgs.tokens > pair_depth(t))
@@ -205,7 +215,7 @@ bool throttle_open_conn(struct shard *s, struct dest *d)
 	struct throttle *t = d->thr;
 	if (!t)
 		return true;
-	if (t->nconns >= t->lim.max_connections)
+	if (t->nconns >= throttle_max_conns(t))
 		return false; /* a closing one wakes the destination (conn_noted) */
 	if (throttle_suspended(s, t))
 		return false;

@@ -3,7 +3,8 @@
 # sent, the spool untouched), the same bounds hold for a flag and its file
 # key, EHLO names are checked; source IPs, pools, pool rules, rates and
 # shaping rules are checked (a source IP must be an address of this
-# machine), and so is the providers file; the shipped sluice.conf with
+# machine), and so are the providers file and reply rules (regular
+# expressions, actions, scopes, durations); the shipped sluice.conf with
 # every setting is accepted, with the shipped providers.conf; on SIGHUP a
 # bad file (a bad key, helo or pool) leaves the running configuration.
 source "$(dirname "$0")/../lib.sh"
@@ -100,7 +101,30 @@ refused "bad.conf:2: shaping.rules\[0\].source 127.0.0.11 is not one of the sour
 printf 'providers = (\n  { group = "g"; max-connections = 0; }\n);\n' >"$T/prov.conf"
 refused "prov.conf:2: providers\[0\].max-connections must be 1..100000" "shaping: { providers = \"$T/prov.conf\"; };"
 refused "bad.conf: shaping.providers $T/none.conf: No such file" "shaping: { providers = \"$T/none.conf\"; };"
-ok "source IPs, pools, pool rules, rates, shaping rules, providers file: refused with file:line"
+# Reply rules (adaptation.rules, and a responses file).
+rule() { printf 'adaptation: { rules = (\n  { name = "r"; %s }\n); };' "$1"; }
+refused "bad.conf:2: adaptation.rules\[0\].text is not a regular expression (POSIX extended): " \
+	"$(rule 'code = "421"; text = "[TSS04"; action = "slow";')"
+refused "bad.conf:2: adaptation.rules\[0\].action 'throttle' is not one of slow, suspend, bounce, defer" \
+	"$(rule 'code = "421"; action = "throttle";')"
+refused "bad.conf:2: adaptation.rules\[0\] needs action" "$(rule 'code = "421";')"
+refused "bad.conf:2: adaptation.rules\[0\].code '250' must be a reply code from 400 to 599" \
+	"$(rule 'code = "250"; action = "defer";')"
+refused "bad.conf:2: adaptation.rules\[0\] matches every refusal" "$(rule 'action = "defer";')"
+refused "bad.conf:2: adaptation.rules\[0\].scope 'everything' is not one of pair, group, source" \
+	"$(rule 'code = "421"; action = "suspend"; scope = "everything";')"
+refused "bad.conf:2: adaptation.rules\[0\].duration '2w' must be" \
+	"$(rule 'code = "421"; action = "suspend"; duration = "2w";')"
+refused "bad.conf:2: adaptation.rules\[0\]: scope and duration are for action = \"suspend\"" \
+	"$(rule 'code = "421"; action = "slow"; duration = "1h";')"
+refused "bad.conf:2: adaptation.rules\[0\].factor must be 0.01..0.99" \
+	"$(rule 'code = "421"; action = "slow"; factor = 1.5;')"
+refused "bad.conf:2: adaptation.rules\[1\]: a second rule named 'r'" \
+	"$(printf 'adaptation: { rules = (\n  { name = "r"; code = "421"; action = "slow"; }, { name = "r"; code = "451"; action = "slow"; }\n); };')"
+refused "bad.conf:1: adaptation.slow-factor must be 0.01..0.99" 'adaptation: { slow-factor = 1; };'
+printf 'responses = (\n  { name = "x"; text = "a(b"; action = "defer"; }\n);\n' >"$T/resp.conf"
+refused "resp.conf:2: responses\[0\].text is not a regular expression" "adaptation: { responses = \"$T/resp.conf\"; };"
+ok "source IPs, pools, pool rules, rates, shaping rules, providers file, reply rules: refused with file:line"
 # Valid names and address literals are accepted (a short drain of the 3).
 run_sluice --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60 \
 	--helo "$(printf 'a%.0s' $(seq 63)).example.com" --retry-interval 0.5 --max-connections 1 \
@@ -119,15 +143,17 @@ ok "valid EHLO names and address literals accepted"
 mkdir -p "$T/dsn/new" "$T/dsn/tmp"
 sed -E -e 's/^(\s*)# ([a-z][a-z0-9-]* = .*;)/\1\2/' \
 	-e 's/^(\s*)# (\{ (domain|group) = .*(selector|mx) = .*)$/\1\2/' \
-	-e 's/^(\s*)# (\{ (name|job|sender-domain|group) = .*(ips|pool|source) = .*)$/\1\2/' \
+	-e 's/^(\s*)# (\{ (name|job|sender-domain|group) = .*(ips|pool|source|action) = .*)$/\1\2/' \
 	-e '/(ip|source) = /s/192\.0\.2\./127.0.0./g' \
 	-e "s|/usr/local/share/sluice/providers.conf|$HERE/../share/sluice/providers.conf|" \
+	-e "s|/usr/local/share/sluice/responses.conf|$HERE/../share/sluice/responses.conf|" \
 	-e "s|/etc/sluice/dkim/example.com.pem|$T/dkim.key|" \
 	-e "s|/var/spool/sluice-dsn|$T/dsn|" "$HERE/../sluice.conf" >"$T/all.conf"
 for k in dsn-spool helo servers ipv6 dkim-fallback-domain 'selector = "s2025"' 'group = "gmail"' \
 	destination-failures destination-backoff destination-backoff-max \
 	'name = "marketing"' 'name = "transactional"' default-pool 'job = "spring-sale"' 'sender-domain = ' \
-	'pool = "marketing"; max' 'source = "127.0.0.12"' 'providers = "/' max-rate rate-burst max-new-connections; do
+	'pool = "marketing"; max' 'source = "127.0.0.12"' 'providers = "/' max-rate rate-burst max-new-connections \
+	'responses = "/' slow-factor increase-every suspend-time 'name = "local-rbl"' 'name = "bigcorp-busy"'; do
 	grep -v '^\s*#' "$T/all.conf" | grep -q -- "$k" || fail "sluice.conf: '$k' not found or not switched on"
 done
 "$SLUICE" spoolgen --spool "$T/sp" --count 5 --seed 8 >/dev/null
@@ -181,6 +207,8 @@ refused_reload 3 'pools = ( { name = "p"; ips = ( { ip = "192.0.2.1"; } ); } );'
 	"pools\[0\].ips\[0\].ip: source IP 192.0.2.1 is not an address of this machine" "bad pool"
 refused_reload 4 'shaping: { rules = ( { group = "g"; max-rate = "10/x"; } ); };' \
 	"shaping.rules\[0\].max-rate '10/x' is not a rate" "bad rate"
+refused_reload 5 'adaptation: { rules = ( { name = "r"; text = "(x"; action = "slow"; } ); };' \
+	"adaptation.rules\[0\].text is not a regular expression" "bad reply rule"
 drop 12 4
 kill -TERM "$DAEMON"
 wait "$DAEMON" || fail "daemon exit $?"
@@ -188,4 +216,4 @@ stop_mockmx
 [ "$(jq -r 'select(.result=="delivered") | .mx' "$T/acct.jsonl" | sort -u)" = "127.0.0.1:$b" ] ||
 	fail "after bad reloads, mail did not go on to the running route"
 ! grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/d.err" || { cat "$T/d.err"; fail "sanitizer report"; }
-ok "SIGHUP with a bad key, helo, pool or rate: the running configuration is kept"
+ok "SIGHUP with a bad key, helo, pool, rate or reply rule: the running configuration is kept"

@@ -119,6 +119,7 @@ static void load(struct adaptation *a)
 			struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, f[2], f[3]);
 			k->c.until_wall_ms = until;
 			snprintf(k->rule, sizeof(k->rule), "%.63s", f[5]);
+			snprintf(k->c.rule, sizeof(k->c.rule), "%s", k->rule);
 		} else if (nf == 5 && strcmp(f[0], "slow") == 0) {
 			struct kept *k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, f[1], f[2]);
 			k->c.rate = strtod(f[3], NULL);
@@ -240,6 +241,7 @@ void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *
 		if (o->until_ms > k->c.until_wall_ms)
 			k->c.until_wall_ms = o->until_ms;
 		snprintf(k->rule, sizeof(k->rule), "%.63s", o->mx ? o->mx : "");
+		snprintf(k->c.rule, sizeof(k->c.rule), "%s", k->rule);
 		if (o->scope != SCOPE_PAIR) /* the other shards own other pairs of it */
 			send_all(a, &k->c, shards, n);
 		break;

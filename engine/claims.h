@@ -34,6 +34,8 @@ struct claim_return {
 	struct message *refused; /* or: a job's row refused (one recipient), logged as bounced */
 	char *reason;         /* why (malloc'd) */
 	unsigned lane;        /* of the refused row */
+	int64_t sleep_until;  /* > 0: the claim's message waits in the spool until
+	                       * then (wall ms); its claim and identity stay */
 };
 
 /* Claims new/NAME: NULL if it is claimed already. Its identity is NAME,

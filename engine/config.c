@@ -51,6 +51,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_rcpt_per_txn = 100;
 	cfg->retry_interval_ms = 300000;
 	cfg->retry_max_ms = 4 * 3600 * 1000;
+	cfg->wait_in_spool_ms = 60000;
 	cfg->bounce_after_s = 4 * 86400;
 	cfg->dest_failures = 3;
 	cfg->dest_backoff_ms = 10000;
@@ -1038,6 +1039,7 @@ static const struct knob knobs[] = {
 	UINT("delivery.max-recipients-per-transaction", 0, max_rcpt_per_txn, 1, 1000),
 	MS("delivery.retry-interval", OPT_RETRY, retry_interval_ms, 0.001, 86400),
 	MS("delivery.retry-max", 0, retry_max_ms, 0.001, 86400),
+	MS("delivery.wait-in-spool", 0, wait_in_spool_ms, 0, 86400),
 	UINT("delivery.bounce-after", OPT_BOUNCE_AFTER, bounce_after_s, 1, 365 * 86400),
 	BOOL("delivery.chunking", use_chunking),
 	BOOL("delivery.pipelining", use_pipelining),

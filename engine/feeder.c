@@ -19,6 +19,7 @@
 /* One piece of work: a claimed file, or a job's row. */
 struct task {
 	struct claim *claim;
+	bool parked;               /* its file waited in active/ (see spool_claim_parked) */
 	struct job_run *job;
 	struct job_row row;
 	uint32_t lane;
@@ -104,11 +105,14 @@ static void deliver(struct feeder *f, struct message *m, unsigned lane)
 		message_free(m); /* stopping: its file stays, read again later */
 }
 
-static void claim_file(struct feeder *f, struct claim *k, unsigned lane)
+static void claim_file(struct feeder *f, struct claim *k, bool parked, unsigned lane)
 {
 	char why[1024];
 	struct message *m;
-	switch (spool_claim(f->sp, k->name, k->id, f->cfg->max_message_bytes, &m, why, sizeof(why))) {
+	enum claim_result got = parked
+		? spool_claim_parked(f->sp, k->name, k->id, f->cfg->max_message_bytes, &m, why, sizeof(why))
+		: spool_claim(f->sp, k->name, k->id, f->cfg->max_message_bytes, &m, why, sizeof(why));
+	switch (got) {
 	case CLAIM_OK:
 		break;
 	case CLAIM_BAD:
@@ -128,12 +132,22 @@ static void claim_file(struct feeder *f, struct claim *k, unsigned lane)
 		give_back(f, &(struct claim_return){ .claim = k, .left_new = gone, .id_free = gone });
 		return;
 	}
-	if (m->has_state && m->due_wall_ms > now_real_ms()) {
+	int64_t wait = m->has_state ? m->due_wall_ms - now_real_ms() : 0;
+	if (wait > 0) {
 		/* Back from an earlier run and waiting for its retry: it waits in
 		 * active/, as it did (rare: the one directory change a spool
 		 * worker makes; a park the engine may still ask for finds it
-		 * moved, and does nothing). */
-		give_back(f, &(struct claim_return){ .claim = k, .left_new = spool_park(f->sp, k->name, k->id, &m->print) });
+		 * moved, and does nothing); a long wait out of memory, as the
+		 * shards would have it (see "Waiting in the spool" in run.c). */
+		bool left = spool_park(f->sp, k->name, k->id, &m->print);
+		bool sleeps = !f->cfg->dsn_spool && f->cfg->wait_in_spool_ms > 0 && wait >= f->cfg->wait_in_spool_ms;
+		give_back(f, &(struct claim_return){ .claim = k, .left_new = left,
+		                                     .sleep_until = sleeps ? m->due_wall_ms : 0 });
+		if (sleeps) {
+			message_free(m);
+			atomic_fetch_add(&f->unsent[lane], 1);
+			return;
+		}
 	}
 	deliver(f, m, lane);
 }
@@ -239,7 +253,7 @@ static void *feeder_main(void *arg)
 			if (t.job)
 				render_row(f, t.job, &t.row, t.lane);
 			else
-				claim_file(f, t.claim, t.lane);
+				claim_file(f, t.claim, t.parked, t.lane);
 			atomic_fetch_add(&f->taken[t.lane], 1);
 			done++;
 		}
@@ -260,10 +274,10 @@ void feeder_start(struct feeder *f)
 		fatal("cannot start spool worker %u", f->index);
 }
 
-bool feeder_offer(struct feeder *f, struct claim *k, unsigned lane)
+bool feeder_offer(struct feeder *f, struct claim *k, bool parked, unsigned lane)
 {
 	ASSERT(lane < f->nlanes && f->shards[lane]);
-	return spsc_push(&f->tasks, &(struct task){ .claim = k, .lane = lane });
+	return spsc_push(&f->tasks, &(struct task){ .claim = k, .parked = parked, .lane = lane });
 }
 
 bool feeder_offer_row(struct feeder *f, struct job_run *j, struct job_row *row, unsigned lane)

@@ -22,9 +22,10 @@ struct feeder;
 struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
                           struct shard **shards, unsigned nlanes, unsigned tasks);
 void feeder_start(struct feeder *f);
-/* Engine side: read claim k's file for a lane; render a job's row (its
+/* Engine side: read claim k's file for a lane (parked: a message that
+ * waited in active/, see spool_claim_parked); render a job's row (its
  * record is taken over) for a lane. False if the queue is full. */
-bool feeder_offer(struct feeder *f, struct claim *k, unsigned lane);
+bool feeder_offer(struct feeder *f, struct claim *k, bool parked, unsigned lane);
 bool feeder_offer_row(struct feeder *f, struct job_run *j, struct job_row *row, unsigned lane);
 void feeder_kick(struct feeder *f);
 /* Records given back; false when none. */

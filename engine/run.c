@@ -84,6 +84,8 @@ struct engine {
 	struct shard **shards;          /* by lane, as feeders see them */
 	struct reaper *reaper;          /* removes files, saves retry states */
 	struct adaptation *adapt;       /* suspensions and slow-downs in force */
+	struct sleeper { int64_t due; struct claim *k; } *sleepers; /* a heap, soonest first */
+	size_t nsleepers, sleepers_cap;
 	bool reaper_running;
 	struct claims claims;           /* files of new/ in flight, identities in use */
 	struct job_run *jobs;           /* job files open */
@@ -153,6 +155,67 @@ static struct lane *lane_with_room(struct engine *e, uint64_t max)
 		}
 	}
 	return NULL;
+}
+
+/* ---- Waiting in the spool ----
+ * A deferred message whose next attempt is delivery.wait-in-spool away or
+ * more (a wave, a daily cap, a suspension, a long retry) does not wait in
+ * memory: once its retry state is saved (its file moved to active/ on its
+ * first deferral), the shard lets go of it (OUTCOME_MESSAGE_WAITS), the
+ * engine frees it and keeps only its claim (its identity stays in use)
+ * and when it is due; then a spool worker reads it again from active/.
+ * So a provider that suspends or a campaign spread over days holds no
+ * lane's room: other mail goes on. After a restart, a file whose saved
+ * state is that far from due waits the same way. */
+
+static void sleeper_push(struct engine *e, struct claim *k, int64_t due)
+{
+	if (e->nsleepers == e->sleepers_cap) {
+		e->sleepers_cap = e->sleepers_cap ? e->sleepers_cap * 2 : 256;
+		e->sleepers = xrealloc(e->sleepers, e->sleepers_cap * sizeof(*e->sleepers));
+	}
+	size_t i = e->nsleepers++;
+	while (i > 0 && e->sleepers[(i - 1) / 2].due > due) {
+		e->sleepers[i] = e->sleepers[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	e->sleepers[i] = (struct sleeper){ due, k };
+}
+
+static struct claim *sleeper_pop(struct engine *e)
+{
+	struct claim *k = e->sleepers[0].k;
+	struct sleeper last = e->sleepers[--e->nsleepers];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= e->nsleepers)
+			break;
+		if (c + 1 < e->nsleepers && e->sleepers[c + 1].due < e->sleepers[c].due)
+			c++;
+		if (e->sleepers[c].due >= last.due)
+			break;
+		e->sleepers[i] = e->sleepers[c];
+		i = c;
+	}
+	if (e->nsleepers)
+		e->sleepers[i] = last;
+	return k;
+}
+
+/* The messages due again go to the spool workers first (room allowing). */
+static unsigned wake_sleepers(struct engine *e, unsigned max)
+{
+	unsigned n = 0;
+	int64_t now = now_real_ms();
+	struct lane *l;
+	while (n < max && e->nsleepers && e->sleepers[0].due <= now && (l = lane_with_room(e, e->per_lane_max))) {
+		struct claim *k = sleeper_pop(e);
+		ASSERT(feeder_offer(l->feeder, k, true, l->index)); /* room: lane_with_room */
+		l->handed++;
+		n++;
+	}
+	return n;
 }
 
 static bool is_job_name(const char *name)
@@ -272,7 +335,7 @@ static unsigned feed_names(struct engine *e, unsigned max)
 			open_job(e, k);
 			continue;
 		}
-		ASSERT(feeder_offer(l->feeder, k, l->index)); /* room: as in feed_rows */
+		ASSERT(feeder_offer(l->feeder, k, false, l->index)); /* room: as in feed_rows */
 		l->handed++;
 		n++;
 	}
@@ -289,7 +352,8 @@ static unsigned feed(struct engine *e)
 	if (e->log_blocked || reaper_spool_full(e->reaper) || reaper_backlog(e->reaper) > REAPER_BACKLOG_MAX)
 		return 0;
 	let_go_held_claims(e);
-	unsigned n = feed_rows(e, e->spool_empty ? FEED_BATCH : FEED_BATCH / 2);
+	unsigned n = wake_sleepers(e, FEED_BATCH / 2);
+	n += feed_rows(e, e->spool_empty ? FEED_BATCH - n : FEED_BATCH / 2);
 	close_done_jobs(e); /* also those with no row left to send (empty, or done before) */
 	if (!e->spool_empty || now_mono_s() >= e->rescan_at)
 		n += feed_names(e, FEED_BATCH - n);
@@ -376,6 +440,13 @@ static bool after_logged(struct engine *e, const struct outcome *o)
 		if (!m->job_run)
 			return save_state(e, m, o->response);
 		free(o->response); /* a row is tried afresh after a restart */
+		return true;
+	}
+	if (o->kind == OUTCOME_MESSAGE_WAITS) { /* its state is on its way: read again when due */
+		sleeper_push(e, m->claim, m->due_wall_ms);
+		l->done++;
+		l->done_bytes += m->claim_bytes;
+		message_free(m);
 		return true;
 	}
 	uint64_t bytes = m->claim_bytes;
@@ -549,6 +620,8 @@ static size_t take_returns(struct engine *e)
 			if (r.refused)
 				log_refused(e, r.refused, r.reason, r.lane);
 			claims_return(&e->claims, &r);
+			if (r.sleep_until) /* its identity stays in use: the claim too */
+				sleeper_push(e, r.claim, r.sleep_until);
 		}
 	for (; e->reaper && reaper_returned(e->reaper, &r); n++)
 		claims_return(&e->claims, &r);
@@ -810,8 +883,8 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 		free_unused_configs(e);
 		uint64_t busy = inflight(e);
 		if (start->max_time_s > 0 && now_mono_s() - t0 >= start->max_time_s)
-			return busy > 0 || !e->spool_empty || e->jobs;
-		if (start->drain && e->spool_empty && busy == 0 && !e->jobs)
+			return busy > 0 || !e->spool_empty || e->jobs || e->nsleepers;
+		if (start->drain && e->spool_empty && busy == 0 && !e->jobs && !e->nsleepers)
 			return false;
 		if (!fed && !got)
 			wait_for_work(e, sync_due(e) ? SYNC_GAP_MS
@@ -912,6 +985,7 @@ int run_main(int argc, char **argv)
 	unsigned left = (unsigned)e.claims.n;
 	spool_recover(&e.spool);
 	free(e.held_claims);
+	free(e.sleepers);
 	free(e.notes);
 	claims_free(&e.claims);
 	print_summary(&e, secs, left, timed_out);

@@ -308,19 +308,20 @@ struct file_print file_print_of(const struct stat *st)
  * and again after (it may have been swapped). -1 with why set if not;
  * *err: the errno when stat or open failed (ENOENT: it is gone), 0 when
  * it is refused for its name or type. */
-int spool_open_new(struct spool *sp, const char *name, struct stat *st, int *err, char *why, size_t why_len)
+/* Opens dir/NAME (a directory of the spool) for reading; see spool_open_new. */
+static int open_regular(int dirfd, const char *name, struct stat *st, int *err, char *why, size_t why_len)
 {
 	int fd = -1;
 	*err = 0;
 	if (name_refused(name, why, why_len))
 		return -1;
-	if (fstatat(sp->new_fd, name, st, AT_SYMLINK_NOFOLLOW) != 0) {
+	if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) != 0) {
 		*err = errno;
 		snprintf(why, why_len, "cannot stat: %s", strerror(errno));
 		return -1;
 	}
 	if (S_ISREG(st->st_mode)) {
-		fd = openat(sp->new_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+		fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 		if (fd < 0 || fstat(fd, st) != 0) {
 			*err = errno;
 			snprintf(why, why_len, "cannot open: %s", strerror(errno));
@@ -337,14 +338,20 @@ int spool_open_new(struct spool *sp, const char *name, struct stat *st, int *err
 	return -1;
 }
 
-/* Reads and parses new/NAME as message ID; NULL with why set when it
- * cannot be used (*gone: it is not there any more). */
-static struct message *read_claimed(struct spool *sp, const char *name, const char *id,
+int spool_open_new(struct spool *sp, const char *name, struct stat *st, int *err, char *why, size_t why_len)
+{
+	return open_regular(sp->new_fd, name, st, err, why, why_len);
+}
+
+/* Reads and parses dir/FNAME (new/NAME, or active/ID) as message ID of
+ * file NAME; NULL with why set when it cannot be used (*gone: it is not
+ * there any more). */
+static struct message *read_claimed(int dirfd, const char *fname, const char *name, const char *id,
                                     uint64_t max_bytes, bool *gone, char *why, size_t why_len)
 {
 	struct stat st;
 	int err;
-	int fd = spool_open_new(sp, name, &st, &err, why, why_len);
+	int fd = open_regular(dirfd, fname, &st, &err, why, why_len);
 	*gone = err == ENOENT;
 	if (fd < 0)
 		return NULL;
@@ -403,13 +410,29 @@ enum claim_result spool_claim(struct spool *sp, const char *name, const char *id
 {
 	bool gone;
 	why[0] = 0;
-	*out = read_claimed(sp, name, id, max_bytes, &gone, why, why_len);
+	*out = read_claimed(sp->new_fd, name, name, id, max_bytes, &gone, why, why_len);
 	if (*out)
 		return CLAIM_OK;
 	if (gone)
 		return CLAIM_GONE;
 	spool_reject(sp, name, why);
 	return CLAIM_BAD;
+}
+
+enum claim_result spool_claim_parked(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
+                                     struct message **out, char *why, size_t why_len)
+{
+	bool gone;
+	why[0] = 0;
+	*out = read_claimed(sp->active_fd, id, name, id, max_bytes, &gone, why, why_len);
+	if (!*out && gone) /* its move to active/ failed: it waited in new/ */
+		return spool_claim(sp, name, id, max_bytes, out, why, why_len);
+	if (*out)
+		return CLAIM_OK;
+	char esc[ESCAPED_MAX];
+	warnx_("%s/active/%s: %s; it stays there (the next start moves it back to new/)", sp->dir,
+	       escape_text(id, esc, sizeof(esc)), why);
+	return CLAIM_GONE;
 }
 
 bool spool_still_in_new(struct spool *sp, const char *name, const struct file_print *print)

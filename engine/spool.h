@@ -69,6 +69,11 @@ enum claim_result {
  * opened), files larger than max_bytes, unparsable files. */
 enum claim_result spool_claim(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                               struct message **out, char *why, size_t why_len);
+/* The same for a message that waited in active/ID (out of memory, see
+ * "Waiting in the spool" in run.c): read from there (or from new/NAME if
+ * its move there failed). A file that cannot be read there stays. */
+enum claim_result spool_claim_parked(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
+                                     struct message **out, char *why, size_t why_len);
 /* Opens new/NAME (claimed) for reading if its name is acceptable and it is
  * a regular file, without following a symlink or waiting on a FIFO (its
  * type is checked before the open and again after). -1 with why set if

@@ -147,8 +147,10 @@ static bool ban_covers(const struct adapt_ban *b, const struct throttle *t)
 static void ban_apply(struct shard *s, const struct adapt_ban *b, struct throttle *t)
 {
 	if (b->kind == ADAPT_CMD_SUSPEND) {
-		if (b->until > t->suspended_until)
+		if (b->until > t->suspended_until) {
 			t->suspended_until = b->until;
+			snprintf(t->suspended_by, sizeof(t->suspended_by), "%s", b->rule);
+		}
 	} else if (b->kind == ADAPT_CMD_SLOW && t->slow_rate <= 0) {
 		t->slow_rate = b->rate;
 		t->base_rate = b->base;
@@ -166,7 +168,7 @@ void adapt_throttle_new(struct shard *s, struct throttle *t)
 }
 
 static void ban_add(struct shard *s, uint8_t kind, uint8_t scope, const char *source, const char *group,
-                    int64_t until, double rate, double base)
+                    const char *rule, int64_t until, double rate, double base)
 {
 	unsigned keep = 0; /* the ones over go first */
 	for (unsigned i = 0; i < s->nbans; i++)
@@ -183,6 +185,7 @@ static void ban_add(struct shard *s, uint8_t kind, uint8_t scope, const char *so
 	b->scope = scope;
 	snprintf(b->source, sizeof(b->source), "%s", source ? source : "");
 	snprintf(b->group, sizeof(b->group), "%s", group ? group : "");
+	snprintf(b->rule, sizeof(b->rule), "%s", rule ? rule : "");
 	b->until = until;
 	b->rate = rate;
 	b->base = base;
@@ -211,11 +214,12 @@ static void suspend(struct shard *s, struct throttle *t, const struct reply_rule
 		if (t->suspended_until > s->now)
 			return; /* suspended already: later answers to it change nothing */
 		t->suspended_until = until;
+		snprintf(t->suspended_by, sizeof(t->suspended_by), "%s", rule->name);
 	} else {
 		if (banned_already(s, (uint8_t)rule->scope, t->source, t->group))
 			return;
 		ban_add(s, ADAPT_CMD_SUSPEND, (uint8_t)rule->scope, rule->scope == SCOPE_SOURCE ? t->source : "",
-		        rule->scope == SCOPE_GROUP ? t->group : "", until, 0, 0);
+		        rule->scope == SCOPE_GROUP ? t->group : "", rule->name, until, 0, 0);
 	}
 	struct outcome o; /* a group's names no source IP, a source IP's no group */
 	event_new(&o, EVENT_SUSPEND, rule->scope == SCOPE_GROUP ? "" : t->source,
@@ -263,7 +267,7 @@ void adapt_take_commands(struct shard *s)
 		int64_t left = c.kind == ADAPT_CMD_SUSPEND ? c.until_wall_ms - now_real_ms() : INT64_MAX / 4;
 		if (left <= 0)
 			continue;
-		ban_add(s, c.kind, c.scope, c.source, c.group, s->now + left, c.rate, c.base);
+		ban_add(s, c.kind, c.scope, c.source, c.group, c.rule, s->now + left, c.rate, c.base);
 	}
 }
 

@@ -154,6 +154,8 @@ struct config {
 	unsigned max_rcpt_per_txn;
 	int retry_interval_ms;          /* first wait before a retry, doubled per attempt */
 	int retry_max_ms;               /* cap on that wait */
+	int wait_in_spool_ms;           /* a deferred file whose next attempt is at least this
+	                                 * far waits in the spool, out of memory (0: never) */
 	unsigned bounce_after_s;
 	/* per destination: after dest_failures connections in a row fail before
 	 * their first transaction completes, it waits dest_backoff_ms, doubled

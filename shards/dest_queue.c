@@ -60,6 +60,13 @@ void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, co
 	shard_leg_done(s, l);
 }
 
+void leg_wait(struct shard *s, struct leg *l, int64_t until, const char *why)
+{
+	if (until > l->not_before)
+		l->not_before = until;
+	leg_settle(s, l, RESULT_DEFERRED, 451, "4.7.0", why, NULL);
+}
+
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,
                        const char *enhanced, const char *why, const struct conn *c)
 {

@@ -426,16 +426,11 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
 	leg_out_push(leg, &o);
 }
 
+static void message_lets_go(struct shard *s, struct message *m, enum outcome_kind kind);
+
 static void message_done(struct shard *s, struct message *m)
 {
-	struct outcome o;
-	memset(&o, 0, sizeof(o));
-	o.kind = OUTCOME_MESSAGE_DONE;
-	o.msg = m;
-	m->held_prev->held_next = m->held_next;
-	m->held_next->held_prev = m->held_prev;
-	m->held_prev = m->held_next = NULL;
-	shard_outbox_put(s, &o);
+	message_lets_go(s, m, OUTCOME_MESSAGE_DONE);
 }
 
 uint64_t shard_random(struct shard *s)
@@ -477,6 +472,28 @@ static void retry_insert(struct shard *s, struct message *m, int64_t due)
 		s->retry_tail = m;
 }
 
+/* m waits for its next attempt in the spool (OUTCOME_MESSAGE_WAITS): a
+ * file (a job's row is rendered from its job, which has no place for it)
+ * whose wait is long enough, when no DSN needs what memory holds of its
+ * earlier failures. */
+static bool waits_in_spool(const struct shard *s, const struct message *m, int64_t wait)
+{
+	const struct config *cfg = s->cfg;
+	return !m->row && !cfg->dsn_spool && cfg->wait_in_spool_ms > 0 && wait >= cfg->wait_in_spool_ms;
+}
+
+static void message_lets_go(struct shard *s, struct message *m, enum outcome_kind kind)
+{
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	o.kind = (uint8_t)kind;
+	o.msg = m;
+	m->held_prev->held_next = m->held_next;
+	m->held_next->held_prev = m->held_prev;
+	m->held_prev = m->held_next = NULL;
+	shard_outbox_put(s, &o);
+}
+
 /* All transactions of this attempt ended: final, expired or retry later. */
 static void message_attempt_done(struct shard *s, struct message *m)
 {
@@ -494,7 +511,12 @@ static void message_attempt_done(struct shard *s, struct message *m)
 		return;
 	}
 	int64_t wait = retry_wait_ms(s, m->attempt);
-	retry_insert(s, m, s->now + wait);
+	if (m->not_before_ms > s->now) /* adaptation's wait, not a failure's: exact */
+		wait = m->not_before_ms - s->now;
+	m->not_before_ms = 0;
+	bool in_spool = waits_in_spool(s, m, wait);
+	if (!in_spool)
+		retry_insert(s, m, s->now + wait);
 	/* Saved (after this attempt's lines are logged) so that a restart
 	 * neither retries early nor resends to recipients already final. */
 	struct outcome o;
@@ -504,6 +526,10 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	o.response = retry_state_format(m, wall + wait);
 	m->has_state = true;
 	shard_outbox_put(s, &o);
+	if (in_spool) {
+		m->due_wall_ms = wall + wait;
+		message_lets_go(s, m, OUTCOME_MESSAGE_WAITS);
+	}
 }
 
 /* ---- a leg's life ----
@@ -564,11 +590,15 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 		for (uint32_t i = 0; i < l->nout; i++)
 			leg_out_push(parent, &l->out[i]);
 		l->nout = 0;
+		if (l->not_before > parent->not_before)
+			parent->not_before = l->not_before;
 		leg_free(l);
 		ASSERT(parent->children > 0);
 		parent->children--;
 		leg_try_finish(s, parent);
 	} else {
+		if (l->not_before > m->not_before_ms) /* home: adaptation's wait reaches m */
+			m->not_before_ms = l->not_before;
 		leg_free(l);
 		ASSERT(m->legs_open > 0);
 		if (--m->legs_open == 0)
@@ -723,6 +753,22 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 	int64_t wait = doubled_ms(cfg->dest_backoff_ms, d->fail_streak - limit, cfg->dest_backoff_max_ms);
 	d->suspended_until = s->now + wait; /* said in the deferrals' text, in the log */
 	dest_defer_suspended(s, d);
+}
+
+/* The queue of a pair suspended for long waits in the spool, not here:
+ * deferred until the suspension ends (not counted as a failure). */
+static void dest_wait_suspended(struct shard *s, struct dest *d)
+{
+	char why[200];
+	const struct throttle *t = d->thr;
+	struct buf until = { 0 };
+	buf_add_utc(&until, "%Y-%m-%dT%H:%M:%SZ", now_real_ms() + (t->suspended_until - s->now));
+	snprintf(why, sizeof(why), "%s toward %s is suspended until %.*s (rule %s)",
+	         t->source[0] ? t->source : "sending", t->group, (int)until.len, until.p, t->suspended_by);
+	buf_free(&until);
+	struct leg *l;
+	while ((l = dest_pop(d)))
+		leg_wait(s, l, t->suspended_until, why);
 }
 
 /* Room for cap recipients: the leg, ri[] and rt[] in one block (ri[]
@@ -1560,6 +1606,9 @@ static bool dest_visit(struct shard *s, uint32_t di)
 			dest_forward_queue(s, d);
 		return false;
 	}
+	if (d->qlen && d->thr && s->cfg->wait_in_spool_ms > 0 &&
+	    d->thr->suspended_until - s->now >= s->cfg->wait_in_spool_ms)
+		dest_wait_suspended(s, d);
 	bool idle_left = false;
 	if (d->new_work || d->nconns > d->max_conns)
 		idle_left = conn_dest_give_work(s, d);

@@ -35,6 +35,7 @@ struct adapt_cmd {
 	char source[48];           /* "" for a group's */
 	char group[256];           /* "" for a source IP's */
 	int64_t until_wall_ms;     /* ADAPT_CMD_SUSPEND */
+	char rule[64];             /* that set it off */
 	double rate, base;         /* ADAPT_CMD_SLOW: the rate, and what it climbs back to */
 };
 /* False when the shard's queue of them is full (try again later). */

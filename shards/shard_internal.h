@@ -56,6 +56,8 @@ struct leg {
 	uint32_t children;         /* the rest of it after a 452, not done yet */
 	struct leg *parent;        /* that it is the rest of, or NULL */
 	char source[48];           /* the source IP it goes out of ("": unbound) */
+	int64_t not_before;        /* deferred by adaptation: its message's next attempt
+	                            * not before (monotonic, 0: none; see not_before_ms) */
 	struct outcome *out;       /* away from its origin: outcomes to apply there */
 	uint32_t nout, out_cap;
 };
@@ -86,6 +88,7 @@ struct throttle {
 	int64_t slowed_at;         /* the last step down */
 	int64_t stepped_at;        /* the last step down or up */
 	int64_t suspended_until;   /* sends nothing before */
+	char suspended_by[64];     /* the rule */
 	uint32_t meter_n;          /* messages started since meter_at... */
 	int64_t meter_at;
 	double meter_rate;         /* ...and per second in the window before */
@@ -99,6 +102,7 @@ struct adapt_ban {
 	uint8_t scope;             /* enum adapt_scope */
 	char source[48];           /* "" for a group's */
 	char group[256];           /* "" for a source IP's */
+	char rule[64];
 	int64_t until;             /* shard clock */
 	double rate, base;         /* ADAPT_CMD_SLOW */
 };
@@ -341,6 +345,10 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
  * reason, and ends it (shard_leg_done). */
 void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, const char *enhanced,
                 const char *why, const struct conn *c);
+/* Defers the leg's open recipients for adaptation's reason (a suspension,
+ * a wave, a daily cap): its message's next attempt not before until
+ * (monotonic), exactly then; a long wait is out of memory. */
+void leg_wait(struct shard *s, struct leg *l, int64_t until, const char *why);
 /* Settles every queued transaction of d with this result (deferred or
  * bounced) and reason. */
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,

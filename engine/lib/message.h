@@ -83,6 +83,9 @@ struct message {
 	int64_t due_wall_ms;     /* from a saved state: not to be tried before this */
 	bool has_state;          /* a retry state file exists for it */
 	int64_t next_attempt_ms; /* monotonic; shard-private retry time */
+	int64_t not_before_ms;   /* monotonic; shard-private: this attempt's deferrals were
+	                          * adaptation's (a wave, a daily cap, a suspension): the
+	                          * next one not before (0: the retry schedule decides) */
 	uint32_t legs_open;      /* shard-private: transactions not finished (each
 	                          * leg counts until its content sends are over) */
 	int32_t source;          /* shard-private: source IP index of this attempt (-1: unbound) */
@@ -95,7 +98,14 @@ struct message {
  * response holds the state to save (see spool_state_*), written before the
  * next attempt so that a restart neither retries early nor resends to the
  * recipients already final. */
-enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE, OUTCOME_RETRY_STATE, OUTCOME_EVENT };
+enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE, OUTCOME_RETRY_STATE, OUTCOME_EVENT,
+                    OUTCOME_MESSAGE_WAITS };
+
+/* OUTCOME_MESSAGE_WAITS: after its retry state (due at msg->due_wall_ms),
+ * the message waits for its next attempt in the spool, not in memory: the
+ * shard lets go of it as for OUTCOME_MESSAGE_DONE; the engine frees it and
+ * has it read again when it is due (see "Waiting in the spool" in
+ * engine/run.c). */
 
 /* OUTCOME_EVENT: an automatic action of adaptation (shards/adapt.c), a
  * line of its own in the log: result holds the enum adapt_event, msg is

@@ -118,3 +118,53 @@ first = next(i for i, n in enumerate(acc) if n)
 assert all(n >= 12 for n in acc[first + 1:first + 6]), acc
 EOF
 ok "scope source: .10 stopped toward C and D (other shards' pairs too), .11 went on, .10 resumed after 4 s"
+
+# ---- 3. a long suspension waits in the spool, not in memory ----
+# Provider A lists both IPs for 30 s; with 16 messages in flight per shard,
+# its 300 would fill every lane and B's mail would wait behind them. They
+# wait in the spool instead (delivery.wait-in-spool = 3 s): B's 300 go.
+rm -rf "$T/sp" "$T/acct.jsonl"
+pa=$(free_port); start_mockmx "127.0.0.2:$pa" --blocklist 127.0.0.10,127.0.0.11; A=$MX_PID
+pb=$(free_port); start_mockmx "127.0.0.3:$pb"; B=$MX_PID
+sed -e "s/port = [0-9]*; group = \"prova\"/port = $pa; group = \"prova\"/" \
+	-e "s/port = [0-9]*; group = \"provb\"/port = $pb; group = \"provb\"/" \
+	-e 's/duration = "6s"/duration = "30s"/' \
+	-e 's/retry-max = 1; }/retry-max = 1; wait-in-spool = 3; inflight-per-shard = 16; }/' \
+	-e 's/max-rate = "20\/s"/max-rate = "100\/s"/' "$T/sus.conf" >"$T/hol.conf"
+grep -q "wait-in-spool = 3" "$T/hol.conf" || fail "hol.conf: $(cat "$T/hol.conf")"
+$PY "$HERE/shaping_spool.py" "$T/sp" pa.test:300:a pb.test:300:a >/dev/null
+( for _ in $(seq 80); do ls "$T/sp/active" 2>/dev/null | wc -l; sleep 0.1; done >"$T/active.count" ) &
+WATCH=$!
+run_sluice -c "$T/hol.conf" --spool "$T/sp" --shards 2 --max-time 8
+wait $WATCH
+MX_PID=$A stop_mockmx
+MX_PID=$B stop_mockmx
+[ "$(log_count '.result=="delivered" and .group=="provb"')" -eq 300 ] ||
+	fail "B's mail waited behind A's: $(log_count '.result=="delivered"') delivered"
+[ "$(log_count '.result=="deferred" and (.response|test("toward prova is suspended until .* \\(rule spamhaus-test\\)"))')" -ge 298 ] ||
+	fail "A's queue was not deferred for the suspension"
+[ "$(sort -n "$T/active.count" | tail -1)" -eq 300 ] || fail "A's 300 were not all in active/: $(sort -n "$T/active.count" | tail -1)"
+grep -q "not final         300" "$T/run.out" || fail "summary: $(cat "$T/run.out")"
+[ "$(spool_files "$T/sp/new")" -eq 300 ] || fail "A's files are not back in new/ after the run"
+ok "a 30 s suspension: its 300 messages waited in active/, out of memory; 16 in flight per shard, B's 300 went"
+
+# ---- 4. ... and come back when it ends ----
+# A polices 50/s (TSS04 above it) and a rule suspends the pair 2 s on
+# TSS04: sent at 100/s, mail goes in bursts between suspensions, each
+# time out of memory and back; everything delivered exactly once.
+rm -rf "$T/sp" "$T/acct.jsonl"
+pa=$(free_port); start_mockmx "127.0.0.2:$pa" --police-rate 50; A=$MX_PID
+sed -e "s/port = [0-9]*; group = \"prova\"/port = $pa; group = \"prova\"/" \
+	-e 's/name = "spamhaus-test"; text = "spamhaus"; action = "suspend"; duration = "30s";/name = "tss04"; text = "TSS04"; action = "suspend"; duration = "2s";/' \
+	-e 's/wait-in-spool = 3;/wait-in-spool = 1;/' "$T/hol.conf" >"$T/back.conf"
+$PY "$HERE/shaping_spool.py" "$T/sp" pa.test:400:a >/dev/null
+run_sluice -c "$T/back.conf" --spool "$T/sp" --shards 2 --max-time 120
+MX_PID=$A stop_mockmx
+[ "$RC" -eq 0 ] || { cat "$T/run.err"; fail "exit $RC"; }
+check_log_final 400
+[ "$(log_count '.result=="delivered"')" -eq 400 ] || fail "not all 400 delivered"
+[ "$(log_count '.event=="suspend"')" -ge 2 ] || fail "fewer than two suspensions"
+[ "$(log_count '.event=="resume"')" -ge 1 ] || fail "no resume"
+[ "$(log_count '.result=="deferred" and (.response|test("is suspended until"))')" -ge 1 ] ||
+	fail "nothing waited for a suspension"
+ok "suspended $(log_count '.event=="suspend"') times, waited in the spool, 400 delivered exactly once"

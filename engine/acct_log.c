@@ -96,9 +96,11 @@ void acct_format_event(struct buf *b, const struct outcome *o)
 {
 	static const char *const scopes[] = { "pair", "group", "source" };
 	enum adapt_event ev = (enum adapt_event)o->result;
+	bool wave = ev == EVENT_FULL && o->response && o->response[0];
 	buf_adds(b, "{\"ts\":");
 	add_ts(b, o->ts_ms);
-	buf_printf(b, ",\"event\":\"%s\",\"source\":", adapt_event_name(ev));
+	buf_printf(b, ",\"event\":\"%s\",\"source\":",
+	           ev != EVENT_FULL ? adapt_event_name(ev) : wave ? "wave-full" : "warmup-full");
 	json_add_cstr(b, o->source[0] ? o->source : NULL);
 	buf_adds(b, ",\"group\":");
 	json_add_cstr(b, o->group);
@@ -115,6 +117,14 @@ void acct_format_event(struct buf *b, const struct outcome *o)
 		else
 			buf_adds(b, ",\"rate\":null");
 		buf_printf(b, ",\"rate_before\":%.4g", o->rate_before);
+	}
+	if (ev == EVENT_FULL) { /* the job, the cap of its wave or day, when it ends */
+		buf_adds(b, ",\"job\":");
+		json_add_cstr(b, wave ? o->response : NULL);
+		buf_printf(b, ",\"cap\":%u,\"until\":", o->cap);
+		add_ts(b, o->until_ms);
+		buf_adds(b, "}\n");
+		return;
 	}
 	buf_adds(b, ",\"rule\":");
 	json_add_cstr(b, o->mx);

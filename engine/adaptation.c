@@ -4,7 +4,10 @@
  * text, one adaptation a line, fields separated by tabs ("-": empty):
  *   suspend SCOPE SOURCE GROUP UNTIL_MS RULE
  *   slow    SOURCE GROUP RATE BASE
- * (UNTIL_MS: wall clock milliseconds; RATE, BASE: messages per second).
+ *   count   JOB SOURCE GROUP PERIOD COUNT END_MS
+ * (UNTIL_MS, END_MS: wall clock milliseconds; RATE, BASE: messages per
+ * second; count: a pair's messages in a wave of JOB, or in a warm-up day
+ * when JOB is "-", that period ending at END_MS).
  * It is replaced atomically, as retry states are. */
 #include "adaptation.h"
 #include "acct_log.h"
@@ -36,7 +39,7 @@ struct adaptation {
 	unsigned nunsent, unsent_cap;
 	bool dirty;
 	int64_t saved_ms;
-	uint64_t counts[EVENT_RESUME + 1];
+	uint64_t counts[EVENT_COUNT + 1];
 };
 
 static const char *or_dash(const char *v)
@@ -53,21 +56,21 @@ static void undash(char *v)
 /* The record of this suspension or slow-down (same kind, scope and
  * names), or NULL. */
 static struct kept *find(struct adaptation *a, uint8_t kind, uint8_t scope, const char *source,
-                         const char *group)
+                         const char *group, const char *job)
 {
 	for (unsigned i = 0; i < a->n; i++) {
 		struct adapt_cmd *c = &a->k[i].c;
 		if (c->kind == kind && c->scope == scope && strcmp(c->source, source) == 0 &&
-		    strcmp(c->group, group) == 0)
+		    strcmp(c->group, group) == 0 && strcmp(c->job, job) == 0)
 			return &a->k[i];
 	}
 	return NULL;
 }
 
 static struct kept *add(struct adaptation *a, uint8_t kind, uint8_t scope, const char *source,
-                        const char *group)
+                        const char *group, const char *job)
 {
-	struct kept *k = find(a, kind, scope, source, group);
+	struct kept *k = find(a, kind, scope, source, group, job);
 	if (k)
 		return k;
 	if (a->n == a->cap) {
@@ -80,6 +83,7 @@ static struct kept *add(struct adaptation *a, uint8_t kind, uint8_t scope, const
 	k->c.scope = scope;
 	snprintf(k->c.source, sizeof(k->c.source), "%s", source);
 	snprintf(k->c.group, sizeof(k->c.group), "%s", group);
+	snprintf(k->c.job, sizeof(k->c.job), "%s", job);
 	return k;
 }
 
@@ -105,9 +109,9 @@ static void load(struct adaptation *a)
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = 0;
-		char f[6][300];
-		int nf = sscanf(line, "%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]", f[0], f[1],
-		                f[2], f[3], f[4], f[5]);
+		char f[7][300];
+		int nf = sscanf(line, "%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]",
+		                f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
 		for (int i = 0; i < nf; i++)
 			undash(f[i]);
 		if (nf == 6 && strcmp(f[0], "suspend") == 0) {
@@ -116,16 +120,24 @@ static void load(struct adaptation *a)
 			long long until = strtoll(f[4], NULL, 10);
 			if (until <= now)
 				continue; /* over while sluice was not running */
-			struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, f[2], f[3]);
+			struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, f[2], f[3], "");
 			k->c.until_wall_ms = until;
 			snprintf(k->rule, sizeof(k->rule), "%.63s", f[5]);
 			snprintf(k->c.rule, sizeof(k->c.rule), "%s", k->rule);
 		} else if (nf == 5 && strcmp(f[0], "slow") == 0) {
-			struct kept *k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, f[1], f[2]);
+			struct kept *k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, f[1], f[2], "");
 			k->c.rate = strtod(f[3], NULL);
 			k->c.base = strtod(f[4], NULL);
 			if (!(k->c.rate > 0))
 				drop(a, k);
+		} else if (nf == 7 && strcmp(f[0], "count") == 0) {
+			long long end = strtoll(f[6], NULL, 10);
+			if (end <= now)
+				continue; /* its wave or day is over */
+			struct kept *k = add(a, ADAPT_CMD_COUNT, SCOPE_PAIR, f[2], f[3], f[1]);
+			k->c.period = strtoll(f[4], NULL, 10);
+			k->c.count = (uint32_t)strtoul(f[5], NULL, 10);
+			k->c.until_wall_ms = end;
 		} else if (*line) {
 			bad++;
 		}
@@ -144,9 +156,12 @@ static void save(struct adaptation *a)
 		if (c->kind == ADAPT_CMD_SUSPEND)
 			buf_printf(&b, "suspend\t%s\t%s\t%s\t%lld\t%s\n", scopes[c->scope % 3], or_dash(c->source),
 			           or_dash(c->group), (long long)c->until_wall_ms, or_dash(a->k[i].rule));
-		else
+		else if (c->kind == ADAPT_CMD_SLOW)
 			buf_printf(&b, "slow\t%s\t%s\t%.6g\t%.6g\n", or_dash(c->source), or_dash(c->group), c->rate,
 			           c->base);
+		else if (c->kind == ADAPT_CMD_COUNT)
+			buf_printf(&b, "count\t%s\t%s\t%s\t%lld\t%u\t%lld\n", or_dash(c->job), or_dash(c->source),
+			           or_dash(c->group), (long long)c->period, c->count, (long long)c->until_wall_ms);
 	}
 	buf_add(&b, "", 1); /* NUL */
 	int err = spool_state_write(a->sp, STATE_NAME, b.p);
@@ -216,28 +231,45 @@ void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *
                      struct shard **shards, unsigned n)
 {
 	enum adapt_event ev = (enum adapt_event)o->result;
-	if ((unsigned)ev <= EVENT_RESUME)
+	if ((unsigned)ev <= EVENT_COUNT)
 		a->counts[ev]++;
 	const char *group = o->group ? o->group : "";
+	const char *job = o->response && (ev == EVENT_FULL || ev == EVENT_COUNT) ? o->response : "";
 	struct kept *k;
 	switch (ev) {
+	case EVENT_COUNT: /* not a line: a count for the state */
+		k = add(a, ADAPT_CMD_COUNT, SCOPE_PAIR, o->source, group, job);
+		if (k->c.period != o->period || o->count > k->c.count)
+			k->c.count = o->count;
+		k->c.period = o->period;
+		k->c.until_wall_ms = o->until_ms;
+		a->dirty = true;
+		return;
+	case EVENT_FULL: { /* every shard learns it: their messages go from other IPs */
+		struct adapt_cmd c = { .kind = ADAPT_CMD_FULL, .until_wall_ms = o->until_ms };
+		snprintf(c.source, sizeof(c.source), "%s", o->source);
+		snprintf(c.group, sizeof(c.group), "%s", group);
+		snprintf(c.job, sizeof(c.job), "%s", job);
+		send_all(a, &c, shards, n);
+		break;
+	}
 	case EVENT_SLOW:
 	case EVENT_SPEEDUP:
-		k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, o->source, group);
+		k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, o->source, group, "");
 		k->c.rate = o->rate;
 		k->c.base = o->base_rate;
 		break;
 	case EVENT_RESTORE:
-		if ((k = find(a, ADAPT_CMD_SLOW, SCOPE_PAIR, o->source, group)))
+		if ((k = find(a, ADAPT_CMD_SLOW, SCOPE_PAIR, o->source, group, "")))
 			drop(a, k);
 		break;
 	case EVENT_SUSPEND:
 		/* A shard may see the end of the last one before this thread does
 		 * (its clock is not the wall clock: a little slack). */
-		if ((k = find(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group)) &&
+		if ((k = find(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group, "")) &&
 		    k->c.until_wall_ms <= o->ts_ms + CLOCK_SLACK_MS)
 			resume(a, k, log, o->ts_ms);
-		k = add(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group);
+		k = add(a, ADAPT_CMD_SUSPEND, o->scope, o->source, group, "");
 		if (o->until_ms > k->c.until_wall_ms)
 			k->c.until_wall_ms = o->until_ms;
 		snprintf(k->rule, sizeof(k->rule), "%.63s", o->mx ? o->mx : "");
@@ -258,10 +290,14 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 	int64_t now = now_real_ms();
 	for (unsigned i = 0; i < a->n;) {
 		struct kept *k = &a->k[i];
-		if (k->c.kind != ADAPT_CMD_SUSPEND || k->c.until_wall_ms > now)
+		if (k->c.kind == ADAPT_CMD_COUNT && k->c.until_wall_ms <= now) {
+			drop(a, k); /* its wave or day is over */
+			a->dirty = true;
+		} else if (k->c.kind != ADAPT_CMD_SUSPEND || k->c.until_wall_ms > now) {
 			i++;
-		else
+		} else {
 			resume(a, k, log, now);
+		}
 	}
 	unsigned left = a->nunsent;
 	a->nunsent = 0;

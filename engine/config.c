@@ -189,6 +189,27 @@ static void shape_rules_clear(struct config *cfg)
 	cfg->nshape_rules = 0;
 }
 
+static void waves_warmup_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nwaves; i++)
+		free(cfg->waves[i].job);
+	free(cfg->waves);
+	cfg->waves = NULL;
+	cfg->nwaves = 0;
+	for (unsigned i = 0; i < cfg->nwarm_ips; i++) {
+		free(cfg->warm_ips[i].ip);
+		free(cfg->warm_ips[i].plan);
+	}
+	free(cfg->warm_ips);
+	cfg->warm_ips = NULL;
+	cfg->nwarm_ips = 0;
+	free(cfg->warm_plan);
+	cfg->warm_plan = NULL;
+	cfg->nwarm_plan = 0;
+	free(cfg->warm_tz);
+	cfg->warm_tz = NULL;
+}
+
 static void reply_rules_clear(struct config *cfg)
 {
 	for (unsigned i = 0; i < cfg->nreply_rules; i++) {
@@ -210,6 +231,7 @@ void config_free(struct config *cfg)
 	free(cfg->providers_path);
 	reply_rules_clear(cfg);
 	free(cfg->responses_path);
+	waves_warmup_clear(cfg);
 	tls_rules_clear(cfg);
 	free(cfg->tls_ca);
 	routes_clear(cfg);
@@ -859,6 +881,103 @@ static void responses_path_from_file(struct config *cfg, const config_setting_t 
 	responses_given = true;
 }
 
+/* waves[i]: a job's wave schedule. */
+static void wave_from_file(struct config *cfg, const config_setting_t *w, const char *shown)
+{
+	const char *job = NULL, *every = NULL;
+	int size = 0;
+	config_setting_lookup_string(w, "job", &job);
+	config_setting_lookup_string(w, "every", &every);
+	config_setting_lookup_int(w, "size", &size);
+	if (!job || !*job || !every || size < 1)
+		fail_at(w, "%s needs job = \"...\", size = N (messages per MX group per wave) and every = \"1h\"",
+		        shown);
+	if (config_wave_for(cfg, job))
+		fail_at(w, "%s: a second wave schedule for job '%.60s'", shown, job);
+	int64_t ms;
+	if (!config_duration_parse(every, &ms) || ms < 1000)
+		fail_at(w, "%s.every '%.20s' must be a duration of at least a second (\"90s\", \"30m\", \"1h\", \"1d\")",
+		        shown, every);
+	cfg->waves = xrealloc(cfg->waves, (cfg->nwaves + 1) * sizeof(*cfg->waves));
+	cfg->waves[cfg->nwaves++] = (struct wave_rule){ xstrdup(job), (unsigned)size, ms };
+}
+
+/* A plan: [ 50, 100, ... ] (checked by walk_elements). */
+static unsigned *plan_of(const config_setting_t *a, unsigned *n)
+{
+	*n = (unsigned)config_setting_length(a);
+	unsigned *p = xmalloc((*n ? *n : 1) * sizeof(*p));
+	for (unsigned i = 0; i < *n; i++)
+		p[i] = (unsigned)config_setting_get_int_elem(a, (int)i);
+	return p;
+}
+
+static void warm_plan_from_file(struct config *cfg, const config_setting_t *a, const char *shown)
+{
+	(void)shown;
+	free(cfg->warm_plan);
+	cfg->warm_plan = plan_of(a, &cfg->nwarm_plan);
+}
+
+static void warm_tz_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	const char *tz = config_setting_get_string(s);
+	char path[300];
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
+	if (!*tz || strstr(tz, "..") || tz[0] == '/' || (strcmp(tz, "UTC") != 0 && access(path, R_OK) != 0))
+		fail_at(s, "%s '%.60s' is not a time zone of this machine (e.g. \"UTC\", \"America/New_York\")",
+		        shown, tz);
+	set_str(&cfg->warm_tz, tz);
+}
+
+/* warmup.ips[i]: a warming source IP, its first day and maybe its plan. */
+static void warm_ip_from_file(struct config *cfg, const config_setting_t *w, const char *shown)
+{
+	const char *ip = NULL, *start = NULL;
+	config_setting_lookup_string(w, "ip", &ip);
+	config_setting_lookup_string(w, "start", &start);
+	int y;
+	unsigned mo, d;
+	char canon[INET6_ADDRSTRLEN], end;
+	struct sockaddr_storage sa;
+	socklen_t len;
+	if (!ip || !start)
+		fail_at(w, "%s needs ip = \"ADDR\" and start = \"YYYY-MM-DD\" (its first day)", shown);
+	if (!source_parse(ip, &sa, &len, canon, sizeof(canon)))
+		fail_at(w, "%s.ip '%.60s' must be a numeric IPv4 or IPv6 address", shown, ip);
+	if (sscanf(start, "%4d-%2u-%2u%c", &y, &mo, &d, &end) != 3 || y < 2000 || y > 2200 || mo < 1 || mo > 12 ||
+	    d < 1 || d > 31)
+		fail_at(w, "%s.start '%.20s' must be a date, YYYY-MM-DD", shown, start);
+	for (unsigned i = 0; i < cfg->nwarm_ips; i++)
+		if (strcmp(cfg->warm_ips[i].ip, canon) == 0)
+			fail_at(w, "%s: %s is warmed up twice", shown, canon);
+	struct warm_ip wi = { .ip = xstrdup(canon), .start_day = civil_days(y, mo, d) };
+	const config_setting_t *plan = config_setting_get_member(w, "plan");
+	if (plan)
+		wi.plan = plan_of(plan, &wi.nplan);
+	cfg->warm_ips = xrealloc(cfg->warm_ips, (cfg->nwarm_ips + 1) * sizeof(*cfg->warm_ips));
+	cfg->warm_ips[cfg->nwarm_ips++] = wi;
+}
+
+/* Once every source IP is known: each warming IP is one of them. */
+static void warm_ips_resolve(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nwarm_ips; i++) {
+		int src = config_source_index(cfg, cfg->warm_ips[i].ip);
+		if (src < 0)
+			config_fail("%s: warmup.ips[%u].ip %s is not one of the source IPs (--source-ip, pools)",
+			            cfg->config_path ? cfg->config_path : "config", i, cfg->warm_ips[i].ip);
+		cfg->warm_ips[i].source = (unsigned)src;
+	}
+	if (!cfg->warm_plan) { /* the shipped plan (see sluice.conf: SendGrid's published schedule) */
+		static const unsigned shipped[] = { 50, 100, 500, 1000, 5000, 10000, 20000, 40000, 70000, 100000,
+		                                    150000, 250000, 400000, 600000, 1000000, 2000000, 4000000 };
+		cfg->nwarm_plan = ARRAY_LEN(shipped);
+		cfg->warm_plan = xmalloc(sizeof(shipped));
+		memcpy(cfg->warm_plan, shipped, sizeof(shipped));
+	}
+}
+
 /* "a, b, c": the pool names, for an error. */
 static const char *pool_names(const struct config *cfg, char *out, size_t len)
 {
@@ -945,6 +1064,7 @@ enum kind {
 	K_MS,       /* int milliseconds, given in seconds */
 	K_SECS,     /* double seconds */
 	K_REAL,     /* double */
+	K_NUMBERS,  /* name = [ 1, 2, ... ]: whole numbers, read by the apply() of its group */
 	K_RATE,     /* double per second, given as "N/s", "N/m" or "N/h" */
 };
 
@@ -1080,6 +1200,17 @@ static const struct knob knobs[] = {
 	 * so the configuration cannot reach these rows. */
 	LIST(PROVIDERS_ROOT ".providers", provider_from_file),
 	SHAPE_MEMBERS(PROVIDERS_ROOT ".providers"),
+	LIST("waves", wave_from_file),
+	MEMBER("waves.job", K_STR, 0, 0),
+	MEMBER("waves.size", K_UINT, 1, 100000000),
+	MEMBER("waves.every", K_STR, 0, 0),
+	GROUP("warmup"),
+	{ "warmup.timezone", 0, K_STR, NOF, 0, 0, warm_tz_from_file, NULL },
+	{ "warmup.plan", 0, K_NUMBERS, NOF, 0, 0, warm_plan_from_file, NULL },
+	LIST("warmup.ips", warm_ip_from_file),
+	MEMBER("warmup.ips.ip", K_STR, 0, 0),
+	MEMBER("warmup.ips.start", K_STR, 0, 0),
+	MEMBER("warmup.ips.plan", K_NUMBERS, 0, 0),
 	GROUP("adaptation"),
 	{ "adaptation.responses", 0, K_STR, NOF, 0, 0, responses_path_from_file, NULL },
 	REAL("adaptation.slow-factor", adapt.slow_factor, 0.01, 0.99),
@@ -1126,7 +1257,7 @@ static bool integral(enum kind k) { return k == K_UINT || k == K_PORT || k == K_
 static bool seconds(enum kind k) { return k == K_MS || k == K_SECS; }
 static bool real(enum kind k) { return seconds(k) || k == K_REAL; }
 /* A list or an array: its elements are walked one by one. */
-static bool has_elements(enum kind k) { return k == K_LIST || k == K_STRINGS; }
+static bool has_elements(enum kind k) { return k == K_LIST || k == K_STRINGS || k == K_NUMBERS; }
 
 /* "1..65535" or "0.001..86400 seconds" */
 static const char *bounds_text(const struct knob *k, char *out, size_t len)
@@ -1231,7 +1362,7 @@ static bool type_fits(enum kind k, int t)
 	switch (k) {
 	case K_GROUP: return t == CONFIG_TYPE_GROUP;
 	case K_LIST: return t == CONFIG_TYPE_LIST;
-	case K_STRINGS: return t == CONFIG_TYPE_ARRAY;
+	case K_STRINGS: case K_NUMBERS: return t == CONFIG_TYPE_ARRAY;
 	case K_STR: return t == CONFIG_TYPE_STRING;
 	case K_BOOL: return t == CONFIG_TYPE_BOOL;
 	case K_RATE: return t == CONFIG_TYPE_STRING;
@@ -1246,6 +1377,7 @@ static const char *const kind_text[] = {
 	[K_BOOL] = "true or false", [K_UINT] = "a whole number", [K_PORT] = "a whole number",
 	[K_MIB] = "a whole number", [K_MS] = "a number of seconds", [K_SECS] = "a number of seconds",
 	[K_REAL] = "a number",
+	[K_NUMBERS] = "an array of whole numbers: [ 50, 100, ... ]",
 	[K_RATE] = "a rate: \"N/s\", \"N/m\" or \"N/h\"",
 };
 
@@ -1306,9 +1438,12 @@ static void walk_elements(struct config *cfg, const struct knob *k, const config
 			fail_at(e, "%s must be a group: { ... }", name);
 		if (k->kind == K_STRINGS && config_setting_type(e) != CONFIG_TYPE_STRING)
 			fail_at(e, "%s must be a string", name);
+		if (k->kind == K_NUMBERS && (config_setting_type(e) != CONFIG_TYPE_INT ||
+		                             config_setting_get_int(e) < 1 || config_setting_get_int(e) > 100000000))
+			fail_at(e, "%s must be a whole number from 1 to 100000000", name);
 		if (k->kind == K_LIST)
 			walk_group(cfg, e, k->path, name);
-		if (k->apply)
+		if (k->apply && k->kind != K_NUMBERS)
 			k->apply(cfg, e, name);
 	}
 }
@@ -1319,10 +1454,13 @@ static void walk_setting(struct config *cfg, const struct knob *k, const config_
 	check_setting(k, s, shown);
 	if (k->kind == K_GROUP)
 		walk_group(cfg, s, k->path, shown);
-	else if (has_elements(k->kind))
+	else if (has_elements(k->kind)) {
 		walk_elements(cfg, k, s, shown);
-	else
+		if (k->kind == K_NUMBERS && k->apply) /* the whole array, its elements checked */
+			k->apply(cfg, s, shown);
+	} else {
 		apply_setting(cfg, k, s, shown);
+	}
 }
 
 /* Every setting of g (the top, a group or an element of a list) against
@@ -1646,6 +1784,7 @@ static void config_complete(struct config *cfg)
 	}
 	providers_load(cfg);
 	responses_load(cfg);
+	warm_ips_resolve(cfg);
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
 		            cfg->config_path ? cfg->config_path : "config");

@@ -125,6 +125,8 @@ static void claim_file(struct feeder *f, struct claim *k, bool parked, unsigned 
 	}
 	m->claim = k;
 	spool_state_load(f->sp, m);
+	if (parked) /* the engine woke it: due now, whatever its state said (a reload may wake it early) */
+		m->due_wall_ms = 0;
 	if (m->npending == 0) {
 		/* Every recipient was final before a crash took the file's removal. */
 		bool gone = spool_finish(f->sp, m);

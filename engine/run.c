@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #define COLLECT_BATCH 1024
@@ -720,6 +721,15 @@ static void reload(struct engine *e)
 		warnx_("reload: the spool, shards and spool-workers stay as they were until a restart");
 	free(n->spool);
 	n->spool = xstrdup(o->spool);
+	if (!config_budgets_same(n, o)) /* new caps: what waits for a wave or a day is tried again now */
+		for (size_t i = 0; i < e->nsleepers; i++)
+			e->sleepers[i].due = 0;
+	if ((n->warm_tz || o->warm_tz) && (!n->warm_tz || !o->warm_tz || strcmp(n->warm_tz, o->warm_tz) != 0)) {
+		/* TZ is the process's: set once, before the threads start */
+		warnx_("reload: warmup.timezone stays as it was until a restart");
+		free(n->warm_tz);
+		n->warm_tz = o->warm_tz ? xstrdup(o->warm_tz) : NULL;
+	}
 	n->shards = o->shards;
 	n->spool_workers = o->spool_workers;
 	n->inflight_per_shard = o->inflight_per_shard; /* sizes the shards' inboxes */
@@ -800,12 +810,12 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	       (unsigned long long)(t->tls[0] + t->tls[1]), (unsigned long long)t->tls[0],
 	       (unsigned long long)t->tls[1], (unsigned long long)t->tls[2]);
 	const uint64_t *ev = adaptation_counts(e->adapt);
-	if (ev[EVENT_SLOW] || ev[EVENT_SUSPEND])
+	if (ev[EVENT_SLOW] || ev[EVENT_SUSPEND] || ev[EVENT_FULL])
 		printf("  adaptation        %llu slow-downs (%llu steps back up, %llu restored), "
-		       "%llu suspensions (%llu resumed)\n",
+		       "%llu suspensions (%llu resumed), %llu waves or warm-up days full\n",
 		       (unsigned long long)ev[EVENT_SLOW], (unsigned long long)ev[EVENT_SPEEDUP],
 		       (unsigned long long)ev[EVENT_RESTORE], (unsigned long long)ev[EVENT_SUSPEND],
-		       (unsigned long long)ev[EVENT_RESUME]);
+		       (unsigned long long)ev[EVENT_RESUME], (unsigned long long)ev[EVENT_FULL]);
 	printf("  cpu               %.2f s\n", cpu_seconds());
 	fflush(stdout);
 }
@@ -963,6 +973,10 @@ int run_main(int argc, char **argv)
 {
 	struct config cfg;
 	config_from_run_args(&cfg, argc, argv);
+	if (cfg.warm_tz) { /* warm-up days are local days there (no thread runs yet) */
+		setenv("TZ", cfg.warm_tz, 1);
+		tzset();
+	}
 	struct engine e;
 	memset(&e, 0, sizeof(e));
 	e.cfg = &cfg;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- the rules ---- */
 
@@ -35,6 +36,14 @@ void adapt_rules_compile(struct shard *s)
 {
 	reply_matcher_free(&s->rules);
 	reply_matcher_init(&s->rules, s->cfg->reply_rules, s->cfg->nreply_rules);
+	/* Caps may have changed (a reload): full waves and days are found
+	 * again by the pairs' owners (their counts stay). */
+	unsigned keep = 0;
+	for (unsigned i = 0; i < s->nbans; i++)
+		if (s->bans[i].kind != ADAPT_CMD_FULL)
+			s->bans[keep++] = s->bans[i];
+	s->nbans = keep;
+	s->nfull = 0;
 }
 
 /* ---- events ---- */
@@ -167,13 +176,19 @@ void adapt_throttle_new(struct shard *s, struct throttle *t)
 			ban_apply(s, &s->bans[i], t);
 }
 
-static void ban_add(struct shard *s, uint8_t kind, uint8_t scope, const char *source, const char *group,
-                    const char *rule, int64_t until, double rate, double base)
+/* Adds an adaptation in force (job: FULL and COUNT; rate, base: SLOW)
+ * and applies it to the throttles it covers; the ones over go. */
+static struct adapt_ban *ban_add(struct shard *s, uint8_t kind, uint8_t scope, const char *source,
+                                 const char *group, const char *rule, const char *job, int64_t until,
+                                 double rate, double base)
 {
-	unsigned keep = 0; /* the ones over go first */
+	unsigned keep = 0;
+	s->nfull = kind == ADAPT_CMD_FULL;
 	for (unsigned i = 0; i < s->nbans; i++)
-		if (s->bans[i].until > s->now)
+		if (s->bans[i].until > s->now) {
+			s->nfull += s->bans[i].kind == ADAPT_CMD_FULL;
 			s->bans[keep++] = s->bans[i];
+		}
 	s->nbans = keep;
 	if (s->nbans == s->bans_cap) {
 		s->bans_cap = s->bans_cap ? s->bans_cap * 2 : 8;
@@ -186,12 +201,14 @@ static void ban_add(struct shard *s, uint8_t kind, uint8_t scope, const char *so
 	snprintf(b->source, sizeof(b->source), "%s", source ? source : "");
 	snprintf(b->group, sizeof(b->group), "%s", group ? group : "");
 	snprintf(b->rule, sizeof(b->rule), "%s", rule ? rule : "");
+	snprintf(b->job, sizeof(b->job), "%s", job ? job : "");
 	b->until = until;
 	b->rate = rate;
 	b->base = base;
 	for (unsigned i = 0; i < s->nthrs; i++)
 		if (ban_covers(b, s->thrs[i]))
 			ban_apply(s, b, s->thrs[i]);
+	return b;
 }
 
 static bool banned_already(const struct shard *s, uint8_t scope, const char *source, const char *group)
@@ -219,7 +236,7 @@ static void suspend(struct shard *s, struct throttle *t, const struct reply_rule
 		if (banned_already(s, (uint8_t)rule->scope, t->source, t->group))
 			return;
 		ban_add(s, ADAPT_CMD_SUSPEND, (uint8_t)rule->scope, rule->scope == SCOPE_SOURCE ? t->source : "",
-		        rule->scope == SCOPE_GROUP ? t->group : "", rule->name, until, 0, 0);
+		        rule->scope == SCOPE_GROUP ? t->group : "", rule->name, NULL, until, 0, 0);
 	}
 	struct outcome o; /* a group's names no source IP, a source IP's no group */
 	event_new(&o, EVENT_SUSPEND, rule->scope == SCOPE_GROUP ? "" : t->source,
@@ -231,9 +248,212 @@ static void suspend(struct shard *s, struct throttle *t, const struct reply_rule
 	shard_outbox_put(s, &o);
 }
 
+/* ---- budgets: waves and warm-up ----
+ * A job with a wave schedule sends at most size messages (transactions)
+ * per MX group per wave; a warming source IP at most its day's cap per MX
+ * group. Both are counted on the pair's owner, per pair: a wave's size
+ * is shared among the IPs of the message's pool by weight (their shares
+ * add up to size), so the count is exact without a counter shared between
+ * shards. A leg that would go over is not sent: the pair's budget is
+ * known full (here, on the message's shard, and through the engine on
+ * every shard) until its period ends, the leg goes back to the message's
+ * shard, which sends its recipients from another IP of the pool with room
+ * (adapt_source_for), or has them wait, in the spool, for the next wave or
+ * day. Counts go to the engine (EVENT_COUNT), which keeps them across
+ * restarts and gives them back at start (ADAPT_CMD_COUNT). */
+
+struct budget_use {
+	const char *job;           /* "" for warm-up */
+	int64_t period, end_wall;
+	unsigned cap;
+};
+
+/* The local calendar day (days since the epoch, in warmup.timezone),
+ * computed again only when the last one ended. */
+static int64_t local_day(struct shard *s, int64_t wall)
+{
+	if (s->day_end_wall && wall < s->day_end_wall)
+		return s->day;
+	time_t t = (time_t)(wall / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	s->day = civil_days(tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
+	struct tm next = { .tm_year = tm.tm_year, .tm_mon = tm.tm_mon, .tm_mday = tm.tm_mday + 1, .tm_isdst = -1 };
+	s->day_end_wall = (int64_t)mktime(&next) * 1000;
+	return s->day;
+}
+
+/* The budgets leg l counts against on pair t (0, 1 or 2). */
+static unsigned leg_budgets(struct shard *s, const struct throttle *t, const struct leg *l,
+                            struct budget_use out[2])
+{
+	const struct config *cfg = s->cfg;
+	unsigned n = 0;
+	int64_t wall = 0;
+	const struct warm_ip *w = config_warm_for(cfg, t->src);
+	if (w) {
+		wall = now_real_ms();
+		int64_t day = local_day(s, wall);
+		unsigned cap = config_warm_cap(cfg, w, day);
+		if (cap)
+			out[n++] = (struct budget_use){ "", day, s->day_end_wall, cap };
+	}
+	const struct message *m = l->msg;
+	const struct wave_rule *wr = config_wave_for(cfg, m->job);
+	if (wr) {
+		if (!wall)
+			wall = now_real_ms();
+		int64_t period = wall / wr->every_ms;
+		int pool = config_pool_for(cfg, m->pool, m->job, m->sender);
+		out[n++] = (struct budget_use){ m->job, period, (period + 1) * wr->every_ms,
+		                                config_pool_share(cfg, pool, t->src, wr->size) };
+	}
+	return n;
+}
+
+/* t's count of that job in that period (made on first use: from what the
+ * engine kept, else 0; counts of earlier periods go). */
+static struct budget *budget_of(struct shard *s, struct throttle *t, const struct budget_use *u)
+{
+	for (unsigned i = 0; i < t->nbudgets; i++)
+		if (t->budgets[i].period == u->period && strcmp(t->budgets[i].job, u->job) == 0)
+			return &t->budgets[i];
+	unsigned keep = 0;
+	for (unsigned i = 0; i < t->nbudgets; i++)
+		if (!(strcmp(t->budgets[i].job, u->job) == 0 && t->budgets[i].period < u->period))
+			t->budgets[keep++] = t->budgets[i];
+	t->nbudgets = keep;
+	if (t->nbudgets == t->budgets_cap) {
+		t->budgets_cap = t->budgets_cap ? t->budgets_cap * 2 : 2;
+		t->budgets = xrealloc(t->budgets, t->budgets_cap * sizeof(*t->budgets));
+	}
+	struct budget *b = &t->budgets[t->nbudgets++];
+	memset(b, 0, sizeof(*b));
+	snprintf(b->job, sizeof(b->job), "%s", u->job);
+	b->period = u->period;
+	for (unsigned i = 0; i < s->nbans; i++) {
+		const struct adapt_ban *k = &s->bans[i];
+		if (k->kind == ADAPT_CMD_COUNT && k->period == u->period && strcmp(k->job, u->job) == 0 &&
+		    strcmp(k->source, t->source) == 0 && strcmp(k->group, t->group) == 0 && k->count > b->used)
+			b->used = k->count;
+	}
+	return b;
+}
+
+static bool is_full(const struct shard *s, const char *job, const char *source, const char *group)
+{
+	for (unsigned i = 0; i < s->nbans; i++) {
+		const struct adapt_ban *b = &s->bans[i];
+		if (b->kind == ADAPT_CMD_FULL && b->until > s->now && strcmp(b->source, source) == 0 &&
+		    strcmp(b->group, group) == 0 && (!b->job[0] || (job && strcmp(b->job, job) == 0)))
+			return true;
+	}
+	return false;
+}
+
+/* t's budget u is full: known here until its period ends, logged, and
+ * told to every shard (through the engine). */
+static void budget_full(struct shard *s, struct throttle *t, const struct budget_use *u, struct adapt_ban *out)
+{
+	int64_t until = s->now + (u->end_wall - now_real_ms());
+	if (!is_full(s, u->job, t->source, t->group)) {
+		ban_add(s, ADAPT_CMD_FULL, SCOPE_PAIR, t->source, t->group, "", u->job, until, 0, 0);
+		struct outcome o; /* response: the job ("" for warm-up) */
+		event_new(&o, EVENT_FULL, t->source, NULL, NULL, NULL);
+		outcome_set_text(&o, u->job, strlen(u->job), NULL, t->group);
+		o.period = u->period;
+		o.cap = u->cap;
+		o.count = u->cap;
+		o.until_ms = u->end_wall;
+		shard_outbox_put(s, &o);
+	}
+	if (out) {
+		memset(out, 0, sizeof(*out));
+		out->kind = ADAPT_CMD_FULL;
+		snprintf(out->source, sizeof(out->source), "%s", t->source);
+		snprintf(out->group, sizeof(out->group), "%s", t->group);
+		snprintf(out->job, sizeof(out->job), "%s", u->job);
+		out->until = until;
+	}
+}
+
+bool adapt_leg_may_start(struct shard *s, struct dest *d, struct leg *l, struct adapt_ban *full)
+{
+	struct throttle *t = d->thr;
+	if (!t || (!s->cfg->nwaves && !s->cfg->nwarm_ips))
+		return true;
+	struct budget_use u[2];
+	unsigned n = leg_budgets(s, t, l, u);
+	for (unsigned i = 0; i < n; i++)
+		if (budget_of(s, t, &u[i])->used >= u[i].cap) {
+			budget_full(s, t, &u[i], full);
+			return false;
+		}
+	return true;
+}
+
+void adapt_leg_started(struct shard *s, struct dest *d, struct leg *l)
+{
+	struct throttle *t = d->thr;
+	if (!t || (!s->cfg->nwaves && !s->cfg->nwarm_ips))
+		return;
+	struct budget_use u[2];
+	unsigned n = leg_budgets(s, t, l, u);
+	for (unsigned i = 0; i < n; i++) {
+		struct budget *b = budget_of(s, t, &u[i]);
+		b->used++;
+		struct outcome o; /* for the spool's state */
+		event_new(&o, EVENT_COUNT, t->source, NULL, NULL, NULL);
+		outcome_set_text(&o, u[i].job, strlen(u[i].job), NULL, t->group);
+		o.period = u[i].period;
+		o.count = b->used;
+		o.cap = u[i].cap;
+		o.until_ms = u[i].end_wall;
+		shard_outbox_put(s, &o);
+		if (b->used >= u[i].cap) /* the origin learns it before its next leg */
+			budget_full(s, t, &u[i], NULL);
+	}
+}
+
+void adapt_learn_full(struct shard *s, const struct adapt_ban *full)
+{
+	if (full->until > s->now && !is_full(s, full->job, full->source, full->group))
+		ban_add(s, ADAPT_CMD_FULL, SCOPE_PAIR, full->source, full->group, "", full->job, full->until, 0, 0);
+}
+
+int adapt_source_for(struct shard *s, const struct message *m, const char *group, int64_t *until)
+{
+	if (!s->nfull || m->source < 0 || !group)
+		return m->source;
+	const struct config *cfg = s->cfg;
+	if (!is_full(s, m->job, cfg->sources[m->source].text, group))
+		return m->source;
+	int pool = config_pool_for(cfg, m->pool, m->job, m->sender);
+	if (pool >= 0) {
+		const struct pool *p = &cfg->pools[pool];
+		unsigned at = 0;
+		while (at < p->nmembers && (int)p->members[at].source != m->source)
+			at++;
+		for (unsigned k = 1; k <= p->nmembers; k++) { /* the next ones after m's */
+			unsigned src = p->members[(at + k) % p->nmembers].source;
+			if (!is_full(s, m->job, cfg->sources[src].text, group))
+				return (int)src;
+		}
+	}
+	int64_t first = 0; /* none has room: the first to free up */
+	for (unsigned i = 0; i < s->nbans; i++) {
+		const struct adapt_ban *b = &s->bans[i];
+		if (b->kind == ADAPT_CMD_FULL && b->until > s->now && strcmp(b->group, group) == 0 &&
+		    (!b->job[0] || (m->job && strcmp(b->job, m->job) == 0)) && (!first || b->until < first))
+			first = b->until;
+	}
+	*until = first ? first : s->now + 1000;
+	return ADAPT_NO_ROOM;
+}
+
 /* ---- entry points ---- */
 
-uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r)
+uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r, bool greeting)
 {
 	int i = reply_matcher_find(&s->rules, d->group, r);
 	if (i < 0)
@@ -241,7 +461,10 @@ uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply 
 	const struct reply_rule *rule = &s->cfg->reply_rules[i];
 	switch (rule->action) {
 	case REPLY_SLOW:
-		if (!d->thr)
+		/* A new connection refused while others to d work is a cap on
+		 * connections: the SMTP client holds at what works (its rate is
+		 * not what the server refuses). */
+		if (!d->thr || (greeting && d->nready > 0))
 			return VERDICT_NONE;
 		slow_down(s, d->thr, rule, r);
 		return VERDICT_SLOWED;
@@ -264,10 +487,16 @@ void adapt_take_commands(struct shard *s)
 {
 	struct adapt_cmd c;
 	while (spsc_pop(&s->adapt_in, &c)) {
-		int64_t left = c.kind == ADAPT_CMD_SUSPEND ? c.until_wall_ms - now_real_ms() : INT64_MAX / 4;
+		bool timed = c.kind == ADAPT_CMD_SUSPEND || c.kind == ADAPT_CMD_FULL;
+		int64_t left = timed ? c.until_wall_ms - now_real_ms() : INT64_MAX / 4;
 		if (left <= 0)
 			continue;
-		ban_add(s, c.kind, c.scope, c.source, c.group, c.rule, s->now + left, c.rate, c.base);
+		if (c.kind == ADAPT_CMD_FULL && is_full(s, c.job, c.source, c.group))
+			continue; /* this shard found it, or a leg brought it home */
+		struct adapt_ban *b = ban_add(s, c.kind, c.scope, c.source, c.group, c.rule, c.job, s->now + left,
+		                              c.rate, c.base);
+		b->period = c.period;
+		b->count = c.count;
 	}
 }
 

@@ -181,3 +181,90 @@ bool config_duration_parse(const char *spec, int64_t *ms)
 	*ms = (int64_t)(n * unit * 1000 + 0.5);
 	return *ms > 0;
 }
+
+const struct wave_rule *config_wave_for(const struct config *cfg, const char *job)
+{
+	for (unsigned i = 0; job && i < cfg->nwaves; i++)
+		if (strcmp(cfg->waves[i].job, job) == 0)
+			return &cfg->waves[i];
+	return NULL;
+}
+
+const struct warm_ip *config_warm_for(const struct config *cfg, int source)
+{
+	for (unsigned i = 0; source >= 0 && i < cfg->nwarm_ips; i++)
+		if ((int)cfg->warm_ips[i].source == source)
+			return &cfg->warm_ips[i];
+	return NULL;
+}
+
+unsigned config_warm_cap(const struct config *cfg, const struct warm_ip *w, int64_t day)
+{
+	const unsigned *plan = w->plan ? w->plan : cfg->warm_plan;
+	unsigned n = w->plan ? w->nplan : cfg->nwarm_plan;
+	int64_t i = day - w->start_day;
+	if (i < 0)
+		i = 0; /* not started yet: its first day's cap */
+	return i < (int64_t)n ? plan[i] : 0;
+}
+
+unsigned config_pool_share(const struct config *cfg, int pool, int source, unsigned n)
+{
+	if (pool < 0 || (unsigned)pool >= cfg->npools)
+		return n;
+	const struct pool *p = &cfg->pools[pool];
+	uint64_t total = 0;
+	int at = -1;
+	for (unsigned i = 0; i < p->nmembers; i++) {
+		total += p->members[i].weight;
+		if ((int)p->members[i].source == source && at < 0)
+			at = (int)i;
+	}
+	if (at < 0 || !total)
+		return n;
+	/* floor shares, then one more for the largest remainders */
+	unsigned given = 0;
+	for (unsigned i = 0; i < p->nmembers; i++)
+		given += (unsigned)((uint64_t)n * p->members[i].weight / total);
+	unsigned left = n - given, mine = (unsigned)((uint64_t)n * p->members[at].weight / total);
+	uint64_t my_rem = (uint64_t)n * p->members[at].weight % total;
+	unsigned ahead = 0; /* members whose remainder beats mine */
+	for (unsigned i = 0; i < p->nmembers; i++) {
+		uint64_t rem = (uint64_t)n * p->members[i].weight % total;
+		if (rem > my_rem || (rem == my_rem && i < (unsigned)at))
+			ahead++;
+	}
+	return mine + (ahead < left ? 1 : 0);
+}
+
+int64_t civil_days(int y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool plans_same(const unsigned *a, unsigned na, const unsigned *b, unsigned nb)
+{
+	return na == nb && (!na || memcmp(a, b, na * sizeof(*a)) == 0);
+}
+
+bool config_budgets_same(const struct config *a, const struct config *b)
+{
+	if (a->nwaves != b->nwaves || a->nwarm_ips != b->nwarm_ips ||
+	    !plans_same(a->warm_plan, a->nwarm_plan, b->warm_plan, b->nwarm_plan))
+		return false;
+	for (unsigned i = 0; i < a->nwaves; i++)
+		if (strcmp(a->waves[i].job, b->waves[i].job) != 0 || a->waves[i].size != b->waves[i].size ||
+		    a->waves[i].every_ms != b->waves[i].every_ms)
+			return false;
+	for (unsigned i = 0; i < a->nwarm_ips; i++) {
+		const struct warm_ip *x = &a->warm_ips[i], *y = &b->warm_ips[i];
+		if (strcmp(x->ip, y->ip) != 0 || x->start_day != y->start_day || !plans_same(x->plan, x->nplan, y->plan, y->nplan))
+			return false;
+	}
+	return true;
+}

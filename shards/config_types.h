@@ -104,6 +104,26 @@ struct adapt_params {
 	int suspend_ms;               /* a suspend rule without a duration */
 };
 
+/* Waves: a job's messages go at most size per MX group per wave, one
+ * wave every every_ms (waves start at multiples of it since the Unix
+ * epoch: hourly waves start on the hour, UTC). */
+struct wave_rule {
+	char *job;
+	unsigned size;
+	int64_t every_ms;
+};
+
+/* IP warm-up: a source IP's daily cap per MX group follows its plan from
+ * its start day (local calendar days in warmup.timezone); after the plan,
+ * no cap. */
+struct warm_ip {
+	char *ip;                     /* as configured (canonical) */
+	unsigned source;              /* index into cfg->sources */
+	int64_t start_day;            /* days since 1970-01-01 of its first day */
+	unsigned *plan;               /* messages per day per group, by day; NULL: cfg->warm_plan */
+	unsigned nplan;
+};
+
 /* STARTTLS (RFC 3207): none never; opportunistic when offered, the
  * certificate unchecked; required: defer without it; verify: required and
  * a chain valid for the MX host name. Ordered: each asks more. */
@@ -143,6 +163,13 @@ struct config {
 	unsigned nreply_rules;
 	char *responses_path;         /* the responses file read, or NULL (none, or built in) */
 	struct adapt_params adapt;
+	struct wave_rule *waves;
+	unsigned nwaves;
+	struct warm_ip *warm_ips;
+	unsigned nwarm_ips;
+	unsigned *warm_plan;          /* the default plan (warmup.plan, else shipped) */
+	unsigned nwarm_plan;
+	char *warm_tz;                /* warmup.timezone (NULL: the system's) */
 	/* Source IPs (none: the kernel picks, one unbound source) and pools. */
 	struct source_ip *sources;
 	unsigned nsources;
@@ -218,6 +245,21 @@ int config_pool_for(const struct config *cfg, const char *xpool, const char *job
 int config_source_index(const struct config *cfg, const char *text);
 /* "100/s", "6000/m", "50000/h" -> messages per second; false when malformed. */
 bool config_rate_parse(const char *spec, double *per_second);
+/* The same waves and warm-up (plans, IPs, start days) in both. */
+bool config_budgets_same(const struct config *a, const struct config *b);
+/* The wave rule of a job, or NULL. */
+const struct wave_rule *config_wave_for(const struct config *cfg, const char *job);
+/* The warm-up entry of a source IP (index), or NULL. */
+const struct warm_ip *config_warm_for(const struct config *cfg, int source);
+/* A warming IP's cap per group on local day `day` (days since the epoch);
+ * 0: no cap (after its plan). */
+unsigned config_warm_cap(const struct config *cfg, const struct warm_ip *w, int64_t day);
+/* A source IP's share of n by weight among its pool's members
+ * (largest remainder, ties to the earlier member: the shares add up to n);
+ * n when the source is in no such pool. */
+unsigned config_pool_share(const struct config *cfg, int pool, int source, unsigned n);
+/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
+int64_t civil_days(int y, unsigned m, unsigned d);
 /* "90", "90s", "30m", "2h", "1d" -> milliseconds (> 0); false if not one. */
 bool config_duration_parse(const char *spec, int64_t *ms);
 

@@ -557,6 +557,7 @@ static void live_unlink(struct leg *l)
 
 static void leg_free(struct leg *l)
 {
+	free(l->full);
 	for (uint32_t i = 0; i < l->nout; i++)
 		outcome_free_text(&l->out[i]);
 	free(l->out);
@@ -915,12 +916,37 @@ static void dest_gc(struct shard *s)
 	}
 }
 
+/* The source IP for recipient rcpt of m toward group: m->source, or
+ * another of its pool when m->source's wave or warm-up day is full there;
+ * -1 (the recipient deferred here, m waits until one frees up) when none
+ * of them has room. */
+static int recipient_source(struct shard *s, struct message *m, uint32_t rcpt, const char *group, int *src)
+{
+	int64_t until = 0;
+	*src = adapt_source_for(s, m, group, &until);
+	if (*src != ADAPT_NO_ROOM)
+		return 0;
+	char why[300];
+	struct buf at = { 0 };
+	buf_add_utc(&at, "%Y-%m-%dT%H:%M:%SZ", now_real_ms() + (until - s->now));
+	snprintf(why, sizeof(why), "%s toward %s is full for every IP of its pool, until %.*s",
+	         m->job && config_wave_for(s->cfg, m->job) ? "this job's wave" : "the warm-up day", group,
+	         (int)at.len, at.p);
+	buf_free(&at);
+	emit_record(s, m, rcpt, RESULT_DEFERRED, 451, "4.7.0", why, strlen(why), NULL, 0);
+	if (until > m->not_before_ms)
+		m->not_before_ms = until;
+	return -1;
+}
+
 /* A recipient's destination from its domain's plan, or -1 when the plan
  * settles it (bounce or defer, logged here). */
 static int32_t dest_of_plan(struct shard *s, struct message *m, uint32_t rcpt, const struct mx_plan *p)
 {
+	int src;
 	if (p->kind == MX_DELIVER)
-		return (int32_t)dest_for_plan(s, p, address_domain(m->rcpt[rcpt]), m->source);
+		return recipient_source(s, m, rcpt, p->group, &src) < 0
+		       ? -1 : (int32_t)dest_for_plan(s, p, address_domain(m->rcpt[rcpt]), src);
 	emit_record(s, m, rcpt, p->kind == MX_BOUNCE ? RESULT_BOUNCED : RESULT_DEFERRED, p->code,
 	            p->enhanced, p->why, strlen(p->why), NULL, 0);
 	return -1;
@@ -1032,9 +1058,10 @@ static void route_recipients(struct shard *s, struct message *m, const uint32_t 
 	source_check(s, m);
 	for (uint32_t k = 0; k < n; k++) {
 		const char *domain = address_domain(m->rcpt[idx[k]]);
-		int r = config_route_for(cfg, domain);
+		int r = config_route_for(cfg, domain), src;
 		if (r >= 0) {
-			dest[k] = (int32_t)route_dest_index(cfg, r, m->source);
+			dest[k] = recipient_source(s, m, idx[k], route_group(&cfg->routes[r]), &src) < 0
+			          ? -1 : (int32_t)route_dest_index(cfg, r, src);
 			continue;
 		}
 		const struct mx_plan *p = mx_lookup(s->mx, domain, NULL, NULL);
@@ -1286,6 +1313,8 @@ static void leg_came_home(struct shard *s, struct leg *l)
 	for (uint32_t i = 0; i < l->nout; i++)
 		outcome_commit(s, m, &l->out[i]);
 	l->nout = 0; /* their text is the engine's now */
+	if (l->full) /* known here before its recipients are routed again */
+		adapt_learn_full(s, l->full);
 	if (l->reroute) {
 		uint32_t n = 0;
 		for (uint32_t i = 0; i < l->nr; i++)
@@ -1306,6 +1335,27 @@ static void leg_came_home(struct shard *s, struct leg *l)
 static void leg_defer_here(struct shard *s, struct leg *l, const char *why)
 {
 	leg_settle(s, l, RESULT_DEFERRED, 451, "4.4.0", why, NULL);
+}
+
+void shard_leg_over_budget(struct shard *s, struct leg *l, const struct adapt_ban *full)
+{
+	if (l->parent) { /* a rest after a 452: its parent is here; the next attempt */
+		leg_wait(s, l, full->until, "its source IP's wave or warm-up day toward the group is full");
+		return;
+	}
+	if (l->origin != s->index) {
+		l->full = xmalloc(sizeof(*l->full));
+		*l->full = *full;
+		leg_send_back(s, l, "over budget");
+		return;
+	}
+	uint32_t n = 0; /* here: routed again, the budget known full */
+	for (uint32_t i = 0; i < l->nr; i++)
+		if (l->rt[i] != RT_RESOLVED)
+			l->ri[n++] = l->ri[i];
+	if (n)
+		route_recipients(s, l->msg, l->ri, n);
+	shard_leg_done(s, l);
 }
 
 /* A leg whose route or source left while it was away goes home to be

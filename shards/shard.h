@@ -28,14 +28,17 @@ uint64_t shard_config_generation(struct shard *s);
 /* Engine -> shard: an adaptation in force (see shards/adapt.c): a
  * suspension of a group or a source IP made on another shard, or, at
  * start, a suspension or slowed rate the spool's state kept. */
-enum { ADAPT_CMD_SUSPEND = 1, ADAPT_CMD_SLOW };
+enum { ADAPT_CMD_SUSPEND = 1, ADAPT_CMD_SLOW, ADAPT_CMD_FULL, ADAPT_CMD_COUNT };
 struct adapt_cmd {
 	uint8_t kind;
 	uint8_t scope;             /* enum adapt_scope */
 	char source[48];           /* "" for a group's */
 	char group[256];           /* "" for a source IP's */
-	int64_t until_wall_ms;     /* ADAPT_CMD_SUSPEND */
+	int64_t until_wall_ms;     /* ADAPT_CMD_SUSPEND, ADAPT_CMD_FULL */
 	char rule[64];             /* that set it off */
+	char job[64];              /* FULL, COUNT: the wave's job ("" for warm-up) */
+	int64_t period;            /* COUNT: the wave or local day */
+	uint32_t count;            /* COUNT: counted in it so far */
 	double rate, base;         /* ADAPT_CMD_SLOW: the rate, and what it climbs back to */
 };
 /* False when the shard's queue of them is full (try again later). */

@@ -58,6 +58,8 @@ struct leg {
 	char source[48];           /* the source IP it goes out of ("": unbound) */
 	int64_t not_before;        /* deferred by adaptation: its message's next attempt
 	                            * not before (monotonic, 0: none; see not_before_ms) */
+	struct adapt_ban *full;    /* sent home because its pair's wave or warm-up day
+	                            * is full: the origin learns it first (or NULL) */
 	struct outcome *out;       /* away from its origin: outcomes to apply there */
 	uint32_t nout, out_cap;
 };
@@ -92,6 +94,9 @@ struct throttle {
 	uint32_t meter_n;          /* messages started since meter_at... */
 	int64_t meter_at;
 	double meter_rate;         /* ...and per second in the window before */
+	struct budget *budgets;    /* waves and warm-up days counted */
+	unsigned nbudgets, budgets_cap;
+	int src;                   /* its source IP's index (-1: unbound; set by throttle_get) */
 };
 
 /* An adaptation in force on a shard that covers throttles made later
@@ -103,8 +108,19 @@ struct adapt_ban {
 	char source[48];           /* "" for a group's */
 	char group[256];           /* "" for a source IP's */
 	char rule[64];
+	char job[64];              /* FULL, COUNT */
 	int64_t until;             /* shard clock */
 	double rate, base;         /* ADAPT_CMD_SLOW */
+	int64_t period;            /* COUNT */
+	uint32_t count;
+};
+
+/* A count within a period (adapt.c, "budgets"): a wave of a job, or a
+ * warm-up day ("" job), of one pair, on its owner. */
+struct budget {
+	char job[64];
+	int64_t period;
+	uint32_t used;
 };
 
 /* What a reply rule says (adapt_on_reply): of the recipient's result
@@ -241,6 +257,8 @@ struct shard {
 	struct reply_matcher rules;
 	struct adapt_ban *bans;
 	unsigned nbans, bans_cap;
+	unsigned nfull;            /* of them ADAPT_CMD_FULL (none: source choice costs nothing) */
+	int64_t day, day_end_wall; /* the local calendar day (warmup.timezone), and its end */
 	struct spsc adapt_in;      /* struct adapt_cmd, from the engine */
 	int32_t *swrr;             /* smooth weighted round robin, per pool member */
 	unsigned nswrr;
@@ -318,13 +336,30 @@ unsigned throttle_max_conns(const struct throttle *t);
 bool throttle_suspended(struct shard *s, const struct throttle *t);
 /* adapt.c (see there) */
 void adapt_rules_compile(struct shard *s);
-/* A refusal on d: the first rule it matches acts; returns a VERDICT_*. */
-uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r);
+/* A refusal on d (greeting: to a connection not ready yet): the first
+ * rule it matches acts; returns a VERDICT_*. */
+uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r, bool greeting);
 void adapt_meter(struct shard *s, struct throttle *t);
 void adapt_climb(struct shard *s, struct throttle *t);
 void adapt_throttle_new(struct shard *s, struct throttle *t);
 void adapt_take_commands(struct shard *s);
+/* Budgets (waves, warm-up), on the pair's owner: may leg l start on d
+ * now? If not (the pair's wave or day is full), *full says until when
+ * (monotonic) and for which job, and the leg goes elsewhere. */
+bool adapt_leg_may_start(struct shard *s, struct dest *d, struct leg *l, struct adapt_ban *full);
+void adapt_leg_started(struct shard *s, struct dest *d, struct leg *l);
+/* On the message's shard: the source IP for m's recipients in group:
+ * m->source, unless its wave or warm-up day toward the group is known to
+ * be full: then the next IP of m's pool with room; ADAPT_NO_ROOM when
+ * none has (*until: when the first of them frees up, monotonic). */
+#define ADAPT_NO_ROOM (-2)
+int adapt_source_for(struct shard *s, const struct message *m, const char *group, int64_t *until);
+/* A full budget learnt from a leg sent home. */
+void adapt_learn_full(struct shard *s, const struct adapt_ban *full);
 void adapt_free(struct shard *s);
+/* The leg's pair's wave or warm-up day is full (full): its recipients go
+ * from another IP of the pool, or wait (see adapt.c, "budgets"). */
+void shard_leg_over_budget(struct shard *s, struct leg *leg, const struct adapt_ban *full);
 /* Queues the leg's RT_NEXT_TXN recipients as a new transaction, first in line. */
 void shard_leg_requeue_next(struct shard *s, struct leg *leg);
 /* dest_queue.c */

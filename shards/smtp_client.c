@@ -719,15 +719,15 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 		txn_finish(s, t);
 	}
 	struct dest *d = &s->dests[c->dest];
-	if (c->paced) { /* a reply rule slowed or suspended the pair: that is the answer */
-		enter_closing(s, c);
-		return;
-	}
 	if (never_ready && (kind == FAIL_REMOTE || kind == FAIL_REFUSED) && d->nready > 0) {
 		/* Others to d work: a cap on connections (per client IP), not a
 		 * dead server. Nothing counted, nothing bounced; the queue waits. */
 		enter_closing(s, c);
 		dest_conn_capped(s, d);
+		return;
+	}
+	if (c->paced) { /* a reply rule slowed or suspended the pair: that is the answer */
+		enter_closing(s, c);
 		return;
 	}
 	if (never_ready && kind != FAIL_LOCAL && c->addr < d->naddrs) {
@@ -875,6 +875,7 @@ static void txn_start(struct shard *s, struct conn *c, struct leg *leg)
 	bool bdat = c->chunking && s->cfg->use_chunking && !PIPELINED(s, c);
 	t->leg = leg;
 	t->active = true;
+	adapt_leg_started(s, &s->dests[c->dest], leg);
 	t->mail_failed = false;
 	t->data_started = false;
 	t->bdat = bdat;
@@ -940,10 +941,16 @@ static bool tls_short_of(const struct shard *s, const struct conn *c, const char
 
 /* Settles the whole leg without sending when the server cannot take it:
  * larger than its SIZE (RFC 1870), or an address that needs SMTPUTF8
- * (RFC 6531 3.2) which it does not offer. Returns true if settled. */
+ * (RFC 6531 3.2) which it does not offer; or sends it elsewhere when its
+ * pair's wave or warm-up day is full (adapt.c). Returns true if so. */
 static bool leg_refused_before_sending(struct shard *s, struct conn *c, struct leg *leg)
 {
 	const struct message *m = leg->msg;
+	struct adapt_ban full;
+	if (!adapt_leg_may_start(s, &s->dests[c->dest], leg, &full)) {
+		shard_leg_over_budget(s, leg, &full);
+		return true;
+	}
 	char why[160];
 	uint16_t code;
 	const char *enh;
@@ -1182,7 +1189,8 @@ static void handle_reply(struct shard *s, struct conn *c, const struct pending *
 	if (r->code == 421) /* RFC 5321 3.8: the server is closing the channel */
 		c->saw_421 = true;
 	/* Reply rules look at refusals only: nothing runs on a 2xx or 3xx. */
-	uint8_t verdict = r->code >= 400 && s->rules.n ? adapt_on_reply(s, &s->dests[c->dest], r) : VERDICT_NONE;
+	uint8_t verdict = r->code >= 400 && s->rules.n
+	                  ? adapt_on_reply(s, &s->dests[c->dest], r, c->state == CS_GREETING) : VERDICT_NONE;
 	if (verdict == VERDICT_SLOWED || verdict == VERDICT_SUSPENDED)
 		c->paced = true;
 	if (!reply_fits(p->cmd, r->code)) {

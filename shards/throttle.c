@@ -59,6 +59,7 @@ static double conn_depth(const struct shape_limits *l)
 static void throttle_limits(struct shard *s, struct throttle *t)
 {
 	int src = t->source[0] ? config_source_index(s->cfg, t->source) : -1;
+	t->src = src;
 	config_pair_limits(s->cfg, src, t->group, &t->lim);
 }
 
@@ -102,6 +103,7 @@ void throttle_put(struct shard *s, struct throttle *t)
 
 static void throttle_free(struct throttle *t)
 {
+	free(t->budgets);
 	free(t->key);
 	free(t->source);
 	free(t->group);
@@ -117,7 +119,7 @@ void throttles_refresh(struct shard *s, bool gc_only)
 	for (unsigned i = 0; i < s->nthrs; i++) {
 		struct throttle *t = s->thrs[i];
 		if (!t->refs && !t->nconns && s->now - t->idle_since > THROTTLE_IDLE_MS &&
-		    t->slow_rate <= 0 && t->suspended_until <= s->now) { /* adaptations are kept */
+		    t->slow_rate <= 0 && t->suspended_until <= s->now && !t->nbudgets) { /* adaptations are kept */
 			strmap_remove(&s->throttles, &t->node);
 			throttle_free(t);
 			continue;

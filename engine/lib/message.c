@@ -12,7 +12,7 @@ const char *result_name(enum result r)
 
 const char *adapt_event_name(enum adapt_event e)
 {
-	static const char *names[] = { "slow", "speedup", "restore", "suspend", "resume" };
+	static const char *names[] = { "slow", "speedup", "restore", "suspend", "resume", "full", "count" };
 	return (unsigned)e < ARRAY_LEN(names) ? names[e] : "unknown";
 }
 

@@ -110,7 +110,9 @@ enum outcome_kind { OUTCOME_RCPT = 0, OUTCOME_MESSAGE_DONE, OUTCOME_RETRY_STATE,
 /* OUTCOME_EVENT: an automatic action of adaptation (shards/adapt.c), a
  * line of its own in the log: result holds the enum adapt_event, msg is
  * NULL, mx holds the rule's name, response the reply that set it off. */
-enum adapt_event { EVENT_SLOW = 0, EVENT_SPEEDUP, EVENT_RESTORE, EVENT_SUSPEND, EVENT_RESUME };
+enum adapt_event { EVENT_SLOW = 0, EVENT_SPEEDUP, EVENT_RESTORE, EVENT_SUSPEND, EVENT_RESUME,
+                   EVENT_FULL,      /* a wave's or a warm-up day's count reached its cap */
+                   EVENT_COUNT };   /* (not logged) a count, for the spool's state */
 const char *adapt_event_name(enum adapt_event e);
 
 /* One line of the accounting log, produced on a shard, written by the engine. */
@@ -142,6 +144,8 @@ struct outcome {
 	uint8_t scope;           /* enum adapt_scope of a suspension */
 	double rate, rate_before; /* messages per second after and before (slow-downs) */
 	double base_rate;        /* what a slowed pair climbs back to */
+	int64_t period;          /* EVENT_FULL, EVENT_COUNT: the wave or day counted... */
+	uint32_t count, cap;     /* ...its count and cap (response holds the job, "" for warm-up) */
 	int64_t until_ms;        /* wall clock end of a suspension */
 };
 

@@ -15,7 +15,10 @@ same sinks, and reports every sluice figure beside its peer as a ratio
             certificate; handshakes per second per core, full and resumed,
             beside `openssl speed ecdhp256 ecdsap256`); traffic shaping
             (3KB-shaped beside 3KB-unshaped; 4 source IPs and 1 over 1 and
-            2 shards; a mockmx policing each source IP, --only shaping)
+            2 shards; a mockmx policing each source IP, --only shaping);
+            adaptation (an AIMD row against a mockmx that answers 421
+            [TSS04] above a rate sluice is not told, plotted; 3KB with reply
+            rules beside none, --only adapt)
   spool     `sluice spoolbench`: the spool's file operations (read, rename,
             unlink: 1 thread, 2 threads, io_uring) per file, on the disk
             and on tmpfs
@@ -24,7 +27,8 @@ same sinks, and reports every sluice figure beside its peer as a ratio
 
 Writes bench/results/<timestamp>.json, a table on the terminal (and as
 markdown), PNG plots through gnuplot (rates per scenario; throughput over
-time within the headline run), and shows a live progress line on a TTY.
+time within the headline run; the AIMD row's rate against its hidden
+limit), and shows a live progress line on a TTY.
 Only loopback addresses are used; every process is bounded in time.
 """
 import argparse
@@ -346,6 +350,8 @@ def analyze_log(path, n_msgs):
     with open(path) as f:
         for line in f:
             o = json.loads(line)
+            if 'event' in o:  # adaptation's lines (slow, suspend, ...): no recipient's
+                continue
             counts[o['result']] = counts.get(o['result'], 0) + 1
             if o['result'] == 'delivered':
                 lat.append(o['queue_ms'])
@@ -491,7 +497,10 @@ def sluice_scenario(a, sc, sinks, work):
     shutil.rmtree(spool, ignore_errors=True)
     total_bytes = spool_from_template(a, sc, spool, work) if sc.get('tpl') else spoolgen(a, sc, spool)
     own = None
-    if sc.get('police'):  # a mockmx of its own that polices each source IP: its counters are this row's
+    if sc.get('hidden'):  # a moody provider: 421 [TSS04] above a rate sluice is not told
+        own = MockMX(a.sluice, extra=['--police-rate', str(sc['hidden'])])
+        sink = own
+    elif sc.get('police'):  # a mockmx of its own that polices each source IP: its counters are this row's
         pl = sc['police']
         own = MockMX(a.sluice, extra=['--police-rate', str(pl['rate']), '--police-conns', str(pl['conns']),
                                       '--police-per-conn', str(pl['per_conn'])])
@@ -517,6 +526,11 @@ def sluice_scenario(a, sc, sinks, work):
         cmd += ['--source-ip', ip]
     if sc.get('max_rate'):
         cmd += ['--max-rate', sc['max_rate']]
+    if sc.get('conf') is not None:  # a configuration file of its own (adaptation rows)
+        conf = os.path.join(work, f'{sc["name"]}.conf')
+        with open(conf, 'w') as f:
+            f.write(sc['conf'])
+        cmd += ['-c', conf]
     if sc.get('police'):  # a 421 from the police retried soon, the run bounded: a failure does not stall the bench
         bound = min(a.max_run_time, int(sc['n'] / (sc['police']['rate'] * len(sc['sources'])) * 3) + 30)
         cmd[cmd.index('--max-time') + 1] = str(bound)
@@ -558,6 +572,7 @@ def sluice_scenario(a, sc, sinks, work):
     finally:
         mx_stats = own.stop() if own else None
     counts, p50, p99, stamps = analyze_log(log, sc['n'])
+    adapt = adapt_result(sc, log, mx_stats) if sc.get('hidden') else None
     shutil.rmtree(spool, ignore_errors=True)
     if rc != 0 or counts['delivered'] != sc['n']:
         say(f'{sc["name"]}: sluice exit {rc}, {counts["delivered"]}/{sc["n"]} delivered\n{out}{err}')
@@ -577,6 +592,8 @@ def sluice_scenario(a, sc, sinks, work):
         r['cores_busy'] = round((cpu + mx_cpu) / wall, 2)
         r['sink_cpu_us_per_msg'] = round(mx_cpu / sc['n'] * 1e6, 1)
         r['threads_cpu_s'] = {k: round(v, 2) for k, v in sorted(threads.items())}  # sampled every 50 ms
+    if adapt:
+        r['adapt'] = adapt
     if sc.get('police'):
         r.update(police_result(sc, mx_stats or {}))
         if r.get('failed'):
@@ -945,6 +962,26 @@ def scenarios(a, cores):
     if only and 'shaping' in only:
         only += [s['name'] for s in shaping_rows]
     out += shaping_rows
+    # Adaptation: the AIMD row (one source IP, a mockmx answering 421
+    # [TSS04] above `hidden` a second, sluice allowed 5x that and a rule
+    # that slows the pair down on TSS04: converges below it, keeps most of
+    # it; plotted), and reply rules on clean traffic: the shipped file and
+    # three rules of the config's beside none at all (ABBA twice: rule
+    # matching runs on refusals only, so the two should not differ).
+    hidden, asecs = (100, 8) if q else (300, 20)
+    rule = ('adaptation: { slow-factor = 0.7; increase = 0.05; increase-every = 1; holdoff = 1;\n'
+            '  rules = ( { name = "tss04-slow"; code = "421"; text = "\\\\[TSS04\\\\]"; action = "slow"; },\n'
+            '            { name = "busy"; code = "4xx"; text = "busy|try again"; action = "slow"; },\n'
+            '            { name = "rbl"; code = "5xx"; text = "blocked using"; action = "suspend"; } ); };\n')
+    adapt_rows = [dict(sbase, name='adapt-aimd', n=hidden * asecs, sources=ips4[:1], hidden=hidden,
+                       max_rate=f'{hidden * 5}/s', conns=4, conf=rule + 'delivery: { retry-interval = 0.5; retry-max = 1; };\n')]
+    if not q:
+        on = dict(sbase, name='3KB-rules', n=ns, vs='3KB-norules', conf=rule)
+        off = dict(sbase, name='3KB-norules', n=ns, conf='adaptation: { responses = ""; };\n')
+        adapt_rows += [dict(x, part=k) for x, k in ((off, 1), (on, 1), (on, 2), (off, 2), (off, 3), (on, 3), (on, 4), (off, 4))]
+    if only and 'adapt' in only:
+        only += [s['name'] for s in adapt_rows]
+    out += adapt_rows
     if only:
         out = [s for s in out if s['name'] in only]
     tpl_n = max((s['n'] for s in out if s.get('tpl')), default=0)  # one template serves them all
@@ -989,8 +1026,33 @@ set xlabel "seconds since the first delivery"
 set yrange [0:*]
 plot "{tdat}" using 1:2 with lines lw 2 lc rgb "#c0392b" title "sluice"
 """
+    pngs = [stem + '-rates.png', stem + '-timeline.png']
+    ad = next((s['adapt'] for s in res['sluice'] if s.get('adapt')), None)
+    if ad and ad['per_second']:
+        # mockmx counts seconds from its start; the rate changes are placed
+        # from the first second it refused in (the first slow-down answers it)
+        first = next((i for i, n in enumerate(ad['refused_per_second']) if n), 0)
+        adat = stem + '-adapt.dat'
+        with open(adat, 'w') as f:
+            for i, (n, rf) in enumerate(zip(ad['per_second'], ad['refused_per_second'])):
+                f.write(f'{i} {n} {rf}\n')
+            f.write('\n\n')
+            for t, rate in ad['rates']:
+                f.write(f'{first + t} {rate}\n')
+        gp += f"""set output "{stem}-adapt.png"
+set title "AIMD against a hidden limit: mockmx answers 421 [TSS04] above {ad['hidden_per_s']}/s per source IP"
+set xlabel "seconds (mockmx's clock)"
+set ylabel "messages/s"
+set yrange [0:*]
+set key top right
+plot "{adat}" index 0 using 1:2 with lines lw 2 lc rgb "#3a6ea5" title "accepted by mockmx", \\
+     "{adat}" index 0 using 1:3 with impulses lw 2 lc rgb "#c0392b" title "refused (421 TSS04)", \\
+     "{adat}" index 1 using 1:2 with steps lw 2 lc rgb "#27ae60" title "sluice's rate for the pair", \\
+     {ad['hidden_per_s']} with lines dt 2 lw 2 lc rgb "#555555" title "hidden limit"
+"""
+        pngs.append(stem + '-adapt.png')
     subprocess.run(['gnuplot'], input=gp, text=True, check=False)
-    return [stem + '-rates.png', stem + '-timeline.png']
+    return pngs
 
 
 def peer_key(sink, size):
@@ -1106,6 +1168,63 @@ def parts_of(res, name):
             'shard_share': shard / sum(th.values()) if th else None,
             'busiest_shard_share': max((v for k, v in th.items() if k.startswith('shard')), default=0) / sum(th.values())
             if th else None}
+
+
+def adapt_result(sc, log, mx_stats):
+    """The AIMD row: when sluice's rate first fell below the hidden one
+    (its "slow" lines), what it delivered from then on (mockmx's count per
+    second of the source IP), and the series for the plot."""
+    ev, first = [], None
+    with open(log) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get('event') in ('slow', 'speedup', 'restore'):
+                ev.append((log_ts(r['ts']), r['event'], r.get('rate') or 0))
+    src = next(iter(sc['sources']))
+    s = (mx_stats or {}).get('sources', {}).get(src, {})
+    per_s, refused = s.get('per_second') or [], s.get('refused_per_second') or []
+    hidden = sc['hidden']
+    conv = next((t for t, e, rate in ev if e == 'slow' and rate < hidden), None)
+    slow0 = next((t for t, e, _ in ev if e == 'slow'), None)
+    busy = [i for i, n in enumerate(per_s) if n]
+    out = {'hidden_per_s': hidden, 'slowdowns': sum(e == 'slow' for _, e, _ in ev), 'steps': len(ev),
+           'refused_421': sum(refused), 'per_second': per_s, 'refused_per_second': refused,
+           'rates': [(round(t - (slow0 or t), 3), rate) for t, e, rate in ev]}
+    if conv is not None and slow0 is not None and busy:
+        out['converged_s'] = round(conv - slow0, 1)
+        # mockmx's seconds count from its start; sluice's first delivery is busy[0]:
+        # skip the seconds up to convergence (counted from the first slow-down,
+        # which comes within the first busy second or two), and the last partial one
+        start = busy[0] + int(conv - slow0) + 2
+        tail = per_s[start:busy[-1]]
+        if tail:
+            out['kept_pct'] = round(100 * sum(tail) / len(tail) / hidden)
+    return out
+
+
+def adapt_lines(res):
+    """Adaptation: the AIMD row (rate vs a hidden limit) and what reply
+    rules cost on clean traffic (ABBA, rules on vs none)."""
+    out = []
+    on, off = parts_of(res, '3KB-rules'), parts_of(res, '3KB-norules')
+    row = next((s for s in res['sluice'] if s.get('adapt')), None)
+    if not (row or (on and off)):
+        return out
+    out.append('\nadaptation (reply rules; a provider that answers 421 [TSS04] above a rate sluice is not told):')
+    if row:
+        x = row['adapt']
+        out.append(f"- AIMD: hidden {x['hidden_per_s']}/s (mockmx --police-rate), sluice --max-rate {row['max_rate']}: "
+                   f"{x['slowdowns']} slow-downs, {x['steps']} rate changes, {x['refused_421']} refusals; "
+                   f"below the hidden rate {x.get('converged_s', '?')} s after the first slow-down, then "
+                   f"{x.get('kept_pct', '?')}% of it delivered (target >= 70%); {row['n']} messages, "
+                   f"{row['delivered']} delivered, exit {row['exit']}")
+    if on and off:
+        r = on['msgs_per_s'] / off['msgs_per_s']
+        out.append(f"- 3KB with the shipped reply rules + 3 of the config's: {on['msgs_per_s']:,.0f} msgs/s, "
+                   f"{on['cpu_us_per_msg']} µs CPU/msg; with none: {off['msgs_per_s']:,.0f} msgs/s, "
+                   f"{off['cpu_us_per_msg']} µs CPU/msg ({on['parts']} + {off['parts']} runs, ABBA) -> "
+                   f"{r:.2f}x (target >= 0.98x{'' if r >= 0.98 else ': BELOW'})")
+    return out
 
 
 def shaping_lines(res):
@@ -1240,6 +1359,7 @@ def table(res):
     lines += job_lines(res)
     lines += tls_lines(res)
     lines += shaping_lines(res)
+    lines += adapt_lines(res)
     lines += spool_ops_lines(res.get('spool_ops'))
     mj = res.get('million')
     if mj:
@@ -1265,7 +1385,8 @@ def main():
                     'job-3KB-smtp-sink; TLS rows: 3KB-tls, 3KB-tls-none (each run twice), tls-conn1-none, '
                     'tls-handshakes-full, tls-handshakes-resumed, or tls for all of them; shaping rows: '
                     '3KB-unshaped, 3KB-shaped (each run 4 times), ips4-shards1, ips4-shards2, ips1-shards1, '
-                    'ips1-shards2 (each run twice), policed, or shaping for all of them)')
+                    'ips1-shards2 (each run twice), policed, or shaping for all of them; adaptation rows: '
+                    'adapt-aimd, 3KB-rules, 3KB-norules (each run 4 times), or adapt for all of them)')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
     ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')

@@ -3,8 +3,8 @@
 # sent, the spool untouched), the same bounds hold for a flag and its file
 # key, EHLO names are checked; source IPs, pools, pool rules, rates and
 # shaping rules are checked (a source IP must be an address of this
-# machine), and so are the providers file and reply rules (regular
-# expressions, actions, scopes, durations); the shipped sluice.conf with
+# machine), and so are the providers file, reply rules (regular
+# expressions, actions, scopes, durations), waves and warm-up plans; the shipped sluice.conf with
 # every setting is accepted, with the shipped providers.conf; on SIGHUP a
 # bad file (a bad key, helo or pool) leaves the running configuration.
 source "$(dirname "$0")/../lib.sh"
@@ -124,7 +124,19 @@ refused "bad.conf:2: adaptation.rules\[1\]: a second rule named 'r'" \
 refused "bad.conf:1: adaptation.slow-factor must be 0.01..0.99" 'adaptation: { slow-factor = 1; };'
 printf 'responses = (\n  { name = "x"; text = "a(b"; action = "defer"; }\n);\n' >"$T/resp.conf"
 refused "resp.conf:2: responses\[0\].text is not a regular expression" "adaptation: { responses = \"$T/resp.conf\"; };"
-ok "source IPs, pools, pool rules, rates, shaping rules, providers file, reply rules: refused with file:line"
+# Waves and warm-up.
+refused "bad.conf:1: waves\[0\] needs job" 'waves = ( { size = 10; every = "1h"; } );'
+refused "bad.conf:1: waves\[0\].every '0s' must be a duration of at least a second" \
+	'waves = ( { job = "j"; size = 10; every = "0s"; } );'
+refused "bad.conf:1: waves\[1\]: a second wave schedule for job 'j'" \
+	'waves = ( { job = "j"; size = 10; every = "1h"; }, { job = "j"; size = 5; every = "1d"; } );'
+refused "bad.conf:1: warmup.timezone 'Mars/Olympus' is not a time zone" 'warmup = { timezone = "Mars/Olympus"; };'
+refused "bad.conf:1: warmup.plan\[1\] must be a whole number from 1 to 100000000" 'warmup = { plan = [ 50, 0 ]; };'
+refused "bad.conf:1: warmup.ips\[0\].start '2026-13-01' must be a date" \
+	'warmup = { ips = ( { ip = "127.0.0.1"; start = "2026-13-01"; } ); };'
+refused "warmup.ips\[0\].ip 127.0.0.9 is not one of the source IPs" \
+	'warmup = { ips = ( { ip = "127.0.0.9"; start = "2026-12-01"; } ); };' --source-ip 127.0.0.1
+ok "source IPs, pools, pool rules, rates, shaping rules, providers file, reply rules, waves, warm-up: refused with file:line"
 # Valid names and address literals are accepted (a short drain of the 3).
 run_sluice --spool "$T/sp" --route "*=127.0.0.1:$a" --shards 1 --max-time 60 \
 	--helo "$(printf 'a%.0s' $(seq 63)).example.com" --retry-interval 0.5 --max-connections 1 \
@@ -143,7 +155,7 @@ ok "valid EHLO names and address literals accepted"
 mkdir -p "$T/dsn/new" "$T/dsn/tmp"
 sed -E -e 's/^(\s*)# ([a-z][a-z0-9-]* = .*;)/\1\2/' \
 	-e 's/^(\s*)# (\{ (domain|group) = .*(selector|mx) = .*)$/\1\2/' \
-	-e 's/^(\s*)# (\{ (name|job|sender-domain|group) = .*(ips|pool|source|action) = .*)$/\1\2/' \
+	-e 's/^(\s*)# (\{ (name|job|sender-domain|group|ip) = .*(ips|pool|source|action|size|start) = .*)$/\1\2/' \
 	-e '/(ip|source) = /s/192\.0\.2\./127.0.0./g' \
 	-e "s|/usr/local/share/sluice/providers.conf|$HERE/../share/sluice/providers.conf|" \
 	-e "s|/usr/local/share/sluice/responses.conf|$HERE/../share/sluice/responses.conf|" \
@@ -153,7 +165,8 @@ for k in dsn-spool helo servers ipv6 dkim-fallback-domain 'selector = "s2025"' '
 	destination-failures destination-backoff destination-backoff-max \
 	'name = "marketing"' 'name = "transactional"' default-pool 'job = "spring-sale"' 'sender-domain = ' \
 	'pool = "marketing"; max' 'source = "127.0.0.12"' 'providers = "/' max-rate rate-burst max-new-connections \
-	'responses = "/' slow-factor increase-every suspend-time 'name = "local-rbl"' 'name = "bigcorp-busy"'; do
+	'responses = "/' slow-factor increase-every suspend-time 'name = "local-rbl"' 'name = "bigcorp-busy"' \
+	'job = "spring-sale"; size' 'start = "2026-12-15"; plan' wait-in-spool 'timezone'; do
 	grep -v '^\s*#' "$T/all.conf" | grep -q -- "$k" || fail "sluice.conf: '$k' not found or not switched on"
 done
 "$SLUICE" spoolgen --spool "$T/sp" --count 5 --seed 8 >/dev/null

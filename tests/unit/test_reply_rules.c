@@ -1,11 +1,13 @@
-/* tests/unit/test_reply_rules.c - the reply rules as sluice matches them
+/* tests/unit/test_reply_rules.c - adaptation's pure parts: the reply
+ * rules as sluice matches them
  * (shards/reply_rules.c): the shipped responses.conf, read by the
  * configuration, against real providers' replies (tests/fixtures/
  * provider_replies.txt: the rule that must match each first, or none),
  * each also wrapped over two lines as Gmail sends long replies; the text
  * a rule's expression searches; the configuration's own rules first;
  * codes, classes, enhanced patterns and groups; clean replies match
- * nothing; durations. */
+ * nothing; durations; budgets (a wave shared by weight, warm-up caps,
+ * civil days). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -198,6 +200,43 @@ static void durations(void **state)
 			fail_msg("'%s' parsed", bad[i]);
 }
 
+/* Budgets: a wave's size shared by weight (the shares add up), warm-up
+ * days and caps, civil days. */
+static void budgets(void **state)
+{
+	struct source_ip srcs[3] = { { .text = "127.0.0.10" }, { .text = "127.0.0.11" }, { .text = "127.0.0.12" } };
+	struct pool_member mem[3] = { { 0, 3 }, { 1, 1 }, { 2, 1 } };
+	struct pool p = { "a", mem, 3 };
+	struct config c;
+	memset(&c, 0, sizeof(c));
+	c.sources = srcs;
+	c.nsources = 3;
+	c.pools = &p;
+	c.npools = 1;
+	for (unsigned n = 0; n < 200; n++) {
+		unsigned a = config_pool_share(&c, 0, 0, n), b = config_pool_share(&c, 0, 1, n), d = config_pool_share(&c, 0, 2, n);
+		if (a + b + d != n)
+			fail_msg("size %u shared as %u + %u + %u", n, a, b, d);
+		assert_true(a >= 3 * n / 5 && a <= 3 * n / 5 + 1 && b <= n / 5 + 1 && d <= n / 5 + 1);
+	}
+	assert_int_equal(config_pool_share(&c, 0, 0, 40), 24);
+	assert_int_equal(config_pool_share(&c, 0, 1, 40), 8);
+	assert_int_equal(config_pool_share(&c, 0, 1, 7), 2); /* 4.2, 1.4, 1.4: the first of the tied .4s */
+	assert_int_equal(config_pool_share(&c, 0, 2, 7), 1);
+	assert_int_equal(config_pool_share(&c, -1, 0, 40), 40); /* unbound: the whole wave */
+	assert_int_equal(config_pool_share(&c, 0, 7, 40), 40);
+	assert_true(civil_days(1970, 1, 1) == 0);
+	assert_true(civil_days(2000, 3, 1) == 11017);
+	assert_true(civil_days(2026, 12, 2) == 20789);
+	assert_true(civil_days(2024, 3, 1) - civil_days(2024, 2, 28) == 2); /* leap year */
+	unsigned plan[3] = { 50, 100, 500 };
+	struct warm_ip w = { .start_day = 20789, .plan = plan, .nplan = 3 };
+	assert_int_equal(config_warm_cap(&c, &w, 20788), 50); /* before its start: day one's */
+	assert_int_equal(config_warm_cap(&c, &w, 20789), 50);
+	assert_int_equal(config_warm_cap(&c, &w, 20791), 500);
+	assert_int_equal(config_warm_cap(&c, &w, 20792), 0);  /* after the plan: no cap */
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/sluice-rules.XXXXXX");
@@ -207,6 +246,7 @@ int main(void)
 		cmocka_unit_test(shipped_rules),
 		cmocka_unit_test(matching),
 		cmocka_unit_test(durations),
+		cmocka_unit_test(budgets),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[128];

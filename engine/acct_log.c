@@ -45,6 +45,23 @@ static void add_ts(struct buf *b, int64_t ms)
 	buf_add(b, tail, sizeof(tail));
 }
 
+/* ,"code":..,"enhanced":..,"response":.. of the reply an outcome carries. */
+static void add_reply(struct buf *b, const struct outcome *o)
+{
+	buf_adds(b, ",\"code\":");
+	if (o->code)
+		buf_printf(b, "%u", o->code);
+	else
+		buf_adds(b, "null");
+	buf_adds(b, ",\"enhanced\":");
+	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
+	buf_adds(b, ",\"response\":");
+	size_t rlen = o->response ? strlen(o->response) : 0;
+	if (o->response_len > rlen) /* a server's NUL stays, escaped, not a cut */
+		rlen = o->response_len;
+	json_add_string(b, o->response, rlen);
+}
+
 void acct_format(struct buf *b, const struct outcome *o)
 {
 	const struct message *m = o->msg;
@@ -64,18 +81,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, m->sender);
 	buf_adds(b, ",\"rcpt\":");
 	json_add_cstr(b, m->rcpt[o->rcpt]);
-	buf_printf(b, ",\"result\":\"%s\",\"code\":", result_name(o->result));
-	if (o->code)
-		buf_printf(b, "%u", o->code);
-	else
-		buf_adds(b, "null");
-	buf_adds(b, ",\"enhanced\":");
-	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
-	buf_adds(b, ",\"response\":");
-	size_t rlen = o->response ? strlen(o->response) : 0;
-	if (o->response_len > rlen) /* a server's NUL stays, escaped, not a cut */
-		rlen = o->response_len;
-	json_add_string(b, o->response, rlen);
+	buf_printf(b, ",\"result\":\"%s\"", result_name(o->result));
+	add_reply(b, o);
 	buf_adds(b, ",\"mx\":");
 	json_add_cstr(b, o->mx);
 	buf_adds(b, ",\"group\":");
@@ -128,15 +135,7 @@ void acct_format_event(struct buf *b, const struct outcome *o)
 	}
 	buf_adds(b, ",\"rule\":");
 	json_add_cstr(b, o->mx);
-	buf_adds(b, ",\"code\":");
-	if (o->code)
-		buf_printf(b, "%u", o->code);
-	else
-		buf_adds(b, "null");
-	buf_adds(b, ",\"enhanced\":");
-	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
-	buf_adds(b, ",\"response\":");
-	json_add_string(b, o->response, o->response ? o->response_len : 0);
+	add_reply(b, o);
 	buf_adds(b, "}\n");
 }
 

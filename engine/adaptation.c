@@ -11,29 +11,37 @@
  * It is replaced atomically, as retry states are. */
 #include "adaptation.h"
 #include "acct_log.h"
+#include "lib/strmap.h"
 #include "lib/util.h"
 #include "../shards/config_types.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define STATE_NAME ".adaptation"
-#define STATE_MAX (1 << 20)
+#define STATE_MAX (64 << 20)
+#define STATE_MAX_TEXT "64 MiB"
+#define MAX_AHEAD_MS (400LL * 86400 * 1000) /* no end further than this is believed */
 #define SAVE_GAP_MS 1000
 #define CLOCK_SLACK_MS 100
 
 struct kept {
+	struct strmap_node node;    /* keyed by kind, scope, job, source, group */
+	char key[400];
+	unsigned at;                /* its place in a->k */
 	struct adapt_cmd c;         /* what a shard is told */
 	char rule[64];              /* suspensions: the rule, for the resume line */
 };
 
 struct adaptation {
 	struct spool *sp;
-	struct kept *k;
+	struct kept **k;            /* in no order */
 	unsigned n, cap;
+	struct strmap index;
 	struct adapt_cmd *unsent;   /* refused by a full queue, to go again... */
 	unsigned *unsent_to;        /* ...to these shards */
 	unsigned nunsent, unsent_cap;
@@ -55,16 +63,21 @@ static void undash(char *v)
 
 /* The record of this suspension or slow-down (same kind, scope and
  * names), or NULL. */
+static void key_of(char *out, size_t len, uint8_t kind, uint8_t scope, const char *source, const char *group,
+                   const char *job)
+{
+	snprintf(out, len, "%u %u %.63s\x1f%.47s\x1f%.255s", kind, scope, job, source, group);
+}
+
+/* The record of this suspension, slow-down or count (same kind, scope,
+ * job and names), or NULL. */
 static struct kept *find(struct adaptation *a, uint8_t kind, uint8_t scope, const char *source,
                          const char *group, const char *job)
 {
-	for (unsigned i = 0; i < a->n; i++) {
-		struct adapt_cmd *c = &a->k[i].c;
-		if (c->kind == kind && c->scope == scope && strcmp(c->source, source) == 0 &&
-		    strcmp(c->group, group) == 0 && strcmp(c->job, job) == 0)
-			return &a->k[i];
-	}
-	return NULL;
+	char key[400];
+	key_of(key, sizeof(key), kind, scope, source, group, job);
+	struct strmap_node *n = strmap_find(&a->index, key);
+	return n ? container_of(n, struct kept, node) : NULL;
 }
 
 static struct kept *add(struct adaptation *a, uint8_t kind, uint8_t scope, const char *source,
@@ -77,19 +90,28 @@ static struct kept *add(struct adaptation *a, uint8_t kind, uint8_t scope, const
 		a->cap = a->cap ? a->cap * 2 : 16;
 		a->k = xrealloc(a->k, a->cap * sizeof(*a->k));
 	}
-	k = &a->k[a->n++];
-	memset(k, 0, sizeof(*k));
+	k = a->k[a->n] = xcalloc(1, sizeof(*k));
+	k->at = a->n++;
 	k->c.kind = kind;
 	k->c.scope = scope;
 	snprintf(k->c.source, sizeof(k->c.source), "%s", source);
 	snprintf(k->c.group, sizeof(k->c.group), "%s", group);
 	snprintf(k->c.job, sizeof(k->c.job), "%s", job);
+	key_of(k->key, sizeof(k->key), kind, scope, k->c.source, k->c.group, k->c.job);
+	strmap_insert(&a->index, &k->node, k->key);
 	return k;
 }
 
+/* The record goes (the last takes its place). */
 static void drop(struct adaptation *a, struct kept *k)
 {
-	*k = a->k[--a->n];
+	unsigned i = k->at;
+	strmap_remove(&a->index, &k->node);
+	free(k);
+	if (i != --a->n) {
+		a->k[i] = a->k[a->n];
+		a->k[i]->at = i;
+	}
 }
 
 /* ---- the state file ---- */
@@ -99,16 +121,26 @@ static void load(struct adaptation *a)
 	int fd = openat(a->sp->state_fd, STATE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return;
-	char *text = xmalloc(STATE_MAX + 1);
-	ssize_t got = read(fd, text, STATE_MAX);
+	struct stat st = { 0 };
+	size_t want = fstat(fd, &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0;
+	if (want > STATE_MAX)
+		want = STATE_MAX;
+	char *text = xmalloc(want + 1);
+	size_t got = 0;
+	int err = want ? read_full(fd, text, want, 0, &got) : 0;
 	close(fd);
-	text[got > 0 ? got : 0] = 0;
-	int64_t now = now_real_ms();
+	text[got] = 0;
+	if (err || (st.st_size > STATE_MAX && got == STATE_MAX))
+		warnx_("%s/state/%s: %s; what was read is used", a->sp->dir, STATE_NAME,
+		       err ? strerror(err) : "larger than " STATE_MAX_TEXT);
+	int64_t now = now_real_ms(), far = now + MAX_AHEAD_MS;
 	unsigned bad = 0;
-	for (char *line = text, *next; line && *line; line = next) {
+	for (char *line = text, *next; line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = 0;
+		if (!*line)
+			continue;
 		char f[7][300];
 		int nf = sscanf(line, "%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]\t%299[^\t]",
 		                f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
@@ -120,20 +152,31 @@ static void load(struct adaptation *a)
 			long long until = strtoll(f[4], NULL, 10);
 			if (until <= now)
 				continue; /* over while sluice was not running */
+			if (until > far) {
+				bad++;
+				continue;
+			}
 			struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, f[2], f[3], "");
 			k->c.until_wall_ms = until;
 			snprintf(k->rule, sizeof(k->rule), "%.63s", f[5]);
 			snprintf(k->c.rule, sizeof(k->c.rule), "%s", k->rule);
 		} else if (nf == 5 && strcmp(f[0], "slow") == 0) {
+			double rate = strtod(f[3], NULL), base = strtod(f[4], NULL);
+			if (!(rate > 0 && rate < 1e9 && base >= 0 && base < 1e9)) { /* NaN fails too */
+				bad++;
+				continue;
+			}
 			struct kept *k = add(a, ADAPT_CMD_SLOW, SCOPE_PAIR, f[1], f[2], "");
-			k->c.rate = strtod(f[3], NULL);
-			k->c.base = strtod(f[4], NULL);
-			if (!(k->c.rate > 0))
-				drop(a, k);
+			k->c.rate = rate;
+			k->c.base = base;
 		} else if (nf == 7 && strcmp(f[0], "count") == 0) {
 			long long end = strtoll(f[6], NULL, 10);
 			if (end <= now)
 				continue; /* its wave or day is over */
+			if (end > far) {
+				bad++;
+				continue;
+			}
 			struct kept *k = add(a, ADAPT_CMD_COUNT, SCOPE_PAIR, f[2], f[3], f[1]);
 			k->c.period = strtoll(f[4], NULL, 10);
 			k->c.count = (uint32_t)strtoul(f[5], NULL, 10);
@@ -152,10 +195,10 @@ static void save(struct adaptation *a)
 	static const char *const scopes[] = { "pair", "group", "source" };
 	struct buf b = { 0 };
 	for (unsigned i = 0; i < a->n; i++) {
-		const struct adapt_cmd *c = &a->k[i].c;
+		const struct adapt_cmd *c = &a->k[i]->c;
 		if (c->kind == ADAPT_CMD_SUSPEND)
 			buf_printf(&b, "suspend\t%s\t%s\t%s\t%lld\t%s\n", scopes[c->scope % 3], or_dash(c->source),
-			           or_dash(c->group), (long long)c->until_wall_ms, or_dash(a->k[i].rule));
+			           or_dash(c->group), (long long)c->until_wall_ms, or_dash(a->k[i]->rule));
 		else if (c->kind == ADAPT_CMD_SLOW)
 			buf_printf(&b, "slow\t%s\t%s\t%.6g\t%.6g\n", or_dash(c->source), or_dash(c->group), c->rate,
 			           c->base);
@@ -205,7 +248,7 @@ struct adaptation *adaptation_open(struct spool *sp)
 void adaptation_send_kept(struct adaptation *a, struct shard **shards, unsigned n)
 {
 	for (unsigned i = 0; i < a->n; i++)
-		send_all(a, &a->k[i].c, shards, n);
+		send_all(a, &a->k[i]->c, shards, n);
 }
 
 /* A suspension's time is over: its "resume" line (the shards lift it by
@@ -289,7 +332,7 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 	size_t was = log->len;
 	int64_t now = now_real_ms();
 	for (unsigned i = 0; i < a->n;) {
-		struct kept *k = &a->k[i];
+		struct kept *k = a->k[i];
 		if (k->c.kind == ADAPT_CMD_COUNT && k->c.until_wall_ms <= now) {
 			drop(a, k); /* its wave or day is over */
 			a->dirty = true;
@@ -319,7 +362,10 @@ void adaptation_close(struct adaptation *a)
 		return;
 	if (a->dirty)
 		save(a);
+	for (unsigned i = 0; i < a->n; i++)
+		free(a->k[i]);
 	free(a->k);
+	strmap_free(&a->index);
 	free(a->unsent);
 	free(a->unsent_to);
 	free(a);

@@ -36,6 +36,8 @@ struct claim_return {
 	unsigned lane;        /* of the refused row */
 	int64_t sleep_until;  /* > 0: the claim's message waits in the spool until
 	                       * then (wall ms); its claim and identity stay */
+	bool budget_wait;     /* for a wave or a warm-up day (a reload that changes
+	                       * them wakes it) */
 };
 
 /* Claims new/NAME: NULL if it is claimed already. Its identity is NAME,

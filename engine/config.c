@@ -894,6 +894,8 @@ static void wave_from_file(struct config *cfg, const config_setting_t *w, const 
 		        shown);
 	if (config_wave_for(cfg, job))
 		fail_at(w, "%s: a second wave schedule for job '%.60s'", shown, job);
+	if (strlen(job) > 63) /* the counts keep job names of up to 63 bytes */
+		fail_at(w, "%s.job must be at most 63 bytes long", shown);
 	int64_t ms;
 	if (!config_duration_parse(every, &ms) || ms < 1000)
 		fail_at(w, "%s.every '%.20s' must be a duration of at least a second (\"90s\", \"30m\", \"1h\", \"1d\")",
@@ -1218,7 +1220,7 @@ static const struct knob knobs[] = {
 	REAL("adaptation.increase", adapt.increase, 0.001, 1),
 	MS("adaptation.increase-every", 0, adapt.increase_every_ms, 0.1, 86400),
 	MS("adaptation.holdoff", 0, adapt.holdoff_ms, 0, 3600),
-	MS("adaptation.suspend-time", 0, adapt.suspend_ms, 1, 366 * 86400.0),
+	MS("adaptation.suspend-time", 0, adapt.suspend_ms, 1, 24 * 86400.0), /* int ms: under 24.8 days */
 	LIST("adaptation.rules", reply_rule_from_file),
 	REPLY_MEMBERS("adaptation.rules"),
 	LIST(RESPONSES_ROOT ".responses", shipped_reply_rule),

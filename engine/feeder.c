@@ -17,6 +17,8 @@
 #define BATCH 64
 
 /* One piece of work: a claimed file, or a job's row. */
+#define LATER_MS 10000 /* a parked file that could not be read: tried again after */
+
 struct task {
 	struct claim *claim;
 	bool parked;               /* its file waited in active/ (see spool_claim_parked) */
@@ -115,6 +117,10 @@ static void claim_file(struct feeder *f, struct claim *k, bool parked, unsigned 
 	switch (got) {
 	case CLAIM_OK:
 		break;
+	case CLAIM_LATER: /* a parked file that could not be read: it waits again */
+		atomic_fetch_add(&f->unsent[lane], 1);
+		give_back(f, &(struct claim_return){ .claim = k, .sleep_until = now_real_ms() + LATER_MS });
+		return;
 	case CLAIM_BAD:
 		atomic_fetch_add(&f->bad, 1);
 		/* fall through */
@@ -144,7 +150,8 @@ static void claim_file(struct feeder *f, struct claim *k, bool parked, unsigned 
 		bool left = spool_park(f->sp, k->name, k->id, &m->print);
 		bool sleeps = !f->cfg->dsn_spool && f->cfg->wait_in_spool_ms > 0 && wait >= f->cfg->wait_in_spool_ms;
 		give_back(f, &(struct claim_return){ .claim = k, .left_new = left,
-		                                     .sleep_until = sleeps ? m->due_wall_ms : 0 });
+		                                     .sleep_until = sleeps ? m->due_wall_ms : 0,
+		                                     .budget_wait = m->budget_wait });
 		if (sleeps) {
 			message_free(m);
 			atomic_fetch_add(&f->unsent[lane], 1);

@@ -24,6 +24,9 @@ struct work {
 	bool remove_state;
 	char *id, *state;           /* or: save this retry state (both malloc'd) */
 	struct claim *park;         /* and then move new/NAME to active/ID */
+	struct claim *sleeper;      /* and then: it waits in the spool until sleep_until */
+	int64_t sleep_until;
+	bool budget;                /* for a wave or a warm-up day */
 	struct file_print print;    /* of the file (remove, park) */
 	int sync_fd;                /* or (when >= 0): sync and close this */
 };
@@ -131,6 +134,9 @@ static bool save_state(struct reaper *r, struct work *w)
 	if (w->park)
 		give_back(r, &(struct claim_return){
 			.claim = w->park, .left_new = spool_park(r->sp, w->park->name, w->id, &w->print) });
+	if (w->sleeper) /* its state is on disk: it may be read again when due, not before */
+		give_back(r, &(struct claim_return){ .claim = w->sleeper, .sleep_until = w->sleep_until,
+		                                     .budget_wait = w->budget });
 	free_work(w);
 	return true;
 }
@@ -243,9 +249,15 @@ uint64_t reaper_backlog(struct reaper *r)
 	return spsc_count(&r->work);
 }
 
-bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, struct file_print print)
+bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, struct file_print print,
+                       const struct claim_return *sleep)
 {
 	struct work w = { .id = xstrdup(id), .state = text, .park = claim, .print = print, .sync_fd = -1 };
+	if (sleep) {
+		w.sleeper = sleep->claim;
+		w.sleep_until = sleep->sleep_until;
+		w.budget = sleep->budget_wait;
+	}
 	if (push(r, &w))
 		return true;
 	free(w.id);

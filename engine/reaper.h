@@ -29,8 +29,11 @@ uint64_t reaper_backlog(struct reaper *r);
  * then, when claim is not NULL, moves new/NAME (the file of print) to
  * active/ID and hands the claim back (left new/ unless the move failed).
  * A state that cannot be saved for room waits (reaper_spool_full) while
- * removals go on; a final removal of the same identity makes it moot. */
-bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, struct file_print print);
+ * removals go on; a final removal of the same identity makes it moot.
+ * sleep (or NULL): the message waits in the spool; handed back once its
+ * state is on disk, so that it is never read again before. */
+bool reaper_save_state(struct reaper *r, const char *id, char *text, struct claim *claim, struct file_print print,
+                       const struct claim_return *sleep);
 /* fdatasync(fd), then close(fd): fd is the reaper's (a dup). */
 bool reaper_sync(struct reaper *r, int fd);
 void reaper_kick(struct reaper *r);

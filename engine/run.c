@@ -85,7 +85,7 @@ struct engine {
 	struct shard **shards;          /* by lane, as feeders see them */
 	struct reaper *reaper;          /* removes files, saves retry states */
 	struct adaptation *adapt;       /* suspensions and slow-downs in force */
-	struct sleeper { int64_t due; struct claim *k; } *sleepers; /* a heap, soonest first */
+	struct sleeper { int64_t due; struct claim *k; bool budget; } *sleepers; /* a heap, soonest first */
 	size_t nsleepers, sleepers_cap;
 	bool reaper_running;
 	struct claims claims;           /* files of new/ in flight, identities in use */
@@ -169,7 +169,7 @@ static struct lane *lane_with_room(struct engine *e, uint64_t max)
  * lane's room: other mail goes on. After a restart, a file whose saved
  * state is that far from due waits the same way. */
 
-static void sleeper_push(struct engine *e, struct claim *k, int64_t due)
+static void sleeper_push(struct engine *e, struct claim *k, int64_t due, bool budget)
 {
 	if (e->nsleepers == e->sleepers_cap) {
 		e->sleepers_cap = e->sleepers_cap ? e->sleepers_cap * 2 : 256;
@@ -180,7 +180,7 @@ static void sleeper_push(struct engine *e, struct claim *k, int64_t due)
 		e->sleepers[i] = e->sleepers[(i - 1) / 2];
 		i = (i - 1) / 2;
 	}
-	e->sleepers[i] = (struct sleeper){ due, k };
+	e->sleepers[i] = (struct sleeper){ due, k, budget };
 }
 
 static struct claim *sleeper_pop(struct engine *e)
@@ -202,6 +202,22 @@ static struct claim *sleeper_pop(struct engine *e)
 	if (e->nsleepers)
 		e->sleepers[i] = last;
 	return k;
+}
+
+static int sleeper_cmp(const void *a, const void *b)
+{
+	int64_t x = ((const struct sleeper *)a)->due, y = ((const struct sleeper *)b)->due;
+	return x < y ? -1 : x > y;
+}
+
+/* Those waiting for a wave or a warm-up day are due now (a sorted array
+ * is a heap). */
+static void wake_budget_waiters(struct engine *e)
+{
+	for (size_t i = 0; i < e->nsleepers; i++)
+		if (e->sleepers[i].budget)
+			e->sleepers[i].due = 0;
+	qsort(e->sleepers, e->nsleepers, sizeof(*e->sleepers), sleeper_cmp);
 }
 
 /* The messages due again go to the spool workers first (room allowing). */
@@ -378,12 +394,12 @@ static void count_outcome(struct totals *t, const struct outcome *o)
  * file also moves from new/ to active/ (spool.h says why). The reaper does
  * it; after it stopped, the engine itself. False (nothing done) if the
  * reaper's queue is full. */
-static bool save_state(struct engine *e, struct message *m, char *text)
+static bool save_state(struct engine *e, struct message *m, char *text, const struct claim_return *sleep)
 {
 	struct claim *k = m->claim;
 	struct claim *park = k && k->in_new && !k->park_asked ? k : NULL;
 	if (e->reaper_running) {
-		if (!reaper_save_state(e->reaper, m->id, text, park, m->print))
+		if (!reaper_save_state(e->reaper, m->id, text, park, m->print, sleep))
 			return false;
 		if (park)
 			park->park_asked = true;
@@ -400,6 +416,8 @@ static bool save_state(struct engine *e, struct message *m, char *text)
 		claims_return(&e->claims, &(struct claim_return){
 			.claim = park, .left_new = spool_park(&e->spool, park->name, m->id, &m->print) });
 	}
+	if (sleep && !err)
+		sleeper_push(e, sleep->claim, sleep->sleep_until, sleep->budget_wait);
 	return true;
 }
 
@@ -438,13 +456,15 @@ static bool after_logged(struct engine *e, const struct outcome *o)
 	struct lane *l = &e->lanes[o->lane];
 	struct message *m = o->msg;
 	if (o->kind == OUTCOME_RETRY_STATE) {
+		/* until_ms: it waits in the spool (OUTCOME_MESSAGE_WAITS follows)
+		 * once this state is saved; code 1: for a wave or a warm-up day */
+		struct claim_return sleep = { .claim = m->claim, .sleep_until = o->until_ms, .budget_wait = o->code == 1 };
 		if (!m->job_run)
-			return save_state(e, m, o->response);
+			return save_state(e, m, o->response, o->until_ms ? &sleep : NULL);
 		free(o->response); /* a row is tried afresh after a restart */
 		return true;
 	}
 	if (o->kind == OUTCOME_MESSAGE_WAITS) { /* its state is on its way: read again when due */
-		sleeper_push(e, m->claim, m->due_wall_ms);
 		l->done++;
 		l->done_bytes += m->claim_bytes;
 		message_free(m);
@@ -622,10 +642,13 @@ static size_t take_returns(struct engine *e)
 				log_refused(e, r.refused, r.reason, r.lane);
 			claims_return(&e->claims, &r);
 			if (r.sleep_until) /* its identity stays in use: the claim too */
-				sleeper_push(e, r.claim, r.sleep_until);
+				sleeper_push(e, r.claim, r.sleep_until, r.budget_wait);
 		}
-	for (; e->reaper && reaper_returned(e->reaper, &r); n++)
+	for (; e->reaper && reaper_returned(e->reaper, &r); n++) {
 		claims_return(&e->claims, &r);
+		if (r.sleep_until) /* its state is saved: it sleeps */
+			sleeper_push(e, r.claim, r.sleep_until, r.budget_wait);
+	}
 	return n;
 }
 
@@ -721,9 +744,14 @@ static void reload(struct engine *e)
 		warnx_("reload: the spool, shards and spool-workers stay as they were until a restart");
 	free(n->spool);
 	n->spool = xstrdup(o->spool);
+	if ((n->dsn_spool || o->dsn_spool) && (!n->dsn_spool || !o->dsn_spool || strcmp(n->dsn_spool, o->dsn_spool) != 0)) {
+		/* the DSN writer and what waits in memory for it are the start's */
+		warnx_("reload: dsn-spool stays as it was until a restart");
+		free(n->dsn_spool);
+		n->dsn_spool = o->dsn_spool ? xstrdup(o->dsn_spool) : NULL;
+	}
 	if (!config_budgets_same(n, o)) /* new caps: what waits for a wave or a day is tried again now */
-		for (size_t i = 0; i < e->nsleepers; i++)
-			e->sleepers[i].due = 0;
+		wake_budget_waiters(e);
 	if ((n->warm_tz || o->warm_tz) && (!n->warm_tz || !o->warm_tz || strcmp(n->warm_tz, o->warm_tz) != 0)) {
 		/* TZ is the process's: set once, before the threads start */
 		warnx_("reload: warmup.timezone stays as it was until a restart");
@@ -748,6 +776,8 @@ static void reload(struct engine *e)
 	e->per_lane_bytes = n->inflight_bytes_per_shard;
 	for (unsigned i = 0; i < e->nlanes; i++)
 		shard_reconfigure(e->lanes[i].shard, n);
+	/* A pair may now be another shard's: what is in force follows it. */
+	adaptation_send_kept(e->adapt, e->shards, e->nlanes);
 	warnx_("reload: configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
 }
 

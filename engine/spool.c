@@ -430,9 +430,9 @@ enum claim_result spool_claim_parked(struct spool *sp, const char *name, const c
 	if (*out)
 		return CLAIM_OK;
 	char esc[ESCAPED_MAX];
-	warnx_("%s/active/%s: %s; it stays there (the next start moves it back to new/)", sp->dir,
+	warnx_("%s/active/%s: %s; it stays there and is tried again later", sp->dir,
 	       escape_text(id, esc, sizeof(esc)), why);
-	return CLAIM_GONE;
+	return CLAIM_LATER;
 }
 
 bool spool_still_in_new(struct spool *sp, const char *name, const struct file_print *print)
@@ -552,6 +552,7 @@ void spool_state_load(struct spool *sp, struct message *m)
 		m->attempt = (uint32_t)st.attempt;
 	m->first_wall_ms = st.first;
 	m->due_wall_ms = st.due;
+	m->budget_wait = st.budget;
 	if (st.final)
 		retry_state_apply_final(m, st.final);
 }

@@ -59,6 +59,7 @@ enum claim_result {
 	CLAIM_OK,        /* *out: the message, read from new/NAME */
 	CLAIM_GONE,      /* not there any more: nothing to do */
 	CLAIM_BAD,       /* cannot be used: moved to bad/ with a NAME.why (why says why) */
+	CLAIM_LATER,     /* (spool_claim_parked) cannot be read now: try again later */
 };
 /* Reads new/NAME (which the engine has claimed) as the message of identity
  * id (m->id: its retry state, its log lines, its name in active/ if it
@@ -71,7 +72,8 @@ enum claim_result spool_claim(struct spool *sp, const char *name, const char *id
                               struct message **out, char *why, size_t why_len);
 /* The same for a message that waited in active/ID (out of memory, see
  * "Waiting in the spool" in run.c): read from there (or from new/NAME if
- * its move there failed). A file that cannot be read there stays. */
+ * its move there failed). A file that cannot be read there stays
+ * (CLAIM_LATER, said): it is tried again later. */
 enum claim_result spool_claim_parked(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                                      struct message **out, char *why, size_t why_len);
 /* Opens new/NAME (claimed) for reading if its name is acceptable and it is

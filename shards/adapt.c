@@ -30,20 +30,36 @@
 #include <string.h>
 #include <time.h>
 
+#define SLOW_PRESET_MS 60000
+#define MAX_AHEAD_MS (400LL * 86400 * 1000)
+
 /* ---- the rules ---- */
 
 void adapt_rules_compile(struct shard *s)
 {
 	reply_matcher_free(&s->rules);
 	reply_matcher_init(&s->rules, s->cfg->reply_rules, s->cfg->nreply_rules);
-	/* Caps may have changed (a reload): full waves and days are found
-	 * again by the pairs' owners (their counts stay). */
+}
+
+void adapt_budgets_changed(struct shard *s)
+{
+	/* New caps (a reload): full waves and days are found again by the
+	 * pairs' owners (their counts stay). */
 	unsigned keep = 0;
 	for (unsigned i = 0; i < s->nbans; i++)
 		if (s->bans[i].kind != ADAPT_CMD_FULL)
 			s->bans[keep++] = s->bans[i];
 	s->nbans = keep;
 	s->nfull = 0;
+}
+
+void adapt_budgets_gc(struct shard *s, struct throttle *t, int64_t wall)
+{
+	unsigned keep = 0;
+	for (unsigned i = 0; i < t->nbudgets; i++)
+		if (t->budgets[i].end_wall > wall)
+			t->budgets[keep++] = t->budgets[i];
+	t->nbudgets = keep;
 }
 
 /* ---- events ---- */
@@ -146,6 +162,8 @@ void adapt_climb(struct shard *s, struct throttle *t)
 
 static bool ban_covers(const struct adapt_ban *b, const struct throttle *t)
 {
+	if (b->kind == ADAPT_CMD_FULL)
+		return false; /* read by adapt_source_for, not a throttle's */
 	switch (b->scope) {
 	case SCOPE_GROUP: return strcmp(b->group, t->group) == 0;
 	case SCOPE_SOURCE: return strcmp(b->source, t->source) == 0;
@@ -153,18 +171,27 @@ static bool ban_covers(const struct adapt_ban *b, const struct throttle *t)
 	}
 }
 
-static void ban_apply(struct shard *s, const struct adapt_ban *b, struct throttle *t)
+static void ban_apply(struct shard *s, struct adapt_ban *b, struct throttle *t)
 {
 	if (b->kind == ADAPT_CMD_SUSPEND) {
 		if (b->until > t->suspended_until) {
 			t->suspended_until = b->until;
 			snprintf(t->suspended_by, sizeof(t->suspended_by), "%s", b->rule);
 		}
-	} else if (b->kind == ADAPT_CMD_SLOW && t->slow_rate <= 0) {
-		t->slow_rate = b->rate;
-		t->base_rate = b->base;
-		t->slowed_at = t->stepped_at = s->now;
-		throttle_rate_changed(t);
+	} else if (b->kind == ADAPT_CMD_SLOW) {
+		if (t->slow_rate <= 0) {
+			t->slow_rate = b->rate;
+			t->base_rate = b->base;
+			t->slowed_at = t->stepped_at = s->now;
+			throttle_rate_changed(t);
+		}
+		b->until = 0; /* taken by its pair: a later one climbs back by itself */
+	} else if (b->kind == ADAPT_CMD_COUNT) { /* a count kept by the engine */
+		for (unsigned i = 0; i < t->nbudgets; i++) {
+			struct budget *g = &t->budgets[i];
+			if (g->period == b->period && strcmp(g->job, b->job) == 0 && b->count > g->used)
+				g->used = b->count;
+		}
 	}
 }
 
@@ -331,6 +358,7 @@ static struct budget *budget_of(struct shard *s, struct throttle *t, const struc
 	memset(b, 0, sizeof(*b));
 	snprintf(b->job, sizeof(b->job), "%s", u->job);
 	b->period = u->period;
+	b->end_wall = u->end_wall;
 	for (unsigned i = 0; i < s->nbans; i++) {
 		const struct adapt_ban *k = &s->bans[i];
 		if (k->kind == ADAPT_CMD_COUNT && k->period == u->period && strcmp(k->job, u->job) == 0 &&
@@ -423,12 +451,12 @@ void adapt_learn_full(struct shard *s, const struct adapt_ban *full)
 
 int adapt_source_for(struct shard *s, const struct message *m, const char *group, int64_t *until)
 {
-	if (!s->nfull || m->source < 0 || !group)
+	if (!s->nfull || !group)
 		return m->source;
 	const struct config *cfg = s->cfg;
-	if (!is_full(s, m->job, cfg->sources[m->source].text, group))
+	if (!is_full(s, m->job, m->source >= 0 ? cfg->sources[m->source].text : "", group))
 		return m->source;
-	int pool = config_pool_for(cfg, m->pool, m->job, m->sender);
+	int pool = m->source >= 0 ? config_pool_for(cfg, m->pool, m->job, m->sender) : -1; /* unbound: no other */
 	if (pool >= 0) {
 		const struct pool *p = &cfg->pools[pool];
 		unsigned at = 0;
@@ -461,13 +489,17 @@ uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply 
 	const struct reply_rule *rule = &s->cfg->reply_rules[i];
 	switch (rule->action) {
 	case REPLY_SLOW:
+		if (!d->thr)
+			return VERDICT_NONE;
 		/* A new connection refused while others to d work is a cap on
 		 * connections: the SMTP client holds at what works (its rate is
-		 * not what the server refuses). */
-		if (!d->thr || (greeting && d->nready > 0))
+		 * not what the server refuses). Refused with none working: slower,
+		 * and the refusal counts as a failed connection (back-off), or
+		 * sluice would reconnect at once. */
+		if (greeting && d->nready > 0)
 			return VERDICT_NONE;
 		slow_down(s, d->thr, rule, r);
-		return VERDICT_SLOWED;
+		return greeting ? VERDICT_NONE : VERDICT_SLOWED;
 	case REPLY_SUSPEND:
 		if (!d->thr)
 			return VERDICT_NONE;
@@ -487,10 +519,13 @@ void adapt_take_commands(struct shard *s)
 {
 	struct adapt_cmd c;
 	while (spsc_pop(&s->adapt_in, &c)) {
-		bool timed = c.kind == ADAPT_CMD_SUSPEND || c.kind == ADAPT_CMD_FULL;
-		int64_t left = timed ? c.until_wall_ms - now_real_ms() : INT64_MAX / 4;
+		/* a slowed rate is for a pair made soon (at start, after a reload):
+		 * the engine sends it again at the next */
+		int64_t left = c.kind == ADAPT_CMD_SLOW ? SLOW_PRESET_MS : c.until_wall_ms - now_real_ms();
 		if (left <= 0)
 			continue;
+		if (left > MAX_AHEAD_MS)
+			left = MAX_AHEAD_MS;
 		if (c.kind == ADAPT_CMD_FULL && is_full(s, c.job, c.source, c.group))
 			continue; /* this shard found it, or a leg brought it home */
 		struct adapt_ban *b = ban_add(s, c.kind, c.scope, c.source, c.group, c.rule, c.job, s->now + left,

@@ -382,6 +382,7 @@ static void outcome_make(struct shard *s, struct outcome *out, const struct mess
 static void outcome_commit(struct shard *s, struct message *m, const struct outcome *o)
 {
 	enum result r = (enum result)o->result;
+	m->deferred_now += r == RESULT_DEFERRED;
 	if (r == RESULT_DELIVERED || r == RESULT_BOUNCED || r == RESULT_EXPIRED) {
 		ASSERT(m->rcpt_state[o->rcpt] == RCPT_PENDING);
 		m->rcpt_state[o->rcpt] = r == RESULT_DELIVERED ? RCPT_DELIVERED
@@ -511,9 +512,14 @@ static void message_attempt_done(struct shard *s, struct message *m)
 		return;
 	}
 	int64_t wait = retry_wait_ms(s, m->attempt);
-	if (m->not_before_ms > s->now) /* adaptation's wait, not a failure's: exact */
-		wait = m->not_before_ms - s->now;
+	if (m->not_before_ms > s->now) { /* adaptation's wait: exact, unless others failed too */
+		int64_t nb = m->not_before_ms - s->now;
+		wait = m->deferred_now > m->waited_now && wait > nb ? wait : nb;
+	}
+	bool budget = m->budget_wait;
 	m->not_before_ms = 0;
+	m->deferred_now = m->waited_now = 0;
+	m->budget_wait = false;
 	bool in_spool = waits_in_spool(s, m, wait);
 	if (!in_spool)
 		retry_insert(s, m, s->now + wait);
@@ -523,7 +529,11 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	memset(&o, 0, sizeof(o));
 	o.kind = OUTCOME_RETRY_STATE;
 	o.msg = m;
-	o.response = retry_state_format(m, wall + wait);
+	o.response = retry_state_format(m, wall + wait, budget);
+	if (in_spool) { /* the engine has it read again when due, once this is saved */
+		o.until_ms = wall + wait;
+		o.code = budget;
+	}
 	m->has_state = true;
 	shard_outbox_put(s, &o);
 	if (in_spool) {
@@ -593,6 +603,8 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 		l->nout = 0;
 		if (l->not_before > parent->not_before)
 			parent->not_before = l->not_before;
+		parent->waited += l->waited;
+		parent->budget_wait = parent->budget_wait || l->budget_wait;
 		leg_free(l);
 		ASSERT(parent->children > 0);
 		parent->children--;
@@ -600,6 +612,8 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 	} else {
 		if (l->not_before > m->not_before_ms) /* home: adaptation's wait reaches m */
 			m->not_before_ms = l->not_before;
+		m->waited_now += l->waited;
+		m->budget_wait = m->budget_wait || l->budget_wait;
 		leg_free(l);
 		ASSERT(m->legs_open > 0);
 		if (--m->legs_open == 0)
@@ -769,7 +783,7 @@ static void dest_wait_suspended(struct shard *s, struct dest *d)
 	buf_free(&until);
 	struct leg *l;
 	while ((l = dest_pop(d)))
-		leg_wait(s, l, t->suspended_until, why);
+		leg_wait(s, l, t->suspended_until, false, why);
 }
 
 /* Room for cap recipients: the leg, ri[] and rt[] in one block (ri[]
@@ -936,6 +950,8 @@ static int recipient_source(struct shard *s, struct message *m, uint32_t rcpt, c
 	emit_record(s, m, rcpt, RESULT_DEFERRED, 451, "4.7.0", why, strlen(why), NULL, 0);
 	if (until > m->not_before_ms)
 		m->not_before_ms = until;
+	m->waited_now++;
+	m->budget_wait = true;
 	return -1;
 }
 
@@ -1172,6 +1188,9 @@ static void dispatch(struct shard *s, struct message *m)
 	if (!sign(s, m))
 		return;
 	m->attempt++;
+	m->not_before_ms = 0; /* this attempt's (see message_attempt_done) */
+	m->deferred_now = m->waited_now = 0;
+	m->budget_wait = false;
 	if (!choose_source(s, m)) {
 		message_attempt_done(s, m);
 		return;
@@ -1340,7 +1359,7 @@ static void leg_defer_here(struct shard *s, struct leg *l, const char *why)
 void shard_leg_over_budget(struct shard *s, struct leg *l, const struct adapt_ban *full)
 {
 	if (l->parent) { /* a rest after a 452: its parent is here; the next attempt */
-		leg_wait(s, l, full->until, "its source IP's wave or warm-up day toward the group is full");
+		leg_wait(s, l, full->until, true, "its source IP's wave or warm-up day toward the group is full");
 		return;
 	}
 	if (l->origin != s->index) {
@@ -1619,6 +1638,8 @@ static void apply_config(struct shard *s, const struct config *cfg)
 				dest_move_all(&s->dests[i], &orphans);
 	s->cfg = cfg;
 	adapt_rules_compile(s);
+	if (!config_budgets_same(old, cfg))
+		adapt_budgets_changed(s);
 	/* Limits, owners and throttles as the new configuration says; a pair
 	 * now owned elsewhere sends its queue there (dest_visit). */
 	throttles_refresh(s, false);

@@ -60,6 +60,8 @@ struct leg {
 	                            * not before (monotonic, 0: none; see not_before_ms) */
 	struct adapt_ban *full;    /* sent home because its pair's wave or warm-up day
 	                            * is full: the origin learns it first (or NULL) */
+	uint32_t waited;           /* recipients deferred by leg_wait... */
+	bool budget_wait;          /* ...for a wave or a warm-up day */
 	struct outcome *out;       /* away from its origin: outcomes to apply there */
 	uint32_t nout, out_cap;
 };
@@ -120,6 +122,7 @@ struct adapt_ban {
 struct budget {
 	char job[64];
 	int64_t period;
+	int64_t end_wall;          /* when the period ends (then it goes) */
 	uint32_t used;
 };
 
@@ -343,6 +346,10 @@ void adapt_meter(struct shard *s, struct throttle *t);
 void adapt_climb(struct shard *s, struct throttle *t);
 void adapt_throttle_new(struct shard *s, struct throttle *t);
 void adapt_take_commands(struct shard *s);
+/* A reload changed waves or warm-up plans: full ones are found again. */
+void adapt_budgets_changed(struct shard *s);
+/* t's counts of waves and days that are over go. */
+void adapt_budgets_gc(struct shard *s, struct throttle *t, int64_t wall);
 /* Budgets (waves, warm-up), on the pair's owner: may leg l start on d
  * now? If not (the pair's wave or day is full), *full says until when
  * (monotonic) and for which job, and the leg goes elsewhere. */
@@ -383,7 +390,7 @@ void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, co
 /* Defers the leg's open recipients for adaptation's reason (a suspension,
  * a wave, a daily cap): its message's next attempt not before until
  * (monotonic), exactly then; a long wait is out of memory. */
-void leg_wait(struct shard *s, struct leg *l, int64_t until, const char *why);
+void leg_wait(struct shard *s, struct leg *l, int64_t until, bool budget, const char *why);
 /* Settles every queued transaction of d with this result (deferred or
  * bounced) and reason. */
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,

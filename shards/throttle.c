@@ -116,8 +116,10 @@ static void throttle_free(struct throttle *t)
 void throttles_refresh(struct shard *s, bool gc_only)
 {
 	unsigned keep = 0;
+	int64_t wall = now_real_ms();
 	for (unsigned i = 0; i < s->nthrs; i++) {
 		struct throttle *t = s->thrs[i];
+		adapt_budgets_gc(s, t, wall);
 		if (!t->refs && !t->nconns && s->now - t->idle_since > THROTTLE_IDLE_MS &&
 		    t->slow_rate <= 0 && t->suspended_until <= s->now && !t->nbudgets) { /* adaptations are kept */
 			strmap_remove(&s->throttles, &t->node);

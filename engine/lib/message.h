@@ -86,6 +86,10 @@ struct message {
 	int64_t not_before_ms;   /* monotonic; shard-private: this attempt's deferrals were
 	                          * adaptation's (a wave, a daily cap, a suspension): the
 	                          * next one not before (0: the retry schedule decides) */
+	uint32_t deferred_now;   /* shard-private: recipients deferred in this attempt... */
+	uint32_t waited_now;     /* ...of them for adaptation (a suspension, a wave, a day) */
+	bool budget_wait;        /* shard-private: some waited for a wave or a warm-up day
+	                          * (and from its saved state, when read) */
 	uint32_t legs_open;      /* shard-private: transactions not finished (each
 	                          * leg counts until its content sends are over) */
 	int32_t source;          /* shard-private: source IP index of this attempt (-1: unbound) */

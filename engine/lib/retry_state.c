@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *retry_state_format(const struct message *m, int64_t due_wall_ms)
+char *retry_state_format(const struct message *m, int64_t due_wall_ms, bool budget)
 {
 	struct buf b = { 0 };
-	buf_printf(&b, "file %llu %llu %lld\nattempt %u\nfirst %lld\ndue %lld\nfinal",
+	buf_printf(&b, "file %llu %llu %lld\nattempt %u\nfirst %lld\ndue %lld\n%sfinal",
 	           (unsigned long long)m->print.ino, (unsigned long long)m->print.size,
 	           (long long)m->print.mtime_ns, m->attempt, (long long)m->first_wall_ms,
-	           (long long)due_wall_ms);
+	           (long long)due_wall_ms, budget ? "budget\n" : "");
 	for (uint32_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt_state[i] != RCPT_PENDING)
 			buf_printf(&b, " %u", i);
@@ -31,6 +31,8 @@ void retry_state_parse(char *text, struct retry_state *st)
 			st->print = (struct file_print){ ino, size, mtime };
 		} else if (strncmp(line, "final", 5) == 0) {
 			st->final = line + 5;
+		} else if (strcmp(line, "budget") == 0) {
+			st->budget = true;
 		} else { /* each sets its field only if the line is its own */
 			sscanf(line, "attempt %lld", &st->attempt);
 			sscanf(line, "first %lld", &st->first);

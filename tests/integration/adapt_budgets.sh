@@ -124,3 +124,25 @@ EOF
 	fail "nothing waited for a wave"
 [ "$(log_count '.event=="wave-full" and .job=="camp"')" -gt 0 ] || fail "no wave-full line"
 ok "waves: at most 40 of the job per 5 s wave (30 + 10 by weight), across a restart and a SIGHUP; the rest at once"
+
+# ---- 4. a wave without source IPs (one unbound pair) ----
+# Its full wave cannot go from another IP: the rest waits (no loop).
+rm -rf "$T/sp" "$T/acct.jsonl"
+pa=$(free_port); start_mockmx "127.0.0.2:$pa"; A=$MX_PID
+cat >"$T/u.conf" <<EOF2
+routes = ( { domain = "pa.test"; host = "127.0.0.2"; port = $pa; group = "prova"; } );
+shaping = { providers = ""; };
+delivery = { retry-interval = 0.5; retry-max = 1; wait-in-spool = 1; };
+waves = ( { job = "camp"; size = 10; every = "1h"; } );
+tls = { policy = "none"; };
+EOF2
+$PY "$HERE/shaping_spool.py" "$T/sp" pa.test:50:-:camp >/dev/null
+t0=$EPOCHREALTIME
+run_sluice -c "$T/u.conf" --spool "$T/sp" --shards 2 --max-time 3
+took=$(echo "$EPOCHREALTIME - $t0" | bc)
+MX_PID=$A stop_mockmx
+[ "$(log_count '.result=="delivered"')" -eq 10 ] || fail "unbound wave: $(log_count '.result=="delivered"') delivered, want 10"
+[ "$(echo "$took < 8" | bc)" = 1 ] || fail "unbound wave: the run took $took s (--max-time 3)"
+[ "$(log_count '.result=="deferred" and (.response|test("wave toward prova is full"))')" -eq 40 ] ||
+	fail "unbound wave: the 40 left were not deferred for the wave"
+ok "a wave without source IPs: 10 sent, 40 wait, the run ends on time ($took s)"

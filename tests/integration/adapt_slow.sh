@@ -73,3 +73,18 @@ print("   the pair's rate after: %.1f..%.1f/s over %d steps" % (min(rates), max(
 assert len(after) > 200 and got >= 0.7 * hidden
 EOF
 ok "converged below the hidden rate within 10 s, then kept at least 70% of it"
+
+# A 421 at the greeting matching a shipped slow rule ("Too many concurrent
+# connections"), with no connection working: a failed connection (back-off),
+# not a storm of reconnections.
+rm -rf "$T/sp" "$T/acct.jsonl"
+pc=$(free_port)
+start_mockmx "127.0.0.2:$pc" --blocklist 127.0.0.10 --blocklist-at banner \
+	--blocklist-text '421 4.7.0 Too many concurrent connections from %s'
+"$SLUICE" spoolgen --spool "$T/sp" --count 20 >/dev/null
+run_sluice --spool "$T/sp" --route "*=127.0.0.2:$pc" --source-ip 127.0.0.10 --shards 1 --max-time 4 --tls none
+stop_mockmx
+conns=$(jq -r '.connections' "$T/mx-127.0.0.2-$pc.json")
+[ "$conns" -lt 30 ] || fail "greeting 421: $conns connections in 4 s"
+[ "$(spool_files "$T/sp/new")" -eq 20 ] || fail "greeting 421: the 20 messages are not all kept"
+ok "a shipped slow rule at the greeting with no connection working: $conns connections in 4 s, all kept"

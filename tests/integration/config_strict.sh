@@ -130,6 +130,8 @@ refused "bad.conf:1: waves\[0\].every '0s' must be a duration of at least a seco
 	'waves = ( { job = "j"; size = 10; every = "0s"; } );'
 refused "bad.conf:1: waves\[1\]: a second wave schedule for job 'j'" \
 	'waves = ( { job = "j"; size = 10; every = "1h"; }, { job = "j"; size = 5; every = "1d"; } );'
+refused "bad.conf:1: waves\[0\].job must be at most 63 bytes long" \
+	"waves = ( { job = \"$(printf 'j%.0s' $(seq 64))\"; size = 10; every = \"1h\"; } );"
 refused "bad.conf:1: warmup.timezone 'Mars/Olympus' is not a time zone" 'warmup = { timezone = "Mars/Olympus"; };'
 refused "bad.conf:1: warmup.plan\[1\] must be a whole number from 1 to 100000000" 'warmup = { plan = [ 50, 0 ]; };'
 refused "bad.conf:1: warmup.ips\[0\].start '2026-13-01' must be a date" \

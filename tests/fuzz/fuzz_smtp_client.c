@@ -369,6 +369,25 @@ unsigned dest_max_per_connection(const struct shard *s, const struct dest *d)
 	return s->cfg->max_per_connection;
 }
 void throttle_conn_count(struct dest *d, int delta) { (void)d; (void)delta; }
+/* Adaptation (shards/adapt.c, throttle.c): no pair, no rule, no budget here. */
+unsigned throttle_max_conns(const struct throttle *t) { (void)t; return 1000; }
+bool throttle_suspended(struct shard *s, const struct throttle *t) { (void)s; (void)t; return false; }
+uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply *r, bool greeting)
+{
+	(void)s; (void)d; (void)r; (void)greeting;
+	return VERDICT_NONE;
+}
+bool adapt_leg_may_start(struct shard *s, struct dest *d, struct leg *l, struct adapt_ban *full)
+{
+	(void)s; (void)d; (void)l; (void)full;
+	return true;
+}
+void adapt_leg_started(struct shard *s, struct dest *d, struct leg *l) { (void)s; (void)d; (void)l; }
+void shard_leg_over_budget(struct shard *s, struct leg *leg, const struct adapt_ban *full)
+{
+	(void)s; (void)leg; (void)full;
+	abort(); /* adapt_leg_may_start never says no here */
+}
 
 void shard_leg_requeue_next(struct shard *s, struct leg *leg)
 {

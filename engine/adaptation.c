@@ -220,7 +220,7 @@ static void save(struct adaptation *a)
 
 static void send_to(struct adaptation *a, const struct adapt_cmd *c, struct shard **shards, unsigned to)
 {
-	if (shard_adapt(shards[to], c))
+	if (!a->nunsent && shard_adapt(shards[to], c)) /* else after those waiting: in order */
 		return;
 	if (a->nunsent == a->unsent_cap) {
 		a->unsent_cap = a->unsent_cap ? a->unsent_cap * 2 : 16;
@@ -245,10 +245,15 @@ struct adaptation *adaptation_open(struct spool *sp)
 	return a;
 }
 
-void adaptation_send_kept(struct adaptation *a, struct shard **shards, unsigned n)
+void adaptation_send_kept(struct adaptation *a, const struct config *cfg, struct shard **shards, unsigned n)
 {
-	for (unsigned i = 0; i < a->n; i++)
-		send_all(a, &a->k[i]->c, shards, n);
+	for (unsigned i = 0; i < a->n; i++) {
+		const struct adapt_cmd *c = &a->k[i]->c;
+		if (c->scope == SCOPE_PAIR) /* a pair's: to the shard that owns it under cfg */
+			send_to(a, c, shards, shard_pair_owner(cfg, n, c->source, c->group));
+		else
+			send_all(a, c, shards, n);
+	}
 }
 
 /* A suspension's time is over: its "resume" line (the shards lift it by
@@ -342,10 +347,15 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 			resume(a, k, log, now);
 		}
 	}
-	unsigned left = a->nunsent;
-	a->nunsent = 0;
-	for (unsigned i = 0; i < left && n; i++) /* again, in order; refused ones queue again */
-		send_to(a, &a->unsent[i], shards, a->unsent_to[i] % n);
+	/* Again, in order, until a shard's queue is full (then next turn). */
+	unsigned sent = 0;
+	while (sent < a->nunsent && n && shard_adapt(shards[a->unsent_to[sent] % n], &a->unsent[sent]))
+		sent++;
+	if (sent) {
+		memmove(a->unsent, a->unsent + sent, (a->nunsent - sent) * sizeof(*a->unsent));
+		memmove(a->unsent_to, a->unsent_to + sent, (a->nunsent - sent) * sizeof(*a->unsent_to));
+		a->nunsent -= sent;
+	}
 	if (a->dirty && (force || now - a->saved_ms >= SAVE_GAP_MS))
 		save(a);
 	return log->len > was;

@@ -15,8 +15,10 @@ struct adaptation;
 
 /* Reads the spool's state (what is over is dropped). */
 struct adaptation *adaptation_open(struct spool *sp);
-/* At start, before the shards run: what the state kept, to every shard. */
-void adaptation_send_kept(struct adaptation *a, struct shard **shards, unsigned n);
+/* At start, before the shards run, and after a reload (a pair may have
+ * moved): what is in force, a pair's to the shard that owns it under cfg,
+ * a group's or a source IP's to every shard. */
+void adaptation_send_kept(struct adaptation *a, const struct config *cfg, struct shard **shards, unsigned n);
 /* An event outcome from a shard: its line goes to log, the record follows. */
 void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *log,
                      struct shard **shards, unsigned n);

@@ -86,6 +86,7 @@ struct engine {
 	struct reaper *reaper;          /* removes files, saves retry states */
 	struct adaptation *adapt;       /* suspensions and slow-downs in force */
 	struct sleeper { int64_t due; struct claim *k; bool budget; } *sleepers; /* a heap, soonest first */
+	size_t sleepers_coming;         /* handed to the reaper to sleep once their state is saved */
 	size_t nsleepers, sleepers_cap;
 	bool reaper_running;
 	struct claims claims;           /* files of new/ in flight, identities in use */
@@ -401,6 +402,7 @@ static bool save_state(struct engine *e, struct message *m, char *text, const st
 	if (e->reaper_running) {
 		if (!reaper_save_state(e->reaper, m->id, text, park, m->print, sleep))
 			return false;
+		e->sleepers_coming += sleep != NULL; /* not final, not in flight, not asleep yet */
 		if (park)
 			park->park_asked = true;
 		return true;
@@ -646,8 +648,11 @@ static size_t take_returns(struct engine *e)
 		}
 	for (; e->reaper && reaper_returned(e->reaper, &r); n++) {
 		claims_return(&e->claims, &r);
-		if (r.sleep_until) /* its state is saved: it sleeps */
+		if (r.sleep_until) { /* its state is saved: it sleeps */
+			ASSERT(e->sleepers_coming > 0);
+			e->sleepers_coming--;
 			sleeper_push(e, r.claim, r.sleep_until, r.budget_wait);
+		}
 	}
 	return n;
 }
@@ -777,7 +782,7 @@ static void reload(struct engine *e)
 	for (unsigned i = 0; i < e->nlanes; i++)
 		shard_reconfigure(e->lanes[i].shard, n);
 	/* A pair may now be another shard's: what is in force follows it. */
-	adaptation_send_kept(e->adapt, e->shards, e->nlanes);
+	adaptation_send_kept(e->adapt, n, e->shards, e->nlanes);
 	warnx_("reload: configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
 }
 
@@ -888,7 +893,7 @@ static void engine_start(struct engine *e, const struct config *cfg)
 		e->lanes[i].index = i;
 	}
 	shard_link(e->shards, e->nlanes); /* each pair of shards gets its rings */
-	adaptation_send_kept(e->adapt, e->shards, e->nlanes); /* before any pair is made */
+	adaptation_send_kept(e->adapt, cfg, e->shards, e->nlanes); /* before any pair is made */
 	for (unsigned k = 0; k < e->nfeeders; k++)
 		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes,
 		                           /* lane_with_room keeps each lane's tasks under FEED_BATCH */
@@ -923,8 +928,8 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 		free_unused_configs(e);
 		uint64_t busy = inflight(e);
 		if (start->max_time_s > 0 && now_mono_s() - t0 >= start->max_time_s)
-			return busy > 0 || !e->spool_empty || e->jobs || e->nsleepers;
-		if (start->drain && e->spool_empty && busy == 0 && !e->jobs && !e->nsleepers)
+			return busy > 0 || !e->spool_empty || e->jobs || e->nsleepers || e->sleepers_coming;
+		if (start->drain && e->spool_empty && busy == 0 && !e->jobs && !e->nsleepers && !e->sleepers_coming)
 			return false;
 		if (!fed && !got)
 			wait_for_work(e, sync_due(e) ? SYNC_GAP_MS

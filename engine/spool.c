@@ -347,12 +347,13 @@ int spool_open_new(struct spool *sp, const char *name, struct stat *st, int *err
  * file NAME; NULL with why set when it cannot be used (*gone: it is not
  * there any more). */
 static struct message *read_claimed(int dirfd, const char *fname, const char *name, const char *id,
-                                    uint64_t max_bytes, bool *gone, char *why, size_t why_len)
+                                    uint64_t max_bytes, bool *gone, bool *io, char *why, size_t why_len)
 {
 	struct stat st;
 	int err;
 	int fd = open_regular(dirfd, fname, &st, &err, why, why_len);
 	*gone = err == ENOENT;
+	*io = err && err != ENOENT; /* the file may be fine: it could not be read now */
 	if (fd < 0)
 		return NULL;
 	if ((uint64_t)st.st_size > max_bytes) {
@@ -374,6 +375,7 @@ static struct message *read_claimed(int dirfd, const char *fname, const char *na
 	m->print = file_print_of(&st);
 	if (!ok)
 		snprintf(why, why_len, "cannot read: %s", err ? strerror(err) : "short read");
+	*io = !ok;
 	if (!ok || !envelope_parse(m, why, why_len)) {
 		message_free(m);
 		return NULL;
@@ -408,9 +410,9 @@ void spool_reject(struct spool *sp, const char *name, const char *why)
 enum claim_result spool_claim(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                               struct message **out, char *why, size_t why_len)
 {
-	bool gone;
+	bool gone, io;
 	why[0] = 0;
-	*out = read_claimed(sp->new_fd, name, name, id, max_bytes, &gone, why, why_len);
+	*out = read_claimed(sp->new_fd, name, name, id, max_bytes, &gone, &io, why, why_len);
 	if (*out)
 		return CLAIM_OK;
 	if (gone)
@@ -422,17 +424,17 @@ enum claim_result spool_claim(struct spool *sp, const char *name, const char *id
 enum claim_result spool_claim_parked(struct spool *sp, const char *name, const char *id, uint64_t max_bytes,
                                      struct message **out, char *why, size_t why_len)
 {
-	bool gone;
+	bool gone, io;
 	why[0] = 0;
-	*out = read_claimed(sp->active_fd, id, name, id, max_bytes, &gone, why, why_len);
+	*out = read_claimed(sp->active_fd, id, name, id, max_bytes, &gone, &io, why, why_len);
 	if (!*out && gone) /* its move to active/ failed: it waited in new/ */
 		return spool_claim(sp, name, id, max_bytes, out, why, why_len);
 	if (*out)
 		return CLAIM_OK;
 	char esc[ESCAPED_MAX];
-	warnx_("%s/active/%s: %s; it stays there and is tried again later", sp->dir,
-	       escape_text(id, esc, sizeof(esc)), why);
-	return CLAIM_LATER;
+	warnx_("%s/active/%s: %s; it stays there%s", sp->dir, escape_text(id, esc, sizeof(esc)), why,
+	       io ? " and is tried again later" : " (the next start moves it back to new/, where it is refused)");
+	return io ? CLAIM_LATER : CLAIM_GONE;
 }
 
 bool spool_still_in_new(struct spool *sp, const char *name, const struct file_print *print)

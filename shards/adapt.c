@@ -30,7 +30,6 @@
 #include <string.h>
 #include <time.h>
 
-#define SLOW_PRESET_MS 60000
 #define MAX_AHEAD_MS (400LL * 86400 * 1000)
 
 /* ---- the rules ---- */
@@ -45,12 +44,7 @@ void adapt_budgets_changed(struct shard *s)
 {
 	/* New caps (a reload): full waves and days are found again by the
 	 * pairs' owners (their counts stay). */
-	unsigned keep = 0;
-	for (unsigned i = 0; i < s->nbans; i++)
-		if (s->bans[i].kind != ADAPT_CMD_FULL)
-			s->bans[keep++] = s->bans[i];
-	s->nbans = keep;
-	s->nfull = 0;
+	s->nfulls = 0;
 }
 
 void adapt_budgets_gc(struct shard *s, struct throttle *t, int64_t wall)
@@ -160,15 +154,27 @@ void adapt_climb(struct shard *s, struct throttle *t)
 
 /* ---- suspensions ---- */
 
-static bool ban_covers(const struct adapt_ban *b, const struct throttle *t)
+/* The adaptations in force that reach beyond a throttle (struct
+ * adapt_ban): kept by key (kind, scope, job, source, group), at most one
+ * each, so that a restart or a reload that sends them again adds nothing;
+ * looked up by key when a throttle or a budget is made (no scan); the ones
+ * over go at the shard's GC (adapt_gc). Full budgets are a list of their
+ * own (s->fulls), read for every recipient while there are any. */
+
+static void ban_key(char *out, size_t len, uint8_t kind, uint8_t scope, const char *job, const char *source,
+                    const char *group)
 {
-	if (b->kind == ADAPT_CMD_FULL)
-		return false; /* read by adapt_source_for, not a throttle's */
-	switch (b->scope) {
-	case SCOPE_GROUP: return strcmp(b->group, t->group) == 0;
-	case SCOPE_SOURCE: return strcmp(b->source, t->source) == 0;
-	default: return strcmp(b->group, t->group) == 0 && strcmp(b->source, t->source) == 0;
-	}
+	snprintf(out, len, "%u %u %.63s\x1f%.47s\x1f%.255s", kind, scope, job, source, group);
+}
+
+static struct adapt_ban *ban_find(const struct shard *s, uint8_t kind, uint8_t scope, const char *job,
+                                  const char *source, const char *group)
+{
+	char key[sizeof(((struct adapt_ban *)0)->key)];
+	ban_key(key, sizeof(key), kind, scope, job, source, group);
+	struct strmap_node *n = strmap_find(&s->ban_index, key);
+	struct adapt_ban *b = n ? container_of(n, struct adapt_ban, node) : NULL;
+	return b && b->until > s->now ? b : NULL;
 }
 
 static void ban_apply(struct shard *s, struct adapt_ban *b, struct throttle *t)
@@ -195,59 +201,95 @@ static void ban_apply(struct shard *s, struct adapt_ban *b, struct throttle *t)
 	}
 }
 
-/* A new throttle takes the actions in force that cover it. */
+/* A new throttle takes the suspensions and the slowed rate in force for
+ * it (its counts: budget_of). */
 void adapt_throttle_new(struct shard *s, struct throttle *t)
 {
-	for (unsigned i = 0; i < s->nbans; i++)
-		if (s->bans[i].until > s->now && ban_covers(&s->bans[i], t))
-			ban_apply(s, &s->bans[i], t);
+	struct adapt_ban *b;
+	if ((b = ban_find(s, ADAPT_CMD_SUSPEND, SCOPE_PAIR, "", t->source, t->group)))
+		ban_apply(s, b, t);
+	if ((b = ban_find(s, ADAPT_CMD_SUSPEND, SCOPE_GROUP, "", "", t->group)))
+		ban_apply(s, b, t);
+	if ((b = ban_find(s, ADAPT_CMD_SUSPEND, SCOPE_SOURCE, "", t->source, "")))
+		ban_apply(s, b, t);
+	if ((b = ban_find(s, ADAPT_CMD_SLOW, SCOPE_PAIR, "", t->source, t->group)))
+		ban_apply(s, b, t);
 }
 
-/* Adds an adaptation in force (job: FULL and COUNT; rate, base: SLOW)
- * and applies it to the throttles it covers; the ones over go. */
-static struct adapt_ban *ban_add(struct shard *s, uint8_t kind, uint8_t scope, const char *source,
-                                 const char *group, const char *rule, const char *job, int64_t until,
-                                 double rate, double base)
+/* Puts p in force (a suspension's end: the later; a count: the larger of
+ * its period; the rest: p's) and applies it to the throttles it covers. */
+static struct adapt_ban *ban_put(struct shard *s, const struct adapt_ban *p)
 {
-	unsigned keep = 0;
-	s->nfull = kind == ADAPT_CMD_FULL;
-	for (unsigned i = 0; i < s->nbans; i++)
-		if (s->bans[i].until > s->now) {
-			s->nfull += s->bans[i].kind == ADAPT_CMD_FULL;
-			s->bans[keep++] = s->bans[i];
+	char key[sizeof(p->key)];
+	ban_key(key, sizeof(key), p->kind, p->scope, p->job, p->source, p->group);
+	struct strmap_node *n = strmap_find(&s->ban_index, key);
+	struct adapt_ban *b;
+	if (n) {
+		b = container_of(n, struct adapt_ban, node);
+		if (p->kind == ADAPT_CMD_SUSPEND && b->until > s->now && b->until > p->until)
+			return b;
+		if (p->kind == ADAPT_CMD_COUNT && b->until > s->now && b->period == p->period && b->count > p->count)
+			return b;
+		struct strmap_node keep = b->node; /* its key (the same) stays */
+		*b = *p;
+		b->node = keep;
+		memcpy(b->key, key, sizeof(key));
+	} else {
+		if (s->nbans == s->bans_cap) {
+			s->bans_cap = s->bans_cap ? s->bans_cap * 2 : 8;
+			s->bans = xrealloc(s->bans, s->bans_cap * sizeof(*s->bans));
 		}
-	s->nbans = keep;
-	if (s->nbans == s->bans_cap) {
-		s->bans_cap = s->bans_cap ? s->bans_cap * 2 : 8;
-		s->bans = xrealloc(s->bans, s->bans_cap * sizeof(*s->bans));
+		b = s->bans[s->nbans++] = xmalloc(sizeof(*b));
+		*b = *p;
+		memcpy(b->key, key, sizeof(key));
+		strmap_insert(&s->ban_index, &b->node, b->key);
 	}
-	struct adapt_ban *b = &s->bans[s->nbans++];
-	memset(b, 0, sizeof(*b));
-	b->kind = kind;
-	b->scope = scope;
-	snprintf(b->source, sizeof(b->source), "%s", source ? source : "");
-	snprintf(b->group, sizeof(b->group), "%s", group ? group : "");
-	snprintf(b->rule, sizeof(b->rule), "%s", rule ? rule : "");
-	snprintf(b->job, sizeof(b->job), "%s", job ? job : "");
-	b->until = until;
-	b->rate = rate;
-	b->base = base;
-	for (unsigned i = 0; i < s->nthrs; i++)
-		if (ban_covers(b, s->thrs[i]))
-			ban_apply(s, b, s->thrs[i]);
+	if (b->scope == SCOPE_PAIR) { /* the one throttle, if made */
+		struct throttle *t = throttle_find(s, b->source, b->group);
+		if (t)
+			ban_apply(s, b, t);
+	} else {
+		for (unsigned i = 0; i < s->nthrs; i++)
+			if (b->scope == SCOPE_GROUP ? strcmp(b->group, s->thrs[i]->group) == 0
+			                            : strcmp(b->source, s->thrs[i]->source) == 0)
+				ban_apply(s, b, s->thrs[i]);
+	}
 	return b;
 }
 
-static bool banned_already(const struct shard *s, uint8_t scope, const char *source, const char *group)
+static struct adapt_ban ban_proto(uint8_t kind, uint8_t scope, const char *job, const char *source,
+                                  const char *group, int64_t until)
 {
+	struct adapt_ban p;
+	memset(&p, 0, sizeof(p));
+	p.kind = kind;
+	p.scope = scope;
+	snprintf(p.job, sizeof(p.job), "%s", job ? job : "");
+	snprintf(p.source, sizeof(p.source), "%s", source ? source : "");
+	snprintf(p.group, sizeof(p.group), "%s", group ? group : "");
+	p.until = until;
+	return p;
+}
+
+/* The ones over go (the shard's GC). */
+void adapt_gc(struct shard *s)
+{
+	unsigned keep = 0;
 	for (unsigned i = 0; i < s->nbans; i++) {
-		const struct adapt_ban *b = &s->bans[i];
-		if (b->kind == ADAPT_CMD_SUSPEND && b->scope == scope && b->until > s->now &&
-		    (scope == SCOPE_SOURCE || strcmp(b->group, group) == 0) &&
-		    (scope == SCOPE_GROUP || strcmp(b->source, source) == 0))
-			return true;
+		struct adapt_ban *b = s->bans[i];
+		if (b->until > s->now) {
+			s->bans[keep++] = b;
+			continue;
+		}
+		strmap_remove(&s->ban_index, &b->node);
+		free(b);
 	}
-	return false;
+	s->nbans = keep;
+	keep = 0;
+	for (unsigned i = 0; i < s->nfulls; i++)
+		if (s->fulls[i].until > s->now)
+			s->fulls[keep++] = s->fulls[i];
+	s->nfulls = keep;
 }
 
 static void suspend(struct shard *s, struct throttle *t, const struct reply_rule *rule,
@@ -260,10 +302,13 @@ static void suspend(struct shard *s, struct throttle *t, const struct reply_rule
 		t->suspended_until = until;
 		snprintf(t->suspended_by, sizeof(t->suspended_by), "%s", rule->name);
 	} else {
-		if (banned_already(s, (uint8_t)rule->scope, t->source, t->group))
-			return;
-		ban_add(s, ADAPT_CMD_SUSPEND, (uint8_t)rule->scope, rule->scope == SCOPE_SOURCE ? t->source : "",
-		        rule->scope == SCOPE_GROUP ? t->group : "", rule->name, NULL, until, 0, 0);
+		const char *src = rule->scope == SCOPE_SOURCE ? t->source : "";
+		const char *grp = rule->scope == SCOPE_GROUP ? t->group : "";
+		if (ban_find(s, ADAPT_CMD_SUSPEND, (uint8_t)rule->scope, "", src, grp))
+			return; /* suspended already */
+		struct adapt_ban p = ban_proto(ADAPT_CMD_SUSPEND, (uint8_t)rule->scope, "", src, grp, until);
+		snprintf(p.rule, sizeof(p.rule), "%s", rule->name);
+		ban_put(s, &p);
 	}
 	struct outcome o; /* a group's names no source IP, a source IP's no group */
 	event_new(&o, EVENT_SUSPEND, rule->scope == SCOPE_GROUP ? "" : t->source,
@@ -359,24 +404,38 @@ static struct budget *budget_of(struct shard *s, struct throttle *t, const struc
 	snprintf(b->job, sizeof(b->job), "%s", u->job);
 	b->period = u->period;
 	b->end_wall = u->end_wall;
-	for (unsigned i = 0; i < s->nbans; i++) {
-		const struct adapt_ban *k = &s->bans[i];
-		if (k->kind == ADAPT_CMD_COUNT && k->period == u->period && strcmp(k->job, u->job) == 0 &&
-		    strcmp(k->source, t->source) == 0 && strcmp(k->group, t->group) == 0 && k->count > b->used)
-			b->used = k->count;
-	}
+	const struct adapt_ban *k = ban_find(s, ADAPT_CMD_COUNT, SCOPE_PAIR, u->job, t->source, t->group);
+	if (k && k->period == u->period) /* what the engine kept */
+		b->used = k->count;
 	return b;
+}
+
+/* A full budget's note covers this job ("": a warm-up day covers all). */
+static bool full_covers(const struct adapt_ban *b, const char *job)
+{
+	return !b->job[0] || (job && strcmp(b->job, job) == 0);
 }
 
 static bool is_full(const struct shard *s, const char *job, const char *source, const char *group)
 {
-	for (unsigned i = 0; i < s->nbans; i++) {
-		const struct adapt_ban *b = &s->bans[i];
-		if (b->kind == ADAPT_CMD_FULL && b->until > s->now && strcmp(b->source, source) == 0 &&
-		    strcmp(b->group, group) == 0 && (!b->job[0] || (job && strcmp(b->job, job) == 0)))
+	for (unsigned i = 0; i < s->nfulls; i++) {
+		const struct adapt_ban *b = &s->fulls[i];
+		if (b->until > s->now && strcmp(b->source, source) == 0 && strcmp(b->group, group) == 0 &&
+		    full_covers(b, job))
 			return true;
 	}
 	return false;
+}
+
+static void full_add(struct shard *s, const char *job, const char *source, const char *group, int64_t until)
+{
+	if (until <= s->now || is_full(s, job, source, group))
+		return;
+	if (s->nfulls == s->fulls_cap) {
+		s->fulls_cap = s->fulls_cap ? s->fulls_cap * 2 : 8;
+		s->fulls = xrealloc(s->fulls, s->fulls_cap * sizeof(*s->fulls));
+	}
+	s->fulls[s->nfulls++] = ban_proto(ADAPT_CMD_FULL, SCOPE_PAIR, job, source, group, until);
 }
 
 /* t's budget u is full: known here until its period ends, logged, and
@@ -385,7 +444,7 @@ static void budget_full(struct shard *s, struct throttle *t, const struct budget
 {
 	int64_t until = s->now + (u->end_wall - now_real_ms());
 	if (!is_full(s, u->job, t->source, t->group)) {
-		ban_add(s, ADAPT_CMD_FULL, SCOPE_PAIR, t->source, t->group, "", u->job, until, 0, 0);
+		full_add(s, u->job, t->source, t->group, until);
 		struct outcome o; /* response: the job ("" for warm-up) */
 		event_new(&o, EVENT_FULL, t->source, NULL, NULL, NULL);
 		outcome_set_text(&o, u->job, strlen(u->job), NULL, t->group);
@@ -445,13 +504,24 @@ void adapt_leg_started(struct shard *s, struct dest *d, struct leg *l)
 
 void adapt_learn_full(struct shard *s, const struct adapt_ban *full)
 {
-	if (full->until > s->now && !is_full(s, full->job, full->source, full->group))
-		ban_add(s, ADAPT_CMD_FULL, SCOPE_PAIR, full->source, full->group, "", full->job, full->until, 0, 0);
+	full_add(s, full->job, full->source, full->group, full->until);
+}
+
+/* Is source (text) m_source or another member of pool? */
+static bool source_in_pool(const struct config *cfg, int pool, int m_source, const char *source)
+{
+	if (pool < 0)
+		return strcmp(source, m_source >= 0 ? cfg->sources[m_source].text : "") == 0;
+	const struct pool *p = &cfg->pools[pool];
+	for (unsigned i = 0; i < p->nmembers; i++)
+		if (strcmp(cfg->sources[p->members[i].source].text, source) == 0)
+			return true;
+	return false;
 }
 
 int adapt_source_for(struct shard *s, const struct message *m, const char *group, int64_t *until)
 {
-	if (!s->nfull || !group)
+	if (!s->nfulls || !group)
 		return m->source;
 	const struct config *cfg = s->cfg;
 	if (!is_full(s, m->job, m->source >= 0 ? cfg->sources[m->source].text : "", group))
@@ -468,11 +538,11 @@ int adapt_source_for(struct shard *s, const struct message *m, const char *group
 				return (int)src;
 		}
 	}
-	int64_t first = 0; /* none has room: the first to free up */
-	for (unsigned i = 0; i < s->nbans; i++) {
-		const struct adapt_ban *b = &s->bans[i];
-		if (b->kind == ADAPT_CMD_FULL && b->until > s->now && strcmp(b->group, group) == 0 &&
-		    (!b->job[0] || (m->job && strcmp(b->job, m->job) == 0)) && (!first || b->until < first))
+	int64_t first = 0; /* none has room: the first of its pool's to free up */
+	for (unsigned i = 0; i < s->nfulls; i++) {
+		const struct adapt_ban *b = &s->fulls[i];
+		if (b->until > s->now && strcmp(b->group, group) == 0 && full_covers(b, m->job) &&
+		    (!first || b->until < first) && source_in_pool(cfg, pool, m->source, b->source))
 			first = b->until;
 	}
 	*until = first ? first : s->now + 1000;
@@ -519,26 +589,36 @@ void adapt_take_commands(struct shard *s)
 {
 	struct adapt_cmd c;
 	while (spsc_pop(&s->adapt_in, &c)) {
-		/* a slowed rate is for a pair made soon (at start, after a reload):
-		 * the engine sends it again at the next */
-		int64_t left = c.kind == ADAPT_CMD_SLOW ? SLOW_PRESET_MS : c.until_wall_ms - now_real_ms();
+		/* a slowed rate waits for its pair to be made (then it is taken) */
+		int64_t left = c.kind == ADAPT_CMD_SLOW ? MAX_AHEAD_MS : c.until_wall_ms - now_real_ms();
 		if (left <= 0)
 			continue;
 		if (left > MAX_AHEAD_MS)
 			left = MAX_AHEAD_MS;
-		if (c.kind == ADAPT_CMD_FULL && is_full(s, c.job, c.source, c.group))
-			continue; /* this shard found it, or a leg brought it home */
-		struct adapt_ban *b = ban_add(s, c.kind, c.scope, c.source, c.group, c.rule, c.job, s->now + left,
-		                              c.rate, c.base);
-		b->period = c.period;
-		b->count = c.count;
+		if (c.kind == ADAPT_CMD_FULL) {
+			full_add(s, c.job, c.source, c.group, s->now + left);
+			continue;
+		}
+		struct adapt_ban p = ban_proto(c.kind, c.scope, c.job, c.source, c.group, s->now + left);
+		snprintf(p.rule, sizeof(p.rule), "%s", c.rule);
+		p.rate = c.rate;
+		p.base = c.base;
+		p.period = c.period;
+		p.count = c.count;
+		ban_put(s, &p);
 	}
 }
 
 void adapt_free(struct shard *s)
 {
 	reply_matcher_free(&s->rules);
+	for (unsigned i = 0; i < s->nbans; i++)
+		free(s->bans[i]);
 	free(s->bans);
 	s->bans = NULL;
 	s->nbans = s->bans_cap = 0;
+	strmap_free(&s->ban_index);
+	free(s->fulls);
+	s->fulls = NULL;
+	s->nfulls = s->fulls_cap = 0;
 }

@@ -252,8 +252,39 @@ static bool plans_same(const unsigned *a, unsigned na, const unsigned *b, unsign
 	return na == nb && (!na || memcmp(a, b, na * sizeof(*a)) == 0);
 }
 
+static bool text_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The same pools (members, weights) and pool rules: wave shares follow them. */
+static bool pools_same(const struct config *a, const struct config *b)
+{
+	if (a->npools != b->npools || a->npool_rules != b->npool_rules || a->default_pool != b->default_pool)
+		return false;
+	for (unsigned i = 0; i < a->npools; i++) {
+		const struct pool *x = &a->pools[i], *y = &b->pools[i];
+		if (strcmp(x->name, y->name) != 0 || x->nmembers != y->nmembers)
+			return false;
+		for (unsigned k = 0; k < x->nmembers; k++)
+			if (x->members[k].weight != y->members[k].weight ||
+			    strcmp(a->sources[x->members[k].source].text, b->sources[y->members[k].source].text) != 0)
+				return false;
+	}
+	for (unsigned i = 0; i < a->npool_rules; i++)
+		if (!text_same(a->pool_rules[i].job, b->pool_rules[i].job) ||
+		    !text_same(a->pool_rules[i].sender_domain, b->pool_rules[i].sender_domain) ||
+		    a->pool_rules[i].pool != b->pool_rules[i].pool)
+			return false;
+	return true;
+}
+
 bool config_budgets_same(const struct config *a, const struct config *b)
 {
+	if (!a->nwaves && !b->nwaves && !a->nwarm_ips && !b->nwarm_ips)
+		return true; /* no budget at all */
+	if (!pools_same(a, b))
+		return false;
 	if (a->nwaves != b->nwaves || a->nwarm_ips != b->nwarm_ips ||
 	    !plans_same(a->warm_plan, a->nwarm_plan, b->warm_plan, b->nwarm_plan))
 		return false;

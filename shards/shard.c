@@ -78,9 +78,19 @@ static uint32_t domain_hash(const char *d);
 static void cross_send(struct shard *s, unsigned to, struct leg *l);
 static void source_check(struct shard *s, struct message *m);
 
+static uint16_t owner_of(unsigned nshards, int src, const char *group)
+{
+	return (uint16_t)(((uint32_t)(src < 0 ? 0 : src) + domain_hash(group)) % nshards);
+}
+
 static uint16_t pair_owner(const struct shard *s, int src, const char *group)
 {
-	return (uint16_t)(((uint32_t)(src < 0 ? 0 : src) + domain_hash(group)) % s->npeers);
+	return owner_of(s->npeers, src, group);
+}
+
+unsigned shard_pair_owner(const struct config *cfg, unsigned nshards, const char *source, const char *group)
+{
+	return owner_of(nshards, source && *source ? config_source_index(cfg, source) : -1, group);
 }
 
 /* ---- destination addresses ---- */
@@ -922,6 +932,7 @@ static void dest_gc(struct shard *s)
 		return;
 	s->next_gc = s->now + DEST_IDLE_MS / 4;
 	throttles_refresh(s, true);
+	adapt_gc(s);
 	for (unsigned i = route_dests(s->cfg); i < s->ndests; i++) {
 		struct dest *d = &s->dests[i];
 		if (d->site && !d->qlen && !d->nconns && s->now - d->used_ms > DEST_IDLE_MS &&

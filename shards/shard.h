@@ -43,6 +43,9 @@ struct adapt_cmd {
 };
 /* False when the shard's queue of them is full (try again later). */
 bool shard_adapt(struct shard *s, const struct adapt_cmd *c);
+/* The shard (of nshards) that owns the pair (source IP text, "" for
+ * unbound; MX group) under cfg. */
+unsigned shard_pair_owner(const struct config *cfg, unsigned nshards, const char *source, const char *group);
 /* Engine side, on SIGTERM: start no new transaction, let the open ones
  * end; shard_idle() says when none is left. */
 void shard_finish(struct shard *s);

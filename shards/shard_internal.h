@@ -105,6 +105,8 @@ struct throttle {
  * too: a suspension of a group or a source IP, or one the engine kept
  * across a restart; a slowed rate kept across a restart. */
 struct adapt_ban {
+	struct strmap_node node;   /* s->ban_index (not for the full list) */
+	char key[400];
 	uint8_t kind;              /* ADAPT_CMD_* */
 	uint8_t scope;             /* enum adapt_scope */
 	char source[48];           /* "" for a group's */
@@ -258,9 +260,11 @@ struct shard {
 	/* Adaptation (adapt.c): the reply rules' expressions compiled for this
 	 * shard, and the actions in force that reach beyond one pair. */
 	struct reply_matcher rules;
-	struct adapt_ban *bans;
+	struct adapt_ban **bans;   /* suspensions, slowed rates, counts (adapt.c) */
 	unsigned nbans, bans_cap;
-	unsigned nfull;            /* of them ADAPT_CMD_FULL (none: source choice costs nothing) */
+	struct strmap ban_index;   /* the same by key */
+	struct adapt_ban *fulls;   /* waves and warm-up days full (none: source choice costs nothing) */
+	unsigned nfulls, fulls_cap;
 	int64_t day, day_end_wall; /* the local calendar day (warmup.timezone), and its end */
 	struct spsc adapt_in;      /* struct adapt_cmd, from the engine */
 	int32_t *swrr;             /* smooth weighted round robin, per pool member */
@@ -324,6 +328,8 @@ void throttle_conn_count(struct dest *d, int delta);
 bool throttle_has_message(struct shard *s, struct dest *d);
 /* May d's pair open one more connection now (takes its token)? */
 bool throttle_open_conn(struct shard *s, struct dest *d);
+/* The pair's throttle if this shard has it, or NULL. */
+struct throttle *throttle_find(struct shard *s, const char *source, const char *group);
 /* The pair's throttle, made on first use; put when a destination lets go. */
 struct throttle *throttle_get(struct shard *s, const char *source, const char *group);
 void throttle_put(struct shard *s, struct throttle *t);
@@ -348,6 +354,8 @@ void adapt_throttle_new(struct shard *s, struct throttle *t);
 void adapt_take_commands(struct shard *s);
 /* A reload changed waves or warm-up plans: full ones are found again. */
 void adapt_budgets_changed(struct shard *s);
+/* What is over goes (the shard's GC). */
+void adapt_gc(struct shard *s);
 /* t's counts of waves and days that are over go. */
 void adapt_budgets_gc(struct shard *s, struct throttle *t, int64_t wall);
 /* Budgets (waves, warm-up), on the pair's owner: may leg l start on d

@@ -63,11 +63,24 @@ static void throttle_limits(struct shard *s, struct throttle *t)
 	config_pair_limits(s->cfg, src, t->group, &t->lim);
 }
 
+static void throttle_key(char *key, size_t len, const char *source, const char *group)
+{
+	snprintf(key, len, "%s\n%s", source ? source : "", group);
+}
+
+struct throttle *throttle_find(struct shard *s, const char *source, const char *group)
+{
+	char key[300];
+	throttle_key(key, sizeof(key), source, group);
+	struct strmap_node *n = strmap_find(&s->throttles, key);
+	return n ? container_of(n, struct throttle, node) : NULL;
+}
+
 /* The pair's throttle, made on first use (one more destination uses it). */
 struct throttle *throttle_get(struct shard *s, const char *source, const char *group)
 {
 	char key[300];
-	snprintf(key, sizeof(key), "%s\n%s", source ? source : "", group);
+	throttle_key(key, sizeof(key), source, group);
 	struct strmap_node *n = strmap_find(&s->throttles, key);
 	struct throttle *t;
 	if (n) {

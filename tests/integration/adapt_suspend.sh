@@ -108,7 +108,7 @@ d = [int(x.split("/")[0]) for x in sys.argv[2].split()]
 listed = next(i for i, n in enumerate(c) if n)
 quiet = d[listed + 1:listed + 4]   # whole seconds inside the 4 s suspension
 assert quiet and not any(quiet), "D got %s from .10 in seconds %d..%d" % (quiet, listed + 1, listed + 3)
-assert any(d[listed + 5:]), "no mail from .10 to D after the suspension"
+assert any(d[listed + 4:]), "no mail from .10 to D after the suspension"
 EOF
 td11=$(timeline "$T/mx-127.0.0.5-$pd.json" 127.0.0.11)
 $PY - "$td11" <<'EOF' || fail ".11 did not go on to D: $td11"

@@ -137,12 +137,12 @@ waves = ( { job = "camp"; size = 10; every = "1h"; } );
 tls = { policy = "none"; };
 EOF2
 $PY "$HERE/shaping_spool.py" "$T/sp" pa.test:50:-:camp >/dev/null
-t0=$EPOCHREALTIME
+t0=$($PY -c 'import time; print(time.time())')
 run_sluice -c "$T/u.conf" --spool "$T/sp" --shards 2 --max-time 3
-took=$(echo "$EPOCHREALTIME - $t0" | bc)
+took=$($PY -c "import time; print(round(time.time() - $t0, 2))")
 MX_PID=$A stop_mockmx
 [ "$(log_count '.result=="delivered"')" -eq 10 ] || fail "unbound wave: $(log_count '.result=="delivered"') delivered, want 10"
-[ "$(echo "$took < 8" | bc)" = 1 ] || fail "unbound wave: the run took $took s (--max-time 3)"
+$PY -c "import sys; sys.exit($took >= 8)" || fail "unbound wave: the run took $took s (--max-time 3)"
 [ "$(log_count '.result=="deferred" and (.response|test("wave toward prova is full"))')" -eq 40 ] ||
 	fail "unbound wave: the 40 left were not deferred for the wave"
 ok "a wave without source IPs: 10 sent, 40 wait, the run ends on time ($took s)"

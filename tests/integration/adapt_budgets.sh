@@ -66,7 +66,7 @@ sleep 1.5
 [ "$(counts)" = "A: 30+50, B: 30+50" ] || fail "daemon with new mail and a SIGHUP: $(counts)"
 conf "$T/w.conf" 45 50
 kill -HUP "$DAEMON"
-for _ in $(seq 100); do [ "$(counts)" = "A: 45+50, B: 45+50" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(counts)" = "A: 45+50, B: 45+50" ] && break; sleep 0.1; done
 sleep 1
 kill -TERM "$DAEMON"
 wait "$DAEMON" || true
@@ -97,7 +97,7 @@ run_sluice -c "$T/v.conf" --spool "$T/sp" --shards 2 --max-time 1.5
 start_daemon -c "$T/v.conf" --spool "$T/sp" --shards 2
 sleep 5
 kill -HUP "$DAEMON"
-for _ in $(seq 300); do [ "$(log_count '.result=="delivered"')" -ge 180 ] && break; sleep 0.1; done
+for _ in $(seq 500); do [ "$(log_count '.result=="delivered"')" -ge 180 ] && break; sleep 0.1; done
 sleep 0.5
 kill -TERM "$DAEMON"
 wait "$DAEMON" || true

@@ -82,9 +82,9 @@ static void rate_event(struct shard *s, enum adapt_event ev, const struct thrott
 {
 	struct outcome o;
 	event_new(&o, ev, t->source, t->group, rule, r);
-	o.rate = t->slow_rate > 0 ? t->slow_rate : t->lim.max_rate; /* restored: the configured (0: none) */
+	o.rate = throttle_rate(t); /* restored: the configured (0: none) */
 	o.rate_before = before;
-	o.base_rate = t->lim.max_rate > 0 ? t->lim.max_rate : t->base_rate; /* what it climbs to */
+	o.base_rate = throttle_target_rate(t);
 	shard_outbox_put(s, &o);
 }
 
@@ -112,13 +112,6 @@ void adapt_meter(struct shard *s, struct throttle *t)
 	}
 }
 
-/* The rate the pair climbs back to: its configured one, or where it was
- * when first slowed down (no configured rate). */
-static double climb_target(const struct throttle *t)
-{
-	return t->lim.max_rate > 0 ? t->lim.max_rate : t->base_rate;
-}
-
 static void slow_down(struct shard *s, struct throttle *t, const struct reply_rule *rule,
                       const struct smtp_reply *r)
 {
@@ -142,7 +135,7 @@ void adapt_climb(struct shard *s, struct throttle *t)
 	const struct adapt_params *a = &s->cfg->adapt;
 	if (t->slow_rate <= 0 || s->now - t->stepped_at < a->increase_every_ms)
 		return;
-	double target = climb_target(t), before = t->slow_rate;
+	double target = throttle_target_rate(t), before = t->slow_rate;
 	t->slow_rate += target * a->increase;
 	t->stepped_at = s->now;
 	bool restored = t->slow_rate >= target;

@@ -780,17 +780,24 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
 	dest_defer_suspended(s, d);
 }
 
+/* "2026-12-02T03:18:04Z": when until (the shard's clock) is on the wall clock. */
+static void until_text(const struct shard *s, int64_t until, char *out, size_t len)
+{
+	struct buf b = { 0 };
+	buf_add_utc(&b, "%Y-%m-%dT%H:%M:%SZ", now_real_ms() + (until - s->now));
+	snprintf(out, len, "%.*s", (int)b.len, b.p);
+	buf_free(&b);
+}
+
 /* The queue of a pair suspended for long waits in the spool, not here:
  * deferred until the suspension ends (not counted as a failure). */
 static void dest_wait_suspended(struct shard *s, struct dest *d)
 {
-	char why[200];
+	char why[200], at[40];
 	const struct throttle *t = d->thr;
-	struct buf until = { 0 };
-	buf_add_utc(&until, "%Y-%m-%dT%H:%M:%SZ", now_real_ms() + (t->suspended_until - s->now));
-	snprintf(why, sizeof(why), "%s toward %s is suspended until %.*s (rule %s)",
-	         t->source[0] ? t->source : "sending", t->group, (int)until.len, until.p, t->suspended_by);
-	buf_free(&until);
+	until_text(s, t->suspended_until, at, sizeof(at));
+	snprintf(why, sizeof(why), "%s toward %s is suspended until %s (rule %s)",
+	         t->source[0] ? t->source : "sending", t->group, at, t->suspended_by);
 	struct leg *l;
 	while ((l = dest_pop(d)))
 		leg_wait(s, l, t->suspended_until, false, why);
@@ -951,13 +958,10 @@ static int recipient_source(struct shard *s, struct message *m, uint32_t rcpt, c
 	*src = adapt_source_for(s, m, group, &until);
 	if (*src != ADAPT_NO_ROOM)
 		return 0;
-	char why[300];
-	struct buf at = { 0 };
-	buf_add_utc(&at, "%Y-%m-%dT%H:%M:%SZ", now_real_ms() + (until - s->now));
-	snprintf(why, sizeof(why), "%s toward %s is full for every IP of its pool, until %.*s",
-	         m->job && config_wave_for(s->cfg, m->job) ? "this job's wave" : "the warm-up day", group,
-	         (int)at.len, at.p);
-	buf_free(&at);
+	char why[300], at[40];
+	until_text(s, until, at, sizeof(at));
+	snprintf(why, sizeof(why), "%s toward %s is full for every IP of its pool, until %s",
+	         m->job && config_wave_for(s->cfg, m->job) ? "this job's wave" : "the warm-up day", group, at);
 	emit_record(s, m, rcpt, RESULT_DEFERRED, 451, "4.7.0", why, strlen(why), NULL, 0);
 	if (until > m->not_before_ms)
 		m->not_before_ms = until;

@@ -339,6 +339,11 @@ void throttles_free(struct shard *s);
 /* The pair's rate (or its suspension) changed: tokens in hand are cut to
  * the new depth. */
 void throttle_rate_changed(struct throttle *t);
+/* The pair's rate now (messages per second, 0: none), and the one it
+ * climbs back to while slowed: its configured rate, else where it was
+ * slowed from. */
+double throttle_rate(const struct throttle *t);
+double throttle_target_rate(const struct throttle *t);
 /* The connections the pair may have open now (fewer while slowed). */
 unsigned throttle_max_conns(const struct throttle *t);
 /* Is the pair suspended? (The loop wakes when it ends.) */

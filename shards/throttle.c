@@ -162,9 +162,14 @@ void throttles_free(struct shard *s)
 
 /* The pair's rate now (0: none) and its bucket's depth: a slowed pair's
  * depth is a tenth of a second's worth at its slow rate. */
-static double pair_rate(const struct throttle *t)
+double throttle_rate(const struct throttle *t)
 {
 	return t->slow_rate > 0 ? t->slow_rate : t->lim.max_rate;
+}
+
+double throttle_target_rate(const struct throttle *t)
+{
+	return t->lim.max_rate > 0 ? t->lim.max_rate : t->base_rate;
 }
 
 static double pair_depth(const struct throttle *t)
@@ -180,7 +185,7 @@ unsigned throttle_max_conns(const struct throttle *t)
 {
 	if (t->slow_rate <= 0)
 		return t->lim.max_connections;
-	double target = t->lim.max_rate > 0 ? t->lim.max_rate : t->base_rate;
+	double target = throttle_target_rate(t);
 	double n = target > 0 ? ceil(t->lim.max_connections * t->slow_rate / target) : t->lim.max_connections;
 	return n < 1 ? 1 : n < t->lim.max_connections ? (unsigned)n : t->lim.max_connections;
 }
@@ -209,7 +214,7 @@ bool throttle_has_message(struct shard *s, struct dest *d)
 	if (throttle_suspended(s, t))
 		return false;
 	adapt_climb(s, t);
-	double rate = pair_rate(t);
+	double rate = throttle_rate(t);
 	return rate <= 0 || bucket_ready(s, &t->msgs, rate, pair_depth(t));
 }
 
@@ -218,7 +223,7 @@ bool throttle_take_message(struct shard *s, struct dest *d)
 	if (!throttle_has_message(s, d))
 		return false;
 	if (d->thr) {
-		if (pair_rate(d->thr) > 0)
+		if (throttle_rate(d->thr) > 0)
 			d->thr->msgs.tokens -= 1.0;
 		adapt_meter(s, d->thr);
 	}

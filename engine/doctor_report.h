@@ -12,7 +12,7 @@
 enum check_status { CHECK_PASS, CHECK_INFO, CHECK_WARN, CHECK_FAIL };
 
 struct check {
-	char name[16];            /* spf, dkim, dmarc, ptr, mx, mta-sts, ... */
+	char name[24];            /* spf, dkim, dmarc, ptr, mx, mta-sts, ... */
 	char *subject;            /* what it is about: a domain, a record's name, an IP */
 	enum check_status status;
 	struct buf detail, fix;   /* notes joined by "; " */

@@ -290,8 +290,12 @@ static void check_dmarc(struct dns_sync *dns, const struct doctor_domain *d, str
 	} else {
 		bool inherited = found_at != dom;
 		const char *policy = inherited && dr.sp[0] ? dr.sp : dr.p;
-		check_note(c, CHECK_PASS, NULL, "%spolicy %s: %s", inherited ? "inherited from the organisational domain; " : "",
-		           policy, rec);
+		if (inherited)
+			check_note(c, CHECK_PASS, NULL, "inherited from %s, the organisational domain (%s applies): %s", org,
+			           dr.sp[0] ? "its sp=" : "its p=", rec);
+		check_note(c, CHECK_PASS, NULL, "policy %s", policy);
+		if (!inherited)
+			check_note(c, CHECK_PASS, NULL, "record: %s", rec);
 		if (!strcmp(policy, "none") && d->daily_volume > BULK_DAILY)
 			check_note(c, CHECK_WARN, "move to p=quarantine or p=reject once the reports show your mail aligned",
 			           "p=none only monitors (allowed for bulk senders, but spoofed mail is not stopped)");

@@ -106,9 +106,9 @@ printf 'X-Sender: news@brand.test\nX-Receiver: u@rcpt.test\nFrom: Brand <news@br
 printf 'X-Sender: news@other.test\nX-Receiver: u@rcpt.test\nFrom: news@other.test\nTo: u@rcpt.test\nList-Unsubscribe: <mailto:u@other.test>\nSubject: bad\n\nh\xc3\xa9llo\n%s\n' "$long" >bad.msg
 printf 'From: nobody\n\nno envelope\n' >noenv.msg
 set +e
-timeout 30 "$SLUICE" doctor --message good.msg -c sluice.conf --json >good.json; grc=$?
-timeout 30 "$SLUICE" doctor --message bad.msg -c sluice.conf --json >bad.json; brc=$?
-timeout 30 "$SLUICE" doctor --message noenv.msg --json >noenv.json; nrc=$?
+timeout 30 "$SLUICE" doctor --message good.msg -c sluice.conf --json >good.json 2>good.err; grc=$?
+timeout 30 "$SLUICE" doctor --message bad.msg -c sluice.conf --json >bad.json 2>bad.err; brc=$?
+timeout 30 "$SLUICE" doctor --message noenv.msg --json >noenv.json 2>noenv.err; nrc=$?
 set -e
 [ "$grc" -eq 0 ] && [ "$(jq -r '[.checks[].status] | unique | join(",")' good.json)" = pass ] ||
 	fail "good message (exit $grc): $(cat good.json)"
@@ -122,3 +122,4 @@ ok "--message: From not aligned with a DKIM domain, mailto-only List-Unsubscribe
 [ "$nrc" -eq 1 ] && [ "$(jq -r '.checks[0].name + " " + .checks[0].status' noenv.json)" = "envelope fail" ] ||
 	fail "no envelope: $(cat noenv.json)"
 ok "--message: a file without envelope lines fails the envelope check"
+! grep -H "Sanitizer\|runtime error" cfg.err good.err bad.err noenv.err || fail "sanitizer report"

@@ -163,7 +163,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-saniti
 # new trouble). `make fuzz-repro` (part of `make check`) runs the
 # reproducers against harnesses built without these flags.
 FUZZ_KNOWN ?=
-FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_job_file fuzz_smtp_client
+FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_job_file fuzz_smtp_client fuzz_spf
 FUZZ_SRC_fuzz_dns_packet := dns/packet.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
 FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
@@ -171,13 +171,16 @@ FUZZ_SRC_fuzz_job_file := engine/lib/job_file.c engine/lib/envelope.c engine/lib
 FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/dest_queue.c shards/smtp_reply.c \
                              shards/smtp_output.c shards/timer_wheel.c engine/lib/util.c \
                              shards/config_types.c engine/lib/tls.c engine/lib/strmap.c engine/lib/envelope.c
+FUZZ_SRC_fuzz_spf := dns/spf.c dns/dmarc.c dns/psl.c dns/packet.c engine/lib/tags.c engine/lib/util.c engine/lib/strmap.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
+FUZZ_LIBS_fuzz_spf := -lldns
 FUZZ_LIBS_fuzz_smtp_client := -lwolfssl
 FUZZ_MAXLEN_fuzz_dns_packet := 4096
 FUZZ_MAXLEN_fuzz_smtp_reply := 8192
 FUZZ_MAXLEN_fuzz_envelope := 8192
 FUZZ_MAXLEN_fuzz_job_file := 8192
 FUZZ_MAXLEN_fuzz_smtp_client := 4096
+FUZZ_MAXLEN_fuzz_spf := 4096
 FUZZ_OPTS = -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=4096 \
             $(if $(wildcard tests/fuzz/$(1).dict),-dict=tests/fuzz/$(1).dict)
 
@@ -199,6 +202,7 @@ build/fuzz/seeds/.stamp: tests/fuzz/seeds.py tests/fuzz/seeds_mta.py
 	@mv build/fuzz/seeds/envelope build/fuzz/seeds/fuzz_envelope
 	@mv build/fuzz/seeds/job build/fuzz/seeds/fuzz_job_file
 	@mv build/fuzz/seeds/client build/fuzz/seeds/fuzz_smtp_client
+	@mv build/fuzz/seeds/spf build/fuzz/seeds/fuzz_spf
 	@touch $@
 
 fuzz-build: $(addprefix build/fuzz/,fuzz_dns_packet $(FUZZ_TARGETS)) build/fuzz/seeds/.stamp

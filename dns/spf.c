@@ -51,6 +51,8 @@ struct ctx {
 	bool v6;
 	char local[256], sender_domain[DNS_NAME_MAX + 1];
 	char helo[DNS_NAME_MAX + 1];
+	int pname_state;          /* %{p}: 0 not looked up yet, 1 found, -1 none */
+	char pname[DNS_NAME_MAX + 1];
 };
 
 static void set_detail(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -178,9 +180,10 @@ static void macro_value(struct ctx *c, char letter, const char *domain, char *ou
 	case 'o': snprintf(out, len, "%s", c->sender_domain); break;
 	case 'd': snprintf(out, len, "%s", domain); break;
 	case 'i': ip_text_dotted(c, out, len); break;
-	case 'p':
-		if (!validated_name(c, NULL, out, len))
-			snprintf(out, len, "unknown");
+	case 'p': /* looked up once per evaluation: a record cannot make it ask again and again */
+		if (!c->pname_state)
+			c->pname_state = validated_name(c, NULL, c->pname, sizeof(c->pname)) ? 1 : -1;
+		snprintf(out, len, "%s", c->pname_state > 0 ? c->pname : "unknown");
 		break;
 	case 'v': snprintf(out, len, "%s", c->v6 ? "ip6" : "in-addr"); break;
 	case 'h': snprintf(out, len, "%s", c->helo); break;
@@ -331,6 +334,7 @@ static bool domain_end_valid(const char *spec)
 		return true;
 	char buf[EXPANDED_MAX];
 	snprintf(buf, sizeof(buf), "%s", spec);
+	l = strlen(buf); /* a longer spec is cut: its end is what matters, but no name is that long */
 	if (l && buf[l - 1] == '.')
 		buf[--l] = 0;
 	char *dot = strrchr(buf, '.');

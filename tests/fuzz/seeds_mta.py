@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/fuzz/seeds_mta.py DIR - seed corpora for fuzz_smtp_reply,
-fuzz_envelope, fuzz_job_file and fuzz_smtp_client, in DIR/reply,
-DIR/envelope, DIR/job and DIR/client (the input layouts are described at the top of each harness)."""
+fuzz_envelope, fuzz_job_file, fuzz_smtp_client and fuzz_spf, in DIR/reply,
+DIR/envelope, DIR/job, DIR/client and DIR/spf (the input layouts are described at the top of each harness)."""
 import os, sys
 
 out = sys.argv[1]
@@ -117,3 +117,19 @@ write('client', 'raw_data', raw(4, [1, 0x08], b'220 mx ESMTP\r\n' + EHLO + ok * 
 write('client', 'raw_helo', raw(0, [0], b'220 mx\r\n500 what\r\n250 hi\r\n' + ok * 2 + b'354 go\r\n' + ok))
 write('client', 'raw_refused', raw(0, [0], b'554 5.7.1 no\r\n'))
 write('client', 'raw_garbage', raw(0, [0], b'220 mx\r\n' + EHLO + b'hello\r\n'))
+
+# ---- fuzz_spf: line 0 the sender domain's TXT; other lines answers by a
+# name's hash: T txt (records split on |), A address, M mx, P ptr, N, D ----
+spf = {
+    'ip4': b'v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all',
+    'include': b'v=spf1 include:a.test include:b.test ~all\nTv=spf1 a mx -all\nA\xc0\x00\x02\x01\nMmx1.test,mx2.test\nN',
+    'redirect': b'v=spf1 redirect=%{d2}.x.test\nTv=spf1 exists:%{ir}.%{v}._spf.%{d2} ?all\nD\nA\x7f\x00\x00\x02',
+    'macros': b'v=spf1 a:%{l1r-}.%{o}/24//64 mx:%{h}/16 ptr:%{d} exists:%{p}.%{i}.%{s} -all\nPh.test,i.test\nA\xc0\x00\x02\x01',
+    'loop': b'v=spf1 include:loop.test -all\nTv=spf1 include:loop.test -all',
+    'two': b'v=spf1 -all|v=spf1 +all',
+    'dmarc': b'v=DMARC1; p=reject; sp=none; adkim=s; aspf=r; pct=50; rua=mailto:d@x.test',
+    'dkim': b'v=DKIM1; k=rsa; t=y:s; p=MIIBIjANBgkqh kiG9w0BAQEFAAOC',
+    'bad': b'v=spf1 ip4:1.2.3.4/33 all:foo redirect=a redirect=b %{z} a:foo.1',
+}
+for k, v in spf.items():
+    write('spf', k, v)

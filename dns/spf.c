@@ -439,24 +439,13 @@ static bool parse_mechanism(char *m, struct term *t, char *why, size_t why_len)
 		break;
 	case M_A:
 	case M_MX:
-		if (!dual_cidr(arg, t))
+	case M_PTR: /* an optional ":domain-spec"; a and mx then a dual cidr */
+		if (t->mech != M_PTR && !dual_cidr(arg, t))
 			goto bad;
-		if (*arg == ':') {
-			if (!arg[1])
-				goto bad;
+		if ((*arg && *arg != ':') || (*arg == ':' && !arg[1]))
+			goto bad;
+		if (*arg)
 			t->spec = arg + 1;
-		} else if (*arg) {
-			goto bad;
-		}
-		break;
-	case M_PTR:
-		if (*arg == ':') {
-			if (!arg[1])
-				goto bad;
-			t->spec = arg + 1;
-		} else if (*arg) {
-			goto bad;
-		}
 		break;
 	case M_IP4:
 	case M_IP6: {

@@ -313,6 +313,19 @@ static void on_addr(void *arg, const struct dns_answer *a, const char *err)
 	got_addr(lk->d->m, lk->d, lk->host, lk->type, a);
 }
 
+/* Mail domains and MX hosts must be host names (letters, digits, '-',
+ * '_'): anything else is a bad name, not asked. */
+static const struct dns_answer *mx_ask(struct dns_resolver *dns, const char *name, uint16_t type, dns_done_fn fn,
+                                       void *arg, const char **err)
+{
+	static const struct dns_answer badname = { .status = DNS_BADNAME };
+	if (!dns_name_valid(name)) {
+		*err = "not a valid DNS name";
+		return &badname;
+	}
+	return dns_lookup(dns, name, type, fn, arg, err);
+}
+
 static void ask_addresses(struct mx_resolver *m, struct dom *d)
 {
 	struct mx_plan *p = &d->plan;
@@ -330,7 +343,7 @@ static void ask_addresses(struct mx_resolver *m, struct dom *d)
 			}
 			d->lk[2 * h + t] = (struct lookup){ d, h, type };
 			const char *err;
-			const struct dns_answer *a = dns_lookup(m->dns, p->hosts[h], type, on_addr, &d->lk[2 * h + t], &err);
+			const struct dns_answer *a = mx_ask(m->dns, p->hosts[h], type, on_addr, &d->lk[2 * h + t], &err);
 			if (a)
 				got_addr(m, d, h, type, a);
 		}
@@ -492,7 +505,7 @@ const struct mx_plan *mx_lookup(struct mx_resolver *m, const char *domain, mx_do
 	d->implicit = d->any_tempfail = false;
 	d->ttl_ms = PLAN_MAX_CACHE_MS;
 	const char *err;
-	const struct dns_answer *a = dns_lookup(m->dns, d->name, DNS_T_MX, on_mx, d, &err);
+	const struct dns_answer *a = mx_ask(m->dns, d->name, DNS_T_MX, on_mx, d, &err);
 	if (a)
 		got_mx(m, d, a, err);
 	return NULL; /* even when it finished at once: the waiter was called */

@@ -41,11 +41,54 @@ bool dns_name_valid(const char *name)
 	return label > 0;
 }
 
+bool dns_name_askable(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+	if (len == 0 || len > DNS_NAME_MAX)
+		return false;
+	if (len > 1 && name[len - 1] == '.')
+		len--;
+	for (const char *p = name; p < name + len; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e || ++label > 63)
+			return false;
+	}
+	return label > 0;
+}
+
+/* The name as a wire-format owner name, its labels taken literally (no
+ * backslash escapes: an SPF macro may expand to any visible byte). */
+static ldns_rdf *dname_of(const char *name)
+{
+	uint8_t wire[DNS_NAME_MAX + 2];
+	size_t n = 0, len = strlen(name);
+	if (len > 1 && name[len - 1] == '.')
+		len--;
+	if (len > DNS_NAME_MAX)
+		return NULL;
+	for (size_t start = 0; start < len;) {
+		size_t l = 0;
+		while (start + l < len && name[start + l] != '.')
+			l++;
+		wire[n++] = (uint8_t)l;
+		memcpy(wire + n, name + start, l);
+		n += l;
+		start += l + 1;
+	}
+	wire[n++] = 0;
+	return ldns_dname_new_frm_data((uint16_t)n, wire);
+}
+
 size_t dns_query_build(uint8_t *out, size_t cap, uint16_t id, const char *name, uint16_t type)
 {
-	if (!dns_name_valid(name))
+	if (!dns_name_askable(name))
 		return 0;
-	ldns_rdf *qname = ldns_dname_new_frm_str(name);
+	ldns_rdf *qname = dname_of(name);
 	if (!qname)
 		return 0;
 	ldns_pkt *p = ldns_pkt_query_new(qname, (ldns_rr_type)type, LDNS_RR_CLASS_IN, LDNS_RD);
@@ -296,7 +339,7 @@ void dns_answer_parse(const uint8_t *wire, size_t len, uint16_t id, const char *
 		set_err(a, DNS_MALFORMED, err, err_len, "cannot parse: %s", ldns_get_errorstr_by_id(st));
 		return;
 	}
-	ldns_rdf *want = ldns_dname_new_frm_str(name);
+	ldns_rdf *want = dns_name_askable(name) ? dname_of(name) : NULL;
 	if (answers_our_query(p, id, want, type, a, err, err_len) && rcode_noerror(p, a, err, err_len))
 		take_answer(p, want, type, a, err, err_len);
 	ldns_rdf_deep_free(want);

@@ -49,8 +49,13 @@ struct dns_answer {
 /* True when name may be asked: letters, digits, '-', '_', dots between
  * non-empty labels of at most 63 bytes, at most 253 bytes in all. */
 bool dns_name_valid(const char *name);
+/* True when name can be asked at all: labels of 1 to 63 printable ASCII
+ * bytes (space included), at most 253 in all: what an SPF macro may
+ * expand to ("%_" is a space). Host and mail domains must also be
+ * dns_name_valid. */
+bool dns_name_askable(const char *name);
 /* Writes a query (RD set, EDNS0) for name/type with the given ID into out;
- * returns its length, or 0 when the name is not valid. */
+ * returns its length, or 0 when the name cannot be asked. */
 size_t dns_query_build(uint8_t *out, size_t cap, uint16_t id, const char *name, uint16_t type);
 /* Reads an answer to the query (id, name, type). Always fills a (status,
  * and records when DNS_OK); err gets a readable reason for anything else

@@ -338,7 +338,7 @@ const struct dns_answer *dns_lookup(struct dns_resolver *r, const char *name, ui
 	char key[DNS_NAME_MAX + 16];
 	*err = NULL;
 	r->now = now_mono_ms(); /* callers run between loop turns */
-	if (!dns_name_valid(name)) {
+	if (!dns_name_askable(name)) {
 		*err = "not a valid DNS name";
 		return &badname;
 	}

@@ -320,7 +320,7 @@ static bool expand_domain(struct ctx *c, const char *spec, const char *domain, c
 	while (strlen(p) > DNS_NAME_MAX && strchr(p, '.'))
 		p = strchr(p, '.') + 1;
 	snprintf(out, len, "%s", p);
-	return dns_name_valid(out);
+	return dns_name_askable(out);
 }
 
 /* ---- parsing ---- */

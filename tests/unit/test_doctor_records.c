@@ -79,6 +79,9 @@ static void test_spf_macros_rfc_examples(void **state)
 {
 	(void)state;
 	static const struct { const char *macro, *want; } cases[] = {
+		{ "%{s}.x.test", "strong-bad@email.example.com.x.test" },
+		{ "%{S}.x.test", "strong-bad%40email.example.com.x.test" },
+		{ "a%%b%_c%-d.x.test", "a%b c%20d.x.test" },
 		{ "%{o}.x.test", "email.example.com.x.test" },
 		{ "%{d4}.x.test", "email.example.com.x.test" },
 		{ "%{d3}.x.test", "email.example.com.x.test" },
@@ -112,11 +115,6 @@ static void test_spf_macros_rfc_examples(void **state)
 	struct fake_rr z6[] = { { "email.example.com", DNS_T_TXT, "v=spf1 exists:%{ir}.%{v}._spf.%{d2} -all" }, { 0 } };
 	run(z6, "2001:db8::cb01", "strong-bad@email.example.com");
 	assert_true(was_asked("1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6._spf.example.com"));
-	/* %{s} holds an '@': not a name the resolver asks, so nothing matches */
-	struct fake_rr zs[] = { { "email.example.com", DNS_T_TXT, "v=spf1 exists:%{s}.x.test -all" }, { 0 } };
-	struct spf_eval e = run(zs, "192.0.2.3", "strong-bad@email.example.com");
-	assert_int_equal(e.result, SPF_FAIL);
-	assert_int_equal(nasked, 1);
 }
 
 static void test_spf_results(void **state)

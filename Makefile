@@ -15,27 +15,28 @@ JEMALLOC := -ljemalloc
 # the ground floor, and only engine/main.c knows bench exists.
 LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/strmap.c \
         engine/lib/ring.c engine/lib/message.c engine/lib/envelope.c engine/lib/retry_state.c engine/lib/spool_writer.c \
-        engine/lib/job_file.c engine/lib/tls.c
+        engine/lib/job_file.c engine/lib/tls.c engine/lib/tags.c
 SRCS := $(LIB_LAYER) \
-        dns/packet.c dns/resolver.c dns/mx.c dns/resolve_cmd.c \
+        dns/packet.c dns/resolver.c dns/psl.c dns/sync.c dns/spf.c dns/dmarc.c dns/mx.c dns/resolve_cmd.c \
         dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
         shards/shard.c shards/dest_queue.c shards/throttle.c shards/adapt.c shards/reply_rules.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/adaptation.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
+        engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
             libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
             postfix python3 python3-dkim python3-aiosmtpd jq gnuplot-nox openssl strace iproute2 \
-            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix clang libclang-rt-dev
+            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix python3-spf clang libclang-rt-dev
 # What must exist for each of them (checked before installing anything).
 DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/lib/python3/dist-packages/aiosmtpd /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
-             /usr/share/publicsuffix/public_suffix_list.dat \
+             /usr/share/publicsuffix/public_suffix_list.dat /usr/lib/python3/dist-packages/spf.py \
              /usr/bin/clang /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
 BUILD := build/release
@@ -45,7 +46,7 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls test_config_limits test_reply_rules
+              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 

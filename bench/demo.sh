@@ -110,3 +110,49 @@ jq -r 'select(.event) | "\(.event) \(.rate|floor)"' "$W/aacct.jsonl" | head -12 
 echo "     one of them:"
 jq -c -n 'first(inputs | select(.event=="slow"))' "$W/aacct.jsonl" | cut -c1-300 | sed 's/^/     /'
 echo "     accepted by the provider per second: $(jq -c '.sources["127.0.0.10"].per_second' "$W/amx.json")"
+
+echo "== 9. sluice doctor: is sender.example's DNS coherent with the key and the IPs just used?"
+echo "      (NSD, a real DNS server, serves a zone on 127.0.0.1 with three mistakes in it:"
+echo "       127.0.0.11 left out of SPF and without PTR, and a DMARC record without rua=)"
+if command -v nsd >/dev/null; then
+	NSDPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	mkdir -p "$W/nsd"
+	{ printf '$ORIGIN sender.example.\n$TTL 300\n@ SOA ns hostmaster 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n'
+	  printf '@ TXT "v=spf1 ip4:127.0.0.10 -all"\n@ MX 10 mx\nmx A 127.0.0.1\nmta1 A 127.0.0.10\n'
+	  printf '_dmarc TXT "v=DMARC1; p=quarantine"\n'
+	  printf 'demo._domainkey TXT %s\n' "$(grep -o '"[^"]*"' "$W/keygen.txt" | tr '\n' ' ')"; } >"$W/nsd/sender.zone"
+	printf '$ORIGIN 0.0.127.in-addr.arpa.\n$TTL 300\n@ SOA ns.sender.example. h.sender.example. 1 3600 600 86400 60\n@ NS ns.sender.example.\n10 PTR mta1.sender.example.\n' >"$W/nsd/rev.zone"
+	cat >"$W/nsd/nsd.conf" <<NSD
+server:
+  ip-address: 127.0.0.1@$NSDPORT
+  username: ""
+  chroot: ""
+  database: ""
+  zonesdir: "$W/nsd"
+  pidfile: "$W/nsd/pid"
+  zonelistfile: "$W/nsd/zone.list"
+  xfrdfile: "$W/nsd/xfrd.state"
+  xfrdir: "$W/nsd"
+  logfile: "$W/nsd/log"
+  server-count: 1
+remote-control:
+  control-enable: no
+zone:
+  name: sender.example
+  zonefile: "sender.zone"
+zone:
+  name: 0.0.127.in-addr.arpa
+  zonefile: "rev.zone"
+NSD
+	timeout 60 nsd -d -c "$W/nsd/nsd.conf" >/dev/null 2>&1 &
+	NSDPID=$!
+	for _ in $(seq 100); do grep -q "nsd started" "$W/nsd/log" 2>/dev/null && break; sleep 0.05; done
+	echo "     sluice doctor --domain sender.example --selector demo --dkim-key KEY --source-ip 127.0.0.10"
+	echo "                   --source-ip 127.0.0.11 --helo mta1.sender.example --dns-server 127.0.0.1:$NSDPORT"
+	"$SLUICE" doctor --domain sender.example --selector demo --dkim-key "$W/demo.key" --source-ip 127.0.0.10 \
+		--source-ip 127.0.0.11 --helo mta1.sender.example --dns-server "127.0.0.1:$NSDPORT" --timeout 2 |
+		cut -c1-160 | sed 's/^/     /' || true
+	kill "$NSDPID" 2>/dev/null; wait "$NSDPID" 2>/dev/null || true
+else
+	echo "     (nsd is not installed: skipped)"
+fi

@@ -166,6 +166,26 @@ static char *base64(const unsigned char *p, size_t len)
 	return out;
 }
 
+/* The public half as a DKIM record's p= wants it: SubjectPublicKeyInfo
+ * for RSA, the raw 32 bytes for Ed25519 (RFC 8463), in base64. */
+static char *public_b64(EVP_PKEY *k, enum dkim_alg alg)
+{
+	char *out = NULL;
+	if (alg == DKIM_ALG_RSA) {
+		unsigned char *der = NULL;
+		int len = i2d_PUBKEY(k, &der);
+		if (len > 0)
+			out = base64(der, (size_t)len);
+		OPENSSL_free(der);
+	} else {
+		unsigned char raw[64];
+		size_t len = sizeof(raw);
+		if (EVP_PKEY_get_raw_public_key(k, raw, &len) == 1)
+			out = base64(raw, len);
+	}
+	return out;
+}
+
 bool dkim_key_generate(enum dkim_alg alg, unsigned bits, char **pem, char **pub,
                        char *err, size_t err_len)
 {
@@ -184,20 +204,8 @@ bool dkim_key_generate(enum dkim_alg alg, unsigned bits, char **pem, char **pub,
 		*pem = xstrndup(data, (size_t)len);
 	}
 	BIO_free(b);
-	if (ok && alg == DKIM_ALG_RSA) {
-		unsigned char *der = NULL;
-		int len = i2d_PUBKEY(k, &der);
-		ok = len > 0;
-		if (ok)
-			*pub = base64(der, (size_t)len);
-		OPENSSL_free(der);
-	} else if (ok) {
-		unsigned char raw[64];
-		size_t len = sizeof(raw);
-		ok = EVP_PKEY_get_raw_public_key(k, raw, &len) == 1;
-		if (ok)
-			*pub = base64(raw, len);
-	}
+	if (ok)
+		ok = (*pub = public_b64(k, alg)) != NULL;
 	EVP_PKEY_free(k);
 	if (!ok) {
 		openssl_error(err, err_len, "cannot encode the key");
@@ -241,4 +249,67 @@ void dkim_key_cache_free(struct dkim_key_cache *c)
 		EVP_PKEY_free(c->keys[i].pkey);
 	free(c->keys);
 	free(c);
+}
+
+char *dkim_key_public(const struct dkim_key *k)
+{
+	EVP_PKEY *pk = parse_pem(k->pem, k->pem_len);
+	if (!pk)
+		return NULL;
+	char *out = public_b64(pk, k->alg);
+	EVP_PKEY_free(pk);
+	return out;
+}
+
+bool dkim_record_key(enum dkim_alg alg, const char *p, const struct dkim_key *k, unsigned *bits,
+                     bool *same, char *err, size_t err_len)
+{
+	size_t len = strlen(p), n = 0;
+	char *clean = xmalloc(len + 4);
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			clean[n++] = p[i];
+	clean[n] = 0;
+	unsigned char *der = xmalloc(n + 4);
+	int dl = n % 4 == 0 && n ? EVP_DecodeBlock(der, (const unsigned char *)clean, (int)n) : -1;
+	if (dl > 0) /* EVP_DecodeBlock counts the padding's zero bytes */
+		for (size_t i = n; i > 0 && clean[i - 1] == '='; i--)
+			dl--;
+	free(clean);
+	*bits = 0;
+	*same = false;
+	if (dl <= 0) {
+		free(der);
+		snprintf(err, err_len, "p= is not base64");
+		return false;
+	}
+	EVP_PKEY *pk = NULL;
+	if (alg == DKIM_ALG_RSA) {
+		const unsigned char *q = der;
+		pk = d2i_PUBKEY(NULL, &q, dl);
+		if (!pk) { /* a bare RSAPublicKey (PKCS#1), which verifiers also accept */
+			q = der;
+			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &q, dl);
+		}
+		if (pk && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+			EVP_PKEY_free(pk);
+			pk = NULL;
+		}
+	} else if (dl == 32) {
+		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der, 32);
+	}
+	free(der);
+	ERR_clear_error();
+	if (!pk) {
+		snprintf(err, err_len, "p= is not %s public key", alg == DKIM_ALG_RSA ? "an RSA" : "an Ed25519 (32-byte)");
+		return false;
+	}
+	*bits = (unsigned)EVP_PKEY_get_bits(pk);
+	if (k && k->alg == alg) {
+		EVP_PKEY *priv = parse_pem(k->pem, k->pem_len);
+		*same = priv && EVP_PKEY_eq(pk, priv) == 1;
+		EVP_PKEY_free(priv);
+	}
+	EVP_PKEY_free(pk);
+	return true;
 }

@@ -31,6 +31,15 @@ bool dkim_selector_valid(const char *s);
 bool dkim_key_generate(enum dkim_alg alg, unsigned bits, char **pem, char **pub,
                        char *err, size_t err_len);
 
+/* The public key of k as a DNS record's p= (malloc'd), or NULL. */
+char *dkim_key_public(const struct dkim_key *k);
+/* Reads a DKIM record's p= (base64, spaces ignored) as an alg public key
+ * (RSA: SubjectPublicKeyInfo or a bare RSAPublicKey; Ed25519: 32 bytes):
+ * its size in *bits, and in *same whether it is the public half of k
+ * (when k is given). False with err when p= is no such key. */
+bool dkim_record_key(enum dkim_alg alg, const char *p, const struct dkim_key *k, unsigned *bits,
+                     bool *same, char *err, size_t err_len);
+
 /* libopendkim parses the PEM key again for every message it signs (about
  * 0.5-0.9 ms with OpenSSL 3's decoders, and through process-wide locks).
  * A cache holds each key parsed once; while a thread has one in use, the

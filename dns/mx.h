@@ -66,7 +66,4 @@ const struct mx_plan *mx_lookup(struct mx_resolver *m, const char *domain, mx_do
  * provider list, then the host's registered domain. Writes into out. */
 void mx_group_of(const struct mx_group_rule *rules, unsigned nrules, const char *host,
                  char *out, size_t out_len);
-/* "a.b.example.co.uk" -> "example.co.uk" (the label below the public
- * suffix, from the publicsuffix list when installed, else a short rule). */
-const char *mx_registered_domain(const char *host);
 #endif

@@ -2,6 +2,8 @@
  * pointer loops, bounds); this file decides whether a message answers our
  * question and reduces it to records. */
 #include "packet.h"
+#include "../engine/lib/util.h"
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <ldns/ldns.h>
 #include <stdio.h>
@@ -308,4 +310,31 @@ void dns_answer_free(struct dns_answer *a)
 	free(a->rr);
 	a->rr = NULL;
 	a->n = 0;
+}
+
+/* "192.0.2.1" -> "1.2.0.192.in-addr.arpa", IPv6 nibbles under ip6.arpa. */
+bool dns_ptr_name(const char *ip, char *out, size_t len)
+{
+	uint8_t a[16];
+	size_t n = 0;
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		snprintf(out, len, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+		return true;
+	}
+	if (inet_pton(AF_INET6, ip, a) != 1 || len < 74)
+		return false;
+	for (int i = 15; i >= 0; i--)
+		n += (size_t)snprintf(out + n, len - n, "%x.%x.", a[i] & 15, a[i] >> 4);
+	snprintf(out + n, len - n, "ip6.arpa");
+	return true;
+}
+
+void dns_answer_copy(struct dns_answer *to, const struct dns_answer *a)
+{
+	*to = *a;
+	to->rr = a->n ? xcalloc(a->n, sizeof(*a->rr)) : NULL;
+	for (unsigned i = 0; i < a->n; i++) {
+		to->rr[i] = a->rr[i];
+		to->rr[i].text = a->rr[i].text ? xstrdup(a->rr[i].text) : NULL;
+	}
 }

@@ -58,6 +58,12 @@ size_t dns_query_build(uint8_t *out, size_t cap, uint16_t id, const char *name, 
 void dns_answer_parse(const uint8_t *wire, size_t len, uint16_t id, const char *name, uint16_t type,
                       struct dns_answer *a, char *err, size_t err_len);
 void dns_answer_free(struct dns_answer *a);
+/* A deep copy of a (free it with dns_answer_free). */
+void dns_answer_copy(struct dns_answer *to, const struct dns_answer *a);
+/* The name a PTR query asks for an IP text: "192.0.2.1" ->
+ * "1.2.0.192.in-addr.arpa", IPv6 as nibbles under ip6.arpa; false when
+ * ip is not a numeric address (or len is under 74). */
+bool dns_ptr_name(const char *ip, char *out, size_t len);
 /* The ID of a wire message (0 if it is shorter than a header). */
 uint16_t dns_wire_id(const uint8_t *wire, size_t len);
 #endif

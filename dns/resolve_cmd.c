@@ -138,23 +138,6 @@ static void on_plan(void *arg, const struct mx_plan *p)
 	j->cx->done++;
 }
 
-/* "192.0.2.1" -> "1.2.0.192.in-addr.arpa", IPv6 nibbles under ip6.arpa. */
-static bool ptr_name(const char *ip, char *out, size_t len)
-{
-	uint8_t a[16];
-	size_t n = 0;
-	if (inet_pton(AF_INET, ip, a) == 1) {
-		snprintf(out, len, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
-		return true;
-	}
-	if (inet_pton(AF_INET6, ip, a) != 1 || len < 74)
-		return false;
-	for (int i = 15; i >= 0; i--)
-		n += (size_t)snprintf(out + n, len - n, "%x.%x.", a[i] & 15, a[i] >> 4);
-	snprintf(out + n, len - n, "ip6.arpa");
-	return true;
-}
-
 static void start(struct ctx *cx, struct dns_resolver *r, struct mx_resolver *m, struct job *j)
 {
 	const char *err;
@@ -166,7 +149,7 @@ static void start(struct ctx *cx, struct dns_resolver *r, struct mx_resolver *m,
 	}
 	char ptr[128];
 	const char *q = j->name;
-	if (cx->type == DNS_T_PTR && ptr_name(j->name, ptr, sizeof(ptr)))
+	if (cx->type == DNS_T_PTR && dns_ptr_name(j->name, ptr, sizeof(ptr)))
 		q = ptr;
 	const struct dns_answer *a = dns_lookup(r, q, cx->type, on_answer, j, &err);
 	if (a)

@@ -45,6 +45,8 @@ void config_defaults(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->spool = xstrdup("/var/spool/sluice");
 	cfg->helo = NULL;
+	cfg->doctor_at_start = xstrdup("warn");
+	cfg->doctor_daily_volume = 5001;
 	cfg->max_connections = 20;
 	cfg->max_per_connection = 1000;
 	cfg->default_pool = -1;
@@ -244,6 +246,7 @@ void config_free(struct config *cfg)
 	free(cfg->spool);
 	free(cfg->log_path);
 	free(cfg->helo);
+	free(cfg->doctor_at_start);
 	free(cfg->config_path);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -386,6 +389,11 @@ static bool address_literal_ok(const char *v, size_t n)
 	if (strncasecmp(a, "IPv6:", 5) == 0)
 		return inet_pton(AF_INET6, a + 5, bin) == 1;
 	return inet_pton(AF_INET, a, bin) == 1;
+}
+
+static const char *at_start_invalid(const char *v)
+{
+	return strcmp(v, "warn") && strcmp(v, "refuse") && strcmp(v, "off") ? "warn, refuse or off" : NULL;
 }
 
 static const char *helo_invalid(const char *v)
@@ -1172,6 +1180,9 @@ static const struct knob knobs[] = {
 	MS("delivery.destination-backoff", 0, dest_backoff_ms, 0.001, 86400),
 	MS("delivery.destination-backoff-max", 0, dest_backoff_max_ms, 0.001, 86400),
 	BOOL("delivery.bounce-on-5xx-greeting", bounce_5xx_greeting),
+	GROUP("doctor"),
+	{ "doctor.at-start", 0, K_STR, FIELD(char *, doctor_at_start), 0, 0, NULL, at_start_invalid },
+	UINT("doctor.daily-volume", 0, doctor_daily_volume, 0, 1000000000),
 	GROUP("tls"),
 	{ "tls.policy", OPT_TLS, K_STR, NOF, 0, 0, tls_policy_from_file, NULL },
 	STR("tls.ca", OPT_TLSCA, tls_ca),

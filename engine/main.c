@@ -1,4 +1,5 @@
 /* engine/main.c - the `sluice` binary: dispatches to subcommands. */
+#include "doctor.h"
 #include "inject.h"
 #include "run.h"
 #include "../bench/bench.h"
@@ -19,7 +20,7 @@ static void usage(FILE *f)
 	      "  bench      benchmark against mock MXes and real peers (bench.py)\n"
 	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
 	      "  resolve    ask sluice's DNS resolver (MX plans, A/AAAA/MX/TXT/PTR)\n"
-	      "Not built yet: doctor.\n", f);
+	      "  doctor     check a sending domain's DNS, keys and IPs (SPF, DKIM, DMARC, PTR)\n", f);
 }
 
 int main(int argc, char **argv)
@@ -49,10 +50,8 @@ int main(int argc, char **argv)
 		return resolve_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dkim"))
 		return dkim_main(argc - 1, argv + 1);
-	if (!strcmp(cmd, "doctor")) {
-		fprintf(stderr, "sluice: '%s' is not built yet\n", cmd);
-		return 2;
-	}
+	if (!strcmp(cmd, "doctor"))
+		return doctor_main(argc - 1, argv + 1);
 	fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -10,6 +10,7 @@
  * not final stays in new/ for the next run. */
 #define _GNU_SOURCE
 #include "run.h"
+#include "doctor.h"
 #include "adaptation.h"
 #include "acct_log.h"
 #include "claims.h"
@@ -1011,6 +1012,11 @@ int run_main(int argc, char **argv)
 	if (cfg.warm_tz) { /* warm-up days are local days there (no thread runs yet) */
 		setenv("TZ", cfg.warm_tz, 1);
 		tzset();
+	}
+	if (!doctor_at_start(&cfg)) {
+		fprintf(stderr, "sluice: a doctor check failed and doctor.at-start is \"refuse\": not delivering\n");
+		config_free(&cfg);
+		return 1;
 	}
 	struct engine e;
 	memset(&e, 0, sizeof(e));

@@ -13,6 +13,7 @@
 #include "../../dns/packet.h"
 #include "../../dns/resolver.h"
 #include "../../dns/mx.h"
+#include "../../dns/psl.h"
 
 struct pkt { uint8_t b[2048]; size_t n; };
 
@@ -261,8 +262,8 @@ static void groups(void **state)
 	struct mx_group_rule r = { "*.example.com", "mine" };
 	mx_group_of(&r, 1, "MX.Example.com", g, sizeof(g));
 	assert_string_equal(g, "mine");
-	assert_string_equal(mx_registered_domain("localhost"), "localhost");
-	assert_string_equal(mx_registered_domain("a.b.c.example.org"), "example.org");
+	assert_string_equal(psl_registered_domain("localhost"), "localhost");
+	assert_string_equal(psl_registered_domain("a.b.c.example.org"), "example.org");
 }
 
 int main(void)

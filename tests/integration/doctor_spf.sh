@@ -30,10 +30,15 @@ set +e
 timeout 400 $PY "$HERE/spf_crosscheck.py" "$NSD_PORT" "$SLUICE" "$FIX/cases.txt" >crosscheck.out 2>&1
 rc=$?
 set -e
-[ "$rc" -eq 0 ] || { cat crosscheck.out; fail "SPF cross-check (rc $rc): $(grep '^SUMMARY' crosscheck.out)"; }
 summary=$(sed -n 's/^SUMMARY: //p' crosscheck.out)
-[ -n "$summary" ] || { cat crosscheck.out; fail "no summary from the cross-check"; }
-ok "check_host() against pyspf, same NSD: $summary"
+XFAIL=""   # a failed cross-check is reported at the end, after the doctor's checks
+if [ "$rc" -ne 0 ] || [ -z "$summary" ]; then
+	cat crosscheck.out
+	XFAIL="SPF cross-check (rc $rc): ${summary:-no summary}"
+	echo "  FAILED: $XFAIL"
+else
+	ok "check_host() against pyspf, same NSD: $summary"
+fi
 
 # 2. The full doctor's spf checks.
 # doctor NAME DOMAIN [args...]: `sluice doctor --json` into NAME.json, its exit status in DRC.
@@ -92,3 +97,4 @@ doctor inc include-pass.spf.test --source-ip 192.0.2.10 --source-ip 192.0.2.99
 spf_is inc 192.0.2.10 pass
 spf_is inc 192.0.2.99 fail
 ok "doctor, spf per source IP: covered -> pass, not covered -> fail (ip4, include; IPv6 against an ip4-only record), softfail -> warn"
+[ -z "$XFAIL" ] || fail "$XFAIL"

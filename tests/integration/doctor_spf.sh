@@ -27,7 +27,7 @@ DNS=127.0.0.1:$NSD_PORT
 
 # 1. Every case: sluice = pyspf = expected.
 set +e
-timeout 400 $PY "$HERE/spf_crosscheck.py" "$NSD_PORT" "$SLUICE" "$FIX/cases.txt" >crosscheck.out 2>&1
+timeout 300 $PY "$HERE/spf_crosscheck.py" "$NSD_PORT" "$SLUICE" "$FIX/cases.txt" >crosscheck.out 2>&1
 rc=$?
 set -e
 summary=$(sed -n 's/^SUMMARY: //p' crosscheck.out)
@@ -45,10 +45,10 @@ fi
 doctor() {
 	local name=$1 d=$2; shift 2
 	set +e
-	timeout 60 "$SLUICE" doctor --domain "$d" --json --dns-server "$DNS" "$@" >"$name.json" 2>"$name.err"
+	timeout 30 "$SLUICE" doctor --domain "$d" --json --dns-server "$DNS" "$@" >"$name.json" 2>"$name.err"
 	DRC=$?
 	set -e
-	[ "$DRC" -lt 124 ] || fail "doctor --domain $d: no answer within 60 s"
+	[ "$DRC" -lt 124 ] || fail "doctor --domain $d: no answer within 30 s"
 	[ "$DRC" -le 1 ] || fail "doctor --domain $d $*: exit $DRC: $(head -c 500 "$name.err")"
 	if grep -q "ERROR: AddressSanitizer\|runtime error:" "$name.err"; then
 		cat "$name.err" >&2

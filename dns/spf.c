@@ -169,7 +169,7 @@ static void ip_text_dotted(const struct ctx *c, char *out, size_t len)
 		n += (size_t)snprintf(out + n, len - n, "%s%x.%x", i ? "." : "", c->ip[i] >> 4, c->ip[i] & 15);
 }
 
-static bool validated_name(struct ctx *c, const char *target, char *name_out, size_t name_len);
+static int validated_name(struct ctx *c, const char *target, bool counted, char *name_out, size_t name_len);
 
 /* The value of a macro letter. */
 static void macro_value(struct ctx *c, char letter, const char *domain, char *out, size_t len)
@@ -182,7 +182,7 @@ static void macro_value(struct ctx *c, char letter, const char *domain, char *ou
 	case 'i': ip_text_dotted(c, out, len); break;
 	case 'p': /* looked up once per evaluation: a record cannot make it ask again and again */
 		if (!c->pname_state)
-			c->pname_state = validated_name(c, NULL, c->pname, sizeof(c->pname)) ? 1 : -1;
+			c->pname_state = validated_name(c, NULL, false, c->pname, sizeof(c->pname)) > 0 ? 1 : -1;
 		snprintf(out, len, "%s", c->pname_state > 0 ? c->pname : "unknown");
 		break;
 	case 'v': snprintf(out, len, "%s", c->v6 ? "ip6" : "in-addr"); break;
@@ -582,16 +582,21 @@ static bool addr_match(const struct ctx *c, const struct dns_answer *a, int cidr
 
 /* The client's validated domain name (RFC 7208 5.5): a PTR name whose
  * A/AAAA records hold the client's address; with target, one equal to it
- * or under it is preferred (the ptr mechanism), else the first. */
-static bool validated_name(struct ctx *c, const char *target, char *name_out, size_t name_len)
+ * or under it (the ptr mechanism), else the first. 1: found, 0: none (a
+ * DNS error too: the mechanism does not match), -1: a void PTR lookup
+ * over the limit (counted: for the ptr mechanism, as pyspf counts). */
+static int validated_name(struct ctx *c, const char *target, bool counted, char *name_out, size_t name_len)
 {
 	char ip[INET6_ADDRSTRLEN], rev[80];
 	inet_ntop(c->v6 ? AF_INET6 : AF_INET, c->ip, ip, sizeof(ip));
 	if (!dns_ptr_name(ip, rev, sizeof(rev)))
-		return false;
+		return 0;
 	struct dns_answer ptr;
 	char err[200];
-	c->q->ask(c->q->ask_arg, rev, DNS_T_PTR, &ptr, err, sizeof(err));
+	if (ask(c, rev, DNS_T_PTR, counted, &ptr) == ASK_VOID_LIMIT) {
+		dns_answer_free(&ptr);
+		return -1;
+	}
 	bool found = false;
 	for (unsigned i = 0; i < ptr.n && i < NAMES_LIMIT && !found; i++) {
 		const char *name = ptr.rr[i].text;
@@ -680,12 +685,12 @@ static int eval_term(struct ctx *c, const struct term *t, const char *domain, in
 			if (a.rr[i].type != DNS_T_MX || !a.rr[i].text || !*a.rr[i].text)
 				continue;
 			struct dns_answer h;
-			enum ask_outcome ho = ask(c, a.rr[i].text, c->v6 ? DNS_T_AAAA : DNS_T_A, false, &h);
+			enum ask_outcome ho = ask(c, a.rr[i].text, c->v6 ? DNS_T_AAAA : DNS_T_A, true, &h);
 			if (ho == ASK_RECORDS)
 				match = addr_match(c, &h, t->cidr4, t->cidr6);
 			dns_answer_free(&h);
-			if (ho == ASK_ERROR) {
-				o = ASK_ERROR;
+			if (ho == ASK_ERROR || ho == ASK_VOID_LIMIT) {
+				o = ho;
 				break;
 			}
 		}
@@ -694,7 +699,12 @@ static int eval_term(struct ctx *c, const struct term *t, const char *domain, in
 	case M_PTR: {
 		char name[DNS_NAME_MAX + 1];
 		c->out->used_ptr = true;
-		return validated_name(c, target, name, sizeof(name));
+		int v = validated_name(c, target, true, name, sizeof(name));
+		if (v < 0) {
+			*res = SPF_PERMERROR;
+			return -1;
+		}
+		return v;
 	}
 	default:
 		return 0;

@@ -17,7 +17,6 @@
 #define LOOKUP_LIMIT 10           /* RFC 7208 4.6.4 */
 #define VOID_LIMIT 2
 #define NAMES_LIMIT 10            /* MX or PTR names per mechanism */
-#define TERMS_MAX 64
 #define EXPANDED_MAX 2048
 
 const char *spf_result_name(enum spf_result r)
@@ -39,8 +38,8 @@ struct term {
 
 struct record {
 	char *copy;               /* the record, cut into terms */
-	struct term t[TERMS_MAX];
-	unsigned n;
+	struct term *t;           /* as many as the record has (flattened records have hundreds) */
+	unsigned n, cap;
 	char *redirect, *exp;
 };
 
@@ -311,7 +310,7 @@ static void expand(struct ctx *c, const char *s, const char *domain, char *out, 
  * remains cannot be asked. */
 static bool expand_domain(struct ctx *c, const char *spec, const char *domain, char *out, size_t len)
 {
-	char buf[EXPANDED_MAX];
+	char buf[4 * EXPANDED_MAX]; /* then cut on the left to 253 bytes */
 	expand(c, spec, domain, buf, sizeof(buf));
 	size_t l = strlen(buf);
 	if (l && buf[l - 1] == '.')
@@ -325,23 +324,45 @@ static bool expand_domain(struct ctx *c, const char *spec, const char *domain, c
 
 /* ---- parsing ---- */
 
-/* domain-end: a domain-spec that does not end in a macro ends in a
- * top label with a letter (RFC 7208 7.1), after at least one dot. */
+/* Whether a (checked) macro string ends in a macro-expand: "%{...}",
+ * "%%", "%_" or "%-". */
+static bool ends_in_macro(const char *spec)
+{
+	bool last = false;
+	for (const char *p = spec; *p;) {
+		last = false;
+		if (p[0] == '%' && p[1] == '{') {
+			const char *close = strchr(p, '}');
+			if (!close)
+				return false;
+			p = close + 1;
+			last = true;
+		} else if (p[0] == '%' && p[1] && strchr("%_-", p[1])) {
+			p += 2;
+			last = true;
+		} else {
+			p++;
+		}
+	}
+	return last;
+}
+
+/* domain-end: a domain-spec that does not end in a macro-expand ends in
+ * a top label with a letter (RFC 7208 7.1), after at least one dot. */
 static bool domain_end_valid(const char *spec)
 {
-	size_t l = strlen(spec);
-	if (l && spec[l - 1] == '}')
+	if (ends_in_macro(spec))
 		return true;
-	char buf[EXPANDED_MAX];
-	snprintf(buf, sizeof(buf), "%s", spec);
-	l = strlen(buf); /* a longer spec is cut: its end is what matters, but no name is that long */
-	if (l && buf[l - 1] == '.')
-		buf[--l] = 0;
-	char *dot = strrchr(buf, '.');
-	if (!dot || !dot[1])
-		return false;
-	const char *top = dot + 1;
-	size_t tl = strlen(top);
+	size_t l = strlen(spec);
+	if (l && spec[l - 1] == '.')
+		l--;
+	size_t dot = l;
+	while (dot > 0 && spec[dot - 1] != '.')
+		dot--;
+	if (dot == 0 || dot == l)
+		return false; /* one label only, or an empty top label */
+	const char *top = spec + dot;
+	size_t tl = l - dot;
 	bool letter = false;
 	for (size_t i = 0; i < tl; i++) {
 		if (isalpha((unsigned char)top[i]))
@@ -373,16 +394,18 @@ static bool cidr_parse(const char **p, int max, int *out)
  * "/24//64"), cut off the string. */
 static bool dual_cidr(char *arg, struct term *t)
 {
-	char *s = strstr(arg, "//");
+	char *tail = strrchr(arg, '}'); /* a cidr follows the last macro: "//" or "/" inside one is a delimiter */
+	tail = tail ? tail + 1 : arg;
+	char *s = strstr(tail, "//");
 	if (s) {
 		const char *p = s + 1;
 		if (!cidr_parse(&p, 128, &t->cidr6) || *p)
 			return false;
 		*s = 0;
 	}
-	char *slash = strrchr(arg, '/');
+	char *slash = strrchr(tail, '/');
 	if (slash) {
-		/* a '/' may be part of a macro string; a cidr is digits to the end */
+		/* a '/' may be part of the name; a cidr is digits to the end */
 		const char *p = slash;
 		if (p[1] && strspn(p + 1, "0123456789") == strlen(p + 1)) {
 			if (!cidr_parse(&p, 32, &t->cidr4) || *p)
@@ -507,12 +530,12 @@ static bool record_parse(const char *text, struct record *r, char *why, size_t w
 			}
 			continue;
 		}
-		if (r->n == TERMS_MAX) {
-			snprintf(why, why_len, "more than %d terms", TERMS_MAX);
-			ok = false;
-			break;
+		if (r->n == r->cap) {
+			r->cap = r->cap ? r->cap * 2 : 16;
+			r->t = xrealloc(r->t, r->cap * sizeof(*r->t));
 		}
 		struct term *t = &r->t[r->n++];
+		memset(t, 0, sizeof(*t));
 		t->text = xstrdup(otok); /* tok gets cut while parsed */
 		ok = parse_mechanism(tok, t, why, why_len);
 	}
@@ -524,6 +547,7 @@ static void record_free(struct record *r)
 {
 	for (unsigned i = 0; i < r->n; i++)
 		free((char *)r->t[i].text);
+	free(r->t);
 	free(r->copy);
 }
 
@@ -547,7 +571,8 @@ static enum ask_outcome ask(struct ctx *c, const char *name, uint16_t type, bool
 	c->q->ask(c->q->ask_arg, name, type, a, err, sizeof(err));
 	if (a->status == DNS_OK && a->n)
 		return ASK_RECORDS;
-	if (a->status == DNS_OK || a->status == DNS_NODATA || a->status == DNS_NXDOMAIN) {
+	/* a name no server could hold (from another record's data): nothing there */
+	if (a->status == DNS_OK || a->status == DNS_NODATA || a->status == DNS_NXDOMAIN || a->status == DNS_BADNAME) {
 		if (counted && ++c->out->voids > VOID_LIMIT) {
 			set_detail(c, "more than %d void lookups (the last: %s)", VOID_LIMIT, name);
 			return ASK_VOID_LIMIT;
@@ -731,7 +756,7 @@ static enum spf_result check_domain(struct ctx *c, const char *domain, int depth
 	struct dns_answer txt;
 	char err[200] = "";
 	c->q->ask(c->q->ask_arg, domain, DNS_T_TXT, &txt, err, sizeof(err));
-	if (txt.status != DNS_OK && txt.status != DNS_NODATA && txt.status != DNS_NXDOMAIN) {
+	if (txt.status != DNS_OK && txt.status != DNS_NODATA && txt.status != DNS_NXDOMAIN && txt.status != DNS_BADNAME) {
 		set_detail(c, "DNS error asking TXT %s: %s", domain, err[0] ? err : dns_status_name(txt.status));
 		dns_answer_free(&txt);
 		return SPF_TEMPERROR;

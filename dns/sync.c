@@ -12,6 +12,7 @@
 struct dns_sync {
 	struct ring *ring;
 	struct dns_resolver *r;
+	int64_t deadline_ms;      /* monotonic; 0: none */
 };
 
 struct wait {
@@ -36,8 +37,12 @@ static void on_answer(void *arg, const struct dns_answer *a, const char *err)
 struct dns_sync *dns_sync_new(const struct dns_server *servers, unsigned nservers, int timeout_ms,
                               unsigned attempts)
 {
+	int err;
+	struct ring *ring = ring_try_new(64, &err);
+	if (!ring)
+		return NULL;
 	struct dns_sync *d = xcalloc(1, sizeof(*d));
-	d->ring = ring_new(64);
+	d->ring = ring;
 	struct dns_resolver_config dc = { servers, nservers, timeout_ms, attempts, 100000 };
 	d->r = dns_resolver_new(d->ring, OP_BASE, &dc);
 	return d;
@@ -52,11 +57,21 @@ void dns_sync_free(struct dns_sync *d)
 	free(d);
 }
 
+void dns_sync_deadline(struct dns_sync *d, int64_t deadline_ms)
+{
+	d->deadline_ms = deadline_ms;
+}
+
 void dns_sync_ask(struct dns_sync *d, const char *name, uint16_t type, struct dns_answer *out,
                   char *err, size_t err_len)
 {
 	struct wait w = { false, out, err, err_len };
 	const char *e = NULL;
+	if (d->deadline_ms && now_mono_ms() >= d->deadline_ms) {
+		static const struct dns_answer late = { .status = DNS_TEMPFAIL };
+		keep(&w, &late, "not asked: the time allowed for these checks ran out");
+		return;
+	}
 	const struct dns_answer *a = dns_lookup(d->r, name, type, on_answer, &w, &e);
 	if (a) {
 		keep(&w, a, e);

@@ -8,8 +8,12 @@
 
 struct dns_sync;
 
+/* NULL when the kernel refuses an io_uring ring. */
 struct dns_sync *dns_sync_new(const struct dns_server *servers, unsigned nservers, int timeout_ms,
                               unsigned attempts);
+/* From deadline_ms (monotonic; 0: never) on, questions are not asked:
+ * each answers TEMPFAIL at once. Bounds a whole set of checks. */
+void dns_sync_deadline(struct dns_sync *d, int64_t deadline_ms);
 void dns_sync_free(struct dns_sync *d);
 /* Asks and waits (bounded: every try times out). *out is a copy the
  * caller frees with dns_answer_free; err gets the reason when the status

@@ -19,6 +19,15 @@ uint64_t ring_submits(const struct ring *r)
 
 struct ring *ring_new(unsigned entries)
 {
+	int err;
+	struct ring *r = ring_try_new(entries, &err);
+	if (!r)
+		fatal("io_uring_queue_init: %s", strerror(err));
+	return r;
+}
+
+struct ring *ring_try_new(unsigned entries, int *err)
+{
 	struct ring *r = xcalloc(1, sizeof(*r));
 	struct io_uring_params p;
 	memset(&p, 0, sizeof(p));
@@ -32,8 +41,11 @@ struct ring *ring_new(unsigned entries)
 		p.cq_entries = entries * 4;
 		rc = io_uring_queue_init_params(entries, &r->uring, &p);
 	}
-	if (rc < 0)
-		fatal("io_uring_queue_init: %s", strerror(-rc));
+	if (rc < 0) {
+		free(r);
+		*err = -rc;
+		return NULL;
+	}
 	return r;
 }
 

@@ -27,6 +27,8 @@ static inline uint32_t ring_ud_slot(uint64_t ud) { return (uint32_t)(ud >> 32) &
 static inline uint32_t ring_ud_gen(uint64_t ud) { return (uint32_t)ud; }
 
 struct ring *ring_new(unsigned entries);
+/* The same, NULL with *err (an errno) when the kernel refuses a ring. */
+struct ring *ring_try_new(unsigned entries, int *err);
 void ring_free(struct ring *r);
 
 /* Submits what is queued and waits until at least one completion is there

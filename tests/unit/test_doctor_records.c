@@ -152,6 +152,25 @@ static void test_spf_results(void **state)
 	assert_int_equal(run(z, "192.0.2.9", "redir.test").result, SPF_PASS);
 	assert_int_equal(run(z, "192.0.2.9", "redirnone.test").result, SPF_PERMERROR);
 	assert_int_equal(run(z, "192.0.2.9", "localhost").result, SPF_NONE); /* not fully qualified */
+	/* where a domain-spec ends: a stray '}' is no macro; %- and %_ are; a
+	 * "//" inside a macro is its delimiters, not a cidr */
+	struct fake_rr z2[] = {
+		{ "brace.test", DNS_T_TXT, "v=spf1 a:foo.bar} -all" },
+		{ "pct.test", DNS_T_TXT, "v=spf1 a:foo.com%- ?all" },
+		{ "delim.test", DNS_T_TXT, "v=spf1 a:%{d//}.x.com ?all" },
+		{ 0 } };
+	assert_int_equal(run(z2, "192.0.2.1", "brace.test").result, SPF_PERMERROR);
+	assert_int_equal(run(z2, "192.0.2.1", "pct.test").result, SPF_NEUTRAL);
+	assert_int_equal(run(z2, "192.0.2.1", "delim.test").result, SPF_NEUTRAL);
+	assert_true(was_asked("delim.test.x.com"));
+	/* a flattened record: hundreds of terms */
+	static char flat[8192];
+	size_t n = (size_t)snprintf(flat, sizeof(flat), "v=spf1");
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(flat + n, sizeof(flat) - n, " ip4:198.51.%d.%d", i / 250, i % 250);
+	snprintf(flat + n, sizeof(flat) - n, " ip4:192.0.2.1 -all");
+	struct fake_rr z3[] = { { "flat.test", DNS_T_TXT, flat }, { 0 } };
+	assert_int_equal(run(z3, "192.0.2.1", "flat.test").result, SPF_PASS);
 	assert_int_equal(spf_all_qualifier("v=spf1 a -all"), '-');
 	assert_int_equal(spf_all_qualifier("v=spf1 a all"), '+');
 	assert_int_equal(spf_all_qualifier("v=spf1 a ?ALL"), '?');

@@ -45,51 +45,70 @@ static bool mode_value(const char *v, char *out)
 	return false;
 }
 
+/* Notes a problem the record's readers get past (RFC 7489 6.3: the
+ * default value is used). */
+static void problem(struct dmarc_record *r, const char *fmt, const char *v)
+{
+	size_t n = strlen(r->problems);
+	snprintf(r->problems + n, sizeof(r->problems) - n, "%s", n ? "; " : "");
+	n = strlen(r->problems);
+	snprintf(r->problems + n, sizeof(r->problems) - n, fmt, v);
+}
+
+static void lower_copy(char *out, size_t len, const char *v)
+{
+	snprintf(out, len, "%s", v);
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+}
+
 bool dmarc_parse(const char *text, struct dmarc_record *r, char *why, size_t why_len)
 {
 	struct tag_list l;
+	char syntax[200];
 	memset(r, 0, sizeof(*r));
-	bool ok = tags_parse(text, &l, why, why_len);
-	if (ok && (l.n == 0 || strcasecmp(l.t[0].name, "v") || strcmp(l.t[0].value, "DMARC1"))) {
+	r->adkim = r->aspf = 'r';
+	r->pct = 100;
+	if (!tags_parse(text, &l, syntax, sizeof(syntax)))
+		problem(r, "%s (ignored)", syntax);
+	bool ok = l.n > 0 && !strcasecmp(l.t[0].name, "v") && !strcmp(l.t[0].value, "DMARC1");
+	if (!ok)
 		snprintf(why, why_len, "v=DMARC1 is not the first tag");
+	const char *p = tags_get(&l, "p"), *sp = tags_get(&l, "sp"), *pct = tags_get(&l, "pct");
+	const char *rua = tags_get(&l, "rua");
+	if (rua && strncasecmp(rua, "mailto:", 7)) {
+		problem(r, "rua=%s is not a mailto: URI (ignored)", rua);
+		rua = NULL;
+	}
+	if (rua)
+		snprintf(r->rua, sizeof(r->rua), "%s", rua);
+	if (ok && policy_word(p)) {
+		lower_copy(r->p, sizeof(r->p), p);
+	} else if (ok && r->rua[0]) { /* RFC 7489 6.6.3: a bad p= with a valid rua is p=none */
+		problem(r, p ? "p=%s is not none, quarantine or reject: receivers apply none" : "%sno p=: receivers apply none", p ? p : "");
+		snprintf(r->p, sizeof(r->p), "none");
+	} else if (ok) {
+		snprintf(why, why_len, p ? "p=%s is not none, quarantine or reject (and no rua=)" : "no p= (and no rua=)", p);
 		ok = false;
 	}
-	const char *p = ok ? tags_get(&l, "p") : NULL;
-	if (ok && !policy_word(p)) {
-		snprintf(why, why_len, p ? "p=%s is not none, quarantine or reject" : "no p= tag", p);
-		ok = false;
+	if (sp && policy_word(sp))
+		lower_copy(r->sp, sizeof(r->sp), sp);
+	else if (sp)
+		problem(r, "sp=%s is not none, quarantine or reject (ignored)", sp);
+	if (!mode_value(tags_get(&l, "adkim"), &r->adkim)) {
+		problem(r, "adkim=%s takes r or s (r applies)", tags_get(&l, "adkim"));
+		r->adkim = 'r';
 	}
-	const char *sp = ok ? tags_get(&l, "sp") : NULL;
-	if (ok && sp && !policy_word(sp)) {
-		snprintf(why, why_len, "sp=%s is not none, quarantine or reject", sp);
-		ok = false;
+	if (!mode_value(tags_get(&l, "aspf"), &r->aspf)) {
+		problem(r, "aspf=%s takes r or s (r applies)", tags_get(&l, "aspf"));
+		r->aspf = 'r';
 	}
-	if (ok && (!mode_value(tags_get(&l, "adkim"), &r->adkim) || !mode_value(tags_get(&l, "aspf"), &r->aspf))) {
-		snprintf(why, why_len, "adkim= and aspf= take r or s");
-		ok = false;
-	}
-	const char *pct = ok ? tags_get(&l, "pct") : NULL;
 	char *end = NULL;
 	long v = pct ? strtol(pct, &end, 10) : 100;
-	if (ok && (pct && (!*pct || *end || v < 0 || v > 100))) {
-		snprintf(why, why_len, "pct=%s is not 0..100", pct);
-		ok = false;
-	}
-	const char *rua = ok ? tags_get(&l, "rua") : NULL;
-	if (ok && rua && strncasecmp(rua, "mailto:", 7)) {
-		snprintf(why, why_len, "rua=%s is not a mailto: URI", rua);
-		ok = false;
-	}
-	if (ok) {
-		snprintf(r->p, sizeof(r->p), "%s", p);
-		for (char *c = r->p; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
-		snprintf(r->sp, sizeof(r->sp), "%s", sp ? sp : "");
-		for (char *c = r->sp; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
+	if (pct && (!*pct || *end || v < 0 || v > 100))
+		problem(r, "pct=%s is not 0..100 (100 applies)", pct);
+	else
 		r->pct = (unsigned)v;
-		snprintf(r->rua, sizeof(r->rua), "%s", rua ? rua : "");
-	}
 	tags_free(&l);
 	return ok;
 }

@@ -16,7 +16,8 @@
 #include <strings.h>
 
 #define BULK_DAILY 5000           /* Gmail's and Yahoo's bulk-sender threshold */
-#define SPF_PROBE_IP "255.255.255.255" /* in no record: a probe that visits every term */
+#define SPF_PROBE_IP "255.255.255.255" /* addresses no record lists on purpose */
+#define SPF_PROBE_IP6 "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
 
 static void ask(struct dns_sync *dns, const char *name, uint16_t type, struct dns_answer *a, char *err, size_t len)
 {
@@ -89,10 +90,19 @@ static void check_spf_record(struct dns_sync *dns, const struct doctor_domain *d
 		else if (!q && !redirect)
 			check_note(c, CHECK_WARN, "end the record with -all (or ~all)",
 			           "no \"all\" and no redirect=: unlisted IPs get neutral");
-		struct spf_eval e;
+		/* probes in no sane record: they visit every term, and a pass
+		 * means the record lets any address pass */
+		struct spf_eval e, e6;
 		struct spf_query q1 = { SPF_PROBE_IP, spf_domain, NULL, spf_ask, dns };
+		struct spf_query q6 = { SPF_PROBE_IP6, spf_domain, NULL, spf_ask, dns };
 		spf_check_host(&q1, &e);
-		if (e.result == SPF_PERMERROR)
+		spf_check_host(&q6, &e6);
+		if (e6.lookups > e.lookups || e6.result == SPF_PASS || e6.result == SPF_PERMERROR)
+			e = e6;
+		if (e.result == SPF_PASS)
+			check_note(c, CHECK_FAIL, "list only your own IPs (ip4:, ip6:, include: of your providers)",
+			           "the record lets any IP on the Internet pass (%s)", e.detail);
+		else if (e.result == SPF_PERMERROR)
 			check_note(c, CHECK_FAIL, "fix the record (flatten includes to stay within 10 DNS lookups)",
 			           "evaluating it is a permerror: %s", e.detail);
 		else if (e.result == SPF_TEMPERROR)
@@ -137,15 +147,18 @@ static void check_spf_ip(struct dns_sync *dns, const struct doctor_domain *d, co
 static void check_dkim(struct dns_sync *dns, const struct doctor_domain *d, const struct doctor_dkim *k,
                        struct doctor_report *r)
 {
-	char name[DNS_NAME_MAX + 80], err[200], fix[2048];
+	char name[DNS_NAME_MAX + 80], err[200];
 	snprintf(name, sizeof(name), "%s._domainkey.%s", k->selector, d->domain);
 	struct check *c = report_check(r, "dkim", name);
 	char *pub = k->key ? dkim_key_public(k->key) : NULL;
+	struct buf fixb = { 0 };
 	if (pub)
-		snprintf(fix, sizeof(fix), "publish TXT %s: \"v=DKIM1; k=%s; p=%s\"", name,
-		         k->key->alg == DKIM_ALG_RSA ? "rsa" : "ed25519", pub);
+		buf_printf(&fixb, "publish TXT %s: \"v=DKIM1; k=%s; p=%s\"", name,
+		           k->key->alg == DKIM_ALG_RSA ? "rsa" : "ed25519", pub);
 	else
-		snprintf(fix, sizeof(fix), "publish the key's record (sluice dkim keygen prints it)");
+		buf_adds(&fixb, "publish the key's record (sluice dkim keygen prints it)");
+	buf_add(&fixb, "", 1);
+	const char *fix = fixb.p;
 	struct dns_answer txt;
 	ask(dns, name, DNS_T_TXT, &txt, err, sizeof(err));
 	if (!answered(&txt)) {
@@ -229,6 +242,10 @@ static void check_dkim(struct dns_sync *dns, const struct doctor_domain *d, cons
 				check_note(c, CHECK_WARN, "remove t=y once signatures verify",
 				           "t=y (testing): receivers may treat signatures as unsigned");
 		}
+		const char *hashes = tags_get(&l, "h");
+		if (hashes && !strcasestr(hashes, "sha256"))
+			check_note(c, CHECK_FAIL, "remove h= or list sha256", "h=%s: sluice signs with sha256, which the key refuses",
+			           hashes);
 		if (svc && !strstr(svc, "email") && !strchr(svc, '*'))
 			check_note(c, CHECK_FAIL, "remove s= or set s=email", "s=%s: the key is not for email", svc);
 	}
@@ -236,6 +253,7 @@ static void check_dkim(struct dns_sync *dns, const struct doctor_domain *d, cons
 out:
 	dns_answer_free(&txt);
 	free(pub);
+	buf_free(&fixb);
 }
 
 /* ---- DMARC ---- */
@@ -294,6 +312,8 @@ static void check_dmarc(struct dns_sync *dns, const struct doctor_domain *d, str
 			check_note(c, CHECK_PASS, NULL, "inherited from %s, the organisational domain (%s applies): %s", org,
 			           dr.sp[0] ? "its sp=" : "its p=", rec);
 		check_note(c, CHECK_PASS, NULL, "policy %s", policy);
+		if (dr.problems[0])
+			check_note(c, CHECK_WARN, "correct the record", "errors receivers get past: %s", dr.problems);
 		if (!inherited)
 			check_note(c, CHECK_PASS, NULL, "record: %s", rec);
 		if (!strcmp(policy, "none") && d->daily_volume > BULK_DAILY)
@@ -366,39 +386,54 @@ static void check_ptr(struct dns_sync *dns, const struct doctor_ip *ip, struct d
 	}
 	struct dns_answer ptr;
 	ask(dns, rev, DNS_T_PTR, &ptr, err, sizeof(err));
-	const char *name = NULL;
+	const char *names[10];
 	unsigned nnames = 0;
-	for (unsigned i = 0; ptr.status == DNS_OK && i < ptr.n; i++)
-		if (ptr.rr[i].type == DNS_T_PTR && ptr.rr[i].text && *ptr.rr[i].text && !nnames++)
-			name = ptr.rr[i].text;
+	for (unsigned i = 0; ptr.status == DNS_OK && i < ptr.n && nnames < ARRAY_LEN(names); i++)
+		if (ptr.rr[i].type == DNS_T_PTR && ptr.rr[i].text && *ptr.rr[i].text)
+			names[nnames++] = ptr.rr[i].text;
 	if (!answered(&ptr)) {
 		check_note(c, CHECK_FAIL, "check the reverse zone's name servers", "cannot ask PTR %s: %s", rev, err);
 		goto out;
 	}
-	if (!name) {
+	if (!nnames) {
 		check_note(c, CHECK_FAIL, fix, "no PTR record at %s: Gmail and Yahoo refuse mail from IPs without one", rev);
 		goto out;
 	}
 	if (nnames > 1)
 		check_note(c, CHECK_WARN, "keep one PTR record", "%u PTR records (receivers take one of them)", nnames);
+	/* forward-confirmed: a PTR name whose addresses hold the IP (the EHLO
+	 * name first, when it is one of them) */
 	bool v6 = strchr(ip->ip, ':') != NULL;
 	uint8_t want[16];
 	inet_pton(v6 ? AF_INET6 : AF_INET, ip->ip, want);
-	struct dns_answer fwd;
-	ask(dns, name, v6 ? DNS_T_AAAA : DNS_T_A, &fwd, err, sizeof(err));
-	bool back = false;
-	for (unsigned i = 0; fwd.status == DNS_OK && i < fwd.n; i++)
-		if (fwd.rr[i].type == (v6 ? DNS_T_AAAA : DNS_T_A) && !memcmp(fwd.rr[i].addr, want, v6 ? 16 : 4))
-			back = true;
-	if (!answered(&fwd))
-		check_note(c, CHECK_FAIL, "check the name servers of the PTR name's domain", "PTR %s, but asking %s %s: %s",
-		           name, v6 ? "AAAA" : "A", name, err);
-	else if (!back)
-		check_note(c, CHECK_FAIL, fix, "PTR %s, but %s does not resolve back to %s (forward-confirmed reverse DNS fails)",
-		           name, name, ip->ip);
-	else
+	const char *name = NULL, *errname = NULL;
+	char ferr[200] = "";
+	for (unsigned pass = 0; pass < 2 && !name; pass++)
+		for (unsigned i = 0; i < nnames && !name; i++) {
+			bool is_helo = ip->helo && !strcasecmp(names[i], ip->helo);
+			if (pass == 0 ? !is_helo : is_helo)
+				continue;
+			struct dns_answer fwd;
+			ask(dns, names[i], v6 ? DNS_T_AAAA : DNS_T_A, &fwd, err, sizeof(err));
+			if (!answered(&fwd) && !errname) {
+				errname = names[i];
+				snprintf(ferr, sizeof(ferr), "%s", err);
+			}
+			for (unsigned k = 0; fwd.status == DNS_OK && k < fwd.n; k++)
+				if (fwd.rr[k].type == (v6 ? DNS_T_AAAA : DNS_T_A) && !memcmp(fwd.rr[k].addr, want, v6 ? 16 : 4))
+					name = names[i];
+			dns_answer_free(&fwd);
+		}
+	if (name)
 		check_note(c, CHECK_PASS, NULL, "PTR %s resolves back to %s", name, ip->ip);
-	dns_answer_free(&fwd);
+	else if (errname)
+		check_note(c, CHECK_FAIL, "check the name servers of the PTR name's domain", "PTR %s, but asking %s %s: %s",
+		           errname, v6 ? "AAAA" : "A", errname, ferr);
+	else
+		check_note(c, CHECK_FAIL, fix, "PTR %s, but %s does not resolve back to %s (forward-confirmed reverse DNS fails)",
+		           names[0], names[0], ip->ip);
+	if (!name)
+		name = names[0];
 	if (!ip->helo) {
 		check_note(c, CHECK_WARN, "give the IP's EHLO name (--helo, or helo in the configuration)",
 		           "no EHLO name to compare with %s", name);
@@ -443,11 +478,34 @@ static void check_mx(struct dns_sync *dns, const struct doctor_domain *d, struct
 		           "receivers may refuse it as a sender", d->domain);
 	} else if (mx.status == DNS_OK && mx.n) {
 		struct buf hosts = { 0 };
-		for (unsigned i = 0; i < mx.n && i < 5; i++)
-			if (mx.rr[i].type == DNS_T_MX)
+		unsigned with_addr = 0, asked = 0;
+		bool null_mx = false;
+		for (unsigned i = 0; i < mx.n; i++) {
+			if (mx.rr[i].type != DNS_T_MX)
+				continue;
+			if (!*mx.rr[i].text) {
+				null_mx = true;
+				continue;
+			}
+			if (i < 5)
 				buf_printf(&hosts, "%s%u %s", hosts.len ? ", " : "", mx.rr[i].pref, mx.rr[i].text);
+			for (unsigned t = 0; t < 2 && asked < 10 && !with_addr; t++) {
+				struct dns_answer a;
+				ask(dns, mx.rr[i].text, t ? DNS_T_AAAA : DNS_T_A, &a, err, sizeof(err));
+				asked++;
+				with_addr += a.status == DNS_OK && a.n > 0;
+				dns_answer_free(&a);
+			}
+		}
 		buf_add(&hosts, "", 1);
-		check_note(c, CHECK_PASS, NULL, "MX %s", hosts.p);
+		if (!with_addr)
+			check_note(c, CHECK_FAIL, "give the MX hosts addresses (A/AAAA)",
+			           "MX %s, but none of them has an address: bounces and replies cannot arrive", hosts.p);
+		else
+			check_note(c, CHECK_PASS, NULL, "MX %s", hosts.p);
+		if (null_mx)
+			check_note(c, CHECK_WARN, "remove the null MX (\".\") or the others",
+			           "a null MX among other MX records (RFC 7505 allows it only alone)");
 		buf_free(&hosts);
 	} else {
 		struct dns_answer a, aaaa;
@@ -477,14 +535,21 @@ static void check_optional(struct dns_sync *dns, const char *check, const char *
 	for (unsigned i = 0; txt.status == DNS_OK && i < txt.n; i++)
 		if (txt.rr[i].type == DNS_T_TXT && !strncasecmp(txt.rr[i].text, version, strlen(version)))
 			rec = txt.rr[i].text;
+	struct tag_list l = { 0 };
+	char why[200] = "";
+	bool parsed = rec && tags_parse(rec, &l, why, sizeof(why));
+	const char *value = parsed ? tags_get(&l, needs) : NULL;
 	if (!answered(&txt))
 		check_note(c, CHECK_WARN, NULL, "cannot ask TXT %s: %s", name, err);
 	else if (!rec)
 		check_note(c, CHECK_INFO, NULL, "no %s record (optional: %s)", check, why_useful);
-	else if (!strcasestr(rec, needs))
-		check_note(c, CHECK_WARN, NULL, "the record has no %s: %s", needs, rec);
+	else if (!parsed)
+		check_note(c, CHECK_WARN, NULL, "the record does not parse (%s): %s", why, rec);
+	else if (!value || !*value)
+		check_note(c, CHECK_WARN, NULL, "the record has no %s= value: %s", needs, rec);
 	else
 		check_note(c, CHECK_PASS, NULL, "%s", rec);
+	tags_free(&l);
 	dns_answer_free(&txt);
 }
 
@@ -502,9 +567,9 @@ void doctor_check_domain(struct dns_sync *dns, const struct doctor_domain *d, st
 		check_ptr(dns, &d->ips[i], out);
 	check_mx(dns, d, out);
 	snprintf(name, sizeof(name), "_mta-sts.%s", d->domain);
-	check_optional(dns, "mta-sts", name, "v=STSv1", "id=", "receivers' mail to you must use TLS", out);
+	check_optional(dns, "mta-sts", name, "v=STSv1", "id", "receivers' mail to you must use TLS", out);
 	snprintf(name, sizeof(name), "_smtp._tls.%s", d->domain);
-	check_optional(dns, "tls-rpt", name, "v=TLSRPTv1", "rua=", "reports of TLS failures on mail to you", out);
+	check_optional(dns, "tls-rpt", name, "v=TLSRPTv1", "rua", "reports of TLS failures on mail to you", out);
 	snprintf(name, sizeof(name), "default._bimi.%s", d->domain);
-	check_optional(dns, "bimi", name, "v=BIMI1", "l=", "your logo next to your mail, with DMARC enforcement", out);
+	check_optional(dns, "bimi", name, "v=BIMI1", "l", "your logo next to your mail, with DMARC enforcement", out);
 }

@@ -56,12 +56,19 @@ static bool header_get(const struct headers *h, const char *name, unsigned n, ch
 	return false;
 }
 
+/* How many fields called name the header has (one pass). */
 static unsigned header_count(const struct headers *h, const char *name)
 {
-	char tmp[8];
+	size_t nl = strlen(name);
 	unsigned n = 0;
-	while (header_get(h, name, n, tmp, sizeof(tmp)))
-		n++;
+	for (size_t i = 0; i < h->len;) {
+		const char *line = h->p + i;
+		const char *eol = memmem(line, h->len - i, "\r\n", 2);
+		size_t ll = eol ? (size_t)(eol - line) : h->len - i;
+		if (ll > nl && line[nl] == ':' && !strncasecmp(line, name, nl))
+			n++;
+		i += ll + 2;
+	}
 	return n;
 }
 

@@ -21,37 +21,41 @@ bool tags_parse(const char *text, struct tag_list *l, char *why, size_t why_len)
 {
 	memset(l, 0, sizeof(*l));
 	l->copy = xstrdup(text);
+	bool ok = true;
 	char *save = NULL;
 	for (char *part = strtok_r(l->copy, ";", &save); part; part = strtok_r(NULL, ";", &save)) {
 		char *eq = strchr(part, '=');
+		char *problem = NULL;
 		if (!eq) {
-			if (*trim(part)) {
+			if (!*trim(part))
+				continue; /* an empty part (";;" or a final ";") */
+			if (ok)
 				snprintf(why, why_len, "\"%s\" is not tag=value", trim(part));
-				return false;
-			}
-			continue; /* an empty part (";;" or a final ";") */
+			ok = false;
+			continue;
 		}
 		*eq = 0;
 		char *name = trim(part), *value = trim(eq + 1);
-		bool ok = isalpha((unsigned char)name[0]);
-		for (const char *p = name; *p && ok; p++)
-			ok = isalnum((unsigned char)*p) || *p == '_';
-		if (!ok) {
-			snprintf(why, why_len, "\"%s\" is not a tag name", name);
-			return false;
-		}
-		if (tags_get(l, name)) {
-			snprintf(why, why_len, "the tag %s= appears twice", name);
-			return false;
-		}
-		if (l->n == TAGS_MAX) {
-			snprintf(why, why_len, "more than %d tags", TAGS_MAX);
-			return false;
+		bool name_ok = isalpha((unsigned char)name[0]);
+		for (const char *p = name; *p && name_ok; p++)
+			name_ok = isalnum((unsigned char)*p) || *p == '_';
+		char msg[160];
+		if (!name_ok)
+			snprintf(msg, sizeof(msg), "\"%.100s\" is not a tag name", name), problem = msg;
+		else if (tags_get(l, name))
+			snprintf(msg, sizeof(msg), "the tag %.100s= appears twice", name), problem = msg;
+		else if (l->n == TAGS_MAX)
+			snprintf(msg, sizeof(msg), "more than %d tags", TAGS_MAX), problem = msg;
+		if (problem) {
+			if (ok)
+				snprintf(why, why_len, "%s", problem);
+			ok = false;
+			continue;
 		}
 		l->t[l->n].name = name;
 		l->t[l->n++].value = value;
 	}
-	return true;
+	return ok;
 }
 
 const char *tags_get(const struct tag_list *l, const char *name)

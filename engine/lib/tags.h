@@ -15,8 +15,9 @@ struct tag_list {
 	unsigned n;
 };
 
-/* False with why set when text is not a tag list; l is then still freed
- * by tags_free. */
+/* False with why set (the first problem) when text is not a valid tag
+ * list; l then holds the parts that were valid (the first of duplicates),
+ * for readers that ignore errors (DMARC). Free l with tags_free always. */
 bool tags_parse(const char *text, struct tag_list *l, char *why, size_t why_len);
 /* The value of a tag (names compared ignoring case), or NULL. */
 const char *tags_get(const struct tag_list *l, const char *name);

@@ -221,10 +221,22 @@ static void test_tags_and_dmarc(void **state)
 	assert_int_equal(r.aspf, 'r');
 	assert_int_equal(r.pct, 50);
 	assert_false(dmarc_parse("p=none; v=DMARC1", &r, why, sizeof(why)));
-	assert_false(dmarc_parse("v=DMARC1; rua=mailto:d@x.test", &r, why, sizeof(why)));
+	assert_string_equal(r.problems, "");
+	/* what receivers get past: defaults apply, the problem is told */
+	assert_true(dmarc_parse("v=DMARC1; rua=mailto:d@x.test", &r, why, sizeof(why)));
+	assert_string_equal(r.p, "none");
+	assert_non_null(strstr(r.problems, "no p="));
+	assert_true(dmarc_parse("v=DMARC1; p=none; aspf=x; pct=200; p=reject", &r, why, sizeof(why)));
+	assert_string_equal(r.p, "none");
+	assert_int_equal(r.aspf, 'r');
+	assert_int_equal(r.pct, 100);
+	assert_non_null(strstr(r.problems, "aspf=x"));
+	assert_non_null(strstr(r.problems, "twice"));
+	assert_true(dmarc_parse("v=DMARC1; p=none; rua=https://x.test", &r, why, sizeof(why)));
+	assert_string_equal(r.rua, "");
+	/* not usable: no valid policy and no rua */
 	assert_false(dmarc_parse("v=DMARC1; p=maybe", &r, why, sizeof(why)));
-	assert_false(dmarc_parse("v=DMARC1; p=none; aspf=x", &r, why, sizeof(why)));
-	assert_false(dmarc_parse("v=DMARC1; p=none; rua=https://x.test", &r, why, sizeof(why)));
+	assert_false(dmarc_parse("v=DMARC1", &r, why, sizeof(why)));
 	assert_true(dmarc_aligned("mail.brand.co.uk", "brand.co.uk", 'r'));
 	assert_false(dmarc_aligned("mail.brand.co.uk", "brand.co.uk", 's'));
 	assert_false(dmarc_aligned("other.co.uk", "brand.co.uk", 'r'));

@@ -47,4 +47,7 @@ int doctor_main(int argc, char **argv);
  * "off" nothing. Skipped when every domain is routed (no DNS is asked). */
 struct config;
 bool doctor_at_start(const struct config *cfg);
+/* When the run ends: waits a little (5 s at most) for the checks at start
+ * to finish, and says so when they did not. */
+void doctor_at_start_end(void);
 #endif

@@ -106,16 +106,52 @@ void report_json(const struct doctor_report *r, struct buf *out)
 	buf_adds(out, "]}\n");
 }
 
+/* Text from DNS records may hold any byte: what is not printable ASCII
+ * goes out as \xNN (no terminal escapes, no forged log lines). */
+static void put_safe(FILE *f, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p >= 0x20 && *p < 0x7f)
+			fputc(*p, f);
+		else
+			fprintf(f, "\\x%02x", *p);
+}
+
 void report_table(const struct doctor_report *r, FILE *f, bool colour)
 {
 	static const char *colours[] = { "\033[32m", "\033[36m", "\033[33m", "\033[31m" };
-	fprintf(f, "%s %s\n", r->key, r->about);
+	fprintf(f, "%s ", r->key);
+	put_safe(f, r->about);
+	fputc('\n', f);
 	for (unsigned i = 0; i < r->n; i++) {
 		const struct check *c = &r->c[i];
-		fprintf(f, "  %s%-4s%s  %-8s %s\n", colour ? colours[c->status] : "", check_status_name(c->status),
-		        colour ? "\033[0m" : "", c->name, c->subject);
-		fprintf(f, "        %s\n", text_of(&c->detail));
-		if (c->fix.len && c->status != CHECK_PASS)
-			fprintf(f, "        fix: %s\n", c->fix.p);
+		fprintf(f, "  %s%-4s%s  %-8s ", colour ? colours[c->status] : "", check_status_name(c->status),
+		        colour ? "\033[0m" : "", c->name);
+		put_safe(f, c->subject);
+		fputs("\n        ", f);
+		put_safe(f, text_of(&c->detail));
+		fputc('\n', f);
+		if (c->fix.len && c->status != CHECK_PASS) {
+			fputs("        fix: ", f);
+			put_safe(f, c->fix.p);
+			fputc('\n', f);
+		}
+	}
+}
+
+void report_warnings(const struct doctor_report *r, FILE *f, const char *prefix)
+{
+	for (unsigned i = 0; i < r->n; i++) {
+		const struct check *c = &r->c[i];
+		if (c->status != CHECK_FAIL)
+			continue;
+		struct buf line = { 0 };
+		buf_printf(&line, "%s%s %s %s: %s", prefix, r->about, c->name, c->subject, text_of(&c->detail));
+		if (c->fix.len)
+			buf_printf(&line, "; fix: %s", c->fix.p);
+		buf_add(&line, "", 1);
+		put_safe(f, line.p);
+		fputc('\n', f);
+		buf_free(&line);
 	}
 }

@@ -35,4 +35,6 @@ bool report_failed(const struct doctor_report *r);
 const char *check_status_name(enum check_status st);
 void report_json(const struct doctor_report *r, struct buf *out);
 void report_table(const struct doctor_report *r, FILE *f, bool colour);
+/* One line per failed check: "PREFIX about name subject: detail; fix: ...". */
+void report_warnings(const struct doctor_report *r, FILE *f, const char *prefix);
 #endif

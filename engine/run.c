@@ -1049,6 +1049,7 @@ int run_main(int argc, char **argv)
 	spool_close(&e.spool);
 	close(e.wake_fd);
 	bool drain = cfg.drain;
+	doctor_at_start_end();
 	config_free(&cfg);
 	free_reloaded(&e);
 	if (stop_signal && !drain)

@@ -49,6 +49,7 @@ RSA_P=$(rsa_p rsa.key)
   txt s1._domainkey.mail.eu.dmorg.co.uk "v=DKIM1; k=rsa; p=$RSA_P"
   txt s1._domainkey.dmnone.co.uk "v=DKIM1; k=rsa; p=$RSA_P"
   txt s1._domainkey.dmnorua.co.uk "v=DKIM1; k=rsa; p=$RSA_P"
+  txt s1._domainkey.dkhash.co.uk "v=DKIM1; k=rsa; h=sha1; p=$RSA_P"
 } >co.uk.zone
 cp "$FIX/2.0.192.in-addr.arpa.zone" "$FIX/8.b.d.0.1.0.0.2.ip6.arpa.zone" .
 start_nsd co.uk co.uk.zone 2.0.192.in-addr.arpa 2.0.192.in-addr.arpa.zone \
@@ -224,6 +225,18 @@ expect_rc mx_none 1
 doctor mx_nxdomain --domain nosuch.co.uk
 expect mx_nxdomain mx nosuch.co.uk fail
 expect_rc mx_nxdomain 1
+
+# ---- records that look fine and are not ----
+doctor spf_open --domain spfopen.co.uk
+expect spf_open spf spfopen.co.uk fail "any IP"
+doctor spf_open6 --domain spfredir.co.uk
+expect spf_open6 spf spfredir.co.uk fail "any IP"
+doctor dkim_sha1 --domain dkhash.co.uk --selector s1 --dkim-key rsa.key
+expect dkim_sha1 dkim s1._domainkey.dkhash.co.uk fail "sha256"
+doctor dmarc_soft --domain dmsoft.co.uk --selector s1
+expect dmarc_soft dmarc _dmarc.dmsoft.co.uk warn "aspf=x"
+doctor mx_noaddr --domain mxnoaddr.co.uk
+expect mx_noaddr mx mxnoaddr.co.uk fail "address"
 
 # ---- the readable output names every check ----
 rc=0

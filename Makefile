@@ -164,7 +164,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-saniti
 # reproducers against harnesses built without these flags.
 FUZZ_KNOWN ?=
 FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_job_file fuzz_smtp_client fuzz_spf
-FUZZ_SRC_fuzz_dns_packet := dns/packet.c
+FUZZ_SRC_fuzz_dns_packet := dns/packet.c engine/lib/util.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
 FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
 FUZZ_SRC_fuzz_job_file := engine/lib/job_file.c engine/lib/envelope.c engine/lib/message.c engine/lib/util.c

@@ -24,19 +24,21 @@ SRCS := $(LIB_LAYER) \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/adaptation.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
-        engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c \
+        engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
             libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
             postfix python3 python3-dkim python3-aiosmtpd jq gnuplot-nox openssl strace iproute2 \
-            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix python3-spf clang libclang-rt-dev
+            opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix python3-spf clang libclang-rt-dev \
+            systemd groff-base man-db
 # What must exist for each of them (checked before installing anything).
 DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/lib/python3/dist-packages/aiosmtpd /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
              /usr/share/publicsuffix/public_suffix_list.dat /usr/lib/python3/dist-packages/spf.py \
+             /usr/bin/systemd-analyze /usr/bin/groff /usr/bin/man \
              /usr/bin/clang /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
 BUILD := build/release
@@ -131,12 +133,31 @@ bench-quick: deps sluice
 demo: deps sluice
 	@bench/demo.sh
 
-install: sluice
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/sluice $(DESTDIR)$(PREFIX)/share/sluice
-	install -m 0755 sluice $(DESTDIR)$(PREFIX)/bin/sluice
+# install: PREFIX (/usr/local) for the program, its data and man pages;
+# SYSCONFDIR (/etc) for the configuration (never overwritten) and the
+# logrotate snippet; the systemd unit, sysusers and tmpfiles entries under
+# PREFIX/lib (systemd reads /usr/local/lib too). DESTDIR stages it all.
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BIN ?= sluice
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/sluice $(DESTDIR)$(PREFIX)/share/sluice \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
+	  $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sluice
 	install -m 0755 bench/bench.py $(DESTDIR)$(PREFIX)/share/sluice/bench.py
 	install -m 0644 $(PROVIDERS) $(DESTDIR)$(PREFIX)/share/sluice/
 	install -m 0644 sluice.conf README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+	install -m 0644 share/man/sluice.8 $(DESTDIR)$(PREFIX)/share/man/man8/sluice.8
+	install -m 0644 share/man/sluice.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/sluice.conf.5
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' share/systemd/sluice.service.in \
+	  >$(DESTDIR)$(UNITDIR)/sluice.service && chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
+	install -m 0644 share/systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
+	install -m 0644 share/systemd/sluice.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/sluice.conf
+	install -m 0644 share/logrotate/sluice $(DESTDIR)$(SYSCONFDIR)/logrotate.d/sluice
+	[ -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.conf ] || \
+	  install -m 0640 sluice.conf $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.conf
 
 clean:
 	rm -rf build sluice

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "run.h"
 #include "doctor.h"
+#include "notify.h"
 #include "adaptation.h"
 #include "acct_log.h"
 #include "claims.h"
@@ -924,7 +925,9 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 			return false;
 		if (reload_signal) {
 			reload_signal = 0;
+			notify_reloading();
 			reload(e);
+			notify_service("READY=1");
 		}
 		free_unused_configs(e);
 		uint64_t busy = inflight(e);
@@ -946,8 +949,10 @@ static void engine_stop(struct engine *e)
 	for (unsigned k = 0; k < e->nfeeders; k++)
 		feeder_stop(e->feeders[k]);
 	e->feeders_running = false;
-	if (stop_signal)
+	if (stop_signal) {
+		notify_service("STOPPING=1");
 		finish_open_transactions(e);
+	}
 	for (unsigned i = 0; i < e->nlanes; i++) /* all at once (see shard_stop) */
 		shard_stop_begin(e->lanes[i].shard);
 	for (unsigned i = 0; i < e->nlanes; i++)
@@ -1025,6 +1030,7 @@ int run_main(int argc, char **argv)
 	e.argc = argc;
 	e.argv = argv;
 	engine_start(&e, &cfg);
+	notify_service("READY=1");
 	double start = now_mono_s();
 	bool timed_out = run_loop(&e, &cfg, start);
 	engine_stop(&e);

@@ -25,6 +25,7 @@ SRCS := $(LIB_LAYER) \
         engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/adaptation.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
+        engine/metrics.c engine/metrics_server.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
@@ -32,13 +33,13 @@ DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
             libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
             postfix python3 python3-dkim python3-aiosmtpd jq gnuplot-nox openssl strace iproute2 \
             opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix python3-spf clang libclang-rt-dev \
-            systemd groff-base man-db
+            systemd groff-base man-db prometheus
 # What must exist for each of them (checked before installing anything).
 DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/lib/python3/dist-packages/aiosmtpd /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
              /usr/share/publicsuffix/public_suffix_list.dat /usr/lib/python3/dist-packages/spf.py \
-             /usr/bin/systemd-analyze /usr/bin/groff /usr/bin/man \
+             /usr/bin/systemd-analyze /usr/bin/groff /usr/bin/man /usr/bin/promtool \
              /usr/bin/clang /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
 BUILD := build/release

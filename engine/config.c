@@ -247,6 +247,7 @@ void config_free(struct config *cfg)
 	free(cfg->log_path);
 	free(cfg->helo);
 	free(cfg->doctor_at_start);
+	free(cfg->metrics);
 	free(cfg->config_path);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -389,6 +390,27 @@ static bool address_literal_ok(const char *v, size_t n)
 	if (strncasecmp(a, "IPv6:", 5) == 0)
 		return inet_pton(AF_INET6, a + 5, bin) == 1;
 	return inet_pton(AF_INET, a, bin) == 1;
+}
+
+/* "IP:PORT" or "[V6]:PORT", numeric. */
+static const char *metrics_invalid(const char *v)
+{
+	char host[64];
+	const char *colon = strrchr(v, ':');
+	if (!colon || (size_t)(colon - v) >= sizeof(host))
+		return "IP:PORT (numeric; [V6]:PORT)";
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - v), v);
+	size_t hl = strlen(host);
+	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	unsigned char a[16];
+	long port;
+	if ((inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1) ||
+	    !parse_uint(colon + 1, 1, 65535, &port))
+		return "IP:PORT (numeric; [V6]:PORT)";
+	return NULL;
 }
 
 static const char *at_start_invalid(const char *v)
@@ -1059,7 +1081,7 @@ enum {
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
 	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
 	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM, OPT_TRACE,
-	OPT_SOURCEIP, OPT_MAXRATE, OPT_TLS, OPT_TLSCA,
+	OPT_SOURCEIP, OPT_MAXRATE, OPT_TLS, OPT_TLSCA, OPT_METRICS,
 };
 
 enum kind {
@@ -1180,6 +1202,7 @@ static const struct knob knobs[] = {
 	MS("delivery.destination-backoff", 0, dest_backoff_ms, 0.001, 86400),
 	MS("delivery.destination-backoff-max", 0, dest_backoff_max_ms, 0.001, 86400),
 	BOOL("delivery.bounce-on-5xx-greeting", bounce_5xx_greeting),
+	{ "metrics", OPT_METRICS, K_STR, FIELD(char *, metrics), 0, 0, NULL, metrics_invalid },
 	GROUP("doctor"),
 	{ "doctor.at-start", 0, K_STR, FIELD(char *, doctor_at_start), 0, 0, NULL, at_start_invalid },
 	UINT("doctor.daily-volume", 0, doctor_daily_volume, 0, 1000000000),
@@ -1598,6 +1621,7 @@ static const struct option run_opts[] = {
 	{ "dsn-spool", required_argument, 0, OPT_DSN },
 	{ "source-ip", required_argument, 0, OPT_SOURCEIP },
 	{ "tls", required_argument, 0, OPT_TLS },
+	{ "metrics", required_argument, 0, OPT_METRICS },
 	{ "tls-ca", required_argument, 0, OPT_TLSCA },
 	{ "max-rate", required_argument, 0, OPT_MAXRATE },
 	{ "trace", required_argument, 0, OPT_TRACE },
@@ -1656,6 +1680,8 @@ static void run_usage(FILE *f)
 	      "                             verify (required, and a chain valid for the MX name)\n"
 	      "  --tls-ca FILE              CA certificates (PEM) for verify, instead of the\n"
 	      "                             system's\n"
+	      "  --metrics IP:PORT          serve Prometheus /metrics there (off by default;\n"
+	      "                             loopback unless you write another address)\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
 	      "  SIGHUP reads the configuration again and reopens the accounting log.\n", f);
 }

@@ -12,6 +12,7 @@
 #include "run.h"
 #include "doctor.h"
 #include "notify.h"
+#include "metrics.h"
 #include "adaptation.h"
 #include "acct_log.h"
 #include "claims.h"
@@ -116,6 +117,9 @@ struct engine {
 	struct outcome *held;           /* RETRY_STATE and MESSAGE_DONE records */
 	size_t nheld, held_cap;
 	struct totals t;
+	struct metrics metrics;         /* what /metrics shows (metrics.h) */
+	struct metrics_server *metrics_server; /* NULL: no --metrics */
+	double start_wall;              /* Unix seconds */
 	int argc;                       /* for SIGHUP: parsed again */
 	char **argv;
 	struct config **reloaded;       /* configurations since: freed once no shard uses them */
@@ -383,8 +387,10 @@ static unsigned feed(struct engine *e)
 	return n;
 }
 
-static void count_outcome(struct totals *t, const struct outcome *o)
+static void count_outcome(struct engine *e, const struct outcome *o)
 {
+	struct totals *t = &e->t;
+	metrics_count(&e->metrics, o, now_mono_ms());
 	switch (o->result) {
 	case RESULT_DELIVERED: t->delivered++; break;
 	case RESULT_BOUNCED: t->bounced++; break;
@@ -590,6 +596,7 @@ static void release_synced(struct engine *e)
 	if (!e->syncing || !acct_sync_done(&e->log, &err))
 		return;
 	e->syncing = false;
+	metrics_log_synced(&e->metrics, (double)(now_mono_ms() - e->sync_started_ms) / 1000.0);
 	ASSERT(e->nsynced <= e->nsyncing && e->nsyncing <= e->nheld);
 	if (err) {
 		e->nsyncing = e->nsynced; /* synced again later */
@@ -628,7 +635,7 @@ static void log_refused(struct engine *e, struct message *m, char *reason, unsig
 	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .ts_ms = now_real_ms(), .msg = m,
 	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
 	acct_format(&e->log.pending, &o);
-	count_outcome(&e->t, &o);
+	count_outcome(e, &o);
 	note_row_final(e, &o);
 	e->t.rows_refused++; /* no DSN: the job's producer has the log, and nothing was sent */
 	free(reason);
@@ -681,7 +688,7 @@ static size_t collect(struct engine *e)
 					continue;
 				}
 				acct_format(&e->log.pending, o);
-				count_outcome(&e->t, o);
+				count_outcome(e, o);
 				note_row_final(e, o);
 				if (e->spool.dsn_dir && (o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
 					dsn_note(o->msg, o); /* a field the shard never touches */
@@ -916,6 +923,22 @@ static void engine_start(struct engine *e, const struct config *cfg)
  * is --drain: a reload keeps the flags) or, in --drain mode, an empty
  * spool with nothing in flight. True when --max-time ended it with work
  * left. */
+/* A scrape is waiting: the text, from what was logged so far. */
+static void publish_metrics(struct engine *e)
+{
+	struct metrics_state st = { .messages_final = e->t.messages_done, .bad_files = e->t.bad,
+	                            .jobs_started = e->t.jobs_started, .jobs_done = e->t.jobs_done,
+	                            .rows_refused = e->t.rows_refused, .in_memory = e->claims.n,
+	                            .waiting_in_spool = e->nsleepers, .events = adaptation_counts(e->adapt),
+	                            .nevents = EVENT_COUNT, .shards = e->nlanes, .start_time = e->start_wall };
+	for (unsigned i = 0; i < e->nlanes; i++)
+		st.claims += e->lanes[i].handed;
+	static struct buf text;
+	text.len = 0;
+	metrics_render(&e->metrics, &st, now_mono_ms(), &text);
+	metrics_server_publish(e->metrics_server, &text);
+}
+
 static bool run_loop(struct engine *e, const struct config *start, double t0)
 {
 	for (;;) {
@@ -930,6 +953,8 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 			notify_service("READY=1");
 		}
 		free_unused_configs(e);
+		if (metrics_server_wanted(e->metrics_server))
+			publish_metrics(e);
 		uint64_t busy = inflight(e);
 		if (start->max_time_s > 0 && now_mono_s() - t0 >= start->max_time_s)
 			return busy > 0 || !e->spool_empty || e->jobs || e->nsleepers || e->sleepers_coming;
@@ -1029,11 +1054,19 @@ int run_main(int argc, char **argv)
 	catch_signals();
 	e.argc = argc;
 	e.argv = argv;
+	metrics_init(&e.metrics);
+	e.start_wall = (double)now_real_ms() / 1000.0;
 	engine_start(&e, &cfg);
+	if (cfg.metrics) {
+		char err[300];
+		if (!(e.metrics_server = metrics_server_start(cfg.metrics, e.wake_fd, err, sizeof(err))))
+			fatal("metrics: %s", err);
+	}
 	notify_service("READY=1");
 	double start = now_mono_s();
 	bool timed_out = run_loop(&e, &cfg, start);
 	engine_stop(&e);
+	metrics_server_stop(e.metrics_server);
 	double secs = now_mono_s() - start;
 	free_lanes(&e);
 	drop_held(&e);
@@ -1056,6 +1089,7 @@ int run_main(int argc, char **argv)
 	close(e.wake_fd);
 	bool drain = cfg.drain;
 	doctor_at_start_end();
+	metrics_free(&e.metrics);
 	config_free(&cfg);
 	free_reloaded(&e);
 	if (stop_signal && !drain)

@@ -225,6 +225,7 @@ struct config {
 	char *tls_ca;
 	bool tls_plain_fallback;
 	int tls_plain_fallback_ms;
+	char *metrics;                /* --metrics / metrics: "IP:PORT" of /metrics, or NULL (off; start only) */
 	char *doctor_at_start;        /* doctor.at-start: "warn" (default), "refuse" or "off" */
 	unsigned doctor_daily_volume; /* doctor.daily-volume: messages a day (p=none warns above 5,000) */
 	uint64_t generation;          /* 0 at start, then one more per SIGHUP reload */

@@ -1,0 +1,192 @@
+/* engine/metrics.c - see metrics.h: the counters and their rendering. */
+#define _GNU_SOURCE
+#include "metrics.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IDLE_PRUNE_MS (3600 * 1000) /* a (result, group, source) series unseen this long goes */
+#define SERIES_MAX 100000           /* and no more than this many at once */
+
+static const double delivery_bounds[] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400 };
+static const double reply_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+static const double sync_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+
+struct series {
+	struct strmap_node node;
+	char *key;                /* result \0 group \0 source: the labels, in it */
+	const char *result, *group, *source;
+	uint64_t n;
+	int64_t seen_ms;
+};
+
+static void histogram_init(struct histogram *h, const double *bounds, unsigned n)
+{
+	memset(h, 0, sizeof(*h));
+	h->bounds = bounds;
+	h->nbounds = n;
+}
+
+static void observe(struct histogram *h, double v)
+{
+	unsigned i = 0;
+	while (i < h->nbounds && v > h->bounds[i])
+		i++;
+	h->counts[i]++;
+	h->sum += v;
+	h->count++;
+}
+
+void metrics_init(struct metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	histogram_init(&m->delivery, delivery_bounds, ARRAY_LEN(delivery_bounds));
+	histogram_init(&m->reply, reply_bounds, ARRAY_LEN(reply_bounds));
+	histogram_init(&m->log_sync, sync_bounds, ARRAY_LEN(sync_bounds));
+}
+
+static void series_free(struct metrics *m, struct series *s)
+{
+	strmap_remove(&m->series, &s->node);
+	m->nseries--;
+	free(s->key);
+	free(s);
+}
+
+void metrics_free(struct metrics *m)
+{
+	for (size_t b = 0; b < m->series.nb; b++)
+		for (struct strmap_node *n = m->series.b[b], *next; n; n = next) {
+			next = n->next;
+			struct series *s = (struct series *)n;
+			free(s->key);
+			free(s);
+		}
+	strmap_free(&m->series);
+}
+
+void metrics_count(struct metrics *m, const struct outcome *o, int64_t now_ms)
+{
+	const char *result = result_name((enum result)o->result);
+	const char *group = o->group ? o->group : "";
+	const char *source = o->source;
+	size_t lr = strlen(result), lg = strlen(group), ls = strlen(source);
+	char stack[512], *key = lr + lg + ls + 3 <= sizeof(stack) ? stack : xmalloc(lr + lg + ls + 3);
+	/* the map compares C strings: the lookup key joins the labels with a
+	 * byte no label holds */
+	snprintf(key, lr + lg + ls + 3, "%s\x1f%s\x1f%s", result, group, source);
+	struct series *s = (struct series *)strmap_find(&m->series, key);
+	if (!s && m->nseries < SERIES_MAX) {
+		s = xcalloc(1, sizeof(*s));
+		s->key = xmalloc(lr + lg + ls + 3);
+		memcpy(s->key, key, lr + lg + ls + 3);
+		strmap_insert(&m->series, &s->node, s->key);
+		m->nseries++;
+	}
+	if (key != stack)
+		free(key);
+	if (s) {
+		s->n++;
+		s->seen_ms = now_ms;
+	}
+	if (o->code || o->result == RESULT_DELIVERED)
+		observe(&m->reply, o->ms / 1000.0);
+	if (o->result == RESULT_DELIVERED || o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED)
+		observe(&m->delivery, o->queue_ms / 1000.0);
+}
+
+void metrics_log_synced(struct metrics *m, double seconds)
+{
+	observe(&m->log_sync, seconds);
+}
+
+/* A label value as the exposition format wants it: \, " and newline escaped. */
+static void add_label(struct buf *b, const char *name, const char *v, size_t len)
+{
+	buf_printf(b, "%s=\"", name);
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] == '\\' || v[i] == '"')
+			buf_add(b, "\\", 1);
+		if (v[i] == '\n')
+			buf_adds(b, "\\n");
+		else
+			buf_add(b, v + i, 1);
+	}
+	buf_adds(b, "\"");
+}
+
+static void header(struct buf *b, const char *name, const char *type, const char *help)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_histogram(struct buf *b, const char *name, const char *help, const struct histogram *h)
+{
+	header(b, name, "histogram", help);
+	uint64_t cum = 0;
+	for (unsigned i = 0; i < h->nbounds; i++) {
+		cum += h->counts[i];
+		buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], (unsigned long long)cum);
+	}
+	cum += h->counts[h->nbounds];
+	buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)cum, name,
+	           h->sum, name, (unsigned long long)h->count);
+}
+
+static void counter(struct buf *b, const char *name, const char *help, uint64_t v)
+{
+	header(b, name, "counter", help);
+	buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(struct buf *b, const char *name, const char *help, double v)
+{
+	header(b, name, "gauge", help);
+	buf_printf(b, "%s %.17g\n", name, v);
+}
+
+void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t now_ms, struct buf *out)
+{
+	header(out, "sluice_recipients_total", "counter",
+	       "Recipient outcomes written to the accounting log, by result, MX group and source IP.");
+	for (size_t bk = 0; bk < m->series.nb; bk++)
+		for (struct strmap_node *n = m->series.b[bk], *next; n; n = next) {
+			next = n->next;
+			struct series *s = (struct series *)n;
+			if (now_ms - s->seen_ms > IDLE_PRUNE_MS) {
+				series_free(m, s);
+				continue;
+			}
+			const char *g = strchr(s->key, '\x1f') + 1, *src = strchr(g, '\x1f') + 1;
+			buf_adds(out, "sluice_recipients_total{");
+			add_label(out, "result", s->key, (size_t)(g - 1 - s->key));
+			buf_adds(out, ",");
+			add_label(out, "group", g, (size_t)(src - 1 - g));
+			buf_adds(out, ",");
+			add_label(out, "source", src, strlen(src));
+			buf_printf(out, "} %llu\n", (unsigned long long)s->n);
+		}
+	counter(out, "sluice_messages_final_total", "Messages whose every recipient reached a final state.",
+	        st->messages_final);
+	counter(out, "sluice_spool_claims_total", "Spool files and job rows claimed for delivery.", st->claims);
+	counter(out, "sluice_spool_bad_files_total", "Spool files moved to bad/.", st->bad_files);
+	counter(out, "sluice_job_files_started_total", "Job files started.", st->jobs_started);
+	counter(out, "sluice_job_files_done_total", "Job files finished.", st->jobs_done);
+	counter(out, "sluice_job_rows_refused_total", "Job rows refused by the spool workers.", st->rows_refused);
+	gauge(out, "sluice_messages_in_memory", "Messages claimed and held by the shards now.", (double)st->in_memory);
+	gauge(out, "sluice_messages_waiting_in_spool", "Deferred messages waiting in the spool for their next attempt.",
+	      (double)st->waiting_in_spool);
+	header(out, "sluice_adaptation_events_total", "counter",
+	       "Automatic actions on providers' replies: slow-downs, steps back up, restores, suspensions, resumes, full waves or days.");
+	for (unsigned i = 0; i < st->nevents; i++)
+		buf_printf(out, "sluice_adaptation_events_total{event=\"%s\"} %llu\n", adapt_event_name((enum adapt_event)i),
+		           (unsigned long long)st->events[i]);
+	render_histogram(out, "sluice_delivery_seconds",
+	                 "Time from the claim of a message to a recipient's final reply (delivered, bounced, expired).",
+	                 &m->delivery);
+	render_histogram(out, "sluice_smtp_transaction_seconds",
+	                 "SMTP latency of the transaction a recipient line reports (MAIL to the final reply).", &m->reply);
+	render_histogram(out, "sluice_log_sync_seconds", "fdatasync of the accounting log.", &m->log_sync);
+	gauge(out, "sluice_shards", "Delivery threads.", st->shards);
+	gauge(out, "sluice_start_time_seconds", "When the process started, Unix time.", st->start_time);
+}

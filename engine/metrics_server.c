@@ -1,0 +1,236 @@
+/* engine/metrics_server.c - see metrics.h: GET /metrics over HTTP/1.1 from
+ * a thread of its own, one connection at a time (a scraper, not a web
+ * server), each bounded in time; the text comes from the engine's loop,
+ * which renders it when asked (so a scrape sees every line logged before
+ * it). */
+#define _GNU_SOURCE
+#include "metrics.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REQUEST_MAX 8192
+#define CLIENT_TIMEOUT_MS 2000
+#define ENGINE_WAIT_S 5
+
+struct metrics_server {
+	int listen_fd, stop_fd, wake_fd;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	atomic_bool wanted;
+	uint64_t asked, answered; /* generations, under mu */
+	struct buf text;          /* the latest rendering, under mu */
+};
+
+static bool parse_addr(const char *spec, struct sockaddr_storage *sa, socklen_t *len)
+{
+	char host[64];
+	const char *colon = strrchr(spec, ':');
+	long port;
+	char *end;
+	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+		return false;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return false;
+	size_t hl = strlen(host);
+	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	memset(sa, 0, sizeof(*sa));
+	struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*v4);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*v6);
+		return true;
+	}
+	return false;
+}
+
+static void send_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		if (poll(&pf, 1, CLIENT_TIMEOUT_MS) <= 0)
+			return;
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void respond(int fd, const char *status, const char *type, const char *body, size_t len)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	                 status, type, len);
+	send_all(fd, head, (size_t)n);
+	send_all(fd, body, len);
+}
+
+/* Asks the engine for a rendering and waits for it (bounded); answers. */
+static void serve_metrics(struct metrics_server *s, int fd)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ENGINE_WAIT_S;
+	pthread_mutex_lock(&s->mu);
+	uint64_t want = ++s->asked;
+	atomic_store(&s->wanted, true);
+	uint64_t one = 1;
+	(void)!write(s->wake_fd, &one, sizeof(one));
+	while (s->answered < want)
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+			break;
+	bool ok = s->answered >= want;
+	struct buf copy = { 0 };
+	if (ok)
+		buf_add(&copy, s->text.p, s->text.len);
+	pthread_mutex_unlock(&s->mu);
+	if (ok)
+		respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", copy.p, copy.len);
+	else
+		respond(fd, "503 Service Unavailable", "text/plain", "the engine did not answer\n", 26);
+	buf_free(&copy);
+}
+
+/* One connection: its request head (bounded in size and time), then the answer. */
+static void serve(struct metrics_server *s, int fd)
+{
+	char req[REQUEST_MAX + 1];
+	size_t len = 0;
+	while (len < REQUEST_MAX && !memmem(req, len, "\r\n\r\n", 4) && !memmem(req, len, "\n\n", 2)) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (poll(&pf, 1, CLIENT_TIMEOUT_MS) <= 0)
+			return;
+		ssize_t n = recv(fd, req + len, REQUEST_MAX - len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return;
+		len += (size_t)n;
+	}
+	req[len] = 0;
+	static const char not_found[] = "only /metrics here\n";
+	if (strncmp(req, "GET ", 4)) {
+		respond(fd, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13);
+		return;
+	}
+	const char *path = req + 4;
+	size_t pl = strcspn(path, " ?\r\n");
+	if (pl == 8 && !strncmp(path, "/metrics", 8))
+		serve_metrics(s, fd);
+	else
+		respond(fd, "404 Not Found", "text/plain", not_found, sizeof(not_found) - 1);
+}
+
+static void *server_thread(void *arg)
+{
+	struct metrics_server *s = arg;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = s->listen_fd, .events = POLLIN }, { .fd = s->stop_fd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (!p[0].revents)
+			continue;
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		serve(s, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+struct metrics_server *metrics_server_start(const char *addr, int wake_fd, char *err, size_t err_len)
+{
+	struct sockaddr_storage sa;
+	socklen_t sl;
+	if (!parse_addr(addr, &sa, &sl)) {
+		snprintf(err, err_len, "%s: expected a numeric IP:PORT ([V6]:PORT)", addr);
+		return NULL;
+	}
+	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int on = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sl) < 0 || listen(fd, 16) < 0) {
+		snprintf(err, err_len, "%s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	struct metrics_server *s = xcalloc(1, sizeof(*s));
+	s->listen_fd = fd;
+	s->wake_fd = wake_fd;
+	s->stop_fd = eventfd(0, EFD_CLOEXEC);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (s->stop_fd < 0 || pthread_create(&s->thread, NULL, server_thread, s) != 0) {
+		snprintf(err, err_len, "cannot start the metrics thread");
+		close(fd);
+		if (s->stop_fd >= 0)
+			close(s->stop_fd);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+bool metrics_server_wanted(struct metrics_server *s)
+{
+	return s && atomic_load_explicit(&s->wanted, memory_order_acquire);
+}
+
+void metrics_server_publish(struct metrics_server *s, const struct buf *text)
+{
+	pthread_mutex_lock(&s->mu);
+	atomic_store(&s->wanted, false);
+	s->text.len = 0;
+	buf_add(&s->text, text->p, text->len);
+	s->answered = s->asked;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void metrics_server_stop(struct metrics_server *s)
+{
+	if (!s)
+		return;
+	uint64_t one = 1;
+	(void)!write(s->stop_fd, &one, sizeof(one));
+	pthread_join(s->thread, NULL);
+	close(s->listen_fd);
+	close(s->stop_fd);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	buf_free(&s->text);
+	free(s);
+}

@@ -1,6 +1,7 @@
 /* engine/metrics.c - see metrics.h: the counters and their rendering. */
 #define _GNU_SOURCE
 #include "metrics.h"
+#include "../shards/shard.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,22 @@ void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t n
 	for (unsigned i = 0; i < st->nevents; i++)
 		buf_printf(out, "sluice_adaptation_events_total{event=\"%s\"} %llu\n", adapt_event_name((enum adapt_event)i),
 		           (unsigned long long)st->events[i]);
+	const uint64_t *lv = st->live;
+	gauge(out, "sluice_connections_open", "SMTP connections open (connecting to closing), all shards.",
+	      (double)lv[SHARD_LIVE_CONNS_OPEN]);
+	counter(out, "sluice_connections_opened_total", "SMTP connections started.", lv[SHARD_LIVE_CONNS_OPENED]);
+	counter(out, "sluice_connections_failed_total",
+	        "SMTP connections that failed before their first transaction (refused, timed out, 4xx/5xx greeting).",
+	        lv[SHARD_LIVE_CONNS_FAILED]);
+	header(out, "sluice_tls_handshakes_total", "counter", "STARTTLS handshakes completed, full or resumed.");
+	buf_printf(out, "sluice_tls_handshakes_total{kind=\"full\"} %llu\nsluice_tls_handshakes_total{kind=\"resumed\"} %llu\n",
+	           (unsigned long long)lv[SHARD_LIVE_TLS_FULL], (unsigned long long)lv[SHARD_LIVE_TLS_RESUMED]);
+	counter(out, "sluice_tls_plaintext_fallbacks_total",
+	        "Opportunistic TLS: mail sent in clear after a failed handshake.", lv[SHARD_LIVE_TLS_PLAIN]);
+	header(out, "sluice_dns_queries_total", "counter", "DNS queries sent, by transport.");
+	buf_printf(out, "sluice_dns_queries_total{transport=\"udp\"} %llu\nsluice_dns_queries_total{transport=\"tcp\"} %llu\n",
+	           (unsigned long long)lv[SHARD_LIVE_DNS_UDP], (unsigned long long)lv[SHARD_LIVE_DNS_TCP]);
+	counter(out, "sluice_dns_timeouts_total", "DNS tries that timed out.", lv[SHARD_LIVE_DNS_TIMEOUTS]);
 	render_histogram(out, "sluice_delivery_seconds",
 	                 "Time from the claim of a message to a recipient's final reply (delivered, bounced, expired).",
 	                 &m->delivery);

@@ -36,6 +36,7 @@ struct metrics_state {
 	const uint64_t *events;   /* adaptation event counts, by enum adapt_event */
 	unsigned nevents;
 	unsigned shards;
+	const uint64_t *live;     /* the shards' live counters summed (shard.h SHARD_LIVE_*) */
 	double start_time;        /* process start, Unix seconds */
 };
 

@@ -931,8 +931,12 @@ static void publish_metrics(struct engine *e)
 	                            .rows_refused = e->t.rows_refused, .in_memory = e->claims.n,
 	                            .waiting_in_spool = e->nsleepers, .events = adaptation_counts(e->adapt),
 	                            .nevents = EVENT_COUNT, .shards = e->nlanes, .start_time = e->start_wall };
-	for (unsigned i = 0; i < e->nlanes; i++)
+	uint64_t live[SHARD_LIVE_N] = { 0 };
+	for (unsigned i = 0; i < e->nlanes; i++) {
 		st.claims += e->lanes[i].handed;
+		shard_live_counters(e->lanes[i].shard, live);
+	}
+	st.live = live;
 	static struct buf text;
 	text.len = 0;
 	metrics_render(&e->metrics, &st, now_mono_ms(), &text);

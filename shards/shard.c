@@ -766,6 +766,7 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
                       const char *why)
 {
 	const struct config *cfg = s->cfg;
+	s->conns_failed++;
 	d->fail_streak++;
 	d->proven = false;
 	d->fail_code = code;
@@ -1833,6 +1834,23 @@ static unsigned conns_open(struct shard *s)
 	return conn_pool_slots(s) - conn_pool_free_slots(s);
 }
 
+/* The live counters, for the engine's scrapes (one relaxed store each). */
+static void publish_live(struct shard *s)
+{
+	uint64_t v[SHARD_LIVE_N] = { conns_open(s), s->conns_opened, s->conns_failed, s->tls_counters[0],
+	                             s->tls_counters[1], s->tls_counters[2] };
+	if (s->dns)
+		dns_counters(s->dns, &v[SHARD_LIVE_DNS_UDP], &v[SHARD_LIVE_DNS_TCP], &v[SHARD_LIVE_DNS_TIMEOUTS]);
+	for (int i = 0; i < SHARD_LIVE_N; i++)
+		atomic_store_explicit(&s->live_counters[i], v[i], memory_order_relaxed);
+}
+
+void shard_live_counters(const struct shard *s, uint64_t out[SHARD_LIVE_N])
+{
+	for (int i = 0; i < SHARD_LIVE_N; i++)
+		out[i] += atomic_load_explicit(&s->live_counters[i], memory_order_relaxed);
+}
+
 static void stop_all(struct shard *s)
 {
 	conn_pool_shutdown(s, true);
@@ -1945,6 +1963,7 @@ static void *shard_main(void *arg)
 		conn_trace_flush(s);
 		dns_tick(s->dns, s->now);
 		outbox_flush(s);
+		publish_live(s);
 		notify_engine(s);
 		if (!atomic_load_explicit(&s->stop, memory_order_relaxed))
 			cross_flush(s); /* stopping: what waits to cross is freed with the shard */

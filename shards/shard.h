@@ -58,6 +58,12 @@ bool shard_idle(struct shard *s);
 void shard_stop_begin(struct shard *s);
 void shard_stop(struct shard *s);
 void shard_free(struct shard *s);
+/* Live counters, for a scrape while the shard runs (each one stored once
+ * per loop turn by the shard, read relaxed): added to out. */
+enum { SHARD_LIVE_CONNS_OPEN, SHARD_LIVE_CONNS_OPENED, SHARD_LIVE_CONNS_FAILED, SHARD_LIVE_TLS_FULL,
+       SHARD_LIVE_TLS_RESUMED, SHARD_LIVE_TLS_PLAIN, SHARD_LIVE_DNS_UDP, SHARD_LIVE_DNS_TCP,
+       SHARD_LIVE_DNS_TIMEOUTS, SHARD_LIVE_N };
+void shard_live_counters(const struct shard *s, uint64_t out[SHARD_LIVE_N]);
 /* After shard_stop: adds its DNS queries (UDP, TCP) and timeouts to out. */
 void shard_dns_counters(const struct shard *s, uint64_t out[3]);
 /* After shard_stop: adds its TLS handshakes (full, resumed) and fallbacks

@@ -807,6 +807,7 @@ void conn_open(struct shard *s, uint32_t dest)
 	const struct dest_addr *a = &d->addrs[ai];
 	struct conn *c = s->pool.conns[s->pool.free_slots[--s->pool.nfree]];
 	ASSERT(c->state == CS_FREE && c->pq_len == 0);
+	s->conns_opened++;
 	ASSERT(!c->txn[0].active && !c->txn[1].active);
 	c->dest = dest;
 	c->ops = 0;

@@ -94,4 +94,10 @@ python3 scrape.py "http://127.0.0.1:$M/metrics" x.txt POST >post.status
 ok "/other: 404, POST /metrics: 405"
 kill -TERM "$DAEMON"
 wait "$DAEMON" || true
+stop_mockmx
+opened=$(sed -n 's/^sluice_connections_opened_total //p' after.txt)
+[ "$opened" -ge 1 ] && [ "$opened" -le "$(mx_stat "$P" connections)" ] ||
+	fail "connections opened: $opened by the metrics, $(mx_stat "$P" connections) accepted by the mock MX"
+[ "$(sed -n 's/^sluice_connections_failed_total //p' after.txt)" = 0 ] || fail "connections failed: $(grep failed_total after.txt)"
+ok "connections: $opened opened (the mock MX accepted $(mx_stat "$P" connections) by the end), none failed"
 ! grep -q "Sanitizer\|runtime error" d.err || { cat d.err; fail "sanitizer report"; }

@@ -18,7 +18,8 @@ same sinks, and reports every sluice figure beside its peer as a ratio
             2 shards; a mockmx policing each source IP, --only shaping);
             adaptation (an AIMD row against a mockmx that answers 421
             [TSS04] above a rate sluice is not told, plotted; 3KB with reply
-            rules beside none, --only adapt)
+            rules beside none, --only adapt); metrics (3KB with /metrics
+            on and scraped twice a second beside off, --only metrics)
   spool     `sluice spoolbench`: the spool's file operations (read, rename,
             unlink: 1 thread, 2 threads, io_uring) per file, on the disk
             and on tmpfs
@@ -55,6 +56,32 @@ TTY = sys.stderr.isatty()
 
 def say(msg):
     print(('\r\033[K' if TTY else '') + 'bench: ' + msg, file=sys.stderr, flush=True)
+
+
+class Scraper:
+    """GETs a URL every `every` seconds on a thread until stop(); counts
+    the answers that came back 200."""
+
+    def __init__(self, url, every):
+        import threading
+        import urllib.request
+        self.ok, self.done = 0, threading.Event()
+
+        def loop():
+            while not self.done.wait(every):
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        r.read()
+                        self.ok += r.status == 200
+                except OSError:
+                    pass
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(10)
+        return self.ok
 
 
 def free_port():
@@ -536,6 +563,11 @@ def sluice_scenario(a, sc, sinks, work):
         cmd[cmd.index('--max-time') + 1] = str(bound)
         cmd += ['--retry-interval', '1']
     env = None
+    scraper = None
+    if sc.get('metrics'):  # /metrics on, scraped twice a second while the run lasts
+        mport = free_port()
+        cmd += ['--metrics', f'127.0.0.1:{mport}']
+        scraper = Scraper(f'http://127.0.0.1:{mport}/metrics', 0.5)
     if sc.get('dkim'):
         cmd += ['--dkim', f'sender.example:{sc["dkim"]}:{dkim_key(a, work, sc["dkim"])}']
         if sc.get('reparse'):  # libopendkim as shipped: the key parsed for every message
@@ -571,6 +603,7 @@ def sluice_scenario(a, sc, sinks, work):
         mx_cpu = sink.cpu() - c0
     finally:
         mx_stats = own.stop() if own else None
+        scrapes = scraper.stop() if scraper else None
     counts, p50, p99, stamps = analyze_log(log, sc['n'])
     adapt = adapt_result(sc, log, mx_stats) if sc.get('hidden') else None
     shutil.rmtree(spool, ignore_errors=True)
@@ -594,6 +627,8 @@ def sluice_scenario(a, sc, sinks, work):
         r['threads_cpu_s'] = {k: round(v, 2) for k, v in sorted(threads.items())}  # sampled every 50 ms
     if adapt:
         r['adapt'] = adapt
+    if scrapes is not None:
+        r['scrapes'] = scrapes
     if sc.get('police'):
         r.update(police_result(sc, mx_stats or {}))
         if r.get('failed'):
@@ -982,6 +1017,16 @@ def scenarios(a, cores):
     if only and 'adapt' in only:
         only += [s['name'] for s in adapt_rows]
     out += adapt_rows
+    # Metrics: 3KB with /metrics on and scraped twice a second beside off
+    # (ABBA twice: counting at each log line is all it adds).
+    if not q:
+        mon = dict(sbase, name='3KB-metrics', n=ns, vs='3KB-nometrics', metrics=True)
+        moff = dict(sbase, name='3KB-nometrics', n=ns)
+        metric_rows = [dict(x, part=k) for x, k in ((moff, 1), (mon, 1), (mon, 2), (moff, 2), (moff, 3), (mon, 3),
+                                                     (mon, 4), (moff, 4))]
+        if only and 'metrics' in only:
+            only += [s['name'] for s in metric_rows]
+        out += metric_rows
     if only:
         out = [s for s in out if s['name'] in only]
     tpl_n = max((s['n'] for s in out if s.get('tpl')), default=0)  # one template serves them all
@@ -1227,6 +1272,19 @@ def adapt_lines(res):
     return out
 
 
+def metrics_lines(res):
+    """/metrics on (scraped twice a second) beside off, ABBA."""
+    on, off = parts_of(res, '3KB-metrics'), parts_of(res, '3KB-nometrics')
+    if not (on and off):
+        return []
+    scrapes = sum(s.get('scrapes', 0) for s in res['sluice'] if s['name'] == '3KB-metrics')
+    r = on['msgs_per_s'] / off['msgs_per_s']
+    return ['\nmetrics (/metrics on and scraped every 0.5 s, beside off):',
+            f"- 3KB with metrics: {on['msgs_per_s']:,.0f} msgs/s, {on['cpu_us_per_msg']} µs CPU/msg ({scrapes} scrapes); "
+            f"without: {off['msgs_per_s']:,.0f} msgs/s, {off['cpu_us_per_msg']} µs CPU/msg ({on['parts']} + "
+            f"{off['parts']} runs, ABBA) -> {r:.2f}x (target >= 0.98x{'' if r >= 0.98 else ': BELOW'})"]
+
+
 def shaping_lines(res):
     """Traffic shaping: 3KB-shaped beside 3KB-unshaped (what the throttle
     costs), the rate over 1 and 2 shards with 4 source IPs and with 1 (a
@@ -1360,6 +1418,7 @@ def table(res):
     lines += tls_lines(res)
     lines += shaping_lines(res)
     lines += adapt_lines(res)
+    lines += metrics_lines(res)
     lines += spool_ops_lines(res.get('spool_ops'))
     mj = res.get('million')
     if mj:
@@ -1386,7 +1445,8 @@ def main():
                     'tls-handshakes-full, tls-handshakes-resumed, or tls for all of them; shaping rows: '
                     '3KB-unshaped, 3KB-shaped (each run 4 times), ips4-shards1, ips4-shards2, ips1-shards1, '
                     'ips1-shards2 (each run twice), policed, or shaping for all of them; adaptation rows: '
-                    'adapt-aimd, 3KB-rules, 3KB-norules (each run 4 times), or adapt for all of them)')
+                    'adapt-aimd, 3KB-rules, 3KB-norules (each run 4 times), or adapt for all of them; '
+                    '3KB-metrics, 3KB-nometrics, or metrics for both)')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
     ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')

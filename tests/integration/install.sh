@@ -104,3 +104,4 @@ print(' '.join(got), 'exit', rc)
 PY
 out=$(timeout 90 python3 notify.py "$SLUICE" "$T/sp" "$P" "$T/notify.sock") || fail "notify: $out $(cat "$T/sp.err")"
 ok "notify: $out"
+! grep -q "Sanitizer\|runtime error" "$T/sp.err" || { cat "$T/sp.err"; fail "sanitizer report"; }

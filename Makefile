@@ -135,8 +135,9 @@ demo: deps sluice
 	@bench/demo.sh
 
 # install: PREFIX (/usr/local) for the program, its data and man pages;
-# SYSCONFDIR (/etc) for the configuration (never overwritten) and the
-# logrotate snippet; the systemd unit, sysusers and tmpfiles entries under
+# SYSCONFDIR (/etc) for the configuration and the logrotate snippet (both
+# never overwritten; the configuration world-readable: it names key files,
+# the keys themselves are the operator's to protect); the systemd unit, sysusers and tmpfiles entries under
 # PREFIX/lib (systemd reads /usr/local/lib too). DESTDIR stages it all.
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -156,9 +157,10 @@ install: $(BIN)
 	  >$(DESTDIR)$(UNITDIR)/sluice.service && chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
 	install -m 0644 share/systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
 	install -m 0644 share/systemd/sluice.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/sluice.conf
-	install -m 0644 share/logrotate/sluice $(DESTDIR)$(SYSCONFDIR)/logrotate.d/sluice
+	[ -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/sluice ] || \
+	  install -m 0644 share/logrotate/sluice $(DESTDIR)$(SYSCONFDIR)/logrotate.d/sluice
 	[ -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.conf ] || \
-	  install -m 0640 sluice.conf $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.conf
+	  install -m 0644 sluice.conf $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.conf
 
 clean:
 	rm -rf build sluice

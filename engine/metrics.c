@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IDLE_PRUNE_MS (3600 * 1000) /* a (result, group, source) series unseen this long goes */
+#define IDLE_PRUNE_MS (24 * 3600 * 1000) /* a (result, group, source) series unseen this long goes */
 #define SERIES_MAX 100000           /* and no more than this many at once */
 
 static const double delivery_bounds[] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400 };
@@ -92,8 +92,8 @@ void metrics_count(struct metrics *m, const struct outcome *o, int64_t now_ms)
 	}
 	if (o->code || o->result == RESULT_DELIVERED)
 		observe(&m->reply, o->ms / 1000.0);
-	if (o->result == RESULT_DELIVERED || o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED)
-		observe(&m->delivery, o->queue_ms / 1000.0);
+	if (o->attempt && (o->result == RESULT_DELIVERED || o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
+		observe(&m->delivery, o->queue_ms / 1000.0); /* not a job row refused before any attempt */
 }
 
 void metrics_log_synced(struct metrics *m, double seconds)
@@ -199,7 +199,7 @@ void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t n
 	           (unsigned long long)lv[SHARD_LIVE_DNS_UDP], (unsigned long long)lv[SHARD_LIVE_DNS_TCP]);
 	counter(out, "sluice_dns_timeouts_total", "DNS tries that timed out.", lv[SHARD_LIVE_DNS_TIMEOUTS]);
 	render_histogram(out, "sluice_delivery_seconds",
-	                 "Time from the claim of a message to a recipient's final reply (delivered, bounced, expired).",
+	                 "Time from the latest claim of a message (a retried message is claimed again) to a recipient's final reply.",
 	                 &m->delivery);
 	render_histogram(out, "sluice_smtp_transaction_seconds",
 	                 "SMTP latency of the transaction a recipient line reports (MAIL to the final reply).", &m->reply);

@@ -45,16 +45,20 @@ void metrics_free(struct metrics *m);
 /* A recipient line written to the log. */
 void metrics_count(struct metrics *m, const struct outcome *o, int64_t now_ms);
 void metrics_log_synced(struct metrics *m, double seconds);
-/* The exposition text; series idle for an hour are dropped first. */
+/* The exposition text; series idle for a day are dropped first (and no
+ * more than 100,000 are kept: beyond, new ones are not counted). */
 void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t now_ms, struct buf *out);
 
-/* The responder: a thread listening on addr (numeric "IP:PORT"). At each
- * GET /metrics it sets a request and writes wake_fd (an eventfd the
- * engine polls); the engine's loop calls metrics_server_wanted() each
- * turn and, when true, renders and metrics_server_publish()es. A scrape
- * the engine does not answer within 5 s gets 503. */
+/* The responder. metrics_server_start binds addr (numeric "IP:PORT"),
+ * before anything else starts, so a taken port stops nothing half-way;
+ * metrics_server_run starts its thread. At each GET /metrics it sets a
+ * request and writes wake_fd (an eventfd the engine polls); the engine's
+ * loop calls metrics_server_wanted() each turn and, when true, renders
+ * and metrics_server_publish()es. A scrape the engine does not answer
+ * within 5 s, or once stopping began, gets 503. */
 struct metrics_server;
-struct metrics_server *metrics_server_start(const char *addr, int wake_fd, char *err, size_t err_len);
+struct metrics_server *metrics_server_start(const char *addr, char *err, size_t err_len);
+bool metrics_server_run(struct metrics_server *s, int wake_fd);
 bool metrics_server_wanted(struct metrics_server *s);
 void metrics_server_publish(struct metrics_server *s, const struct buf *text);
 void metrics_server_stop(struct metrics_server *s);

@@ -1,14 +1,17 @@
 /* engine/metrics_server.c - see metrics.h: GET /metrics over HTTP/1.1 from
  * a thread of its own, one connection at a time (a scraper, not a web
- * server), each bounded in time; the text comes from the engine's loop,
- * which renders it when asked (so a scrape sees every line logged before
- * it). */
+ * server), each with one deadline for its request and one for its answer
+ * (a client that dribbles bytes is cut off, and stopping cuts every wait
+ * short); the text comes from the engine's loop, which renders it when
+ * asked (so a scrape sees every line logged before it). The thread takes
+ * no signal: the main thread's handlers see them all. */
 #define _GNU_SOURCE
 #include "metrics.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,8 +23,9 @@
 #include <unistd.h>
 
 #define REQUEST_MAX 8192
-#define CLIENT_TIMEOUT_MS 2000
-#define ENGINE_WAIT_S 5
+#define READ_DEADLINE_MS 5000     /* the whole request head */
+#define WRITE_DEADLINE_MS 10000   /* the whole answer */
+#define ENGINE_WAIT_MS 5000
 
 struct metrics_server {
 	int listen_fd, stop_fd, wake_fd;
@@ -29,6 +33,8 @@ struct metrics_server {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	atomic_bool wanted;
+	bool stopping;            /* under mu: waits end, scrapes get 503 */
+	bool running;             /* the thread was started */
 	uint64_t asked, answered; /* generations, under mu */
 	struct buf text;          /* the latest rendering, under mu */
 };
@@ -68,11 +74,29 @@ static bool parse_addr(const char *spec, struct sockaddr_storage *sa, socklen_t 
 	return false;
 }
 
-static void send_all(int fd, const char *p, size_t len)
+/* Waits for fd (events) until deadline (monotonic ms) or a stop: true
+ * when fd is ready. */
+static bool wait_fd(const struct metrics_server *s, int fd, short events, int64_t deadline)
 {
+	for (;;) {
+		int64_t left = deadline - now_mono_ms();
+		if (left <= 0)
+			return false;
+		struct pollfd p[2] = { { .fd = fd, .events = events }, { .fd = s->stop_fd, .events = POLLIN } };
+		int n = poll(p, 2, (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || p[1].revents)
+			return false;
+		return true;
+	}
+}
+
+static void send_all(const struct metrics_server *s, int fd, const char *p, size_t len)
+{
+	int64_t deadline = now_mono_ms() + WRITE_DEADLINE_MS;
 	while (len) {
-		struct pollfd pf = { .fd = fd, .events = POLLOUT };
-		if (poll(&pf, 1, CLIENT_TIMEOUT_MS) <= 0)
+		if (!wait_fd(s, fd, POLLOUT, deadline))
 			return;
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -84,27 +108,30 @@ static void send_all(int fd, const char *p, size_t len)
 	}
 }
 
-static void respond(int fd, const char *status, const char *type, const char *body, size_t len)
+static void respond(const struct metrics_server *s, int fd, const char *status, const char *type, const char *body,
+                    size_t len)
 {
-	char head[256];
-	int n = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	                 status, type, len);
-	send_all(fd, head, (size_t)n);
-	send_all(fd, body, len);
+	struct buf b = { 0 };
+	buf_printf(&b, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
+	           type, len);
+	buf_add(&b, body, len);
+	send_all(s, fd, b.p, b.len);
+	buf_free(&b);
 }
 
 /* Asks the engine for a rendering and waits for it (bounded); answers. */
 static void serve_metrics(struct metrics_server *s, int fd)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ENGINE_WAIT_S;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ENGINE_WAIT_MS / 1000;
 	pthread_mutex_lock(&s->mu);
 	uint64_t want = ++s->asked;
 	atomic_store(&s->wanted, true);
 	uint64_t one = 1;
-	(void)!write(s->wake_fd, &one, sizeof(one));
-	while (s->answered < want)
+	if (!s->stopping)
+		(void)!write(s->wake_fd, &one, sizeof(one));
+	while (s->answered < want && !s->stopping)
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
 			break;
 	bool ok = s->answered >= want;
@@ -113,20 +140,22 @@ static void serve_metrics(struct metrics_server *s, int fd)
 		buf_add(&copy, s->text.p, s->text.len);
 	pthread_mutex_unlock(&s->mu);
 	if (ok)
-		respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", copy.p, copy.len);
+		respond(s, fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", copy.p, copy.len);
 	else
-		respond(fd, "503 Service Unavailable", "text/plain", "the engine did not answer\n", 26);
+		respond(s, fd, "503 Service Unavailable", "text/plain", "the engine did not answer (stopping?)\n", 37);
 	buf_free(&copy);
 }
 
-/* One connection: its request head (bounded in size and time), then the answer. */
+/* One connection: its request head (bounded in size and time), then the
+ * answer; then what the client still sends is read briefly, so that
+ * closing does not reset the answer away. */
 static void serve(struct metrics_server *s, int fd)
 {
 	char req[REQUEST_MAX + 1];
 	size_t len = 0;
+	int64_t deadline = now_mono_ms() + READ_DEADLINE_MS;
 	while (len < REQUEST_MAX && !memmem(req, len, "\r\n\r\n", 4) && !memmem(req, len, "\n\n", 2)) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		if (poll(&pf, 1, CLIENT_TIMEOUT_MS) <= 0)
+		if (!wait_fd(s, fd, POLLIN, deadline))
 			return;
 		ssize_t n = recv(fd, req + len, REQUEST_MAX - len, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -137,16 +166,19 @@ static void serve(struct metrics_server *s, int fd)
 	}
 	req[len] = 0;
 	static const char not_found[] = "only /metrics here\n";
-	if (strncmp(req, "GET ", 4)) {
-		respond(fd, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13);
-		return;
-	}
 	const char *path = req + 4;
 	size_t pl = strcspn(path, " ?\r\n");
-	if (pl == 8 && !strncmp(path, "/metrics", 8))
+	if (strncmp(req, "GET ", 4))
+		respond(s, fd, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13);
+	else if (pl == 8 && !strncmp(path, "/metrics", 8))
 		serve_metrics(s, fd);
 	else
-		respond(fd, "404 Not Found", "text/plain", not_found, sizeof(not_found) - 1);
+		respond(s, fd, "404 Not Found", "text/plain", not_found, sizeof(not_found) - 1);
+	shutdown(fd, SHUT_WR);
+	int64_t drain_until = now_mono_ms() + 200;
+	char sink[4096];
+	while (wait_fd(s, fd, POLLIN, drain_until) && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+		;
 }
 
 static void *server_thread(void *arg)
@@ -169,7 +201,7 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
-struct metrics_server *metrics_server_start(const char *addr, int wake_fd, char *err, size_t err_len)
+struct metrics_server *metrics_server_start(const char *addr, char *err, size_t err_len)
 {
 	struct sockaddr_storage sa;
 	socklen_t sl;
@@ -189,19 +221,31 @@ struct metrics_server *metrics_server_start(const char *addr, int wake_fd, char 
 	}
 	struct metrics_server *s = xcalloc(1, sizeof(*s));
 	s->listen_fd = fd;
-	s->wake_fd = wake_fd;
+	s->wake_fd = -1;
 	s->stop_fd = eventfd(0, EFD_CLOEXEC);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
-	if (s->stop_fd < 0 || pthread_create(&s->thread, NULL, server_thread, s) != 0) {
-		snprintf(err, err_len, "cannot start the metrics thread");
-		close(fd);
-		if (s->stop_fd >= 0)
-			close(s->stop_fd);
-		free(s);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (s->stop_fd < 0) {
+		snprintf(err, err_len, "eventfd: %s", strerror(errno));
+		metrics_server_stop(s);
 		return NULL;
 	}
 	return s;
+}
+
+bool metrics_server_run(struct metrics_server *s, int wake_fd)
+{
+	s->wake_fd = wake_fd;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	s->running = pthread_create(&s->thread, NULL, server_thread, s) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return s->running;
 }
 
 bool metrics_server_wanted(struct metrics_server *s)
@@ -224,11 +268,18 @@ void metrics_server_stop(struct metrics_server *s)
 {
 	if (!s)
 		return;
+	pthread_mutex_lock(&s->mu);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 	uint64_t one = 1;
-	(void)!write(s->stop_fd, &one, sizeof(one));
-	pthread_join(s->thread, NULL);
+	if (s->stop_fd >= 0)
+		(void)!write(s->stop_fd, &one, sizeof(one));
+	if (s->running)
+		pthread_join(s->thread, NULL);
 	close(s->listen_fd);
-	close(s->stop_fd);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	buf_free(&s->text);

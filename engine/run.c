@@ -751,6 +751,10 @@ static void reload(struct engine *e)
 	if (!config_reload(n, e->argc, e->argv, err, sizeof(err))) {
 		warnx_("reload: %s; the running configuration is kept", err);
 		free(n);
+		/* logrotate reloads to have the log reopened: that happens anyway */
+		if (e->cfg->log_path && !acct_reopen(&e->log, e->cfg->log_path))
+			warnx_("reload: cannot open the accounting log %s: %s; still writing the old one", e->cfg->log_path,
+			       strerror(e->log.error));
 		return;
 	}
 	const struct config *o = e->cfg;
@@ -777,6 +781,8 @@ static void reload(struct engine *e)
 	n->inflight_per_shard = o->inflight_per_shard; /* sizes the shards' inboxes */
 	if ((n->log_path != NULL) != (o->log_path != NULL))
 		warnx_("reload: an accounting log cannot be added or dropped until a restart");
+	if (n->metrics != o->metrics && (!n->metrics || !o->metrics || strcmp(n->metrics, o->metrics)))
+		warnx_("reload: metrics stays on %s until a restart", o->metrics ? o->metrics : "(off)");
 	if (n->log_path && !acct_reopen(&e->log, n->log_path)) {
 		warnx_("reload: cannot open the accounting log %s: %s; still writing the old one",
 		       n->log_path, strerror(e->log.error));
@@ -1060,17 +1066,19 @@ int run_main(int argc, char **argv)
 	e.argv = argv;
 	metrics_init(&e.metrics);
 	e.start_wall = (double)now_real_ms() / 1000.0;
-	engine_start(&e, &cfg);
-	if (cfg.metrics) {
+	if (cfg.metrics) { /* bound first: a taken port stops nothing half-way */
 		char err[300];
-		if (!(e.metrics_server = metrics_server_start(cfg.metrics, e.wake_fd, err, sizeof(err))))
+		if (!(e.metrics_server = metrics_server_start(cfg.metrics, err, sizeof(err))))
 			fatal("metrics: %s", err);
 	}
+	engine_start(&e, &cfg);
+	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
+		warnx_("metrics: cannot start its thread; /metrics is not served");
 	notify_service("READY=1");
 	double start = now_mono_s();
 	bool timed_out = run_loop(&e, &cfg, start);
+	metrics_server_stop(e.metrics_server); /* scrapes from now on: refused */
 	engine_stop(&e);
-	metrics_server_stop(e.metrics_server);
 	double secs = now_mono_s() - start;
 	free_lanes(&e);
 	drop_held(&e);

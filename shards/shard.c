@@ -766,7 +766,6 @@ void dest_conn_failed(struct shard *s, struct dest *d, uint16_t code, const char
                       const char *why)
 {
 	const struct config *cfg = s->cfg;
-	s->conns_failed++;
 	d->fail_streak++;
 	d->proven = false;
 	d->fail_code = code;

@@ -284,7 +284,7 @@ struct shard {
 	struct mx_resolver *mx;
 	struct strmap sites;       /* site -> struct site_ref */
 	uint64_t dns_counters[3];  /* kept when the resolver goes */
-	uint64_t conns_opened, conns_failed; /* connections started; failed before their first transaction */
+	uint64_t conns_opened, conns_failed; /* connections started; ended before they were ready (any cause) */
 	/* The counters above as the engine reads them at a scrape (metrics):
 	 * stored once per loop turn, relaxed, by this shard alone. */
 	_Atomic uint64_t live_counters[SHARD_LIVE_N];

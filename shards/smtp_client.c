@@ -711,6 +711,8 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 		tracef(s, c, '!', "%u %s", code, why);
 	bool never_ready = c->state == CS_CONNECTING || c->state == CS_GREETING;
 	bool unproductive = c->saw_421 || (!c->productive && (never_ready || c->msgs > 0));
+	if (never_ready) /* whatever the cause: refused, timed out, a cap, a local error */
+		s->conns_failed++;
 	for (int i = 0; i < 2; i++) {
 		struct txn *t = &c->txn[i];
 		if (!t->active)

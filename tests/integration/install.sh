@@ -19,7 +19,10 @@ for f in usr/bin/sluice usr/share/sluice/providers.conf usr/share/sluice/respons
 	[ -s "$R/$f" ] || fail "make install: no $f in $(cd "$R" && find . -type f | sort | tr '\n' ' ')"
 done
 [ -x "$R/usr/bin/sluice" ] || fail "the binary is not executable"
-[ "$(stat -c %a "$R/etc/sluice/sluice.conf")" = 640 ] || fail "sluice.conf mode $(stat -c %a "$R/etc/sluice/sluice.conf")"
+[ "$(stat -c %a "$R/etc/sluice/sluice.conf")" = 644 ] || fail "sluice.conf mode $(stat -c %a "$R/etc/sluice/sluice.conf") (the service user must read it)"
+grep -q '^d /var/spool/sluice/new 2770 sluice sluice' "$R/usr/lib/tmpfiles.d/sluice.conf" &&
+	grep -q '^d /var/spool/sluice/tmp 2770 sluice sluice' "$R/usr/lib/tmpfiles.d/sluice.conf" ||
+	fail "tmpfiles: producers in group sluice cannot write tmp/ and new/"
 unit=$R/usr/lib/systemd/system/sluice.service
 grep -qx 'ExecStart=/usr/bin/sluice run -c /etc/sluice/sluice.conf' "$unit" || fail "ExecStart: $(grep ExecStart "$unit")"
 ! grep -q '@' "$unit" || fail "a placeholder left in the unit: $(grep '@' "$unit")"
@@ -73,7 +76,7 @@ cat >notify.py <<'PY'
 import os, signal, socket, subprocess, sys, time
 sluice, spool, port, path = sys.argv[1:5]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(path)
+s.bind(('\0' + path[1:]) if path.startswith('@') else path)  # '@': the abstract namespace
 s.settimeout(1)
 env = dict(os.environ, NOTIFY_SOCKET=path)
 p = subprocess.Popen([sluice, 'run', '--spool', spool, '--route', f'*=127.0.0.1:{port}', '--shards', '1',
@@ -100,8 +103,12 @@ wait_for('READY=1')
 p.send_signal(signal.SIGTERM)
 wait_for('STOPPING=1')
 rc = p.wait(30)
+if rc != 0:
+    sys.exit(f'exit status {rc} after SIGTERM; got {got}')
 print(' '.join(got), 'exit', rc)
 PY
 out=$(timeout 90 python3 notify.py "$SLUICE" "$T/sp" "$P" "$T/notify.sock") || fail "notify: $out $(cat "$T/sp.err")"
 ok "notify: $out"
+out=$(timeout 90 python3 notify.py "$SLUICE" "$T/sp" "$P" "@sluice-test-$$-notify") || fail "notify (abstract): $out $(cat "$T/sp.err")"
+ok "notify to an abstract socket (@name): $out"
 ! grep -q "Sanitizer\|runtime error" "$T/sp.err" || { cat "$T/sp.err"; fail "sanitizer report"; }

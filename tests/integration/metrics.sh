@@ -88,12 +88,37 @@ if samples['sluice_log_sync_seconds_count'] < 1:
 print(' '.join(f'{k[0]}/{k[2]}={v}' for k, v in sorted(got.items())))
 PY
 ok "after the work: sluice_recipients_total equals the log for every (result, group, source); messages final, delivery histogram, claims agree"
+# A client that sends its request a byte every second holds the responder
+# 5 s at most: a scrape behind it still gets its answer.
+python3 - "$M" <<'PY' &
+import socket, sys, time
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+end = time.time() + 12
+try:
+    for b in b'GET /metrics HTTP/1.1\r\nX-Slow: ' + b'a' * 100:
+        if time.time() > end:
+            break
+        s.send(bytes([b]))
+        time.sleep(1)
+except OSError:
+    pass
+PY
+SLOW=$!
+sleep 0.5
+t0=$(date +%s%N)
+python3 scrape.py "http://127.0.0.1:$M/metrics" behind.txt >behind.status || fail "scrape behind a slow client"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$(cut -d' ' -f1 behind.status)" = 200 ] && [ "$ms" -lt 9000 ] || fail "behind a slow client: $(cat behind.status) after $ms ms"
+kill "$SLOW" 2>/dev/null || true
+ok "a client dribbling its request is cut off: the scrape behind it answered in $ms ms"
 python3 scrape.py "http://127.0.0.1:$M/other" x.txt >other.status
 python3 scrape.py "http://127.0.0.1:$M/metrics" x.txt POST >post.status
 [ "$(cat other.status)" = 404 ] && [ "$(cat post.status)" = 405 ] || fail "other path $(cat other.status), POST $(cat post.status)"
 ok "/other: 404, POST /metrics: 405"
 kill -TERM "$DAEMON"
-wait "$DAEMON" || true
+rc=0
+wait "$DAEMON" || rc=$?
+[ "$rc" -eq 0 ] || fail "the daemon exited $rc after SIGTERM: $(tail -5 d.err)"
 stop_mockmx
 opened=$(sed -n 's/^sluice_connections_opened_total //p' after.txt)
 [ "$opened" -ge 1 ] && [ "$opened" -le "$(mx_stat "$P" connections)" ] ||

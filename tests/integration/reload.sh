@@ -41,12 +41,16 @@ drop 2
 [ "$(wc -l <"$T/acct.jsonl.1")" -eq 10 ] && [ "$(wc -l <"$T/acct.jsonl")" -eq 10 ] ||
 	fail "the log was not reopened: $(wc -l <"$T/acct.jsonl.1") + $(wc -l <"$T/acct.jsonl") lines"
 ok "reload 1: log reopened after rotation, route added"
-# 2: a broken file is refused, the running configuration stays.
+# 2: a broken file is refused, the running configuration stays; the log
+# is reopened all the same (logrotate's reload finds a bad edit too).
+mv "$T/acct.jsonl" "$T/acct.jsonl.2"
 echo 'routes = ( { domain = "*"; host = ' >"$T/sluice.conf"
 reloaded 2
 grep -q "reload: .*the running configuration is kept" "$T/d.err" || fail "bad configuration not reported"
 drop 3
-ok "reload 2: bad configuration refused, delivery goes on"
+[ "$(wc -l <"$T/acct.jsonl.2")" -eq 10 ] && [ "$(wc -l <"$T/acct.jsonl")" -eq 10 ] ||
+	fail "a refused reload did not reopen the log: $(wc -l <"$T/acct.jsonl.2") + $(wc -l <"$T/acct.jsonl") lines"
+ok "reload 2: bad configuration refused, delivery goes on, the log reopened"
 [ "$(conns_to "$a")" = "$first" ] || fail "the connection to A changed across reloads: $first -> $(conns_to "$a")"
 ok "30 messages and two reloads over the same connection ($first)"
 # 3: '*' now goes to the second server; the connection to A QUITs.

@@ -20,7 +20,8 @@ static void usage(FILE *f)
 	      "  bench      benchmark against mock MXes and real peers (bench.py)\n"
 	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
 	      "  resolve    ask sluice's DNS resolver (MX plans, A/AAAA/MX/TXT/PTR)\n"
-	      "  doctor     check a sending domain's DNS, keys and IPs (SPF, DKIM, DMARC, PTR)\n", f);
+	      "  doctor     check a sending domain's DNS, keys and IPs (SPF, DKIM, DMARC, PTR)\n"
+	      "Not built yet: status, top, ctl (the control socket), feedback, suppress.\n", f);
 }
 
 int main(int argc, char **argv)
@@ -52,6 +53,12 @@ int main(int argc, char **argv)
 		return dkim_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	static const char *later[] = { "status", "top", "ctl", "feedback", "suppress" };
+	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+		if (!strcmp(cmd, later[i])) {
+			fprintf(stderr, "sluice: '%s' is not built yet\n", cmd);
+			return 2;
+		}
 	fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -9,6 +9,12 @@ done
 "$SLUICE" run --help | grep -q -- "--source-ip ADDR" || fail "run --help: no --source-ip"
 "$SLUICE" run --help | grep -q -- "--max-rate N/s|N/m|N/h" || fail "run --help: no --max-rate"
 ! "$SLUICE" run --help | grep -qi "not built yet" || fail "run --help still says something is not built"
+for cmd in status top ctl feedback suppress; do
+	set +e
+	out=$("$SLUICE" "$cmd" 2>&1); rc=$?
+	set -e
+	[ "$rc" -eq 2 ] && echo "$out" | grep -q "'$cmd' is not built yet" || fail "sluice $cmd: exit $rc: $out"
+done
 # Source IPs and rates: a value that is no address of this machine, no
 # numeric address or no rate is refused (exit 2, nothing sent).
 for f in "--source-ip 192.0.2.1" "--source-ip mx.example.com" "--max-rate 10/x" "--max-rate 0/s" "--max-rate fast"; do

@@ -178,7 +178,7 @@ build/send-zc-probe: $(SEND_ZC_PROBE_SRCS:%.c=$(BUILD)/%.o)
 # `make fuzz` runs each for FUZZ_SECONDS; `make check` runs each for
 # FUZZ_CHECK_SECONDS from the generated seeds and fails on any crash.
 FUZZ_SECONDS ?= 120
-FUZZ_CHECK_SECONDS ?= 30
+FUZZ_CHECK_SECONDS ?= 20
 FUZZ_CC ?= clang
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer -DSLUICE_NO_JEMALLOC

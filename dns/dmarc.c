@@ -4,6 +4,7 @@
 #include "psl.h"
 #include "packet.h"
 #include "../engine/lib/tags.h"
+#include "../engine/lib/util.h"
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +59,7 @@ static void problem(struct dmarc_record *r, const char *fmt, const char *v)
 static void lower_copy(char *out, size_t len, const char *v)
 {
 	snprintf(out, len, "%s", v);
-	for (char *c = out; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	str_lower(out);
 }
 
 bool dmarc_parse(const char *text, struct dmarc_record *r, char *why, size_t why_len)
@@ -125,11 +125,7 @@ bool dmarc_aligned(const char *a, const char *b, char mode)
 	if (mode == 's')
 		return false;
 	char la[DNS_NAME_MAX + 1], lb[DNS_NAME_MAX + 1];
-	snprintf(la, sizeof(la), "%s", a);
-	snprintf(lb, sizeof(lb), "%s", b);
-	for (char *c = la; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	for (char *c = lb; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	lower_copy(la, sizeof(la), a);
+	lower_copy(lb, sizeof(lb), b);
 	return !strcmp(dmarc_org_domain(la), dmarc_org_domain(lb));
 }

@@ -19,7 +19,10 @@ const char *dns_status_name(enum dns_status st)
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
-bool dns_name_valid(const char *name)
+/* Labels of 1 to 63 bytes between dots (a final dot allowed), at most
+ * 253 bytes; each byte a host-name one (letters, digits, '-', '_') or,
+ * when !host, any printable ASCII. */
+static bool name_shaped(const char *name, bool host)
 {
 	size_t len = strlen(name), label = 0;
 	if (len == 0 || len > DNS_NAME_MAX)
@@ -33,32 +36,22 @@ bool dns_name_valid(const char *name)
 			label = 0;
 			continue;
 		}
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
-			return false;
-		if (++label > 63)
+		unsigned char ch = (unsigned char)*p;
+		bool ok = host ? isalnum(ch) || ch == '-' || ch == '_' : ch >= 0x20 && ch <= 0x7e;
+		if (!ok || ++label > 63)
 			return false;
 	}
 	return label > 0;
 }
 
+bool dns_name_valid(const char *name)
+{
+	return name_shaped(name, true);
+}
+
 bool dns_name_askable(const char *name)
 {
-	size_t len = strlen(name), label = 0;
-	if (len == 0 || len > DNS_NAME_MAX)
-		return false;
-	if (len > 1 && name[len - 1] == '.')
-		len--;
-	for (const char *p = name; p < name + len; p++) {
-		if (*p == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e || ++label > 63)
-			return false;
-	}
-	return label > 0;
+	return name_shaped(name, false);
 }
 
 /* The name as a wire-format owner name, its labels taken literally (no
@@ -121,8 +114,7 @@ static char *dname_text(const ldns_rdf *d)
 	size_t n = strlen(s);
 	if (n && s[n - 1] == '.')
 		s[--n] = 0;
-	for (char *p = s; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
+	str_lower(s);
 	return s;
 }
 
@@ -380,4 +372,19 @@ void dns_answer_copy(struct dns_answer *to, const struct dns_answer *a)
 		to->rr[i] = a->rr[i];
 		to->rr[i].text = a->rr[i].text ? xstrdup(a->rr[i].text) : NULL;
 	}
+}
+
+bool dns_ip_parse(const char *text, uint8_t addr[16], bool *v6)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	uint8_t a6[16];
+	if (inet_pton(AF_INET, text, addr) == 1) {
+		*v6 = false;
+		return true;
+	}
+	if (inet_pton(AF_INET6, text, a6) != 1)
+		return false;
+	*v6 = memcmp(a6, mapped, 12) != 0;
+	memcpy(addr, *v6 ? a6 : a6 + 12, *v6 ? 16 : 4);
+	return true;
 }

@@ -65,6 +65,9 @@ void dns_answer_parse(const uint8_t *wire, size_t len, uint16_t id, const char *
 void dns_answer_free(struct dns_answer *a);
 /* A deep copy of a (free it with dns_answer_free). */
 void dns_answer_copy(struct dns_answer *to, const struct dns_answer *a);
+/* A numeric address: 4 bytes (v6 false) or 16 into addr; an IPv4-mapped
+ * IPv6 address is its IPv4 address (what a receiver sees). */
+bool dns_ip_parse(const char *text, uint8_t addr[16], bool *v6);
 /* The name a PTR query asks for an IP text: "192.0.2.1" ->
  * "1.2.0.192.in-addr.arpa", IPv6 as nibbles under ip6.arpa; false when
  * ip is not a numeric address (or len is under 74). */

@@ -27,8 +27,7 @@ static void psl_load(void)
 		p[strcspn(p, " \t\r\n")] = 0;
 		if (!*p || (p[0] == '/' && p[1] == '/'))
 			continue;
-		for (char *c = p; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
+		str_lower(p);
 		if (strmap_find(&psl, p))
 			continue;
 		struct psl_rule *r = xcalloc(1, sizeof(*r));

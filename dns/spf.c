@@ -821,14 +821,7 @@ void spf_check_host(const struct spf_query *q, struct spf_eval *out)
 {
 	struct ctx c = { .q = q, .out = out };
 	memset(out, 0, sizeof(*out));
-	uint8_t ip6[16];
-	if (inet_pton(AF_INET, q->ip, c.ip) == 1) {
-		c.v6 = false;
-	} else if (inet_pton(AF_INET6, q->ip, ip6) == 1) {
-		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-		c.v6 = memcmp(ip6, mapped, 12) != 0;
-		memcpy(c.ip, c.v6 ? ip6 : ip6 + 12, c.v6 ? 16 : 4);
-	} else {
+	if (!dns_ip_parse(q->ip, c.ip, &c.v6)) {
 		out->result = SPF_PERMERROR;
 		set_detail(&c, "\"%s\" is not an IP address", q->ip);
 		return;

@@ -88,3 +88,9 @@ void dns_sync_ask(struct dns_sync *d, const char *name, uint16_t type, struct dn
 		dns_tick(d->r, now_mono_ms());
 	}
 }
+
+void dns_sync_ask_cb(void *arg, const char *name, uint16_t type, struct dns_answer *out, char *err,
+                     size_t err_len)
+{
+	dns_sync_ask(arg, name, type, out, err, err_len);
+}

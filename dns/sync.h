@@ -20,4 +20,7 @@ void dns_sync_free(struct dns_sync *d);
  * is not OK, NODATA or NXDOMAIN. */
 void dns_sync_ask(struct dns_sync *d, const char *name, uint16_t type, struct dns_answer *out,
                   char *err, size_t err_len);
+/* The same as a lookup callback (spf_ask_fn): arg is the dns_sync. */
+void dns_sync_ask_cb(void *arg, const char *name, uint16_t type, struct dns_answer *out, char *err,
+                     size_t err_len);
 #endif

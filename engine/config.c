@@ -2,6 +2,7 @@
  * uses it) and `sluice run` flags, in that order of precedence. */
 #define _GNU_SOURCE
 #include "config.h"
+#include "metrics.h"
 #include "providers_embed.h"
 #include "lib/tls.h"
 #include "lib/util.h"
@@ -306,8 +307,7 @@ static void dkim_add(struct config *cfg, const char *domain, const char *selecto
 		warnx_("dkim %s:%s: %s", domain, selector, warn);
 	k.domain = xstrdup(domain);
 	k.selector = xstrdup(selector);
-	for (char *p = k.domain; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
+	str_lower(k.domain);
 	cfg->dkim_keys = xrealloc(cfg->dkim_keys, (cfg->ndkim_keys + 1) * sizeof(*cfg->dkim_keys));
 	cfg->dkim_keys[cfg->ndkim_keys++] = k;
 }
@@ -392,25 +392,11 @@ static bool address_literal_ok(const char *v, size_t n)
 	return inet_pton(AF_INET, a, bin) == 1;
 }
 
-/* "IP:PORT" or "[V6]:PORT", numeric. */
 static const char *metrics_invalid(const char *v)
 {
-	char host[64];
-	const char *colon = strrchr(v, ':');
-	if (!colon || (size_t)(colon - v) >= sizeof(host))
-		return "IP:PORT (numeric; [V6]:PORT)";
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - v), v);
-	size_t hl = strlen(host);
-	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = 0;
-	}
-	unsigned char a[16];
-	long port;
-	if ((inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1) ||
-	    !parse_uint(colon + 1, 1, 65535, &port))
-		return "IP:PORT (numeric; [V6]:PORT)";
-	return NULL;
+	struct sockaddr_storage sa;
+	socklen_t len;
+	return metrics_addr_parse(v, &sa, &len) ? NULL : "IP:PORT (numeric; [V6]:PORT)";
 }
 
 static const char *at_start_invalid(const char *v)

@@ -19,25 +19,9 @@
 #define SPF_PROBE_IP "255.255.255.255" /* addresses no record lists on purpose */
 #define SPF_PROBE_IP6 "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
 
-static void ask(struct dns_sync *dns, const char *name, uint16_t type, struct dns_answer *a, char *err, size_t len)
-{
-	dns_sync_ask(dns, name, type, a, err, len);
-}
-
-static void spf_ask(void *arg, const char *name, uint16_t type, struct dns_answer *out, char *err, size_t len)
-{
-	ask(arg, name, type, out, err, len);
-}
-
 static bool answered(const struct dns_answer *a)
 {
 	return a->status == DNS_OK || a->status == DNS_NODATA || a->status == DNS_NXDOMAIN;
-}
-
-static void lower(char *s)
-{
-	for (; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
 }
 
 /* The domain of an address, or the text itself when it has no '@'. */
@@ -65,7 +49,7 @@ static void check_spf_record(struct dns_sync *dns, const struct doctor_domain *d
 	struct check *c = report_check(r, "spf", spf_domain);
 	struct dns_answer txt;
 	char err[200], fix[1024];
-	ask(dns, spf_domain, DNS_T_TXT, &txt, err, sizeof(err));
+	dns_sync_ask(dns, spf_domain, DNS_T_TXT, &txt, err, sizeof(err));
 	spf_suggestion(d, fix, sizeof(fix));
 	const char *rec;
 	unsigned n = spf_records(&txt, &rec);
@@ -93,8 +77,8 @@ static void check_spf_record(struct dns_sync *dns, const struct doctor_domain *d
 		/* probes in no sane record: they visit every term, and a pass
 		 * means the record lets any address pass */
 		struct spf_eval e, e6;
-		struct spf_query q1 = { SPF_PROBE_IP, spf_domain, NULL, spf_ask, dns };
-		struct spf_query q6 = { SPF_PROBE_IP6, spf_domain, NULL, spf_ask, dns };
+		struct spf_query q1 = { SPF_PROBE_IP, spf_domain, NULL, dns_sync_ask_cb, dns };
+		struct spf_query q6 = { SPF_PROBE_IP6, spf_domain, NULL, dns_sync_ask_cb, dns };
 		spf_check_host(&q1, &e);
 		spf_check_host(&q6, &e6);
 		if (e6.lookups > e.lookups || e6.result == SPF_PASS || e6.result == SPF_PERMERROR)
@@ -128,7 +112,7 @@ static void check_spf_ip(struct dns_sync *dns, const struct doctor_domain *d, co
 	const char *mf = d->mail_from ? d->mail_from : d->domain;
 	snprintf(sender, sizeof(sender), "%s", mf);
 	struct spf_eval e;
-	struct spf_query q = { ip->ip, sender, ip->helo, spf_ask, dns };
+	struct spf_query q = { ip->ip, sender, ip->helo, dns_sync_ask_cb, dns };
 	spf_check_host(&q, &e);
 	snprintf(fix, sizeof(fix), "add %s:%s to the SPF record of %s", strchr(ip->ip, ':') ? "ip6" : "ip4", ip->ip,
 	         e.domain);
@@ -160,7 +144,7 @@ static void check_dkim(struct dns_sync *dns, const struct doctor_domain *d, cons
 	buf_add(&fixb, "", 1);
 	const char *fix = fixb.p;
 	struct dns_answer txt;
-	ask(dns, name, DNS_T_TXT, &txt, err, sizeof(err));
+	dns_sync_ask(dns, name, DNS_T_TXT, &txt, err, sizeof(err));
 	if (!answered(&txt)) {
 		check_note(c, CHECK_FAIL, "check the domain's name servers", "cannot ask TXT %s: %s", name, err);
 		goto out;
@@ -264,7 +248,7 @@ static unsigned dmarc_records(struct dns_sync *dns, const char *name, char **rec
 	char q[DNS_NAME_MAX + 16];
 	struct dns_answer txt;
 	snprintf(q, sizeof(q), "_dmarc.%s", name);
-	ask(dns, q, DNS_T_TXT, &txt, err, len);
+	dns_sync_ask(dns, q, DNS_T_TXT, &txt, err, len);
 	*error = !answered(&txt);
 	*rec = NULL;
 	unsigned n = 0;
@@ -279,7 +263,7 @@ static void check_dmarc(struct dns_sync *dns, const struct doctor_domain *d, str
 {
 	char dom[DNS_NAME_MAX + 1], err[200], where[DNS_NAME_MAX + 16], fix[1024];
 	snprintf(dom, sizeof(dom), "%s", d->domain);
-	lower(dom);
+	str_lower(dom);
 	const char *org = dmarc_org_domain(dom);
 	char *rec = NULL;
 	bool error;
@@ -353,7 +337,7 @@ static bool generic_name(const char *name, const char *ip)
 	                               "ppp", "broadband", "client", "customer", "unassigned", "ip" };
 	char buf[DNS_NAME_MAX + 1];
 	snprintf(buf, sizeof(buf), "%s", name);
-	lower(buf);
+	str_lower(buf);
 	uint8_t a[4];
 	if (inet_pton(AF_INET, ip, a) == 1) {
 		char f[32], b[32];
@@ -385,7 +369,7 @@ static void check_ptr(struct dns_sync *dns, const struct doctor_ip *ip, struct d
 		return;
 	}
 	struct dns_answer ptr;
-	ask(dns, rev, DNS_T_PTR, &ptr, err, sizeof(err));
+	dns_sync_ask(dns, rev, DNS_T_PTR, &ptr, err, sizeof(err));
 	const char *names[10];
 	unsigned nnames = 0;
 	for (unsigned i = 0; ptr.status == DNS_OK && i < ptr.n && nnames < ARRAY_LEN(names); i++)
@@ -414,7 +398,7 @@ static void check_ptr(struct dns_sync *dns, const struct doctor_ip *ip, struct d
 			if (pass == 0 ? !is_helo : is_helo)
 				continue;
 			struct dns_answer fwd;
-			ask(dns, names[i], v6 ? DNS_T_AAAA : DNS_T_A, &fwd, err, sizeof(err));
+			dns_sync_ask(dns, names[i], v6 ? DNS_T_AAAA : DNS_T_A, &fwd, err, sizeof(err));
 			if (!answered(&fwd) && !errname) {
 				errname = names[i];
 				snprintf(ferr, sizeof(ferr), "%s", err);
@@ -443,8 +427,8 @@ static void check_ptr(struct dns_sync *dns, const struct doctor_ip *ip, struct d
 		char a[DNS_NAME_MAX + 1], b[DNS_NAME_MAX + 1];
 		snprintf(a, sizeof(a), "%s", ip->helo);
 		snprintf(b, sizeof(b), "%s", name);
-		lower(a);
-		lower(b);
+		str_lower(a);
+		str_lower(b);
 		char usefix[2 * DNS_NAME_MAX + 64];
 		snprintf(usefix, sizeof(usefix), "make the EHLO name %s (or the PTR %s)", name, ip->helo);
 		if (!strcmp(dmarc_org_domain(a), dmarc_org_domain(b)))
@@ -467,7 +451,7 @@ static void check_mx(struct dns_sync *dns, const struct doctor_domain *d, struct
 	struct check *c = report_check(r, "mx", d->domain);
 	struct dns_answer mx;
 	char err[200];
-	ask(dns, d->domain, DNS_T_MX, &mx, err, sizeof(err));
+	dns_sync_ask(dns, d->domain, DNS_T_MX, &mx, err, sizeof(err));
 	if (!answered(&mx)) {
 		check_note(c, CHECK_FAIL, "check the domain's name servers", "cannot ask MX %s: %s", d->domain, err);
 	} else if (mx.status == DNS_NXDOMAIN) {
@@ -491,7 +475,7 @@ static void check_mx(struct dns_sync *dns, const struct doctor_domain *d, struct
 				buf_printf(&hosts, "%s%u %s", hosts.len ? ", " : "", mx.rr[i].pref, mx.rr[i].text);
 			for (unsigned t = 0; t < 2 && asked < 10 && !with_addr; t++) {
 				struct dns_answer a;
-				ask(dns, mx.rr[i].text, t ? DNS_T_AAAA : DNS_T_A, &a, err, sizeof(err));
+				dns_sync_ask(dns, mx.rr[i].text, t ? DNS_T_AAAA : DNS_T_A, &a, err, sizeof(err));
 				asked++;
 				with_addr += a.status == DNS_OK && a.n > 0;
 				dns_answer_free(&a);
@@ -509,8 +493,8 @@ static void check_mx(struct dns_sync *dns, const struct doctor_domain *d, struct
 		buf_free(&hosts);
 	} else {
 		struct dns_answer a, aaaa;
-		ask(dns, d->domain, DNS_T_A, &a, err, sizeof(err));
-		ask(dns, d->domain, DNS_T_AAAA, &aaaa, err, sizeof(err));
+		dns_sync_ask(dns, d->domain, DNS_T_A, &a, err, sizeof(err));
+		dns_sync_ask(dns, d->domain, DNS_T_AAAA, &aaaa, err, sizeof(err));
 		if ((a.status == DNS_OK && a.n) || (aaaa.status == DNS_OK && aaaa.n))
 			check_note(c, CHECK_PASS, NULL, "no MX; mail goes to the domain's own address (implicit MX, RFC 5321 5.1)");
 		else
@@ -530,7 +514,7 @@ static void check_optional(struct dns_sync *dns, const char *check, const char *
 	struct check *c = report_check(r, check, name);
 	struct dns_answer txt;
 	char err[200];
-	ask(dns, name, DNS_T_TXT, &txt, err, sizeof(err));
+	dns_sync_ask(dns, name, DNS_T_TXT, &txt, err, sizeof(err));
 	const char *rec = NULL;
 	for (unsigned i = 0; txt.status == DNS_OK && i < txt.n; i++)
 		if (txt.rr[i].type == DNS_T_TXT && !strncasecmp(txt.rr[i].text, version, strlen(version)))

@@ -74,14 +74,8 @@ static void name_arg(char *out, size_t len, const char *v, const char *flag)
 static bool ip_arg(const char *v, char *out, size_t len)
 {
 	uint8_t a[16];
-	if (inet_pton(AF_INET, v, a) == 1)
-		return inet_ntop(AF_INET, a, out, (socklen_t)len) != NULL;
-	if (inet_pton(AF_INET6, v, a) != 1)
-		return false;
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	if (!memcmp(a, mapped, 12))
-		return inet_ntop(AF_INET, a + 12, out, (socklen_t)len) != NULL;
-	return inet_ntop(AF_INET6, a, out, (socklen_t)len) != NULL;
+	bool v6;
+	return dns_ip_parse(v, a, &v6) && inet_ntop(v6 ? AF_INET6 : AF_INET, a, out, (socklen_t)len) != NULL;
 }
 
 static void parse_flags(int argc, char **argv, struct flags *fl)
@@ -266,14 +260,9 @@ static unsigned check_config(const struct config *cfg, struct dns_sync *dns, uns
 
 /* ---- --check-spf ---- */
 
-static void spf_ask(void *arg, const char *name, uint16_t type, struct dns_answer *out, char *err, size_t len)
-{
-	dns_sync_ask(arg, name, type, out, err, len);
-}
-
 static int check_spf_only(const struct flags *fl, struct dns_sync *dns)
 {
-	struct spf_query q = { fl->check_spf, fl->mail_from, fl->helo[0] ? fl->helo : NULL, spf_ask, dns };
+	struct spf_query q = { fl->check_spf, fl->mail_from, fl->helo[0] ? fl->helo : NULL, dns_sync_ask_cb, dns };
 	struct spf_eval e;
 	dns_sync_deadline(dns, now_mono_ms() + SPF_TIME_MS);
 	spf_check_host(&q, &e);

@@ -92,8 +92,7 @@ static bool from_domain(const char *value, char *out, size_t len)
 	if (!at || at + 1 >= end)
 		return false;
 	snprintf(out, len, "%.*s", (int)(end - at - 1), at + 1);
-	for (char *c = out; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	str_lower(out);
 	return true;
 }
 

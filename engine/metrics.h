@@ -10,6 +10,7 @@
 #include "lib/strmap.h"
 #include "lib/util.h"
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define METRICS_BUCKETS_MAX 16
 
@@ -57,6 +58,8 @@ void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t n
  * and metrics_server_publish()es. A scrape the engine does not answer
  * within 5 s, or once stopping began, gets 503. */
 struct metrics_server;
+/* "IP:PORT" or "[V6]:PORT", numeric, into sa; false when it is not one. */
+bool metrics_addr_parse(const char *spec, struct sockaddr_storage *sa, socklen_t *len);
 struct metrics_server *metrics_server_start(const char *addr, char *err, size_t err_len);
 bool metrics_server_run(struct metrics_server *s, int wake_fd);
 bool metrics_server_wanted(struct metrics_server *s);

@@ -39,18 +39,14 @@ struct metrics_server {
 	struct buf text;          /* the latest rendering, under mu */
 };
 
-static bool parse_addr(const char *spec, struct sockaddr_storage *sa, socklen_t *len)
+bool metrics_addr_parse(const char *spec, struct sockaddr_storage *sa, socklen_t *len)
 {
 	char host[64];
 	const char *colon = strrchr(spec, ':');
 	long port;
-	char *end;
-	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+	if (!colon || (size_t)(colon - spec) >= sizeof(host) || !parse_uint(colon + 1, 1, 65535, &port))
 		return false;
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
-		return false;
 	size_t hl = strlen(host);
 	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
 		memmove(host, host + 1, hl - 2);
@@ -205,7 +201,7 @@ struct metrics_server *metrics_server_start(const char *addr, char *err, size_t 
 {
 	struct sockaddr_storage sa;
 	socklen_t sl;
-	if (!parse_addr(addr, &sa, &sl)) {
+	if (!metrics_addr_parse(addr, &sa, &sl)) {
 		snprintf(err, err_len, "%s: expected a numeric IP:PORT ([V6]:PORT)", addr);
 		return NULL;
 	}

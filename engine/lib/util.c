@@ -2,6 +2,7 @@
  * escaping for display. */
 #define _GNU_SOURCE
 #include "util.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -197,6 +198,12 @@ void buf_free(struct buf *b)
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
+}
+
+void str_lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
 }
 
 bool parse_uint(const char *s, long min, long max, long *out)

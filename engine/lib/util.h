@@ -96,6 +96,9 @@ int write_rest(int fd, const void *p, size_t len, size_t *done);
 /* Processors online (at least 1). */
 unsigned online_cpus(void);
 
+/* Lower-cases s in place (ASCII; DNS names and tags). */
+void str_lower(char *s);
+
 /* Parses "N" as a non-negative integer within [min,max]; false if not. */
 bool parse_uint(const char *s, long min, long max, long *out);
 #endif

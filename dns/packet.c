@@ -311,6 +311,8 @@ static void take_answer(const ldns_pkt *p, const ldns_rdf *want, uint16_t type, 
 		ldns_rdf_deep_free(cur);
 		cur = next;
 	}
+	if (cur) /* a chain longer than CNAME_HOPS_MAX (or a loop): its last target */
+		ldns_rdf_deep_free(cur);
 	a->status = DNS_NODATA;
 	a->ttl = min_u32(negative_ttl(p), chain_ttl);
 }

@@ -249,6 +249,7 @@ void config_free(struct config *cfg)
 	free(cfg->helo);
 	free(cfg->doctor_at_start);
 	free(cfg->metrics);
+	free(cfg->control_socket);
 	free(cfg->config_path);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -390,6 +391,14 @@ static bool address_literal_ok(const char *v, size_t n)
 	if (strncasecmp(a, "IPv6:", 5) == 0)
 		return inet_pton(AF_INET6, a + 5, bin) == 1;
 	return inet_pton(AF_INET, a, bin) == 1;
+}
+
+/* A unix socket's path fits in sun_path (108 bytes with its NUL). */
+static const char *control_invalid(const char *v)
+{
+	if (!*v)
+		return "must be a path, or \"off\"";
+	return strlen(v) < CONTROL_PATH_MAX ? NULL : "must be shorter than 108 bytes (a unix socket's path limit)";
 }
 
 static const char *metrics_invalid(const char *v)
@@ -1067,7 +1076,7 @@ enum {
 	OPT_DRAIN, OPT_MAXTIME, OPT_RETRY, OPT_HELO, OPT_TIMEOUT, OPT_NOCHUNK, OPT_NOPIPE,
 	OPT_BOUNCE_AFTER, OPT_HELP, OPT_SPOOLW, OPT_STOPTIMEOUT, OPT_DKIM_FALLBACK, OPT_DSN,
 	OPT_DNS, OPT_SMTPPORT, OPT_DNSTIMEOUT, OPT_DKIM, OPT_TRACE,
-	OPT_SOURCEIP, OPT_MAXRATE, OPT_TLS, OPT_TLSCA, OPT_METRICS,
+	OPT_SOURCEIP, OPT_MAXRATE, OPT_TLS, OPT_TLSCA, OPT_METRICS, OPT_CONTROL,
 };
 
 enum kind {
@@ -1189,6 +1198,7 @@ static const struct knob knobs[] = {
 	MS("delivery.destination-backoff-max", 0, dest_backoff_max_ms, 0.001, 86400),
 	BOOL("delivery.bounce-on-5xx-greeting", bounce_5xx_greeting),
 	{ "metrics", OPT_METRICS, K_STR, FIELD(char *, metrics), 0, 0, NULL, metrics_invalid },
+	{ "control-socket", OPT_CONTROL, K_STR, FIELD(char *, control_socket), 0, 0, NULL, control_invalid },
 	GROUP("doctor"),
 	{ "doctor.at-start", 0, K_STR, FIELD(char *, doctor_at_start), 0, 0, NULL, at_start_invalid },
 	UINT("doctor.daily-volume", 0, doctor_daily_volume, 0, 1000000000),
@@ -1608,6 +1618,7 @@ static const struct option run_opts[] = {
 	{ "source-ip", required_argument, 0, OPT_SOURCEIP },
 	{ "tls", required_argument, 0, OPT_TLS },
 	{ "metrics", required_argument, 0, OPT_METRICS },
+	{ "control", required_argument, 0, OPT_CONTROL },
 	{ "tls-ca", required_argument, 0, OPT_TLSCA },
 	{ "max-rate", required_argument, 0, OPT_MAXRATE },
 	{ "trace", required_argument, 0, OPT_TRACE },
@@ -1668,6 +1679,8 @@ static void run_usage(FILE *f)
 	      "                             system's\n"
 	      "  --metrics IP:PORT          serve Prometheus /metrics there (off by default;\n"
 	      "                             loopback unless you write another address)\n"
+	      "  --control PATH             the unix control socket of sluice status, top and\n"
+	      "                             ctl (default SPOOL/control; \"off\": none)\n"
 	      "Signals: SIGTERM/SIGINT stop (open transactions end first, see --stop-timeout);\n"
 	      "  SIGHUP reads the configuration again and reopens the accounting log.\n", f);
 }
@@ -1806,6 +1819,19 @@ static void config_complete(struct config *cfg)
 		if (!probe)
 			config_fail("tls: %s", err);
 		tls_ctx_free(probe);
+	}
+	if (cfg->control_socket && strcmp(cfg->control_socket, "off") == 0) {
+		free(cfg->control_socket);
+		cfg->control_socket = NULL;
+	} else if (!cfg->control_socket) {
+		size_t n = strlen(cfg->spool) + sizeof("/control");
+		if (n <= CONTROL_PATH_MAX) {
+			cfg->control_socket = xmalloc(n);
+			snprintf(cfg->control_socket, n, "%s/control", cfg->spool);
+		} else {
+			warnx_("the spool's path is too long for a unix socket in it: no control socket "
+			       "(set control-socket to a shorter path)");
+		}
 	}
 	providers_load(cfg);
 	responses_load(cfg);

@@ -226,6 +226,8 @@ struct config {
 	bool tls_plain_fallback;
 	int tls_plain_fallback_ms;
 	char *metrics;                /* --metrics / metrics: "IP:PORT" of /metrics, or NULL (off; start only) */
+	char *control_socket;         /* --control / control-socket: the unix control socket's path
+	                               * (default SPOOL/control), or NULL (off; start only) */
 	char *doctor_at_start;        /* doctor.at-start: "warn" (default), "refuse" or "off" */
 	unsigned doctor_daily_volume; /* doctor.daily-volume: messages a day (p=none warns above 5,000) */
 	uint64_t generation;          /* 0 at start, then one more per SIGHUP reload */
@@ -241,6 +243,7 @@ void config_pair_limits(const struct config *cfg, int source, const char *group,
  * rule for its job, else for its sender's domain, else the default.
  * Returns the pool index; CONFIG_NO_POOL when no pool is configured (one
  * unbound source); CONFIG_UNKNOWN_POOL when xpool names none. */
+#define CONTROL_PATH_MAX 108           /* sizeof(sun_path): a unix socket path and its NUL */
 #define CONFIG_NO_POOL (-1)
 #define CONFIG_UNKNOWN_POOL (-2)
 int config_pool_for(const struct config *cfg, const char *xpool, const char *job, const char *sender);

@@ -99,6 +99,19 @@ void acct_format(struct buf *b, const struct outcome *o)
 }
 
 /* An adaptation's line (OUTCOME_EVENT): "event" instead of "result". */
+void acct_add_ts(struct buf *b, int64_t ms)
+{
+	add_ts(b, ms);
+}
+
+void acct_event_open(struct buf *b, int64_t ts_ms, const char *event)
+{
+	buf_adds(b, "{\"ts\":");
+	add_ts(b, ts_ms);
+	buf_adds(b, ",\"event\":");
+	json_add_cstr(b, event);
+}
+
 void acct_format_event(struct buf *b, const struct outcome *o)
 {
 	static const char *const scopes[] = { "pair", "group", "source" };

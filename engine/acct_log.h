@@ -13,6 +13,11 @@ void acct_format(struct buf *b, const struct outcome *o);
  * and until (suspensions), rate and rate_before (messages per second),
  * rule, code, enhanced, response. */
 void acct_format_event(struct buf *b, const struct outcome *o);
+/* The start of another event's line: {"ts":...,"event":"NAME" (the caller
+ * adds its fields and "}\n"). */
+void acct_event_open(struct buf *b, int64_t ts_ms, const char *event);
+/* A time as the log writes it: "2026-11-26T05:30:36.421Z", quoted. */
+void acct_add_ts(struct buf *b, int64_t ms);
 
 struct acct_log {
 	int fd;          /* -1: no log file */

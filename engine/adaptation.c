@@ -5,12 +5,14 @@
  *   suspend SCOPE SOURCE GROUP UNTIL_MS RULE
  *   slow    SOURCE GROUP RATE BASE
  *   count   JOB SOURCE GROUP PERIOD COUNT END_MS
+ *   hold    JOB pause|bounce UNTIL_MS    (the operator's, sluice ctl)
  * (UNTIL_MS, END_MS: wall clock milliseconds; RATE, BASE: messages per
  * second; count: a pair's messages in a wave of JOB, or in a warm-up day
  * when JOB is "-", that period ending at END_MS).
  * It is replaced atomically, as retry states are. */
 #include "adaptation.h"
 #include "acct_log.h"
+#include "lib/json.h"
 #include "lib/strmap.h"
 #include "lib/util.h"
 #include "../shards/config_types.h"
@@ -181,6 +183,17 @@ static void load(struct adaptation *a)
 			k->c.period = strtoll(f[4], NULL, 10);
 			k->c.count = (uint32_t)strtoul(f[5], NULL, 10);
 			k->c.until_wall_ms = end;
+		} else if (nf == 4 && strcmp(f[0], "hold") == 0) {
+			long long until = strtoll(f[3], NULL, 10);
+			bool bounce = strcmp(f[2], "bounce") == 0;
+			if (until <= now)
+				continue;
+			if (until > far || !f[1][0] || (!bounce && strcmp(f[2], "pause") != 0)) {
+				bad++;
+				continue;
+			}
+			struct kept *k = add(a, bounce ? ADAPT_CMD_BOUNCE : ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", f[1]);
+			k->c.until_wall_ms = until;
 		} else if (*line) {
 			bad++;
 		}
@@ -202,6 +215,9 @@ static void save(struct adaptation *a)
 		else if (c->kind == ADAPT_CMD_SLOW)
 			buf_printf(&b, "slow\t%s\t%s\t%.6g\t%.6g\n", or_dash(c->source), or_dash(c->group), c->rate,
 			           c->base);
+		else if (c->kind == ADAPT_CMD_PAUSE || c->kind == ADAPT_CMD_BOUNCE)
+			buf_printf(&b, "hold\t%s\t%s\t%lld\n", c->job, c->kind == ADAPT_CMD_PAUSE ? "pause" : "bounce",
+			           (long long)c->until_wall_ms);
 		else if (c->kind == ADAPT_CMD_COUNT)
 			buf_printf(&b, "count\t%s\t%s\t%s\t%lld\t%u\t%lld\n", or_dash(c->job), or_dash(c->source),
 			           or_dash(c->group), (long long)c->period, c->count, (long long)c->until_wall_ms);
@@ -237,6 +253,11 @@ static void send_all(struct adaptation *a, const struct adapt_cmd *c, struct sha
 		send_to(a, c, shards, i);
 }
 
+static bool is_hold(const struct adapt_cmd *c)
+{
+	return c->kind == ADAPT_CMD_PAUSE || c->kind == ADAPT_CMD_BOUNCE;
+}
+
 struct adaptation *adaptation_open(struct spool *sp)
 {
 	struct adaptation *a = xcalloc(1, sizeof(*a));
@@ -249,7 +270,7 @@ void adaptation_send_kept(struct adaptation *a, const struct config *cfg, struct
 {
 	for (unsigned i = 0; i < a->n; i++) {
 		const struct adapt_cmd *c = &a->k[i]->c;
-		if (c->scope == SCOPE_PAIR) /* a pair's: to the shard that owns it under cfg */
+		if (c->scope == SCOPE_PAIR && !is_hold(c)) /* a pair's: to the shard that owns it under cfg */
 			send_to(a, c, shards, shard_pair_owner(cfg, n, c->source, c->group));
 		else
 			send_all(a, c, shards, n);
@@ -338,8 +359,8 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 	int64_t now = now_real_ms();
 	for (unsigned i = 0; i < a->n;) {
 		struct kept *k = a->k[i];
-		if (k->c.kind == ADAPT_CMD_COUNT && k->c.until_wall_ms <= now) {
-			drop(a, k); /* its wave or day is over */
+		if ((k->c.kind == ADAPT_CMD_COUNT || is_hold(&k->c)) && k->c.until_wall_ms <= now) {
+			drop(a, k); /* its wave or day is over; a hold's time */
 			a->dirty = true;
 		} else if (k->c.kind != ADAPT_CMD_SUSPEND || k->c.until_wall_ms > now) {
 			i++;
@@ -359,6 +380,116 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 	if (a->dirty && (force || now - a->saved_ms >= SAVE_GAP_MS))
 		save(a);
 	return log->len > was;
+}
+
+/* ---- the operator's commands (sluice ctl) ---- */
+
+#define HOLD_MS (30LL * 86400 * 1000) /* a pause or bounce with no end said: 30 days */
+
+static void job_line(struct buf *log, const char *event, const char *job, int64_t until)
+{
+	acct_event_open(log, now_real_ms(), event);
+	buf_adds(log, ",\"job\":");
+	json_add_cstr(log, job);
+	if (until) {
+		buf_adds(log, ",\"until\":");
+		acct_add_ts(log, until);
+	}
+	buf_adds(log, ",\"rule\":\"ctl\"}\n");
+}
+
+void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
+                            int64_t until, struct buf *log, struct shard **shards, unsigned n)
+{
+	uint8_t scope = source[0] ? SCOPE_PAIR : SCOPE_GROUP;
+	struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, source, group, "");
+	if (until > k->c.until_wall_ms || strcmp(k->rule, "ctl") != 0)
+		k->c.until_wall_ms = until;
+	snprintf(k->rule, sizeof(k->rule), "ctl");
+	snprintf(k->c.rule, sizeof(k->c.rule), "ctl");
+	if (scope == SCOPE_PAIR)
+		send_to(a, &k->c, shards, shard_pair_owner(cfg, n, source, group));
+	else
+		send_all(a, &k->c, shards, n);
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	o.kind = OUTCOME_EVENT;
+	o.result = EVENT_SUSPEND;
+	o.ts_ms = now_real_ms();
+	o.scope = scope;
+	snprintf(o.source, sizeof(o.source), "%s", source);
+	o.group = k->c.group;
+	o.mx = k->rule;
+	o.until_ms = k->c.until_wall_ms;
+	acct_format_event(log, &o);
+	a->counts[EVENT_SUSPEND]++;
+	a->dirty = true;
+}
+
+unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const char *source, struct buf *log,
+                               struct shard **shards, unsigned n, bool *job)
+{
+	unsigned lifted = 0;
+	int64_t now = now_real_ms();
+	for (unsigned i = 0; i < a->n;) {
+		struct kept *k = a->k[i];
+		if (k->c.kind == ADAPT_CMD_SUSPEND && k->c.scope != SCOPE_SOURCE && strcmp(k->c.group, name) == 0 &&
+		    (!source[0] || (k->c.scope == SCOPE_PAIR && strcmp(k->c.source, source) == 0))) {
+			snprintf(k->rule, sizeof(k->rule), "ctl");
+			resume(a, k, log, now); /* the last takes its place */
+			lifted++;
+		} else {
+			i++;
+		}
+	}
+	struct adapt_cmd lift = { .kind = ADAPT_CMD_LIFT, .scope = source[0] ? SCOPE_PAIR : SCOPE_GROUP };
+	snprintf(lift.group, sizeof(lift.group), "%s", name);
+	snprintf(lift.source, sizeof(lift.source), "%s", source);
+	send_all(a, &lift, shards, n); /* also what a shard suspended that is not noted here yet */
+	*job = false;
+	struct kept *k;
+	if (!source[0]) {
+		for (uint8_t kind = ADAPT_CMD_PAUSE; kind <= ADAPT_CMD_BOUNCE; kind++)
+			if ((k = find(a, kind, SCOPE_PAIR, "", "", name))) {
+				drop(a, k);
+				*job = true;
+			}
+		if (*job) {
+			struct adapt_cmd release = { .kind = ADAPT_CMD_RELEASE };
+			snprintf(release.job, sizeof(release.job), "%s", name);
+			send_all(a, &release, shards, n);
+			job_line(log, "job-resume", name, 0);
+			a->dirty = true;
+		}
+	}
+	return lifted;
+}
+
+void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, struct buf *log,
+                         struct shard **shards, unsigned n)
+{
+	struct kept *other = find(a, bounce ? ADAPT_CMD_PAUSE : ADAPT_CMD_BOUNCE, SCOPE_PAIR, "", "", job);
+	if (other) /* one hold a job: the latest */
+		drop(a, other);
+	struct kept *k = add(a, bounce ? ADAPT_CMD_BOUNCE : ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", job);
+	k->c.until_wall_ms = until ? until : now_real_ms() + HOLD_MS;
+	if (other) {
+		struct adapt_cmd release = { .kind = ADAPT_CMD_RELEASE };
+		snprintf(release.job, sizeof(release.job), "%s", job);
+		send_all(a, &release, shards, n);
+	}
+	send_all(a, &k->c, shards, n);
+	job_line(log, bounce ? "job-bounce" : "job-pause", job, k->c.until_wall_ms);
+	a->dirty = true;
+}
+
+size_t adaptation_list(const struct adaptation *a, const struct adapt_cmd **out, size_t max)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < a->n && n < max; i++)
+		if (a->k[i]->c.kind == ADAPT_CMD_SUSPEND || is_hold(&a->k[i]->c))
+			out[n++] = &a->k[i]->c;
+	return n;
 }
 
 const uint64_t *adaptation_counts(const struct adaptation *a)

@@ -27,6 +27,22 @@ void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *
  * state is saved when it changed (at most once a second unless force).
  * True when it wrote lines. */
 bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shards, unsigned n, bool force);
+/* The operator's commands (sluice ctl), each with its line in log:
+ * a suspension of a group, or of a pair when source is not "" (until:
+ * wall ms); */
+void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
+                            int64_t until, struct buf *log, struct shard **shards, unsigned n);
+/* the end of the suspensions of group name (of its pair with source, if
+ * not ""), and of job name's pause or bounce (*job: there was one);
+ * returns the suspensions lifted; */
+unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const char *source, struct buf *log,
+                               struct shard **shards, unsigned n, bool *job);
+/* a job paused (its messages wait) or bounced (they bounce), until
+ * (wall ms; 0: 30 days) or resumed. */
+void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, struct buf *log,
+                         struct shard **shards, unsigned n);
+/* What is in force (suspensions, holds), for status: up to max. */
+size_t adaptation_list(const struct adaptation *a, const struct adapt_cmd **out, size_t max);
 /* Events by enum adapt_event, for the summary. */
 const uint64_t *adaptation_counts(const struct adaptation *a);
 void adaptation_close(struct adaptation *a);

@@ -36,7 +36,7 @@ struct claim_return {
 	unsigned lane;        /* of the refused row */
 	int64_t sleep_until;  /* > 0: the claim's message waits in the spool until
 	                       * then (wall ms); its claim and identity stay */
-	bool budget_wait;     /* for a wave or a warm-up day (a reload that changes
+	uint8_t waits;        /* WAIT_* (message.h): what may wake it early; WAIT_BUDGET: for a wave or a warm-up day (a reload that changes
 	                       * them wakes it) */
 };
 

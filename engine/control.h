@@ -34,12 +34,26 @@
 #define CONTROL_WORD_MAX 255
 
 struct control_server;
+/* A request as the engine gets it: the words of its line, and who sent
+ * it (SO_PEERCRED). */
+struct control_request {
+	uint64_t gen;
+	unsigned uid, pid;
+	int argc;
+	char *argv[8];            /* into line */
+	char line[CONTROL_LINE_MAX + 1];
+};
 /* Binds path (before any thread starts); NULL with err set on failure. */
 struct control_server *control_server_start(const char *path, char *err, size_t err_len);
 bool control_server_run(struct control_server *s, int wake_fd);
-/* Engine side, once a loop turn: the request line waiting, or NULL. */
-const char *control_server_wanted(struct control_server *s);
-void control_server_answer(struct control_server *s, const struct buf *reply);
+/* Engine side, once a loop turn: true when a request waits (in r). */
+bool control_server_wanted(struct control_server *s, struct control_request *r);
+/* reply: "ok\n" or "error: ...\n" and the body. A why reply may end in
+ * CONTROL_LOG_MARK, the log's path and "\n": the server's thread then
+ * adds the log's last lines about the message (read there, not on the
+ * engine's loop). */
+#define CONTROL_LOG_MARK "\x1elog "
+void control_server_answer(struct control_server *s, const struct control_request *r, const struct buf *reply);
 /* Stops the thread, closes and removes the socket. */
 void control_server_stop(struct control_server *s);
 

@@ -151,7 +151,7 @@ static void claim_file(struct feeder *f, struct claim *k, bool parked, unsigned 
 		bool sleeps = !f->cfg->dsn_spool && f->cfg->wait_in_spool_ms > 0 && wait >= f->cfg->wait_in_spool_ms;
 		give_back(f, &(struct claim_return){ .claim = k, .left_new = left,
 		                                     .sleep_until = sleeps ? m->due_wall_ms : 0,
-		                                     .budget_wait = m->budget_wait });
+		                                     .waits = m->waits });
 		if (sleeps) {
 			message_free(m);
 			atomic_fetch_add(&f->unsent[lane], 1);

@@ -66,6 +66,16 @@ void metrics_free(struct metrics *m)
 	strmap_free(&m->series);
 }
 
+/* From the first claim of the message (kept across retries and
+ * restarts) to this final reply. */
+static double delivery_seconds(const struct outcome *o)
+{
+	int64_t first = o->msg ? o->msg->first_wall_ms : 0;
+	if (first <= 0 || o->ts_ms < first)
+		return o->queue_ms / 1000.0;
+	return (double)(o->ts_ms - first) / 1000.0;
+}
+
 void metrics_count(struct metrics *m, const struct outcome *o, int64_t now_ms)
 {
 	const char *result = result_name((enum result)o->result);
@@ -93,7 +103,7 @@ void metrics_count(struct metrics *m, const struct outcome *o, int64_t now_ms)
 	if (o->code || o->result == RESULT_DELIVERED)
 		observe(&m->reply, o->ms / 1000.0);
 	if (o->attempt && (o->result == RESULT_DELIVERED || o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
-		observe(&m->delivery, o->queue_ms / 1000.0); /* not a job row refused before any attempt */
+		observe(&m->delivery, delivery_seconds(o)); /* not a job row refused before any attempt */
 }
 
 void metrics_log_synced(struct metrics *m, double seconds)
@@ -144,6 +154,45 @@ static void gauge(struct buf *b, const char *name, const char *help, double v)
 {
 	header(b, name, "gauge", help);
 	buf_printf(b, "%s %.17g\n", name, v);
+}
+
+static void pair_labels(struct buf *b, const char *name, const struct shard_pair_stat *p)
+{
+	buf_printf(b, "%s{", name);
+	add_label(b, "group", p->group, strlen(p->group));
+	buf_adds(b, ",");
+	add_label(b, "source", p->source, strlen(p->source));
+	buf_adds(b, "} ");
+}
+
+/* What each (source IP, MX group) pair is doing, as its shard last
+ * published it (a pair its shard forgot, idle for 10 minutes, goes). */
+static void render_pairs(struct buf *out, const struct metrics_state *st)
+{
+	static const struct { const char *name, *type, *help; } fam[] = {
+		{ "sluice_pair_connections_open", "gauge", "SMTP connections open, by MX group and source IP." },
+		{ "sluice_pair_connections_opened_total", "counter", "SMTP connections started, by MX group and source IP." },
+		{ "sluice_pair_connections_failed_total", "counter",
+		  "SMTP connections that failed before their first transaction, by MX group and source IP." },
+		{ "sluice_pair_queued_transactions", "gauge",
+		  "Transactions waiting for a connection, by MX group and source IP." },
+		{ "sluice_pair_suspended_seconds", "gauge",
+		  "Time left of the pair's suspension (0: not suspended), by MX group and source IP." },
+		{ "sluice_pair_rate_limit", "gauge", "Messages per second the pair may send now (0: no limit)." },
+		{ "sluice_pair_throttle_fill", "gauge", "The pair's message token bucket, 0 (empty) to 1 (full); pairs with a limit." },
+	};
+	for (unsigned f = 0; f < ARRAY_LEN(fam); f++) {
+		header(out, fam[f].name, fam[f].type, fam[f].help);
+		for (size_t i = 0; i < st->npairs; i++) {
+			const struct shard_pair_stat *p = &st->pairs[i];
+			double left = p->suspended_until > st->now_wall_ms ? (p->suspended_until - st->now_wall_ms) / 1000.0 : 0;
+			double v[] = { p->conns, (double)p->opened, (double)p->failed, p->queued, left, p->rate, p->fill };
+			if (f == 6 && p->fill < 0)
+				continue;
+			pair_labels(out, fam[f].name, p);
+			buf_printf(out, "%.17g\n", v[f]);
+		}
+	}
 }
 
 void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t now_ms, struct buf *out)
@@ -199,11 +248,29 @@ void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t n
 	           (unsigned long long)lv[SHARD_LIVE_DNS_UDP], (unsigned long long)lv[SHARD_LIVE_DNS_TCP]);
 	counter(out, "sluice_dns_timeouts_total", "DNS tries that timed out.", lv[SHARD_LIVE_DNS_TIMEOUTS]);
 	render_histogram(out, "sluice_delivery_seconds",
-	                 "Time from the latest claim of a message (a retried message is claimed again) to a recipient's final reply.",
+	                 "Time from the first claim of a message (kept across retries and restarts) to a recipient's final reply.",
 	                 &m->delivery);
 	render_histogram(out, "sluice_smtp_transaction_seconds",
 	                 "SMTP latency of the transaction a recipient line reports (MAIL to the final reply).", &m->reply);
 	render_histogram(out, "sluice_log_sync_seconds", "fdatasync of the accounting log.", &m->log_sync);
+	render_pairs(out, st);
 	gauge(out, "sluice_shards", "Delivery threads.", st->shards);
 	gauge(out, "sluice_start_time_seconds", "When the process started, Unix time.", st->start_time);
+}
+
+void metrics_each_series(const struct metrics *m, void (*fn)(void *arg, const char *result, const char *group,
+                                                             const char *source, uint64_t n), void *arg)
+{
+	char key[1024];
+	for (size_t bk = 0; bk < m->series.nb; bk++)
+		for (const struct strmap_node *n = m->series.b[bk]; n; n = n->next) {
+			const struct series *s = (const struct series *)n;
+			snprintf(key, sizeof(key), "%s", s->key);
+			char *g = strchr(key, '\x1f'), *src = g ? strchr(g + 1, '\x1f') : NULL;
+			if (!src)
+				continue;
+			*g++ = 0;
+			*src++ = 0;
+			fn(arg, key, g, src, s->n);
+		}
 }

@@ -9,6 +9,7 @@
 #include "lib/message.h"
 #include "lib/strmap.h"
 #include "lib/util.h"
+#include "../shards/shard.h"
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -39,6 +40,9 @@ struct metrics_state {
 	unsigned shards;
 	const uint64_t *live;     /* the shards' live counters summed (shard.h SHARD_LIVE_*) */
 	double start_time;        /* process start, Unix seconds */
+	const struct shard_pair_stat *pairs; /* the shards' pairs (shard.h), as last published */
+	size_t npairs;
+	int64_t now_wall_ms;
 };
 
 void metrics_init(struct metrics *m);
@@ -49,6 +53,9 @@ void metrics_log_synced(struct metrics *m, double seconds);
 /* The exposition text; series idle for a day are dropped first (and no
  * more than 100,000 are kept: beyond, new ones are not counted). */
 void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t now_ms, struct buf *out);
+/* Each (result, group, source) series counted so far. */
+void metrics_each_series(const struct metrics *m, void (*fn)(void *arg, const char *result, const char *group,
+                                                             const char *source, uint64_t n), void *arg);
 
 /* The responder. metrics_server_start binds addr (numeric "IP:PORT"),
  * before anything else starts, so a taken port stops nothing half-way;

@@ -26,7 +26,7 @@ struct work {
 	struct claim *park;         /* and then move new/NAME to active/ID */
 	struct claim *sleeper;      /* and then: it waits in the spool until sleep_until */
 	int64_t sleep_until;
-	bool budget;                /* for a wave or a warm-up day */
+	uint8_t waits;              /* WAIT_* */
 	struct file_print print;    /* of the file (remove, park) */
 	int sync_fd;                /* or (when >= 0): sync and close this */
 };
@@ -136,7 +136,7 @@ static bool save_state(struct reaper *r, struct work *w)
 			.claim = w->park, .left_new = spool_park(r->sp, w->park->name, w->id, &w->print) });
 	if (w->sleeper) /* its state is on disk: it may be read again when due, not before */
 		give_back(r, &(struct claim_return){ .claim = w->sleeper, .sleep_until = w->sleep_until,
-		                                     .budget_wait = w->budget });
+		                                     .waits = w->waits });
 	free_work(w);
 	return true;
 }
@@ -256,7 +256,7 @@ bool reaper_save_state(struct reaper *r, const char *id, char *text, struct clai
 	if (sleep) {
 		w.sleeper = sleep->claim;
 		w.sleep_until = sleep->sleep_until;
-		w.budget = sleep->budget_wait;
+		w.waits = sleep->waits;
 	}
 	if (push(r, &w))
 		return true;

@@ -13,6 +13,10 @@
 #include "doctor.h"
 #include "notify.h"
 #include "metrics.h"
+#include "control.h"
+#include "status.h"
+#include "lib/json.h"
+#include "lib/retry_state.h"
 #include "adaptation.h"
 #include "acct_log.h"
 #include "claims.h"
@@ -25,6 +29,7 @@
 #include "lib/util.h"
 #include "../shards/shard.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -88,7 +93,7 @@ struct engine {
 	struct shard **shards;          /* by lane, as feeders see them */
 	struct reaper *reaper;          /* removes files, saves retry states */
 	struct adaptation *adapt;       /* suspensions and slow-downs in force */
-	struct sleeper { int64_t due; struct claim *k; bool budget; } *sleepers; /* a heap, soonest first */
+	struct sleeper { int64_t due; struct claim *k; uint8_t waits; } *sleepers; /* a heap, soonest first */
 	size_t sleepers_coming;         /* handed to the reaper to sleep once their state is saved */
 	size_t nsleepers, sleepers_cap;
 	bool reaper_running;
@@ -119,6 +124,9 @@ struct engine {
 	struct totals t;
 	struct metrics metrics;         /* what /metrics shows (metrics.h) */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
+	struct control_server *control; /* NULL: no control socket */
+	struct shard_pair_stat *pairs;  /* the shards' pairs, gathered for a scrape or a status */
+	size_t npairs, pairs_cap;
 	double start_wall;              /* Unix seconds */
 	int argc;                       /* for SIGHUP: parsed again */
 	char **argv;
@@ -176,7 +184,7 @@ static struct lane *lane_with_room(struct engine *e, uint64_t max)
  * lane's room: other mail goes on. After a restart, a file whose saved
  * state is that far from due waits the same way. */
 
-static void sleeper_push(struct engine *e, struct claim *k, int64_t due, bool budget)
+static void sleeper_push(struct engine *e, struct claim *k, int64_t due, uint8_t waits)
 {
 	if (e->nsleepers == e->sleepers_cap) {
 		e->sleepers_cap = e->sleepers_cap ? e->sleepers_cap * 2 : 256;
@@ -187,7 +195,7 @@ static void sleeper_push(struct engine *e, struct claim *k, int64_t due, bool bu
 		e->sleepers[i] = e->sleepers[(i - 1) / 2];
 		i = (i - 1) / 2;
 	}
-	e->sleepers[i] = (struct sleeper){ due, k, budget };
+	e->sleepers[i] = (struct sleeper){ due, k, waits };
 }
 
 static struct claim *sleeper_pop(struct engine *e)
@@ -217,12 +225,12 @@ static int sleeper_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Those waiting for a wave or a warm-up day are due now (a sorted array
- * is a heap). */
-static void wake_budget_waiters(struct engine *e)
+/* Those waiting for what waits says (WAIT_*: a wave or a warm-up day,
+ * a hold) are due now (a sorted array is a heap). */
+static void wake_waiters(struct engine *e, uint8_t waits)
 {
 	for (size_t i = 0; i < e->nsleepers; i++)
-		if (e->sleepers[i].budget)
+		if (e->sleepers[i].waits & waits)
 			e->sleepers[i].due = 0;
 	qsort(e->sleepers, e->nsleepers, sizeof(*e->sleepers), sleeper_cmp);
 }
@@ -427,7 +435,7 @@ static bool save_state(struct engine *e, struct message *m, char *text, const st
 			.claim = park, .left_new = spool_park(&e->spool, park->name, m->id, &m->print) });
 	}
 	if (sleep && !err)
-		sleeper_push(e, sleep->claim, sleep->sleep_until, sleep->budget_wait);
+		sleeper_push(e, sleep->claim, sleep->sleep_until, sleep->waits);
 	return true;
 }
 
@@ -467,8 +475,8 @@ static bool after_logged(struct engine *e, const struct outcome *o)
 	struct message *m = o->msg;
 	if (o->kind == OUTCOME_RETRY_STATE) {
 		/* until_ms: it waits in the spool (OUTCOME_MESSAGE_WAITS follows)
-		 * once this state is saved; code 1: for a wave or a warm-up day */
-		struct claim_return sleep = { .claim = m->claim, .sleep_until = o->until_ms, .budget_wait = o->code == 1 };
+		 * once this state is saved; code: its WAIT_* (what may wake it early) */
+		struct claim_return sleep = { .claim = m->claim, .sleep_until = o->until_ms, .waits = (uint8_t)o->code };
 		if (!m->job_run)
 			return save_state(e, m, o->response, o->until_ms ? &sleep : NULL);
 		free(o->response); /* a row is tried afresh after a restart */
@@ -653,14 +661,14 @@ static size_t take_returns(struct engine *e)
 				log_refused(e, r.refused, r.reason, r.lane);
 			claims_return(&e->claims, &r);
 			if (r.sleep_until) /* its identity stays in use: the claim too */
-				sleeper_push(e, r.claim, r.sleep_until, r.budget_wait);
+				sleeper_push(e, r.claim, r.sleep_until, r.waits);
 		}
 	for (; e->reaper && reaper_returned(e->reaper, &r); n++) {
 		claims_return(&e->claims, &r);
 		if (r.sleep_until) { /* its state is saved: it sleeps */
 			ASSERT(e->sleepers_coming > 0);
 			e->sleepers_coming--;
-			sleeper_push(e, r.claim, r.sleep_until, r.budget_wait);
+			sleeper_push(e, r.claim, r.sleep_until, r.waits);
 		}
 	}
 	return n;
@@ -744,18 +752,17 @@ static void finish_open_transactions(struct engine *e)
  * configuration: said, and the running one is kept. The spool, shard and
  * spool-worker counts cannot change while running; the accounting log is
  * reopened (after logrotate moved it, or under a new name). */
-static void reload(struct engine *e)
+static bool reload(struct engine *e, char *err, size_t err_len)
 {
 	struct config *n = xmalloc(sizeof(*n));
-	char err[600];
-	if (!config_reload(n, e->argc, e->argv, err, sizeof(err))) {
+	if (!config_reload(n, e->argc, e->argv, err, err_len)) {
 		warnx_("reload: %s; the running configuration is kept", err);
 		free(n);
 		/* logrotate reloads to have the log reopened: that happens anyway */
 		if (e->cfg->log_path && !acct_reopen(&e->log, e->cfg->log_path))
 			warnx_("reload: cannot open the accounting log %s: %s; still writing the old one", e->cfg->log_path,
 			       strerror(e->log.error));
-		return;
+		return false;
 	}
 	const struct config *o = e->cfg;
 	if (strcmp(n->spool, o->spool) != 0 || n->shards != o->shards || n->spool_workers != o->spool_workers)
@@ -769,7 +776,7 @@ static void reload(struct engine *e)
 		n->dsn_spool = o->dsn_spool ? xstrdup(o->dsn_spool) : NULL;
 	}
 	if (!config_budgets_same(n, o)) /* new caps: what waits for a wave or a day is tried again now */
-		wake_budget_waiters(e);
+		wake_waiters(e, WAIT_BUDGET);
 	if ((n->warm_tz || o->warm_tz) && (!n->warm_tz || !o->warm_tz || strcmp(n->warm_tz, o->warm_tz) != 0)) {
 		/* TZ is the process's: set once, before the threads start */
 		warnx_("reload: warmup.timezone stays as it was until a restart");
@@ -783,6 +790,9 @@ static void reload(struct engine *e)
 		warnx_("reload: an accounting log cannot be added or dropped until a restart");
 	if (n->metrics != o->metrics && (!n->metrics || !o->metrics || strcmp(n->metrics, o->metrics)))
 		warnx_("reload: metrics stays on %s until a restart", o->metrics ? o->metrics : "(off)");
+	if (n->control_socket != o->control_socket &&
+	    (!n->control_socket || !o->control_socket || strcmp(n->control_socket, o->control_socket)))
+		warnx_("reload: the control socket stays %s until a restart", o->control_socket ? o->control_socket : "off");
 	if (n->log_path && !acct_reopen(&e->log, n->log_path)) {
 		warnx_("reload: cannot open the accounting log %s: %s; still writing the old one",
 		       n->log_path, strerror(e->log.error));
@@ -799,6 +809,8 @@ static void reload(struct engine *e)
 	/* A pair may now be another shard's: what is in force follows it. */
 	adaptation_send_kept(e->adapt, n, e->shards, e->nlanes);
 	warnx_("reload: configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
+	snprintf(err, err_len, "configuration read again (%u route%s)", n->nroutes, n->nroutes == 1 ? "" : "s");
+	return true;
 }
 
 /* Frees the reloaded configurations every shard has moved past (the
@@ -929,6 +941,192 @@ static void engine_start(struct engine *e, const struct config *cfg)
  * is --drain: a reload keeps the flags) or, in --drain mode, an empty
  * spool with nothing in flight. True when --max-time ended it with work
  * left. */
+/* Every shard's pairs, as last published (about a second old at most). */
+static void gather_pairs(struct engine *e)
+{
+	struct shard_pair_stat *one = NULL;
+	size_t cap = 0;
+	e->npairs = 0;
+	for (unsigned i = 0; i < e->nlanes; i++) {
+		size_t n = shard_pair_stats(e->lanes[i].shard, &one, &cap);
+		if (e->npairs + n > e->pairs_cap) {
+			e->pairs_cap = (e->npairs + n) * 2;
+			e->pairs = xrealloc(e->pairs, e->pairs_cap * sizeof(*e->pairs));
+		}
+		if (n)
+			memcpy(e->pairs + e->npairs, one, n * sizeof(*one));
+		e->npairs += n;
+	}
+	free(one);
+}
+
+/* ---- the control socket's requests (control.h) ---- */
+
+static void control_status(struct engine *e, struct buf *out)
+{
+	const struct adapt_cmd *held[4096];
+	gather_pairs(e);
+	uint64_t jobs = 0;
+	for (struct job_run *j = e->jobs; j; j = j->next)
+		jobs++;
+	struct status_view v = {
+		.pid = (unsigned)getpid(), .shards = e->nlanes, .uptime_s = (double)now_real_ms() / 1000.0 - e->start_wall,
+		.drain = e->cfg->drain, .messages = e->t.messages_done, .delivered = e->t.delivered,
+		.bounced = e->t.bounced, .expired = e->t.expired, .deferred = e->t.deferred, .bad = e->t.bad,
+		.in_memory = e->claims.n - e->nsleepers, .waiting = e->nsleepers, .jobs_open = jobs,
+		.pairs = e->pairs, .npairs = e->npairs, .metrics = &e->metrics,
+		.held = held, .nheld = adaptation_list(e->adapt, held, ARRAY_LEN(held)), .now_wall_ms = now_real_ms(),
+	};
+	for (unsigned k = 0; k < e->nfeeders; k++)
+		v.bad += feeder_bad_total(e->feeders[k]);
+	buf_adds(out, "ok\n");
+	status_render(&v, out);
+}
+
+static void add_time(struct buf *b, int64_t wall_ms)
+{
+	buf_add_utc(b, "%Y-%m-%dT%H:%M:%SZ", wall_ms);
+}
+
+/* why ID: where the message is, its saved retry state, and (added by the
+ * control thread) its last lines in the log. */
+static void control_why(struct engine *e, const char *id, struct buf *out)
+{
+	if (id[0] == '.' || strchr(id, '/')) {
+		buf_adds(out, "error: not a message id\n");
+		return;
+	}
+	struct strmap_node *n = strmap_find(&e->claims.by_id, id);
+	struct claim *k = n ? container_of(n, struct claim, by_id) : NULL;
+	char *text = NULL;
+	int fd = openat(e->spool.state_fd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd >= 0) {
+		text = xmalloc(4096 + 1);
+		size_t got = 0;
+		read_full(fd, text, 4096, 0, &got);
+		text[got] = 0;
+		close(fd);
+	}
+	if (!k && !text) {
+		buf_printf(out, "error: %s: this run holds no such message and has no retry state for it "
+		                "(final already, not claimed yet, or unknown)\n", id);
+		return;
+	}
+	buf_printf(out, "ok\nmessage %s\n", id);
+	const struct sleeper *sl = NULL;
+	for (size_t i = 0; k && i < e->nsleepers && !sl; i++)
+		if (e->sleepers[i].k == k)
+			sl = &e->sleepers[i];
+	if (sl) {
+		buf_adds(out, "waiting in the spool until ");
+		add_time(out, sl->due);
+		buf_printf(out, "%s\n", sl->waits & WAIT_HELD ? " (held: a suspension or a paused job; a resume wakes it)"
+		                        : sl->waits & WAIT_BUDGET ? " (its wave or warm-up day is full)" : " (its retry schedule)");
+	} else if (k) {
+		buf_adds(out, "in delivery: a shard holds it (being sent, or waiting in memory for its next attempt)\n");
+	} else {
+		buf_adds(out, "not claimed by this run (its file waits in new/ or active/)\n");
+	}
+	if (text) {
+		struct retry_state st = { 0 };
+		retry_state_parse(text, &st);
+		buf_printf(out, "attempts %lld, the first at ", st.attempt);
+		add_time(out, st.first);
+		buf_adds(out, ", the next due at ");
+		add_time(out, st.due);
+		buf_printf(out, "%s\nrecipients final (by index):%s\n", st.waits & WAIT_HELD ? " (held)" : "",
+		           st.final && *st.final ? st.final : " none");
+		free(text);
+	} else {
+		buf_adds(out, "no retry state saved yet (not deferred so far)\n");
+	}
+	if (e->cfg->log_path)
+		buf_printf(out, CONTROL_LOG_MARK "%s\n", e->cfg->log_path);
+}
+
+/* "30m", "2h", "3600", "1d": seconds, into *s; false if not one. */
+static bool parse_secs(const char *v, int64_t *s)
+{
+	char *end;
+	long long n = strtoll(v, &end, 10);
+	int mult = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+	if (end == v || n < 0 || !mult || n > 400LL * 86400 / mult)
+		return false;
+	*s = n * mult;
+	return true;
+}
+
+static void control_do(struct engine *e, const struct control_request *r, struct buf *out)
+{
+	const char *cmd = r->argc ? r->argv[0] : "";
+	int argc = r->argc;
+	char *const *argv = r->argv;
+	struct buf *log = &e->log.pending;
+	int64_t secs;
+	if (!strcmp(cmd, "status") && argc == 1) {
+		control_status(e, out);
+	} else if (!strcmp(cmd, "suspend") && argc == 4 && parse_secs(argv[3], &secs)) {
+		const char *source = strcmp(argv[2], "-") ? argv[2] : "";
+		int64_t until = now_real_ms() + (secs ? secs * 1000 : 400LL * 86400 * 1000 - 60000);
+		adaptation_ctl_suspend(e->adapt, e->cfg, argv[1], source, until, log, e->shards, e->nlanes);
+		buf_printf(out, "ok\n%s%s%s suspended %s\n", argv[1], *source ? " from " : "", source,
+		           secs ? "for the time given" : "until resumed");
+	} else if (!strcmp(cmd, "resume") && argc == 3) {
+		const char *source = strcmp(argv[2], "-") ? argv[2] : "";
+		bool job = false;
+		unsigned n = adaptation_ctl_resume(e->adapt, argv[1], source, log, e->shards, e->nlanes, &job);
+		wake_waiters(e, WAIT_HELD);
+		buf_printf(out, "ok\n%u suspension%s of %s%s%s lifted%s\n", n, n == 1 ? "" : "s", argv[1],
+		           *source ? " from " : "", source, job ? "; the job's hold ended" : "");
+	} else if ((!strcmp(cmd, "pause") || !strcmp(cmd, "bounce")) && argc == 2) {
+		bool bounce = !strcmp(cmd, "bounce");
+		adaptation_ctl_hold(e->adapt, argv[1], bounce, 0, log, e->shards, e->nlanes);
+		if (bounce)
+			wake_waiters(e, WAIT_HELD | WAIT_BUDGET);
+		buf_printf(out, "ok\njob %s %s\n", argv[1],
+		           bounce ? "bounced: its queued messages bounce as the shards reach them, and new ones too, "
+		                    "until resumed (or 30 days)"
+		                  : "paused: its messages wait until resumed (or 30 days)");
+	} else if (!strcmp(cmd, "reload") && argc == 1) {
+		char why[600];
+		notify_reloading();
+		bool ok = reload(e, why, sizeof(why));
+		notify_service("READY=1");
+		buf_printf(out, ok ? "ok\n%s\n" : "error: %s; the running configuration is kept\n", why);
+	} else if (!strcmp(cmd, "why") && argc == 2) {
+		control_why(e, argv[1], out);
+	} else {
+		buf_printf(out, "error: not a request: %s (see sluice ctl --help)\n", r->line[0] ? cmd : "(empty)");
+	}
+}
+
+/* A request waits: carried out, logged (but a status), answered. */
+static void answer_control(struct engine *e)
+{
+	static struct control_request r;
+	if (!control_server_wanted(e->control, &r))
+		return;
+	struct buf out = { 0 };
+	control_do(e, &r, &out);
+	if (r.argc && strcmp(r.argv[0], "status") != 0) {
+		size_t first = strcspn(out.p, "\n");
+		acct_event_open(&e->log.pending, now_real_ms(), "ctl");
+		buf_adds(&e->log.pending, ",\"command\":");
+		char line[CONTROL_LINE_MAX + 1];
+		size_t len = 0;
+		for (int i = 0; i < r.argc; i++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s", i ? " " : "", r.argv[i]);
+		json_add_cstr(&e->log.pending, line);
+		buf_printf(&e->log.pending, ",\"uid\":%u,\"pid\":%u,\"answer\":", r.uid, r.pid);
+		json_add_string(&e->log.pending, out.p, first);
+		buf_adds(&e->log.pending, "}\n");
+		warnx_("ctl: uid %u: %s: %.*s", r.uid, line, (int)first, out.p);
+		flush_log(e);
+	}
+	control_server_answer(e->control, &r, &out);
+	buf_free(&out);
+}
+
 /* A scrape is waiting: the text, from what was logged so far. */
 static void publish_metrics(struct engine *e)
 {
@@ -943,6 +1141,10 @@ static void publish_metrics(struct engine *e)
 		shard_live_counters(e->lanes[i].shard, live);
 	}
 	st.live = live;
+	gather_pairs(e);
+	st.pairs = e->pairs;
+	st.npairs = e->npairs;
+	st.now_wall_ms = now_real_ms();
 	static struct buf text;
 	text.len = 0;
 	metrics_render(&e->metrics, &st, now_mono_ms(), &text);
@@ -958,13 +1160,15 @@ static bool run_loop(struct engine *e, const struct config *start, double t0)
 			return false;
 		if (reload_signal) {
 			reload_signal = 0;
+			char why[600];
 			notify_reloading();
-			reload(e);
+			reload(e, why, sizeof(why));
 			notify_service("READY=1");
 		}
 		free_unused_configs(e);
 		if (metrics_server_wanted(e->metrics_server))
 			publish_metrics(e);
+		answer_control(e);
 		uint64_t busy = inflight(e);
 		if (start->max_time_s > 0 && now_mono_s() - t0 >= start->max_time_s)
 			return busy > 0 || !e->spool_empty || e->jobs || e->nsleepers || e->sleepers_coming;
@@ -1071,13 +1275,21 @@ int run_main(int argc, char **argv)
 		if (!(e.metrics_server = metrics_server_start(cfg.metrics, err, sizeof(err))))
 			fatal("metrics: %s", err);
 	}
+	if (cfg.control_socket) { /* bound first too, while no thread makes files (umask) */
+		char err[300];
+		if (!(e.control = control_server_start(cfg.control_socket, err, sizeof(err))))
+			fatal("control socket: %s", err);
+	}
 	engine_start(&e, &cfg);
 	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
 		warnx_("metrics: cannot start its thread; /metrics is not served");
+	if (e.control && !control_server_run(e.control, e.wake_fd))
+		warnx_("control socket: cannot start its thread; sluice status and ctl get no answer");
 	notify_service("READY=1");
 	double start = now_mono_s();
 	bool timed_out = run_loop(&e, &cfg, start);
 	metrics_server_stop(e.metrics_server); /* scrapes from now on: refused */
+	control_server_stop(e.control);
 	engine_stop(&e);
 	double secs = now_mono_s() - start;
 	free_lanes(&e);
@@ -1102,6 +1314,7 @@ int run_main(int argc, char **argv)
 	bool drain = cfg.drain;
 	doctor_at_start_end();
 	metrics_free(&e.metrics);
+	free(e.pairs);
 	config_free(&cfg);
 	free_reloaded(&e);
 	if (stop_signal && !drain)

@@ -554,7 +554,7 @@ void spool_state_load(struct spool *sp, struct message *m)
 		m->attempt = (uint32_t)st.attempt;
 	m->first_wall_ms = st.first;
 	m->due_wall_ms = st.due;
-	m->budget_wait = st.budget;
+	m->waits = st.waits;
 	if (st.final)
 		retry_state_apply_final(m, st.final);
 }

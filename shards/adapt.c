@@ -264,6 +264,66 @@ static struct adapt_ban ban_proto(uint8_t kind, uint8_t scope, const char *job, 
 	return p;
 }
 
+/* How many job holds (pauses, bounces) are in force: none, and a
+ * message's job is never looked up. */
+static void count_job_holds(struct shard *s)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->nbans; i++)
+		n += (s->bans[i]->kind == ADAPT_CMD_PAUSE || s->bans[i]->kind == ADAPT_CMD_BOUNCE) &&
+		     s->bans[i]->until > s->now;
+	s->job_holds = n;
+}
+
+const struct adapt_ban *adapt_job_hold(const struct shard *s, const struct message *m)
+{
+	const struct adapt_ban *b = ban_find(s, ADAPT_CMD_BOUNCE, SCOPE_PAIR, m->job, "", "");
+	return b ? b : ban_find(s, ADAPT_CMD_PAUSE, SCOPE_PAIR, m->job, "", "");
+}
+
+/* Does the suspension lift c (the operator's resume) reach this pair? */
+static bool lift_covers(const struct adapt_cmd *c, const char *source, const char *group)
+{
+	return strcmp(group, c->group) == 0 && (c->scope == SCOPE_GROUP || strcmp(source, c->source) == 0);
+}
+
+/* The operator's resume: the suspensions it covers end now (a group's:
+ * the group's own and each of its pairs'; a pair's: that pair's), those
+ * of its source IPs stay; what waited for them goes on. */
+static void lift(struct shard *s, const struct adapt_cmd *c)
+{
+	for (unsigned i = 0; i < s->nbans; i++) {
+		struct adapt_ban *b = s->bans[i];
+		if (b->kind == ADAPT_CMD_SUSPEND && b->scope != SCOPE_SOURCE &&
+		    (b->scope == SCOPE_PAIR ? lift_covers(c, b->source, b->group)
+		                            : c->scope == SCOPE_GROUP && strcmp(b->group, c->group) == 0))
+			b->until = 0; /* over: the GC takes it */
+	}
+	for (unsigned k = 0; k < s->nthrs; k++) {
+		struct throttle *t = s->thrs[k];
+		if (!lift_covers(c, t->source, t->group) || t->suspended_until <= s->now)
+			continue;
+		t->suspended_until = 0;
+		t->suspended_by[0] = 0;
+		adapt_throttle_new(s, t); /* what still covers it (its source IP's) */
+	}
+	for (unsigned i = 0; i < s->ndests; i++)
+		if (!s->dests[i].unused && s->dests[i].thr && lift_covers(c, s->dests[i].thr->source, s->dests[i].group))
+			shard_dest_note(s, i, true);
+	shard_wake_held(s);
+}
+
+/* A job's pause or bounce ends. */
+static void release(struct shard *s, const char *job)
+{
+	struct adapt_ban *b;
+	if ((b = ban_find(s, ADAPT_CMD_PAUSE, SCOPE_PAIR, job, "", "")))
+		b->until = 0;
+	if ((b = ban_find(s, ADAPT_CMD_BOUNCE, SCOPE_PAIR, job, "", "")))
+		b->until = 0;
+	shard_wake_held(s);
+}
+
 /* The ones over go (the shard's GC). */
 void adapt_gc(struct shard *s)
 {
@@ -283,6 +343,7 @@ void adapt_gc(struct shard *s)
 		if (s->fulls[i].until > s->now)
 			s->fulls[keep++] = s->fulls[i];
 	s->nfulls = keep;
+	count_job_holds(s);
 }
 
 static void suspend(struct shard *s, struct throttle *t, const struct reply_rule *rule,
@@ -581,7 +642,17 @@ uint8_t adapt_on_reply(struct shard *s, struct dest *d, const struct smtp_reply 
 void adapt_take_commands(struct shard *s)
 {
 	struct adapt_cmd c;
+	bool any = false;
 	while (spsc_pop(&s->adapt_in, &c)) {
+		any = true;
+		if (c.kind == ADAPT_CMD_LIFT) {
+			lift(s, &c);
+			continue;
+		}
+		if (c.kind == ADAPT_CMD_RELEASE) {
+			release(s, c.job);
+			continue;
+		}
 		/* a slowed rate waits for its pair to be made (then it is taken) */
 		int64_t left = c.kind == ADAPT_CMD_SLOW ? MAX_AHEAD_MS : c.until_wall_ms - now_real_ms();
 		if (left <= 0)
@@ -599,7 +670,11 @@ void adapt_take_commands(struct shard *s)
 		p.period = c.period;
 		p.count = c.count;
 		ban_put(s, &p);
+		if (c.kind == ADAPT_CMD_BOUNCE) /* what waits for its pause bounces now */
+			shard_wake_held(s);
 	}
+	if (any)
+		count_job_holds(s);
 }
 
 void adapt_free(struct shard *s)

@@ -60,13 +60,13 @@ void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, co
 	shard_leg_done(s, l);
 }
 
-void leg_wait(struct shard *s, struct leg *l, int64_t until, bool budget, const char *why)
+void leg_wait(struct shard *s, struct leg *l, int64_t until, uint8_t waits, const char *why)
 {
 	if (until > l->not_before)
 		l->not_before = until;
 	for (uint32_t i = 0; i < l->nr; i++)
 		l->waited += l->rt[i] != RT_RESOLVED;
-	l->budget_wait = l->budget_wait || budget;
+	l->waits |= waits;
 	leg_settle(s, l, RESULT_DEFERRED, 451, "4.7.0", why, NULL);
 }
 

@@ -231,6 +231,7 @@ struct shard *shard_new(unsigned index, const struct config *cfg, int engine_wak
 	spsc_init(&s->inbox, pow2_at_least(cfg->inflight_per_shard * 2u), sizeof(struct message *));
 	spsc_init(&s->outbox, OUTBOX_CAP, sizeof(struct outcome));
 	spsc_init(&s->adapt_in, ADAPT_IN_CAP, sizeof(struct adapt_cmd));
+	pthread_mutex_init(&s->stats_mu, NULL);
 	s->live.live_next = s->live.live_prev = &s->live;
 	s->npeers = 1;
 	s->ndests = route_dests(cfg);
@@ -526,11 +527,12 @@ static void message_attempt_done(struct shard *s, struct message *m)
 		int64_t nb = m->not_before_ms - s->now;
 		wait = m->deferred_now > m->waited_now && wait > nb ? wait : nb;
 	}
-	bool budget = m->budget_wait;
+	uint8_t waits = m->waits;
 	m->not_before_ms = 0;
 	m->deferred_now = m->waited_now = 0;
-	m->budget_wait = false;
+	m->waits = 0;
 	bool in_spool = waits_in_spool(s, m, wait);
+	m->held_wait = (waits & WAIT_HELD) != 0; /* a resume brings it forward */
 	if (!in_spool)
 		retry_insert(s, m, s->now + wait);
 	/* Saved (after this attempt's lines are logged) so that a restart
@@ -539,10 +541,10 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	memset(&o, 0, sizeof(o));
 	o.kind = OUTCOME_RETRY_STATE;
 	o.msg = m;
-	o.response = retry_state_format(m, wall + wait, budget);
+	o.response = retry_state_format(m, wall + wait, waits);
 	if (in_spool) { /* the engine has it read again when due, once this is saved */
 		o.until_ms = wall + wait;
-		o.code = budget;
+		o.code = waits;
 	}
 	m->has_state = true;
 	shard_outbox_put(s, &o);
@@ -614,7 +616,7 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 		if (l->not_before > parent->not_before)
 			parent->not_before = l->not_before;
 		parent->waited += l->waited;
-		parent->budget_wait = parent->budget_wait || l->budget_wait;
+		parent->waits |= l->waits;
 		leg_free(l);
 		ASSERT(parent->children > 0);
 		parent->children--;
@@ -623,7 +625,7 @@ static void leg_try_finish(struct shard *s, struct leg *l)
 		if (l->not_before > m->not_before_ms) /* home: adaptation's wait reaches m */
 			m->not_before_ms = l->not_before;
 		m->waited_now += l->waited;
-		m->budget_wait = m->budget_wait || l->budget_wait;
+		m->waits |= l->waits;
 		leg_free(l);
 		ASSERT(m->legs_open > 0);
 		if (--m->legs_open == 0)
@@ -800,7 +802,7 @@ static void dest_wait_suspended(struct shard *s, struct dest *d)
 	         t->source[0] ? t->source : "sending", t->group, at, t->suspended_by);
 	struct leg *l;
 	while ((l = dest_pop(d)))
-		leg_wait(s, l, t->suspended_until, false, why);
+		leg_wait(s, l, t->suspended_until, WAIT_HELD, why);
 }
 
 /* Room for cap recipients: the leg, ri[] and rt[] in one block (ri[]
@@ -966,7 +968,7 @@ static int recipient_source(struct shard *s, struct message *m, uint32_t rcpt, c
 	if (until > m->not_before_ms)
 		m->not_before_ms = until;
 	m->waited_now++;
-	m->budget_wait = true;
+	m->waits |= WAIT_BUDGET;
 	return -1;
 }
 
@@ -1197,15 +1199,42 @@ static void source_check(struct shard *s, struct message *m)
 		pool_pick(s, m);
 }
 
+/* The operator paused or bounced m's job (hold): this attempt defers
+ * its pending recipients until resumed, or bounces them. */
+static void job_held(struct shard *s, struct message *m, const struct adapt_ban *hold)
+{
+	char why[200];
+	bool bounce = hold->kind == ADAPT_CMD_BOUNCE;
+	snprintf(why, sizeof(why), bounce ? "job %s was bounced by the operator (sluice ctl bounce)"
+	                                  : "job %s is paused by the operator (sluice ctl pause): it waits until resumed",
+	         m->job);
+	m->attempt++;
+	m->not_before_ms = hold->until;
+	m->deferred_now = m->waited_now = 0;
+	m->waits = WAIT_HELD;
+	for (uint32_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt_state[i] == RCPT_PENDING) {
+			emit_record(s, m, i, bounce ? RESULT_BOUNCED : RESULT_DEFERRED, bounce ? 550 : 451,
+			            bounce ? "5.0.0" : "4.7.0", why, strlen(why), NULL, 0);
+			m->waited_now++;
+		}
+	message_attempt_done(s, m);
+}
+
 /* Starts one delivery attempt for the pending recipients. */
 static void dispatch(struct shard *s, struct message *m)
 {
+	const struct adapt_ban *hold = s->job_holds && m->job ? adapt_job_hold(s, m) : NULL;
+	if (hold) {
+		job_held(s, m, hold);
+		return;
+	}
 	if (!sign(s, m))
 		return;
 	m->attempt++;
 	m->not_before_ms = 0; /* this attempt's (see message_attempt_done) */
 	m->deferred_now = m->waited_now = 0;
-	m->budget_wait = false;
+	m->waits = 0;
 	if (!choose_source(s, m)) {
 		message_attempt_done(s, m);
 		return;
@@ -1374,7 +1403,7 @@ static void leg_defer_here(struct shard *s, struct leg *l, const char *why)
 void shard_leg_over_budget(struct shard *s, struct leg *l, const struct adapt_ban *full)
 {
 	if (l->parent) { /* a rest after a 452: its parent is here; the next attempt */
-		leg_wait(s, l, full->until, true, "its source IP's wave or warm-up day toward the group is full");
+		leg_wait(s, l, full->until, WAIT_BUDGET, "its source IP's wave or warm-up day toward the group is full");
 		return;
 	}
 	if (l->origin != s->index) {
@@ -1811,6 +1840,31 @@ static void take_due_retries(struct shard *s)
 	}
 }
 
+void shard_wake_held(struct shard *s)
+{
+	struct message *due = NULL, **tail = &due;
+	for (struct message **pp = &s->retry_head; *pp;) {
+		struct message *m = *pp;
+		if (!m->held_wait) {
+			pp = &m->next;
+			continue;
+		}
+		*pp = m->next;
+		m->next = NULL;
+		*tail = m;
+		tail = &m->next;
+	}
+	s->retry_tail = NULL; /* found again: the list may have lost its last */
+	for (struct message *m = s->retry_head; m; m = m->next)
+		s->retry_tail = m;
+	while (due) {
+		struct message *m = due;
+		due = m->next;
+		m->held_wait = false;
+		retry_insert(s, m, s->now);
+	}
+}
+
 static int wait_ms(struct shard *s)
 {
 	int ms = WHEEL_TICK_MS;
@@ -1963,6 +2017,7 @@ static void *shard_main(void *arg)
 		dns_tick(s->dns, s->now);
 		outbox_flush(s);
 		publish_live(s);
+		pair_stats_publish(s);
 		notify_engine(s);
 		if (!atomic_load_explicit(&s->stop, memory_order_relaxed))
 			cross_flush(s); /* stopping: what waits to cross is freed with the shard */
@@ -2099,6 +2154,7 @@ void shard_free(struct shard *s)
 	spsc_destroy(&s->outbox);
 	spsc_destroy(&s->adapt_in);
 	adapt_free(s);
+	pair_stats_free(s);
 	close(s->wake_fd);
 	free(s);
 }

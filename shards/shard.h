@@ -28,7 +28,12 @@ uint64_t shard_config_generation(struct shard *s);
 /* Engine -> shard: an adaptation in force (see shards/adapt.c): a
  * suspension of a group or a source IP made on another shard, or, at
  * start, a suspension or slowed rate the spool's state kept. */
-enum { ADAPT_CMD_SUSPEND = 1, ADAPT_CMD_SLOW, ADAPT_CMD_FULL, ADAPT_CMD_COUNT };
+enum { ADAPT_CMD_SUSPEND = 1, ADAPT_CMD_SLOW, ADAPT_CMD_FULL, ADAPT_CMD_COUNT,
+       ADAPT_CMD_LIFT,     /* the operator's resume: the suspensions of a group
+                            * (scope group: every pair of it too) or of a pair end now */
+       ADAPT_CMD_PAUSE,    /* job: its messages wait, until until_wall_ms or resumed */
+       ADAPT_CMD_BOUNCE,   /* job: its messages bounce, until until_wall_ms or resumed */
+       ADAPT_CMD_RELEASE }; /* job: its pause or bounce ends */
 struct adapt_cmd {
 	uint8_t kind;
 	uint8_t scope;             /* enum adapt_scope */
@@ -64,6 +69,22 @@ enum { SHARD_LIVE_CONNS_OPEN, SHARD_LIVE_CONNS_OPENED, SHARD_LIVE_CONNS_FAILED, 
        SHARD_LIVE_TLS_RESUMED, SHARD_LIVE_TLS_PLAIN, SHARD_LIVE_DNS_UDP, SHARD_LIVE_DNS_TCP,
        SHARD_LIVE_DNS_TIMEOUTS, SHARD_LIVE_N };
 void shard_live_counters(const struct shard *s, uint64_t out[SHARD_LIVE_N]);
+/* What a (source IP, MX group) pair the shard owns is doing, published by
+ * the shard about once a second (shards/pair_stats.c). */
+struct shard_pair_stat {
+	char source[48];           /* "" when unbound */
+	char group[256];
+	char suspended_by[64];     /* the rule, while suspended */
+	int64_t suspended_until;   /* wall clock ms (0: not suspended) */
+	uint32_t conns;            /* sockets open */
+	uint32_t queued;           /* transactions waiting for a connection */
+	uint64_t opened, failed;   /* connections opened; failed before ready */
+	double rate;               /* messages per second allowed now (0: no limit) */
+	double fill;               /* its token bucket, 0..1 (-1: no limit) */
+};
+/* Engine side: a copy of the shard's latest (malloc'd into *out, which
+ * is reused: *cap its room); returns how many. */
+size_t shard_pair_stats(struct shard *s, struct shard_pair_stat **out, size_t *cap);
 /* After shard_stop: adds its DNS queries (UDP, TCP) and timeouts to out. */
 void shard_dns_counters(const struct shard *s, uint64_t out[3]);
 /* After shard_stop: adds its TLS handshakes (full, resumed) and fallbacks

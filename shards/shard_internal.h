@@ -61,7 +61,7 @@ struct leg {
 	struct adapt_ban *full;    /* sent home because its pair's wave or warm-up day
 	                            * is full: the origin learns it first (or NULL) */
 	uint32_t waited;           /* recipients deferred by leg_wait... */
-	bool budget_wait;          /* ...for a wave or a warm-up day */
+	uint8_t waits;             /* ...WAIT_* (a wave or a warm-up day, a hold) */
 	struct outcome *out;       /* away from its origin: outcomes to apply there */
 	uint32_t nout, out_cap;
 };
@@ -99,6 +99,8 @@ struct throttle {
 	struct budget *budgets;    /* waves and warm-up days counted */
 	unsigned nbudgets, budgets_cap;
 	int src;                   /* its source IP's index (-1: unbound; set by throttle_get) */
+	uint64_t opened, failed;   /* its connections started; ended before ready */
+	uint32_t stat_queued;      /* pair_stats.c's scratch */
 };
 
 /* An adaptation in force on a shard that covers throttles made later
@@ -288,6 +290,16 @@ struct shard {
 	/* The counters above as the engine reads them at a scrape (metrics):
 	 * stored once per loop turn, relaxed, by this shard alone. */
 	_Atomic uint64_t live_counters[SHARD_LIVE_N];
+	/* The pairs' state as the engine reads it (pair_stats.c): written
+	 * about once a second under stats_mu, which only the engine's reads
+	 * share. */
+	pthread_mutex_t stats_mu;
+	struct shard_pair_stat *stats;
+	size_t nstats, stats_cap;
+	int64_t stats_at;          /* the next publication (monotonic) */
+	/* Jobs the operator paused or bounced (adapt.c): how many bans of
+	 * kind ADAPT_CMD_PAUSE/BOUNCE are in force (0: nothing to look up). */
+	unsigned job_holds;
 	int64_t next_gc;
 	int64_t now;
 	uint64_t reap_submits;     /* ring_submits() when the CQEs in hand were reaped */
@@ -381,6 +393,16 @@ int adapt_source_for(struct shard *s, const struct message *m, const char *group
 /* A full budget learnt from a leg sent home. */
 void adapt_learn_full(struct shard *s, const struct adapt_ban *full);
 void adapt_free(struct shard *s);
+/* The operator's hold on m's job (ADAPT_CMD_PAUSE or _BOUNCE), or NULL. */
+const struct adapt_ban *adapt_job_hold(const struct shard *s, const struct message *m);
+/* shard.c: messages waiting in memory for a hold (a suspension, a paused
+ * job) are due now: a hold was lifted. */
+void shard_wake_held(struct shard *s);
+/* pair_stats.c: about once a second, the pairs' state for the engine. */
+void pair_stats_publish(struct shard *s);
+void pair_stats_free(struct shard *s);
+/* throttle.c: a bucket's fill, 0..1, as of now (-1: no limit). */
+double throttle_fill(const struct shard *s, const struct throttle *t);
 /* The leg's pair's wave or warm-up day is full (full): its recipients go
  * from another IP of the pool, or wait (see adapt.c, "budgets"). */
 void shard_leg_over_budget(struct shard *s, struct leg *leg, const struct adapt_ban *full);
@@ -407,7 +429,7 @@ void leg_settle(struct shard *s, struct leg *l, enum result r, uint16_t code, co
 /* Defers the leg's open recipients for adaptation's reason (a suspension,
  * a wave, a daily cap): its message's next attempt not before until
  * (monotonic), exactly then; a long wait is out of memory. */
-void leg_wait(struct shard *s, struct leg *l, int64_t until, bool budget, const char *why);
+void leg_wait(struct shard *s, struct leg *l, int64_t until, uint8_t waits, const char *why);
 /* Settles every queued transaction of d with this result (deferred or
  * bounced) and reason. */
 void dest_settle_queue(struct shard *s, struct dest *d, enum result r, uint16_t code,

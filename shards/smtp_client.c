@@ -711,8 +711,11 @@ static void conn_abort(struct shard *s, struct conn *c, enum fail_kind kind, uin
 		tracef(s, c, '!', "%u %s", code, why);
 	bool never_ready = c->state == CS_CONNECTING || c->state == CS_GREETING;
 	bool unproductive = c->saw_421 || (!c->productive && (never_ready || c->msgs > 0));
-	if (never_ready) /* whatever the cause: refused, timed out, a cap, a local error */
+	if (never_ready) { /* whatever the cause: refused, timed out, a cap, a local error */
 		s->conns_failed++;
+		if (s->dests[c->dest].thr)
+			s->dests[c->dest].thr->failed++;
+	}
 	for (int i = 0; i < 2; i++) {
 		struct txn *t = &c->txn[i];
 		if (!t->active)
@@ -810,6 +813,8 @@ void conn_open(struct shard *s, uint32_t dest)
 	struct conn *c = s->pool.conns[s->pool.free_slots[--s->pool.nfree]];
 	ASSERT(c->state == CS_FREE && c->pq_len == 0);
 	s->conns_opened++;
+	if (d->thr)
+		d->thr->opened++;
 	ASSERT(!c->txn[0].active && !c->txn[1].active);
 	c->dest = dest;
 	c->ops = 0;

@@ -190,6 +190,17 @@ unsigned throttle_max_conns(const struct throttle *t)
 	return n < 1 ? 1 : n < t->lim.max_connections ? (unsigned)n : t->lim.max_connections;
 }
 
+double throttle_fill(const struct shard *s, const struct throttle *t)
+{
+	double rate = throttle_rate(t), depth = pair_depth(t);
+	if (rate <= 0 || depth <= 0)
+		return -1;
+	double tokens = t->msgs.tokens;
+	if (s->now > t->msgs.at_ms)
+		tokens += rate * (double)(s->now - t->msgs.at_ms) / 1000.0;
+	return tokens >= depth ? 1.0 : tokens <= 0 ? 0.0 : tokens / depth;
+}
+
 void throttle_rate_changed(struct throttle *t)
 {
 	if (t->msgs.tokens > pair_depth(t))

@@ -88,7 +88,8 @@ struct message {
 	                          * next one not before (0: the retry schedule decides) */
 	uint32_t deferred_now;   /* shard-private: recipients deferred in this attempt... */
 	uint32_t waited_now;     /* ...of them for adaptation (a suspension, a wave, a day) */
-	bool budget_wait;        /* shard-private: some waited for a wave or a warm-up day
+	bool held_wait;          /* shard-private: in the retry queue for a hold (WAIT_HELD) */
+	uint8_t waits;           /* shard-private: WAIT_* of this attempt's adaptation waits
 	                          * (and from its saved state, when read) */
 	uint32_t legs_open;      /* shard-private: transactions not finished (each
 	                          * leg counts until its content sends are over) */
@@ -97,6 +98,11 @@ struct message {
 	struct dsn_failure *dsn; /* engine-private: final failures, for a DSN */
 	struct message *held_prev, *held_next; /* shard-private: messages it holds */
 };
+
+/* Why a deferred message waits longer than its retry schedule says (a
+ * mask): what may wake it early. */
+enum { WAIT_BUDGET = 1,   /* a wave or a warm-up day: a reload that changes them */
+       WAIT_HELD = 2 };   /* a suspension or a paused job: the operator's resume */
 
 /* OUTCOME_RETRY_STATE: the attempt ended with recipients still pending;
  * response holds the state to save (see spool_state_*), written before the

@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *retry_state_format(const struct message *m, int64_t due_wall_ms, bool budget)
+char *retry_state_format(const struct message *m, int64_t due_wall_ms, uint8_t waits)
 {
 	struct buf b = { 0 };
-	buf_printf(&b, "file %llu %llu %lld\nattempt %u\nfirst %lld\ndue %lld\n%sfinal",
+	buf_printf(&b, "file %llu %llu %lld\nattempt %u\nfirst %lld\ndue %lld\n%s%sfinal",
 	           (unsigned long long)m->print.ino, (unsigned long long)m->print.size,
 	           (long long)m->print.mtime_ns, m->attempt, (long long)m->first_wall_ms,
-	           (long long)due_wall_ms, budget ? "budget\n" : "");
+	           (long long)due_wall_ms, waits & WAIT_BUDGET ? "budget\n" : "", waits & WAIT_HELD ? "held\n" : "");
 	for (uint32_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt_state[i] != RCPT_PENDING)
 			buf_printf(&b, " %u", i);
@@ -32,7 +32,9 @@ void retry_state_parse(char *text, struct retry_state *st)
 		} else if (strncmp(line, "final", 5) == 0) {
 			st->final = line + 5;
 		} else if (strcmp(line, "budget") == 0) {
-			st->budget = true;
+			st->waits |= WAIT_BUDGET;
+		} else if (strcmp(line, "held") == 0) {
+			st->waits |= WAIT_HELD;
 		} else { /* each sets its field only if the line is its own */
 			sscanf(line, "attempt %lld", &st->attempt);
 			sscanf(line, "first %lld", &st->first);

@@ -13,12 +13,12 @@ struct retry_state {
 	struct file_print print;
 	long long attempt, first, due;
 	const char *final;        /* the indexes after "final" */
-	bool budget;              /* it waits for a wave or a warm-up day */
+	uint8_t waits;            /* WAIT_* (message.h) */
 };
 
 /* The state of m, due at due_wall_ms (budget: waiting for a wave or a
  * warm-up day): a malloc'd C string. */
-char *retry_state_format(const struct message *m, int64_t due_wall_ms, bool budget);
+char *retry_state_format(const struct message *m, int64_t due_wall_ms, uint8_t waits);
 /* Parses text (modified in place) into st (zeroed by the caller). */
 void retry_state_parse(char *text, struct retry_state *st);
 /* Marks the recipients listed in final (indexes) as final in m. */

@@ -19,7 +19,8 @@ same sinks, and reports every sluice figure beside its peer as a ratio
             adaptation (an AIMD row against a mockmx that answers 421
             [TSS04] above a rate sluice is not told, plotted; 3KB with reply
             rules beside none, --only adapt); metrics (3KB with /metrics
-            on and scraped twice a second beside off, --only metrics)
+            and the control socket on, each asked twice a second, beside
+            both off, --only metrics)
   spool     `sluice spoolbench`: the spool's file operations (read, rename,
             unlink: 1 thread, 2 threads, io_uring) per file, on the disk
             and on tmpfs
@@ -59,13 +60,22 @@ def say(msg):
 
 
 class Scraper:
-    """GETs a URL every `every` seconds on a thread until stop(); counts
-    the answers that came back 200."""
+    """GETs a URL every `every` seconds on a thread until stop(), and asks
+    the control socket (a unix path) for a status as `sluice status`
+    does; counts the scrapes that came back 200."""
 
-    def __init__(self, url, every):
+    def __init__(self, url, every, control=None):
         import threading
         import urllib.request
         self.ok, self.done = 0, threading.Event()
+
+        def status():
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(5)
+                s.connect(control)
+                s.sendall(b'status\n')
+                while s.recv(65536):
+                    pass
 
         def loop():
             while not self.done.wait(every):
@@ -73,6 +83,8 @@ class Scraper:
                     with urllib.request.urlopen(url, timeout=5) as r:
                         r.read()
                         self.ok += r.status == 200
+                    if control:
+                        status()
                 except OSError:
                     pass
         self.thread = threading.Thread(target=loop, daemon=True)
@@ -564,10 +576,13 @@ def sluice_scenario(a, sc, sinks, work):
         cmd += ['--retry-interval', '1']
     env = None
     scraper = None
-    if sc.get('metrics'):  # /metrics on, scraped twice a second while the run lasts
+    if sc.get('metrics'):  # /metrics and the control socket on, each asked twice a second
         mport = free_port()
-        cmd += ['--metrics', f'127.0.0.1:{mport}']
-        scraper = Scraper(f'http://127.0.0.1:{mport}/metrics', 0.5)
+        control = os.path.join(work, f'{sc["name"]}.control')
+        cmd += ['--metrics', f'127.0.0.1:{mport}', '--control', control]
+        scraper = Scraper(f'http://127.0.0.1:{mport}/metrics', 0.5, control)
+    elif sc.get('control_off'):  # the row it is measured against: both off
+        cmd += ['--control', 'off']
     if sc.get('dkim'):
         cmd += ['--dkim', f'sender.example:{sc["dkim"]}:{dkim_key(a, work, sc["dkim"])}']
         if sc.get('reparse'):  # libopendkim as shipped: the key parsed for every message
@@ -1021,7 +1036,7 @@ def scenarios(a, cores):
     # (ABBA twice: counting at each log line is all it adds).
     if not q:
         mon = dict(sbase, name='3KB-metrics', n=ns, vs='3KB-nometrics', metrics=True)
-        moff = dict(sbase, name='3KB-nometrics', n=ns)
+        moff = dict(sbase, name='3KB-nometrics', n=ns, control_off=True)
         metric_rows = [dict(x, part=k) for x, k in ((moff, 1), (mon, 1), (mon, 2), (moff, 2), (moff, 3), (mon, 3),
                                                      (mon, 4), (moff, 4))]
         if only and 'metrics' in only:
@@ -1279,7 +1294,7 @@ def metrics_lines(res):
         return []
     scrapes = sum(s.get('scrapes', 0) for s in res['sluice'] if s['name'] == '3KB-metrics')
     r = on['msgs_per_s'] / off['msgs_per_s']
-    return ['\nmetrics (/metrics on and scraped every 0.5 s, beside off):',
+    return ['\nmetrics (/metrics and the control socket on, each asked every 0.5 s, beside both off):',
             f"- 3KB with metrics: {on['msgs_per_s']:,.0f} msgs/s, {on['cpu_us_per_msg']} µs CPU/msg ({scrapes} scrapes); "
             f"without: {off['msgs_per_s']:,.0f} msgs/s, {off['cpu_us_per_msg']} µs CPU/msg ({on['parts']} + "
             f"{off['parts']} runs, ABBA) -> {r:.2f}x (target >= 0.98x{'' if r >= 0.98 else ': BELOW'})"]

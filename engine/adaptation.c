@@ -483,6 +483,12 @@ void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int
 	a->dirty = true;
 }
 
+bool adaptation_job_paused(struct adaptation *a, const char *job)
+{
+	struct kept *k = job && a->n ? find(a, ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", job) : NULL;
+	return k && k->c.until_wall_ms > now_real_ms();
+}
+
 size_t adaptation_list(const struct adaptation *a, const struct adapt_cmd **out, size_t max)
 {
 	size_t n = 0;

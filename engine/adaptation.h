@@ -41,6 +41,8 @@ unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const cha
  * (wall ms; 0: 30 days) or resumed. */
 void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, struct buf *log,
                          struct shard **shards, unsigned n);
+/* Is job paused (its file's rows are not handed out meanwhile)? */
+bool adaptation_job_paused(struct adaptation *a, const char *job);
 /* What is in force (suspensions, holds), for status: up to max. */
 size_t adaptation_list(const struct adaptation *a, const struct adapt_cmd **out, size_t max);
 /* Events by enum adapt_event, for the summary. */

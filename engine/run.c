@@ -330,6 +330,8 @@ static unsigned feed_rows(struct engine *e, unsigned max)
 	struct lane *l;
 	for (struct job_run *j = e->jobs; j && n < max; j = j->next) {
 		struct job_row row;
+		if (adaptation_job_paused(e->adapt, j->head.job))
+			continue; /* its rows wait in the file (those handed out wait in memory) */
 		uint64_t most = e->per_lane_max / ROWS_SHARE;
 		while (n < max && !j->eof && (l = lane_with_room(e, most)) && job_run_next(j, &row)) {
 			/* room: lane_with_room keeps a feeder's queue far from full */

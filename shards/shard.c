@@ -363,7 +363,7 @@ void outcome_set_text(struct outcome *o, const char *text, size_t text_len, cons
  * (it may run on a shard that does not own m: see struct leg). */
 static void outcome_make(struct shard *s, struct outcome *out, const struct message *m, uint32_t rcpt,
                          enum result r, uint16_t code, const char *enhanced, const char *text,
-                         size_t text_len, const struct conn *c, int64_t start_ms)
+                         size_t text_len, const struct conn *c, const struct leg *leg, int64_t start_ms)
 {
 	struct outcome o;
 	memset(&o, 0, sizeof(o));
@@ -378,7 +378,12 @@ static void outcome_make(struct shard *s, struct outcome *out, const struct mess
 	o.msg = (struct message *)m;
 	if (enhanced) /* as snprintf("%s") would: cut to fit, NUL-terminated */
 		memcpy(o.enhanced, enhanced, strnlen(enhanced, sizeof(o.enhanced) - 1));
-	outcome_set_text(&o, text, text_len, c ? conn_mx(c) : NULL, c ? s->dests[conn_dest(c)].group : NULL);
+	/* without a connection (a leg deferred in its queue): its destination's
+	 * group and source IP still say where it was going */
+	const char *group = c ? s->dests[conn_dest(c)].group : leg ? s->dests[leg->dest].group : NULL;
+	outcome_set_text(&o, text, text_len, c ? conn_mx(c) : NULL, group);
+	if (!c && leg)
+		snprintf(o.source, sizeof(o.source), "%s", leg->source);
 	if (c && conn_tls(c))
 		snprintf(o.tls, sizeof(o.tls), "%s", conn_tls(c));
 	if (c) {
@@ -409,7 +414,7 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
                         const struct conn *c, int64_t start_ms)
 {
 	struct outcome o;
-	outcome_make(s, &o, m, rcpt, r, code, enhanced, text, text_len, c, start_ms);
+	outcome_make(s, &o, m, rcpt, r, code, enhanced, text, text_len, c, NULL, start_ms);
 	outcome_commit(s, m, &o);
 }
 
@@ -429,13 +434,12 @@ void shard_emit(struct shard *s, struct leg *leg, uint32_t pos, enum result r,
 	ASSERT(pos < leg->nr);
 	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
 		return; /* stopping: the engine keeps the message in the spool */
-	if (leg->origin == s->index) {
-		emit_record(s, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, start_ms);
-		return;
-	}
-	struct outcome o; /* applied when the leg is home */
-	outcome_make(s, &o, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, start_ms);
-	leg_out_push(leg, &o);
+	struct outcome o;
+	outcome_make(s, &o, leg->msg, leg->ri[pos], r, code, enhanced, text, text_len, c, leg, start_ms);
+	if (leg->origin == s->index)
+		outcome_commit(s, leg->msg, &o);
+	else
+		leg_out_push(leg, &o); /* applied when the leg is home */
 }
 
 static void message_lets_go(struct shard *s, struct message *m, enum outcome_kind kind);

@@ -27,6 +27,7 @@ SRCS := $(LIB_LAYER) \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
         engine/side_server.c engine/control.c engine/status.c \
+        engine/feedback_parse.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.

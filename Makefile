@@ -51,7 +51,7 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records
+              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records test_feedback_parse
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 

@@ -189,7 +189,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-saniti
 # new trouble). `make fuzz-repro` (part of `make check`) runs the
 # reproducers against harnesses built without these flags.
 FUZZ_KNOWN ?=
-FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_job_file fuzz_smtp_client fuzz_spf
+FUZZ_TARGETS := fuzz_smtp_reply fuzz_envelope fuzz_job_file fuzz_smtp_client fuzz_spf fuzz_feedback
 FUZZ_SRC_fuzz_dns_packet := dns/packet.c engine/lib/util.c
 FUZZ_SRC_fuzz_smtp_reply := shards/smtp_reply.c
 FUZZ_SRC_fuzz_envelope := engine/lib/envelope.c engine/lib/message.c engine/lib/util.c
@@ -198,6 +198,7 @@ FUZZ_SRC_fuzz_smtp_client := tests/fuzz/fake_ring.c shards/smtp_client.c shards/
                              shards/smtp_output.c shards/timer_wheel.c engine/lib/util.c \
                              shards/config_types.c engine/lib/tls.c engine/lib/strmap.c engine/lib/envelope.c
 FUZZ_SRC_fuzz_spf := dns/spf.c dns/dmarc.c dns/psl.c dns/packet.c engine/lib/tags.c engine/lib/util.c engine/lib/strmap.c
+FUZZ_SRC_fuzz_feedback := engine/feedback_parse.c engine/lib/util.c
 FUZZ_LIBS_fuzz_dns_packet := -lldns
 FUZZ_LIBS_fuzz_spf := -lldns
 FUZZ_LIBS_fuzz_smtp_client := -lwolfssl
@@ -207,6 +208,7 @@ FUZZ_MAXLEN_fuzz_envelope := 8192
 FUZZ_MAXLEN_fuzz_job_file := 8192
 FUZZ_MAXLEN_fuzz_smtp_client := 4096
 FUZZ_MAXLEN_fuzz_spf := 4096
+FUZZ_MAXLEN_fuzz_feedback := 16384
 FUZZ_OPTS = -max_len=$(FUZZ_MAXLEN_$(1)) -timeout=10 -rss_limit_mb=4096 \
             $(if $(wildcard tests/fuzz/$(1).dict),-dict=tests/fuzz/$(1).dict)
 
@@ -220,7 +222,7 @@ build/fuzz-strict/%: tests/fuzz/%.c Makefile $$(FUZZ_SRC_$$*) $$(wildcard tests/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
 
-build/fuzz/seeds/.stamp: tests/fuzz/seeds.py tests/fuzz/seeds_mta.py
+build/fuzz/seeds/.stamp: tests/fuzz/seeds.py tests/fuzz/seeds_mta.py $(wildcard tests/fixtures/feedback/*)
 	@rm -rf build/fuzz/seeds
 	@python3 tests/fuzz/seeds.py build/fuzz/seeds/fuzz_dns_packet
 	@python3 tests/fuzz/seeds_mta.py build/fuzz/seeds
@@ -229,6 +231,7 @@ build/fuzz/seeds/.stamp: tests/fuzz/seeds.py tests/fuzz/seeds_mta.py
 	@mv build/fuzz/seeds/job build/fuzz/seeds/fuzz_job_file
 	@mv build/fuzz/seeds/client build/fuzz/seeds/fuzz_smtp_client
 	@mv build/fuzz/seeds/spf build/fuzz/seeds/fuzz_spf
+	@mkdir -p build/fuzz/seeds/fuzz_feedback && cp tests/fixtures/feedback/*.eml build/fuzz/seeds/fuzz_feedback/
 	@touch $@
 
 fuzz-build: $(addprefix build/fuzz/,fuzz_dns_packet $(FUZZ_TARGETS)) build/fuzz/seeds/.stamp

@@ -26,7 +26,7 @@ SRCS := $(LIB_LAYER) \
         engine/claims.c engine/reaper.c engine/job_run.c \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
-        engine/side_server.c engine/control.c engine/status.c \
+        engine/side_server.c engine/control.c engine/status.c engine/track.c engine/bounce_class.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
@@ -50,7 +50,7 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records
+              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records test_bounce_class
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
@@ -75,7 +75,7 @@ build/sluice-asan: $(ASAN_OBJS)
 
 # The shipped providers file is built into the binary (.incbin, which the
 # compiler's dependency files do not see).
-PROVIDERS := share/sluice/providers.conf share/sluice/responses.conf
+PROVIDERS := share/sluice/providers.conf share/sluice/responses.conf share/sluice/bounce-classes.conf
 $(BUILD)/engine/providers_embed.o $(ASAN_BUILD)/engine/providers_embed.o: $(PROVIDERS)
 
 # deps: install the Debian packages when root, else print the command.

@@ -3,6 +3,7 @@
  * formatted once per second. */
 #define _GNU_SOURCE
 #include "acct_log.h"
+#include "bounce_class.h"
 #include "lib/json.h"
 #include <pthread.h>
 #include <errno.h>
@@ -81,7 +82,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, m->sender);
 	buf_adds(b, ",\"rcpt\":");
 	json_add_cstr(b, m->rcpt[o->rcpt]);
-	buf_printf(b, ",\"result\":\"%s\"", result_name(o->result));
+	buf_printf(b, ",\"result\":\"%s\",\"class\":", result_name(o->result));
+	json_add_cstr(b, o->bclass ? bounce_class_name((enum bounce_class)o->bclass) : NULL);
 	add_reply(b, o);
 	buf_adds(b, ",\"mx\":");
 	json_add_cstr(b, o->mx);

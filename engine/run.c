@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "control.h"
 #include "status.h"
+#include "bounce_class.h"
 #include "lib/json.h"
 #include "lib/retry_state.h"
 #include "adaptation.h"
@@ -123,6 +124,7 @@ struct engine {
 	size_t nheld, held_cap;
 	struct totals t;
 	struct metrics metrics;         /* what /metrics shows (metrics.h) */
+	struct bounce_rules *classes;   /* the configuration's bounce classes, compiled */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
 	struct control_server *control; /* NULL: no control socket */
 	struct shard_pair_stat *pairs;  /* the shards' pairs, gathered for a scrape or a status */
@@ -643,7 +645,8 @@ static void hand_on(struct engine *e)
 static void log_refused(struct engine *e, struct message *m, char *reason, unsigned lane)
 {
 	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .ts_ms = now_real_ms(), .msg = m,
-	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
+	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane,
+	                     .bclass = BC_OTHER };
 	acct_format(&e->log.pending, &o);
 	count_outcome(e, &o);
 	note_row_final(e, &o);
@@ -697,6 +700,9 @@ static size_t collect(struct engine *e)
 					hold(e, o);
 					continue;
 				}
+				if (o->result != RESULT_DELIVERED)
+					o->bclass = (uint8_t)bounce_classify(e->classes, o->code, o->enhanced, o->response,
+					                                     o->response ? o->response_len : 0);
 				acct_format(&e->log.pending, o);
 				count_outcome(e, o);
 				note_row_final(e, o);
@@ -802,6 +808,8 @@ static bool reload(struct engine *e, char *err, size_t err_len)
 		n->log_path = o->log_path ? xstrdup(o->log_path) : NULL;
 	}
 	n->generation = ++e->generation;
+	bounce_rules_free(e->classes); /* the old configuration lives on until the shards let go of it */
+	e->classes = bounce_rules_compile(n->bounce_rules, n->nbounce_rules);
 	e->reloaded = xrealloc(e->reloaded, (e->nreloaded + 1) * sizeof(*e->reloaded));
 	e->reloaded[e->nreloaded++] = n;
 	e->cfg = n;
@@ -1282,6 +1290,7 @@ int run_main(int argc, char **argv)
 		if (!(e.control = control_server_start(cfg.control_socket, err, sizeof(err))))
 			fatal("control socket: %s", err);
 	}
+	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
 	engine_start(&e, &cfg);
 	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
 		warnx_("metrics: cannot start its thread; /metrics is not served");
@@ -1316,6 +1325,7 @@ int run_main(int argc, char **argv)
 	bool drain = cfg.drain;
 	doctor_at_start_end();
 	metrics_free(&e.metrics);
+	bounce_rules_free(e.classes);
 	free(e.pairs);
 	config_free(&cfg);
 	free_reloaded(&e);

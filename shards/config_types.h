@@ -94,6 +94,18 @@ struct reply_rule {
 	double factor;                /* slow; 0: adaptation.slow-factor */
 	bool shipped;
 };
+/* A bounce class rule (feedback.class-rules, bounce-classes.conf): the
+ * first whose code, enhanced code and text all match a reply names its
+ * class (engine/bounce_class.h). */
+struct bounce_rule {
+	char *name;
+	uint16_t code;                /* exact code; 0: code_class */
+	uint8_t code_class;           /* 4 or 5 ("4xx"); 0 with code 0: any */
+	char *enhanced;               /* fnmatch pattern, NULL: any */
+	char *text;                   /* POSIX ERE, case ignored, NULL: any */
+	uint8_t bclass;               /* enum bounce_class */
+	bool shipped;
+};
 /* adaptation.*: the AIMD steps and the defaults of the rules. */
 struct adapt_params {
 	double slow_factor;           /* rate multiplied by this on "slow" */
@@ -162,6 +174,10 @@ struct config {
 	struct reply_rule *reply_rules; /* the configuration's, then the responses file's */
 	unsigned nreply_rules;
 	char *responses_path;         /* the responses file read, or NULL (none, or built in) */
+	struct bounce_rule *bounce_rules; /* feedback.class-rules, then the classes file's */
+	unsigned nbounce_rules;
+	char *classes_path;           /* the bounce classes file read, or NULL (none, or built in) */
+	char *feedback_secret_file;   /* feedback.secret-file: the tracking header's HMAC key, or NULL */
 	struct adapt_params adapt;
 	struct wave_rule *waves;
 	unsigned nwaves;

@@ -152,6 +152,7 @@ struct outcome {
 	char tls[64];            /* "TLSv1.3:TLS_AES_256_GCM_SHA384", "" for plaintext */
 	/* OUTCOME_EVENT only */
 	uint8_t scope;           /* enum adapt_scope of a suspension */
+	uint8_t bclass;          /* RCPT: its bounce class (engine/bounce_class.h; set by the engine) */
 	double rate, rate_before; /* messages per second after and before (slow-downs) */
 	double base_rate;        /* what a slowed pair climbs back to */
 	int64_t period;          /* EVENT_FULL, EVENT_COUNT: the wave or day counted... */

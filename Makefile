@@ -18,7 +18,7 @@ LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/s
         engine/lib/job_file.c engine/lib/tls.c engine/lib/tags.c
 SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/psl.c dns/sync.c dns/spf.c dns/dmarc.c dns/mx.c dns/resolve_cmd.c \
-        dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
+        dkim/keys.c dkim/signer.c dkim/track.c dkim/dkim_cmd.c \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
         shards/shard.c shards/dest_queue.c shards/throttle.c shards/pair_stats.c shards/adapt.c shards/reply_rules.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
@@ -26,7 +26,7 @@ SRCS := $(LIB_LAYER) \
         engine/claims.c engine/reaper.c engine/job_run.c \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
-        engine/side_server.c engine/control.c engine/status.c engine/track.c engine/bounce_class.c \
+        engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <regex.h>
 #include <setjmp.h>
@@ -246,6 +247,7 @@ void config_free(struct config *cfg)
 	bounce_rules_clear(cfg);
 	free(cfg->classes_path);
 	free(cfg->feedback_secret_file);
+	free(cfg->track_secret);
 	shape_rules_clear(cfg);
 	free(cfg->providers_path);
 	reply_rules_clear(cfg);
@@ -1692,6 +1694,32 @@ static void responses_load(struct config *cfg)
 	             sluice_responses_conf, RESPONSES_ROOT);
 }
 
+#define SECRET_MIN 16
+#define SECRET_MAX 4096
+
+/* feedback.secret-file: the tracking header's key, its bytes (a final
+ * newline is not part of it). */
+static void track_secret_load(struct config *cfg)
+{
+	const char *path = cfg->feedback_secret_file;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[SECRET_MAX + 1];
+	size_t got = 0;
+	int err = fd < 0 ? errno : read_full(fd, buf, sizeof(buf), 0, &got);
+	if (fd >= 0)
+		close(fd);
+	if (err)
+		config_fail("feedback.secret-file %s: %s", path, strerror(err));
+	while (got && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+		got--;
+	if (got < SECRET_MIN || got > SECRET_MAX)
+		config_fail("feedback.secret-file %s: the secret must be %d to %d bytes (e.g. head -c 32 /dev/urandom "
+		            "| base64 > %s)", path, SECRET_MIN, SECRET_MAX, path);
+	cfg->track_secret = xmalloc(got);
+	memcpy(cfg->track_secret, buf, got);
+	cfg->track_secret_len = got;
+}
+
 /* The bounce classes file (feedback.classes): its rules after the
  * configuration's, which are tried first. */
 static void classes_load(struct config *cfg)
@@ -1970,6 +1998,8 @@ static void config_complete(struct config *cfg)
 	providers_load(cfg);
 	responses_load(cfg);
 	classes_load(cfg);
+	if (cfg->feedback_secret_file)
+		track_secret_load(cfg);
 	warm_ips_resolve(cfg);
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",

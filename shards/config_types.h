@@ -178,6 +178,8 @@ struct config {
 	unsigned nbounce_rules;
 	char *classes_path;           /* the bounce classes file read, or NULL (none, or built in) */
 	char *feedback_secret_file;   /* feedback.secret-file: the tracking header's HMAC key, or NULL */
+	char *track_secret;           /* its bytes (NULL: no tracking header is added) */
+	size_t track_secret_len;
 	struct adapt_params adapt;
 	struct wave_rule *waves;
 	unsigned nwaves;

@@ -1225,6 +1225,20 @@ static void job_held(struct shard *s, struct message *m, const struct adapt_ban 
 	message_attempt_done(s, m);
 }
 
+/* The tracking header of this attempt (its source IP is the attempt's;
+ * dkim/track.h): a bounce or complaint that comes back names the message. */
+static void track_header(struct shard *s, struct message *m)
+{
+	const char *source = m->source >= 0 ? s->cfg->sources[m->source].text : "";
+	char *v = track_make(s->cfg->track_secret, s->cfg->track_secret_len, m->id, source, m->job);
+	struct buf b = { 0 };
+	buf_printf(&b, TRACK_HEADER ": %s\r\n", v);
+	free(v);
+	free(m->track_hdr);
+	m->track_hdr = b.p;
+	m->track_hdr_len = b.len;
+}
+
 /* Starts one delivery attempt for the pending recipients. */
 static void dispatch(struct shard *s, struct message *m)
 {
@@ -1243,6 +1257,8 @@ static void dispatch(struct shard *s, struct message *m)
 		message_attempt_done(s, m);
 		return;
 	}
+	if (s->cfg->track_secret)
+		track_header(s, m);
 	ASSERT(m->legs_open == 0); /* the last attempt, and its sends, are over */
 	m->legs_open = 1; /* held until every leg is queued */
 	if (s->pending_cap < m->nrcpt) {

@@ -26,6 +26,7 @@ void message_free(struct message *m)
 	free(m->dots);
 	free(m->dkim_log);
 	free(m->dkim_sig);
+	free(m->track_hdr);
 	while (m->dsn) {
 		struct dsn_failure *f = m->dsn;
 		m->dsn = f->next;

@@ -64,6 +64,8 @@ struct message {
 	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
 	char *dkim_sig;          /* DKIM-Signature field(s) sent before body, or NULL */
 	size_t dkim_sig_len;
+	char *track_hdr;         /* shard-private: "X-Sluice-Track: ...\r\n" of this attempt, or NULL */
+	size_t track_hdr_len;
 	char *id;                /* its identity (log "id", retry state, name in active/) */
 	char *file;              /* the producer's name for it in new/ (log "file") */
 	struct job_run *job_run; /* engine-private: the job file it is a row of, or NULL */
@@ -167,9 +169,10 @@ static inline void outcome_free_text(struct outcome *o)
 	free(o->response ? o->response : o->mx ? o->mx : o->group);
 	o->response = o->mx = o->group = NULL;
 }
-/* Bytes of content on the wire before dot-stuffing: signatures + body. */
+/* Bytes of content on the wire before dot-stuffing: signatures, the
+ * tracking header, the body. */
 static inline size_t message_content_len(const struct message *m)
 {
-	return m->dkim_sig_len + m->body_len;
+	return m->dkim_sig_len + m->track_hdr_len + m->body_len;
 }
 #endif

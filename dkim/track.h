@@ -1,4 +1,4 @@
-/* engine/track.h - the tracking header sluice adds to what it sends, so
+/* dkim/track.h - the tracking header sluice adds to what it sends, so
  * that a bounce or a complaint that comes back later can be tied to the
  * message, its source IP and its job: X-Sluice-Track, carrying those
  * three and an HMAC-SHA256 under the configured secret (feedback.secret).

@@ -1,9 +1,9 @@
-/* engine/track.c - the tracking header's value (see track.h): making it
+/* dkim/track.c - the tracking header's value (see track.h): making it
  * when a message is signed for sending, checking it in a report that
  * comes back. */
 #include "track.h"
-#include "../dkim/keys.h"
-#include "lib/util.h"
+#include "keys.h"
+#include "../engine/lib/util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

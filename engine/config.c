@@ -5,6 +5,7 @@
 #include "metrics.h"
 #include "providers_embed.h"
 #include "bounce_class.h"
+#include "header_templates.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 #include <arpa/inet.h>
@@ -50,6 +51,7 @@ void config_defaults(struct config *cfg)
 	cfg->helo = NULL;
 	cfg->doctor_at_start = xstrdup("warn");
 	cfg->doctor_daily_volume = 5001;
+	cfg->unsubscribe_post = true;
 	cfg->max_connections = 20;
 	cfg->max_per_connection = 1000;
 	cfg->default_pool = -1;
@@ -248,6 +250,8 @@ void config_free(struct config *cfg)
 	free(cfg->classes_path);
 	free(cfg->feedback_secret_file);
 	free(cfg->track_secret);
+	free(cfg->feedback_id_tpl);
+	free(cfg->unsubscribe_tpl);
 	shape_rules_clear(cfg);
 	free(cfg->providers_path);
 	reply_rules_clear(cfg);
@@ -1361,6 +1365,9 @@ static const struct knob knobs[] = {
 	LIST(CLASSES_ROOT ".classes", shipped_bounce_rule),
 	CLASS_MEMBERS(CLASSES_ROOT ".classes"),
 	STR("feedback.secret-file", 0, feedback_secret_file),
+	{ "feedback.feedback-id", 0, K_STR, FIELD(char *, feedback_id_tpl), 0, 0, NULL, header_template_invalid },
+	{ "feedback.list-unsubscribe", 0, K_STR, FIELD(char *, unsubscribe_tpl), 0, 0, NULL, header_template_invalid },
+	BOOL("feedback.list-unsubscribe-post", unsubscribe_post),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),

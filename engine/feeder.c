@@ -2,6 +2,7 @@
  * calls are fine here: these threads exist so that shards never make them. */
 #define _GNU_SOURCE
 #include "feeder.h"
+#include "header_templates.h"
 #include "lib/envelope.h"
 #include "lib/util.h"
 #include "lib/spsc.h"
@@ -99,6 +100,7 @@ static bool hand_over(struct feeder *f, struct shard *sh, struct message *m)
 static void deliver(struct feeder *f, struct message *m, unsigned lane)
 {
 	m->arrival_ms = now_mono_ms();
+	header_templates_apply(f->cfg, m);
 	if (!m->first_wall_ms)
 		m->first_wall_ms = now_real_ms();
 	m->claim_bytes = m->raw_len + (m->body_owned ? m->body_len : 0) + m->ndots * sizeof(*m->dots);

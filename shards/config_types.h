@@ -179,6 +179,9 @@ struct config {
 	char *classes_path;           /* the bounce classes file read, or NULL (none, or built in) */
 	char *feedback_secret_file;   /* feedback.secret-file: the tracking header's HMAC key, or NULL */
 	char *track_secret;           /* its bytes (NULL: no tracking header is added) */
+	char *feedback_id_tpl;        /* feedback.feedback-id: Feedback-ID template, or NULL */
+	char *unsubscribe_tpl;        /* feedback.list-unsubscribe: List-Unsubscribe template, or NULL */
+	bool unsubscribe_post;        /* feedback.list-unsubscribe-post: add RFC 8058's field too */
 	size_t track_secret_len;
 	struct adapt_params adapt;
 	struct wave_rule *waves;

@@ -26,7 +26,7 @@ SRCS := $(LIB_LAYER) \
         engine/claims.c engine/reaper.c engine/job_run.c \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
-        engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c engine/header_templates.c \
+        engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c engine/header_templates.c engine/tallies.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "control.h"
 #include "status.h"
+#include "tallies.h"
 #include "bounce_class.h"
 #include "lib/json.h"
 #include "lib/retry_state.h"
@@ -125,6 +126,7 @@ struct engine {
 	struct totals t;
 	struct metrics metrics;         /* what /metrics shows (metrics.h) */
 	struct bounce_rules *classes;   /* the configuration's bounce classes, compiled */
+	struct tallies *tallies;        /* per job and per pair, for the summary and complaint rates */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
 	struct control_server *control; /* NULL: no control socket */
 	struct shard_pair_stat *pairs;  /* the shards' pairs, gathered for a scrape or a status */
@@ -403,6 +405,7 @@ static void count_outcome(struct engine *e, const struct outcome *o)
 {
 	struct totals *t = &e->t;
 	metrics_count(&e->metrics, o, now_mono_ms());
+	tallies_count(e->tallies, o->msg->job, o->source, o->group, (enum result)o->result);
 	switch (o->result) {
 	case RESULT_DELIVERED: t->delivered++; break;
 	case RESULT_BOUNCED: t->bounced++; break;
@@ -888,6 +891,7 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 		       (unsigned long long)ev[EVENT_SLOW], (unsigned long long)ev[EVENT_SPEEDUP],
 		       (unsigned long long)ev[EVENT_RESTORE], (unsigned long long)ev[EVENT_SUSPEND],
 		       (unsigned long long)ev[EVENT_RESUME], (unsigned long long)ev[EVENT_FULL]);
+	tallies_print(e->tallies, stdout);
 	printf("  cpu               %.2f s\n", cpu_seconds());
 	fflush(stdout);
 }
@@ -1291,6 +1295,7 @@ int run_main(int argc, char **argv)
 			fatal("control socket: %s", err);
 	}
 	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
+	e.tallies = tallies_new();
 	engine_start(&e, &cfg);
 	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
 		warnx_("metrics: cannot start its thread; /metrics is not served");
@@ -1326,6 +1331,7 @@ int run_main(int argc, char **argv)
 	doctor_at_start_end();
 	metrics_free(&e.metrics);
 	bounce_rules_free(e.classes);
+	tallies_free(e.tallies);
 	free(e.pairs);
 	config_free(&cfg);
 	free_reloaded(&e);

@@ -6,7 +6,7 @@
 
 const char *result_name(enum result r)
 {
-	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed" };
+	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed", "complained", "unsubscribed" };
 	return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
 }
 

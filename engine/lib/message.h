@@ -24,6 +24,8 @@ enum result {
 	RESULT_BOUNCED,
 	RESULT_EXPIRED,
 	RESULT_SUPPRESSED,
+	RESULT_COMPLAINED,       /* from feedback: a spam complaint */
+	RESULT_UNSUBSCRIBED,     /* from feedback: an unsubscribe */
 };
 const char *result_name(enum result r);
 

@@ -51,25 +51,29 @@ static bool get_b64url(const char *p, size_t n, char *out, size_t max)
 	return true;
 }
 
-static void mac_of(const char *secret, size_t secret_len, const char *id, const char *source, const char *job,
-                   unsigned char mac[32])
+static void mac_of(const char *secret, size_t secret_len, const char *id, const char *rcpt, const char *source,
+                   const char *job, unsigned char mac[32])
 {
 	struct buf d = { 0 };
 	buf_add(&d, "1", 2);
 	buf_add(&d, id, strlen(id) + 1);
+	buf_add(&d, rcpt, strlen(rcpt) + 1);
 	buf_add(&d, source, strlen(source) + 1);
 	buf_add(&d, job, strlen(job));
 	crypto_hmac_sha256(secret, secret_len, d.p, d.len, mac);
 	buf_free(&d);
 }
 
-char *track_make(const char *secret, size_t secret_len, const char *id, const char *source, const char *job)
+char *track_make(const char *secret, size_t secret_len, const char *id, const char *rcpt, const char *source,
+                 const char *job)
 {
 	unsigned char mac[32];
-	mac_of(secret, secret_len, id, source ? source : "", job ? job : "", mac);
+	mac_of(secret, secret_len, id, rcpt ? rcpt : "", source ? source : "", job ? job : "", mac);
 	struct buf b = { 0 };
 	buf_adds(&b, "1.");
 	add_b64url(&b, id);
+	buf_adds(&b, ".");
+	add_b64url(&b, rcpt ? rcpt : "");
 	buf_adds(&b, ".");
 	add_b64url(&b, source ? source : "");
 	buf_adds(&b, ".");
@@ -82,7 +86,8 @@ char *track_make(const char *secret, size_t secret_len, const char *id, const ch
 }
 
 enum track_verdict track_check(const char *secret, size_t secret_len, const char *value, size_t len,
-                               char id[TRACK_FIELD_MAX], char source[TRACK_FIELD_MAX], char job[TRACK_FIELD_MAX])
+                               char id[TRACK_FIELD_MAX], char rcpt[TRACK_FIELD_MAX], char source[TRACK_FIELD_MAX],
+                               char job[TRACK_FIELD_MAX])
 {
 	/* the value without white space (a folded header) */
 	char v[4 * TRACK_FIELD_MAX + 64];
@@ -95,25 +100,26 @@ enum track_verdict track_check(const char *secret, size_t secret_len, const char
 		v[n++] = value[i];
 	}
 	v[n] = 0;
-	const char *f[5];
-	size_t fl[5];
+	const char *f[6];
+	size_t fl[6];
 	const char *p = v;
-	for (int i = 0; i < 5; i++) {
-		const char *dot = i < 4 ? strchr(p, '.') : p + strlen(p);
+	for (int i = 0; i < 6; i++) {
+		const char *dot = i < 5 ? strchr(p, '.') : p + strlen(p);
 		if (!dot)
 			return TRACK_MALFORMED;
 		f[i] = p;
 		fl[i] = (size_t)(dot - p);
 		p = *dot ? dot + 1 : dot;
 	}
-	if (fl[0] != 1 || f[0][0] != '1' || fl[4] != 2 * MAC_BYTES || !get_b64url(f[1], fl[1], id, TRACK_FIELD_MAX) ||
-	    !*id || !get_b64url(f[2], fl[2], source, TRACK_FIELD_MAX) || !get_b64url(f[3], fl[3], job, TRACK_FIELD_MAX))
+	if (fl[0] != 1 || f[0][0] != '1' || fl[5] != 2 * MAC_BYTES || !get_b64url(f[1], fl[1], id, TRACK_FIELD_MAX) ||
+	    !*id || !get_b64url(f[2], fl[2], rcpt, TRACK_FIELD_MAX) || !get_b64url(f[3], fl[3], source, TRACK_FIELD_MAX) ||
+	    !get_b64url(f[4], fl[4], job, TRACK_FIELD_MAX))
 		return TRACK_MALFORMED;
 	unsigned char got[MAC_BYTES];
 	static const char hex[] = "0123456789abcdef";
 	for (int i = 0; i < 2 * MAC_BYTES; i++) {
-		char c = f[4][i] >= 'A' && f[4][i] <= 'F' ? (char)(f[4][i] + 32) : f[4][i]; /* either case */
-		const char *h = c ? memchr(hex, c, 16) : NULL;
+		char c = f[5][i] >= 'A' && f[5][i] <= 'F' ? (char)(f[5][i] + 32) : f[5][i]; /* either case */
+		const char *h = c ? memchr(hex, c, 16) : NULL; /* f[5]: the mac */
 		if (!h)
 			return TRACK_MALFORMED;
 		if (i % 2 == 0)
@@ -122,7 +128,7 @@ enum track_verdict track_check(const char *secret, size_t secret_len, const char
 			got[i / 2] |= (unsigned char)(h - hex);
 	}
 	unsigned char mac[32];
-	mac_of(secret, secret_len, id, source, job, mac);
+	mac_of(secret, secret_len, id, rcpt, source, job, mac);
 	unsigned diff = 0; /* in constant time */
 	for (int i = 0; i < MAC_BYTES; i++)
 		diff |= (unsigned)(mac[i] ^ got[i]);

@@ -1230,7 +1230,8 @@ static void job_held(struct shard *s, struct message *m, const struct adapt_ban 
 static void track_header(struct shard *s, struct message *m)
 {
 	const char *source = m->source >= 0 ? s->cfg->sources[m->source].text : "";
-	char *v = track_make(s->cfg->track_secret, s->cfg->track_secret_len, m->id, source, m->job);
+	char *v = track_make(s->cfg->track_secret, s->cfg->track_secret_len, m->id, m->nrcpt == 1 ? m->rcpt[0] : "",
+	                     source, m->job);
 	struct buf b = { 0 };
 	buf_printf(&b, TRACK_HEADER ": %s\r\n", v);
 	free(v);

@@ -279,10 +279,9 @@ static bool make_dirs(const char *dir, char *err, size_t err_len)
 static const char *corrupt_hint = "restore it from a backup (sluice suppress export makes one) or move the directory "
                                   "away to start an empty store";
 
-/* Checks what LMDB itself would not: the data file is not cut short of the
- * pages its meta page says are in use (reading those would be SIGBUS),
- * and the database's first and last entries can be reached. */
-static bool sane(struct suppress *s, const char *data, char *err, size_t err_len)
+/* Before any page is read: the data file is not cut short of the pages
+ * its meta page says are in use (reading those would be SIGBUS). */
+static bool size_ok(struct suppress *s, const char *data, char *err, size_t err_len)
 {
 	MDB_envinfo info;
 	MDB_stat est;
@@ -303,10 +302,17 @@ static bool sane(struct suppress *s, const char *data, char *err, size_t err_len
 		       (long long)st.st_size, ((unsigned long long)info.me_last_pgno + 1) * est.ms_psize, corrupt_hint);
 		return false;
 	}
+	return true;
+}
+
+/* After the database is open: its first and last entries can be reached
+ * (the pages on both edges of the tree are sound). */
+static bool reachable(struct suppress *s, const char *data, char *err, size_t err_len)
+{
 	MDB_txn *txn;
 	MDB_cursor *c;
 	MDB_val k, v;
-	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 	if (rc) {
 		seterr(err, err_len, "%s: %s", data, mdb_strerror(rc));
 		return false;
@@ -336,7 +342,10 @@ static bool open_db(struct suppress *s, const char *data, char *err, size_t err_
 		return false;
 	}
 	MDB_stat main_stat;
-	rc = mdb_stat(txn, 0, &main_stat);
+	MDB_dbi main_dbi;
+	rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+	if (!rc)
+		rc = mdb_stat(txn, main_dbi, &main_stat);
 	if (!rc)
 		rc = mdb_dbi_open(txn, DB_NAME, 0, &s->dbi);
 	if (!rc) {
@@ -470,7 +479,7 @@ struct suppress *suppress_open(const char *dir, bool read_only, size_t map_size,
 	}
 	int dead;
 	mdb_reader_check(s->env, &dead); /* slots of crashed processes */
-	if (!open_db(s, data, err, err_len) || !sane(s, data, err, err_len))
+	if (!size_ok(s, data, err, err_len) || !open_db(s, data, err, err_len) || !reachable(s, data, err, err_len))
 		goto fail;
 	return s;
 fail:
@@ -613,7 +622,12 @@ static int prepare(const char *scope, const char *addr, const char *reason, int6
 		return e;
 	if (!reason || !*reason)
 		reason = "manual";
-	if (!suppress_reason_valid(reason)) {
+	char lower[SUPPRESS_REASON_MAX];
+	size_t rl = strnlen(reason, SUPPRESS_REASON_MAX - 1);
+	for (size_t i = 0; i < rl; i++)
+		lower[i] = ascii_lower(reason[i]);
+	lower[rl] = 0;
+	if (reason[rl] || !suppress_reason_valid(lower)) {
 		char shown[80];
 		seterr(err, err_len, "reason '%s': lower-case letters, digits and '-' (at most %d)",
 		       escape_text(reason, shown, sizeof(shown)), SUPPRESS_REASON_MAX - 1);
@@ -623,7 +637,7 @@ static int prepare(const char *scope, const char *addr, const char *reason, int6
 	k->mv_size = make_key(key, d, a);
 	if (val) {
 		v->mv_data = val;
-		v->mv_size = make_value(val, reason, added, source);
+		v->mv_size = make_value(val, lower, added, source);
 	}
 	return 0;
 }
@@ -735,14 +749,15 @@ static int csv_split(char *line, char **f, const char **why)
 				}
 				p++;
 			}
+			bool last = !*p;
 			char *e = p;
 			while (e > f[n - 1] && (e[-1] == ' ' || e[-1] == '\t'))
 				e--;
-			if (!*p) {
-				*e = 0;
+			*e = 0; /* may be the comma at p */
+			if (last)
 				return n;
-			}
-			*e = 0;
+			p++; /* the comma */
+			continue;
 		}
 		if (!*p)
 			return n;

@@ -117,7 +117,7 @@ bool suppress_reason_valid(const char *reason);
 
 /* ---- writes (durable when they return 0: committed and synced) ---- */
 
-/* reason: NULL for "manual"; source: NULL for "". */
+/* reason: NULL for "manual" (upper case taken as lower); source: NULL for "". */
 int suppress_add(struct suppress *s, const char *scope, const char *addr, const char *reason, const char *source,
                  char *err, size_t err_len);
 /* ENOENT when there is no such entry. */

@@ -18,7 +18,8 @@
 #define EXIT_CHECK_STORE 3 /* check could not read the store: neither yes nor no */
 
 struct flags {
-	const char *store, *domain, *reason;
+	const char *store, *domain;
+	char *reason;
 	bool domain_given;
 };
 
@@ -111,6 +112,8 @@ static void parse_flags(const char *cmd, int argc, char **argv, struct flags *fl
 	char scope[SUPPRESS_SCOPE_MAX], err[300];
 	if (fl->domain && suppress_normalise_scope(fl->domain, scope, err, sizeof(err)))
 		fatal("suppress %s: --%s", cmd, err);
+	for (char *r = fl->reason; r && *r; r++)
+		*r = *r >= 'A' && *r <= 'Z' ? (char)(*r + 32) : *r;
 	if (fl->reason && !suppress_reason_valid(fl->reason))
 		fatal("suppress %s: --reason '%s': lower-case letters, digits and '-' (at most %d)", cmd, fl->reason,
 		      SUPPRESS_REASON_MAX - 1);
@@ -274,7 +277,8 @@ static int cmd_import(struct flags *fl, int n, char **args)
 		return 1;
 	}
 	char source[SUPPRESS_SOURCE_MAX], err[600];
-	snprintf(source, sizeof(source), "import:%s", std_in ? "stdin" : file);
+	const char *base = strrchr(file, '/');
+	snprintf(source, sizeof(source), "import:%s", std_in ? "stdin" : base ? base + 1 : file);
 	struct suppress *s = open_store(fl, false, EXIT_STORE);
 	struct bad_report br = { std_in ? "stdin" : file, 0 };
 	struct suppress_import_stats st;

@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 # dkim/exports.list: libopendkim's key parse reaches dkim/keys.c (see there).
-LIBS := -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -lm -pthread -Wl,--dynamic-list=dkim/exports.list
+LIBS := -luring -llmdb -lconfig -lldns -lopendkim -lwolfssl -lcrypto -lm -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
 # Layers, each using only those before it (tests/check_layers.py checks):
@@ -27,16 +27,17 @@ SRCS := $(LIB_LAYER) \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
         engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c engine/header_templates.c engine/tallies.c \
+        engine/suppress.c engine/suppress_cmd.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
-            libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
+            libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev liblmdb-dev lmdb-utils \
             postfix python3 python3-dkim python3-aiosmtpd jq gnuplot-nox openssl strace iproute2 \
             opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix python3-spf clang libclang-rt-dev \
             systemd groff-base man-db prometheus
 # What must exist for each of them (checked before installing anything).
-DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
+DEP_PROBE := /usr/include/liburing.h /usr/include/lmdb.h /usr/bin/mdb_load /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/lib/python3/dist-packages/aiosmtpd /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
              /usr/share/publicsuffix/public_suffix_list.dat /usr/lib/python3/dist-packages/spf.py \
@@ -50,7 +51,8 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records test_bounce_class
+              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records test_bounce_class \
+              test_suppress
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 

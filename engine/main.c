@@ -2,6 +2,7 @@
 #include "doctor.h"
 #include "inject.h"
 #include "run.h"
+#include "suppress.h"
 #include "../bench/bench.h"
 #include "../dkim/dkim_cmd.h"
 
@@ -21,7 +22,8 @@ static void usage(FILE *f)
 	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
 	      "  resolve    ask sluice's DNS resolver (MX plans, A/AAAA/MX/TXT/PTR)\n"
 	      "  doctor     check a sending domain's DNS, keys and IPs (SPF, DKIM, DMARC, PTR)\n"
-	      "Not built yet: status, top, ctl (the control socket), feedback, suppress.\n", f);
+	      "  suppress   the suppression list: add, remove, check, import, export, count\n"
+	      "Not built yet: status, top, ctl (the control socket), feedback.\n", f);
 }
 
 int main(int argc, char **argv)
@@ -53,7 +55,9 @@ int main(int argc, char **argv)
 		return dkim_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "doctor"))
 		return doctor_main(argc - 1, argv + 1);
-	static const char *later[] = { "status", "top", "ctl", "feedback", "suppress" };
+	if (!strcmp(cmd, "suppress"))
+		return suppress_main(argc - 1, argv + 1);
+	static const char *later[] = { "status", "top", "ctl", "feedback" };
 	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
 		if (!strcmp(cmd, later[i])) {
 			fprintf(stderr, "sluice: '%s' is not built yet\n", cmd);

@@ -3,13 +3,13 @@
 # flags override it.
 source "$(dirname "$0")/../lib.sh"
 set -e
-for c in run mockmx spoolgen inject bench dkim resolve; do
+for c in run mockmx spoolgen inject bench dkim resolve suppress; do
 	"$SLUICE" $c --help | grep -qi usage || fail "$c --help"
 done
 "$SLUICE" run --help | grep -q -- "--source-ip ADDR" || fail "run --help: no --source-ip"
 "$SLUICE" run --help | grep -q -- "--max-rate N/s|N/m|N/h" || fail "run --help: no --max-rate"
 ! "$SLUICE" run --help | grep -qi "not built yet" || fail "run --help still says something is not built"
-for cmd in status top ctl feedback suppress; do
+for cmd in status top ctl feedback; do
 	set +e
 	out=$("$SLUICE" "$cmd" 2>&1); rc=$?
 	set -e

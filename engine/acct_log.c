@@ -106,10 +106,15 @@ void acct_add_ts(struct buf *b, int64_t ms)
 	add_ts(b, ms);
 }
 
-void acct_event_open(struct buf *b, int64_t ts_ms, const char *event)
+void acct_line_open(struct buf *b, int64_t ts_ms)
 {
 	buf_adds(b, "{\"ts\":");
 	add_ts(b, ts_ms);
+}
+
+void acct_event_open(struct buf *b, int64_t ts_ms, const char *event)
+{
+	acct_line_open(b, ts_ms);
 	buf_adds(b, ",\"event\":");
 	json_add_cstr(b, event);
 }

@@ -52,6 +52,9 @@ void config_defaults(struct config *cfg)
 	cfg->doctor_at_start = xstrdup("warn");
 	cfg->doctor_daily_volume = 5001;
 	cfg->unsubscribe_post = true;
+	cfg->require_track = -1;
+	cfg->complaint_threshold = 0.003; /* Gmail's and Yahoo's line for bulk senders */
+	cfg->complaint_min = 1000;
 	cfg->max_connections = 20;
 	cfg->max_per_connection = 1000;
 	cfg->default_pool = -1;
@@ -251,6 +254,8 @@ void config_free(struct config *cfg)
 	free(cfg->feedback_secret_file);
 	free(cfg->track_secret);
 	free(cfg->feedback_id_tpl);
+	free(cfg->feedback_maildir);
+	free(cfg->suppression_list);
 	free(cfg->unsubscribe_tpl);
 	shape_rules_clear(cfg);
 	free(cfg->providers_path);
@@ -995,6 +1000,12 @@ static void shipped_bounce_rule(struct config *cfg, const config_setting_t *r, c
 	bounce_rule_add(cfg, r, shown, true);
 }
 
+static void require_track_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	(void)shown;
+	cfg->require_track = config_setting_get_bool(s) ? 1 : 0;
+}
+
 static void classes_path_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
 {
 	(void)shown;
@@ -1368,6 +1379,11 @@ static const struct knob knobs[] = {
 	{ "feedback.feedback-id", 0, K_STR, FIELD(char *, feedback_id_tpl), 0, 0, NULL, header_template_invalid },
 	{ "feedback.list-unsubscribe", 0, K_STR, FIELD(char *, unsubscribe_tpl), 0, 0, NULL, header_template_invalid },
 	BOOL("feedback.list-unsubscribe-post", unsubscribe_post),
+	STR("feedback.maildir", 0, feedback_maildir),
+	{ "feedback.require-track", 0, K_BOOL, NOF, 0, 0, require_track_from_file, NULL },
+	REAL("feedback.complaint-threshold", complaint_threshold, 0, 1),
+	UINT("feedback.complaint-min", 0, complaint_min, 0, 1000000000),
+	STR("suppression-list", 0, suppression_list),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),
@@ -2007,6 +2023,18 @@ static void config_complete(struct config *cfg)
 	classes_load(cfg);
 	if (cfg->feedback_secret_file)
 		track_secret_load(cfg);
+	if (cfg->require_track < 0)
+		cfg->require_track = cfg->track_secret != NULL;
+	else if (cfg->require_track && !cfg->track_secret)
+		config_fail("feedback.require-track needs feedback.secret-file (the key of the tracking header)");
+	if (cfg->suppression_list && strcmp(cfg->suppression_list, "off") == 0) {
+		free(cfg->suppression_list);
+		cfg->suppression_list = NULL;
+	} else if (!cfg->suppression_list) {
+		size_t n = strlen(cfg->spool) + sizeof("/suppress");
+		cfg->suppression_list = xmalloc(n);
+		snprintf(cfg->suppression_list, n, "%s/suppress", cfg->spool);
+	}
 	warm_ips_resolve(cfg);
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",

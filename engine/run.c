@@ -16,6 +16,8 @@
 #include "control.h"
 #include "status.h"
 #include "tallies.h"
+#include "suppress.h"
+#include <sys/stat.h>
 #include "bounce_class.h"
 #include "lib/json.h"
 #include "lib/retry_state.h"
@@ -67,7 +69,7 @@ static void on_signal(int sig)
 }
 
 struct totals {
-	uint64_t messages_done, delivered, bounced, expired, deferred, bad;
+	uint64_t messages_done, delivered, bounced, expired, deferred, bad, suppressed;
 	uint64_t jobs_started, jobs_done, rows_refused, rows_skipped;
 	uint64_t dns[3];                /* queries over UDP, over TCP; tries timed out */
 	uint64_t tls[3];                /* handshakes full, resumed; fallbacks to plaintext */
@@ -127,6 +129,7 @@ struct engine {
 	struct metrics metrics;         /* what /metrics shows (metrics.h) */
 	struct bounce_rules *classes;   /* the configuration's bounce classes, compiled */
 	struct tallies *tallies;        /* per job and per pair, for the summary and complaint rates */
+	struct suppress *store;         /* the suppression list (NULL: suppression-list = "off") */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
 	struct control_server *control; /* NULL: no control socket */
 	struct shard_pair_stat *pairs;  /* the shards' pairs, gathered for a scrape or a status */
@@ -411,6 +414,7 @@ static void count_outcome(struct engine *e, const struct outcome *o)
 	case RESULT_BOUNCED: t->bounced++; break;
 	case RESULT_EXPIRED: t->expired++; break;
 	case RESULT_DEFERRED: t->deferred++; break;
+	case RESULT_SUPPRESSED: t->suppressed++; break;
 	}
 }
 
@@ -682,6 +686,17 @@ static size_t take_returns(struct engine *e)
 	return n;
 }
 
+/* A suppressed line's class: the entry's reason ("suppressed: CLASS ..."),
+ * when it is one (a manual entry's is not: none). */
+static uint8_t suppressed_class(const char *text)
+{
+	char word[40] = "";
+	if (text)
+		sscanf(text, "suppressed: %39[a-z-]", word);
+	enum bounce_class c = bounce_class_of(word);
+	return c == BC_COUNT ? BC_NONE : (uint8_t)c;
+}
+
 /* Logs the shards' outcomes; what must follow the lines (saving a retry
  * state, removing a final file) waits until they are written. */
 static size_t collect(struct engine *e)
@@ -703,7 +718,9 @@ static size_t collect(struct engine *e)
 					hold(e, o);
 					continue;
 				}
-				if (o->result != RESULT_DELIVERED)
+				if (o->result == RESULT_SUPPRESSED)
+					o->bclass = suppressed_class(o->response);
+				else if (o->result != RESULT_DELIVERED)
 					o->bclass = (uint8_t)bounce_classify(e->classes, o->code, o->enhanced, o->response,
 					                                     o->response ? o->response_len : 0);
 				acct_format(&e->log.pending, o);
@@ -872,6 +889,8 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	printf("  delivered         %llu\n", (unsigned long long)t->delivered);
 	printf("  bounced           %llu\n", (unsigned long long)t->bounced);
 	printf("  expired           %llu\n", (unsigned long long)t->expired);
+	if (t->suppressed)
+		printf("  suppressed        %llu (on the suppression list: not sent)\n", (unsigned long long)t->suppressed);
 	printf("  deferred attempts %llu\n", (unsigned long long)t->deferred);
 	printf("  bad spool files   %llu\n", (unsigned long long)t->bad);
 	if (t->jobs_started)
@@ -936,7 +955,7 @@ static void engine_start(struct engine *e, const struct config *cfg)
 	shard_link(e->shards, e->nlanes); /* each pair of shards gets its rings */
 	adaptation_send_kept(e->adapt, cfg, e->shards, e->nlanes); /* before any pair is made */
 	for (unsigned k = 0; k < e->nfeeders; k++)
-		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes,
+		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->store, e->shards, e->nlanes,
 		                           /* lane_with_room keeps each lane's tasks under FEED_BATCH */
 		                           ((e->nlanes + e->nfeeders - 1) / e->nfeeders) * FEED_BATCH);
 	for (unsigned i = 0; i < e->nlanes; i++) {
@@ -1263,6 +1282,23 @@ static void free_reloaded(struct engine *e)
 	free(e->reloaded);
 }
 
+/* The suppression list: sluice's own (SPOOL/suppress) is made on first
+ * use; a directory the configuration names must exist (a mistyped path
+ * must not become an empty list). Any other failure stops the start. */
+static struct suppress *open_suppression_list(const struct config *cfg)
+{
+	char own[4096], err[600];
+	snprintf(own, sizeof(own), "%s/suppress", cfg->spool);
+	struct stat st;
+	if (strcmp(cfg->suppression_list, own) != 0 && stat(cfg->suppression_list, &st) != 0)
+		fatal("suppression-list %s: %s (create it, or set suppression-list = \"off\")", cfg->suppression_list,
+		      strerror(errno));
+	struct suppress *s = suppress_open(cfg->suppression_list, false, 0, err, sizeof(err));
+	if (!s)
+		fatal("suppression-list: %s", err);
+	return s;
+}
+
 int run_main(int argc, char **argv)
 {
 	struct config cfg;
@@ -1295,6 +1331,8 @@ int run_main(int argc, char **argv)
 			fatal("control socket: %s", err);
 	}
 	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
+	if (cfg.suppression_list)
+		e.store = open_suppression_list(&cfg);
 	e.tallies = tallies_new();
 	engine_start(&e, &cfg);
 	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
@@ -1331,6 +1369,7 @@ int run_main(int argc, char **argv)
 	doctor_at_start_end();
 	metrics_free(&e.metrics);
 	bounce_rules_free(e.classes);
+	suppress_close(e.store); /* after the spool workers, whose readers went with them */
 	tallies_free(e.tallies);
 	free(e.pairs);
 	config_free(&cfg);

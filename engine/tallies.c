@@ -76,7 +76,7 @@ const struct tally *tallies_count(struct tallies *t, const char *job, const char
 		return NULL;
 	char key[400];
 	snprintf(key, sizeof(key), "%.47s\x1f%.255s", source ? source : "", group ? group : "");
-	struct entry *p = entry_of(t, true, key);
+	struct entry *p = group && *group ? entry_of(t, true, key) : NULL; /* a pair it went toward */
 	if (p)
 		add(&p->t, r);
 	struct entry *j = job ? entry_of(t, false, job) : NULL;

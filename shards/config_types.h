@@ -182,6 +182,11 @@ struct config {
 	char *feedback_id_tpl;        /* feedback.feedback-id: Feedback-ID template, or NULL */
 	char *unsubscribe_tpl;        /* feedback.list-unsubscribe: List-Unsubscribe template, or NULL */
 	bool unsubscribe_post;        /* feedback.list-unsubscribe-post: add RFC 8058's field too */
+	char *feedback_maildir;       /* feedback.maildir: reports the daemon ingests, or NULL */
+	int require_track;            /* feedback.require-track: 1 yes, 0 no, -1 unset (yes with a secret) */
+	double complaint_threshold;   /* feedback.complaint-threshold: a job's complaint rate that pauses it */
+	unsigned complaint_min;       /* feedback.complaint-min: ...once this many of it were sent */
+	char *suppression_list;       /* suppression-list: the store's directory (default SPOOL/suppress), NULL: off */
 	size_t track_secret_len;
 	struct adapt_params adapt;
 	struct wave_rule *waves;

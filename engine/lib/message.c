@@ -27,6 +27,10 @@ void message_free(struct message *m)
 	free(m->dkim_log);
 	free(m->dkim_sig);
 	free(m->track_hdr);
+	for (uint32_t i = 0; m->suppress_why && i < m->nrcpt; i++)
+		free(m->suppress_why[i]);
+	free(m->suppress_why);
+	free(m->suppress_error);
 	while (m->dsn) {
 		struct dsn_failure *f = m->dsn;
 		m->dsn = f->next;

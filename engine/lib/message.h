@@ -16,7 +16,8 @@
 
 struct job_run;
 
-enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED };
+enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED,
+                  RCPT_SUPPRESSED }; /* the suppression list holds it: never sent */
 
 enum result {
 	RESULT_DELIVERED = 0,
@@ -93,6 +94,10 @@ struct message {
 	uint32_t deferred_now;   /* shard-private: recipients deferred in this attempt... */
 	uint32_t waited_now;     /* ...of them for adaptation (a suspension, a wave, a day) */
 	bool held_wait;          /* shard-private: in the retry queue for a hold (WAIT_HELD) */
+	uint32_t nsuppressed;    /* recipients the spool worker found suppressed, to be logged
+	                          * by the shard that takes the message (their state RCPT_SUPPRESSED) */
+	char **suppress_why;     /* by recipient: the entry that suppresses it (NULL: none) */
+	char *suppress_error;    /* the list could not be read: why (the recipients are deferred) */
 	uint8_t waits;           /* shard-private: WAIT_* of this attempt's adaptation waits
 	                          * (and from its saved state, when read) */
 	uint32_t legs_open;      /* shard-private: transactions not finished (each

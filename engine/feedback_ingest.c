@@ -12,6 +12,8 @@
 #define _GNU_SOURCE
 #include "feedback_ingest.h"
 #include "acct_log.h"
+#include "config.h"
+#include <getopt.h>
 #include "lib/json.h"
 #include "lib/util.h"
 #include <dirent.h>
@@ -227,4 +229,111 @@ int feedback_ingest_maildir(const struct feedback_ingest *in, struct feedback_in
 	close(newfd);
 	close(curfd);
 	return err;
+}
+
+/* ---- `sluice feedback ingest` ---- */
+
+static void ingest_usage(FILE *f)
+{
+	fputs("usage: sluice feedback ingest --maildir DIR [-c sluice.conf] [--log FILE] [--store DIR | --no-store]\n"
+	      "                              [--secret-file FILE] [--require-track | --no-require-track]\n"
+	      "Acts on the reports in the maildir DIR: each file of DIR/new is read as a bounce\n"
+	      "(DSN), a complaint (ARF) or an auto-reply; its failed and complained recipients\n"
+	      "get a line in the accounting log (\"bounced\" with their class, \"complained\"),\n"
+	      "the ones that must never be mailed again go on the suppression list (hard\n"
+	      "bounces: globally; complaints: for the sender's domain), and then the file moves\n"
+	      "to DIR/cur (NAME:2,S; NAME:2,F when nothing in it was usable: kept, counted).\n"
+	      "A report is acted on only with a valid tracking header when a secret is known\n"
+	      "(feedback.require-track; a forged one is counted, never acted on).\n\n"
+	      "  -c FILE            the configuration: log, suppression-list, feedback.*\n"
+	      "  --log FILE         the accounting log (default: the configuration's)\n"
+	      "  --store DIR        the suppression list (default: the configuration's,\n"
+	      "                     else /var/spool/sluice/suppress); --no-store: none\n"
+	      "  --secret-file F    the tracking header's key (default: feedback.secret-file)\n"
+	      "Exit status: 0 when every file was dealt with, 1 on an error (the files done\n"
+	      "stay done), 2 on a usage error.\n", f);
+}
+
+int feedback_ingest_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "maildir", required_argument, 0, 'm' }, { "log", required_argument, 0, 'l' },
+		{ "store", required_argument, 0, 's' },   { "no-store", no_argument, 0, 'S' },
+		{ "secret-file", required_argument, 0, 'k' }, { "require-track", no_argument, 0, 'r' },
+		{ "no-require-track", no_argument, 0, 'R' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	const char *maildir = NULL, *log = NULL, *store_dir = NULL, *conf = NULL, *secret_file = NULL;
+	bool no_store = false;
+	int require = -1, opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': conf = optarg; break;
+		case 'm': maildir = optarg; break;
+		case 'l': log = optarg; break;
+		case 's': store_dir = optarg; break;
+		case 'S': no_store = true; break;
+		case 'k': secret_file = optarg; break;
+		case 'r': require = 1; break;
+		case 'R': require = 0; break;
+		case 'h': ingest_usage(stdout); return 0;
+		default: ingest_usage(stderr); return 2;
+		}
+	}
+	if (!maildir || optind < argc) {
+		fprintf(stderr, "sluice: feedback ingest: %s\n", maildir ? "unexpected argument" : "--maildir DIR is needed");
+		ingest_usage(stderr);
+		return 2;
+	}
+	struct config cfg;
+	char *cargv[] = { "run", "-c", (char *)conf, NULL };
+	if (conf)
+		config_from_run_args(&cfg, 3, cargv);
+	else
+		config_from_run_args(&cfg, 1, cargv);
+	char secret[4096];
+	size_t secret_len = cfg.track_secret_len;
+	if (cfg.track_secret)
+		memcpy(secret, cfg.track_secret, secret_len);
+	if (secret_file) {
+		int fd = open(secret_file, O_RDONLY | O_CLOEXEC);
+		size_t got = 0;
+		int err = fd < 0 ? errno : read_full(fd, secret, sizeof(secret), 0, &got);
+		if (fd >= 0)
+			close(fd);
+		while (got && (secret[got - 1] == '\n' || secret[got - 1] == '\r'))
+			got--;
+		if (err || got < 16) {
+			fprintf(stderr, "sluice: feedback ingest: --secret-file %s: %s\n", secret_file,
+			        err ? strerror(err) : "the secret must be at least 16 bytes");
+			config_free(&cfg);
+			return 1;
+		}
+		secret_len = got;
+	}
+	char err[600];
+	struct suppress *store = NULL;
+	const char *dir = no_store ? NULL : store_dir ? store_dir : cfg.suppression_list;
+	if (dir && !(store = suppress_open(dir, false, 0, err, sizeof(err)))) {
+		fprintf(stderr, "sluice: feedback ingest: %s\n", err);
+		config_free(&cfg);
+		return 1;
+	}
+	struct bounce_rules *rules = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
+	struct feedback_ingest in = {
+		.maildir = maildir, .log_path = log ? log : cfg.log_path, .store = store,
+		.judge = { .rules = rules, .secret = secret_len ? secret : NULL, .secret_len = secret_len,
+		           .require_track = require >= 0 ? require == 1 : secret_len > 0 },
+	};
+	struct feedback_ingest_counts c = { 0 };
+	int rc = feedback_ingest_maildir(&in, &c, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "sluice: feedback ingest: %s\n", err);
+	printf("sluice: feedback: %zu report%s read (%zu with nothing usable, %zu with a bad tracking header); "
+	       "%zu bounced, %zu complained recorded; %zu suppressed; %zu not acted on\n",
+	       c.files, c.files == 1 ? "" : "s", c.unknown, c.forged, c.bounced, c.complained, c.suppressed, c.ignored);
+	bounce_rules_free(rules);
+	suppress_close(store);
+	config_free(&cfg);
+	return rc ? 1 : 0;
 }

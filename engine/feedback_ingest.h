@@ -30,4 +30,6 @@ int feedback_ingest_file(const struct feedback_ingest *in, int newfd, const char
  * (the files done so far are in cur/). */
 int feedback_ingest_maildir(const struct feedback_ingest *in, struct feedback_ingest_counts *c, char *why,
                             size_t why_len);
+/* `sluice feedback ingest` (argv[0] is "ingest"). */
+int feedback_ingest_main(int argc, char **argv);
 #endif

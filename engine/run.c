@@ -17,6 +17,7 @@
 #include "status.h"
 #include "tallies.h"
 #include "suppress.h"
+#include "feedback_watch.h"
 #include <sys/stat.h>
 #include "bounce_class.h"
 #include "lib/json.h"
@@ -130,6 +131,8 @@ struct engine {
 	struct bounce_rules *classes;   /* the configuration's bounce classes, compiled */
 	struct tallies *tallies;        /* per job and per pair, for the summary and complaint rates */
 	struct suppress *store;         /* the suppression list (NULL: suppression-list = "off") */
+	struct feedback_watch *feedback; /* feedback.maildir's thread, or NULL */
+	struct bounce_rules *feedback_classes; /* its bounce classes (the start configuration's) */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
 	struct control_server *control; /* NULL: no control socket */
 	struct shard_pair_stat *pairs;  /* the shards' pairs, gathered for a scrape or a status */
@@ -686,6 +689,30 @@ static size_t take_returns(struct engine *e)
 	return n;
 }
 
+/* Complaints the feedback.maildir thread acted on: counted against their
+ * jobs; a job whose complaint rate passes feedback.complaint-threshold
+ * (once complaint-min of it were sent this run) is paused, and its line
+ * says why. */
+static void take_feedback(struct engine *e)
+{
+	struct feedback_note notes[256];
+	size_t n = feedback_watch_take(e->feedback, notes, ARRAY_LEN(notes));
+	for (size_t i = 0; i < n; i++) {
+		const char *job = notes[i].job[0] ? notes[i].job : NULL;
+		const struct tally *t = tallies_count(e->tallies, job, notes[i].source, NULL, notes[i].result);
+		double threshold = e->cfg->complaint_threshold;
+		if (!t || threshold <= 0 || t->delivered + t->bounced < e->cfg->complaint_min ||
+		    tally_rate(t->complained, t) <= threshold || adaptation_job_paused(e->adapt, job))
+			continue;
+		char why[200];
+		snprintf(why, sizeof(why), "%llu complaints for %llu sent: %.3f%%, above %.3f%%",
+		         (unsigned long long)t->complained, (unsigned long long)(t->delivered + t->bounced),
+		         100 * tally_rate(t->complained, t), 100 * threshold);
+		adaptation_ctl_hold(e->adapt, job, false, 0, "complaint-rate", why, &e->log.pending, e->shards, e->nlanes);
+		warnx_("job %s paused: %s (sluice ctl resume %s)", job, why, job);
+	}
+}
+
 /* A suppressed line's class: the entry's reason ("suppressed: CLASS ..."),
  * when it is one (a manual entry's is not: none). */
 static uint8_t suppressed_class(const char *text)
@@ -733,6 +760,7 @@ static size_t collect(struct engine *e)
 			total += n;
 		}
 	}
+	take_feedback(e);
 	release_synced(e);
 	hand_on(e);
 	if (adaptation_tick(e->adapt, &e->log.pending, e->shards, e->nlanes, false))
@@ -1113,7 +1141,7 @@ static void control_do(struct engine *e, const struct control_request *r, struct
 		           *source ? " from " : "", source, job ? "; the job's hold ended" : "");
 	} else if ((!strcmp(cmd, "pause") || !strcmp(cmd, "bounce")) && argc == 2) {
 		bool bounce = !strcmp(cmd, "bounce");
-		adaptation_ctl_hold(e->adapt, argv[1], bounce, 0, log, e->shards, e->nlanes);
+		adaptation_ctl_hold(e->adapt, argv[1], bounce, 0, "ctl", NULL, log, e->shards, e->nlanes);
 		if (bounce)
 			wake_waiters(e, WAIT_HELD | WAIT_BUDGET);
 		buf_printf(out, "ok\njob %s %s\n", argv[1],
@@ -1335,6 +1363,15 @@ int run_main(int argc, char **argv)
 		e.store = open_suppression_list(&cfg);
 	e.tallies = tallies_new();
 	engine_start(&e, &cfg);
+	if (cfg.feedback_maildir) {
+		e.feedback_classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
+		struct feedback_ingest in = {
+			.maildir = cfg.feedback_maildir, .log_path = cfg.log_path, .store = e.store,
+			.judge = { .rules = e.feedback_classes, .secret = cfg.track_secret, .secret_len = cfg.track_secret_len,
+			           .require_track = cfg.require_track == 1 },
+		};
+		e.feedback = feedback_watch_start(&in, e.wake_fd);
+	}
 	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
 		warnx_("metrics: cannot start its thread; /metrics is not served");
 	if (e.control && !control_server_run(e.control, e.wake_fd))
@@ -1343,6 +1380,9 @@ int run_main(int argc, char **argv)
 	double start = now_mono_s();
 	bool timed_out = run_loop(&e, &cfg, start);
 	metrics_server_stop(e.metrics_server); /* scrapes from now on: refused */
+	take_feedback(&e);
+	feedback_watch_stop(e.feedback); /* a complaint it noted after: counted by nobody, its line is written */
+	e.feedback = NULL;
 	control_server_stop(e.control);
 	engine_stop(&e);
 	double secs = now_mono_s() - start;
@@ -1369,6 +1409,7 @@ int run_main(int argc, char **argv)
 	doctor_at_start_end();
 	metrics_free(&e.metrics);
 	bounce_rules_free(e.classes);
+	bounce_rules_free(e.feedback_classes);
 	suppress_close(e.store); /* after the spool workers, whose readers went with them */
 	tallies_free(e.tallies);
 	free(e.pairs);

@@ -10,6 +10,7 @@
 #include "control.h"
 #include "control_cmd.h"
 #include "config.h"
+#include "../dns/packet.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -597,13 +598,10 @@ static void pair_rates(struct snapshot *cur, const struct snapshot *prev)
 
 /* ---- the table ---- */
 
+/* "42s", "12m03s", "3h05m", "2d04h". */
 static void duration_text(char *out, size_t len, double s)
 {
-	if (s >= FOREVER_S) {
-		snprintf(out, len, "until resumed");
-		return;
-	}
-	long t = s > 0 ? (long)(s + 0.5) : 0;
+	long t = s > 0 ? (long)((s < 1e9 ? s : 1e9) + 0.5) : 0;
 	if (t < 60)
 		snprintf(out, len, "%lds", t);
 	else if (t < 3600)
@@ -612,6 +610,17 @@ static void duration_text(char *out, size_t len, double s)
 		snprintf(out, len, "%ldh%02ldm", t / 3600, t % 3600 / 60);
 	else
 		snprintf(out, len, "%ldd%02ldh", t / 86400, t % 86400 / 3600);
+}
+
+/* A suspension's time left: "12m03s left", or "until resumed". */
+static void left_text(char *out, size_t len, double s)
+{
+	if (s > 0 && s < FOREVER_S) {
+		duration_text(out, len, s);
+		snprintf(out + strlen(out), len - strlen(out), " left");
+	} else {
+		snprintf(out, len, "until resumed");
+	}
 }
 
 static void limit_text(char *out, size_t len, double per_s)
@@ -689,8 +698,11 @@ static void pair_table(struct buf *b, const struct snapshot *s, const struct vie
 		char limit[32], fill[16], susp[ESCAPED_MAX + 32] = "-", rate[16] = "";
 		limit_text(limit, sizeof(limit), p->rate_limit);
 		snprintf(fill, sizeof(fill), p->fill >= 0 ? "%.0f%%" : "-", p->fill * 100);
-		if (p->suspended_s > 0 || p->suspended_by[0]) {
-			duration_text(susp, sizeof(susp), p->suspended_s > 0 ? p->suspended_s : FOREVER_S);
+		if (p->suspended_s > 0 || p->suspended_by[0]) { /* "12m03s ctl", "until resumed ctl" */
+			if (p->suspended_s > 0 && p->suspended_s < FOREVER_S)
+				duration_text(susp, sizeof(susp), p->suspended_s);
+			else
+				snprintf(susp, sizeof(susp), "until resumed");
 			if (p->suspended_by[0])
 				snprintf(susp + strlen(susp), sizeof(susp) - strlen(susp), " %s", p->suspended_by);
 		}
@@ -722,8 +734,7 @@ static void tail_lines(struct buf *b, const struct snapshot *s)
 		escape_text(jstr(&items[i], "group"), g, sizeof(g));
 		escape_text(jstr(&items[i], "source"), src, sizeof(src));
 		escape_text(jstr(&items[i], "rule"), rule, sizeof(rule));
-		double rem = jnum(&items[i], "remaining_s", 0);
-		duration_text(left, sizeof(left), rem > 0 ? rem : FOREVER_S);
+		left_text(left, sizeof(left), jnum(&items[i], "remaining_s", 0));
 		buf_printf(b, "  %-6s", *scope ? scope : "pair");
 		if (!strcmp(scope, "source"))
 			buf_printf(b, " source %s (every group)", src);
@@ -731,8 +742,7 @@ static void tail_lines(struct buf *b, const struct snapshot *s)
 			buf_printf(b, " group %s (every source)", g);
 		else
 			buf_printf(b, " group %s, source %s", g, src[0] ? src : "-");
-		buf_printf(b, "  %s%s%s%s%s\n", rule[0] ? "by " : "", rule, rule[0] ? ", " : "", left,
-		           rem > 0 && rem < FOREVER_S ? " left" : "");
+		buf_printf(b, "  %s%s%s%s\n", rule[0] ? "by " : "", rule, rule[0] ? ", " : "", left);
 	}
 	n = jcount(&s->root, "jobs", &items);
 	if (n)
@@ -981,7 +991,8 @@ static void top_usage(FILE *f)
 	      "q (or Ctrl-C) quits; --count N stops after N screens (0: never). When the\n"
 	      "daemon does not answer it says why and tries again each interval. Not on a\n"
 	      "terminal: one plain screen per interval.\n"
-	      TARGET_USAGE, f);
+	      TARGET_USAGE
+	      "Exit status 1 when its last try did not reach the daemon.\n", f);
 }
 
 /* Waits until deadline for 'q' on a terminal, a signal or the time:
@@ -1187,15 +1198,12 @@ int ctl_main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
 		if (target_option(&t, opt, optarg))
 			continue;
-		unsigned char a[16];
+		uint8_t a[16];
+		bool v6;
 		switch (opt) {
-		case 's':
+		case 's': /* as the daemon writes it (an IPv4-mapped address is IPv4) */
 			source = optarg;
-			if (inet_pton(AF_INET, optarg, a) == 1)
-				inet_ntop(AF_INET, a, source_text, sizeof(source_text));
-			else if (inet_pton(AF_INET6, optarg, a) == 1)
-				inet_ntop(AF_INET6, a, source_text, sizeof(source_text));
-			else
+			if (!dns_ip_parse(optarg, a, &v6) || !inet_ntop(v6 ? AF_INET6 : AF_INET, a, source_text, sizeof(source_text)))
 				fatal("ctl: --source %s: not a numeric IP address", optarg);
 			break;
 		case 'f': secs = duration_arg(optarg); break;

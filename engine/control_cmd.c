@@ -30,8 +30,8 @@
 #define REPLY_MAX (64u << 20)       /* bytes of one reply */
 #define REQUEST_MS 10000            /* one request, connect to close */
 #define JSON_DEPTH_MAX 64
-#define FOREVER_S (10.0 * 365 * 86400) /* a suspension this long has no end */
-#define DURATION_MAX_S (10L * 365 * 86400)
+#define DURATION_MAX_S (365L * 86400) /* ctl suspend --for (the daemon takes 400 days) */
+#define FOREVER_S (366.0 * 86400)      /* a suspension this long is one "until resumed" */
 #define NAME_COLUMN_MAX 40          /* a longer group name is cut in tables */
 
 /* ---- one request ---- */
@@ -669,7 +669,8 @@ static void add_lines_capped(struct buf *out, const struct buf *src, size_t cap,
 	for (size_t i = 0; i < src->len; i++)
 		lines += src->p[i] == '\n';
 	if (!cap || lines <= cap) {
-		buf_add(out, src->p, src->len);
+		if (src->len)
+			buf_add(out, src->p, src->len);
 		return;
 	}
 	size_t keep = cap - 1, at = 0;
@@ -748,10 +749,13 @@ static void tail_lines(struct buf *b, const struct snapshot *s)
 	if (n)
 		buf_adds(b, "\njobs:\n");
 	for (size_t i = 0; i < n; i++) {
-		char job[ESCAPED_MAX], state[64];
+		char job[ESCAPED_MAX], state[64], left[32] = "";
 		escape_text(jstr(&items[i], "job"), job, sizeof(job));
 		escape_text(jstr(&items[i], "state"), state, sizeof(state));
-		buf_printf(b, "  %-20s %s\n", job, state);
+		double rem = jnum(&items[i], "remaining_s", 0); /* a hold ends by itself after a while */
+		if (rem > 0)
+			left_text(left, sizeof(left), rem);
+		buf_printf(b, "  %-20s %-9s %s\n", job, state, left);
 	}
 }
 
@@ -792,8 +796,8 @@ static void screen(struct buf *out, const struct snapshot *s, const struct snaps
 	pair_table(&pairs, s, v);
 	tail_lines(&tail, s);
 	if (!v->rows) {
-		buf_add(out, pairs.p, pairs.len);
-		buf_add(out, tail.p, tail.len);
+		add_lines_capped(out, &pairs, 0, "pairs");
+		add_lines_capped(out, &tail, 0, "lines");
 	} else {
 		size_t used = 0, tail_want = 0, pair_want = 0;
 		for (size_t i = 0; i < out->len; i++)
@@ -1168,7 +1172,8 @@ static long duration_arg(const char *v)
 		if (parse_uint(digits, 1, DURATION_MAX_S / unit, &secs))
 			return secs * unit;
 	}
-	fatal("ctl: --for %s: a duration: seconds, or a number with s, m, h or d (30m, 2h, 1d); more than 0", v);
+	fatal("ctl: --for %s: a duration: seconds, or a number with s, m, h or d (30m, 2h, 1d); "
+	      "more than 0, at most 365 days", v);
 }
 
 /* Prints a reply's text for a person: bytes other than printable ones,

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -120,12 +121,12 @@ static bool request_within(const char *path, const char *line, struct buf *out, 
 			sent += (size_t)n;
 			continue;
 		}
-		int e = n < 0 && errno != EAGAIN && errno != EINTR ? errno : 0;
-		if (!e && n < 0 && errno == EAGAIN)
-			e = wait_ready(fd, POLLOUT, deadline);
-		if (e)
-			ok = fail_with(err, err_len, e == ETIMEDOUT ? "%s: the daemon took no request within 10 s (%s)%s"
-			                                            : "%s: sending the request: %s%s", path, e);
+		int e = n < 0 && errno == EAGAIN ? wait_ready(fd, POLLOUT, deadline) : n < 0 && errno == EINTR ? 0 : errno;
+		if (e == ETIMEDOUT)
+			snprintf(err, err_len, "%s: the daemon took no request within %g s", path, timeout_ms / 1000.0);
+		else if (e)
+			fail_with(err, err_len, "%s: sending the request: %s%s", path, e);
+		ok = !e;
 	}
 	buf_free(&req);
 	while (ok) {
@@ -143,7 +144,7 @@ static bool request_within(const char *path, const char *line, struct buf *out, 
 		}
 		int e = errno == EAGAIN ? wait_ready(fd, POLLIN, deadline) : errno == EINTR ? 0 : errno;
 		if (e == ETIMEDOUT)
-			snprintf(err, err_len, "%s: no whole reply within %d s", path, timeout_ms / 1000);
+			snprintf(err, err_len, "%s: no whole reply within %g s", path, timeout_ms / 1000.0);
 		else if (e)
 			fail_with(err, err_len, "%s: reading the reply: %s%s", path, e);
 		ok = !e;
@@ -163,7 +164,7 @@ bool control_request(const char *path, const char *line, struct buf *out, char *
  * when it is neither "ok" nor "error: ..." (then text says so). */
 struct reply {
 	bool ok;
-	char text[512];
+	char text[1100];
 	const char *body;
 	size_t body_len;
 };
@@ -180,7 +181,7 @@ static bool reply_split(const struct buf *r, struct reply *out)
 		return true;
 	if (first >= 7 && !memcmp(r->p, "error: ", 7)) {
 		struct buf t = { 0 };
-		buf_add_escaped(&t, r->p + 7, first - 7 < 400 ? first - 7 : 400);
+		buf_add_escaped(&t, r->p + 7, first - 7 < 1000 ? first - 7 : 1000);
 		snprintf(out->text, sizeof(out->text), "%.*s", (int)t.len, t.p ? t.p : "");
 		buf_free(&t);
 		return true;
@@ -469,7 +470,7 @@ static const struct jval *jget(const struct jval *o, const char *key)
 static double jnum(const struct jval *o, const char *key, double otherwise)
 {
 	const struct jval *v = jget(o, key);
-	return v && v->type == J_NUM ? v->num : otherwise;
+	return v && v->type == J_NUM && isfinite(v->num) ? v->num : otherwise;
 }
 
 static const char *jstr(const struct jval *o, const char *key)
@@ -755,7 +756,7 @@ static void tail_lines(struct buf *b, const struct snapshot *s)
 		double rem = jnum(&items[i], "remaining_s", 0); /* a hold ends by itself after a while */
 		if (rem > 0)
 			left_text(left, sizeof(left), rem);
-		buf_printf(b, "  %-20s %-9s %s\n", job, state, left);
+		buf_printf(b, "  %-20s %s%s%s\n", job, state, left[0] ? ", " : "", left);
 	}
 }
 
@@ -837,7 +838,7 @@ static void status_usage(FILE *f)
  * raw; else says why on stderr. */
 static bool ask(const char *path, const char *line, struct buf *raw, struct reply *r)
 {
-	char err[600];
+	char err[1400];
 	if (!control_request(path, line, raw, err, sizeof(err))) {
 		warnx_("%s", err);
 		return false;
@@ -1057,7 +1058,7 @@ int top_main(int argc, char **argv)
 	terminal_setup(tty_out, tty_in);
 	struct snapshot prev = { 0 }, cur = { 0 };
 	struct buf raw = { 0 }, scr = { 0 };
-	char err[600] = "";
+	char err[1400] = "";
 	struct view v = { .rates = true, .interval = interval, .keys = tty_in };
 	int timeout_ms = interval < 1 ? 1000 : interval > 10 ? REQUEST_MS : (int)(interval * 1000);
 	bool reached = false;
@@ -1256,7 +1257,7 @@ int ctl_main(int argc, char **argv)
 	char *path = target_path(&t);
 	struct buf raw = { 0 };
 	struct reply r;
-	char err[600];
+	char err[1400];
 	int rc = 1;
 	if (!control_request(path, line.p, &raw, err, sizeof(err))) {
 		warnx_("%s", err);

@@ -905,12 +905,20 @@ int status_main(int argc, char **argv)
 
 /* ---- sluice top ---- */
 
-static volatile sig_atomic_t top_signal, top_resized;
+static volatile sig_atomic_t top_signal, top_resized, top_tstp;
 static struct termios saved_termios;
 static bool termios_saved, alt_screen;
 
 static void on_stop_signal(int sig) { top_signal = sig; }
 static void on_winch(int sig) { top_resized = 1; }
+static void on_tstp(int sig) { top_tstp = 1; }
+
+static void on_signal(int sig, void (*handler)(int))
+{
+	struct sigaction sa = { .sa_handler = handler }; /* no SA_RESTART: poll returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(sig, &sa, NULL);
+}
 
 static void terminal_restore(void)
 {
@@ -926,16 +934,10 @@ static void terminal_restore(void)
 	}
 }
 
-static void terminal_setup(bool tty_out, bool tty_in)
+/* Non-canonical input without echo (stdin a terminal), the alternate
+ * screen without a cursor (stdout a terminal). */
+static void terminal_enter(bool tty_out, bool tty_in)
 {
-	struct sigaction sa = { .sa_handler = on_stop_signal }; /* no SA_RESTART: poll returns */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = on_winch;
-	sigaction(SIGWINCH, &sa, NULL);
-	atexit(terminal_restore);
 	if (tty_in && tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
 		struct termios raw = saved_termios;
 		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
@@ -948,6 +950,29 @@ static void terminal_setup(bool tty_out, bool tty_in)
 		fflush(stdout);
 		alt_screen = true;
 	}
+}
+
+static void terminal_setup(bool tty_out, bool tty_in)
+{
+	on_signal(SIGINT, on_stop_signal);
+	on_signal(SIGTERM, on_stop_signal);
+	on_signal(SIGHUP, on_stop_signal);
+	on_signal(SIGWINCH, on_winch);
+	if (tty_out || tty_in)
+		on_signal(SIGTSTP, on_tstp);
+	atexit(terminal_restore);
+	terminal_enter(tty_out, tty_in);
+}
+
+/* Ctrl-Z: gives the terminal back, stops; continued, takes it again. */
+static void terminal_stop(bool tty_out, bool tty_in)
+{
+	top_tstp = 0;
+	terminal_restore();
+	signal(SIGTSTP, SIG_DFL);
+	raise(SIGTSTP);
+	on_signal(SIGTSTP, on_tstp);
+	terminal_enter(tty_out, tty_in);
 }
 
 static void terminal_size(size_t *rows, size_t *cols)
@@ -1004,7 +1029,7 @@ static void top_usage(FILE *f)
  * true when it is time to stop. */
 static bool top_wait(int64_t deadline, bool tty_in)
 {
-	while (!top_signal && !top_resized) {
+	while (!top_signal && !top_resized && !top_tstp) {
 		int64_t left = deadline - now_mono_ms();
 		if (left <= 0)
 			return false;
@@ -1098,7 +1123,10 @@ int top_main(int argc, char **argv)
 			again = false;
 			if (top_wait(next, tty_in))
 				goto done;
-			again = top_resized; /* redraw at the new size, then wait on */
+			bool stopped = top_tstp;
+			if (stopped)
+				terminal_stop(tty_out, tty_in);
+			again = top_resized || stopped; /* redraw (at the new size), then wait on */
 			if (again)
 				shown--;
 		}

@@ -1275,7 +1275,7 @@ int ctl_main(int argc, char **argv)
 	if (secs && !commands[c].secs)
 		fatal("ctl %s: --for is for suspend", words[0]);
 	struct buf line = { 0 };
-	buf_adds(&line, words[0]);
+	buf_printf(&line, "%s", words[0]); /* buf_printf keeps the text NUL-terminated */
 	if (commands[c].arg)
 		buf_printf(&line, " %s", word(words[1], commands[c].arg));
 	if (commands[c].source)

@@ -17,7 +17,7 @@ source "$(dirname "$0")/../lib.sh"
 set -e
 cd "$T"
 TMUX_SOCK="$T/tmux.sock"
-trap 'rc=$?; tmux -S "$TMUX_SOCK" kill-server 2>/dev/null; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; tmux -S "$TMUX_SOCK" kill-server 2>/dev/null; (exit $rc); cleanup' EXIT
 
 # wait_until SECONDS CMD...: CMD every 0.1 s until it succeeds; false after SECONDS.
 wait_until() {

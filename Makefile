@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE_CFLAGS := -std=gnu11 -DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' $(WARN) -pthread -MMD -MP
 # dkim/exports.list: libopendkim's key parse reaches dkim/keys.c (see there).
-LIBS := -luring -lconfig -lldns -lopendkim -lwolfssl -lcrypto -lm -pthread -Wl,--dynamic-list=dkim/exports.list
+LIBS := -luring -llmdb -lconfig -lldns -lopendkim -lwolfssl -lcrypto -lm -pthread -Wl,--dynamic-list=dkim/exports.list
 JEMALLOC := -ljemalloc
 
 # Layers, each using only those before it (tests/check_layers.py checks):
@@ -18,30 +18,32 @@ LIB_LAYER := engine/lib/util.c engine/lib/json.c engine/lib/alloc.c engine/lib/s
         engine/lib/job_file.c engine/lib/tls.c engine/lib/tags.c
 SRCS := $(LIB_LAYER) \
         dns/packet.c dns/resolver.c dns/psl.c dns/sync.c dns/spf.c dns/dmarc.c dns/mx.c dns/resolve_cmd.c \
-        dkim/keys.c dkim/signer.c dkim/dkim_cmd.c \
+        dkim/keys.c dkim/signer.c dkim/track.c dkim/dkim_cmd.c \
         shards/config_types.c shards/timer_wheel.c shards/smtp_reply.c shards/smtp_output.c \
         shards/shard.c shards/dest_queue.c shards/throttle.c shards/pair_stats.c shards/adapt.c shards/reply_rules.c shards/smtp_client.c \
         engine/main.c engine/acct_log.c engine/feeder.c engine/dsn.c \
         engine/config.c engine/providers_embed.c engine/spool.c engine/run.c engine/adaptation.c engine/inject.c \
         engine/claims.c engine/reaper.c engine/job_run.c \
+        engine/control_cmd.c \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
-        engine/side_server.c engine/control.c engine/status.c \
+        engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c engine/header_templates.c engine/tallies.c \
+        engine/suppress.c engine/suppress_cmd.c \
         engine/feedback_parse.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 DEB_PKGS := build-essential pkg-config liburing-dev libwolfssl-dev libldns-dev \
-            libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev \
+            libopendkim-dev libssl-dev libjemalloc-dev libcmocka-dev libconfig-dev liblmdb-dev lmdb-utils \
             postfix python3 python3-dkim python3-aiosmtpd jq gnuplot-nox openssl strace iproute2 \
             opendkim-tools dnsmasq-base nsd ldnsutils publicsuffix python3-spf clang libclang-rt-dev \
-            systemd groff-base man-db prometheus
+            systemd groff-base man-db prometheus tmux
 # What must exist for each of them (checked before installing anything).
-DEP_PROBE := /usr/include/liburing.h /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
+DEP_PROBE := /usr/include/liburing.h /usr/include/lmdb.h /usr/bin/mdb_load /usr/include/openssl/evp.h /usr/include/opendkim/dkim.h /usr/include/libconfig.h /usr/include/jemalloc/jemalloc.h \
              /usr/include/cmocka.h /usr/sbin/smtp-sink /usr/bin/jq /usr/bin/gnuplot /usr/bin/openssl /usr/bin/strace /usr/bin/ss \
              /usr/lib/python3/dist-packages/aiosmtpd /usr/sbin/opendkim-testmsg /usr/sbin/dnsmasq /usr/sbin/nsd /usr/bin/drill \
              /usr/share/publicsuffix/public_suffix_list.dat /usr/lib/python3/dist-packages/spf.py \
-             /usr/bin/systemd-analyze /usr/bin/groff /usr/bin/man /usr/bin/promtool \
+             /usr/bin/systemd-analyze /usr/bin/groff /usr/bin/man /usr/bin/promtool /usr/bin/tmux \
              /usr/bin/clang /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
 BUILD := build/release
@@ -51,7 +53,8 @@ ASAN_OBJS := $(SRCS:%.c=$(ASAN_BUILD)/%.o)
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 
 UNIT_TESTS := test_smtp_reply test_envelope test_smtp_output test_json test_timer_wheel test_dns_packet \
-              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records test_feedback_parse
+              test_job_file test_tls test_config_limits test_reply_rules test_doctor_records test_bounce_class \
+              test_suppress test_feedback_parse
 
 .PHONY: all deps layers check check-asan unit integration bench bench-quick demo install clean
 
@@ -76,7 +79,7 @@ build/sluice-asan: $(ASAN_OBJS)
 
 # The shipped providers file is built into the binary (.incbin, which the
 # compiler's dependency files do not see).
-PROVIDERS := share/sluice/providers.conf share/sluice/responses.conf
+PROVIDERS := share/sluice/providers.conf share/sluice/responses.conf share/sluice/bounce-classes.conf
 $(BUILD)/engine/providers_embed.o $(ASAN_BUILD)/engine/providers_embed.o: $(PROVIDERS)
 
 # deps: install the Debian packages when root, else print the command.

@@ -52,4 +52,7 @@ struct dkim_key_cache;
 struct dkim_key_cache *dkim_key_cache_new(const struct dkim_key *keys, unsigned n, bool ed25519_kept);
 void dkim_key_cache_use(struct dkim_key_cache *c);   /* for the calling thread; NULL: none */
 void dkim_key_cache_free(struct dkim_key_cache *c);
+/* HMAC-SHA256 of data under key (tracking headers, engine/track.c): the
+ * 32 bytes into out. */
+void crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, unsigned char out[32]);
 #endif

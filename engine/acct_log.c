@@ -3,6 +3,7 @@
  * formatted once per second. */
 #define _GNU_SOURCE
 #include "acct_log.h"
+#include "bounce_class.h"
 #include "lib/json.h"
 #include <pthread.h>
 #include <errno.h>
@@ -81,7 +82,8 @@ void acct_format(struct buf *b, const struct outcome *o)
 	json_add_cstr(b, m->sender);
 	buf_adds(b, ",\"rcpt\":");
 	json_add_cstr(b, m->rcpt[o->rcpt]);
-	buf_printf(b, ",\"result\":\"%s\"", result_name(o->result));
+	buf_printf(b, ",\"result\":\"%s\",\"class\":", result_name(o->result));
+	json_add_cstr(b, o->bclass ? bounce_class_name((enum bounce_class)o->bclass) : NULL);
 	add_reply(b, o);
 	buf_adds(b, ",\"mx\":");
 	json_add_cstr(b, o->mx);
@@ -104,10 +106,15 @@ void acct_add_ts(struct buf *b, int64_t ms)
 	add_ts(b, ms);
 }
 
-void acct_event_open(struct buf *b, int64_t ts_ms, const char *event)
+void acct_line_open(struct buf *b, int64_t ts_ms)
 {
 	buf_adds(b, "{\"ts\":");
 	add_ts(b, ts_ms);
+}
+
+void acct_event_open(struct buf *b, int64_t ts_ms, const char *event)
+{
+	acct_line_open(b, ts_ms);
 	buf_adds(b, ",\"event\":");
 	json_add_cstr(b, event);
 }

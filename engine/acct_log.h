@@ -16,6 +16,8 @@ void acct_format_event(struct buf *b, const struct outcome *o);
 /* The start of another event's line: {"ts":...,"event":"NAME" (the caller
  * adds its fields and "}\n"). */
 void acct_event_open(struct buf *b, int64_t ts_ms, const char *event);
+/* The start of any line: {"ts":... */
+void acct_line_open(struct buf *b, int64_t ts_ms);
 /* A time as the log writes it: "2026-11-26T05:30:36.421Z", quoted. */
 void acct_add_ts(struct buf *b, int64_t ms);
 

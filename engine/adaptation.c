@@ -386,7 +386,8 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 
 #define HOLD_MS (30LL * 86400 * 1000) /* a pause or bounce with no end said: 30 days */
 
-static void job_line(struct buf *log, const char *event, const char *job, int64_t until)
+static void job_line(struct buf *log, const char *event, const char *job, int64_t until, const char *rule,
+                     const char *why)
 {
 	acct_event_open(log, now_real_ms(), event);
 	buf_adds(log, ",\"job\":");
@@ -395,7 +396,13 @@ static void job_line(struct buf *log, const char *event, const char *job, int64_
 		buf_adds(log, ",\"until\":");
 		acct_add_ts(log, until);
 	}
-	buf_adds(log, ",\"rule\":\"ctl\"}\n");
+	buf_adds(log, ",\"rule\":");
+	json_add_cstr(log, rule);
+	if (why) {
+		buf_adds(log, ",\"why\":");
+		json_add_cstr(log, why);
+	}
+	buf_adds(log, "}\n");
 }
 
 void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
@@ -458,15 +465,15 @@ unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const cha
 			struct adapt_cmd release = { .kind = ADAPT_CMD_RELEASE };
 			snprintf(release.job, sizeof(release.job), "%s", name);
 			send_all(a, &release, shards, n);
-			job_line(log, "job-resume", name, 0);
+			job_line(log, "job-resume", name, 0, "ctl", NULL);
 			a->dirty = true;
 		}
 	}
 	return lifted;
 }
 
-void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, struct buf *log,
-                         struct shard **shards, unsigned n)
+void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, const char *rule,
+                         const char *why, struct buf *log, struct shard **shards, unsigned n)
 {
 	struct kept *other = find(a, bounce ? ADAPT_CMD_PAUSE : ADAPT_CMD_BOUNCE, SCOPE_PAIR, "", "", job);
 	if (other) /* one hold a job: the latest */
@@ -479,7 +486,7 @@ void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int
 		send_all(a, &release, shards, n);
 	}
 	send_all(a, &k->c, shards, n);
-	job_line(log, bounce ? "job-bounce" : "job-pause", job, k->c.until_wall_ms);
+	job_line(log, bounce ? "job-bounce" : "job-pause", job, k->c.until_wall_ms, rule, why);
 	a->dirty = true;
 }
 

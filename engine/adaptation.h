@@ -38,9 +38,10 @@ void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, cons
 unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const char *source, struct buf *log,
                                struct shard **shards, unsigned n, bool *job);
 /* a job paused (its messages wait) or bounced (they bounce), until
- * (wall ms; 0: 30 days) or resumed. */
-void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, struct buf *log,
-                         struct shard **shards, unsigned n);
+ * (wall ms; 0: 30 days) or resumed; rule ("ctl", "complaint-rate") and
+ * why (or NULL) go in its line. */
+void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int64_t until, const char *rule,
+                         const char *why, struct buf *log, struct shard **shards, unsigned n);
 /* Is job paused (its file's rows are not handed out meanwhile)? */
 bool adaptation_job_paused(struct adaptation *a, const char *job);
 /* What is in force (suspensions, holds), for status: up to max. */

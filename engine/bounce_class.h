@@ -44,6 +44,9 @@ struct bounce_rules;
 /* The rules of path (libconfig; NULL: the shipped ones built in). NULL
  * with err set when the file cannot be used. */
 struct bounce_rules *bounce_rules_load(const char *path, char *err, size_t err_len);
+/* The rules of a configuration (they must outlive the result). */
+struct bounce_rule;
+struct bounce_rules *bounce_rules_compile(const struct bounce_rule *rules, unsigned n);
 void bounce_rules_free(struct bounce_rules *r);
 /* The class of a reply: code (0: none, e.g. from a report with only a
  * status), enhanced ("5.1.1" or "" / NULL), text (len bytes, may hold

@@ -4,11 +4,14 @@
 #include "config.h"
 #include "metrics.h"
 #include "providers_embed.h"
+#include "bounce_class.h"
+#include "header_templates.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <regex.h>
 #include <setjmp.h>
@@ -48,6 +51,10 @@ void config_defaults(struct config *cfg)
 	cfg->helo = NULL;
 	cfg->doctor_at_start = xstrdup("warn");
 	cfg->doctor_daily_volume = 5001;
+	cfg->unsubscribe_post = true;
+	cfg->require_track = -1;
+	cfg->complaint_threshold = 0.003; /* Gmail's and Yahoo's line for bulk senders */
+	cfg->complaint_min = 1000;
 	cfg->max_connections = 20;
 	cfg->max_per_connection = 1000;
 	cfg->default_pool = -1;
@@ -227,9 +234,29 @@ static void reply_rules_clear(struct config *cfg)
 	cfg->nreply_rules = 0;
 }
 
+static void bounce_rules_clear(struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nbounce_rules; i++) {
+		free(cfg->bounce_rules[i].name);
+		free(cfg->bounce_rules[i].enhanced);
+		free(cfg->bounce_rules[i].text);
+	}
+	free(cfg->bounce_rules);
+	cfg->bounce_rules = NULL;
+	cfg->nbounce_rules = 0;
+}
+
 void config_free(struct config *cfg)
 {
 	sources_clear(cfg);
+	bounce_rules_clear(cfg);
+	free(cfg->classes_path);
+	free(cfg->feedback_secret_file);
+	free(cfg->track_secret);
+	free(cfg->feedback_id_tpl);
+	free(cfg->feedback_maildir);
+	free(cfg->suppression_list);
+	free(cfg->unsubscribe_tpl);
 	shape_rules_clear(cfg);
 	free(cfg->providers_path);
 	reply_rules_clear(cfg);
@@ -535,6 +562,7 @@ static bool flag_pool;            /* --source-ip made the pool "default" (index 
 static bool file_default_seen;    /* the file's pool "default", replaced by it */
 static bool providers_given;      /* shaping.providers was set */
 static bool responses_given;      /* adaptation.responses was set */
+static bool classes_given;        /* feedback.classes was set */
 
 /* A numeric address into sa (port 0) and its canonical text; false if
  * text is not a numeric IPv4 or IPv6 address. */
@@ -906,6 +934,85 @@ static void responses_path_from_file(struct config *cfg, const config_setting_t 
 	responses_given = true;
 }
 
+/* A reply code as a rule gives it: "550", "5xx" or "4xx". */
+static void rule_code(const config_setting_t *r, const char *shown, const char *code, uint16_t *exact, uint8_t *cls)
+{
+	char *end;
+	long v = strtol(code, &end, 10);
+	if (strlen(code) == 3 && (code[0] == '4' || code[0] == '5') && strcmp(code + 1, "xx") == 0)
+		*cls = (uint8_t)(code[0] - '0');
+	else if (end != code && !*end && v >= 200 && v <= 599)
+		*exact = (uint16_t)v;
+	else
+		fail_at(r, "%s.code '%.20s' must be a reply code, \"4xx\" or \"5xx\"", shown, code);
+}
+
+static void rule_text_check(const config_setting_t *r, const char *shown, const char *text)
+{
+	regex_t re;
+	int err = regcomp(&re, text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+	if (err) {
+		char why[160];
+		regerror(err, &re, why, sizeof(why));
+		fail_at(r, "%s.text is not a regular expression (POSIX extended): %s", shown, why);
+	}
+	regfree(&re);
+}
+
+static void bounce_rule_add(struct config *cfg, const config_setting_t *r, const char *shown, bool shipped)
+{
+	const char *name = NULL, *code = NULL, *enh = NULL, *text = NULL, *cls = NULL;
+	config_setting_lookup_string(r, "name", &name);
+	config_setting_lookup_string(r, "code", &code);
+	config_setting_lookup_string(r, "enhanced", &enh);
+	config_setting_lookup_string(r, "text", &text);
+	config_setting_lookup_string(r, "class", &cls);
+	struct bounce_rule br;
+	memset(&br, 0, sizeof(br));
+	br.shipped = shipped;
+	if (!name || !*name)
+		fail_at(r, "%s needs name = \"...\"", shown);
+	if (!cls || bounce_class_of(cls) == BC_COUNT || bounce_class_of(cls) == BC_NONE)
+		fail_at(r, "%s.class '%.40s' is not a bounce class (bad-mailbox, bad-domain, inactive-mailbox, "
+		        "mailbox-full, message-too-large, spam-block, spam-content, policy, auth-failure, routing, "
+		        "expired, transient, complaint, unsubscribe, other)", shown, cls ? cls : "");
+	br.bclass = (uint8_t)bounce_class_of(cls);
+	if (code)
+		rule_code(r, shown, code, &br.code, &br.code_class);
+	if (!code && !enh && !text)
+		fail_at(r, "%s matches every reply: give it a code, an enhanced code or a text", shown);
+	if (text)
+		rule_text_check(r, shown, text);
+	br.name = xstrdup(name);
+	br.enhanced = enh ? xstrdup(enh) : NULL;
+	br.text = text ? xstrdup(text) : NULL;
+	cfg->bounce_rules = xrealloc(cfg->bounce_rules, (cfg->nbounce_rules + 1) * sizeof(*cfg->bounce_rules));
+	cfg->bounce_rules[cfg->nbounce_rules++] = br;
+}
+
+static void bounce_rule_from_file(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	bounce_rule_add(cfg, r, shown, false);
+}
+
+static void shipped_bounce_rule(struct config *cfg, const config_setting_t *r, const char *shown)
+{
+	bounce_rule_add(cfg, r, shown, true);
+}
+
+static void require_track_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	(void)shown;
+	cfg->require_track = config_setting_get_bool(s) ? 1 : 0;
+}
+
+static void classes_path_from_file(struct config *cfg, const config_setting_t *s, const char *shown)
+{
+	(void)shown;
+	set_str(&cfg->classes_path, config_setting_get_string(s));
+	classes_given = true;
+}
+
 /* waves[i]: a job's wave schedule. */
 static void wave_from_file(struct config *cfg, const config_setting_t *w, const char *shown)
 {
@@ -1145,6 +1252,13 @@ struct knob {
 #define TIMEOUT 0.001, 86400     /* every SMTP timeout, seconds */
 #define PROVIDERS_ROOT "@providers"
 #define RESPONSES_ROOT "@responses"
+#define CLASSES_ROOT "@classes"
+#define CLASS_MEMBERS(p) \
+	MEMBER(p ".name", K_STR, 0, 0), \
+	MEMBER(p ".code", K_STR, 0, 0), \
+	MEMBER(p ".enhanced", K_STR, 0, 0), \
+	MEMBER(p ".text", K_STR, 0, 0), \
+	MEMBER(p ".class", K_STR, 0, 0)
 
 static const struct knob knobs[] = {
 	STR("spool", OPT_SPOOL, spool),
@@ -1255,6 +1369,21 @@ static const struct knob knobs[] = {
 	REPLY_MEMBERS("adaptation.rules"),
 	LIST(RESPONSES_ROOT ".responses", shipped_reply_rule),
 	REPLY_MEMBERS(RESPONSES_ROOT ".responses"),
+	GROUP("feedback"),
+	{ "feedback.classes", 0, K_STR, NOF, 0, 0, classes_path_from_file, NULL },
+	LIST("feedback.class-rules", bounce_rule_from_file),
+	CLASS_MEMBERS("feedback.class-rules"),
+	LIST(CLASSES_ROOT ".classes", shipped_bounce_rule),
+	CLASS_MEMBERS(CLASSES_ROOT ".classes"),
+	STR("feedback.secret-file", 0, feedback_secret_file),
+	{ "feedback.feedback-id", 0, K_STR, FIELD(char *, feedback_id_tpl), 0, 0, NULL, header_template_invalid },
+	{ "feedback.list-unsubscribe", 0, K_STR, FIELD(char *, unsubscribe_tpl), 0, 0, NULL, header_template_invalid },
+	BOOL("feedback.list-unsubscribe-post", unsubscribe_post),
+	STR("feedback.maildir", 0, feedback_maildir),
+	{ "feedback.require-track", 0, K_BOOL, NOF, 0, 0, require_track_from_file, NULL },
+	REAL("feedback.complaint-threshold", complaint_threshold, 0, 1),
+	UINT("feedback.complaint-min", 0, complaint_min, 0, 1000000000),
+	STR("suppression-list", 0, suppression_list),
 	GROUP("timeouts"),
 	MS("timeouts.connect", 0, timeouts.connect, TIMEOUT),
 	MS("timeouts.banner", 0, timeouts.banner, TIMEOUT),
@@ -1588,6 +1717,62 @@ static void responses_load(struct config *cfg)
 	             sluice_responses_conf, RESPONSES_ROOT);
 }
 
+#define SECRET_MIN 16
+#define SECRET_MAX 4096
+
+/* feedback.secret-file: the tracking header's key, its bytes (a final
+ * newline is not part of it). */
+static void track_secret_load(struct config *cfg)
+{
+	const char *path = cfg->feedback_secret_file;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[SECRET_MAX + 1];
+	size_t got = 0;
+	int err = fd < 0 ? errno : read_full(fd, buf, sizeof(buf), 0, &got);
+	if (fd >= 0)
+		close(fd);
+	if (err)
+		config_fail("feedback.secret-file %s: %s", path, strerror(err));
+	while (got && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+		got--;
+	if (got < SECRET_MIN || got > SECRET_MAX)
+		config_fail("feedback.secret-file %s: the secret must be %d to %d bytes (e.g. head -c 32 /dev/urandom "
+		            "| base64 > %s)", path, SECRET_MIN, SECRET_MAX, path);
+	cfg->track_secret = xmalloc(got);
+	memcpy(cfg->track_secret, buf, got);
+	cfg->track_secret_len = got;
+}
+
+/* The bounce classes file (feedback.classes): its rules after the
+ * configuration's, which are tried first. */
+static void classes_load(struct config *cfg)
+{
+	shipped_load(cfg, classes_given, &cfg->classes_path, "feedback.classes", "bounce-classes.conf",
+	             sluice_bounce_classes_conf, CLASSES_ROOT);
+}
+
+bool config_read_classes(const char *path, struct config *out, char *err, size_t err_len)
+{
+	jmp_buf jb;
+	memset(out, 0, sizeof(*out));
+	if (setjmp(jb)) {
+		reload_jmp = NULL;
+		if (loading) {
+			config_destroy(loading);
+			loading = NULL;
+		}
+		config_free(out);
+		snprintf(err, err_len, "%s", reload_error);
+		return false;
+	}
+	reload_jmp = &jb;
+	classes_given = path != NULL;
+	set_str(&out->classes_path, path);
+	classes_load(out);
+	reload_jmp = NULL;
+	return true;
+}
+
 /* ---- flags ---- */
 
 static const struct option run_opts[] = {
@@ -1835,6 +2020,21 @@ static void config_complete(struct config *cfg)
 	}
 	providers_load(cfg);
 	responses_load(cfg);
+	classes_load(cfg);
+	if (cfg->feedback_secret_file)
+		track_secret_load(cfg);
+	if (cfg->require_track < 0)
+		cfg->require_track = cfg->track_secret != NULL;
+	else if (cfg->require_track && !cfg->track_secret)
+		config_fail("feedback.require-track needs feedback.secret-file (the key of the tracking header)");
+	if (cfg->suppression_list && strcmp(cfg->suppression_list, "off") == 0) {
+		free(cfg->suppression_list);
+		cfg->suppression_list = NULL;
+	} else if (!cfg->suppression_list) {
+		size_t n = strlen(cfg->spool) + sizeof("/suppress");
+		cfg->suppression_list = xmalloc(n);
+		snprintf(cfg->suppression_list, n, "%s/suppress", cfg->spool);
+	}
 	warm_ips_resolve(cfg);
 	if (cfg->dest_backoff_max_ms < cfg->dest_backoff_ms)
 		config_fail("%s: delivery.destination-backoff-max must be at least delivery.destination-backoff",
@@ -1854,7 +2054,7 @@ void config_from_run_args(struct config *cfg, int argc, char **argv)
 {
 	config_defaults(cfg);
 	ipv6_set = -1;
-	flag_pool = file_default_seen = providers_given = responses_given = false;
+	flag_pool = file_default_seen = providers_given = responses_given = classes_given = false;
 	/* First pass: the config file, so that flags override it; and the
 	 * source IPs of flags, which come first (and replace the file's pool
 	 * "default"). */

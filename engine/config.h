@@ -15,4 +15,8 @@ bool config_reload(struct config *cfg, int argc, char **argv, char *err, size_t 
 /* Adds a route from "DOMAIN=HOST:PORT"; returns an error text or NULL. */
 const char *config_add_route(struct config *cfg, const char *spec);
 void config_free(struct config *cfg);
+/* Reads a bounce classes file alone (NULL: the installed or built-in
+ * one) into out's bounce_rules: false with err set when it cannot be
+ * used. */
+bool config_read_classes(const char *path, struct config *out, char *err, size_t err_len);
 #endif

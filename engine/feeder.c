@@ -2,6 +2,8 @@
  * calls are fine here: these threads exist so that shards never make them. */
 #define _GNU_SOURCE
 #include "feeder.h"
+#include "header_templates.h"
+#include "suppress.h"
 #include "lib/envelope.h"
 #include "lib/util.h"
 #include "lib/spsc.h"
@@ -42,14 +44,17 @@ struct feeder {
 	_Atomic uint64_t *taken;    /* by lane: tasks dealt with */
 	_Atomic uint64_t bad;
 	struct buf render;          /* a row's text, before it becomes a message */
+	struct suppress *store;     /* the suppression list, or NULL */
+	struct suppress_reader *reader; /* this thread's reader of it */
 	int64_t date_s;             /* the second date_text is for */
 	char date_text[40];
 };
 
-struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
+struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg, struct suppress *store,
                           struct shard **shards, unsigned nlanes, unsigned tasks)
 {
 	struct feeder *f = xcalloc(1, sizeof(*f));
+	f->store = store;
 	f->index = index;
 	f->nlanes = nlanes;
 	f->sp = sp;
@@ -96,9 +101,49 @@ static bool hand_over(struct feeder *f, struct shard *sh, struct message *m)
 	return true;
 }
 
+/* The suppression list, checked for each recipient still to send to (one
+ * snapshot for the message): those on it are marked, for their shard to
+ * log. A list that cannot be read holds the message back (deferred by its
+ * shard, checked again when read again), never "nothing suppressed". */
+static void check_suppressed(struct feeder *f, struct message *m)
+{
+	if (!f->reader)
+		return;
+	const char *at = strrchr(m->sender, '@');
+	suppress_reader_begin(f->reader);
+	for (uint32_t i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt_state[i] != RCPT_PENDING)
+			continue;
+		struct suppress_entry e;
+		enum suppress_result r = suppress_check(f->reader, at ? at + 1 : NULL, m->rcpt[i], &e);
+		if (r == SUPPRESS_ERROR) {
+			char why[400];
+			snprintf(why, sizeof(why), "the suppression list cannot be read: %s", suppress_reader_error(f->reader));
+			free(m->suppress_error);
+			m->suppress_error = xstrdup(why);
+			break;
+		}
+		if (r != SUPPRESS_YES)
+			continue;
+		if (!m->suppress_why)
+			m->suppress_why = xcalloc(m->nrcpt, sizeof(*m->suppress_why));
+		struct buf b = { 0 };
+		buf_printf(&b, "suppressed: %s%s%s (%s, ", e.reason, e.scope[0] ? " for " : "", e.scope, e.source);
+		buf_add_utc(&b, "%Y-%m-%dT%H:%M:%SZ", e.added * 1000);
+		buf_add(&b, ")", 2);
+		m->suppress_why[i] = b.p;
+		m->rcpt_state[i] = RCPT_SUPPRESSED;
+		m->npending--;
+		m->nsuppressed++;
+	}
+	suppress_reader_end(f->reader);
+}
+
 static void deliver(struct feeder *f, struct message *m, unsigned lane)
 {
 	m->arrival_ms = now_mono_ms();
+	check_suppressed(f, m);
+	header_templates_apply(f->cfg, m);
 	if (!m->first_wall_ms)
 		m->first_wall_ms = now_real_ms();
 	m->claim_bytes = m->raw_len + (m->body_owned ? m->body_len : 0) + m->ndots * sizeof(*m->dots);
@@ -255,6 +300,8 @@ static void *feeder_main(void *arg)
 	char tname[16];
 	snprintf(tname, sizeof(tname), "spool%u", f->index);
 	pthread_setname_np(pthread_self(), tname);
+	if (f->store)
+		f->reader = suppress_reader_new(f->store);
 	while (!atomic_load(&f->stop)) {
 		struct task t;
 		unsigned done = 0;
@@ -274,6 +321,8 @@ static void *feeder_main(void *arg)
 			eventfd_wait(f->wake_fd, 50);
 		}
 	}
+	suppress_reader_free(f->reader);
+	f->reader = NULL;
 	return NULL;
 }
 

@@ -19,7 +19,9 @@ struct feeder;
 
 /* shards[lane] for every lane this worker serves (the others may be NULL);
  * tasks: at most this many are ever queued (the engine's bound). */
-struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg,
+struct suppress;
+/* store: the suppression list each recipient is checked against (NULL: none). */
+struct feeder *feeder_new(unsigned index, struct spool *sp, const struct config *cfg, struct suppress *store,
                           struct shard **shards, unsigned nlanes, unsigned tasks);
 void feeder_start(struct feeder *f);
 /* Engine side: read claim k's file for a lane (parked: a message that

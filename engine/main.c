@@ -1,7 +1,9 @@
 /* engine/main.c - the `sluice` binary: dispatches to subcommands. */
+#include "control_cmd.h"
 #include "doctor.h"
 #include "inject.h"
 #include "run.h"
+#include "suppress.h"
 #include "../bench/bench.h"
 #include "../dkim/dkim_cmd.h"
 
@@ -21,7 +23,11 @@ static void usage(FILE *f)
 	      "  dkim       dkim keygen: make a signing key and its DNS record\n"
 	      "  resolve    ask sluice's DNS resolver (MX plans, A/AAAA/MX/TXT/PTR)\n"
 	      "  doctor     check a sending domain's DNS, keys and IPs (SPF, DKIM, DMARC, PTR)\n"
-	      "Not built yet: status, top, ctl (the control socket), feedback, suppress.\n", f);
+	      "  status     what a running sluice is doing (its control socket; --json)\n"
+	      "  top        the same, live: rates, the busiest (group, source) pairs\n"
+	      "  ctl        suspend, resume, pause, bounce, reload, why (a running sluice)\n"
+	      "  suppress   the suppression list: add, remove, check, import, export, count\n"
+	      "Not built yet: feedback.\n", f);
 }
 
 int main(int argc, char **argv)
@@ -53,7 +59,15 @@ int main(int argc, char **argv)
 		return dkim_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "doctor"))
 		return doctor_main(argc - 1, argv + 1);
-	static const char *later[] = { "status", "top", "ctl", "feedback", "suppress" };
+	if (!strcmp(cmd, "suppress"))
+		return suppress_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "status"))
+		return status_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "top"))
+		return top_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "ctl"))
+		return ctl_main(argc - 1, argv + 1);
+	static const char *later[] = { "feedback" };
 	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
 		if (!strcmp(cmd, later[i])) {
 			fprintf(stderr, "sluice: '%s' is not built yet\n", cmd);

@@ -24,3 +24,13 @@ __asm__(".pushsection .rodata\n"
         ".byte 0\n"
         ".size sluice_responses_conf, . - sluice_responses_conf\n"
         ".popsection\n");
+
+__asm__(".pushsection .rodata\n"
+        ".global sluice_bounce_classes_conf\n"
+        ".type sluice_bounce_classes_conf, @object\n"
+        ".balign 16\n"
+        "sluice_bounce_classes_conf:\n"
+        ".incbin \"share/sluice/bounce-classes.conf\"\n"
+        ".byte 0\n"
+        ".size sluice_bounce_classes_conf, . - sluice_bounce_classes_conf\n"
+        ".popsection\n");

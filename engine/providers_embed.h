@@ -5,4 +5,5 @@
 #define SLUICE_PROVIDERS_EMBED_H
 extern const char sluice_providers_conf[]; /* the file's text, NUL-terminated */
 extern const char sluice_responses_conf[]; /* share/sluice/responses.conf, the same way */
+extern const char sluice_bounce_classes_conf[]; /* share/sluice/bounce-classes.conf */
 #endif

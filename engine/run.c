@@ -15,6 +15,11 @@
 #include "metrics.h"
 #include "control.h"
 #include "status.h"
+#include "tallies.h"
+#include "suppress.h"
+#include "feedback_watch.h"
+#include <sys/stat.h>
+#include "bounce_class.h"
 #include "lib/json.h"
 #include "lib/retry_state.h"
 #include "adaptation.h"
@@ -65,7 +70,7 @@ static void on_signal(int sig)
 }
 
 struct totals {
-	uint64_t messages_done, delivered, bounced, expired, deferred, bad;
+	uint64_t messages_done, delivered, bounced, expired, deferred, bad, suppressed;
 	uint64_t jobs_started, jobs_done, rows_refused, rows_skipped;
 	uint64_t dns[3];                /* queries over UDP, over TCP; tries timed out */
 	uint64_t tls[3];                /* handshakes full, resumed; fallbacks to plaintext */
@@ -123,6 +128,11 @@ struct engine {
 	size_t nheld, held_cap;
 	struct totals t;
 	struct metrics metrics;         /* what /metrics shows (metrics.h) */
+	struct bounce_rules *classes;   /* the configuration's bounce classes, compiled */
+	struct tallies *tallies;        /* per job and per pair, for the summary and complaint rates */
+	struct suppress *store;         /* the suppression list (NULL: suppression-list = "off") */
+	struct feedback_watch *feedback; /* feedback.maildir's thread, or NULL */
+	struct bounce_rules *feedback_classes; /* its bounce classes (the start configuration's) */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
 	struct control_server *control; /* NULL: no control socket */
 	struct shard_pair_stat *pairs;  /* the shards' pairs, gathered for a scrape or a status */
@@ -401,11 +411,13 @@ static void count_outcome(struct engine *e, const struct outcome *o)
 {
 	struct totals *t = &e->t;
 	metrics_count(&e->metrics, o, now_mono_ms());
+	tallies_count(e->tallies, o->msg->job, o->source, o->group, (enum result)o->result);
 	switch (o->result) {
 	case RESULT_DELIVERED: t->delivered++; break;
 	case RESULT_BOUNCED: t->bounced++; break;
 	case RESULT_EXPIRED: t->expired++; break;
 	case RESULT_DEFERRED: t->deferred++; break;
+	case RESULT_SUPPRESSED: t->suppressed++; break;
 	}
 }
 
@@ -643,7 +655,8 @@ static void hand_on(struct engine *e)
 static void log_refused(struct engine *e, struct message *m, char *reason, unsigned lane)
 {
 	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .ts_ms = now_real_ms(), .msg = m,
-	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane };
+	                     .response = reason, .response_len = (uint32_t)strlen(reason), .lane = lane,
+	                     .bclass = BC_OTHER };
 	acct_format(&e->log.pending, &o);
 	count_outcome(e, &o);
 	note_row_final(e, &o);
@@ -676,6 +689,41 @@ static size_t take_returns(struct engine *e)
 	return n;
 }
 
+/* Complaints the feedback.maildir thread acted on: counted against their
+ * jobs; a job whose complaint rate passes feedback.complaint-threshold
+ * (once complaint-min of it were sent this run) is paused, and its line
+ * says why. */
+static void take_feedback(struct engine *e)
+{
+	struct feedback_note notes[256];
+	size_t n = feedback_watch_take(e->feedback, notes, ARRAY_LEN(notes));
+	for (size_t i = 0; i < n; i++) {
+		const char *job = notes[i].job[0] ? notes[i].job : NULL;
+		const struct tally *t = tallies_count(e->tallies, job, notes[i].source, NULL, notes[i].result);
+		double threshold = e->cfg->complaint_threshold;
+		if (!t || threshold <= 0 || t->delivered + t->bounced < e->cfg->complaint_min ||
+		    tally_rate(t->complained, t) <= threshold || adaptation_job_paused(e->adapt, job))
+			continue;
+		char why[200];
+		snprintf(why, sizeof(why), "%llu complaints for %llu sent: %.3f%%, above %.3f%%",
+		         (unsigned long long)t->complained, (unsigned long long)(t->delivered + t->bounced),
+		         100 * tally_rate(t->complained, t), 100 * threshold);
+		adaptation_ctl_hold(e->adapt, job, false, 0, "complaint-rate", why, &e->log.pending, e->shards, e->nlanes);
+		warnx_("job %s paused: %s (sluice ctl resume %s)", job, why, job);
+	}
+}
+
+/* A suppressed line's class: the entry's reason ("suppressed: CLASS ..."),
+ * when it is one (a manual entry's is not: none). */
+static uint8_t suppressed_class(const char *text)
+{
+	char word[40] = "";
+	if (text)
+		sscanf(text, "suppressed: %39[a-z-]", word);
+	enum bounce_class c = bounce_class_of(word);
+	return c == BC_COUNT ? BC_NONE : (uint8_t)c;
+}
+
 /* Logs the shards' outcomes; what must follow the lines (saving a retry
  * state, removing a final file) waits until they are written. */
 static size_t collect(struct engine *e)
@@ -697,6 +745,11 @@ static size_t collect(struct engine *e)
 					hold(e, o);
 					continue;
 				}
+				if (o->result == RESULT_SUPPRESSED)
+					o->bclass = suppressed_class(o->response);
+				else if (o->result != RESULT_DELIVERED)
+					o->bclass = (uint8_t)bounce_classify(e->classes, o->code, o->enhanced, o->response,
+					                                     o->response ? o->response_len : 0);
 				acct_format(&e->log.pending, o);
 				count_outcome(e, o);
 				note_row_final(e, o);
@@ -707,6 +760,7 @@ static size_t collect(struct engine *e)
 			total += n;
 		}
 	}
+	take_feedback(e);
 	release_synced(e);
 	hand_on(e);
 	if (adaptation_tick(e->adapt, &e->log.pending, e->shards, e->nlanes, false))
@@ -802,6 +856,8 @@ static bool reload(struct engine *e, char *err, size_t err_len)
 		n->log_path = o->log_path ? xstrdup(o->log_path) : NULL;
 	}
 	n->generation = ++e->generation;
+	bounce_rules_free(e->classes); /* the old configuration lives on until the shards let go of it */
+	e->classes = bounce_rules_compile(n->bounce_rules, n->nbounce_rules);
 	e->reloaded = xrealloc(e->reloaded, (e->nreloaded + 1) * sizeof(*e->reloaded));
 	e->reloaded[e->nreloaded++] = n;
 	e->cfg = n;
@@ -861,6 +917,8 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 	printf("  delivered         %llu\n", (unsigned long long)t->delivered);
 	printf("  bounced           %llu\n", (unsigned long long)t->bounced);
 	printf("  expired           %llu\n", (unsigned long long)t->expired);
+	if (t->suppressed)
+		printf("  suppressed        %llu (on the suppression list: not sent)\n", (unsigned long long)t->suppressed);
 	printf("  deferred attempts %llu\n", (unsigned long long)t->deferred);
 	printf("  bad spool files   %llu\n", (unsigned long long)t->bad);
 	if (t->jobs_started)
@@ -880,6 +938,7 @@ static void print_summary(const struct engine *e, double secs, unsigned left, bo
 		       (unsigned long long)ev[EVENT_SLOW], (unsigned long long)ev[EVENT_SPEEDUP],
 		       (unsigned long long)ev[EVENT_RESTORE], (unsigned long long)ev[EVENT_SUSPEND],
 		       (unsigned long long)ev[EVENT_RESUME], (unsigned long long)ev[EVENT_FULL]);
+	tallies_print(e->tallies, stdout);
 	printf("  cpu               %.2f s\n", cpu_seconds());
 	fflush(stdout);
 }
@@ -924,7 +983,7 @@ static void engine_start(struct engine *e, const struct config *cfg)
 	shard_link(e->shards, e->nlanes); /* each pair of shards gets its rings */
 	adaptation_send_kept(e->adapt, cfg, e->shards, e->nlanes); /* before any pair is made */
 	for (unsigned k = 0; k < e->nfeeders; k++)
-		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->shards, e->nlanes,
+		e->feeders[k] = feeder_new(k, &e->spool, cfg, e->store, e->shards, e->nlanes,
 		                           /* lane_with_room keeps each lane's tasks under FEED_BATCH */
 		                           ((e->nlanes + e->nfeeders - 1) / e->nfeeders) * FEED_BATCH);
 	for (unsigned i = 0; i < e->nlanes; i++) {
@@ -1082,7 +1141,7 @@ static void control_do(struct engine *e, const struct control_request *r, struct
 		           *source ? " from " : "", source, job ? "; the job's hold ended" : "");
 	} else if ((!strcmp(cmd, "pause") || !strcmp(cmd, "bounce")) && argc == 2) {
 		bool bounce = !strcmp(cmd, "bounce");
-		adaptation_ctl_hold(e->adapt, argv[1], bounce, 0, log, e->shards, e->nlanes);
+		adaptation_ctl_hold(e->adapt, argv[1], bounce, 0, "ctl", NULL, log, e->shards, e->nlanes);
 		if (bounce)
 			wake_waiters(e, WAIT_HELD | WAIT_BUDGET);
 		buf_printf(out, "ok\njob %s %s\n", argv[1],
@@ -1251,6 +1310,23 @@ static void free_reloaded(struct engine *e)
 	free(e->reloaded);
 }
 
+/* The suppression list: sluice's own (SPOOL/suppress) is made on first
+ * use; a directory the configuration names must exist (a mistyped path
+ * must not become an empty list). Any other failure stops the start. */
+static struct suppress *open_suppression_list(const struct config *cfg)
+{
+	char own[4096], err[600];
+	snprintf(own, sizeof(own), "%s/suppress", cfg->spool);
+	struct stat st;
+	if (strcmp(cfg->suppression_list, own) != 0 && stat(cfg->suppression_list, &st) != 0)
+		fatal("suppression-list %s: %s (create it, or set suppression-list = \"off\")", cfg->suppression_list,
+		      strerror(errno));
+	struct suppress *s = suppress_open(cfg->suppression_list, false, 0, err, sizeof(err));
+	if (!s)
+		fatal("suppression-list: %s", err);
+	return s;
+}
+
 int run_main(int argc, char **argv)
 {
 	struct config cfg;
@@ -1282,7 +1358,20 @@ int run_main(int argc, char **argv)
 		if (!(e.control = control_server_start(cfg.control_socket, err, sizeof(err))))
 			fatal("control socket: %s", err);
 	}
+	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
+	if (cfg.suppression_list)
+		e.store = open_suppression_list(&cfg);
+	e.tallies = tallies_new();
 	engine_start(&e, &cfg);
+	if (cfg.feedback_maildir) {
+		e.feedback_classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
+		struct feedback_ingest in = {
+			.maildir = cfg.feedback_maildir, .log_path = cfg.log_path, .store = e.store,
+			.judge = { .rules = e.feedback_classes, .secret = cfg.track_secret, .secret_len = cfg.track_secret_len,
+			           .require_track = cfg.require_track == 1 },
+		};
+		e.feedback = feedback_watch_start(&in, e.wake_fd);
+	}
 	if (e.metrics_server && !metrics_server_run(e.metrics_server, e.wake_fd))
 		warnx_("metrics: cannot start its thread; /metrics is not served");
 	if (e.control && !control_server_run(e.control, e.wake_fd))
@@ -1291,6 +1380,9 @@ int run_main(int argc, char **argv)
 	double start = now_mono_s();
 	bool timed_out = run_loop(&e, &cfg, start);
 	metrics_server_stop(e.metrics_server); /* scrapes from now on: refused */
+	take_feedback(&e);
+	feedback_watch_stop(e.feedback); /* a complaint it noted after: counted by nobody, its line is written */
+	e.feedback = NULL;
 	control_server_stop(e.control);
 	engine_stop(&e);
 	double secs = now_mono_s() - start;
@@ -1316,6 +1408,10 @@ int run_main(int argc, char **argv)
 	bool drain = cfg.drain;
 	doctor_at_start_end();
 	metrics_free(&e.metrics);
+	bounce_rules_free(e.classes);
+	bounce_rules_free(e.feedback_classes);
+	suppress_close(e.store); /* after the spool workers, whose readers went with them */
+	tallies_free(e.tallies);
 	free(e.pairs);
 	config_free(&cfg);
 	free_reloaded(&e);

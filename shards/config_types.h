@@ -94,6 +94,18 @@ struct reply_rule {
 	double factor;                /* slow; 0: adaptation.slow-factor */
 	bool shipped;
 };
+/* A bounce class rule (feedback.class-rules, bounce-classes.conf): the
+ * first whose code, enhanced code and text all match a reply names its
+ * class (engine/bounce_class.h). */
+struct bounce_rule {
+	char *name;
+	uint16_t code;                /* exact code; 0: code_class */
+	uint8_t code_class;           /* 4 or 5 ("4xx"); 0 with code 0: any */
+	char *enhanced;               /* fnmatch pattern, NULL: any */
+	char *text;                   /* POSIX ERE, case ignored, NULL: any */
+	uint8_t bclass;               /* enum bounce_class */
+	bool shipped;
+};
 /* adaptation.*: the AIMD steps and the defaults of the rules. */
 struct adapt_params {
 	double slow_factor;           /* rate multiplied by this on "slow" */
@@ -162,6 +174,20 @@ struct config {
 	struct reply_rule *reply_rules; /* the configuration's, then the responses file's */
 	unsigned nreply_rules;
 	char *responses_path;         /* the responses file read, or NULL (none, or built in) */
+	struct bounce_rule *bounce_rules; /* feedback.class-rules, then the classes file's */
+	unsigned nbounce_rules;
+	char *classes_path;           /* the bounce classes file read, or NULL (none, or built in) */
+	char *feedback_secret_file;   /* feedback.secret-file: the tracking header's HMAC key, or NULL */
+	char *track_secret;           /* its bytes (NULL: no tracking header is added) */
+	char *feedback_id_tpl;        /* feedback.feedback-id: Feedback-ID template, or NULL */
+	char *unsubscribe_tpl;        /* feedback.list-unsubscribe: List-Unsubscribe template, or NULL */
+	bool unsubscribe_post;        /* feedback.list-unsubscribe-post: add RFC 8058's field too */
+	char *feedback_maildir;       /* feedback.maildir: reports the daemon ingests, or NULL */
+	int require_track;            /* feedback.require-track: 1 yes, 0 no, -1 unset (yes with a secret) */
+	double complaint_threshold;   /* feedback.complaint-threshold: a job's complaint rate that pauses it */
+	unsigned complaint_min;       /* feedback.complaint-min: ...once this many of it were sent */
+	char *suppression_list;       /* suppression-list: the store's directory (default SPOOL/suppress), NULL: off */
+	size_t track_secret_len;
 	struct adapt_params adapt;
 	struct wave_rule *waves;
 	unsigned nwaves;

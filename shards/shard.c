@@ -38,7 +38,8 @@ static uint64_t pow2_at_least(uint64_t n)
 
 /* What a message is when it crosses into a shard: parsed, with pending
  * recipients, and no shard state left from before. */
-#define MESSAGE_FRESH(m) ((m)->nrcpt > 0 && (m)->npending > 0 && (m)->npending <= (m)->nrcpt && \
+#define MESSAGE_FRESH(m) ((m)->nrcpt > 0 && ((m)->npending > 0 || (m)->nsuppressed > 0) && \
+                          (m)->npending <= (m)->nrcpt && \
                           (m)->legs_open == 0 && (m)->body_len >= 2 && !(m)->next)
 
 /* ---- pairs and their owners ----
@@ -1225,9 +1226,33 @@ static void job_held(struct shard *s, struct message *m, const struct adapt_ban 
 	message_attempt_done(s, m);
 }
 
+/* The tracking header of this attempt (its source IP is the attempt's;
+ * dkim/track.h): a bounce or complaint that comes back names the message. */
+static void track_header(struct shard *s, struct message *m)
+{
+	const char *source = m->source >= 0 ? s->cfg->sources[m->source].text : "";
+	char *v = track_make(s->cfg->track_secret, s->cfg->track_secret_len, m->id, m->nrcpt == 1 ? m->rcpt[0] : "",
+	                     source, m->job);
+	struct buf b = { 0 };
+	buf_printf(&b, TRACK_HEADER ": %s\r\n", v);
+	free(v);
+	free(m->track_hdr);
+	m->track_hdr = b.p;
+	m->track_hdr_len = b.len;
+}
+
 /* Starts one delivery attempt for the pending recipients. */
 static void dispatch(struct shard *s, struct message *m)
 {
+	if (m->suppress_error) { /* the spool worker could not read the list: nothing goes before it can */
+		m->attempt++;
+		for (uint32_t i = 0; i < m->nrcpt; i++)
+			if (m->rcpt_state[i] == RCPT_PENDING)
+				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.0", m->suppress_error, strlen(m->suppress_error),
+				            NULL, 0);
+		message_attempt_done(s, m);
+		return;
+	}
 	const struct adapt_ban *hold = s->job_holds && m->job ? adapt_job_hold(s, m) : NULL;
 	if (hold) {
 		job_held(s, m, hold);
@@ -1243,6 +1268,8 @@ static void dispatch(struct shard *s, struct message *m)
 		message_attempt_done(s, m);
 		return;
 	}
+	if (s->cfg->track_secret)
+		track_header(s, m);
 	ASSERT(m->legs_open == 0); /* the last attempt, and its sends, are over */
 	m->legs_open = 1; /* held until every leg is queued */
 	if (s->pending_cap < m->nrcpt) {
@@ -1814,6 +1841,23 @@ static void handle_cqes(struct shard *s)
 	}
 }
 
+/* The recipients the spool worker found on the suppression list: their
+ * lines; false when no recipient is left to send to (the message is done). */
+static bool log_suppressed(struct shard *s, struct message *m)
+{
+	for (uint32_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt_state[i] == RCPT_SUPPRESSED && m->suppress_why && m->suppress_why[i]) {
+			emit_record(s, m, i, RESULT_SUPPRESSED, 0, NULL, m->suppress_why[i], strlen(m->suppress_why[i]), NULL, 0);
+			free(m->suppress_why[i]);
+			m->suppress_why[i] = NULL;
+		}
+	m->nsuppressed = 0;
+	if (m->npending)
+		return true;
+	message_done(s, m);
+	return false;
+}
+
 static void take_inbox(struct shard *s)
 {
 	struct message *m;
@@ -1824,6 +1868,8 @@ static void take_inbox(struct shard *s)
 		m->held_prev = &s->held;
 		s->held.held_next->held_prev = m;
 		s->held.held_next = m;
+		if (m->nsuppressed && !log_suppressed(s, m))
+			continue; /* every recipient was suppressed: done */
 		int64_t wait = m->due_wall_ms - now_real_ms();
 		if (wait > 0)
 			retry_insert(s, m, s->now + wait); /* saved state: not due yet */

@@ -12,6 +12,7 @@
 #include "smtp_output.h"
 #include "smtp_reply.h"
 #include "../dkim/signer.h"
+#include "../dkim/track.h"
 #include "../dns/mx.h"
 #include "../engine/lib/strmap.h"
 #include "../engine/lib/tls.h"

@@ -56,6 +56,8 @@ void out_content(struct smtp_output *o, const struct message *m, void *ref, bool
 		ASSERT(m->dkim_sig[0] != '.');
 		out_ref(o, m->dkim_sig, m->dkim_sig_len);
 	}
+	if (m->track_hdr)
+		out_ref(o, m->track_hdr, m->track_hdr_len);
 	ASSERT(m->body_len >= 2 && m->body[m->body_len - 2] == '\r' && m->body[m->body_len - 1] == '\n');
 	size_t at = 0;
 	for (uint32_t i = 0; stuff && i < m->ndots; i++) {

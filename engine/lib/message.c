@@ -6,7 +6,7 @@
 
 const char *result_name(enum result r)
 {
-	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed" };
+	static const char *names[] = { "delivered", "deferred", "bounced", "expired", "suppressed", "complained", "unsubscribed" };
 	return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
 }
 
@@ -26,6 +26,11 @@ void message_free(struct message *m)
 	free(m->dots);
 	free(m->dkim_log);
 	free(m->dkim_sig);
+	free(m->track_hdr);
+	for (uint32_t i = 0; m->suppress_why && i < m->nrcpt; i++)
+		free(m->suppress_why[i]);
+	free(m->suppress_why);
+	free(m->suppress_error);
 	while (m->dsn) {
 		struct dsn_failure *f = m->dsn;
 		m->dsn = f->next;

@@ -16,7 +16,8 @@
 
 struct job_run;
 
-enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED };
+enum rcpt_state { RCPT_PENDING = 0, RCPT_DELIVERED, RCPT_BOUNCED, RCPT_EXPIRED,
+                  RCPT_SUPPRESSED }; /* the suppression list holds it: never sent */
 
 enum result {
 	RESULT_DELIVERED = 0,
@@ -24,6 +25,8 @@ enum result {
 	RESULT_BOUNCED,
 	RESULT_EXPIRED,
 	RESULT_SUPPRESSED,
+	RESULT_COMPLAINED,       /* from feedback: a spam complaint */
+	RESULT_UNSUBSCRIBED,     /* from feedback: an unsubscribe */
 };
 const char *result_name(enum result r);
 
@@ -64,6 +67,8 @@ struct message {
 	char *dkim_log;          /* {"d":..,"s":[..]} once signed, for the log; else NULL */
 	char *dkim_sig;          /* DKIM-Signature field(s) sent before body, or NULL */
 	size_t dkim_sig_len;
+	char *track_hdr;         /* shard-private: "X-Sluice-Track: ...\r\n" of this attempt, or NULL */
+	size_t track_hdr_len;
 	char *id;                /* its identity (log "id", retry state, name in active/) */
 	char *file;              /* the producer's name for it in new/ (log "file") */
 	struct job_run *job_run; /* engine-private: the job file it is a row of, or NULL */
@@ -89,6 +94,10 @@ struct message {
 	uint32_t deferred_now;   /* shard-private: recipients deferred in this attempt... */
 	uint32_t waited_now;     /* ...of them for adaptation (a suspension, a wave, a day) */
 	bool held_wait;          /* shard-private: in the retry queue for a hold (WAIT_HELD) */
+	uint32_t nsuppressed;    /* recipients the spool worker found suppressed, to be logged
+	                          * by the shard that takes the message (their state RCPT_SUPPRESSED) */
+	char **suppress_why;     /* by recipient: the entry that suppresses it (NULL: none) */
+	char *suppress_error;    /* the list could not be read: why (the recipients are deferred) */
 	uint8_t waits;           /* shard-private: WAIT_* of this attempt's adaptation waits
 	                          * (and from its saved state, when read) */
 	uint32_t legs_open;      /* shard-private: transactions not finished (each
@@ -152,6 +161,7 @@ struct outcome {
 	char tls[64];            /* "TLSv1.3:TLS_AES_256_GCM_SHA384", "" for plaintext */
 	/* OUTCOME_EVENT only */
 	uint8_t scope;           /* enum adapt_scope of a suspension */
+	uint8_t bclass;          /* RCPT: its bounce class (engine/bounce_class.h; set by the engine) */
 	double rate, rate_before; /* messages per second after and before (slow-downs) */
 	double base_rate;        /* what a slowed pair climbs back to */
 	int64_t period;          /* EVENT_FULL, EVENT_COUNT: the wave or day counted... */
@@ -166,9 +176,10 @@ static inline void outcome_free_text(struct outcome *o)
 	free(o->response ? o->response : o->mx ? o->mx : o->group);
 	o->response = o->mx = o->group = NULL;
 }
-/* Bytes of content on the wire before dot-stuffing: signatures + body. */
+/* Bytes of content on the wire before dot-stuffing: signatures, the
+ * tracking header, the body. */
 static inline size_t message_content_len(const struct message *m)
 {
-	return m->dkim_sig_len + m->body_len;
+	return m->dkim_sig_len + m->track_hdr_len + m->body_len;
 }
 #endif

@@ -3,17 +3,47 @@
 # flags override it.
 source "$(dirname "$0")/../lib.sh"
 set -e
-for c in run mockmx spoolgen inject bench dkim resolve; do
+for c in run mockmx spoolgen inject bench dkim resolve suppress status top ctl; do
 	"$SLUICE" $c --help | grep -qi usage || fail "$c --help"
 done
 "$SLUICE" run --help | grep -q -- "--source-ip ADDR" || fail "run --help: no --source-ip"
 "$SLUICE" run --help | grep -q -- "--max-rate N/s|N/m|N/h" || fail "run --help: no --max-rate"
 ! "$SLUICE" run --help | grep -qi "not built yet" || fail "run --help still says something is not built"
-for cmd in status top ctl feedback suppress; do
+for cmd in feedback; do
 	set +e
 	out=$("$SLUICE" "$cmd" 2>&1); rc=$?
 	set -e
 	[ "$rc" -eq 2 ] && echo "$out" | grep -q "'$cmd' is not built yet" || fail "sluice $cmd: exit $rc: $out"
+done
+! "$SLUICE" --help | grep -qi "not built yet: .*\(status\|top\|ctl\)" || fail "sluice --help: status, top or ctl not built yet"
+"$SLUICE" status --help | grep -q -- "--json" || fail "status --help: no --json"
+"$SLUICE" top --help | grep -q -- "--interval SECONDS" || fail "top --help: no --interval"
+"$SLUICE" ctl --help | grep -q "suspend GROUP \[--source IP\] \[--for DURATION\]" || fail "ctl --help: no suspend"
+# status, top, ctl: no daemon behind the socket is exit 1 with a hint (the
+# socket's path from --control, -c's control-socket or --spool); a config
+# without a socket and a bad ctl command line exit 2 (control.sh has the rest).
+printf 'control-socket = "%s";\n' "$T/c.sock" >"$T/ctl.conf"
+printf 'control-socket = "off";\n' >"$T/off.conf"
+for args in "status --control $T/none.sock" "status --json -c $T/ctl.conf" "ctl --spool $T/sp reload" \
+	"top --control $T/none.sock --count 1 --interval 0.1"; do
+	set +e
+	# shellcheck disable=SC2086
+	out=$(timeout 10 "$SLUICE" $args 2>&1); rc=$?
+	set -e
+	[ "$rc" -eq 1 ] && echo "$out" | grep -q "cannot connect to $T/\(none.sock\|c.sock\|sp/control\): No such file or directory (is sluice run going" ||
+		fail "sluice $args: exit $rc: $out"
+done
+set +e
+out=$("$SLUICE" status -c "$T/off.conf" 2>&1); rc=$?
+set -e
+[ "$rc" -eq 2 ] && echo "$out" | grep -q "no control socket" || fail "status -c (control-socket off): exit $rc: $out"
+for args in "ctl" "ctl suspend" "ctl frob" "ctl pause a b" "ctl suspend g --for 1y" \
+	"ctl resume g --source mx.example" "top --interval 0" "status --json x"; do
+	set +e
+	# shellcheck disable=SC2086
+	out=$(timeout 10 "$SLUICE" $args --control "$T/none.sock" 2>&1); rc=$?
+	set -e
+	[ "$rc" -eq 2 ] || fail "sluice $args: want exit 2, got $rc: $out"
 done
 # Source IPs and rates: a value that is no address of this machine, no
 # numeric address or no rate is refused (exit 2, nothing sent).
@@ -63,7 +93,7 @@ set +e
 out=$("$SLUICE" run -c "$T/bad.conf" --spool "$T/sp" 2>&1); rc=$?
 set -e
 [ "$rc" -ne 0 ] && echo "$out" | grep -q "numeric" || fail "host name route accepted: $out"
-ok "help, refused flag values, --source-ip and --max-rate accepted, config file and overrides"
+ok "help, refused flag values, --source-ip and --max-rate accepted, config file and overrides; status, top, ctl without a daemon"
 # The shipped example config parses and works, with flags overriding it.
 port=$(free_port)
 start_mockmx "$port"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "../../engine/lib/json.h"
 #include "../../engine/acct_log.h"
+#include "../../engine/bounce_class.h"
 
 static void check(const char *in, size_t len, const char *want)
 {
@@ -42,7 +43,8 @@ static void accounting_line(void **state)
 	struct message m = { .id = "f1~2", .file = "f1", .sender = "s@x.example", .rcpt = rcpts, .nrcpt = 1 };
 	struct outcome o = { .kind = OUTCOME_RCPT, .result = RESULT_BOUNCED, .code = 550,
 	                     .attempt = 2, .ms = 7, .queue_ms = 9, .ts_ms = 1700000000123, .msg = &m,
-	                     .response = "5.1.1 \"no\" such\nuser", .mx = "127.0.0.1:25", .group = "gmail" };
+	                     .response = "5.1.1 \"no\" such\nuser", .mx = "127.0.0.1:25", .group = "gmail",
+	                     .bclass = BC_BAD_MAILBOX };
 	strcpy(o.enhanced, "5.1.1");
 	strcpy(o.peer, "127.0.0.1:25");
 	struct buf b = { 0 };
@@ -50,7 +52,7 @@ static void accounting_line(void **state)
 	buf_add(&b, "", 1);
 	assert_string_equal(b.p,
 		"{\"ts\":\"2023-11-14T22:13:20.123Z\",\"id\":\"f1~2\",\"file\":\"f1\",\"job\":null,\"row\":null,\"from\":\"s@x.example\","
-		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"code\":550,\"enhanced\":\"5.1.1\","
+		"\"rcpt\":\"r@d.example\",\"result\":\"bounced\",\"class\":\"bad-mailbox\",\"code\":550,\"enhanced\":\"5.1.1\","
 		"\"response\":\"5.1.1 \\\"no\\\" such\\nuser\",\"mx\":\"127.0.0.1:25\",\"group\":\"gmail\",\"peer\":\"127.0.0.1:25\","
 		"\"source\":null,\"dkim\":null,\"tls\":null,\"attempt\":2,\"ms\":7,\"queue_ms\":9}\n");
 	/* A job file's row: its job and row number. */

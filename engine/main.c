@@ -8,6 +8,7 @@
 #include "../dkim/dkim_cmd.h"
 
 int resolve_main(int argc, char **argv); /* dns/resolve_cmd.c */
+int feedback_main(int argc, char **argv); /* engine/feedback_cmd.c */
 #include <stdio.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@ static void usage(FILE *f)
 	      "  top        the same, live: rates, the busiest (group, source) pairs\n"
 	      "  ctl        suspend, resume, pause, bounce, reload, why (a running sluice)\n"
 	      "  suppress   the suppression list: add, remove, check, import, export, count\n"
-	      "Not built yet: feedback.\n", f);
+	      "  feedback   parse (bounces, complaints, auto-replies: what they say), ingest (act on them)\n", f);
 }
 
 int main(int argc, char **argv)
@@ -67,12 +68,8 @@ int main(int argc, char **argv)
 		return top_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "ctl"))
 		return ctl_main(argc - 1, argv + 1);
-	static const char *later[] = { "feedback" };
-	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
-		if (!strcmp(cmd, later[i])) {
-			fprintf(stderr, "sluice: '%s' is not built yet\n", cmd);
-			return 2;
-		}
+	if (!strcmp(cmd, "feedback"))
+		return feedback_main(argc - 1, argv + 1);
 	fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -9,11 +9,15 @@ done
 "$SLUICE" run --help | grep -q -- "--source-ip ADDR" || fail "run --help: no --source-ip"
 "$SLUICE" run --help | grep -q -- "--max-rate N/s|N/m|N/h" || fail "run --help: no --max-rate"
 ! "$SLUICE" run --help | grep -qi "not built yet" || fail "run --help still says something is not built"
-for cmd in feedback; do
+# feedback: built (feedback_parse.sh has the rest); no subcommand or no file is a usage error
+"$SLUICE" feedback --help | grep -q "usage: sluice feedback parse" || fail "feedback --help"
+! "$SLUICE" --help | grep -qi "not built yet" || fail "sluice --help still says something is not built"
+for args in "feedback" "feedback parse" "feedback frob" "feedback parse --frob x"; do
 	set +e
-	out=$("$SLUICE" "$cmd" 2>&1); rc=$?
+	# shellcheck disable=SC2086
+	out=$("$SLUICE" $args 2>&1); rc=$?
 	set -e
-	[ "$rc" -eq 2 ] && echo "$out" | grep -q "'$cmd' is not built yet" || fail "sluice $cmd: exit $rc: $out"
+	[ "$rc" -eq 2 ] && echo "$out" | grep -q "usage: sluice feedback" || fail "sluice $args: exit $rc: $out"
 done
 ! "$SLUICE" --help | grep -qi "not built yet: .*\(status\|top\|ctl\)" || fail "sluice --help: status, top or ctl not built yet"
 "$SLUICE" status --help | grep -q -- "--json" || fail "status --help: no --json"

@@ -101,8 +101,7 @@ static void json_line(struct buf *b, const char *file, const struct feedback_rep
 	buf_adds(b, "{\"file\":");
 	json_add_cstr(b, file);
 	add_opt(b, "type", feedback_type_name(r->type));
-	/* a redacted recipient, named by a valid tracking header */
-	add_opt(b, "rcpt", x ? (x->rcpt ? x->rcpt : valid ? o->rcpt : NULL) : NULL);
+	add_opt(b, "rcpt", x ? x->rcpt : NULL);
 	add_opt(b, "action", x ? x->action : NULL);
 	add_opt(b, "status", x ? x->status : NULL);
 	buf_printf(b, ",\"code\":%u", x ? x->code : 0);
@@ -112,6 +111,7 @@ static void json_line(struct buf *b, const char *file, const struct feedback_rep
 	add_opt(b, "id", valid ? o->id : NULL);
 	add_opt(b, "job", valid ? o->job : NULL);
 	add_opt(b, "source", valid ? o->source : NULL);
+	add_opt(b, "track_rcpt", valid ? o->rcpt : NULL); /* the message's only recipient, when it had one */
 	add_opt(b, "track", feedback_track_name(o->track));
 	add_opt(b, "message_id", r->message_id);
 	add_opt(b, "diagnostic", x ? x->diagnostic : NULL);
@@ -151,7 +151,7 @@ static void table_line(struct buf *b, const char *file, const struct feedback_re
 	size_t fl = strlen(file);
 	cell(b, fl > 24 ? file + fl - 23 : file, fl > 24 ? -24 : 24); /* the end of a long path */
 	cell(b, feedback_type_name(r->type), 9);
-	cell(b, x ? (x->rcpt ? x->rcpt : valid ? o->rcpt : NULL) : NULL, 32);
+	cell(b, x ? x->rcpt : NULL, 32);
 	cell(b, x ? x->action : NULL, 9);
 	cell(b, x ? x->status : NULL, 7);
 	cell(b, code, 4);
@@ -163,6 +163,8 @@ static void table_line(struct buf *b, const char *file, const struct feedback_re
 		buf_printf(b, "id %s", escape_text(o->id, esc, sizeof(esc)));
 		buf_printf(b, " job %s", escape_text(o->job[0] ? o->job : "-", esc, sizeof(esc)));
 		buf_printf(b, " source %s", escape_text(o->source[0] ? o->source : "-", esc, sizeof(esc)));
+		if (o->rcpt[0])
+			buf_printf(b, " rcpt %s", escape_text(o->rcpt, esc, sizeof(esc)));
 	} else {
 		cell(b, r->type == FEEDBACK_ARF ? r->feedback_type : x ? x->diagnostic : NULL, 0);
 	}
@@ -243,6 +245,7 @@ static int parse_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	int first = optind; /* the configuration's reading moves optind */
 	struct config cfg;
 	bool have_cfg = conf != NULL;
 	if (have_cfg) { /* exits 2 when it cannot be used */
@@ -271,7 +274,7 @@ static int parse_main(int argc, char **argv)
 	if (!o.json)
 		buf_printf(&out, "%-24s %-9s %-32s %-9s %-7s %-4s %-17s %-4s %-9s %s\n", "FILE", "TYPE", "RCPT", "ACTION",
 		           "STATUS", "CODE", "CLASS", "HARD", "TRACK", "DETAIL");
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		int e = read_report(argv[i], &in);
 		if (e) {
 			char esc[ESCAPED_MAX];

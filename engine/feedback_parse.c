@@ -590,7 +590,7 @@ static size_t qp_decode(const char *s, size_t n, char *o, bool q)
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '=') {
-			if (i + 2 < n + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			if (i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
 				o[k++] = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
 				i += 2;
 				continue;
@@ -1141,7 +1141,8 @@ static const char *const copy_markers[] = {
 	"----- original message -----", "-----original message-----", "------ original message",
 	"----- original message follows", "original message headers:", /* Exchange */
 	"--- the header of the original message is following",
-	"----- the following is a copy of the message", NULL,
+	"----- the following is a copy of the message", "----- unsent message follows", /* Sendmail */
+	"----- message header follows", NULL,
 };
 /* on this line, */
 static const char *const header_markers[] = { "received: ", "return-path: ", NULL };
@@ -1353,8 +1354,8 @@ static void tscan_text(struct tscan *ts, const char *s, size_t n)
 				ts->collecting = false, ts->reply_done = true;
 			continue;
 		}
-		if (indent == 0 && (line_marked(t, tn, copy_markers) || line_marked(t, tn, header_markers) ||
-		                    line_marked(t, tn, part_markers))) {
+		if ((indent <= 4 && line_marked(t, tn, copy_markers)) ||
+		    (indent == 0 && (line_marked(t, tn, header_markers) || line_marked(t, tn, part_markers)))) {
 			/* the returned message: its headers follow */
 			const char *rest = line_marked(t, tn, header_markers) ? line.p : s + pos;
 			size_t rn = (size_t)(s + n - rest);

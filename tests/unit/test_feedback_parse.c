@@ -289,6 +289,29 @@ static void plain_text(void **state)
 	assert_int_equal(r.nrcpt, 1);
 	check_rcpt(&r.rcpt[0], "x@example.com", "delayed", "", 0);
 	feedback_report_free(&r);
+	/* Exim's delay warning: a 4xx reply, the whole notice a delay */
+	parse("From: Mail Delivery System <Mailer-Daemon@example.org>\n"
+	      "Subject: Warning: message 1vQ8mX-000Abc-2Z delayed 24 hours\n\n"
+	      "This message was created automatically by mail delivery software.\n"
+	      "A message that you sent has not yet been delivered to one or more of its\n"
+	      "recipients after more than 24 hours on the queue on mx.example.org.\n\n"
+	      "The address to which the message has not yet been delivered is:\n\n"
+	      "  y@example.net\n"
+	      "    Delay reason: SMTP error from remote mail server after RCPT TO:<y@example.net>:\n"
+	      "    451 4.7.1 Greylisted, try again later\n\n"
+	      "No action is required on your part.\n", &r);
+	assert_int_equal(r.nrcpt, 1);
+	check_rcpt(&r.rcpt[0], "y@example.net", "delayed", "4.7.1", 451);
+	feedback_report_free(&r);
+	/* Sendmail: its "Unsent message follows" (indented) ends the notice */
+	parse("From: Mail Delivery Subsystem <MAILER-DAEMON@example.org>\nSubject: Returned mail\n\n"
+	      "   ----- The following addresses had permanent fatal errors -----\n<a1@example.org>\n"
+	      "    (reason: 550 5.1.1 User unknown)\n\n   ----- Unsent message follows -----\n"
+	      "Message-ID: <sm@example.com>\nTo: <b1@example.org>\n\n<c1@example.org>: quoted\n", &r);
+	assert_int_equal(r.nrcpt, 1);
+	check_rcpt(&r.rcpt[0], "a1@example.org", "failed", "5.1.1", 550);
+	assert_string_equal(str(r.message_id), "<sm@example.com>");
+	feedback_report_free(&r);
 	/* X-Failed-Recipients alone */
 	parse("From: MAILER-DAEMON@example.com\nX-Failed-Recipients: y@example.com,\n z@example.com\n\nsorry\n", &r);
 	assert_int_equal(r.nrcpt, 2);

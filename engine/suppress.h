@@ -130,13 +130,17 @@ int suppress_remove(struct suppress *s, const char *scope, const char *addr, cha
  * missing added time now, a missing source def_source. A first line that
  * starts with "address" is a header, skipped; empty lines are skipped. A
  * line that cannot be used is counted and passed to bad (when not NULL)
- * with its number and why, and the import goes on. Committed every
- * SUPPRESS_IMPORT_BATCH entries and at the end. False (err set) when the
+ * with its number and why, and the import goes on. Entries are written
+ * SUPPRESS_IMPORT_BATCH at a time, sorted, one transaction each (a commit
+ * rewrites every page it touched: batches much smaller than the store
+ * make an import of millions slow and the file large); other writers wait
+ * for a batch (seconds), readers never do. Of two lines for the same
+ * address and scope in a batch, the later wins. False (err set) when the
  * store or the file fails; the batches committed before stay. */
-#define SUPPRESS_IMPORT_BATCH 100000
+#define SUPPRESS_IMPORT_BATCH 1000000
 struct suppress_import_stats {
 	size_t lines;   /* lines read */
-	size_t added;   /* entries written (new or replaced) */
+	size_t added;   /* entries written and committed (new or replaced) */
 	size_t bad;     /* lines refused */
 	size_t skipped; /* header and empty lines */
 };

@@ -7,7 +7,6 @@
 #include "lib/envelope.h"
 #include "lib/util.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -528,7 +527,7 @@ static bool snapshot(struct suppress_reader *r)
 	int rc = r->txn ? mdb_txn_renew(r->txn) : mdb_txn_begin(r->s->env, NULL, MDB_RDONLY, &r->txn);
 	if (rc) { /* a failed begin leaves no transaction; a failed renew keeps it for the next try */
 		seterr(r->err, sizeof(r->err), "%s: %s%s", r->s->dir, mdb_strerror(rc),
-		         rc == MDB_MAP_RESIZED ? " (another process grew the store past this one's map: reopen it)" : "");
+		       rc == MDB_MAP_RESIZED ? " (another process grew the store past this one's map: reopen it)" : "");
 		return false;
 	}
 	r->live = true;

@@ -46,7 +46,18 @@ static struct pair_row *row_of(struct rows *r, const char *group, const char *so
 
 static void count_series(void *arg, const char *result, const char *group, const char *source, uint64_t n)
 {
-	struct pair_row *p = row_of(arg, group, source);
+	struct rows *r = arg;
+	/* An unbound pair's lines name the address the kernel chose: they are
+	 * that pair's when no pair of that source IP is known. */
+	char key[320];
+	snprintf(key, sizeof(key), "%.255s\x1f%.47s", group, source);
+	if (*source && !strmap_find(&r->map, key)) {
+		snprintf(key, sizeof(key), "%.255s\x1f", group);
+		struct strmap_node *unbound = strmap_find(&r->map, key);
+		if (unbound && container_of(unbound, struct pair_row, node)->live)
+			source = "";
+	}
+	struct pair_row *p = row_of(r, group, source);
 	if (!strcmp(result, "delivered"))
 		p->delivered += n;
 	else if (!strcmp(result, "deferred"))

@@ -30,15 +30,17 @@
  * process's reads fail (SUPPRESS_ERROR) until it reopens.
  *
  * Lookups: each thread makes its own suppress_reader and checks
- * recipients through it. A reader sees one snapshot between
+ * recipients through it (a reader serves one thread at a time; it holds
+ * one of the 1022 reader slots, shared by all processes, until freed). A reader sees one snapshot between
  * suppress_reader_begin and suppress_reader_end (a batch of lookups: the
  * recipients of one message); without begin each check takes a fresh
  * snapshot of its own. Keep snapshots short: a snapshot held open keeps
  * the pages it sees from being reused, and the file grows.
  *
  * Return conventions as in engine/lib/util.h: int is 0 or a positive
- * errno value (EINVAL: a refused argument; ENOENT: no such entry; EIO:
- * the store failed), with a one-line reason in (err, err_len). */
+ * errno value (EINVAL: a refused argument; ENOENT: no such entry;
+ * ENOSPC: the map is full; EIO: the store failed otherwise, read-only
+ * included), with a one-line reason in (err, err_len). */
 #ifndef SLUICE_SUPPRESS_H
 #define SLUICE_SUPPRESS_H
 #include <stdbool.h>
@@ -47,10 +49,12 @@
 #include <stdio.h>
 
 #define SUPPRESS_DEFAULT_DIR "/var/spool/sluice/suppress"
-/* The default map size: the most the data file may grow to (sparse; the
- * disk holds only what is used: about 100 bytes an entry). 8 GiB holds
- * some 50 million entries. */
-#define SUPPRESS_DEFAULT_MAP ((size_t)8 << 30)
+/* The default map size: the most the data file may grow to (address
+ * space only; the file holds what is used). An entry takes some 80 bytes
+ * in a store filled by import, up to twice that in one grown by single
+ * adds, and a large import needs room for a second copy of the pages it
+ * rewrites: 16 GiB is room for 50 million entries. */
+#define SUPPRESS_DEFAULT_MAP ((size_t)16 << 30)
 #define SUPPRESS_ADDR_MAX 256   /* an address and its NUL (254 bytes at most) */
 #define SUPPRESS_SCOPE_MAX 256  /* a domain name and its NUL (253 at most) */
 #define SUPPRESS_REASON_MAX 32  /* a reason class and its NUL */
@@ -75,13 +79,13 @@ struct suppress_entry {
  * that is not a sluice suppression store (garbage, empty, another LMDB
  * database) is an error naming the file. NULL with err set on failure. */
 struct suppress *suppress_open(const char *dir, bool read_only, size_t map_size, char *err, size_t err_len);
+/* Every reader of s must be freed before. */
 void suppress_close(struct suppress *s);
 const char *suppress_dir(const struct suppress *s);
 
 /* ---- lookups (any thread, each through its own reader) ---- */
 
-/* A reader for the calling thread (one per thread; free it before
- * suppress_close). */
+/* A reader for the calling thread. */
 struct suppress_reader *suppress_reader_new(struct suppress *s);
 void suppress_reader_free(struct suppress_reader *r);
 /* One snapshot for the checks until suppress_reader_end. Not nested. */
@@ -130,13 +134,18 @@ int suppress_remove(struct suppress *s, const char *scope, const char *addr, cha
  * missing added time now, a missing source def_source. A first line that
  * starts with "address" is a header, skipped; empty lines are skipped. A
  * line that cannot be used is counted and passed to bad (when not NULL)
- * with its number and why, and the import goes on. Committed every
- * SUPPRESS_IMPORT_BATCH entries and at the end. False (err set) when the
- * store or the file fails; the batches committed before stay. */
-#define SUPPRESS_IMPORT_BATCH 100000
+ * with its number and why, and the import goes on. Entries are written
+ * SUPPRESS_IMPORT_BATCH at a time, sorted, one transaction each (a commit
+ * rewrites every page it touched: batches much smaller than the store
+ * make an import of millions slow and the file large); other writers wait
+ * for a batch (seconds), readers never do; a batch takes some 200 MB of
+ * memory. Of two lines for the same address and scope, the later wins.
+ * False (err set) when the store or the file fails; the batches
+ * committed before stay. */
+#define SUPPRESS_IMPORT_BATCH 1000000
 struct suppress_import_stats {
 	size_t lines;   /* lines read */
-	size_t added;   /* entries written (new or replaced) */
+	size_t added;   /* entries written and committed (new or replaced) */
 	size_t bad;     /* lines refused */
 	size_t skipped; /* header and empty lines */
 };

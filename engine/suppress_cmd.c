@@ -246,7 +246,10 @@ static int cmd_check(struct flags *fl, int n, char **args)
 		status = found ? 0 : 1;
 		if (!found) {
 			char b[300];
-			printf("%s: not suppressed %s\n", a, d[0] ? scope_text(d, b, sizeof(b)) : "globally");
+			if (d[0])
+				printf("%s: not suppressed (neither globally nor %s)\n", a, scope_text(d, b, sizeof(b)));
+			else
+				printf("%s: not suppressed globally\n", a);
 		}
 	}
 	suppress_reader_free(r);

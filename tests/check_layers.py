@@ -30,10 +30,10 @@ PRIVATE = {'shards/conn.h': {'shards/smtp_client.c'}}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 # Each third-party library is wrapped by exactly one module; wolfSSL's
 # OpenSSL-compatible headers clash with OpenSSL's (which dkim/keys.c uses).
-LIBRARY = re.compile(r'^\s*#\s*include\s+<(wolfssl|openssl|opendkim|liburing|ldns)[/.]', re.M)
+LIBRARY = re.compile(r'^\s*#\s*include\s+<(wolfssl|openssl|opendkim|liburing|ldns|lmdb)[/.]', re.M)
 WRAPPERS = {'wolfssl': {'engine/lib/tls.c'}, 'openssl': {'dkim/keys.c'},
             'opendkim': {'dkim/signer.c'}, 'liburing': {'engine/lib/ring.c'},
-            'ldns': {'dns/packet.c'}}
+            'ldns': {'dns/packet.c'}, 'lmdb': {'engine/suppress.c'}}
 
 
 def layer_of(path):

@@ -417,6 +417,37 @@ static void import_export(void **state)
 	suppress_close(s);
 }
 
+/* Of two lines for one entry, the later wins; the import's count says
+ * what was written. */
+static void import_duplicates(void **state)
+{
+	static const char csv[] = "b@x.example,,complaint\n"
+	                          "a@x.example,,bad-mailbox\n"
+	                          "A@X.EXAMPLE,,unsubscribe\n"
+	                          "b@x.example,d.example,manual\n";
+	FILE *in = fmemopen((void *)csv, sizeof(csv) - 1, "r");
+	struct suppress *s = open_rw("dup");
+	add(s, NULL, "b@x.example", "manual");
+	struct suppress_import_stats st;
+	char err[512];
+	assert_true(suppress_import(s, in, NULL, NULL, "t", &st, NULL, NULL, err, sizeof(err)));
+	fclose(in);
+	assert_int_equal(st.added, 3);
+	struct suppress_entry e;
+	assert_int_equal(check(s, NULL, "a@x.example", &e), SUPPRESS_YES);
+	assert_string_equal(e.reason, "unsubscribe");
+	assert_int_equal(check(s, NULL, "b@x.example", &e), SUPPRESS_YES);
+	assert_string_equal(e.reason, "complaint");
+	struct suppress_reader *r = suppress_reader_new(s);
+	assert_int_equal(suppress_get(r, "d.example", "b@x.example", &e), SUPPRESS_YES);
+	assert_string_equal(e.reason, "manual");
+	suppress_reader_free(r);
+	struct suppress_stats sst;
+	assert_true(suppress_stats(s, &sst, err, sizeof(err)));
+	assert_int_equal(sst.entries, 3);
+	suppress_close(s);
+}
+
 /* ---- readers on threads while a writer adds ---- */
 
 #define PRELOAD 100000
@@ -530,7 +561,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(add_check_remove), cmocka_unit_test(scopes),       cmocka_unit_test(normalisation),
 		cmocka_unit_test(refused),          cmocka_unit_test(reopen_keeps), cmocka_unit_test(corrupt_store),
-		cmocka_unit_test(import_export),    cmocka_unit_test(snapshots),    cmocka_unit_test(threads),
+		cmocka_unit_test(import_export),    cmocka_unit_test(import_duplicates), cmocka_unit_test(snapshots),
+		cmocka_unit_test(threads),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

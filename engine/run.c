@@ -693,7 +693,7 @@ static size_t take_returns(struct engine *e)
  * jobs; a job whose complaint rate passes feedback.complaint-threshold
  * (once complaint-min of it were sent this run) is paused, and its line
  * says why. */
-static void take_feedback(struct engine *e)
+static size_t take_feedback(struct engine *e)
 {
 	struct feedback_note notes[256];
 	size_t n = feedback_watch_take(e->feedback, notes, ARRAY_LEN(notes));
@@ -711,6 +711,7 @@ static void take_feedback(struct engine *e)
 		adaptation_ctl_hold(e->adapt, job, false, 0, "complaint-rate", why, &e->log.pending, e->shards, e->nlanes);
 		warnx_("job %s paused: %s (sluice ctl resume %s)", job, why, job);
 	}
+	return n;
 }
 
 /* A suppressed line's class: the entry's reason ("suppressed: CLASS ..."),
@@ -760,7 +761,7 @@ static size_t collect(struct engine *e)
 			total += n;
 		}
 	}
-	take_feedback(e);
+	total += take_feedback(e); /* a job-pause line to write */
 	release_synced(e);
 	hand_on(e);
 	if (adaptation_tick(e->adapt, &e->log.pending, e->shards, e->nlanes, false))

@@ -530,6 +530,68 @@ def police_result(sc, mx_stats):
     return r
 
 
+def suppression_store(a, work):
+    """A suppression list of a.suppress_entries random addresses (none of
+    them a recipient of the spools), made once per run by `sluice suppress
+    import` from a CSV written here; its directory."""
+    store = os.path.join(work, 'suppress-big')
+    if os.path.isdir(store):
+        return store
+    n = a.suppress_entries
+    say(f'suppression list: importing {n:,} entries')
+    csv = os.path.join(work, 'suppress-big.csv')
+    rng = random.Random(7)
+    with open(csv, 'w') as f:
+        f.write('address,domain,reason\n')
+        chunk = []
+        for i in range(n):
+            chunk.append(f'u{rng.getrandbits(40):x}.{i}@list{i % 5000}.example\n')
+            if len(chunk) == 100000:
+                f.writelines(chunk)
+                chunk = []
+        f.writelines(chunk)
+    t0 = time.monotonic()
+    subprocess.run([a.sluice, 'suppress', '--store', store, 'import', csv], check=True, stdout=subprocess.DEVNULL)
+    a.suppress_import_s = round(time.monotonic() - t0, 1)
+    a.suppress_store_mb = round(sum(os.path.getsize(os.path.join(store, x)) for x in os.listdir(store)) / 1e6, 1)
+    os.unlink(csv)
+    return store
+
+
+def feedback_parse_rate(a, work):
+    """`sluice feedback parse --json` over the fixtures' reports, copied
+    until there are a.parse_reports of them, beside Python's email parser
+    (the standard library's, reading each file as a message and walking
+    its parts) on the same files: reports per second."""
+    src = os.path.join(os.path.dirname(HERE), 'tests', 'fixtures', 'feedback')
+    files = sorted(f for f in os.listdir(src) if f.endswith('.eml'))
+    d = os.path.join(work, 'reports')
+    os.makedirs(d, exist_ok=True)
+    paths = []
+    for i in range(a.parse_reports):
+        p = os.path.join(d, f'{i}.eml')
+        shutil.copyfile(os.path.join(src, files[i % len(files)]), p)
+        paths.append(p)
+    t0 = time.monotonic()
+    r = subprocess.run([a.sluice, 'feedback', 'parse', '--json'] + paths, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL)
+    ours = time.monotonic() - t0
+    lines = r.stdout.count(b'\n')
+    import email
+    import email.policy
+    t0 = time.monotonic()
+    for p in paths:
+        with open(p, 'rb') as f:
+            m = email.message_from_binary_file(f, policy=email.policy.compat32)
+        for part in m.walk():
+            part.get_payload(decode=True)
+    peer = time.monotonic() - t0
+    shutil.rmtree(d, ignore_errors=True)
+    return {'reports': len(paths), 'lines': lines, 'exit': r.returncode, 'seconds': round(ours, 3),
+            'reports_per_s': round(len(paths) / ours, 1), 'python_email_seconds': round(peer, 3),
+            'python_email_reports_per_s': round(len(paths) / peer, 1), 'ratio': round(peer / ours, 2)}
+
+
 def sluice_scenario(a, sc, sinks, work):
     spool = os.path.join(spool_base(a, sc, work), f'spool-{sc["name"]}')
     log = os.path.join(work, f'acct-{sc["name"]}.jsonl')
@@ -568,7 +630,7 @@ def sluice_scenario(a, sc, sinks, work):
     if sc.get('conf') is not None:  # a configuration file of its own (adaptation rows)
         conf = os.path.join(work, f'{sc["name"]}.conf')
         with open(conf, 'w') as f:
-            f.write(sc['conf'])
+            f.write(sc['conf'].replace('@STORE@', suppression_store(a, work) if '@STORE@' in sc['conf'] else ''))
         cmd += ['-c', conf]
     if sc.get('police'):  # a 421 from the police retried soon, the run bounded: a failure does not stall the bench
         bound = min(a.max_run_time, int(sc['n'] / (sc['police']['rate'] * len(sc['sources'])) * 3) + 30)
@@ -1042,6 +1104,16 @@ def scenarios(a, cores):
         if only and 'metrics' in only:
             only += [s['name'] for s in metric_rows]
         out += metric_rows
+    # Suppression: 3KB checked against a list of 10 million entries beside
+    # no list (ABBA twice: one lookup per recipient at claim is all it adds).
+    if not q:
+        son = dict(sbase, name='3KB-suppress', n=ns, vs='3KB-nosuppress', conf='suppression-list = "@STORE@";\n')
+        soff = dict(sbase, name='3KB-nosuppress', n=ns, conf='suppression-list = "off";\n')
+        sup_rows = [dict(x, part=k) for x, k in ((soff, 1), (son, 1), (son, 2), (soff, 2), (soff, 3), (son, 3),
+                                                  (son, 4), (soff, 4))]
+        if only and 'suppress' in only:
+            only += [s['name'] for s in sup_rows]
+        out += sup_rows
     if only:
         out = [s for s in out if s['name'] in only]
     tpl_n = max((s['n'] for s in out if s.get('tpl')), default=0)  # one template serves them all
@@ -1300,6 +1372,27 @@ def metrics_lines(res):
             f"{off['parts']} runs, ABBA) -> {r:.2f}x (target >= 0.98x{'' if r >= 0.98 else ': BELOW'})"]
 
 
+def suppress_lines(res):
+    """The suppression list (10 million entries) beside none, ABBA; the
+    report reader's speed."""
+    out = []
+    on, off = parts_of(res, '3KB-suppress'), parts_of(res, '3KB-nosuppress')
+    if on and off:
+        r = on['msgs_per_s'] / off['msgs_per_s']
+        st = res.get('suppress_store', {})
+        out += ['\nsuppression list (every recipient checked at claim, beside no list):',
+                f"- 3KB with {st.get('entries', 0):,} entries ({st.get('mb', '?')} MB, imported in "
+                f"{st.get('import_s', '?')} s): {on['msgs_per_s']:,.0f} msgs/s, {on['cpu_us_per_msg']} µs CPU/msg; "
+                f"without: {off['msgs_per_s']:,.0f} msgs/s, {off['cpu_us_per_msg']} µs CPU/msg ({on['parts']} + "
+                f"{off['parts']} runs, ABBA) -> {r:.2f}x (target >= 0.98x{'' if r >= 0.98 else ': BELOW'})"]
+    fp = res.get('feedback_parse')
+    if fp:
+        out += [f"- sluice feedback parse: {fp['reports_per_s']:,.0f} reports/s ({fp['reports']} reports, "
+                f"{fp['lines']} lines); Python's email parser on the same files: "
+                f"{fp['python_email_reports_per_s']:,.0f} reports/s -> {fp['ratio']:.1f}x"]
+    return out
+
+
 def shaping_lines(res):
     """Traffic shaping: 3KB-shaped beside 3KB-unshaped (what the throttle
     costs), the rate over 1 and 2 shards with 4 source IPs and with 1 (a
@@ -1434,6 +1527,7 @@ def table(res):
     lines += shaping_lines(res)
     lines += adapt_lines(res)
     lines += metrics_lines(res)
+    lines += suppress_lines(res)
     lines += spool_ops_lines(res.get('spool_ops'))
     mj = res.get('million')
     if mj:
@@ -1461,7 +1555,11 @@ def main():
                     '3KB-unshaped, 3KB-shaped (each run 4 times), ips4-shards1, ips4-shards2, ips1-shards1, '
                     'ips1-shards2 (each run twice), policed, or shaping for all of them; adaptation rows: '
                     'adapt-aimd, 3KB-rules, 3KB-norules (each run 4 times), or adapt for all of them; '
-                    '3KB-metrics, 3KB-nometrics, or metrics for both)')
+                    '3KB-metrics, 3KB-nometrics, or metrics for both; 3KB-suppress, 3KB-nosuppress, or suppress '
+                    'for both and the report reader\'s speed)')
+    ap.add_argument('--suppress-entries', type=int, default=10000000,
+                    help='entries of the suppression list of the suppress rows (default 10,000,000)')
+    ap.add_argument('--parse-reports', type=int, default=20000, help='reports the report reader reads (default 20000)')
     ap.add_argument('--no-peers', action='store_true', help='skip the peers (then no ratios)')
     ap.add_argument('--no-postfix', action='store_true', help='skip the Postfix-from-queue peer')
     ap.add_argument('--no-latency', action='store_true', help='skip the daemon pick-up latency measurement')
@@ -1546,6 +1644,12 @@ def main():
             res['daemon_latency'] = daemon_latency(a, mx, work, n)
         if run_million:
             res['million'] = million_job(a, mx, work)
+        if getattr(a, 'suppress_import_s', None) is not None:
+            res['suppress_store'] = {'entries': a.suppress_entries, 'import_s': a.suppress_import_s,
+                                     'mb': a.suppress_store_mb}
+        if only is None or 'suppress' in only:
+            say(f'sluice feedback parse: {a.parse_reports} reports, beside Python\'s email parser')
+            res['feedback_parse'] = feedback_parse_rate(a, work)
     finally:
         res['mockmx_totals'] = mx.stop()
         sink.stop()

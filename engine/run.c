@@ -959,6 +959,11 @@ static void engine_start(struct engine *e, const struct config *cfg)
 {
 	ASSERT(cfg->shards > 0 && cfg->spool_workers > 0); /* config_complete */
 	spool_open(&e->spool, cfg->spool);
+	if (cfg->control_socket) { /* in the spool (made just now) by default; while no thread makes files (umask) */
+		char err[300];
+		if (!(e->control = control_server_start(cfg->control_socket, err, sizeof(err))))
+			fatal("control socket: %s", err);
+	}
 	e->spool.dsn_dir = cfg->dsn_spool;   /* the start configuration lives until exit */
 	e->spool.dsn_mta = cfg->helo;
 	unsigned recovered = spool_recover(&e->spool);
@@ -1353,11 +1358,6 @@ int run_main(int argc, char **argv)
 		char err[300];
 		if (!(e.metrics_server = metrics_server_start(cfg.metrics, err, sizeof(err))))
 			fatal("metrics: %s", err);
-	}
-	if (cfg.control_socket) { /* bound first too, while no thread makes files (umask) */
-		char err[300];
-		if (!(e.control = control_server_start(cfg.control_socket, err, sizeof(err))))
-			fatal("control socket: %s", err);
 	}
 	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
 	if (cfg.suppression_list)

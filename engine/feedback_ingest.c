@@ -87,7 +87,7 @@ static void add_line(struct buf *b, const struct feedback_report *r, const struc
  * complaint is against the sender (its domain, when known). */
 static const char *scope_of(const struct feedback_report *r, const struct feedback_verdict *v, char *buf, size_t len)
 {
-	if (v->result != RESULT_COMPLAINED || !r->original_mail_from)
+	if ((v->result != RESULT_COMPLAINED && v->result != RESULT_UNSUBSCRIBED) || !r->original_mail_from)
 		return "";
 	const char *at = strrchr(r->original_mail_from, '@');
 	if (!at)
@@ -141,7 +141,7 @@ int feedback_ingest_file(const struct feedback_ingest *in, int newfd, const char
 		const char *rcpt = r.rcpt[i].rcpt ? r.rcpt[i].rcpt : o.rcpt;
 		add_line(lines, &r, &o, &r.rcpt[i], &v, rcpt, name);
 		c->bounced += v.result == RESULT_BOUNCED;
-		c->complained += v.result == RESULT_COMPLAINED;
+		c->complained += v.result == RESULT_COMPLAINED || v.result == RESULT_UNSUBSCRIBED;
 		if (v.hard && in->store) {
 			char scope[256], why[300], source[300];
 			snprintf(source, sizeof(source), "feedback:%s", name);

@@ -47,15 +47,31 @@ void feedback_judge_rcpt(const struct feedback_judge *j, const struct feedback_r
 	const char *diag = fr->diagnostic ? fr->diagnostic : "";
 	switch (r->type) {
 	case FEEDBACK_ARF: {
-		bool not_spam = r->feedback_type && strcmp(r->feedback_type, "not-spam") == 0;
-		v->cls = not_spam ? BC_OTHER : BC_COMPLAINT;
-		v->hard = !not_spam; /* a complaint: never send to them again */
-		v->result = not_spam ? RESULT_DEFERRED : RESULT_COMPLAINED;
+		/* RFC 5965's abuse, fraud, virus, other (and none given): a
+		 * complaint, never send to them again; opt-out: an unsubscribe;
+		 * RFC 6591's auth-failure is about the sender's authentication,
+		 * not the recipient; not-spam takes nothing back */
+		const char *t = r->feedback_type ? r->feedback_type : "abuse";
+		if (!strcmp(t, "not-spam")) {
+			v->cls = BC_OTHER;
+		} else if (!strcmp(t, "auth-failure")) {
+			v->cls = BC_AUTH_FAILURE;
+		} else if (!strcmp(t, "opt-out") || !strcmp(t, "unsubscribe")) {
+			v->cls = BC_UNSUBSCRIBE;
+			v->hard = true;
+			v->result = RESULT_UNSUBSCRIBED;
+		} else {
+			v->cls = BC_COMPLAINT;
+			v->hard = true;
+			v->result = RESULT_COMPLAINED;
+		}
 		break;
 	}
 	case FEEDBACK_DSN: {
 		bool failed = strcmp(fr->action, "failed") == 0;
-		v->cls = bounce_classify(j->rules, fr->code, fr->status, diag, strlen(diag));
+		/* a failure that gives neither a code nor a status is still permanent */
+		unsigned code = fr->code ? fr->code : failed && !fr->status[0] ? 550 : 0;
+		v->cls = bounce_classify(j->rules, code, fr->status, diag, strlen(diag));
 		if (v->cls == BC_NONE)
 			v->cls = BC_OTHER;
 		v->hard = failed && bounce_class_hard(v->cls);

@@ -496,6 +496,22 @@ bool adaptation_job_paused(struct adaptation *a, const char *job)
 	return k && k->c.until_wall_ms > now_real_ms();
 }
 
+bool adaptation_job_held(struct adaptation *a, const char *job)
+{
+	if (!job || !a->n)
+		return false;
+	struct kept *p = find(a, ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", job);
+	struct kept *b = find(a, ADAPT_CMD_BOUNCE, SCOPE_PAIR, "", "", job);
+	int64_t now = now_real_ms();
+	return (p && p->c.until_wall_ms > now) || (b && b->c.until_wall_ms > now);
+}
+
+void adaptation_save_now(struct adaptation *a)
+{
+	if (a->dirty)
+		save(a);
+}
+
 size_t adaptation_list(const struct adaptation *a, const struct adapt_cmd **out, size_t max)
 {
 	size_t n = 0;

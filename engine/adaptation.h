@@ -44,6 +44,10 @@ void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int
                          const char *why, struct buf *log, struct shard **shards, unsigned n);
 /* Is job paused (its file's rows are not handed out meanwhile)? */
 bool adaptation_job_paused(struct adaptation *a, const char *job);
+/* Is job paused or bounced? */
+bool adaptation_job_held(struct adaptation *a, const char *job);
+/* What changed is saved now (an operator's command: answered once durable). */
+void adaptation_save_now(struct adaptation *a);
 /* What is in force (suspensions, holds), for status: up to max. */
 size_t adaptation_list(const struct adaptation *a, const struct adapt_cmd **out, size_t max);
 /* Events by enum adapt_event, for the summary. */

@@ -106,6 +106,8 @@ static enum bounce_class by_enhanced(const char *e)
 		return BC_BAD_MAILBOX;
 	if (subj == 1 && (det == 2 || det == 10))
 		return BC_BAD_DOMAIN;
+	if (subj == 1 && (det == 7 || det == 8))
+		return BC_POLICY; /* the sender's address, not the recipient's */
 	if (subj == 2 && det == 1)
 		return BC_INACTIVE_MAILBOX;
 	if (subj == 2 && det == 2)
@@ -119,6 +121,18 @@ static enum bounce_class by_enhanced(const char *e)
 	if (subj == 7)
 		return BC_POLICY;
 	return BC_COUNT;
+}
+
+/* Can an enhanced status say the recipient's address is dead? Only its
+ * own subjects can (X.1.x but the sender's X.1.7 and X.1.8, X.2.1, and the
+ * undetailed X.0.0), or none at all: a security or policy status (X.7.x),
+ * a network one (X.4.x) and the rest never suppress, whatever the text. */
+static bool address_status(const char *e)
+{
+	unsigned cls, subj, det;
+	if (!e || sscanf(e, "%u.%u.%u", &cls, &subj, &det) != 3)
+		return true;
+	return (subj == 1 && det != 7 && det != 8) || (subj == 2 && det == 1) || (subj == 0 && det == 0);
 }
 
 static bool code_matches(const struct bounce_rule *b, unsigned code)
@@ -152,7 +166,10 @@ enum bounce_class bounce_classify(const struct bounce_rules *r, unsigned code, c
 			continue;
 		if (c->has_re && regexec(&c->re, t, 0, NULL, 0) != 0)
 			continue;
-		return (enum bounce_class)b->bclass;
+		enum bounce_class got = (enum bounce_class)b->bclass;
+		if (bounce_class_hard(got) && !address_status(has_enh ? enhanced : NULL))
+			continue; /* a rule's words, but the status says it is not the address */
+		return got;
 	}
 	enum bounce_class e = by_enhanced(has_enh ? enhanced : NULL);
 	if (e != BC_COUNT)

@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define READ_DEADLINE_MS 5000
+#define READ_DEADLINE_MS 1000 /* one client at a time: an idle one must not hold the others long */
 #define LOG_TAIL_BYTES (16 << 20) /* why: how far back the log is read */
 #define LOG_LINES_MAX 20          /* why: the message's last lines shown */
 
@@ -108,7 +108,7 @@ static void serve(struct side_server *side, int fd, void *arg)
 	size_t len = 0;
 	struct buf reply = { 0 };
 	if (!side_read_until(side, fd, r.line, CONTROL_LINE_MAX, &len, "\n", NULL, READ_DEADLINE_MS)) {
-		static const char slow[] = "error: no request line (one line, ending in a newline, within 5 s)\n";
+		static const char slow[] = "error: no request line (one line, ending in a newline, within 1 s)\n";
 		side_send_all(side, fd, slow, sizeof(slow) - 1);
 		side_linger(side, fd);
 		return;
@@ -169,8 +169,9 @@ void control_server_answer(struct control_server *s, const struct control_reques
 	side_server_answer(s->side, r->gen, reply);
 }
 
-/* A socket file at path: one that answers is another sluice's (an
- * error); a dead one (a crash) goes. */
+/* A socket file at path: one that refuses connections is a crash's and
+ * goes; one that answers, is busy (a full backlog) or is not ours to try
+ * is another sluice's: an error, never removed. */
 static bool clear_stale(const char *path, const struct sockaddr_un *sa, char *err, size_t err_len)
 {
 	struct stat st;
@@ -180,12 +181,17 @@ static bool clear_stale(const char *path, const struct sockaddr_un *sa, char *er
 		snprintf(err, err_len, "%s exists and is not a socket", path);
 		return false;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool live = fd >= 0 && connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-	if (fd >= 0)
-		close(fd);
-	if (live) {
-		snprintf(err, err_len, "%s: another sluice answers there", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, err_len, "socket: %s", strerror(errno));
+		return false;
+	}
+	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)), why = rc == 0 ? 0 : errno;
+	close(fd);
+	if (rc == 0 || why != ECONNREFUSED) {
+		snprintf(err, err_len, "%s: %s", path, rc == 0 ? "another sluice answers there"
+		                                     : why == EAGAIN ? "in use (another sluice is busy there)"
+		                                                     : strerror(why));
 		return false;
 	}
 	unlink(path);

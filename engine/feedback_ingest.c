@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,7 @@ static void add_line(struct buf *b, const struct feedback_report *r, const struc
 	buf_adds(b, ",\"file\":");
 	json_add_cstr(b, file);
 	buf_adds(b, ",\"job\":");
-	json_add_cstr(b, o->job[0] ? o->job : r->job);
+	json_add_cstr(b, o->job[0] ? o->job : NULL); /* only what the tracking header proves */
 	buf_adds(b, ",\"rcpt\":");
 	json_add_cstr(b, rcpt);
 	buf_printf(b, ",\"result\":\"%s\",\"class\":\"%s\"", result_name(v->result), bounce_class_name(v->cls));
@@ -152,13 +153,14 @@ int feedback_ingest_file(const struct feedback_ingest *in, int newfd, const char
 				err = 0;
 			} else if (err) {
 				warnx_("feedback %s: the suppression list: %s", name, why);
+				err = EIO;
 				break;
 			} else {
 				c->suppressed++;
 			}
 		}
 		if (in->note && v.result == RESULT_COMPLAINED)
-			in->note(in->note_arg, o.job[0] ? o.job : r.job, o.source, v.result);
+			in->note(in->note_arg, o.job, o.id, rcpt, v.result);
 	}
 	feedback_report_free(&r);
 	return err;
@@ -202,13 +204,19 @@ int feedback_ingest_maildir(const struct feedback_ingest *in, struct feedback_in
 	for (size_t i = 0; i < n && !err; i++) {
 		lines.len = 0;
 		size_t unknown = c->unknown;
+		if (in->stop_fd >= 0 && poll(&(struct pollfd){ .fd = in->stop_fd, .events = POLLIN }, 1, 0) > 0)
+			break; /* stopping: the rest waits for the next start */
 		int ferr = feedback_ingest_file(in, newfd, names[i], &lines, c);
 		if (ferr == ENOENT)
 			continue; /* taken by another ingest */
-		if (ferr && ferr != EINVAL) {
+		if (ferr == EIO) { /* the suppression list failed: it stays, tried again */
 			err = ferr;
-			snprintf(why, why_len, "%s/new/%s: %s", in->maildir, names[i], strerror(ferr));
+			snprintf(why, why_len, "%s/new/%s: the suppression list could not be written", in->maildir, names[i]);
 			break;
+		}
+		if (ferr) { /* cannot be read (a link, not ours, not a file): kept, flagged, counted */
+			warnx_("feedback %s/new/%s: %s; moved to cur/, flagged", in->maildir, names[i], strerror(ferr));
+			c->unknown++;
 		}
 		if ((err = log_append(in->log_path, &lines))) {
 			snprintf(why, why_len, "the accounting log %s: %s", in->log_path, strerror(err));
@@ -216,7 +224,7 @@ int feedback_ingest_maildir(const struct feedback_ingest *in, struct feedback_in
 		}
 		/* both durable: the file is done (flagged when nothing in it was usable) */
 		char done[4096];
-		snprintf(done, sizeof(done), "%s:2,%s", names[i], ferr || c->unknown > unknown ? "F" : "S");
+		snprintf(done, sizeof(done), "%s:2,%s", names[i], c->unknown > unknown ? "F" : "S");
 		if (renameat(newfd, names[i], curfd, done) != 0 && errno != ENOENT) {
 			err = errno;
 			snprintf(why, why_len, "%s/new/%s: cannot move it to cur/: %s", in->maildir, names[i], strerror(err));
@@ -321,7 +329,7 @@ int feedback_ingest_main(int argc, char **argv)
 	}
 	struct bounce_rules *rules = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
 	struct feedback_ingest in = {
-		.maildir = maildir, .log_path = log ? log : cfg.log_path, .store = store,
+		.maildir = maildir, .log_path = log ? log : cfg.log_path, .store = store, .stop_fd = -1,
 		.judge = { .rules = rules, .secret = secret_len ? secret : NULL, .secret_len = secret_len,
 		           .require_track = require >= 0 ? require == 1 : secret_len > 0 },
 	};

@@ -2,6 +2,7 @@
  * reported recipient, and whether sluice may act on the report. */
 #include "feedback_judge.h"
 #include <string.h>
+#include <strings.h>
 
 const char *feedback_track_name(enum feedback_track t)
 {
@@ -93,7 +94,16 @@ void feedback_judge_rcpt(const struct feedback_judge *j, const struct feedback_r
 	}
 	switch (o->track) {
 	case FB_TRACK_VALID:
-		v->act = true;
+		/* The header proves a message of ours is quoted, not who the
+		 * report names: anyone who got one could name others. Its own
+		 * recipient, when it has one, must be the one reported; without
+		 * one (a message of several), only the report's first. */
+		if (o->rcpt[0] && fr->rcpt && strcasecmp(o->rcpt, fr->rcpt) != 0)
+			v->why_not = "the recipient is not the one of the message its tracking header names";
+		else if (!o->rcpt[0] && i > 0)
+			v->why_not = "the message had several recipients: one report acts on one of them";
+		else
+			v->act = true;
 		break;
 	case FB_TRACK_FORGED:
 		v->why_not = "its tracking header is forged (the HMAC does not match)";

@@ -36,7 +36,7 @@ struct feedback_watch {
 	bool warned;
 };
 
-static void note(void *arg, const char *job, const char *source, enum result r)
+static void note(void *arg, const char *job, const char *id, const char *rcpt, enum result r)
 {
 	struct feedback_watch *w = arg;
 	pthread_mutex_lock(&w->mu);
@@ -47,7 +47,7 @@ static void note(void *arg, const char *job, const char *source, enum result r)
 		}
 		struct feedback_note *n = &w->notes[w->nnotes++];
 		snprintf(n->job, sizeof(n->job), "%s", job ? job : "");
-		snprintf(n->source, sizeof(n->source), "%s", source ? source : "");
+		snprintf(n->key, sizeof(n->key), "%s\x1f%s", id ? id : "", rcpt ? rcpt : "");
 		n->result = r;
 	} else {
 		w->dropped++;
@@ -103,6 +103,7 @@ struct feedback_watch *feedback_watch_start(const struct feedback_ingest *in, in
 	w->wake_fd = wake_fd;
 	pthread_mutex_init(&w->mu, NULL);
 	w->stop_fd = eventfd(0, EFD_CLOEXEC);
+	w->in.stop_fd = w->stop_fd;
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/new", w->maildir);
 	w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

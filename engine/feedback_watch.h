@@ -6,8 +6,8 @@
 
 /* A complaint acted on, for the engine's count of its job. */
 struct feedback_note {
-	char job[64];
-	char source[48];
+	char job[TRACK_FIELD_MAX];  /* "" when the report was not tied to a job */
+	char key[2 * TRACK_FIELD_MAX]; /* message id and recipient: one complaint each */
 	enum result result;
 };
 

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include "bounce_class.h"
 #include "lib/json.h"
+#include "lib/strmap.h"
 #include "lib/retry_state.h"
 #include "adaptation.h"
 #include "acct_log.h"
@@ -132,6 +133,7 @@ struct engine {
 	struct tallies *tallies;        /* per job and per pair, for the summary and complaint rates */
 	struct suppress *store;         /* the suppression list (NULL: suppression-list = "off") */
 	struct feedback_watch *feedback; /* feedback.maildir's thread, or NULL */
+	struct strmap complaints_seen;  /* message id and recipient of each complaint counted */
 	struct bounce_rules *feedback_classes; /* its bounce classes (the start configuration's) */
 	struct metrics_server *metrics_server; /* NULL: no --metrics */
 	struct control_server *control; /* NULL: no control socket */
@@ -689,26 +691,41 @@ static size_t take_returns(struct engine *e)
 	return n;
 }
 
+/* True the first time key is seen (kept until exit: complaints are few). */
+static bool seen_once(struct strmap *seen, const char *key)
+{
+	if (strmap_find(seen, key))
+		return false;
+	size_t len = strlen(key) + 1;
+	struct strmap_node *n = xmalloc(sizeof(*n) + len);
+	memcpy(n + 1, key, len);
+	strmap_insert(seen, n, (const char *)(n + 1));
+	return true;
+}
+
 /* Complaints the feedback.maildir thread acted on: counted against their
  * jobs; a job whose complaint rate passes feedback.complaint-threshold
  * (once complaint-min of it were sent this run) is paused, and its line
  * says why. */
 static size_t take_feedback(struct engine *e)
 {
-	struct feedback_note notes[256];
+	static struct feedback_note notes[256];
 	size_t n = feedback_watch_take(e->feedback, notes, ARRAY_LEN(notes));
 	for (size_t i = 0; i < n; i++) {
 		const char *job = notes[i].job[0] ? notes[i].job : NULL;
-		const struct tally *t = tallies_count(e->tallies, job, notes[i].source, NULL, notes[i].result);
+		if (!job || notes[i].result != RESULT_COMPLAINED || !seen_once(&e->complaints_seen, notes[i].key))
+			continue; /* a report sent again is one complaint */
+		const struct tally *t = tallies_count(e->tallies, job, NULL, NULL, notes[i].result);
 		double threshold = e->cfg->complaint_threshold;
 		if (!t || threshold <= 0 || t->delivered + t->bounced < e->cfg->complaint_min ||
-		    tally_rate(t->complained, t) <= threshold || adaptation_job_paused(e->adapt, job))
-			continue;
+		    tally_rate(t->complained, t) <= threshold || adaptation_job_held(e->adapt, job))
+			continue; /* a job paused or bounced already stays so */
 		char why[200];
 		snprintf(why, sizeof(why), "%llu complaints for %llu sent: %.3f%%, above %.3f%%",
 		         (unsigned long long)t->complained, (unsigned long long)(t->delivered + t->bounced),
 		         100 * tally_rate(t->complained, t), 100 * threshold);
 		adaptation_ctl_hold(e->adapt, job, false, 0, "complaint-rate", why, &e->log.pending, e->shards, e->nlanes);
+		adaptation_save_now(e->adapt);
 		warnx_("job %s paused: %s (sluice ctl resume %s)", job, why, job);
 	}
 	return n;
@@ -1136,18 +1153,21 @@ static void control_do(struct engine *e, const struct control_request *r, struct
 		const char *source = strcmp(argv[2], "-") ? argv[2] : "";
 		int64_t until = now_real_ms() + (secs ? secs * 1000 : 400LL * 86400 * 1000 - 60000);
 		adaptation_ctl_suspend(e->adapt, e->cfg, argv[1], source, until, log, e->shards, e->nlanes);
+		adaptation_save_now(e->adapt); /* answered once it would survive a crash */
 		buf_printf(out, "ok\n%s%s%s suspended %s\n", argv[1], *source ? " from " : "", source,
 		           secs ? "for the time given" : "until resumed");
 	} else if (!strcmp(cmd, "resume") && argc == 3) {
 		const char *source = strcmp(argv[2], "-") ? argv[2] : "";
 		bool job = false;
 		unsigned n = adaptation_ctl_resume(e->adapt, argv[1], source, log, e->shards, e->nlanes, &job);
+		adaptation_save_now(e->adapt);
 		wake_waiters(e, WAIT_HELD);
 		buf_printf(out, "ok\n%u suspension%s of %s%s%s lifted%s\n", n, n == 1 ? "" : "s", argv[1],
 		           *source ? " from " : "", source, job ? "; the job's hold ended" : "");
 	} else if ((!strcmp(cmd, "pause") || !strcmp(cmd, "bounce")) && argc == 2) {
 		bool bounce = !strcmp(cmd, "bounce");
 		adaptation_ctl_hold(e->adapt, argv[1], bounce, 0, "ctl", NULL, log, e->shards, e->nlanes);
+		adaptation_save_now(e->adapt);
 		if (bounce)
 			wake_waiters(e, WAIT_HELD | WAIT_BUDGET);
 		buf_printf(out, "ok\njob %s %s\n", argv[1],
@@ -1411,6 +1431,12 @@ int run_main(int argc, char **argv)
 	metrics_free(&e.metrics);
 	bounce_rules_free(e.classes);
 	bounce_rules_free(e.feedback_classes);
+	for (size_t b = 0; b < e.complaints_seen.nb; b++)
+		for (struct strmap_node *n = e.complaints_seen.b[b], *next; n; n = next) {
+			next = n->next;
+			free(n);
+		}
+	strmap_free(&e.complaints_seen);
 	suppress_close(e.store); /* after the spool workers, whose readers went with them */
 	tallies_free(e.tallies);
 	free(e.pairs);

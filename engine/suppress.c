@@ -582,8 +582,13 @@ static enum suppress_result check_scopes(struct suppress_reader *r, const char *
                                          bool global_too, struct suppress_entry *out)
 {
 	char a[SUPPRESS_ADDR_MAX], d[SUPPRESS_SCOPE_MAX];
-	if (suppress_normalise_address(addr, a, NULL, 0) || suppress_normalise_scope(scope, d, NULL, 0))
+	if (suppress_normalise_address(addr, a, NULL, 0))
 		return SUPPRESS_NO; /* nothing such can be stored */
+	if (suppress_normalise_scope(scope, d, NULL, 0)) {
+		if (!global_too)
+			return SUPPRESS_NO;
+		d[0] = 0; /* a sender domain no scope can name ("[192.0.2.1]", 8-bit): the global entries still hold */
+	}
 	bool own = !r->held;
 	if (own ? !snapshot(r) : !r->live)
 		return SUPPRESS_ERROR;

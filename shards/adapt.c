@@ -310,7 +310,7 @@ static void lift(struct shard *s, const struct adapt_cmd *c)
 	for (unsigned i = 0; i < s->ndests; i++)
 		if (!s->dests[i].unused && s->dests[i].thr && lift_covers(c, s->dests[i].thr->source, s->dests[i].group))
 			shard_dest_note(s, i, true);
-	shard_wake_held(s);
+	shard_wake_held(s, NULL);
 }
 
 /* A job's pause or bounce ends. */
@@ -321,7 +321,7 @@ static void release(struct shard *s, const char *job)
 		b->until = 0;
 	if ((b = ban_find(s, ADAPT_CMD_BOUNCE, SCOPE_PAIR, job, "", "")))
 		b->until = 0;
-	shard_wake_held(s);
+	shard_wake_held(s, job);
 }
 
 /* The ones over go (the shard's GC). */
@@ -671,7 +671,7 @@ void adapt_take_commands(struct shard *s)
 		p.count = c.count;
 		ban_put(s, &p);
 		if (c.kind == ADAPT_CMD_BOUNCE) /* what waits for its pause bounces now */
-			shard_wake_held(s);
+			shard_wake_held(s, c.job);
 	}
 	if (any)
 		count_job_holds(s);

@@ -1213,8 +1213,7 @@ static void job_held(struct shard *s, struct message *m, const struct adapt_ban 
 	snprintf(why, sizeof(why), bounce ? "job %s was bounced by the operator (sluice ctl bounce)"
 	                                  : "job %s is paused by the operator (sluice ctl pause): it waits until resumed",
 	         m->job);
-	m->attempt++;
-	m->not_before_ms = hold->until;
+	m->not_before_ms = hold->until; /* not an attempt: nothing was tried */
 	m->deferred_now = m->waited_now = 0;
 	m->waits = WAIT_HELD;
 	for (uint32_t i = 0; i < m->nrcpt; i++)
@@ -1870,6 +1869,7 @@ static void take_inbox(struct shard *s)
 		s->held.held_next = m;
 		if (m->nsuppressed && !log_suppressed(s, m))
 			continue; /* every recipient was suppressed: done */
+		m->held_wait = (m->waits & WAIT_HELD) != 0; /* its saved state says a hold: a resume wakes it */
 		int64_t wait = m->due_wall_ms - now_real_ms();
 		if (wait > 0)
 			retry_insert(s, m, s->now + wait); /* saved state: not due yet */
@@ -1890,12 +1890,12 @@ static void take_due_retries(struct shard *s)
 	}
 }
 
-void shard_wake_held(struct shard *s)
+void shard_wake_held(struct shard *s, const char *job)
 {
 	struct message *due = NULL, **tail = &due;
 	for (struct message **pp = &s->retry_head; *pp;) {
 		struct message *m = *pp;
-		if (!m->held_wait) {
+		if (!m->held_wait || (job && (!m->job || strcmp(m->job, job) != 0))) {
 			pp = &m->next;
 			continue;
 		}

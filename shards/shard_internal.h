@@ -397,8 +397,8 @@ void adapt_free(struct shard *s);
 /* The operator's hold on m's job (ADAPT_CMD_PAUSE or _BOUNCE), or NULL. */
 const struct adapt_ban *adapt_job_hold(const struct shard *s, const struct message *m);
 /* shard.c: messages waiting in memory for a hold (a suspension, a paused
- * job) are due now: a hold was lifted. */
-void shard_wake_held(struct shard *s);
+ * job; job given: that job's only) are due now: a hold was lifted. */
+void shard_wake_held(struct shard *s, const char *job);
 /* pair_stats.c: about once a second, the pairs' state for the engine. */
 void pair_stats_publish(struct shard *s);
 void pair_stats_free(struct shard *s);

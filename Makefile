@@ -27,7 +27,7 @@ SRCS := $(LIB_LAYER) \
         engine/control_cmd.c \
         engine/doctor_report.c engine/doctor.c engine/doctor_message.c engine/doctor_cmd.c engine/notify.c \
         engine/metrics.c engine/metrics_server.c \
-        engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c engine/header_templates.c engine/tallies.c \
+        engine/side_server.c engine/control.c engine/status.c engine/bounce_class.c engine/header_templates.c engine/tallies.c engine/bounce_suppress.c \
         engine/suppress.c engine/suppress_cmd.c \
         engine/feedback_parse.c engine/feedback_judge.c engine/feedback_ingest.c engine/feedback_watch.c engine/feedback_cmd.c \
         bench/mockmx.c bench/spoolgen.c bench/spool_ops.c bench/bench_cmd.c

@@ -18,6 +18,7 @@
 #include "tallies.h"
 #include "suppress.h"
 #include "feedback_watch.h"
+#include "bounce_suppress.h"
 #include <sys/stat.h>
 #include "bounce_class.h"
 #include "lib/json.h"
@@ -132,6 +133,7 @@ struct engine {
 	struct bounce_rules *classes;   /* the configuration's bounce classes, compiled */
 	struct tallies *tallies;        /* per job and per pair, for the summary and complaint rates */
 	struct suppress *store;         /* the suppression list (NULL: suppression-list = "off") */
+	struct bounce_suppress *bounced; /* adds hard bounces to it */
 	struct feedback_watch *feedback; /* feedback.maildir's thread, or NULL */
 	struct strmap complaints_seen;  /* message id and recipient of each complaint counted */
 	struct bounce_rules *feedback_classes; /* its bounce classes (the start configuration's) */
@@ -771,6 +773,9 @@ static size_t collect(struct engine *e)
 				acct_format(&e->log.pending, o);
 				count_outcome(e, o);
 				note_row_final(e, o);
+				if (o->result == RESULT_BOUNCED && bounce_class_hard((enum bounce_class)o->bclass) && o->code >= 500)
+					bounce_suppress_add(e->bounced, o->msg->rcpt[o->rcpt],
+					                    bounce_class_name((enum bounce_class)o->bclass), o->msg->id);
 				if (e->spool.dsn_dir && (o->result == RESULT_BOUNCED || o->result == RESULT_EXPIRED))
 					dsn_note(o->msg, o); /* a field the shard never touches */
 				outcome_free_text(o);
@@ -1380,8 +1385,10 @@ int run_main(int argc, char **argv)
 			fatal("metrics: %s", err);
 	}
 	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
-	if (cfg.suppression_list)
+	if (cfg.suppression_list) {
 		e.store = open_suppression_list(&cfg);
+		e.bounced = bounce_suppress_start(e.store);
+	}
 	e.tallies = tallies_new();
 	engine_start(&e, &cfg);
 	if (cfg.feedback_maildir) {
@@ -1437,6 +1444,7 @@ int run_main(int argc, char **argv)
 			free(n);
 		}
 	strmap_free(&e.complaints_seen);
+	bounce_suppress_stop(e.bounced); /* what it holds is added first */
 	suppress_close(e.store); /* after the spool workers, whose readers went with them */
 	tallies_free(e.tallies);
 	free(e.pairs);

@@ -536,7 +536,11 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	m->not_before_ms = 0;
 	m->deferred_now = m->waited_now = 0;
 	m->waits = 0;
-	bool in_spool = waits_in_spool(s, m, wait);
+	/* A message the suppression list could not be checked for is read
+	 * again from its file (and checked again) for its next attempt; a job
+	 * row, or one whose DSN needs memory, keeps waiting here, never sent
+	 * unchecked. */
+	bool in_spool = waits_in_spool(s, m, wait) || (m->suppress_error && !m->row && !s->cfg->dsn_spool);
 	m->held_wait = (waits & WAIT_HELD) != 0; /* a resume brings it forward */
 	if (!in_spool)
 		retry_insert(s, m, s->now + wait);

@@ -211,10 +211,14 @@ static bool take_envelope_value(struct message *m, int kind, char *v, size_t vle
 		}
 	} else {
 		for (size_t i = 0; i < vlen; i++)
-			if ((unsigned char)v[i] < 0x20 && v[i] != '\t') {
+			if ((unsigned char)v[i] < 0x20 && (v[i] != '\t' || kind == 2)) {
 				fail(why, why_len, "%s contains a control character", env_names[kind]);
 				return false;
 			}
+		if (kind == 2 && vlen > JOB_NAME_MAX) { /* holds, waves and counts keep job names this long */
+			fail(why, why_len, "X-Job: longer than %s bytes", "63");
+			return false;
+		}
 	}
 	v[vlen] = 0; /* the byte was a CR, LF or inside the line: safe to overwrite */
 	switch (kind) {

@@ -109,6 +109,10 @@ static bool take_name_value(char **dst, const char *name, const char *v, size_t 
 		WHY("%s contains a control character", name);
 		return false;
 	}
+	if (!strcmp(name, "X-Job") && vlen > JOB_NAME_MAX) {
+		WHY("X-Job is longer than %d bytes", JOB_NAME_MAX);
+		return false;
+	}
 	*dst = xstrndup(v, vlen);
 	return true;
 }

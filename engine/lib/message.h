@@ -49,6 +49,8 @@ struct file_print {
 	int64_t mtime_ns;
 };
 
+#define JOB_NAME_MAX 63   /* bytes of an X-Job (holds, waves and counts keep this many) */
+
 struct message {
 	char *raw;               /* the file as read; envelope strings point into it */
 	size_t raw_len;

@@ -100,6 +100,11 @@ static void injection_refused(void **state)
 	expect_bad(ctl, sizeof(ctl) - 1, "control");
 	const char job[] = "X-Sender: <a@x.example>\nX-Receiver: <b@y.example>\nX-Job: a\rb\n\nb\n";
 	expect_bad(job, sizeof(job) - 1, "control");
+	const char tab[] = "X-Sender: <a@x.example>\nX-Receiver: <b@y.example>\nX-Job: a\tb\n\nb\n";
+	expect_bad(tab, sizeof(tab) - 1, "control"); /* a job name is one field of the spool's state */
+	char longjob[256];
+	snprintf(longjob, sizeof(longjob), "X-Sender: <a@x.example>\nX-Receiver: <b@y.example>\nX-Job: %064d\n\nb\n", 0);
+	expect_bad(longjob, strlen(longjob), "longer than 63");
 }
 
 static void address_rules(void **state)

@@ -405,12 +405,12 @@ static void job_line(struct buf *log, const char *event, const char *job, int64_
 	buf_adds(log, "}\n");
 }
 
-void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
-                            int64_t until, struct buf *log, struct shard **shards, unsigned n)
+int64_t adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
+                               int64_t until, struct buf *log, struct shard **shards, unsigned n)
 {
 	uint8_t scope = source[0] ? SCOPE_PAIR : SCOPE_GROUP;
 	struct kept *k = add(a, ADAPT_CMD_SUSPEND, scope, source, group, "");
-	if (until > k->c.until_wall_ms || strcmp(k->rule, "ctl") != 0)
+	if (until > k->c.until_wall_ms) /* the shards keep the later end: so does this record */
 		k->c.until_wall_ms = until;
 	snprintf(k->rule, sizeof(k->rule), "ctl");
 	snprintf(k->c.rule, sizeof(k->c.rule), "ctl");
@@ -431,6 +431,7 @@ void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, cons
 	acct_format_event(log, &o);
 	a->counts[EVENT_SUSPEND]++;
 	a->dirty = true;
+	return k->c.until_wall_ms;
 }
 
 unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const char *source, struct buf *log,

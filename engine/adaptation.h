@@ -29,9 +29,9 @@ void adaptation_note(struct adaptation *a, const struct outcome *o, struct buf *
 bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shards, unsigned n, bool force);
 /* The operator's commands (sluice ctl), each with its line in log:
  * a suspension of a group, or of a pair when source is not "" (until:
- * wall ms); */
-void adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
-                            int64_t until, struct buf *log, struct shard **shards, unsigned n);
+ * wall ms; one in force that ends later keeps its end: returned); */
+int64_t adaptation_ctl_suspend(struct adaptation *a, const struct config *cfg, const char *group, const char *source,
+                               int64_t until, struct buf *log, struct shard **shards, unsigned n);
 /* the end of the suspensions of group name (of its pair with source, if
  * not ""), and of job name's pause or bounce (*job: there was one);
  * returns the suspensions lifted; */

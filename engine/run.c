@@ -1157,10 +1157,20 @@ static void control_do(struct engine *e, const struct control_request *r, struct
 	} else if (!strcmp(cmd, "suspend") && argc == 4 && parse_secs(argv[3], &secs)) {
 		const char *source = strcmp(argv[2], "-") ? argv[2] : "";
 		int64_t until = now_real_ms() + (secs ? secs * 1000 : 400LL * 86400 * 1000 - 60000);
-		adaptation_ctl_suspend(e->adapt, e->cfg, argv[1], source, until, log, e->shards, e->nlanes);
+		int64_t end = adaptation_ctl_suspend(e->adapt, e->cfg, argv[1], source, until, log, e->shards, e->nlanes);
 		adaptation_save_now(e->adapt); /* answered once it would survive a crash */
-		buf_printf(out, "ok\n%s%s%s suspended %s\n", argv[1], *source ? " from " : "", source,
-		           secs ? "for the time given" : "until resumed");
+		buf_printf(out, "ok\n%s%s%s suspended ", argv[1], *source ? " from " : "", source);
+		if (secs && end == until) {
+			buf_adds(out, "until ");
+			add_time(out, end);
+			buf_adds(out, "\n");
+		} else if (secs) {
+			buf_adds(out, "until ");
+			add_time(out, end);
+			buf_adds(out, " (a suspension in force already ends then: sluice ctl resume lifts it)\n");
+		} else {
+			buf_adds(out, "until resumed\n");
+		}
 	} else if (!strcmp(cmd, "resume") && argc == 3) {
 		const char *source = strcmp(argv[2], "-") ? argv[2] : "";
 		bool job = false;

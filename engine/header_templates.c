@@ -66,7 +66,7 @@ static bool expand(const struct config *cfg, const struct message *m, const char
 		if (n == 3 && !strncmp(v, "job", 3)) {
 			add_url_escaped(b, m->job ? m->job : "none");
 		} else if (n == 6 && !strncmp(v, "domain", 6)) {
-			buf_adds(b, at ? at + 1 : "none");
+			add_url_escaped(b, at ? at + 1 : "none"); /* a domain is plain; an odd one is escaped */
 		} else if (n == 2 && !strncmp(v, "id", 2)) {
 			add_url_escaped(b, m->id);
 		} else if (n == 4 && !strncmp(v, "rcpt", 4)) {

@@ -206,3 +206,20 @@ jq -e -s '[.[] | select(.rcpt=="g@rcpt.example")][0].response | test("paused")' 
 kill -TERM "$DAEMON"; wait "$DAEMON" || true
 grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/d.err" && { cat "$T/d.err" >&2; fail "sanitizer report"; }
 ok "daemon: feedback.maildir ingested within seconds; the complaint rate (1 of 2 > 10%) paused job autumn; its next message waits"
+
+# A suppression list that cannot be used stops the start, with a clear
+# error: never "nothing suppressed".
+mkdir -p "$T/corrupt"
+head -c 65536 /dev/urandom >"$T/corrupt/data.mdb"
+printf 'suppression-list = "%s";\n' "$T/corrupt" >"$T/corrupt.conf"
+set +e
+timeout 30 "$SLUICE" run -c "$T/corrupt.conf" --spool "$T/spool2" --route "*=127.0.0.1:$PORT" --drain >"$T/c.out" 2>"$T/c.err"
+rc=$?
+printf 'suppression-list = "%s";\n' "$T/nowhere" >"$T/missing.conf"
+timeout 30 "$SLUICE" run -c "$T/missing.conf" --spool "$T/spool2" --route "*=127.0.0.1:$PORT" --drain >"$T/m.out" 2>"$T/m.err"
+rc2=$?
+set -e
+[ "$rc" != 0 ] && grep -q "suppression-list" "$T/c.err" && grep -q "data.mdb" "$T/c.err" ||
+	{ cat "$T/c.err" >&2; fail "a corrupt list: exit $rc"; }
+[ "$rc2" != 0 ] && grep -q "nowhere" "$T/m.err" || { cat "$T/m.err" >&2; fail "a missing list: exit $rc2"; }
+ok "a corrupt or missing suppression list stops the start with an error naming it"

@@ -160,7 +160,7 @@ int feedback_ingest_file(const struct feedback_ingest *in, int newfd, const char
 			}
 		}
 		if (in->note && v.result == RESULT_COMPLAINED)
-			in->note(in->note_arg, o.job, o.id, rcpt, v.result);
+			in->note(in->note_arg, o.job, o.id, rcpt, o.source, v.result);
 	}
 	feedback_report_free(&r);
 	return err;

@@ -12,7 +12,7 @@ struct feedback_ingest {
 	struct suppress *store;     /* the suppression list (NULL: none) */
 	struct feedback_judge judge;
 	/* each complaint acted on (the daemon counts it against its job) */
-	void (*note)(void *arg, const char *job, const char *id, const char *rcpt, enum result r);
+	void (*note)(void *arg, const char *job, const char *id, const char *rcpt, const char *source, enum result r);
 	void *note_arg;
 	int stop_fd;                /* readable: stop between files (-1: none) */
 };

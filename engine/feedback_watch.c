@@ -36,7 +36,7 @@ struct feedback_watch {
 	bool warned;
 };
 
-static void note(void *arg, const char *job, const char *id, const char *rcpt, enum result r)
+static void note(void *arg, const char *job, const char *id, const char *rcpt, const char *source, enum result r)
 {
 	struct feedback_watch *w = arg;
 	pthread_mutex_lock(&w->mu);
@@ -48,6 +48,7 @@ static void note(void *arg, const char *job, const char *id, const char *rcpt, e
 		struct feedback_note *n = &w->notes[w->nnotes++];
 		snprintf(n->job, sizeof(n->job), "%s", job ? job : "");
 		snprintf(n->key, sizeof(n->key), "%s\x1f%s", id ? id : "", rcpt ? rcpt : "");
+		snprintf(n->source, sizeof(n->source), "%s", source ? source : "");
 		n->result = r;
 	} else {
 		w->dropped++;

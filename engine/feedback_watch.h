@@ -8,6 +8,7 @@
 struct feedback_note {
 	char job[TRACK_FIELD_MAX];  /* "" when the report was not tied to a job */
 	char key[2 * TRACK_FIELD_MAX]; /* message id and recipient: one complaint each */
+	char source[48];            /* the source IP the message left from, "" when unknown */
 	enum result result;
 };
 

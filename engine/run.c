@@ -717,7 +717,10 @@ static size_t take_feedback(struct engine *e)
 		const char *job = notes[i].job[0] ? notes[i].job : NULL;
 		if (!job || notes[i].result != RESULT_COMPLAINED || !seen_once(&e->complaints_seen, notes[i].key))
 			continue; /* a report sent again is one complaint */
-		const struct tally *t = tallies_count(e->tallies, job, NULL, NULL, notes[i].result);
+		/* a report names the source IP, not the MX group: its complaints
+		 * count under the source's "*" row */
+		const struct tally *t = tallies_count(e->tallies, job, notes[i].source, notes[i].source[0] ? "*" : NULL,
+		                                      notes[i].result);
 		double threshold = e->cfg->complaint_threshold;
 		if (!t || threshold <= 0 || t->delivered + t->bounced < e->cfg->complaint_min ||
 		    tally_rate(t->complained, t) <= threshold || adaptation_job_held(e->adapt, job))

@@ -837,6 +837,32 @@ static void providers_path_from_file(struct config *cfg, const config_setting_t 
 /* A reply rule (config: adaptation.rules[i]; shipped: responses[i] of
  * the responses file): checked here, with the file and line of what is
  * wrong, so that a shard can only be given rules that work. */
+/* A reply code as a rule gives it: "550", "5xx" or "4xx". */
+static void rule_code(const config_setting_t *r, const char *shown, const char *code, long min, uint16_t *exact,
+                      uint8_t *cls)
+{
+	char *end;
+	long v = strtol(code, &end, 10);
+	if (strlen(code) == 3 && (code[0] == '4' || code[0] == '5') && strcmp(code + 1, "xx") == 0)
+		*cls = (uint8_t)(code[0] - '0');
+	else if (end != code && !*end && v >= min && v <= 599)
+		*exact = (uint16_t)v;
+	else
+		fail_at(r, "%s.code '%.20s' must be a reply code from %ld to 599, \"4xx\" or \"5xx\"", shown, code, min);
+}
+
+static void rule_text_check(const config_setting_t *r, const char *shown, const char *text)
+{
+	regex_t re;
+	int err = regcomp(&re, text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+	if (err) {
+		char why[160];
+		regerror(err, &re, why, sizeof(why));
+		fail_at(r, "%s.text is not a regular expression (POSIX extended): %s", shown, why);
+	}
+	regfree(&re);
+}
+
 static void reply_rule_add(struct config *cfg, const config_setting_t *r, const char *shown, bool shipped)
 {
 	const char *name = NULL, *group = NULL, *code = NULL, *enh = NULL, *text = NULL, *action = NULL,
@@ -865,28 +891,12 @@ static void reply_rule_add(struct config *cfg, const config_setting_t *r, const 
 			rr.action = (enum reply_action)i;
 	if (!rr.action)
 		fail_at(r, "%s.action '%.40s' is not one of slow, suspend, bounce, defer", shown, action);
-	if (code) {
-		char *end;
-		long v = strtol(code, &end, 10);
-		if (strlen(code) == 3 && (code[0] == '4' || code[0] == '5') && strcmp(code + 1, "xx") == 0)
-			rr.code_class = (uint8_t)(code[0] - '0');
-		else if (end != code && !*end && v >= 400 && v <= 599)
-			rr.code = (uint16_t)v;
-		else
-			fail_at(r, "%s.code '%.20s' must be a reply code from 400 to 599, \"4xx\" or \"5xx\"", shown, code);
-	}
+	if (code)
+		rule_code(r, shown, code, 400, &rr.code, &rr.code_class); /* a refusal's */
 	if (!code && !enh && !text)
 		fail_at(r, "%s matches every refusal: give it a code, an enhanced code or a text", shown);
-	if (text) {
-		regex_t re;
-		int err = regcomp(&re, text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
-		if (err) {
-			char why[160];
-			regerror(err, &re, why, sizeof(why));
-			fail_at(r, "%s.text is not a regular expression (POSIX extended): %s", shown, why);
-		}
-		regfree(&re);
-	}
+	if (text)
+		rule_text_check(r, shown, text);
 	const char *dur = NULL;
 	if (config_setting_lookup_string(r, "duration", &dur) == CONFIG_TRUE &&
 	    !config_duration_parse(dur, &rr.duration_ms))
@@ -934,31 +944,6 @@ static void responses_path_from_file(struct config *cfg, const config_setting_t 
 	responses_given = true;
 }
 
-/* A reply code as a rule gives it: "550", "5xx" or "4xx". */
-static void rule_code(const config_setting_t *r, const char *shown, const char *code, uint16_t *exact, uint8_t *cls)
-{
-	char *end;
-	long v = strtol(code, &end, 10);
-	if (strlen(code) == 3 && (code[0] == '4' || code[0] == '5') && strcmp(code + 1, "xx") == 0)
-		*cls = (uint8_t)(code[0] - '0');
-	else if (end != code && !*end && v >= 200 && v <= 599)
-		*exact = (uint16_t)v;
-	else
-		fail_at(r, "%s.code '%.20s' must be a reply code, \"4xx\" or \"5xx\"", shown, code);
-}
-
-static void rule_text_check(const config_setting_t *r, const char *shown, const char *text)
-{
-	regex_t re;
-	int err = regcomp(&re, text, REG_EXTENDED | REG_ICASE | REG_NOSUB);
-	if (err) {
-		char why[160];
-		regerror(err, &re, why, sizeof(why));
-		fail_at(r, "%s.text is not a regular expression (POSIX extended): %s", shown, why);
-	}
-	regfree(&re);
-}
-
 static void bounce_rule_add(struct config *cfg, const config_setting_t *r, const char *shown, bool shipped)
 {
 	const char *name = NULL, *code = NULL, *enh = NULL, *text = NULL, *cls = NULL;
@@ -978,7 +963,7 @@ static void bounce_rule_add(struct config *cfg, const config_setting_t *r, const
 		        "expired, transient, complaint, unsubscribe, other)", shown, cls ? cls : "");
 	br.bclass = (uint8_t)bounce_class_of(cls);
 	if (code)
-		rule_code(r, shown, code, &br.code, &br.code_class);
+		rule_code(r, shown, code, 200, &br.code, &br.code_class);
 	if (!code && !enh && !text)
 		fail_at(r, "%s matches every reply: give it a code, an enhanced code or a text", shown);
 	if (text)

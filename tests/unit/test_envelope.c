@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include "../../engine/lib/envelope.h"
 #include "../../engine/lib/util.h"
+#include <stdio.h>
 
 static struct message *parse_mem(const char *data, size_t len, char *why, bool *ok)
 {

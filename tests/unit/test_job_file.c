@@ -299,9 +299,12 @@ static void head_refusals(void **state)
 	         "empty line in the head");
 	head_bad("X-Sluice-Job: 1\nX-Sender: <>\nX-Job: j\n", "ends before an X-Template-Bytes line");
 	head_bad("X-Sluice-Job: 1\nX-Sender: <>\nX-Job: j\nX-Template-Bytes: 1", "ends before an X-Template-Bytes line");
+	char longjob[200];
+	snprintf(longjob, sizeof(longjob), "X-Sluice-Job: 1\nX-Sender: <>\nX-Job: %064d\nX-Template-Bytes: 1\n", 0);
+	head_bad(longjob, "X-Job is longer than 63 bytes");
 	/* a head over JOB_HEAD_MAX bytes */
 	char big[JOB_HEAD_MAX + 200];
-	strcpy(big, "X-Sluice-Job: 1\nX-Sender: <>\nX-Job: ");
+	strcpy(big, "X-Sluice-Job: 1\nX-Sender: <>\nX-Job: j\nX-Pool: "); /* (a job name is at most 63 bytes) */
 	size_t n = strlen(big);
 	memset(big + n, 'j', JOB_HEAD_MAX);
 	strcpy(big + n + JOB_HEAD_MAX, "\nX-Template-Bytes: 1\n");

@@ -1356,16 +1356,25 @@ static void free_reloaded(struct engine *e)
 
 /* The suppression list: sluice's own (SPOOL/suppress) is made on first
  * use; a directory the configuration names must exist (a mistyped path
- * must not become an empty list). Any other failure stops the start. */
+ * must not become an empty list). A list that exists and cannot be opened
+ * stops the start; sluice's own that cannot be made yet (a full spool:
+ * it holds no entry then) is said, and made at a later start. */
 static struct suppress *open_suppression_list(const struct config *cfg)
 {
-	char own[4096], err[600];
+	char own[4096], data[4200], err[600];
 	snprintf(own, sizeof(own), "%s/suppress", cfg->spool);
+	snprintf(data, sizeof(data), "%s/data.mdb", own);
 	struct stat st;
-	if (strcmp(cfg->suppression_list, own) != 0 && stat(cfg->suppression_list, &st) != 0)
+	bool is_own = strcmp(cfg->suppression_list, own) == 0;
+	if (!is_own && stat(cfg->suppression_list, &st) != 0)
 		fatal("suppression-list %s: %s (create it, or set suppression-list = \"off\")", cfg->suppression_list,
 		      strerror(errno));
+	bool making = is_own && stat(data, &st) != 0;
 	struct suppress *s = suppress_open(cfg->suppression_list, false, 0, err, sizeof(err));
+	if (!s && making) {
+		warnx_("suppression list: %s; it holds no entry yet: nothing is suppressed until a start can make it", err);
+		return NULL;
+	}
 	if (!s)
 		fatal("suppression-list: %s", err);
 	return s;
@@ -1398,10 +1407,8 @@ int run_main(int argc, char **argv)
 			fatal("metrics: %s", err);
 	}
 	e.classes = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
-	if (cfg.suppression_list) {
-		e.store = open_suppression_list(&cfg);
+	if (cfg.suppression_list && (e.store = open_suppression_list(&cfg)))
 		e.bounced = bounce_suppress_start(e.store);
-	}
 	e.tallies = tallies_new();
 	engine_start(&e, &cfg);
 	if (cfg.feedback_maildir) {

@@ -7,6 +7,7 @@
 #include "lib/envelope.h"
 #include "lib/util.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 
 #define DB_NAME "suppress.v1"
 #define MAX_READERS 1022      /* reader slots (threads with a reader, over all processes) */
+#define LOCK_FILE_BYTES (128 << 10) /* more than LMDB asks for MAX_READERS slots (64 bytes each) */
 #define VALUE_VERSION 1
 #define VALUE_HEAD 10         /* version, added (8 bytes, little-endian), reason length */
 #define KEY_MAX (SUPPRESS_SCOPE_MAX + SUPPRESS_ADDR_MAX)
@@ -445,6 +447,28 @@ struct suppress *suppress_open(const char *dir, bool read_only, size_t map_size,
 		seterr(err, err_len, "%s: already open in this process", dir);
 		free(s);
 		return NULL;
+	}
+	/* The lock file is a shared map of a sparse file: LMDB writes its
+	 * header through the map, and a reader slot first touched on a full
+	 * file system would be a SIGBUS, not an error. Its blocks are taken
+	 * first (LMDB uses a larger file as it is: more reader slots). */
+	if (new_lock && !read_only) {
+		int lfd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+		/* fallocate(2), not posix_fallocate: where the file system cannot,
+		 * glibc's stand-in writes zeros, which must never touch a lock
+		 * file another process may use */
+		int ferr = lfd < 0 ? (errno == EEXIST ? 0 : errno)
+		                   : fallocate(lfd, 0, 0, LOCK_FILE_BYTES) == 0 ? 0 : errno;
+		if (lfd >= 0)
+			close(lfd);
+		if (ferr && ferr != EOPNOTSUPP && ferr != EINVAL) {
+			if (lfd >= 0)
+				unlink(lock);
+			unregister_open(s);
+			seterr(err, err_len, "%s: cannot make it: %s", lock, strerror(ferr));
+			free(s);
+			return NULL;
+		}
 	}
 	int rc = mdb_env_create(&s->env);
 	if (!rc)

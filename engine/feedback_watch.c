@@ -129,9 +129,11 @@ size_t feedback_watch_take(struct feedback_watch *w, struct feedback_note *out, 
 		return 0;
 	pthread_mutex_lock(&w->mu);
 	size_t n = w->nnotes < max ? w->nnotes : max;
-	memcpy(out, w->notes, n * sizeof(*out));
-	memmove(w->notes, w->notes + n, (w->nnotes - n) * sizeof(*out));
-	w->nnotes -= n;
+	if (n) {
+		memcpy(out, w->notes, n * sizeof(*out));
+		memmove(w->notes, w->notes + n, (w->nnotes - n) * sizeof(*out));
+		w->nnotes -= n;
+	}
 	pthread_mutex_unlock(&w->mu);
 	return n;
 }

@@ -127,9 +127,16 @@ static void ref_read(struct ref *r, const char *d, size_t n)
 				r->rcpt_len[r->nrcpt++] = vl;
 			}
 		} else {
+			if (kind == 2) /* X-Job: after its leading white space, at most 63 bytes, no tab */
+				while (vl && (*v == ' ' || *v == '\t')) {
+					v++;
+					vl--;
+				}
 			for (size_t i = 0; i < vl; i++)
-				if ((unsigned char)v[i] < 0x20 && v[i] != '\t')
+				if ((unsigned char)v[i] < 0x20 && (v[i] != '\t' || kind == 2))
 					r->strict_ok = false;
+			if (kind == 2 && vl > JOB_NAME_MAX)
+				r->strict_ok = false;
 		}
 		p = e + 1;
 	}

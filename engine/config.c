@@ -1705,27 +1705,36 @@ static void responses_load(struct config *cfg)
 #define SECRET_MIN 16
 #define SECRET_MAX 4096
 
-/* feedback.secret-file: the tracking header's key, its bytes (a final
- * newline is not part of it). */
-static void track_secret_load(struct config *cfg)
+char *config_read_secret(const char *path, size_t *len, char *err, size_t err_len)
 {
-	const char *path = cfg->feedback_secret_file;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	char buf[SECRET_MAX + 1];
+	char *buf = xmalloc(SECRET_MAX + 1);
 	size_t got = 0;
-	int err = fd < 0 ? errno : read_full(fd, buf, sizeof(buf), 0, &got);
+	int e = fd < 0 ? errno : read_full(fd, buf, SECRET_MAX + 1, 0, &got);
 	if (fd >= 0)
 		close(fd);
-	if (err)
-		config_fail("feedback.secret-file %s: %s", path, strerror(err));
-	while (got && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+	while (!e && got && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
 		got--;
-	if (got < SECRET_MIN || got > SECRET_MAX)
-		config_fail("feedback.secret-file %s: the secret must be %d to %d bytes (e.g. head -c 32 /dev/urandom "
-		            "| base64 > %s)", path, SECRET_MIN, SECRET_MAX, path);
-	cfg->track_secret = xmalloc(got);
-	memcpy(cfg->track_secret, buf, got);
-	cfg->track_secret_len = got;
+	if (e)
+		snprintf(err, err_len, "%s", strerror(e));
+	else if (got < SECRET_MIN || got > SECRET_MAX)
+		snprintf(err, err_len, "the secret must be %d to %d bytes (e.g. head -c 32 /dev/urandom | base64 > %s)",
+		         SECRET_MIN, SECRET_MAX, path);
+	if (e || got < SECRET_MIN || got > SECRET_MAX) {
+		free(buf);
+		return NULL;
+	}
+	*len = got;
+	return buf;
+}
+
+/* feedback.secret-file: the tracking header's key. */
+static void track_secret_load(struct config *cfg)
+{
+	char err[600];
+	cfg->track_secret = config_read_secret(cfg->feedback_secret_file, &cfg->track_secret_len, err, sizeof(err));
+	if (!cfg->track_secret)
+		config_fail("feedback.secret-file %s: %s", cfg->feedback_secret_file, err);
 }
 
 /* The bounce classes file (feedback.classes): its rules after the

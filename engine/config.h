@@ -15,6 +15,10 @@ bool config_reload(struct config *cfg, int argc, char **argv, char *err, size_t 
 /* Adds a route from "DOMAIN=HOST:PORT"; returns an error text or NULL. */
 const char *config_add_route(struct config *cfg, const char *spec);
 void config_free(struct config *cfg);
+/* The bytes of a secret file (feedback.secret-file, --secret-file; a
+ * final newline is not part of it), malloc'd: NULL with err set when it
+ * cannot be read or is not 16 to 4096 bytes long. */
+char *config_read_secret(const char *path, size_t *len, char *err, size_t err_len);
 /* Reads a bounce classes file alone (NULL: the installed or built-in
  * one) into out's bounce_rules: false with err set when it cannot be
  * used. */

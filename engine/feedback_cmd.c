@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SECRET_MIN 16   /* as feedback.secret-file's */
-#define SECRET_MAX 4096
 
 static void usage(FILE *f)
 {
@@ -192,29 +190,16 @@ static void emit(const struct opts *o, const char *file, const struct feedback_r
 	}
 }
 
-/* The secret's bytes (a final newline is not part of it): exits 2 when
- * it cannot be used. */
+/* The secret's bytes: exits 2 when it cannot be used. */
 static char *read_secret(const char *path, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	char *buf = xmalloc(SECRET_MAX + 1);
-	size_t got = 0;
-	int err = fd < 0 ? errno : read_full(fd, buf, SECRET_MAX + 1, 0, &got);
-	if (fd >= 0)
-		close(fd);
-	if (err) {
-		fprintf(stderr, "sluice feedback: --secret-file %s: %s\n", path, strerror(err));
+	char err[600];
+	char *s = config_read_secret(path, len, err, sizeof(err));
+	if (!s) {
+		fprintf(stderr, "sluice feedback: --secret-file %s: %s\n", path, err);
 		exit(2);
 	}
-	while (got && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
-		got--;
-	if (got < SECRET_MIN || got > SECRET_MAX) {
-		fprintf(stderr, "sluice feedback: --secret-file %s: the secret must be %d to %d bytes\n", path, SECRET_MIN,
-		        SECRET_MAX);
-		exit(2);
-	}
-	*len = got;
-	return buf;
+	return s;
 }
 
 static int parse_main(int argc, char **argv)

@@ -299,39 +299,28 @@ int feedback_ingest_main(int argc, char **argv)
 		config_from_run_args(&cfg, 3, cargv);
 	else
 		config_from_run_args(&cfg, 1, cargv);
-	char secret[4096];
-	size_t secret_len = cfg.track_secret_len;
-	if (cfg.track_secret)
-		memcpy(secret, cfg.track_secret, secret_len);
-	if (secret_file) {
-		int fd = open(secret_file, O_RDONLY | O_CLOEXEC);
-		size_t got = 0;
-		int err = fd < 0 ? errno : read_full(fd, secret, sizeof(secret), 0, &got);
-		if (fd >= 0)
-			close(fd);
-		while (got && (secret[got - 1] == '\n' || secret[got - 1] == '\r'))
-			got--;
-		if (err || got < 16) {
-			fprintf(stderr, "sluice: feedback ingest: --secret-file %s: %s\n", secret_file,
-			        err ? strerror(err) : "the secret must be at least 16 bytes");
-			config_free(&cfg);
-			return 1;
-		}
-		secret_len = got;
-	}
 	char err[600];
+	size_t secret_len = cfg.track_secret_len;
+	char *own_secret = NULL;
+	const char *secret = cfg.track_secret;
+	if (secret_file && !(secret = own_secret = config_read_secret(secret_file, &secret_len, err, sizeof(err)))) {
+		fprintf(stderr, "sluice: feedback ingest: --secret-file %s: %s\n", secret_file, err);
+		config_free(&cfg);
+		return 1;
+	}
 	struct suppress *store = NULL;
 	const char *dir = no_store ? NULL : store_dir ? store_dir : cfg.suppression_list;
 	if (dir && !(store = suppress_open(dir, false, 0, err, sizeof(err)))) {
 		fprintf(stderr, "sluice: feedback ingest: %s\n", err);
+		free(own_secret);
 		config_free(&cfg);
 		return 1;
 	}
 	struct bounce_rules *rules = bounce_rules_compile(cfg.bounce_rules, cfg.nbounce_rules);
 	struct feedback_ingest in = {
 		.maildir = maildir, .log_path = log ? log : cfg.log_path, .store = store, .stop_fd = -1,
-		.judge = { .rules = rules, .secret = secret_len ? secret : NULL, .secret_len = secret_len,
-		           .require_track = require >= 0 ? require == 1 : secret_len > 0 },
+		.judge = { .rules = rules, .secret = secret, .secret_len = secret_len,
+		           .require_track = require >= 0 ? require == 1 : secret != NULL },
 	};
 	struct feedback_ingest_counts c = { 0 };
 	int rc = feedback_ingest_maildir(&in, &c, err, sizeof(err));
@@ -342,6 +331,7 @@ int feedback_ingest_main(int argc, char **argv)
 	       c.files, c.files == 1 ? "" : "s", c.unknown, c.forged, c.bounced, c.complained, c.suppressed, c.ignored);
 	bounce_rules_free(rules);
 	suppress_close(store);
+	free(own_secret);
 	config_free(&cfg);
 	return rc ? 1 : 0;
 }

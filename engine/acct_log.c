@@ -46,28 +46,32 @@ static void add_ts(struct buf *b, int64_t ms)
 	buf_add(b, tail, sizeof(tail));
 }
 
-/* ,"code":..,"enhanced":..,"response":.. of the reply an outcome carries. */
-static void add_reply(struct buf *b, const struct outcome *o)
+void acct_add_reply(struct buf *b, unsigned code, const char *enhanced, const char *text, size_t len)
 {
 	buf_adds(b, ",\"code\":");
-	if (o->code)
-		buf_printf(b, "%u", o->code);
+	if (code)
+		buf_printf(b, "%u", code);
 	else
 		buf_adds(b, "null");
 	buf_adds(b, ",\"enhanced\":");
-	json_add_cstr(b, o->enhanced[0] ? o->enhanced : NULL);
+	json_add_cstr(b, enhanced && enhanced[0] ? enhanced : NULL);
 	buf_adds(b, ",\"response\":");
+	json_add_string(b, text, len);
+}
+
+/* The reply an outcome carries. */
+static void add_reply(struct buf *b, const struct outcome *o)
+{
 	size_t rlen = o->response ? strlen(o->response) : 0;
 	if (o->response_len > rlen) /* a server's NUL stays, escaped, not a cut */
 		rlen = o->response_len;
-	json_add_string(b, o->response, rlen);
+	acct_add_reply(b, o->code, o->enhanced, o->response, rlen);
 }
 
 void acct_format(struct buf *b, const struct outcome *o)
 {
 	const struct message *m = o->msg;
-	buf_adds(b, "{\"ts\":");
-	add_ts(b, o->ts_ms);
+	acct_line_open(b, o->ts_ms);
 	buf_adds(b, ",\"id\":");
 	json_add_cstr(b, m->id);
 	buf_adds(b, ",\"file\":");
@@ -124,10 +128,8 @@ void acct_format_event(struct buf *b, const struct outcome *o)
 	static const char *const scopes[] = { "pair", "group", "source" };
 	enum adapt_event ev = (enum adapt_event)o->result;
 	bool wave = ev == EVENT_FULL && o->response && o->response[0];
-	buf_adds(b, "{\"ts\":");
-	add_ts(b, o->ts_ms);
-	buf_printf(b, ",\"event\":\"%s\",\"source\":",
-	           ev != EVENT_FULL ? adapt_event_name(ev) : wave ? "wave-full" : "warmup-full");
+	acct_event_open(b, o->ts_ms, ev != EVENT_FULL ? adapt_event_name(ev) : wave ? "wave-full" : "warmup-full");
+	buf_adds(b, ",\"source\":");
 	json_add_cstr(b, o->source[0] ? o->source : NULL);
 	buf_adds(b, ",\"group\":");
 	json_add_cstr(b, o->group);

@@ -18,6 +18,9 @@ void acct_format_event(struct buf *b, const struct outcome *o);
 void acct_event_open(struct buf *b, int64_t ts_ms, const char *event);
 /* The start of any line: {"ts":... */
 void acct_line_open(struct buf *b, int64_t ts_ms);
+/* ,"code":..,"enhanced":..,"response":.. (code 0 and "" enhanced: null;
+ * text len bytes, any bytes). */
+void acct_add_reply(struct buf *b, unsigned code, const char *enhanced, const char *text, size_t len);
 /* A time as the log writes it: "2026-11-26T05:30:36.421Z", quoted. */
 void acct_add_ts(struct buf *b, int64_t ms);
 

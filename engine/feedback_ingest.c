@@ -69,14 +69,7 @@ static void add_line(struct buf *b, const struct feedback_report *r, const struc
 	buf_adds(b, ",\"rcpt\":");
 	json_add_cstr(b, rcpt);
 	buf_printf(b, ",\"result\":\"%s\",\"class\":\"%s\"", result_name(v->result), bounce_class_name(v->cls));
-	if (fr->code)
-		buf_printf(b, ",\"code\":%u", fr->code);
-	else
-		buf_adds(b, ",\"code\":null");
-	buf_adds(b, ",\"enhanced\":");
-	json_add_cstr(b, fr->status[0] ? fr->status : NULL);
-	buf_adds(b, ",\"response\":");
-	json_add_cstr(b, fr->diagnostic);
+	acct_add_reply(b, fr->code, fr->status, fr->diagnostic, fr->diagnostic ? strlen(fr->diagnostic) : 0);
 	buf_adds(b, ",\"source\":");
 	json_add_cstr(b, o->source[0] ? o->source : NULL);
 	buf_printf(b, ",\"feedback\":\"%s\",\"feedback_type\":", feedback_type_name(r->type));

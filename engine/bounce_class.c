@@ -53,7 +53,7 @@ struct bounce_rules {
 	unsigned n;
 };
 
-static struct bounce_rules *compile(const struct bounce_rule *rules, unsigned n)
+struct bounce_rules *bounce_rules_compile(const struct bounce_rule *rules, unsigned n)
 {
 	struct bounce_rules *r = xcalloc(1, sizeof(*r));
 	r->c = xcalloc(n ? n : 1, sizeof(*r->c));
@@ -69,17 +69,12 @@ static struct bounce_rules *compile(const struct bounce_rule *rules, unsigned n)
 	return r;
 }
 
-struct bounce_rules *bounce_rules_compile(const struct bounce_rule *rules, unsigned n)
-{
-	return compile(rules, n);
-}
-
 struct bounce_rules *bounce_rules_load(const char *path, char *err, size_t err_len)
 {
 	struct config own;
 	if (!config_read_classes(path, &own, err, err_len))
 		return NULL;
-	struct bounce_rules *r = compile(own.bounce_rules, own.nbounce_rules);
+	struct bounce_rules *r = bounce_rules_compile(own.bounce_rules, own.nbounce_rules);
 	r->own = own; /* the rules point into own's array, which moves with it unchanged */
 	return r;
 }

@@ -103,7 +103,6 @@ static void add_log_lines(struct buf *out, const char *log_path, const char *id)
 
 static void serve(struct side_server *side, int fd, void *arg)
 {
-	struct control_server *s = arg;
 	struct control_request r = { 0 };
 	size_t len = 0;
 	struct buf reply = { 0 };
@@ -145,7 +144,6 @@ static void serve(struct side_server *side, int fd, void *arg)
 	side_send_all(side, fd, reply.p, reply.len);
 	side_linger(side, fd);
 	buf_free(&reply);
-	(void)s;
 }
 
 bool control_server_wanted(struct control_server *s, struct control_request *r)
@@ -228,7 +226,7 @@ struct control_server *control_server_start(const char *path, char *err, size_t 
 	}
 	struct control_server *s = xcalloc(1, sizeof(*s));
 	snprintf(s->path, sizeof(s->path), "%s", path);
-	if (!(s->side = side_server_new(fd, serve, s, err, err_len))) {
+	if (!(s->side = side_server_new(fd, serve, NULL, err, err_len))) {
 		unlink(path);
 		free(s);
 		return NULL;

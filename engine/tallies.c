@@ -107,11 +107,11 @@ static void print_rows(FILE *out, const char *title, struct entry **all, size_t 
 	for (size_t i = 0; i < n && i < PRINTED_MAX; i++) {
 		const struct tally *x = &all[i]->t;
 		char name[440];
-		const char *sep = pair ? strchr(all[i]->key, '\x1f') : NULL;
-		if (sep) /* "source -> group" */
-			snprintf(name, sizeof(name), "%.*s -> %.300s", (int)(sep - all[i]->key) ? (int)(sep - all[i]->key) : 9,
-			         sep > all[i]->key ? all[i]->key : "(unbound)", sep[1] ? sep + 1 : "?");
-		else
+		const char *key = all[i]->key, *sep = pair ? strchr(key, '\x1f') : NULL;
+		if (sep) { /* "source -> group" (a pair always has its group) */
+			int sl = (int)(sep - key);
+			snprintf(name, sizeof(name), "%.*s -> %.300s", sl ? sl : 9, sl ? key : "(unbound)", sep + 1);
+		} else
 			snprintf(name, sizeof(name), "%.400s", all[i]->key);
 		fprintf(out, "    %-36s %llu delivered, %llu bounced (%.2f%%), %llu complaints (%.3f%%)", name,
 		        (unsigned long long)x->delivered, (unsigned long long)x->bounced, 100 * tally_rate(x->bounced, x),

@@ -1065,7 +1065,7 @@ static void control_status(struct engine *e, struct buf *out)
 		.pid = (unsigned)getpid(), .shards = e->nlanes, .uptime_s = (double)now_real_ms() / 1000.0 - e->start_wall,
 		.drain = e->cfg->drain, .messages = e->t.messages_done, .delivered = e->t.delivered,
 		.bounced = e->t.bounced, .expired = e->t.expired, .deferred = e->t.deferred, .bad = e->t.bad,
-		.in_memory = e->claims.n - e->nsleepers, .waiting = e->nsleepers, .jobs_open = jobs,
+		.in_memory = inflight(e), .waiting = e->nsleepers, .jobs_open = jobs,
 		.pairs = e->pairs, .npairs = e->npairs, .metrics = &e->metrics,
 		.held = held, .nheld = adaptation_list(e->adapt, held, ARRAY_LEN(held)), .now_wall_ms = now_real_ms(),
 	};
@@ -1237,7 +1237,7 @@ static void publish_metrics(struct engine *e)
 {
 	struct metrics_state st = { .messages_final = e->t.messages_done, .bad_files = e->t.bad,
 	                            .jobs_started = e->t.jobs_started, .jobs_done = e->t.jobs_done,
-	                            .rows_refused = e->t.rows_refused, .in_memory = e->claims.n,
+	                            .rows_refused = e->t.rows_refused, .in_memory = inflight(e),
 	                            .waiting_in_spool = e->nsleepers, .events = adaptation_counts(e->adapt),
 	                            .nevents = EVENT_COUNT, .shards = e->nlanes, .start_time = e->start_wall };
 	uint64_t live[SHARD_LIVE_N] = { 0 };

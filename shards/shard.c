@@ -419,6 +419,20 @@ static void emit_record(struct shard *s, struct message *m, uint32_t rcpt, enum 
 	outcome_commit(s, m, &o);
 }
 
+/* The same line for each recipient still pending: how many there were. */
+static uint32_t emit_pending(struct shard *s, struct message *m, enum result r, uint16_t code, const char *enhanced,
+                             const char *why)
+{
+	uint32_t n = 0;
+	size_t len = strlen(why);
+	for (uint32_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt_state[i] == RCPT_PENDING) {
+			emit_record(s, m, i, r, code, enhanced, why, len, NULL, 0);
+			n++;
+		}
+	return n;
+}
+
 static void leg_out_push(struct leg *l, const struct outcome *o)
 {
 	if (l->nout == l->out_cap) {
@@ -520,10 +534,7 @@ static void message_attempt_done(struct shard *s, struct message *m)
 	}
 	int64_t wall = now_real_ms();
 	if (wall - m->first_wall_ms >= (int64_t)s->cfg->bounce_after_s * 1000) {
-		static const char why[] = "deferred for longer than bounce-after";
-		for (uint32_t i = 0; i < m->nrcpt; i++)
-			if (m->rcpt_state[i] == RCPT_PENDING)
-				emit_record(s, m, i, RESULT_EXPIRED, 0, "4.4.7", why, sizeof(why) - 1, NULL, 0);
+		emit_pending(s, m, RESULT_EXPIRED, 0, "4.4.7", "deferred for longer than bounce-after");
 		message_done(s, m);
 		return;
 	}
@@ -1126,9 +1137,7 @@ static bool sign(struct shard *s, struct message *m)
 	char why[512];
 	if (dkim_sign_message(s->signer, m, why, sizeof(why)) == DKIM_SIGN_FAILED) {
 		m->attempt++;
-		for (uint32_t i = 0; i < m->nrcpt; i++)
-			if (m->rcpt_state[i] == RCPT_PENDING)
-				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.0", why, strlen(why), NULL, 0);
+		emit_pending(s, m, RESULT_DEFERRED, 451, "4.3.0", why);
 		message_attempt_done(s, m);
 		return false;
 	}
@@ -1192,9 +1201,7 @@ static bool choose_source(struct shard *s, struct message *m)
 	if (pool_pick(s, m) == CONFIG_UNKNOWN_POOL) {
 		char why[300];
 		snprintf(why, sizeof(why), "X-Pool \"%.200s\" names no pool of the configuration", m->pool);
-		for (uint32_t i = 0; i < m->nrcpt; i++)
-			if (m->rcpt_state[i] == RCPT_PENDING)
-				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.5", why, strlen(why), NULL, 0);
+		emit_pending(s, m, RESULT_DEFERRED, 451, "4.3.5", why);
 		return false;
 	}
 	return true;
@@ -1220,12 +1227,8 @@ static void job_held(struct shard *s, struct message *m, const struct adapt_ban 
 	m->not_before_ms = hold->until; /* not an attempt: nothing was tried */
 	m->deferred_now = m->waited_now = 0;
 	m->waits = WAIT_HELD;
-	for (uint32_t i = 0; i < m->nrcpt; i++)
-		if (m->rcpt_state[i] == RCPT_PENDING) {
-			emit_record(s, m, i, bounce ? RESULT_BOUNCED : RESULT_DEFERRED, bounce ? 550 : 451,
-			            bounce ? "5.0.0" : "4.7.0", why, strlen(why), NULL, 0);
-			m->waited_now++;
-		}
+	m->waited_now = emit_pending(s, m, bounce ? RESULT_BOUNCED : RESULT_DEFERRED, bounce ? 550 : 451,
+	                             bounce ? "5.0.0" : "4.7.0", why);
 	message_attempt_done(s, m);
 }
 
@@ -1249,10 +1252,7 @@ static void dispatch(struct shard *s, struct message *m)
 {
 	if (m->suppress_error) { /* the spool worker could not read the list: nothing goes before it can */
 		m->attempt++;
-		for (uint32_t i = 0; i < m->nrcpt; i++)
-			if (m->rcpt_state[i] == RCPT_PENDING)
-				emit_record(s, m, i, RESULT_DEFERRED, 451, "4.3.0", m->suppress_error, strlen(m->suppress_error),
-				            NULL, 0);
+		emit_pending(s, m, RESULT_DEFERRED, 451, "4.3.0", m->suppress_error);
 		message_attempt_done(s, m);
 		return;
 	}

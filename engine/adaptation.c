@@ -384,6 +384,14 @@ bool adaptation_tick(struct adaptation *a, struct buf *log, struct shard **shard
 
 /* ---- the operator's commands (sluice ctl) ---- */
 
+/* Every shard: job's pause or bounce ends. */
+static void send_release(struct adaptation *a, const char *job, struct shard **shards, unsigned n)
+{
+	struct adapt_cmd release = { .kind = ADAPT_CMD_RELEASE };
+	snprintf(release.job, sizeof(release.job), "%s", job);
+	send_all(a, &release, shards, n);
+}
+
 #define HOLD_MS (30LL * 86400 * 1000) /* a pause or bounce with no end said: 30 days */
 
 static void job_line(struct buf *log, const char *event, const char *job, int64_t until, const char *rule,
@@ -463,9 +471,7 @@ unsigned adaptation_ctl_resume(struct adaptation *a, const char *name, const cha
 				*job = true;
 			}
 		if (*job) {
-			struct adapt_cmd release = { .kind = ADAPT_CMD_RELEASE };
-			snprintf(release.job, sizeof(release.job), "%s", name);
-			send_all(a, &release, shards, n);
+			send_release(a, name, shards, n);
 			job_line(log, "job-resume", name, 0, "ctl", NULL);
 			a->dirty = true;
 		}
@@ -482,29 +488,28 @@ void adaptation_ctl_hold(struct adaptation *a, const char *job, bool bounce, int
 	struct kept *k = add(a, bounce ? ADAPT_CMD_BOUNCE : ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", job);
 	k->c.until_wall_ms = until ? until : now_real_ms() + HOLD_MS;
 	if (other) {
-		struct adapt_cmd release = { .kind = ADAPT_CMD_RELEASE };
-		snprintf(release.job, sizeof(release.job), "%s", job);
-		send_all(a, &release, shards, n);
+		send_release(a, job, shards, n);
 	}
 	send_all(a, &k->c, shards, n);
 	job_line(log, bounce ? "job-bounce" : "job-pause", job, k->c.until_wall_ms, rule, why);
 	a->dirty = true;
 }
 
+/* Is a hold of this kind on job in force? */
+static bool hold_in_force(struct adaptation *a, uint8_t kind, const char *job)
+{
+	struct kept *k = job && a->n ? find(a, kind, SCOPE_PAIR, "", "", job) : NULL;
+	return k && k->c.until_wall_ms > now_real_ms();
+}
+
 bool adaptation_job_paused(struct adaptation *a, const char *job)
 {
-	struct kept *k = job && a->n ? find(a, ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", job) : NULL;
-	return k && k->c.until_wall_ms > now_real_ms();
+	return hold_in_force(a, ADAPT_CMD_PAUSE, job);
 }
 
 bool adaptation_job_held(struct adaptation *a, const char *job)
 {
-	if (!job || !a->n)
-		return false;
-	struct kept *p = find(a, ADAPT_CMD_PAUSE, SCOPE_PAIR, "", "", job);
-	struct kept *b = find(a, ADAPT_CMD_BOUNCE, SCOPE_PAIR, "", "", job);
-	int64_t now = now_real_ms();
-	return (p && p->c.until_wall_ms > now) || (b && b->c.until_wall_ms > now);
+	return hold_in_force(a, ADAPT_CMD_PAUSE, job) || hold_in_force(a, ADAPT_CMD_BOUNCE, job);
 }
 
 void adaptation_save_now(struct adaptation *a)

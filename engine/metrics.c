@@ -15,7 +15,8 @@ static const double sync_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 
 struct series {
 	struct strmap_node node;
-	char *key;                /* result \0 group \0 source: the labels, in it */
+	char *key;                /* result \x1f group \x1f source (the map's key), then
+	                           * the same with NULs, which the labels point into */
 	const char *result, *group, *source;
 	uint64_t n;
 	int64_t seen_ms;
@@ -88,9 +89,16 @@ void metrics_count(struct metrics *m, const struct outcome *o, int64_t now_ms)
 	snprintf(key, lr + lg + ls + 3, "%s\x1f%s\x1f%s", result, group, source);
 	struct series *s = (struct series *)strmap_find(&m->series, key);
 	if (!s && m->nseries < SERIES_MAX) {
+		size_t len = lr + lg + ls + 3;
 		s = xcalloc(1, sizeof(*s));
-		s->key = xmalloc(lr + lg + ls + 3);
-		memcpy(s->key, key, lr + lg + ls + 3);
+		s->key = xmalloc(2 * len);
+		memcpy(s->key, key, len);
+		char *labels = s->key + len;
+		memcpy(labels, key, len);
+		labels[lr] = labels[lr + 1 + lg] = 0;
+		s->result = labels;
+		s->group = labels + lr + 1;
+		s->source = s->group + lg + 1;
 		strmap_insert(&m->series, &s->node, s->key);
 		m->nseries++;
 	}
@@ -207,13 +215,12 @@ void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t n
 				series_free(m, s);
 				continue;
 			}
-			const char *g = strchr(s->key, '\x1f') + 1, *src = strchr(g, '\x1f') + 1;
 			buf_adds(out, "sluice_recipients_total{");
-			add_label(out, "result", s->key, (size_t)(g - 1 - s->key));
+			add_label(out, "result", s->result, strlen(s->result));
 			buf_adds(out, ",");
-			add_label(out, "group", g, (size_t)(src - 1 - g));
+			add_label(out, "group", s->group, strlen(s->group));
 			buf_adds(out, ",");
-			add_label(out, "source", src, strlen(src));
+			add_label(out, "source", s->source, strlen(s->source));
 			buf_printf(out, "} %llu\n", (unsigned long long)s->n);
 		}
 	counter(out, "sluice_messages_final_total", "Messages whose every recipient reached a final state.",
@@ -261,16 +268,9 @@ void metrics_render(struct metrics *m, const struct metrics_state *st, int64_t n
 void metrics_each_series(const struct metrics *m, void (*fn)(void *arg, const char *result, const char *group,
                                                              const char *source, uint64_t n), void *arg)
 {
-	char key[1024];
 	for (size_t bk = 0; bk < m->series.nb; bk++)
 		for (const struct strmap_node *n = m->series.b[bk]; n; n = n->next) {
 			const struct series *s = (const struct series *)n;
-			snprintf(key, sizeof(key), "%s", s->key);
-			char *g = strchr(key, '\x1f'), *src = g ? strchr(g + 1, '\x1f') : NULL;
-			if (!src)
-				continue;
-			*g++ = 0;
-			*src++ = 0;
-			fn(arg, key, g, src, s->n);
+			fn(arg, s->result, s->group, s->source, s->n);
 		}
 }

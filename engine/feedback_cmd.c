@@ -57,32 +57,13 @@ static int read_report(const char *path, struct buf *b)
 			close(fd);
 		return EISDIR;
 	}
-	int err = 0;
-	b->len = 0;
-	buf_reserve(b, 65536);
-	for (;;) {
-		if (b->len > FEEDBACK_INPUT_MAX)
-			break;
-		if (b->cap - b->len < 65536)
-			buf_reserve(b, b->cap);
-		ssize_t r = read(fd, b->p + b->len, b->cap - b->len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			err = errno;
-			break;
-		}
-		if (r == 0)
-			break;
-		b->len += (size_t)r;
-	}
+	bool cut;
+	int err = feedback_read(fd, b, &cut);
 	if (fd != STDIN_FILENO)
 		close(fd);
-	if (!err && b->len > FEEDBACK_INPUT_MAX) {
+	if (cut)
 		fprintf(stderr, "sluice feedback: %s: longer than %zu bytes, only those read\n", path,
 		        (size_t)FEEDBACK_INPUT_MAX);
-		b->len = FEEDBACK_INPUT_MAX;
-	}
 	return err;
 }
 

@@ -34,6 +34,29 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* The file's bytes (at most FEEDBACK_INPUT_MAX): 0 or an errno. */
+int feedback_read(int fd, struct buf *b, bool *cut)
+{
+	int err = 0;
+	b->len = 0;
+	buf_reserve(b, 65536);
+	while (b->len <= FEEDBACK_INPUT_MAX) {
+		if (b->cap - b->len < 65536)
+			buf_reserve(b, b->cap);
+		ssize_t r = read(fd, b->p + b->len, b->cap - b->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			err = r < 0 ? errno : 0;
+			break;
+		}
+		b->len += (size_t)r;
+	}
+	*cut = !err && b->len > FEEDBACK_INPUT_MAX;
+	if (*cut)
+		b->len = FEEDBACK_INPUT_MAX;
+	return err;
+}
+
 static int read_report(int dirfd, const char *name, struct buf *out)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -44,13 +67,9 @@ static int read_report(int dirfd, const char *name, struct buf *out)
 		close(fd);
 		return EINVAL;
 	}
-	size_t want = (size_t)st.st_size < FEEDBACK_INPUT_MAX ? (size_t)st.st_size : FEEDBACK_INPUT_MAX;
-	out->len = 0;
-	buf_reserve(out, want + 1);
-	size_t got = 0;
-	int err = want ? read_full(fd, out->p, want, 0, &got) : 0;
+	bool cut;
+	int err = feedback_read(fd, out, &cut);
 	close(fd);
-	out->len = got;
 	return err;
 }
 

@@ -23,6 +23,9 @@ struct feedback_ingest_counts {
 	size_t suppressed, ignored;      /* entries added; records not acted on */
 };
 
+/* A report's bytes from fd: at most FEEDBACK_INPUT_MAX (*cut: there
+ * were more). 0 or an errno. */
+int feedback_read(int fd, struct buf *b, bool *cut);
 /* One file of DIR/new (newfd): its records appended to lines, its hard
  * recipients suppressed. 0, or an errno (EINVAL: not a regular file). */
 int feedback_ingest_file(const struct feedback_ingest *in, int newfd, const char *name, struct buf *lines,
